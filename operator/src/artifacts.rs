@@ -1,0 +1,134 @@
+//! The built-in handlers' packaged artifacts.
+//!
+//! `make handlers` writes one zip per handler (a `bootstrap` executable for
+//! Lambda's `provided.al2023` runtime) and a `manifest.json` listing each
+//! zip's name, SHA-256 and size. The operator reads only the manifest and the
+//! zips; it never links the handlers crate. The SHA-256 is what detects a code
+//! change: Lambda does not echo the code's location back, but it does report
+//! `CodeSha256`, which is the base64 of the same digest.
+
+use std::{collections::BTreeMap, path::{Path, PathBuf}};
+
+use base64::Engine;
+use serde::Deserialize;
+
+/// One packaged handler.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct Artifact {
+    /// Handler name, e.g. `s3-json-transform`.
+    pub name: String,
+    /// Zip file name, relative to the manifest.
+    pub zip: String,
+    /// Hex SHA-256 of the zip.
+    pub sha256: String,
+    /// Size of the zip in bytes.
+    pub size: u64,
+    /// Directory of the manifest (set when loaded).
+    #[serde(skip)]
+    pub dir: PathBuf,
+}
+
+impl Artifact {
+    /// The digest as Lambda reports `CodeSha256` (base64).
+    pub fn code_sha256(&self) -> String {
+        match hex::decode(&self.sha256) {
+            Ok(bytes) => base64::engine::general_purpose::STANDARD.encode(bytes),
+            Err(_) => self.sha256.clone(),
+        }
+    }
+
+    /// Reads the zip and checks it against the manifest, so a zip replaced
+    /// behind the manifest's back is never deployed under the wrong digest.
+    pub fn read_zip(&self) -> Result<Vec<u8>, String> {
+        use sha2::{Digest, Sha256};
+        let path = self.dir.join(&self.zip);
+        let bytes = std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let digest = hex::encode(Sha256::digest(&bytes));
+        if digest != self.sha256 {
+            return Err(format!(
+                "{} has SHA-256 {digest} but the manifest says {}: rebuild with `make handlers`",
+                path.display(),
+                self.sha256
+            ));
+        }
+        Ok(bytes)
+    }
+}
+
+#[derive(Deserialize)]
+struct Manifest {
+    handlers: Vec<Artifact>,
+}
+
+/// Every built-in handler the operator can deploy.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Catalog {
+    handlers: BTreeMap<String, Artifact>,
+}
+
+impl Catalog {
+    /// Reads `manifest.json` from `dir`.
+    pub fn load(dir: &Path) -> Result<Self, String> {
+        let path = dir.join("manifest.json");
+        let raw = std::fs::read(&path)
+            .map_err(|e| format!("cannot read {}: {e} (run `make handlers`, or set SLUICE_HANDLERS_DIR)", path.display()))?;
+        let manifest: Manifest = serde_json::from_slice(&raw)
+            .map_err(|e| format!("{} is not a handler manifest: {e}", path.display()))?;
+        let handlers = manifest
+            .handlers
+            .into_iter()
+            .map(|a| (a.name.clone(), Artifact { dir: dir.to_owned(), ..a }))
+            .collect();
+        Ok(Catalog { handlers })
+    }
+
+    /// A catalog of the given artifacts, for tests and tools.
+    pub fn from_artifacts(artifacts: Vec<Artifact>) -> Self {
+        Catalog { handlers: artifacts.into_iter().map(|a| (a.name.clone(), a)).collect() }
+    }
+
+    /// The artifact of a handler.
+    pub fn get(&self, name: &str) -> Option<&Artifact> {
+        self.handlers.get(name)
+    }
+
+    /// Handler names, for error messages.
+    pub fn names(&self) -> Vec<&str> {
+        self.handlers.keys().map(String::as_str).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn code_sha256_is_base64_of_the_hex_digest() {
+        let a = Artifact {
+            name: "x".into(),
+            zip: "x.zip".into(),
+            // sha256("")
+            sha256: "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855".into(),
+            size: 0,
+            dir: PathBuf::new(),
+        };
+        assert_eq!(a.code_sha256(), "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=");
+    }
+
+    #[test]
+    fn a_zip_that_does_not_match_its_manifest_is_refused() {
+        let dir = std::env::temp_dir().join(format!("sluice-artifacts-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        std::fs::write(dir.join("x.zip"), b"changed").expect("write");
+        let a = Artifact {
+            name: "x".into(),
+            zip: "x.zip".into(),
+            sha256: "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855".into(),
+            size: 0,
+            dir: dir.clone(),
+        };
+        let err = a.read_zip().expect_err("digest mismatch");
+        assert!(err.contains("manifest says"), "{err}");
+        std::fs::remove_dir_all(dir).ok();
+    }
+}

@@ -1,0 +1,465 @@
+//! The AWS side: one module per resource kind, each behind [`AwsResource`],
+//! and the plumbing every call goes through ([`Aws::call`]): a client-side
+//! rate limit per service sized below AWS's control-plane quotas, a counter
+//! per operation split into reads and writes (steady state must make zero
+//! writes), and classification of errors into throttled, transient and
+//! client errors.
+
+pub mod bucket;
+pub mod function;
+pub mod notification;
+pub mod permissions;
+pub mod ratelimit;
+pub mod role;
+
+use std::{collections::BTreeMap, fmt, future::Future, sync::Arc};
+
+use aws_sdk_s3::error::ProvideErrorMetadata;
+use aws_smithy_runtime_api::client::{orchestrator::HttpResponse, result::SdkError};
+
+use crate::{
+    Error, Result,
+    config::RateLimits,
+    metrics::Metrics,
+    naming::{Ownership, PipelineId},
+};
+use ratelimit::RateLimiter;
+
+/// An AWS service Sluice calls.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Service {
+    /// AWS Lambda.
+    Lambda,
+    /// IAM.
+    Iam,
+    /// Amazon S3.
+    S3,
+    /// AWS STS.
+    Sts,
+}
+
+impl Service {
+    /// Metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Service::Lambda => "lambda",
+            Service::Iam => "iam",
+            Service::S3 => "s3",
+            Service::Sts => "sts",
+        }
+    }
+}
+
+/// Whether an operation reads or writes, from its name: AWS names every
+/// read `Get*`, `Head*`, `List*` or `Describe*`.
+pub fn is_read(operation: &str) -> bool {
+    ["Get", "Head", "List", "Describe"].iter().any(|p| operation.starts_with(p))
+}
+
+/// How a failed AWS call should be treated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// Throttled: back off.
+    Throttled,
+    /// 5xx, timeout, connection failure: retry with backoff.
+    Transient,
+    /// A 4xx the caller may inspect by [`AwsError::code`].
+    Client,
+}
+
+/// A failed AWS call, with what is needed to decide what to do about it.
+/// It holds no request data, so it is safe to log and to put in status.
+#[derive(Debug, Clone, thiserror::Error)]
+pub struct AwsError {
+    /// Service called.
+    pub service: Service,
+    /// Operation called.
+    pub operation: &'static str,
+    /// AWS error code, e.g. `NoSuchEntity`.
+    pub code: Option<String>,
+    /// AWS error message.
+    pub message: Option<String>,
+    /// HTTP status, when a response arrived.
+    pub status: Option<u16>,
+    /// Treatment.
+    pub class: ErrorClass,
+}
+
+impl fmt::Display for AwsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {} failed", self.service.as_str(), self.operation)?;
+        if let Some(code) = &self.code {
+            write!(f, ": {code}")?;
+        }
+        if let Some(message) = &self.message {
+            write!(f, ": {message}")?;
+        }
+        if self.code.is_none() && self.message.is_none() {
+            match self.status {
+                Some(status) => write!(f, ": HTTP {status}")?,
+                None => write!(f, ": no response")?,
+            }
+        }
+        Ok(())
+    }
+}
+
+const THROTTLING_CODES: [&str; 7] = [
+    "Throttling",
+    "ThrottlingException",
+    "TooManyRequestsException",
+    "RequestLimitExceeded",
+    "SlowDown",
+    "ProvisionedThroughputExceededException",
+    "RequestThrottled",
+];
+
+impl AwsError {
+    fn from_sdk<E>(service: Service, operation: &'static str, err: SdkError<E, HttpResponse>) -> Self
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        let status = err.raw_response().map(|r| r.status().as_u16());
+        let code = err.code().map(str::to_owned);
+        let message = err.message().map(str::to_owned);
+        let class = match &err {
+            SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) => ErrorClass::Transient,
+            _ if code.as_deref().is_some_and(|c| THROTTLING_CODES.contains(&c))
+                || status == Some(429) =>
+            {
+                ErrorClass::Throttled
+            }
+            _ if status.is_some_and(|s| s >= 500) => ErrorClass::Transient,
+            SdkError::ResponseError(_) => ErrorClass::Transient,
+            _ => ErrorClass::Client,
+        };
+        let message = message.or_else(|| match &err {
+            SdkError::ConstructionFailure(_) | SdkError::DispatchFailure(_) => {
+                Some(format!("{}", aws_smithy_types::error::display::DisplayErrorContext(&err)))
+            }
+            _ => None,
+        });
+        AwsError { service, operation, code, message, status, class }
+    }
+
+    /// Whether AWS said the resource does not exist.
+    pub fn is_not_found(&self) -> bool {
+        matches!(
+            self.code.as_deref(),
+            Some(
+                "NoSuchEntity"
+                    | "ResourceNotFoundException"
+                    | "NoSuchBucket"
+                    | "NotFound"
+                    | "NoSuchTagSet"
+                    | "NoSuchTagSetError"
+                    | "NoSuchPublicAccessBlockConfiguration"
+            )
+        ) || (self.status == Some(404) && self.class == ErrorClass::Client)
+    }
+
+    /// Whether the error has this AWS code.
+    pub fn has_code(&self, code: &str) -> bool {
+        self.code.as_deref() == Some(code)
+    }
+}
+
+/// Clients and limits for one account and region.
+#[derive(Clone, Debug)]
+pub struct Aws {
+    /// Account id (from STS).
+    pub account: String,
+    /// Region.
+    pub region: String,
+    /// S3.
+    pub s3: aws_sdk_s3::Client,
+    /// Lambda.
+    pub lambda: aws_sdk_lambda::Client,
+    /// IAM.
+    pub iam: aws_sdk_iam::Client,
+    limits: Arc<Limiters>,
+    metrics: Metrics,
+}
+
+#[derive(Debug)]
+struct Limiters {
+    lambda: RateLimiter,
+    iam: RateLimiter,
+    s3: RateLimiter,
+    sts: RateLimiter,
+}
+
+impl Aws {
+    /// Builds clients for `region` from a loaded SDK config and learns the
+    /// account id.
+    pub async fn connect(
+        sdk: &aws_config::SdkConfig,
+        region: &str,
+        limits: RateLimits,
+        metrics: Metrics,
+    ) -> Result<Self> {
+        let sdk = sdk.to_builder().region(aws_config::Region::new(region.to_owned())).build();
+        let sts = aws_sdk_sts::Client::new(&sdk);
+        let s3 = aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::config::Builder::from(&sdk)
+                // moto and other emulators only speak path-style; real S3
+                // accepts it too for the bucket-level calls Sluice makes.
+                .force_path_style(std::env::var_os("AWS_ENDPOINT_URL").is_some())
+                .build(),
+        );
+        let mut aws = Aws {
+            account: String::new(),
+            region: region.to_owned(),
+            s3,
+            lambda: aws_sdk_lambda::Client::new(&sdk),
+            iam: aws_sdk_iam::Client::new(&sdk),
+            limits: Arc::new(Limiters {
+                lambda: RateLimiter::new(limits.lambda),
+                iam: RateLimiter::new(limits.iam),
+                s3: RateLimiter::new(limits.s3),
+                sts: RateLimiter::new(5.0),
+            }),
+            metrics,
+        };
+        let identity = aws.call(Service::Sts, "GetCallerIdentity", || sts.get_caller_identity().send()).await?;
+        aws.account = identity.account().unwrap_or_default().to_owned();
+        if aws.account.is_empty() {
+            return Err(Error::Aws(AwsError {
+                service: Service::Sts,
+                operation: "GetCallerIdentity",
+                code: None,
+                message: Some("no account id in the response".into()),
+                status: None,
+                class: ErrorClass::Transient,
+            }));
+        }
+        Ok(aws)
+    }
+
+    /// Makes one AWS call: waits for the service's rate limit, counts it,
+    /// and classifies a failure.
+    pub async fn call<T, E, F, Fut>(
+        &self,
+        service: Service,
+        operation: &'static str,
+        f: F,
+    ) -> Result<T, AwsError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, SdkError<E, HttpResponse>>>,
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        let limiter = match service {
+            Service::Lambda => &self.limits.lambda,
+            Service::Iam => &self.limits.iam,
+            Service::S3 => &self.limits.s3,
+            Service::Sts => &self.limits.sts,
+        };
+        limiter.acquire().await;
+        self.metrics.aws_call(service.as_str(), operation, is_read(operation));
+        let result = f().await.map_err(|e| AwsError::from_sdk(service, operation, e));
+        if let Err(e) = &result {
+            // Not-found answers to reads are how Sluice observes absence.
+            if !(e.is_not_found() && is_read(operation)) {
+                self.metrics.aws_error(service.as_str(), operation, e.class);
+            }
+        }
+        result
+    }
+
+    /// The AWS partition of this region.
+    pub fn partition(&self) -> &'static str {
+        crate::iam::partition(&self.region)
+    }
+}
+
+/// One difference between desired and observed state, for events and logs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Drift {
+    /// Field that differs.
+    pub field: &'static str,
+    /// Desired value (redacted where it could hold a secret).
+    pub want: String,
+    /// Observed value (redacted likewise).
+    pub have: String,
+}
+
+impl Drift {
+    /// A drift of `field`.
+    pub fn new(field: &'static str, want: impl fmt::Debug, have: impl fmt::Debug) -> Self {
+        Drift { field, want: format!("{want:?}"), have: format!("{have:?}") }
+    }
+
+    /// A drift whose values are not shown (environment variables may hold secrets).
+    pub fn redacted(field: &'static str) -> Self {
+        Drift { field, want: "(redacted)".into(), have: "(redacted)".into() }
+    }
+}
+
+impl fmt::Display for Drift {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {} → {}", self.field, self.have, self.want)
+    }
+}
+
+/// What converging one resource did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Nothing to do.
+    Unchanged,
+    /// Created.
+    Created,
+    /// Updated these fields.
+    Updated(Vec<String>),
+    /// Found untagged under our deterministic name and adopted.
+    Adopted,
+}
+
+/// One AWS resource kind. Desired values come from [`crate::plan`];
+/// `observe` reads the resource by its AWS id; `diff` is pure.
+#[allow(async_fn_in_trait)] // used with static dispatch inside this crate only
+pub trait AwsResource {
+    /// Desired state, from the plan.
+    type Desired: Sync;
+    /// Observed state.
+    type Observed: Send;
+
+    /// Kind in status and events.
+    const KIND: crate::plan::Kind;
+
+    /// AWS id of the desired resource.
+    fn id(desired: &Self::Desired) -> &str;
+
+    /// Logical name in the spec.
+    fn logical(desired: &Self::Desired) -> &str;
+
+    /// ARN of the desired resource, if it has one.
+    fn arn(aws: &Aws, desired: &Self::Desired) -> Option<String>;
+
+    /// Reads the resource; `None` when it does not exist.
+    async fn observe(aws: &Aws, id: &str) -> Result<Option<Self::Observed>>;
+
+    /// The ownership tags found, or `None` for resources that carry no tags
+    /// of their own (they belong to a resource that does).
+    fn tags(observed: &Self::Observed) -> Option<&BTreeMap<String, String>>;
+
+    /// What differs (tags included).
+    fn diff(desired: &Self::Desired, observed: &Self::Observed) -> Vec<Drift>;
+
+    /// Creates the resource.
+    async fn create(aws: &Aws, desired: &Self::Desired) -> Result<()>;
+
+    /// Brings an existing resource to the desired state.
+    async fn update(
+        aws: &Aws,
+        desired: &Self::Desired,
+        observed: &Self::Observed,
+        drift: &[Drift],
+    ) -> Result<()>;
+
+    /// Deletes the resource (it was observed and is ours).
+    async fn delete(aws: &Aws, id: &str, observed: &Self::Observed) -> Result<()>;
+
+    /// Removes Sluice's ownership tags and leaves the resource (`Retain`).
+    async fn release(aws: &Aws, id: &str, observed: &Self::Observed) -> Result<()>;
+}
+
+/// Observes, diffs and applies one desired resource.
+pub async fn converge<R: AwsResource>(
+    aws: &Aws,
+    pipeline: &PipelineId,
+    desired: &R::Desired,
+) -> Result<Outcome> {
+    let id = R::id(desired);
+    match R::observe(aws, id).await? {
+        None => {
+            R::create(aws, desired).await?;
+            Ok(Outcome::Created)
+        }
+        Some(observed) => {
+            let adopted = match R::tags(&observed).map(|t| pipeline.ownership(t)) {
+                Some(Ownership::Foreign { owner }) => {
+                    return Err(Error::Conflict(format!(
+                        "{} {id} belongs to pipeline {owner}; Sluice will not modify it \
+                         (delete it or remove its sluice.dev/* tags to let this pipeline adopt it)",
+                        R::KIND.as_str()
+                    )));
+                }
+                Some(Ownership::Untagged) => true,
+                Some(Ownership::Owned) | None => false,
+            };
+            let drift = R::diff(desired, &observed);
+            if drift.is_empty() {
+                return Ok(Outcome::Unchanged);
+            }
+            R::update(aws, desired, &observed, &drift).await?;
+            if adopted {
+                Ok(Outcome::Adopted)
+            } else {
+                Ok(Outcome::Updated(drift.iter().map(|d| d.field.to_owned()).collect()))
+            }
+        }
+    }
+}
+
+/// What deleting or releasing one resource did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Removal {
+    /// It was already gone.
+    Absent,
+    /// Deleted.
+    Deleted,
+    /// Ownership tags removed, resource kept.
+    Released,
+    /// Not ours (tagged for another pipeline): left alone.
+    Skipped(String),
+}
+
+/// Deletes (or, with `retain`, releases) one resource by id, if it is ours.
+pub async fn remove<R: AwsResource>(
+    aws: &Aws,
+    pipeline: &PipelineId,
+    id: &str,
+    retain: bool,
+) -> Result<Removal> {
+    let Some(observed) = R::observe(aws, id).await? else {
+        return Ok(Removal::Absent);
+    };
+    if let Some(Ownership::Foreign { owner }) = R::tags(&observed).map(|t| pipeline.ownership(t)) {
+        return Ok(Removal::Skipped(owner));
+    }
+    if retain {
+        R::release(aws, id, &observed).await?;
+        Ok(Removal::Released)
+    } else {
+        R::delete(aws, id, &observed).await?;
+        Ok(Removal::Deleted)
+    }
+}
+
+/// Tag map difference: `(to set, keys to remove)` among Sluice's own keys.
+pub(crate) fn tag_changes(
+    want: &BTreeMap<String, String>,
+    have: &BTreeMap<String, String>,
+) -> (BTreeMap<String, String>, Vec<String>) {
+    let set = want
+        .iter()
+        .filter(|(k, v)| have.get(*k) != Some(*v))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let remove = have
+        .keys()
+        .filter(|k| k.starts_with("sluice.dev/") && !want.contains_key(*k))
+        .cloned()
+        .collect();
+    (set, remove)
+}
+
+/// Drift entry for tags, when Sluice's tags differ.
+pub(crate) fn tag_drift(
+    want: &BTreeMap<String, String>,
+    have: &BTreeMap<String, String>,
+) -> Option<Drift> {
+    let (set, remove) = tag_changes(want, have);
+    (!set.is_empty() || !remove.is_empty()).then(|| Drift::new("tags", set, remove))
+}

@@ -1,0 +1,247 @@
+//! IAM execution roles: trust policy, the inline policy `sluice`, the
+//! optional permissions boundary and the ownership tags.
+
+use std::collections::BTreeMap;
+
+use aws_sdk_iam::types::Tag;
+use serde_json::Value;
+
+use super::{Aws, AwsResource, Drift, Service, tag_changes, tag_drift};
+use crate::{
+    Error, Result,
+    iam::{parse_policy, same_policy},
+    naming::OWNERSHIP_TAG_KEYS,
+    plan::{INLINE_POLICY, Kind, RolePlan},
+};
+
+/// An IAM role as found.
+#[derive(Clone, Debug)]
+pub struct ObservedRole {
+    /// Role ARN.
+    pub arn: String,
+    /// Trust policy.
+    pub trust_policy: Option<Value>,
+    /// The inline policy `sluice`, if present.
+    pub policy: Option<Value>,
+    /// Other inline policies (deleted with the role).
+    pub inline_policies: Vec<String>,
+    /// Permissions boundary ARN.
+    pub permissions_boundary: Option<String>,
+    /// Tags.
+    pub tags: BTreeMap<String, String>,
+}
+
+/// The IAM role kind.
+#[derive(Debug)]
+pub struct Role;
+
+fn tags(map: &BTreeMap<String, String>) -> Result<Vec<Tag>> {
+    map.iter()
+        .map(|(k, v)| {
+            Tag::builder()
+                .key(k)
+                .value(v)
+                .build()
+                .map_err(|e| Error::InvalidSpec(format!("tag {k}: {e}")))
+        })
+        .collect()
+}
+
+impl AwsResource for Role {
+    type Desired = RolePlan;
+    type Observed = ObservedRole;
+    const KIND: Kind = Kind::Role;
+
+    fn id(desired: &RolePlan) -> &str {
+        &desired.name
+    }
+
+    fn logical(desired: &RolePlan) -> &str {
+        &desired.logical
+    }
+
+    fn arn(aws: &Aws, desired: &RolePlan) -> Option<String> {
+        Some(format!("arn:{}:iam::{}:role/{}", aws.partition(), aws.account, desired.name))
+    }
+
+    async fn observe(aws: &Aws, id: &str) -> Result<Option<ObservedRole>> {
+        let role = match aws
+            .call(Service::Iam, "GetRole", || aws.iam.get_role().role_name(id).send())
+            .await
+        {
+            Ok(out) => match out.role {
+                Some(role) => role,
+                None => return Ok(None),
+            },
+            Err(e) if e.is_not_found() => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let inline = aws
+            .call(Service::Iam, "ListRolePolicies", || {
+                aws.iam.list_role_policies().role_name(id).send()
+            })
+            .await?;
+        let policy = if inline.policy_names().iter().any(|p| p == INLINE_POLICY) {
+            let out = aws
+                .call(Service::Iam, "GetRolePolicy", || {
+                    aws.iam.get_role_policy().role_name(id).policy_name(INLINE_POLICY).send()
+                })
+                .await?;
+            parse_policy(out.policy_document())
+        } else {
+            None
+        };
+        Ok(Some(ObservedRole {
+            arn: role.arn().to_owned(),
+            trust_policy: role.assume_role_policy_document().and_then(parse_policy),
+            policy,
+            inline_policies: inline.policy_names().to_vec(),
+            permissions_boundary: role
+                .permissions_boundary()
+                .and_then(|b| b.permissions_boundary_arn())
+                .map(str::to_owned),
+            tags: role.tags().iter().map(|t| (t.key().to_owned(), t.value().to_owned())).collect(),
+        }))
+    }
+
+    fn tags(observed: &ObservedRole) -> Option<&BTreeMap<String, String>> {
+        Some(&observed.tags)
+    }
+
+    fn diff(desired: &RolePlan, observed: &ObservedRole) -> Vec<Drift> {
+        let mut drift = Vec::new();
+        if !observed.trust_policy.as_ref().is_some_and(|p| same_policy(p, &desired.trust_policy)) {
+            drift.push(Drift::new("trustPolicy", "(planned)", "(differs)"));
+        }
+        if !observed.policy.as_ref().is_some_and(|p| same_policy(p, &desired.policy)) {
+            drift.push(Drift::new("policy", "(planned)", "(differs)"));
+        }
+        if observed.permissions_boundary != desired.permissions_boundary {
+            drift.push(Drift::new(
+                "permissionsBoundary",
+                &desired.permissions_boundary,
+                &observed.permissions_boundary,
+            ));
+        }
+        drift.extend(tag_drift(&desired.tags, &observed.tags));
+        drift
+    }
+
+    async fn create(aws: &Aws, d: &RolePlan) -> Result<()> {
+        let tag_list = tags(&d.tags)?;
+        aws.call(Service::Iam, "CreateRole", || {
+            aws.iam
+                .create_role()
+                .role_name(&d.name)
+                .assume_role_policy_document(d.trust_policy.to_string())
+                .description(format!(
+                    "Sluice execution role of function {} (managed; do not edit)",
+                    d.logical
+                ))
+                .set_permissions_boundary(d.permissions_boundary.clone())
+                .set_tags(Some(tag_list))
+                .send()
+        })
+        .await?;
+        put_policy(aws, d).await
+    }
+
+    async fn update(aws: &Aws, d: &RolePlan, o: &ObservedRole, drift: &[Drift]) -> Result<()> {
+        for item in drift {
+            match item.field {
+                "trustPolicy" => {
+                    aws.call(Service::Iam, "UpdateAssumeRolePolicy", || {
+                        aws.iam
+                            .update_assume_role_policy()
+                            .role_name(&d.name)
+                            .policy_document(d.trust_policy.to_string())
+                            .send()
+                    })
+                    .await?;
+                }
+                "policy" => put_policy(aws, d).await?,
+                "permissionsBoundary" => match &d.permissions_boundary {
+                    Some(arn) => {
+                        aws.call(Service::Iam, "PutRolePermissionsBoundary", || {
+                            aws.iam
+                                .put_role_permissions_boundary()
+                                .role_name(&d.name)
+                                .permissions_boundary(arn)
+                                .send()
+                        })
+                        .await?;
+                    }
+                    None => {
+                        aws.call(Service::Iam, "DeleteRolePermissionsBoundary", || {
+                            aws.iam.delete_role_permissions_boundary().role_name(&d.name).send()
+                        })
+                        .await?;
+                    }
+                },
+                "tags" => {
+                    let (set, remove) = tag_changes(&d.tags, &o.tags);
+                    if !set.is_empty() {
+                        let tag_list = tags(&set)?;
+                        aws.call(Service::Iam, "TagRole", || {
+                            aws.iam.tag_role().role_name(&d.name).set_tags(Some(tag_list)).send()
+                        })
+                        .await?;
+                    }
+                    if !remove.is_empty() {
+                        aws.call(Service::Iam, "UntagRole", || {
+                            aws.iam.untag_role().role_name(&d.name).set_tag_keys(Some(remove)).send()
+                        })
+                        .await?;
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    async fn delete(aws: &Aws, id: &str, o: &ObservedRole) -> Result<()> {
+        for policy in &o.inline_policies {
+            match aws
+                .call(Service::Iam, "DeleteRolePolicy", || {
+                    aws.iam.delete_role_policy().role_name(id).policy_name(policy).send()
+                })
+                .await
+            {
+                Ok(_) => {}
+                Err(e) if e.is_not_found() => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        match aws.call(Service::Iam, "DeleteRole", || aws.iam.delete_role().role_name(id).send()).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.is_not_found() => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn release(aws: &Aws, id: &str, _o: &ObservedRole) -> Result<()> {
+        aws.call(Service::Iam, "UntagRole", || {
+            aws.iam
+                .untag_role()
+                .role_name(id)
+                .set_tag_keys(Some(OWNERSHIP_TAG_KEYS.iter().map(|k| (*k).to_owned()).collect()))
+                .send()
+        })
+        .await?;
+        Ok(())
+    }
+}
+
+async fn put_policy(aws: &Aws, d: &RolePlan) -> Result<()> {
+    aws.call(Service::Iam, "PutRolePolicy", || {
+        aws.iam
+            .put_role_policy()
+            .role_name(&d.name)
+            .policy_name(INLINE_POLICY)
+            .policy_document(d.policy.to_string())
+            .send()
+    })
+    .await?;
+    Ok(())
+}

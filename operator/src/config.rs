@@ -1,0 +1,176 @@
+//! Operator configuration, read from environment variables (the Helm chart
+//! sets them). Parsing is pure over a lookup function so it is unit-tested.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+/// What the platform team configures once for every pipeline.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OperatorConfig {
+    /// Region of pipelines that do not set `spec.region`.
+    pub default_region: String,
+    /// Regions pipelines may use; a pipeline naming another is `Stalled`.
+    pub allowed_regions: Vec<String>,
+    /// Prefix of every AWS name (keeps two installations apart).
+    pub name_prefix: String,
+    /// Directory with the built-in handlers' `manifest.json` and zips.
+    pub handlers_dir: PathBuf,
+    /// How often a converged pipeline is re-read from AWS to correct drift.
+    pub resync: Duration,
+    /// Fraction of `resync` added at random so pipelines do not resync together.
+    pub resync_jitter: f64,
+    /// Permissions boundary attached to every role Sluice creates.
+    pub permissions_boundary: Option<String>,
+    /// Address of the `/metrics`, `/livez` and `/readyz` server.
+    pub admin_addr: SocketAddr,
+    /// Watch only this namespace (all namespaces when unset).
+    pub watch_namespace: Option<String>,
+    /// Client-side rate limits, requests per second per service.
+    pub rate_limits: RateLimits,
+}
+
+/// Requests per second the operator allows itself per AWS service and
+/// region, below AWS's control-plane quotas so that the account's other
+/// users keep headroom (Lambda's management APIs share 15 req/s).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RateLimits {
+    /// Lambda management APIs.
+    pub lambda: f64,
+    /// IAM.
+    pub iam: f64,
+    /// S3 bucket-level APIs.
+    pub s3: f64,
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        RateLimits { lambda: 10.0, iam: 10.0, s3: 50.0 }
+    }
+}
+
+/// A configuration variable that is set but invalid.
+#[derive(Debug, thiserror::Error, PartialEq)]
+#[error("{var}: {message}")]
+pub struct ConfigError {
+    /// The environment variable.
+    pub var: &'static str,
+    /// What is wrong and what would be valid.
+    pub message: String,
+}
+
+impl OperatorConfig {
+    /// Reads the configuration from the process environment.
+    /// `aws_region` is the region the AWS SDK resolved (AWS_REGION, profile).
+    pub fn from_env(aws_region: Option<String>) -> Result<Self, ConfigError> {
+        Self::from_lookup(|k| std::env::var(k).ok(), aws_region)
+    }
+
+    /// Reads the configuration through `get`.
+    pub fn from_lookup(
+        get: impl Fn(&str) -> Option<String>,
+        aws_region: Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let get = |k: &str| get(k).filter(|v| !v.trim().is_empty());
+        let default_region = get("SLUICE_DEFAULT_REGION").or(aws_region).ok_or(ConfigError {
+            var: "SLUICE_DEFAULT_REGION",
+            message: "no default region: set SLUICE_DEFAULT_REGION or AWS_REGION, e.g. us-east-1"
+                .into(),
+        })?;
+        let allowed_regions = match get("SLUICE_ALLOWED_REGIONS") {
+            Some(list) => list.split(',').map(|r| r.trim().to_owned()).filter(|r| !r.is_empty()).collect(),
+            None => vec![default_region.clone()],
+        };
+        let name_prefix = get("SLUICE_NAME_PREFIX").unwrap_or_else(|| "sluice".into());
+        if name_prefix.is_empty()
+            || name_prefix.len() > 12
+            || !name_prefix.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        {
+            return Err(ConfigError {
+                var: "SLUICE_NAME_PREFIX",
+                message: format!(
+                    "{name_prefix:?} is not valid: use 1 to 12 lowercase letters, digits or '-'"
+                ),
+            });
+        }
+        let handlers_dir =
+            PathBuf::from(get("SLUICE_HANDLERS_DIR").unwrap_or_else(|| "/opt/sluice/handlers".into()));
+        let resync = Duration::from_secs(parse(&get, "SLUICE_RESYNC_SECONDS", 300u64, |v| *v >= 10, "a whole number of seconds, at least 10")?);
+        let resync_jitter = parse(&get, "SLUICE_RESYNC_JITTER", 0.1f64, |v| (0.0..=1.0).contains(v), "a fraction between 0 and 1")?;
+        let admin_addr = parse(&get, "SLUICE_ADMIN_ADDR", SocketAddr::from(([0, 0, 0, 0], 8080)), |_| true, "an address like 0.0.0.0:8080")?;
+        let defaults = RateLimits::default();
+        let rate = |var: &'static str, default: f64| {
+            parse(&get, var, default, |v| *v > 0.0 && *v <= 1000.0, "requests per second, above 0 and at most 1000")
+        };
+        let rate_limits = RateLimits {
+            lambda: rate("SLUICE_LAMBDA_RPS", defaults.lambda)?,
+            iam: rate("SLUICE_IAM_RPS", defaults.iam)?,
+            s3: rate("SLUICE_S3_RPS", defaults.s3)?,
+        };
+        Ok(OperatorConfig {
+            default_region,
+            allowed_regions,
+            name_prefix,
+            handlers_dir,
+            resync,
+            resync_jitter,
+            permissions_boundary: get("SLUICE_PERMISSIONS_BOUNDARY"),
+            admin_addr,
+            watch_namespace: get("SLUICE_WATCH_NAMESPACE"),
+            rate_limits,
+        })
+    }
+}
+
+fn parse<T: std::str::FromStr>(
+    get: &impl Fn(&str) -> Option<String>,
+    var: &'static str,
+    default: T,
+    valid: impl Fn(&T) -> bool,
+    expected: &str,
+) -> Result<T, ConfigError> {
+    match get(var) {
+        None => Ok(default),
+        Some(raw) => match raw.trim().parse::<T>() {
+            Ok(v) if valid(&v) => Ok(v),
+            _ => Err(ConfigError { var, message: format!("{raw:?} is not valid: expected {expected}") }),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn config(vars: &[(&str, &str)]) -> Result<OperatorConfig, ConfigError> {
+        let map: HashMap<String, String> =
+            vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        OperatorConfig::from_lookup(|k| map.get(k).cloned(), Some("eu-west-1".into()))
+    }
+
+    #[test]
+    fn defaults_follow_the_sdk_region() {
+        let c = config(&[]).expect("valid");
+        assert_eq!(c.default_region, "eu-west-1");
+        assert_eq!(c.allowed_regions, vec!["eu-west-1".to_string()]);
+        assert_eq!(c.resync, Duration::from_secs(300));
+        assert_eq!(c.name_prefix, "sluice");
+    }
+
+    #[test]
+    fn invalid_values_name_the_variable_and_what_is_valid() {
+        let err = config(&[("SLUICE_RESYNC_SECONDS", "soon")]).expect_err("invalid");
+        assert_eq!(err.var, "SLUICE_RESYNC_SECONDS");
+        assert!(err.message.contains("at least 10"), "{}", err.message);
+        let err = config(&[("SLUICE_NAME_PREFIX", "Bad_Prefix")]).expect_err("invalid");
+        assert_eq!(err.var, "SLUICE_NAME_PREFIX");
+        let err = config(&[("SLUICE_LAMBDA_RPS", "0")]).expect_err("invalid");
+        assert_eq!(err.var, "SLUICE_LAMBDA_RPS");
+    }
+
+    #[test]
+    fn allowed_regions_parse_as_a_list() {
+        let c = config(&[("SLUICE_ALLOWED_REGIONS", "us-east-1, eu-west-1")]).expect("valid");
+        assert_eq!(c.allowed_regions, vec!["us-east-1".to_string(), "eu-west-1".to_string()]);
+    }
+}

@@ -1,0 +1,91 @@
+//! The operator's error type and how each error drives the retry policy.
+
+use std::time::Duration;
+
+use crate::aws::{AwsError, ErrorClass};
+
+/// Everything a reconcile can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The spec is invalid in a way the schema could not catch. Retrying
+    /// cannot help: the pipeline is `Stalled` until the spec changes.
+    #[error("invalid spec: {0}")]
+    InvalidSpec(String),
+
+    /// An AWS resource with a name this pipeline needs is owned by someone
+    /// else. Sluice never modifies or deletes it.
+    #[error("{0}")]
+    Conflict(String),
+
+    /// AWS has not caught up yet (a new role not yet assumable, a function
+    /// still `Pending` or mid-update): retried after `after`.
+    #[error("waiting: {what}")]
+    Waiting {
+        /// What the operator waits for, shown in status.
+        what: String,
+        /// When to look again.
+        after: Duration,
+    },
+
+    /// A call to AWS failed.
+    #[error(transparent)]
+    Aws(#[from] AwsError),
+
+    /// A call to the Kubernetes API failed.
+    #[error("kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+
+    /// A built-in handler artifact could not be read: an operator
+    /// installation problem, not a pipeline one.
+    #[error("handler artifact: {0}")]
+    Artifact(String),
+
+    /// Adding or removing the finalizer failed.
+    #[error("finalizer: {0}")]
+    Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
+}
+
+/// Result with the operator's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// Label for the failure metric; a small fixed set.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Error::InvalidSpec(_) => "invalid_spec",
+            Error::Conflict(_) => "conflict",
+            Error::Waiting { .. } => "waiting",
+            Error::Aws(e) => match e.class {
+                ErrorClass::Throttled => "aws_throttled",
+                ErrorClass::Transient => "aws_transient",
+                ErrorClass::Client => "aws_client",
+            },
+            Error::Kube(_) => "kube",
+            Error::Artifact(_) => "artifact",
+            Error::Finalizer(_) => "finalizer",
+        }
+    }
+
+    /// Whether retrying without a spec change can help. A stalled pipeline
+    /// is not retried hot; it is looked at again on the slow resync.
+    pub fn is_stalled(&self) -> bool {
+        matches!(self, Error::InvalidSpec(_) | Error::Conflict(_) | Error::Artifact(_))
+    }
+
+    /// The condition reason for this error (CamelCase, as kstatus expects).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Error::InvalidSpec(_) => "InvalidSpec",
+            Error::Conflict(_) => "OwnershipConflict",
+            Error::Waiting { .. } => "WaitingForAWS",
+            Error::Aws(e) => match e.class {
+                ErrorClass::Throttled => "AWSThrottled",
+                ErrorClass::Transient => "AWSUnavailable",
+                ErrorClass::Client => "AWSError",
+            },
+            Error::Kube(_) => "KubernetesError",
+            Error::Artifact(_) => "HandlerArtifactMissing",
+            Error::Finalizer(_) => "FinalizerError",
+        }
+    }
+}

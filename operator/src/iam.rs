@@ -1,0 +1,312 @@
+//! Least-privilege IAM derived from the pipeline graph, and the
+//! normalisation that lets Sluice compare policy documents with what AWS
+//! returns without flapping.
+//!
+//! Every grant comes from an edge: a bucket trigger grants `s3:GetObject` on
+//! that bucket's objects; a `uses` edge grants exactly its access; logs are
+//! granted on the function's own log group only; X-Ray only when tracing is
+//! `Active`. Nothing is ever granted on `*` except the two X-Ray actions,
+//! which AWS does not scope to resources.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::{Value, json};
+
+/// The AWS partition of a region (`aws`, `aws-cn`, `aws-us-gov`).
+pub fn partition(region: &str) -> &'static str {
+    if region.starts_with("cn-") {
+        "aws-cn"
+    } else if region.starts_with("us-gov-") {
+        "aws-us-gov"
+    } else {
+        "aws"
+    }
+}
+
+/// The trust policy that lets Lambda assume a function's execution role,
+/// restricted to the pipeline's own account.
+pub fn lambda_trust_policy(account: &str) -> Value {
+    json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Effect": "Allow",
+            "Principal": {"Service": "lambda.amazonaws.com"},
+            "Action": "sts:AssumeRole",
+            "Condition": {"StringEquals": {"aws:SourceAccount": account}}
+        }]
+    })
+}
+
+/// What one function may do with one bucket.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BucketGrant {
+    /// `s3:GetObject` on the bucket's objects.
+    pub get_objects: bool,
+    /// `s3:ListBucket` on the bucket.
+    pub list: bool,
+    /// `s3:PutObject` and `s3:AbortMultipartUpload` on the bucket's objects.
+    pub put_objects: bool,
+}
+
+impl BucketGrant {
+    /// The union of two grants.
+    pub fn union(self, other: BucketGrant) -> BucketGrant {
+        BucketGrant {
+            get_objects: self.get_objects || other.get_objects,
+            list: self.list || other.list,
+            put_objects: self.put_objects || other.put_objects,
+        }
+    }
+}
+
+/// Inputs of a function's execution policy.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExecutionGrants {
+    /// Partition of the region.
+    pub partition: String,
+    /// Region of the function.
+    pub region: String,
+    /// Account of the function.
+    pub account: String,
+    /// AWS name of the function (its log group is `/aws/lambda/<name>`).
+    pub function_name: String,
+    /// Grants per AWS bucket name.
+    pub buckets: BTreeMap<String, BucketGrant>,
+    /// X-Ray tracing is `Active`.
+    pub xray: bool,
+}
+
+/// The inline execution policy of a function's role.
+pub fn execution_policy(g: &ExecutionGrants) -> Value {
+    let mut statements = vec![json!({
+        "Sid": "WriteOwnLogs",
+        "Effect": "Allow",
+        "Action": ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
+        "Resource": [format!(
+            "arn:{}:logs:{}:{}:log-group:/aws/lambda/{}:*",
+            g.partition, g.region, g.account, g.function_name
+        )],
+    })];
+    for (index, (bucket, grant)) in g.buckets.iter().enumerate() {
+        let mut object_actions = Vec::new();
+        if grant.get_objects {
+            object_actions.push("s3:GetObject");
+        }
+        if grant.put_objects {
+            object_actions.push("s3:AbortMultipartUpload");
+            object_actions.push("s3:PutObject");
+        }
+        if !object_actions.is_empty() {
+            statements.push(json!({
+                "Sid": format!("Bucket{index}Objects"),
+                "Effect": "Allow",
+                "Action": object_actions,
+                "Resource": [format!("arn:{}:s3:::{bucket}/*", g.partition)],
+            }));
+        }
+        if grant.list {
+            statements.push(json!({
+                "Sid": format!("Bucket{index}List"),
+                "Effect": "Allow",
+                "Action": ["s3:ListBucket"],
+                "Resource": [format!("arn:{}:s3:::{bucket}", g.partition)],
+            }));
+        }
+    }
+    if g.xray {
+        statements.push(json!({
+            "Sid": "WriteTraces",
+            "Effect": "Allow",
+            "Action": ["xray:PutTelemetryRecords", "xray:PutTraceSegments"],
+            "Resource": ["*"],
+        }));
+    }
+    json!({"Version": "2012-10-17", "Statement": statements})
+}
+
+/// Parses a policy document as IAM returns it: sometimes URL-encoded JSON.
+pub fn parse_policy(raw: &str) -> Option<Value> {
+    serde_json::from_str(raw).ok().or_else(|| {
+        let decoded = percent_encoding::percent_decode_str(raw).decode_utf8().ok()?;
+        serde_json::from_str(&decoded).ok()
+    })
+}
+
+/// Normalises a policy document so that two documents that mean the same
+/// compare equal: single strings and one-element lists are the same, order
+/// of statements and of actions/resources does not matter, and `Sid`s are
+/// ignored (AWS may add or drop them).
+pub fn normalize_policy(doc: &Value) -> Value {
+    let mut statements: Vec<Value> = match doc.get("Statement") {
+        Some(Value::Array(list)) => list.iter().map(normalize_statement).collect(),
+        Some(single) => vec![normalize_statement(single)],
+        None => Vec::new(),
+    };
+    statements.sort_by_key(|s| s.to_string());
+    json!({
+        "Version": doc.get("Version").cloned().unwrap_or(Value::Null),
+        "Statement": statements,
+    })
+}
+
+fn normalize_statement(statement: &Value) -> Value {
+    let Value::Object(map) = statement else {
+        return statement.clone();
+    };
+    let mut out = serde_json::Map::new();
+    for (key, value) in map {
+        match key.as_str() {
+            "Sid" => {}
+            "Action" | "NotAction" | "Resource" | "NotResource" => {
+                out.insert(key.clone(), string_set(value));
+            }
+            "Principal" | "NotPrincipal" => {
+                out.insert(key.clone(), normalize_principal(value));
+            }
+            "Condition" => {
+                out.insert(key.clone(), normalize_condition(value));
+            }
+            _ => {
+                out.insert(key.clone(), value.clone());
+            }
+        }
+    }
+    Value::Object(out)
+}
+
+fn string_set(value: &Value) -> Value {
+    let set: BTreeSet<String> = match value {
+        Value::String(s) => BTreeSet::from([s.clone()]),
+        Value::Array(items) => items
+            .iter()
+            .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned))
+            .collect(),
+        other => BTreeSet::from([other.to_string()]),
+    };
+    Value::Array(set.into_iter().map(Value::String).collect())
+}
+
+fn normalize_principal(value: &Value) -> Value {
+    match value {
+        Value::Object(map) => {
+            Value::Object(map.iter().map(|(k, v)| (k.clone(), string_set(v))).collect())
+        }
+        other => other.clone(),
+    }
+}
+
+fn normalize_condition(value: &Value) -> Value {
+    match value {
+        Value::Object(operators) => Value::Object(
+            operators
+                .iter()
+                .map(|(op, keys)| {
+                    let keys = match keys {
+                        Value::Object(keys) => Value::Object(
+                            keys.iter()
+                                // Condition keys are case-insensitive in IAM.
+                                .map(|(k, v)| (k.to_ascii_lowercase(), string_set(v)))
+                                .collect(),
+                        ),
+                        other => other.clone(),
+                    };
+                    (op.clone(), keys)
+                })
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+/// Whether two policy documents grant the same.
+pub fn same_policy(a: &Value, b: &Value) -> bool {
+    normalize_policy(a) == normalize_policy(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn grants() -> ExecutionGrants {
+        ExecutionGrants {
+            partition: "aws".into(),
+            region: "us-east-1".into(),
+            account: "123456789012".into(),
+            function_name: "fn-1".into(),
+            buckets: BTreeMap::from([
+                ("in-bucket".to_string(), BucketGrant { get_objects: true, ..Default::default() }),
+                ("out-bucket".to_string(), BucketGrant { put_objects: true, ..Default::default() }),
+            ]),
+            xray: false,
+        }
+    }
+
+    fn grants_on(doc: &Value, action: &str) -> Vec<String> {
+        doc["Statement"]
+            .as_array()
+            .expect("statements")
+            .iter()
+            .filter(|s| s["Action"].as_array().expect("actions").iter().any(|a| a == action))
+            .flat_map(|s| s["Resource"].as_array().expect("resources").clone())
+            .map(|r| r.as_str().expect("resource").to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn policy_grants_exactly_the_edges() {
+        let doc = execution_policy(&grants());
+        assert_eq!(grants_on(&doc, "s3:GetObject"), vec!["arn:aws:s3:::in-bucket/*"]);
+        assert_eq!(grants_on(&doc, "s3:PutObject"), vec!["arn:aws:s3:::out-bucket/*"]);
+        assert!(grants_on(&doc, "s3:ListBucket").is_empty());
+        assert!(grants_on(&doc, "xray:PutTraceSegments").is_empty());
+        assert_eq!(
+            grants_on(&doc, "logs:PutLogEvents"),
+            vec!["arn:aws:logs:us-east-1:123456789012:log-group:/aws/lambda/fn-1:*"]
+        );
+        // Nothing but X-Ray may ever be granted on "*".
+        assert!(!doc.to_string().contains("\"*\""));
+    }
+
+    #[test]
+    fn tracing_adds_xray_only_when_active() {
+        let doc = execution_policy(&ExecutionGrants { xray: true, ..grants() });
+        assert_eq!(grants_on(&doc, "xray:PutTraceSegments"), vec!["*"]);
+    }
+
+    #[test]
+    fn normalisation_ignores_order_sids_and_string_vs_list() {
+        let ours = json!({"Version": "2012-10-17", "Statement": [
+            {"Sid": "A", "Effect": "Allow", "Action": ["s3:PutObject", "s3:GetObject"], "Resource": ["arn:x"]},
+            {"Sid": "B", "Effect": "Allow", "Action": ["logs:PutLogEvents"], "Resource": ["arn:y"]}
+        ]});
+        let theirs = json!({"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": "logs:PutLogEvents", "Resource": "arn:y"},
+            {"Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject"], "Resource": "arn:x"}
+        ]});
+        assert!(same_policy(&ours, &theirs));
+        let changed = json!({"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": "logs:PutLogEvents", "Resource": "arn:y"},
+            {"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": "arn:x"}
+        ]});
+        assert!(!same_policy(&ours, &changed));
+    }
+
+    #[test]
+    fn url_encoded_documents_parse() {
+        let doc = lambda_trust_policy("123456789012");
+        let encoded = percent_encoding::utf8_percent_encode(
+            &doc.to_string(),
+            percent_encoding::NON_ALPHANUMERIC,
+        )
+        .to_string();
+        let parsed = parse_policy(&encoded).expect("parses");
+        assert!(same_policy(&doc, &parsed));
+    }
+
+    #[test]
+    fn partitions() {
+        assert_eq!(partition("us-east-1"), "aws");
+        assert_eq!(partition("cn-north-1"), "aws-cn");
+        assert_eq!(partition("us-gov-west-1"), "aws-us-gov");
+    }
+}

@@ -1,0 +1,23 @@
+//! Sluice: a Kubernetes operator that converges `DataPipeline` resources into
+//! serverless data pipelines on AWS.
+//!
+//! The arrows point one way: [`controller`] (kube wiring, finalizer, error
+//! policy) → [`reconcile`] (validate → plan → apply → status) → [`aws`] (one
+//! module per AWS resource kind behind one trait) and [`iam`]. The ground
+//! floor is pure and used by everything: [`crd`], [`naming`], [`plan`],
+//! [`config`], [`artifacts`], [`metrics`].
+
+pub mod artifacts;
+pub mod aws;
+pub mod config;
+pub mod controller;
+pub mod crd;
+pub mod error;
+pub mod iam;
+pub mod metrics;
+pub mod naming;
+pub mod plan;
+pub mod reconcile;
+pub mod server;
+
+pub use error::{Error, Result};

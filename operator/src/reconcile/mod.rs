@@ -1,0 +1,185 @@
+//! One reconcile: validate (pure) → plan (pure) → observe, diff and apply
+//! each resource in dependency order → garbage-collect what the plan no
+//! longer holds (reverse order). Cleanup on deletion walks the same kinds
+//! backwards. This module knows nothing of Kubernetes; the controller feeds
+//! it a plan and the previous inventory and writes back what it reports.
+
+pub mod status;
+pub mod validate;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::{
+    Error, Result,
+    aws::{
+        Aws, AwsResource, Outcome, Removal, bucket::Bucket, converge, function::Function,
+        notification::Notification, permissions::Permissions, remove, role::Role,
+    },
+    crd::InventoryEntry,
+    naming::PipelineId,
+    plan::{Kind, Plan},
+};
+
+pub use validate::validate;
+
+/// Something the operator did to AWS, for events and logs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Change {
+    /// Resource kind.
+    pub kind: Kind,
+    /// AWS id.
+    pub id: String,
+    /// What happened, e.g. `Created`, `Updated memoryMiB`, `Deleted`.
+    pub what: String,
+}
+
+/// The record of a reconcile in progress: the inventory as it stands and
+/// what changed. Kept even when a step fails, so status never forgets a
+/// resource that exists.
+#[derive(Clone, Debug, Default)]
+pub struct Progress {
+    inventory: BTreeMap<(Kind, String), InventoryEntry>,
+    /// Changes made, in order.
+    pub changes: Vec<Change>,
+}
+
+impl Progress {
+    /// Starts from the inventory recorded in status.
+    pub fn from_inventory(entries: &[InventoryEntry]) -> Self {
+        let inventory = entries
+            .iter()
+            .filter_map(|e| Some(((Kind::parse(&e.kind)?, e.id.clone()), e.clone())))
+            .collect();
+        Progress { inventory, changes: Vec::new() }
+    }
+
+    /// The inventory, sorted by kind (apply order) then id.
+    pub fn inventory(&self) -> Vec<InventoryEntry> {
+        self.inventory.values().cloned().collect()
+    }
+
+    fn record(&mut self, kind: Kind, logical: &str, id: &str, arn: Option<String>, state: &str) {
+        self.inventory.insert(
+            (kind, id.to_owned()),
+            InventoryEntry {
+                kind: kind.as_str().to_owned(),
+                name: logical.to_owned(),
+                id: id.to_owned(),
+                arn,
+                state: state.to_owned(),
+            },
+        );
+    }
+
+    fn forget(&mut self, kind: Kind, id: &str) {
+        self.inventory.remove(&(kind, id.to_owned()));
+    }
+
+    fn changed(&mut self, kind: Kind, id: &str, what: impl Into<String>) {
+        self.changes.push(Change { kind, id: id.to_owned(), what: what.into() });
+    }
+}
+
+async fn converge_all<R: AwsResource>(
+    aws: &Aws,
+    pipeline: &PipelineId,
+    desired: &[R::Desired],
+    progress: &mut Progress,
+) -> Result<()> {
+    for d in desired {
+        let id = R::id(d);
+        match converge::<R>(aws, pipeline, d).await {
+            Ok(outcome) => {
+                progress.record(R::KIND, R::logical(d), id, R::arn(aws, d), "Ready");
+                match outcome {
+                    Outcome::Unchanged => {}
+                    Outcome::Created => progress.changed(R::KIND, id, "Created"),
+                    Outcome::Adopted => progress.changed(R::KIND, id, "Adopted"),
+                    Outcome::Updated(fields) => {
+                        progress.changed(R::KIND, id, format!("Updated {}", fields.join(", ")))
+                    }
+                }
+            }
+            Err(e) => {
+                let state = match &e {
+                    Error::Waiting { what, .. } => format!("Waiting: {what}"),
+                    other => format!("Error: {}", other.reason()),
+                };
+                // Record what may exist now, so a failure never orphans it.
+                progress.record(R::KIND, R::logical(d), id, R::arn(aws, d), &state);
+                return Err(e);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Converges every planned resource, in dependency order, then removes the
+/// resources of earlier plans that this one no longer holds.
+pub async fn apply(aws: &Aws, pipeline: &PipelineId, plan: &Plan, progress: &mut Progress) -> Result<()> {
+    converge_all::<Role>(aws, pipeline, &plan.roles, progress).await?;
+    converge_all::<Bucket>(aws, pipeline, &plan.buckets, progress).await?;
+    converge_all::<Function>(aws, pipeline, &plan.functions, progress).await?;
+    converge_all::<Permissions>(aws, pipeline, &plan.permissions, progress).await?;
+    converge_all::<Notification>(aws, pipeline, &plan.notifications, progress).await?;
+
+    let wanted = plan.ids();
+    let stale: BTreeSet<(Kind, String)> =
+        progress.inventory.keys().filter(|k| !wanted.contains(*k)).cloned().collect();
+    remove_all(aws, pipeline, &stale, &BTreeSet::new(), false, progress).await
+}
+
+/// Deletes (or with `retain` releases) every resource of the plan and the
+/// inventory, in reverse dependency order.
+pub async fn cleanup(
+    aws: &Aws,
+    pipeline: &PipelineId,
+    plan: Option<&Plan>,
+    retain: bool,
+    progress: &mut Progress,
+) -> Result<()> {
+    let mut ids: BTreeSet<(Kind, String)> = progress.inventory.keys().cloned().collect();
+    let mut empty_first = BTreeSet::new();
+    if let Some(plan) = plan {
+        ids.extend(plan.ids());
+        empty_first.extend(plan.buckets.iter().filter(|b| b.empty_on_delete).map(|b| b.name.clone()));
+    }
+    remove_all(aws, pipeline, &ids, &empty_first, retain, progress).await
+}
+
+async fn remove_all(
+    aws: &Aws,
+    pipeline: &PipelineId,
+    ids: &BTreeSet<(Kind, String)>,
+    empty_first: &BTreeSet<String>,
+    retain: bool,
+    progress: &mut Progress,
+) -> Result<()> {
+    for kind in Kind::APPLY_ORDER.into_iter().rev() {
+        for (_, id) in ids.iter().filter(|(k, _)| *k == kind) {
+            if kind == Kind::Bucket && !retain && empty_first.contains(id) {
+                let emptied = crate::aws::bucket::empty_if_owned(aws, pipeline, id).await?;
+                if emptied > 0 {
+                    progress.changed(kind, id, format!("Emptied ({emptied} objects)"));
+                }
+            }
+            let removal = match kind {
+                Kind::Role => remove::<Role>(aws, pipeline, id, retain).await,
+                Kind::Bucket => remove::<Bucket>(aws, pipeline, id, retain).await,
+                Kind::Function => remove::<Function>(aws, pipeline, id, retain).await,
+                Kind::Permissions => remove::<Permissions>(aws, pipeline, id, retain).await,
+                Kind::Notification => remove::<Notification>(aws, pipeline, id, retain).await,
+            }?;
+            match removal {
+                Removal::Absent => {}
+                Removal::Deleted => progress.changed(kind, id, "Deleted"),
+                Removal::Released => progress.changed(kind, id, "Released"),
+                Removal::Skipped(owner) => {
+                    progress.changed(kind, id, format!("Skipped (belongs to {owner})"))
+                }
+            }
+            progress.forget(kind, id);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,152 @@
+#!/usr/bin/env bash
+# A real local control plane and AWS emulator, on 127.0.0.1 and free ports:
+#   etcd + kube-apiserver (TLS, RBAC, service-account issuer and signing key,
+#   an admin client certificate in a kubeconfig) and moto server.
+#
+#   scripts/localenv.sh up [DIR]     start; writes DIR/env (source it) and DIR/kubeconfig
+#   scripts/localenv.sh down [DIR]   stop everything started in DIR and remove DIR
+#
+# DIR defaults to $SLUICE_ENV_DIR or /tmp/sluice-env. Tools come from
+# scripts/tools.sh (built once, cached outside the repository).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+CMD="${1:-up}"
+DIR="${2:-${SLUICE_ENV_DIR:-/tmp/sluice-env}}"
+TOOLS="$ROOT/scripts/tools.sh"
+
+log() { echo "localenv: $*" >&2; }
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
+
+# wait_for DESCRIPTION SECONDS COMMAND...: polls until COMMAND succeeds.
+wait_for() {
+  local what="$1" limit="$2"; shift 2
+  local deadline=$((SECONDS + limit))
+  until "$@" >/dev/null 2>&1; do
+    if ((SECONDS >= deadline)); then
+      log "$what did not come up within ${limit}s; last log lines:"
+      tail -n 30 "$DIR"/*.log >&2 || true
+      return 1
+    fi
+    sleep 0.2
+  done
+}
+
+start() { # start NAME COMMAND...: runs in the background, logs to DIR/NAME.log
+  local name="$1"; shift
+  "$@" >"$DIR/$name.log" 2>&1 &
+  echo "$!" >"$DIR/$name.pid"
+}
+
+make_certs() {
+  local c="$DIR/pki"
+  mkdir -p "$c"
+  openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=sluice-local-ca" \
+    -keyout "$c/ca.key" -out "$c/ca.crt" 2>/dev/null
+  # Serving certificate for 127.0.0.1 and localhost.
+  openssl req -newkey rsa:2048 -nodes -subj "/CN=kube-apiserver" \
+    -keyout "$c/apiserver.key" -out "$c/apiserver.csr" 2>/dev/null
+  printf 'subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes.default.svc\nextendedKeyUsage=serverAuth\n' >"$c/apiserver.ext"
+  openssl x509 -req -in "$c/apiserver.csr" -CA "$c/ca.crt" -CAkey "$c/ca.key" -CAcreateserial \
+    -days 2 -extfile "$c/apiserver.ext" -out "$c/apiserver.crt" 2>/dev/null
+  # Admin client certificate: group system:masters.
+  openssl req -newkey rsa:2048 -nodes -subj "/O=system:masters/CN=sluice-admin" \
+    -keyout "$c/admin.key" -out "$c/admin.csr" 2>/dev/null
+  printf 'extendedKeyUsage=clientAuth\n' >"$c/admin.ext"
+  openssl x509 -req -in "$c/admin.csr" -CA "$c/ca.crt" -CAkey "$c/ca.key" -CAcreateserial \
+    -days 2 -extfile "$c/admin.ext" -out "$c/admin.crt" 2>/dev/null
+  # Service-account token signing key.
+  openssl genrsa -out "$c/sa.key" 2048 2>/dev/null
+  openssl rsa -in "$c/sa.key" -pubout -out "$c/sa.pub" 2>/dev/null
+}
+
+up() {
+  if [[ -f "$DIR/env" ]]; then
+    log "already up in $DIR (run: $0 down $DIR)"
+    return 0
+  fi
+  "$TOOLS" install
+  mkdir -p "$DIR"
+  local etcd_port etcd_peer api_port moto_port
+  etcd_port=$(free_port); etcd_peer=$(free_port); api_port=$(free_port); moto_port=$(free_port)
+  make_certs
+
+  start etcd "$("$TOOLS" path etcd)" --data-dir "$DIR/etcd-data" \
+    --listen-client-urls "http://127.0.0.1:$etcd_port" --advertise-client-urls "http://127.0.0.1:$etcd_port" \
+    --listen-peer-urls "http://127.0.0.1:$etcd_peer" --initial-advertise-peer-urls "http://127.0.0.1:$etcd_peer" \
+    --initial-cluster "default=http://127.0.0.1:$etcd_peer" --unsafe-no-fsync --quota-backend-bytes 1073741824 \
+    --log-level warn
+  start moto "$("$TOOLS" path moto_server)" -H 127.0.0.1 -p "$moto_port"
+  wait_for etcd 60 curl -sf "http://127.0.0.1:$etcd_port/health"
+
+  local c="$DIR/pki"
+  start kube-apiserver "$("$TOOLS" path kube-apiserver)" \
+    --etcd-servers "http://127.0.0.1:$etcd_port" \
+    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$api_port" \
+    --tls-cert-file "$c/apiserver.crt" --tls-private-key-file "$c/apiserver.key" \
+    --client-ca-file "$c/ca.crt" \
+    --authorization-mode RBAC \
+    --service-account-issuer https://kubernetes.default.svc \
+    --service-account-key-file "$c/sa.pub" --service-account-signing-key-file "$c/sa.key" \
+    --service-cluster-ip-range 10.0.0.0/24 \
+    --disable-admission-plugins ServiceAccount \
+    --allow-privileged=true --v=0
+
+  local kubectl; kubectl="$("$TOOLS" path kubectl)"
+  cat >"$DIR/kubeconfig" <<KUBECONFIG
+apiVersion: v1
+kind: Config
+clusters:
+- name: sluice-local
+  cluster:
+    server: https://127.0.0.1:$api_port
+    certificate-authority: $c/ca.crt
+users:
+- name: sluice-admin
+  user:
+    client-certificate: $c/admin.crt
+    client-key: $c/admin.key
+contexts:
+- name: sluice-local
+  context: {cluster: sluice-local, user: sluice-admin, namespace: default}
+current-context: sluice-local
+KUBECONFIG
+  wait_for kube-apiserver 120 "$kubectl" --kubeconfig "$DIR/kubeconfig" get --raw /readyz
+  wait_for "moto server" 60 curl -sf "http://127.0.0.1:$moto_port/moto-api/"
+  # Wait until the default namespace exists (created by the apiserver's bootstrap controller).
+  wait_for "default namespace" 60 "$kubectl" --kubeconfig "$DIR/kubeconfig" get namespace default
+
+  cat >"$DIR/env" <<ENV
+export KUBECONFIG=$DIR/kubeconfig
+export SLUICE_KUBECTL=$kubectl
+export AWS_ENDPOINT_URL=http://127.0.0.1:$moto_port
+export AWS_ACCESS_KEY_ID=testing
+export AWS_SECRET_ACCESS_KEY=testing
+export AWS_REGION=us-east-1
+export AWS_DEFAULT_REGION=us-east-1
+export SLUICE_ENV_DIR=$DIR
+ENV
+  log "up: kube-apiserver https://127.0.0.1:$api_port, moto http://127.0.0.1:$moto_port (source $DIR/env)"
+}
+
+down() {
+  [[ -d "$DIR" ]] || return 0
+  local pidfile pid
+  for name in kube-apiserver moto etcd; do
+    pidfile="$DIR/$name.pid"
+    [[ -f "$pidfile" ]] || continue
+    pid=$(cat "$pidfile")
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$pid" 2>/dev/null || true
+  done
+  rm -rf "$DIR"
+  log "down"
+}
+
+case "$CMD" in
+  up) up ;;
+  down) down ;;
+  *) echo "usage: $0 up|down [DIR]" >&2; exit 2 ;;
+esac

@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Installs, by pinned version and into a cache outside the repository, every
+# tool the tests and the demo need:
+#   - etcd, kube-apiserver and kubectl, built from their published Go modules
+#     (versions pinned in e2e/tools/*/go.mod) with the machine's Go toolchain;
+#   - moto server (the AWS API emulator) in a project virtualenv, pinned in
+#     e2e/requirements.txt.
+# A warm cache makes every step a no-op. Prints nothing but progress on stderr.
+#
+#   scripts/tools.sh            install everything
+#   scripts/tools.sh path NAME  print the path of one tool (etcd, kube-apiserver,
+#                               kubectl, moto_server, python)
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+CACHE="${SLUICE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/sluice}"
+
+k8s_version() { awk '$1 == "require" && $2 == "k8s.io/kubernetes" {print $3}' "$ROOT/e2e/tools/controlplane/go.mod"; }
+etcd_version() { awk '$1 == "require" && $2 == "go.etcd.io/etcd/server/v3" {print $3}' "$ROOT/e2e/tools/etcd/go.mod"; }
+moto_stamp() { sha256sum "$ROOT/e2e/requirements.txt" | cut -c1-12; }
+
+k8s_dir() { echo "$CACHE/bin/kubernetes-$(k8s_version)"; }
+etcd_dir() { echo "$CACHE/bin/etcd-$(etcd_version)"; }
+venv_dir() { echo "$CACHE/venv-$(moto_stamp)"; }
+
+log() { echo "tools: $*" >&2; }
+
+# go_build MODULE_DIR OUT_DIR PACKAGE... builds into a temporary directory and
+# renames it into place, so an interrupted build never leaves a half cache.
+go_build() {
+  local module="$1" out="$2"; shift 2
+  local tmp="$out.tmp.$$"
+  rm -rf "$tmp"; mkdir -p "$tmp"
+  local start=$SECONDS
+  (cd "$module" && CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath -ldflags '-s -w' -o "$tmp/" "$@")
+  rm -rf "$out"; mv "$tmp" "$out"
+  log "built $* in $((SECONDS - start)) s"
+}
+
+install_k8s() {
+  local dir; dir="$(k8s_dir)"
+  if [[ -x "$dir/kube-apiserver" && -x "$dir/kubectl" ]]; then return; fi
+  log "building kube-apiserver and kubectl $(k8s_version) from Go modules (slow once, cached after)"
+  go_build "$ROOT/e2e/tools/controlplane" "$dir" k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kubectl
+}
+
+install_etcd() {
+  local dir; dir="$(etcd_dir)"
+  if [[ -x "$dir/etcd" ]]; then return; fi
+  log "building etcd $(etcd_version) from Go modules"
+  go_build "$ROOT/e2e/tools/etcd" "$dir" go.etcd.io/etcd/server/v3
+  mv "$dir/server" "$dir/etcd"
+}
+
+install_moto() {
+  local dir; dir="$(venv_dir)"
+  if [[ -f "$dir/.complete" ]]; then return; fi
+  log "installing moto server into $dir"
+  rm -rf "$dir"
+  python3 -m venv "$dir"
+  "$dir/bin/pip" install --quiet --disable-pip-version-check -r "$ROOT/e2e/requirements.txt"
+  touch "$dir/.complete"
+}
+
+case "${1:-install}" in
+  install)
+    install_etcd
+    install_k8s
+    install_moto
+    ;;
+  path)
+    case "${2:?tool name}" in
+      etcd) echo "$(etcd_dir)/etcd" ;;
+      kube-apiserver) echo "$(k8s_dir)/kube-apiserver" ;;
+      kubectl) echo "$(k8s_dir)/kubectl" ;;
+      moto_server) echo "$(venv_dir)/bin/moto_server" ;;
+      python) echo "$(venv_dir)/bin/python" ;;
+      *) echo "unknown tool: $2 (etcd, kube-apiserver, kubectl, moto_server, python)" >&2; exit 2 ;;
+    esac
+    ;;
+  *) echo "usage: $0 [install | path NAME]" >&2; exit 2 ;;
+esac
