@@ -40,10 +40,9 @@ impl Artifact {
     /// Reads the zip and checks it against the manifest, so a zip replaced
     /// behind the manifest's back is never deployed under the wrong digest.
     pub fn read_zip(&self) -> Result<Vec<u8>, String> {
-        use sha2::{Digest, Sha256};
         let path = self.dir.join(&self.zip);
         let bytes = std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        let digest = hex::encode(Sha256::digest(&bytes));
+        let digest = sha256_hex(&bytes);
         if digest != self.sha256 {
             return Err(format!(
                 "{} has SHA-256 {digest} but the manifest says {}: rebuild with `make handlers`",
@@ -53,6 +52,12 @@ impl Artifact {
         }
         Ok(bytes)
     }
+}
+
+/// Hex SHA-256 of some bytes, as the manifest records it.
+pub fn sha256_hex(data: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(data))
 }
 
 #[derive(Deserialize)]

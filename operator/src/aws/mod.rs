@@ -134,7 +134,7 @@ impl AwsError {
             _ => ErrorClass::Client,
         };
         let message = message.or_else(|| match &err {
-            SdkError::ConstructionFailure(_) | SdkError::DispatchFailure(_) => {
+            SdkError::ConstructionFailure(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
                 Some(format!("{}", aws_smithy_types::error::display::DisplayErrorContext(&err)))
             }
             _ => None,

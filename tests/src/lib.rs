@@ -1,0 +1,107 @@
+//! Shared harness of the integration tests: the operator's AWS layer driven
+//! directly against the AWS API emulator (moto server) that
+//! `scripts/localenv.sh` starts. Each test uses its own random pipeline
+//! identity (prefix and UID), so tests run in parallel on one emulator.
+
+use std::path::PathBuf;
+
+use sluice_operator::{
+    artifacts::{Artifact, Catalog},
+    aws::Aws,
+    config::RateLimits,
+    crd::DataPipelineSpec,
+    metrics::Metrics,
+    naming::PipelineId,
+    plan::{self, Plan, PlanContext},
+};
+
+/// The SDK configuration for the emulator. Panics with the way to get one
+/// when the environment is missing, rather than silently skipping.
+pub async fn sdk_config() -> aws_config::SdkConfig {
+    assert!(
+        std::env::var_os("AWS_ENDPOINT_URL").is_some(),
+        "AWS_ENDPOINT_URL is not set: integration tests run against the AWS emulator; \
+         run them with `make env-tests` (or source the env file of `scripts/localenv.sh up`)"
+    );
+    aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
+}
+
+/// A short random lowercase token.
+pub fn token() -> String {
+    let n: u64 = rand::random();
+    format!("{:x}", n)[..8].to_owned()
+}
+
+/// Everything one test needs: its own clients, metrics and identity.
+#[derive(Debug)]
+pub struct Harness {
+    /// AWS clients (counted by `metrics`).
+    pub aws: Aws,
+    /// This test's own metrics, so write counts are not shared.
+    pub metrics: Metrics,
+    /// This test's pipeline identity.
+    pub id: PipelineId,
+    /// Artifacts (fake zips written by the harness).
+    pub catalog: Catalog,
+    /// Raw SDK config, for assertions with plain SDK clients.
+    pub sdk: aws_config::SdkConfig,
+}
+
+impl Harness {
+    /// A harness with a fresh identity in `us-east-1`.
+    pub async fn new() -> Self {
+        let sdk = sdk_config().await;
+        let metrics = Metrics::new();
+        let aws = Aws::connect(&sdk, "us-east-1", RateLimits::default(), metrics.clone())
+            .await
+            .expect("connect to the emulator");
+        let t = token();
+        let id = PipelineId {
+            prefix: format!("it{}", &t[..4]),
+            account: aws.account.clone(),
+            region: "us-east-1".into(),
+            namespace: "it".into(),
+            name: format!("p-{t}"),
+            uid: format!("uid-{t}"),
+        };
+        let catalog = Catalog::from_artifacts(vec![fake_artifact("s3-json-transform", b"v1")]);
+        Harness { aws, metrics, id, catalog, sdk }
+    }
+
+    /// Plans a spec for this harness's identity.
+    pub fn plan(&self, spec: &DataPipelineSpec) -> Plan {
+        plan::plan(spec, PlanContext { id: &self.id, catalog: &self.catalog, permissions_boundary: None })
+    }
+
+    /// `(reads, writes)` made so far.
+    pub fn calls(&self) -> (u64, u64) {
+        self.metrics.aws_totals()
+    }
+}
+
+/// Writes a stand-in zip for a handler and returns its artifact. The
+/// emulator stores code without running it, so any bytes do.
+pub fn fake_artifact(name: &str, content: &[u8]) -> Artifact {
+    let dir: PathBuf = std::env::temp_dir().join(format!("sluice-it-{}", token()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let zip = format!("{name}.zip");
+    std::fs::write(dir.join(&zip), content).expect("write zip");
+    Artifact { name: name.into(), zip, sha256: sluice_operator::artifacts::sha256_hex(content), size: content.len() as u64, dir }
+}
+
+/// The Pattern 1 spec used across tests.
+pub fn pattern1() -> DataPipelineSpec {
+    serde_yaml::from_str(
+        r#"
+buckets: [{name: input}, {name: processed}]
+functions:
+  - name: processor
+    handler: s3-json-transform
+    memoryMiB: 256
+    timeoutSeconds: 60
+    triggers: [{bucket: {name: input, events: ["s3:ObjectCreated:*"], suffix: .json}}]
+    uses: [{bucket: processed, access: write, env: OUTPUT_BUCKET}]
+"#,
+    )
+    .expect("valid spec")
+}
