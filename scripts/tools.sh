@@ -19,20 +19,22 @@ k8s_version() { awk '$1 == "require" && $2 == "k8s.io/kubernetes" {print $3}' "$
 etcd_version() { awk '$1 == "require" && $2 == "go.etcd.io/etcd/server/v3" {print $3}' "$ROOT/e2e/tools/etcd/go.mod"; }
 moto_stamp() { sha256sum "$ROOT/e2e/requirements.txt" | cut -c1-12; }
 
-k8s_dir() { echo "$CACHE/bin/kubernetes-$(k8s_version)"; }
+# The suffix names the build recipe: bump it when go_build's flags change.
+k8s_dir() { echo "$CACHE/bin/kubernetes-$(k8s_version)-r2"; }
 etcd_dir() { echo "$CACHE/bin/etcd-$(etcd_version)"; }
 venv_dir() { echo "$CACHE/venv-$(moto_stamp)"; }
 
 log() { echo "tools: $*" >&2; }
 
-# go_build MODULE_DIR OUT_DIR PACKAGE... builds into a temporary directory and
-# renames it into place, so an interrupted build never leaves a half cache.
+# go_build MODULE_DIR OUT_DIR LDFLAGS PACKAGE... builds into a temporary
+# directory and renames it into place, so an interrupted build never leaves a
+# half cache.
 go_build() {
-  local module="$1" out="$2"; shift 2
+  local module="$1" out="$2" ldflags="$3"; shift 3
   local tmp="$out.tmp.$$"
   rm -rf "$tmp"; mkdir -p "$tmp"
   local start=$SECONDS
-  (cd "$module" && CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath -ldflags '-s -w' -o "$tmp/" "$@")
+  (cd "$module" && CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath -ldflags "-s -w $ldflags" -o "$tmp/" "$@")
   rm -rf "$out"; mv "$tmp" "$out"
   log "built $* in $((SECONDS - start)) s"
 }
@@ -41,14 +43,21 @@ install_k8s() {
   local dir; dir="$(k8s_dir)"
   if [[ -x "$dir/kube-apiserver" && -x "$dir/kubectl" ]]; then return; fi
   log "building kube-apiserver and kubectl $(k8s_version) from Go modules (slow once, cached after)"
-  go_build "$ROOT/e2e/tools/controlplane" "$dir" k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kubectl
+  # Stamp the version the way the Kubernetes release build does, so clients
+  # that parse the server version (kubectl version, discovery) see v1.X.Y.
+  local v minor ldflags=""
+  v="$(k8s_version)"; minor="${v#v1.}"; minor="${minor%%.*}"
+  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    ldflags+=" -X $pkg.gitVersion=$v -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean"
+  done
+  go_build "$ROOT/e2e/tools/controlplane" "$dir" "$ldflags" k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kubectl
 }
 
 install_etcd() {
   local dir; dir="$(etcd_dir)"
   if [[ -x "$dir/etcd" ]]; then return; fi
   log "building etcd $(etcd_version) from Go modules"
-  go_build "$ROOT/e2e/tools/etcd" "$dir" go.etcd.io/etcd/server/v3
+  go_build "$ROOT/e2e/tools/etcd" "$dir" "" go.etcd.io/etcd/server/v3
   mv "$dir/server" "$dir/etcd"
 }
 

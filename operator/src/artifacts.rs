@@ -7,7 +7,10 @@
 //! change: Lambda does not echo the code's location back, but it does report
 //! `CodeSha256`, which is the base64 of the same digest.
 
-use std::{collections::BTreeMap, path::{Path, PathBuf}};
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+};
 
 use base64::Engine;
 use serde::Deserialize;
@@ -41,7 +44,8 @@ impl Artifact {
     /// behind the manifest's back is never deployed under the wrong digest.
     pub fn read_zip(&self) -> Result<Vec<u8>, String> {
         let path = self.dir.join(&self.zip);
-        let bytes = std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let bytes =
+            std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         let digest = sha256_hex(&bytes);
         if digest != self.sha256 {
             return Err(format!(
@@ -75,21 +79,35 @@ impl Catalog {
     /// Reads `manifest.json` from `dir`.
     pub fn load(dir: &Path) -> Result<Self, String> {
         let path = dir.join("manifest.json");
-        let raw = std::fs::read(&path)
-            .map_err(|e| format!("cannot read {}: {e} (run `make handlers`, or set SLUICE_HANDLERS_DIR)", path.display()))?;
+        let raw = std::fs::read(&path).map_err(|e| {
+            format!(
+                "cannot read {}: {e} (run `make handlers`, or set SLUICE_HANDLERS_DIR)",
+                path.display()
+            )
+        })?;
         let manifest: Manifest = serde_json::from_slice(&raw)
             .map_err(|e| format!("{} is not a handler manifest: {e}", path.display()))?;
         let handlers = manifest
             .handlers
             .into_iter()
-            .map(|a| (a.name.clone(), Artifact { dir: dir.to_owned(), ..a }))
+            .map(|a| {
+                (
+                    a.name.clone(),
+                    Artifact {
+                        dir: dir.to_owned(),
+                        ..a
+                    },
+                )
+            })
             .collect();
         Ok(Catalog { handlers })
     }
 
     /// A catalog of the given artifacts, for tests and tools.
     pub fn from_artifacts(artifacts: Vec<Artifact>) -> Self {
-        Catalog { handlers: artifacts.into_iter().map(|a| (a.name.clone(), a)).collect() }
+        Catalog {
+            handlers: artifacts.into_iter().map(|a| (a.name.clone(), a)).collect(),
+        }
     }
 
     /// The artifact of a handler.
@@ -117,7 +135,10 @@ mod tests {
             size: 0,
             dir: PathBuf::new(),
         };
-        assert_eq!(a.code_sha256(), "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=");
+        assert_eq!(
+            a.code_sha256(),
+            "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="
+        );
     }
 
     #[test]

@@ -43,7 +43,11 @@ pub struct RateLimits {
 
 impl Default for RateLimits {
     fn default() -> Self {
-        RateLimits { lambda: 10.0, iam: 10.0, s3: 50.0 }
+        RateLimits {
+            lambda: 10.0,
+            iam: 10.0,
+            s3: 50.0,
+        }
     }
 }
 
@@ -70,19 +74,28 @@ impl OperatorConfig {
         aws_region: Option<String>,
     ) -> Result<Self, ConfigError> {
         let get = |k: &str| get(k).filter(|v| !v.trim().is_empty());
-        let default_region = get("SLUICE_DEFAULT_REGION").or(aws_region).ok_or(ConfigError {
-            var: "SLUICE_DEFAULT_REGION",
-            message: "no default region: set SLUICE_DEFAULT_REGION or AWS_REGION, e.g. us-east-1"
-                .into(),
-        })?;
+        let default_region = get("SLUICE_DEFAULT_REGION")
+            .or(aws_region)
+            .ok_or(ConfigError {
+                var: "SLUICE_DEFAULT_REGION",
+                message:
+                    "no default region: set SLUICE_DEFAULT_REGION or AWS_REGION, e.g. us-east-1"
+                        .into(),
+            })?;
         let allowed_regions = match get("SLUICE_ALLOWED_REGIONS") {
-            Some(list) => list.split(',').map(|r| r.trim().to_owned()).filter(|r| !r.is_empty()).collect(),
+            Some(list) => list
+                .split(',')
+                .map(|r| r.trim().to_owned())
+                .filter(|r| !r.is_empty())
+                .collect(),
             None => vec![default_region.clone()],
         };
         let name_prefix = get("SLUICE_NAME_PREFIX").unwrap_or_else(|| "sluice".into());
         if name_prefix.is_empty()
             || name_prefix.len() > 12
-            || !name_prefix.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            || !name_prefix
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
         {
             return Err(ConfigError {
                 var: "SLUICE_NAME_PREFIX",
@@ -91,14 +104,39 @@ impl OperatorConfig {
                 ),
             });
         }
-        let handlers_dir =
-            PathBuf::from(get("SLUICE_HANDLERS_DIR").unwrap_or_else(|| "/opt/sluice/handlers".into()));
-        let resync = Duration::from_secs(parse(&get, "SLUICE_RESYNC_SECONDS", 300u64, |v| *v >= 10, "a whole number of seconds, at least 10")?);
-        let resync_jitter = parse(&get, "SLUICE_RESYNC_JITTER", 0.1f64, |v| (0.0..=1.0).contains(v), "a fraction between 0 and 1")?;
-        let admin_addr = parse(&get, "SLUICE_ADMIN_ADDR", SocketAddr::from(([0, 0, 0, 0], 8080)), |_| true, "an address like 0.0.0.0:8080")?;
+        let handlers_dir = PathBuf::from(
+            get("SLUICE_HANDLERS_DIR").unwrap_or_else(|| "/opt/sluice/handlers".into()),
+        );
+        let resync = Duration::from_secs(parse(
+            &get,
+            "SLUICE_RESYNC_SECONDS",
+            300u64,
+            |v| *v >= 10,
+            "a whole number of seconds, at least 10",
+        )?);
+        let resync_jitter = parse(
+            &get,
+            "SLUICE_RESYNC_JITTER",
+            0.1f64,
+            |v| (0.0..=1.0).contains(v),
+            "a fraction between 0 and 1",
+        )?;
+        let admin_addr = parse(
+            &get,
+            "SLUICE_ADMIN_ADDR",
+            SocketAddr::from(([0, 0, 0, 0], 8080)),
+            |_| true,
+            "an address like 0.0.0.0:8080",
+        )?;
         let defaults = RateLimits::default();
         let rate = |var: &'static str, default: f64| {
-            parse(&get, var, default, |v| *v > 0.0 && *v <= 1000.0, "requests per second, above 0 and at most 1000")
+            parse(
+                &get,
+                var,
+                default,
+                |v| *v > 0.0 && *v <= 1000.0,
+                "requests per second, above 0 and at most 1000",
+            )
         };
         let rate_limits = RateLimits {
             lambda: rate("SLUICE_LAMBDA_RPS", defaults.lambda)?,
@@ -131,7 +169,10 @@ fn parse<T: std::str::FromStr>(
         None => Ok(default),
         Some(raw) => match raw.trim().parse::<T>() {
             Ok(v) if valid(&v) => Ok(v),
-            _ => Err(ConfigError { var, message: format!("{raw:?} is not valid: expected {expected}") }),
+            _ => Err(ConfigError {
+                var,
+                message: format!("{raw:?} is not valid: expected {expected}"),
+            }),
         },
     }
 }
@@ -143,8 +184,10 @@ mod tests {
     use super::*;
 
     fn config(vars: &[(&str, &str)]) -> Result<OperatorConfig, ConfigError> {
-        let map: HashMap<String, String> =
-            vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         OperatorConfig::from_lookup(|k| map.get(k).cloned(), Some("eu-west-1".into()))
     }
 
@@ -171,6 +214,9 @@ mod tests {
     #[test]
     fn allowed_regions_parse_as_a_list() {
         let c = config(&[("SLUICE_ALLOWED_REGIONS", "us-east-1, eu-west-1")]).expect("valid");
-        assert_eq!(c.allowed_regions, vec!["us-east-1".to_string(), "eu-west-1".to_string()]);
+        assert_eq!(
+            c.allowed_regions,
+            vec!["us-east-1".to_string(), "eu-west-1".to_string()]
+        );
     }
 }

@@ -64,7 +64,9 @@ pub struct Context {
 
 impl std::fmt::Debug for Context {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Context").field("config", &self.config).finish_non_exhaustive()
+        f.debug_struct("Context")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
     }
 }
 
@@ -99,14 +101,22 @@ impl Context {
         if let Some(aws) = regions.get(region) {
             return Ok(aws.clone());
         }
-        let aws =
-            Aws::connect(&self.sdk, region, self.config.rate_limits, self.metrics.clone()).await?;
+        let aws = Aws::connect(
+            &self.sdk,
+            region,
+            self.config.rate_limits,
+            self.metrics.clone(),
+        )
+        .await?;
         regions.insert(region.to_owned(), aws.clone());
         Ok(aws)
     }
 
     fn resync(&self) -> Duration {
-        let jitter = self.config.resync.mul_f64(self.config.resync_jitter * rand::random::<f64>());
+        let jitter = self
+            .config
+            .resync
+            .mul_f64(self.config.resync_jitter * rand::random::<f64>());
         self.config.resync + jitter
     }
 
@@ -161,7 +171,8 @@ async fn reconcile(dp: Arc<DataPipeline>, ctx: Arc<Context>) -> Result<Action> {
     .await
     .map_err(|e| Error::Finalizer(Box::new(e)));
     let outcome = if result.is_ok() { "ok" } else { "error" };
-    ctx.metrics.reconciled(outcome, started.elapsed().as_secs_f64());
+    ctx.metrics
+        .reconciled(outcome, started.elapsed().as_secs_f64());
     result
 }
 
@@ -195,7 +206,10 @@ fn pipeline_id(dp: &DataPipeline, ctx: &Context, aws: &Aws) -> PipelineId {
 }
 
 fn region(dp: &DataPipeline, ctx: &Context) -> String {
-    dp.spec.region.clone().unwrap_or_else(|| ctx.config.default_region.clone())
+    dp.spec
+        .region
+        .clone()
+        .unwrap_or_else(|| ctx.config.default_region.clone())
 }
 
 fn plan_for(dp: &DataPipeline, ctx: &Context, pid: &PipelineId) -> Plan {
@@ -229,21 +243,29 @@ async fn apply(dp: &DataPipeline, ctx: &Context) -> Result<Action> {
     if dp.spec.suspend {
         let mut status = previous.clone();
         status.observed_generation = generation;
-        status.conditions = status::conditions(&previous.conditions, &Verdict::Suspended, generation);
+        status.conditions =
+            status::conditions(&previous.conditions, &Verdict::Suspended, generation);
         write_status(ctx, dp, &previous, status).await?;
         return Ok(Action::await_change());
     }
 
+    // Failures before a plan exists keep the recorded inventory as it is.
+    let unplanned = |e: Error| {
+        finish(
+            ctx,
+            dp,
+            &previous,
+            Progress::from_inventory(&previous.inventory),
+            None,
+            Err(e),
+        )
+    };
     if let Err(problems) = reconcile::validate(&dp.spec, &ctx.config, &ctx.catalog) {
-        let error = Error::InvalidSpec(problems);
-        return finish(ctx, dp, &previous, Progress::from_inventory(&previous.inventory), None, Err(error)).await;
+        return unplanned(Error::InvalidSpec(problems)).await;
     }
-
     let aws = match ctx.aws(&region(dp, ctx)).await {
         Ok(aws) => aws,
-        Err(e) => {
-            return finish(ctx, dp, &previous, Progress::from_inventory(&previous.inventory), None, Err(e)).await;
-        }
+        Err(e) => return unplanned(e).await,
     };
     let pid = pipeline_id(dp, ctx, &aws);
     let plan = plan_for(dp, ctx, &pid);
@@ -265,11 +287,7 @@ async fn finish(
     result: Result<()>,
 ) -> Result<Action> {
     let generation = dp.metadata.generation;
-    for change in &progress.changes {
-        info!(pipeline = %key(dp), kind = change.kind.as_str(), id = %change.id, what = %change.what, "changed AWS resource");
-        publish(ctx, dp, EventType::Normal, &change.what.split(' ').next().unwrap_or("Changed").to_owned(),
-            &format!("{} {}: {}", change.kind.as_str(), change.id, change.what)).await;
-    }
+    publish_changes(ctx, dp, &progress.changes).await;
     let inventory = progress.inventory();
     let (verdict, action) = match &result {
         Ok(()) => {
@@ -280,12 +298,18 @@ async fn finish(
             ctx.metrics.failed(e.metric_label());
             publish(ctx, dp, EventType::Warning, e.reason(), &e.to_string()).await;
             (
-                Verdict::Stalled { reason: e.reason().into(), message: e.to_string() },
+                Verdict::Stalled {
+                    reason: e.reason().into(),
+                    message: e.to_string(),
+                },
                 Action::requeue(ctx.resync()),
             )
         }
         Err(Error::Waiting { what, after }) => (
-            Verdict::Progressing { reason: "WaitingForAWS".into(), message: format!("waiting: {what}") },
+            Verdict::Progressing {
+                reason: "WaitingForAWS".into(),
+                message: format!("waiting: {what}"),
+            },
             Action::requeue(*after),
         ),
         Err(e) => {
@@ -293,7 +317,10 @@ async fn finish(
             publish(ctx, dp, EventType::Warning, e.reason(), &e.to_string()).await;
             let after = ctx.backoff(&key(dp)).await;
             (
-                Verdict::Progressing { reason: e.reason().into(), message: format!("{e}; retrying in {}s", after.as_secs()) },
+                Verdict::Progressing {
+                    reason: e.reason().into(),
+                    message: format!("{e}; retrying in {}s", after.as_secs()),
+                },
                 Action::requeue(after),
             )
         }
@@ -306,7 +333,13 @@ async fn finish(
         status.functions = plan
             .functions
             .iter()
-            .filter(|f| result.is_ok() || status.inventory.iter().any(|e| e.id == f.name && e.state == "Ready"))
+            .filter(|f| {
+                result.is_ok()
+                    || status
+                        .inventory
+                        .iter()
+                        .any(|e| e.id == f.name && e.state == "Ready")
+            })
             .map(|f| FunctionStatus {
                 name: f.logical.clone(),
                 handler: f.handler.clone(),
@@ -333,18 +366,17 @@ async fn cleanup(dp: &DataPipeline, ctx: &Context) -> Result<Action> {
     let retain = dp.spec.deletion_policy == DeletionPolicy::Retain;
     let mut progress = Progress::from_inventory(&previous.inventory);
     let result = reconcile::cleanup(&aws, &pid, plan.as_ref(), retain, &mut progress).await;
-    for change in &progress.changes {
-        info!(pipeline = %key(dp), kind = change.kind.as_str(), id = %change.id, what = %change.what, "cleaned up AWS resource");
-        publish(ctx, dp, EventType::Normal, change.what.split(' ').next().unwrap_or("Deleted"),
-            &format!("{} {}: {}", change.kind.as_str(), change.id, change.what)).await;
-    }
+    publish_changes(ctx, dp, &progress.changes).await;
     if let Err(e) = result {
         publish(ctx, dp, EventType::Warning, "CleanupFailed", &e.to_string()).await;
         let mut status = previous.clone();
         status.inventory = progress.inventory();
         status.conditions = status::conditions(
             &previous.conditions,
-            &Verdict::Progressing { reason: "Deleting".into(), message: format!("deleting AWS resources: {e}") },
+            &Verdict::Progressing {
+                reason: "Deleting".into(),
+                message: format!("deleting AWS resources: {e}"),
+            },
             dp.metadata.generation,
         );
         write_status(ctx, dp, &previous, status).await?;
@@ -353,12 +385,36 @@ async fn cleanup(dp: &DataPipeline, ctx: &Context) -> Result<Action> {
     Ok(Action::await_change())
 }
 
+/// Logs and publishes one event per AWS change. The event's action names
+/// the resource, because the recorder folds events with the same reason and
+/// action into one series and would otherwise hide all but the first.
+async fn publish_changes(ctx: &Context, dp: &DataPipeline, changes: &[reconcile::Change]) {
+    for change in changes {
+        info!(pipeline = %key(dp), kind = change.kind.as_str(), id = %change.id, what = %change.what, "changed AWS resource");
+        let reason = change.what.split(' ').next().unwrap_or("Changed");
+        let action = format!("{} {}", change.kind.as_str(), change.id);
+        let note = format!("{} {}: {}", change.kind.as_str(), change.id, change.what);
+        publish_event(ctx, dp, EventType::Normal, reason, &action, &note).await;
+    }
+}
+
 async fn publish(ctx: &Context, dp: &DataPipeline, type_: EventType, reason: &str, note: &str) {
+    publish_event(ctx, dp, type_, reason, "Reconcile", note).await;
+}
+
+async fn publish_event(
+    ctx: &Context,
+    dp: &DataPipeline,
+    type_: EventType,
+    reason: &str,
+    action: &str,
+    note: &str,
+) {
     let event = Event {
         type_,
         reason: reason.to_owned(),
         note: Some(note.chars().take(1000).collect()),
-        action: "Reconcile".into(),
+        action: action.chars().take(128).collect(),
         secondary: None,
     };
     if let Err(e) = ctx.recorder.publish(&event, &dp.object_ref(&())).await {
@@ -380,13 +436,18 @@ async fn write_status(
     if unchanged {
         return Ok(());
     }
-    let api: Api<DataPipeline> = Api::namespaced(ctx.client.clone(), &dp.namespace().unwrap_or_default());
+    let api: Api<DataPipeline> =
+        Api::namespaced(ctx.client.clone(), &dp.namespace().unwrap_or_default());
     let patch = json!({
         "apiVersion": "sluice.dev/v1alpha1",
         "kind": "DataPipeline",
         "status": status,
     });
-    api.patch_status(&dp.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
-        .await?;
+    api.patch_status(
+        &dp.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await?;
     Ok(())
 }

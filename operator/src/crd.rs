@@ -47,7 +47,11 @@ pub const MAX_NAME_LEN: usize = 40;
         type_ = "string",
         json_path = ".status.conditions[?(@.type==\"Ready\")].message"
     ),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [
@@ -109,7 +113,10 @@ pub enum DeletionPolicy {
 #[serde(rename_all = "camelCase")]
 pub struct BucketSpec {
     /// Logical name, unique within the pipeline (lowercase letters, digits and '-').
-    #[schemars(length(min = 1, max = 40), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
+    #[schemars(
+        length(min = 1, max = 40),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
     pub name: String,
 
     /// Delete the bucket's objects when the bucket is deleted. Without it a
@@ -124,11 +131,17 @@ pub struct BucketSpec {
 #[serde(rename_all = "camelCase")]
 pub struct FunctionSpec {
     /// Logical name, unique within the pipeline (lowercase letters, digits and '-').
-    #[schemars(length(min = 1, max = 40), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
+    #[schemars(
+        length(min = 1, max = 40),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
     pub name: String,
 
     /// Built-in handler from the `sluice-handlers` crate, e.g. `s3-json-transform`.
-    #[schemars(length(min = 1, max = 64), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
+    #[schemars(
+        length(min = 1, max = 64),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
     pub handler: String,
 
     /// Memory in MiB (Lambda allows 128 to 10240).
@@ -235,7 +248,9 @@ fn default_events() -> Vec<S3Event> {
 }
 
 /// The S3 event types a bucket notification may name.
-#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, JsonSchema)]
+#[derive(
+    Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, JsonSchema,
+)]
 pub enum S3Event {
     #[serde(rename = "s3:ObjectCreated:*")]
     ObjectCreatedAll,
@@ -309,7 +324,10 @@ pub struct UseSpec {
     /// Environment variable that receives the resource's real name.
     /// Defaults to `BUCKET_<NAME>` (upper-case, '-' as '_').
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 128), regex(pattern = r"^[A-Za-z][A-Za-z0-9_]*$"))]
+    #[schemars(
+        length(min = 1, max = 128),
+        regex(pattern = r"^[A-Za-z][A-Za-z0-9_]*$")
+    )]
     pub env: Option<String>,
 }
 

@@ -69,7 +69,10 @@ impl Error {
     /// Whether retrying without a spec change can help. A stalled pipeline
     /// is not retried hot; it is looked at again on the slow resync.
     pub fn is_stalled(&self) -> bool {
-        matches!(self, Error::InvalidSpec(_) | Error::Conflict(_) | Error::Artifact(_))
+        matches!(
+            self,
+            Error::InvalidSpec(_) | Error::Conflict(_) | Error::Artifact(_)
+        )
     }
 
     /// The condition reason for this error (CamelCase, as kstatus expects).

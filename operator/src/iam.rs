@@ -127,7 +127,9 @@ pub fn execution_policy(g: &ExecutionGrants) -> Value {
 /// Parses a policy document as IAM returns it: sometimes URL-encoded JSON.
 pub fn parse_policy(raw: &str) -> Option<Value> {
     serde_json::from_str(raw).ok().or_else(|| {
-        let decoded = percent_encoding::percent_decode_str(raw).decode_utf8().ok()?;
+        let decoded = percent_encoding::percent_decode_str(raw)
+            .decode_utf8()
+            .ok()?;
         serde_json::from_str(&decoded).ok()
     })
 }
@@ -188,9 +190,11 @@ fn string_set(value: &Value) -> Value {
 
 fn normalize_principal(value: &Value) -> Value {
     match value {
-        Value::Object(map) => {
-            Value::Object(map.iter().map(|(k, v)| (k.clone(), string_set(v))).collect())
-        }
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| (k.clone(), string_set(v)))
+                .collect(),
+        ),
         other => other.clone(),
     }
 }
@@ -234,8 +238,20 @@ mod tests {
             account: "123456789012".into(),
             function_name: "fn-1".into(),
             buckets: BTreeMap::from([
-                ("in-bucket".to_string(), BucketGrant { get_objects: true, ..Default::default() }),
-                ("out-bucket".to_string(), BucketGrant { put_objects: true, ..Default::default() }),
+                (
+                    "in-bucket".to_string(),
+                    BucketGrant {
+                        get_objects: true,
+                        ..Default::default()
+                    },
+                ),
+                (
+                    "out-bucket".to_string(),
+                    BucketGrant {
+                        put_objects: true,
+                        ..Default::default()
+                    },
+                ),
             ]),
             xray: false,
         }
@@ -246,7 +262,13 @@ mod tests {
             .as_array()
             .expect("statements")
             .iter()
-            .filter(|s| s["Action"].as_array().expect("actions").iter().any(|a| a == action))
+            .filter(|s| {
+                s["Action"]
+                    .as_array()
+                    .expect("actions")
+                    .iter()
+                    .any(|a| a == action)
+            })
             .flat_map(|s| s["Resource"].as_array().expect("resources").clone())
             .map(|r| r.as_str().expect("resource").to_owned())
             .collect()
@@ -255,8 +277,14 @@ mod tests {
     #[test]
     fn policy_grants_exactly_the_edges() {
         let doc = execution_policy(&grants());
-        assert_eq!(grants_on(&doc, "s3:GetObject"), vec!["arn:aws:s3:::in-bucket/*"]);
-        assert_eq!(grants_on(&doc, "s3:PutObject"), vec!["arn:aws:s3:::out-bucket/*"]);
+        assert_eq!(
+            grants_on(&doc, "s3:GetObject"),
+            vec!["arn:aws:s3:::in-bucket/*"]
+        );
+        assert_eq!(
+            grants_on(&doc, "s3:PutObject"),
+            vec!["arn:aws:s3:::out-bucket/*"]
+        );
         assert!(grants_on(&doc, "s3:ListBucket").is_empty());
         assert!(grants_on(&doc, "xray:PutTraceSegments").is_empty());
         assert_eq!(
@@ -269,7 +297,10 @@ mod tests {
 
     #[test]
     fn tracing_adds_xray_only_when_active() {
-        let doc = execution_policy(&ExecutionGrants { xray: true, ..grants() });
+        let doc = execution_policy(&ExecutionGrants {
+            xray: true,
+            ..grants()
+        });
         assert_eq!(grants_on(&doc, "xray:PutTraceSegments"), vec!["*"]);
     }
 

@@ -36,6 +36,9 @@ async fn main() -> ExitCode {
 }
 
 async fn run() -> Result<(), String> {
+    // kube uses the process-wide rustls provider; the AWS SDK brings its own.
+    // With both ring and aws-lc-rs in the tree rustls cannot pick, so say it.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let config = OperatorConfig::from_env(sdk.region().map(|r| r.to_string()))
         .map_err(|e| format!("invalid configuration: {e}"))?;
@@ -47,14 +50,19 @@ async fn run() -> Result<(), String> {
         .map_err(|e| format!("cannot reach Kubernetes (kubeconfig or in-cluster config): {e}"))?;
     let metrics = Metrics::new();
     let readiness = Readiness::default();
-    let listener = server::bind(config.admin_addr)
-        .await
-        .map_err(|e| format!("cannot listen on {} (SLUICE_ADMIN_ADDR): {e}", config.admin_addr))?;
+    let listener = server::bind(config.admin_addr).await.map_err(|e| {
+        format!(
+            "cannot listen on {} (SLUICE_ADMIN_ADDR): {e}",
+            config.admin_addr
+        )
+    })?;
     info!(addr = %config.admin_addr, "admin server: /metrics /livez /readyz");
     let admin = tokio::spawn(server::serve(listener, metrics.clone(), readiness.clone()));
 
     let ctx = Arc::new(Context::new(client, config, catalog, sdk, metrics));
-    let result = controller::run(ctx, readiness).await.map_err(|e| e.to_string());
+    let result = controller::run(ctx, readiness)
+        .await
+        .map_err(|e| e.to_string());
     admin.abort();
     info!("stopped");
     result

@@ -38,36 +38,62 @@ impl Metrics {
         )
         .expect("valid metric");
         let failures = IntCounterVec::new(
-            Opts::new("sluice_reconcile_errors_total", "Failed reconciles by error category"),
+            Opts::new(
+                "sluice_reconcile_errors_total",
+                "Failed reconciles by error category",
+            ),
             &["error"],
         )
         .expect("valid metric");
         let duration = Histogram::with_opts(
-            HistogramOpts::new("sluice_reconcile_duration_seconds", "Duration of one reconcile")
-                .buckets(vec![0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
+            HistogramOpts::new(
+                "sluice_reconcile_duration_seconds",
+                "Duration of one reconcile",
+            )
+            .buckets(vec![0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
         )
         .expect("valid metric");
         let aws_calls = IntCounterVec::new(
-            Opts::new("sluice_aws_requests_total", "AWS API calls by service, operation and access"),
+            Opts::new(
+                "sluice_aws_requests_total",
+                "AWS API calls by service, operation and access",
+            ),
             &["service", "operation", "access"],
         )
         .expect("valid metric");
         let aws_errors = IntCounterVec::new(
-            Opts::new("sluice_aws_errors_total", "Failed AWS API calls by service, operation and class"),
+            Opts::new(
+                "sluice_aws_errors_total",
+                "Failed AWS API calls by service, operation and class",
+            ),
             &["service", "operation", "class"],
         )
         .expect("valid metric");
         for m in [&reconciles, &failures, &aws_calls, &aws_errors] {
-            registry.register(Box::new(m.clone())).expect("unique metric");
+            registry
+                .register(Box::new(m.clone()))
+                .expect("unique metric");
         }
-        registry.register(Box::new(duration.clone())).expect("unique metric");
-        Metrics(Arc::new(Inner { registry, reconciles, failures, duration, aws_calls, aws_errors }))
+        registry
+            .register(Box::new(duration.clone()))
+            .expect("unique metric");
+        Metrics(Arc::new(Inner {
+            registry,
+            reconciles,
+            failures,
+            duration,
+            aws_calls,
+            aws_errors,
+        }))
     }
 
     /// Counts one AWS call.
     pub fn aws_call(&self, service: &str, operation: &str, read: bool) {
         let access = if read { "read" } else { "write" };
-        self.0.aws_calls.with_label_values(&[service, operation, access]).inc();
+        self.0
+            .aws_calls
+            .with_label_values(&[service, operation, access])
+            .inc();
     }
 
     /// Counts one failed AWS call.
@@ -77,7 +103,10 @@ impl Metrics {
             ErrorClass::Transient => "transient",
             ErrorClass::Client => "client",
         };
-        self.0.aws_errors.with_label_values(&[service, operation, class]).inc();
+        self.0
+            .aws_errors
+            .with_label_values(&[service, operation, class])
+            .inc();
     }
 
     /// Total AWS calls so far, `(reads, writes)`.
@@ -89,7 +118,10 @@ impl Metrics {
                 continue;
             }
             for m in family.get_metric() {
-                let is_read = m.get_label().iter().any(|l| l.name() == "access" && l.value() == "read");
+                let is_read = m
+                    .get_label()
+                    .iter()
+                    .any(|l| l.name() == "access" && l.value() == "read");
                 let v = m.get_counter().get_value() as u64;
                 if is_read { reads += v } else { writes += v }
             }

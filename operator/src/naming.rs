@@ -22,8 +22,12 @@ pub const TAG_LOGICAL_NAME: &str = "sluice.dev/logical-name";
 pub const MANAGER: &str = "sluice-operator";
 
 /// Every tag key Sluice writes; releasing a resource removes exactly these.
-pub const OWNERSHIP_TAG_KEYS: [&str; 4] =
-    [TAG_MANAGED_BY, TAG_PIPELINE, TAG_PIPELINE_UID, TAG_LOGICAL_NAME];
+pub const OWNERSHIP_TAG_KEYS: [&str; 4] = [
+    TAG_MANAGED_BY,
+    TAG_PIPELINE,
+    TAG_PIPELINE_UID,
+    TAG_LOGICAL_NAME,
+];
 
 /// AWS's limits on the names Sluice derives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -158,7 +162,11 @@ fn sanitize(raw: &str) -> String {
 /// The default environment variable for a resource a function uses:
 /// `BUCKET_MY_DATA` for bucket `my-data`.
 pub fn default_env_var(kind: &str, logical: &str) -> String {
-    format!("{}_{}", kind, logical.to_ascii_uppercase().replace('-', "_"))
+    format!(
+        "{}_{}",
+        kind,
+        logical.to_ascii_uppercase().replace('-', "_")
+    )
 }
 
 #[cfg(test)]
@@ -200,7 +208,11 @@ mod tests {
         let pid = id(&long, &long);
         for kind in [NameKind::Bucket, NameKind::Function, NameKind::Role] {
             let name = pid.aws_name(kind, &"y".repeat(40));
-            assert!(name.len() <= kind.max_len(), "{kind:?}: {} chars", name.len());
+            assert!(
+                name.len() <= kind.max_len(),
+                "{kind:?}: {} chars",
+                name.len()
+            );
             assert!(!name.contains("--"), "{name}");
         }
     }
@@ -209,7 +221,10 @@ mod tests {
     fn bucket_names_are_valid_s3_names() {
         let name = id("Team.A", "my.pipeline").aws_name(NameKind::Bucket, "in");
         assert!(name.len() >= 3);
-        assert!(name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'));
+        assert!(
+            name.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        );
         assert!(!name.starts_with('-') && !name.ends_with('-'));
     }
 
@@ -220,7 +235,12 @@ mod tests {
         let mut other = pid.tags("x");
         other.insert(TAG_PIPELINE_UID.into(), "uid-2".into());
         other.insert(TAG_PIPELINE.into(), "ns/q".into());
-        assert_eq!(pid.ownership(&other), Ownership::Foreign { owner: "ns/q".into() });
+        assert_eq!(
+            pid.ownership(&other),
+            Ownership::Foreign {
+                owner: "ns/q".into()
+            }
+        );
         assert_eq!(pid.ownership(&BTreeMap::new()), Ownership::Untagged);
     }
 

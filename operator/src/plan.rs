@@ -32,8 +32,13 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind, in apply order.
-    pub const APPLY_ORDER: [Kind; 5] =
-        [Kind::Role, Kind::Bucket, Kind::Function, Kind::Permissions, Kind::Notification];
+    pub const APPLY_ORDER: [Kind; 5] = [
+        Kind::Role,
+        Kind::Bucket,
+        Kind::Function,
+        Kind::Permissions,
+        Kind::Notification,
+    ];
 
     /// The kind's name in status and events.
     pub fn as_str(self) -> &'static str {
@@ -193,9 +198,21 @@ impl Plan {
         let mut ids = BTreeSet::new();
         ids.extend(self.roles.iter().map(|r| (Kind::Role, r.name.clone())));
         ids.extend(self.buckets.iter().map(|b| (Kind::Bucket, b.name.clone())));
-        ids.extend(self.functions.iter().map(|f| (Kind::Function, f.name.clone())));
-        ids.extend(self.permissions.iter().map(|p| (Kind::Permissions, p.function.clone())));
-        ids.extend(self.notifications.iter().map(|n| (Kind::Notification, n.bucket.clone())));
+        ids.extend(
+            self.functions
+                .iter()
+                .map(|f| (Kind::Function, f.name.clone())),
+        );
+        ids.extend(
+            self.permissions
+                .iter()
+                .map(|p| (Kind::Permissions, p.function.clone())),
+        );
+        ids.extend(
+            self.notifications
+                .iter()
+                .map(|n| (Kind::Notification, n.bucket.clone())),
+        );
         ids
     }
 }
@@ -255,7 +272,9 @@ pub fn plan(spec: &DataPipelineSpec, cx: PlanContext<'_>) -> Plan {
         environment.insert("SLUICE_FUNCTION".into(), f.name.clone());
         for u in &f.uses {
             if let Some(bucket) = &u.bucket {
-                let Some(aws_name) = bucket_names.get(bucket.as_str()) else { continue };
+                let Some(aws_name) = bucket_names.get(bucket.as_str()) else {
+                    continue;
+                };
                 let grant = BucketGrant {
                     get_objects: u.access.reads(),
                     list: u.access.reads(),
@@ -263,8 +282,10 @@ pub fn plan(spec: &DataPipelineSpec, cx: PlanContext<'_>) -> Plan {
                 };
                 let entry = grants.entry(aws_name.clone()).or_default();
                 *entry = entry.union(grant);
-                let var =
-                    u.env.clone().unwrap_or_else(|| naming::default_env_var("BUCKET", bucket));
+                let var = u
+                    .env
+                    .clone()
+                    .unwrap_or_else(|| naming::default_env_var("BUCKET", bucket));
                 environment.insert(var, aws_name.clone());
             }
         }
@@ -272,9 +293,14 @@ pub fn plan(spec: &DataPipelineSpec, cx: PlanContext<'_>) -> Plan {
         let mut statements: BTreeMap<String, InvokeStatement> = BTreeMap::new();
         for (index, t) in f.triggers.iter().enumerate() {
             if let Some(b) = &t.bucket {
-                let Some(aws_name) = bucket_names.get(b.name.as_str()) else { continue };
+                let Some(aws_name) = bucket_names.get(b.name.as_str()) else {
+                    continue;
+                };
                 let entry = grants.entry(aws_name.clone()).or_default();
-                *entry = entry.union(BucketGrant { get_objects: true, ..Default::default() });
+                *entry = entry.union(BucketGrant {
+                    get_objects: true,
+                    ..Default::default()
+                });
                 let sid = format!("{STATEMENT_PREFIX}s3-{}", b.name);
                 statements.insert(
                     sid.clone(),
@@ -289,13 +315,16 @@ pub fn plan(spec: &DataPipelineSpec, cx: PlanContext<'_>) -> Plan {
                     b.events.iter().map(|e| e.as_aws().to_owned()).collect();
                 events.sort();
                 events.dedup();
-                notifications.entry(b.name.as_str()).or_default().push(LambdaNotification {
-                    id: format!("{STATEMENT_PREFIX}{}-{index}", f.name),
-                    function_arn: function_arn.clone(),
-                    events,
-                    prefix: b.prefix.clone().filter(|p| !p.is_empty()),
-                    suffix: b.suffix.clone().filter(|s| !s.is_empty()),
-                });
+                notifications
+                    .entry(b.name.as_str())
+                    .or_default()
+                    .push(LambdaNotification {
+                        id: format!("{STATEMENT_PREFIX}{}-{index}", f.name),
+                        function_arn: function_arn.clone(),
+                        events,
+                        prefix: b.prefix.clone().filter(|p| !p.is_empty()),
+                        suffix: b.suffix.clone().filter(|s| !s.is_empty()),
+                    });
             }
         }
 
@@ -393,7 +422,14 @@ functions:
     fn plan_of(spec: &DataPipelineSpec) -> Plan {
         let catalog = catalog();
         let id = pid();
-        plan(spec, PlanContext { id: &id, catalog: &catalog, permissions_boundary: None })
+        plan(
+            spec,
+            PlanContext {
+                id: &id,
+                catalog: &catalog,
+                permissions_boundary: None,
+            },
+        )
     }
 
     #[test]
@@ -410,16 +446,28 @@ functions:
     #[test]
     fn trigger_implies_permission_notification_and_read_grant() {
         let p = plan_of(&pattern1());
-        let input = &p.buckets.iter().find(|b| b.logical == "input").expect("input").name;
+        let input = &p
+            .buckets
+            .iter()
+            .find(|b| b.logical == "input")
+            .expect("input")
+            .name;
         let f = &p.functions[0];
         let perm = &p.permissions[0];
         assert_eq!(perm.function, f.name);
         assert_eq!(perm.statements[0].principal, "s3.amazonaws.com");
-        assert_eq!(perm.statements[0].source_arn, format!("arn:aws:s3:::{input}"));
+        assert_eq!(
+            perm.statements[0].source_arn,
+            format!("arn:aws:s3:::{input}")
+        );
         assert_eq!(perm.statements[0].source_account, "123456789012");
         let n = &p.notifications[0];
         assert_eq!(&n.bucket, input);
-        assert!(n.lambdas[0].function_arn.ends_with(&format!(":function:{}", f.name)));
+        assert!(
+            n.lambdas[0]
+                .function_arn
+                .ends_with(&format!(":function:{}", f.name))
+        );
         assert_eq!(n.lambdas[0].suffix.as_deref(), Some(".json"));
         let policy = p.roles[0].policy.to_string();
         assert!(policy.contains(&format!("arn:aws:s3:::{input}/*")));
@@ -428,20 +476,38 @@ functions:
     #[test]
     fn uses_implies_grant_and_environment() {
         let p = plan_of(&pattern1());
-        let output = &p.buckets.iter().find(|b| b.logical == "output").expect("output").name;
+        let output = &p
+            .buckets
+            .iter()
+            .find(|b| b.logical == "output")
+            .expect("output")
+            .name;
         let f = &p.functions[0];
         assert_eq!(f.environment.get("OUTPUT_BUCKET"), Some(output));
-        assert_eq!(f.environment.get("SLUICE_PIPELINE").map(String::as_str), Some("data/orders"));
+        assert_eq!(
+            f.environment.get("SLUICE_PIPELINE").map(String::as_str),
+            Some("data/orders")
+        );
         let policy = &p.roles[0].policy;
         let put = policy["Statement"]
             .as_array()
             .expect("statements")
             .iter()
-            .find(|s| s["Action"].as_array().expect("actions").iter().any(|a| a == "s3:PutObject"))
+            .find(|s| {
+                s["Action"]
+                    .as_array()
+                    .expect("actions")
+                    .iter()
+                    .any(|a| a == "s3:PutObject")
+            })
             .expect("put grant");
         assert_eq!(put["Resource"][0], format!("arn:aws:s3:::{output}/*"));
         // Write access does not imply read.
-        assert!(!policy.to_string().contains(&format!("arn:aws:s3:::{output}\"")));
+        assert!(
+            !policy
+                .to_string()
+                .contains(&format!("arn:aws:s3:::{output}\""))
+        );
     }
 
     #[test]
@@ -451,7 +517,10 @@ functions:
         assert_eq!(f.memory_mib, 256);
         assert_eq!(f.timeout_seconds, 30);
         assert!(f.role_arn.ends_with(&format!(":role/{}", p.roles[0].name)));
-        assert_eq!(f.tags.get(naming::TAG_PIPELINE_UID).map(String::as_str), Some("uid-1"));
+        assert_eq!(
+            f.tags.get(naming::TAG_PIPELINE_UID).map(String::as_str),
+            Some("uid-1")
+        );
     }
 
     #[test]

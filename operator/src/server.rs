@@ -37,7 +37,9 @@ fn respond(status: StatusCode, content_type: &str, body: String) -> Response<Ful
     let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() = status;
     if let Ok(value) = content_type.parse() {
-        response.headers_mut().insert(hyper::header::CONTENT_TYPE, value);
+        response
+            .headers_mut()
+            .insert(hyper::header::CONTENT_TYPE, value);
     }
     response
 }
@@ -50,7 +52,9 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 /// Serves until the task is dropped.
 pub async fn serve(listener: TcpListener, metrics: Metrics, readiness: Readiness) {
     loop {
-        let Ok((stream, _)) = listener.accept().await else { continue };
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
         let metrics = metrics.clone();
         let readiness = readiness.clone();
         tokio::spawn(async move {
@@ -78,7 +82,9 @@ pub async fn serve(listener: TcpListener, metrics: Metrics, readiness: Readiness
                     Ok::<_, Infallible>(response)
                 }
             });
-            let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+            let _ = http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
         });
     }
 }

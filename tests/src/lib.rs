@@ -65,12 +65,25 @@ impl Harness {
             uid: format!("uid-{t}"),
         };
         let catalog = Catalog::from_artifacts(vec![fake_artifact("s3-json-transform", b"v1")]);
-        Harness { aws, metrics, id, catalog, sdk }
+        Harness {
+            aws,
+            metrics,
+            id,
+            catalog,
+            sdk,
+        }
     }
 
     /// Plans a spec for this harness's identity.
     pub fn plan(&self, spec: &DataPipelineSpec) -> Plan {
-        plan::plan(spec, PlanContext { id: &self.id, catalog: &self.catalog, permissions_boundary: None })
+        plan::plan(
+            spec,
+            PlanContext {
+                id: &self.id,
+                catalog: &self.catalog,
+                permissions_boundary: None,
+            },
+        )
     }
 
     /// `(reads, writes)` made so far.
@@ -86,7 +99,13 @@ pub fn fake_artifact(name: &str, content: &[u8]) -> Artifact {
     std::fs::create_dir_all(&dir).expect("temp dir");
     let zip = format!("{name}.zip");
     std::fs::write(dir.join(&zip), content).expect("write zip");
-    Artifact { name: name.into(), zip, sha256: sluice_operator::artifacts::sha256_hex(content), size: content.len() as u64, dir }
+    Artifact {
+        name: name.into(),
+        zip,
+        sha256: sluice_operator::artifacts::sha256_hex(content),
+        size: content.len() as u64,
+        dir,
+    }
 }
 
 /// The Pattern 1 spec used across tests.

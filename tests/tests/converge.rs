@@ -20,7 +20,12 @@ async fn apply(h: &Harness, plan: &Plan, progress: &mut Progress) -> Result<(), 
 }
 
 fn bucket<'a>(plan: &'a Plan, logical: &str) -> &'a str {
-    &plan.buckets.iter().find(|b| b.logical == logical).expect("bucket planned").name
+    &plan
+        .buckets
+        .iter()
+        .find(|b| b.logical == logical)
+        .expect("bucket planned")
+        .name
 }
 
 #[tokio::test]
@@ -30,7 +35,11 @@ async fn pattern1_converges_with_exact_wiring() {
     let mut progress = Progress::default();
     apply(&h, &plan, &mut progress).await.expect("converges");
 
-    let created: Vec<_> = progress.changes.iter().filter(|c| c.what == "Created").collect();
+    let created: Vec<_> = progress
+        .changes
+        .iter()
+        .filter(|c| c.what == "Created")
+        .collect();
     assert_eq!(created.len(), 6, "{:?}", progress.changes);
     assert_eq!(progress.inventory().len(), 6);
 
@@ -41,7 +50,12 @@ async fn pattern1_converges_with_exact_wiring() {
 
     // The function and its configuration.
     let lambda = aws_sdk_lambda::Client::new(&h.sdk);
-    let got = lambda.get_function().function_name(&f.name).send().await.expect("function exists");
+    let got = lambda
+        .get_function()
+        .function_name(&f.name)
+        .send()
+        .await
+        .expect("function exists");
     let c = got.configuration().expect("configuration");
     assert_eq!(c.memory_size(), Some(256));
     assert_eq!(c.timeout(), Some(60));
@@ -49,8 +63,14 @@ async fn pattern1_converges_with_exact_wiring() {
     assert_eq!(c.runtime().map(|r| r.as_str()), Some("provided.al2023"));
     assert_eq!(c.role(), Some(f.role_arn.as_str()));
     assert_eq!(c.code_sha256(), Some(f.artifact.code_sha256().as_str()));
-    let env = c.environment().and_then(|e| e.variables()).expect("environment");
-    assert_eq!(env.get("OUTPUT_BUCKET").map(String::as_str), Some(processed));
+    let env = c
+        .environment()
+        .and_then(|e| e.variables())
+        .expect("environment");
+    assert_eq!(
+        env.get("OUTPUT_BUCKET").map(String::as_str),
+        Some(processed)
+    );
     let tags = got.tags().expect("tags");
     assert_eq!(tags.get(TAG_PIPELINE_UID), Some(&h.id.uid));
 
@@ -75,17 +95,29 @@ async fn pattern1_converges_with_exact_wiring() {
     assert!(iam::same_policy(&doc, &expected), "policy was {doc:#}");
 
     // S3 may invoke the function, only from the input bucket and account.
-    let policy = lambda.get_policy().function_name(&f.name).send().await.expect("policy");
+    let policy = lambda
+        .get_policy()
+        .function_name(&f.name)
+        .send()
+        .await
+        .expect("policy");
     let policy: serde_json::Value =
         serde_json::from_str(policy.policy().expect("policy text")).expect("policy JSON");
     let statement = &policy["Statement"][0];
     assert_eq!(statement["Principal"]["Service"], "s3.amazonaws.com");
-    assert!(policy.to_string().contains(&format!("arn:aws:s3:::{input}")), "{policy}");
+    assert!(
+        policy
+            .to_string()
+            .contains(&format!("arn:aws:s3:::{input}")),
+        "{policy}"
+    );
     assert!(policy.to_string().contains(&h.id.account), "{policy}");
 
     // The notification points at the function.
     let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&h.sdk).force_path_style(true).build(),
+        aws_sdk_s3::config::Builder::from(&h.sdk)
+            .force_path_style(true)
+            .build(),
     );
     let n = s3
         .get_bucket_notification_configuration()
@@ -95,12 +127,35 @@ async fn pattern1_converges_with_exact_wiring() {
         .expect("notification");
     let lambdas = n.lambda_function_configurations();
     assert_eq!(lambdas.len(), 1);
-    assert!(lambdas[0].lambda_function_arn().ends_with(&format!(":function:{}", f.name)));
-    assert_eq!(lambdas[0].events().iter().map(|e| e.as_str()).collect::<Vec<_>>(), ["s3:ObjectCreated:*"]);
-    let tagging = s3.get_bucket_tagging().bucket(processed).send().await.expect("tags");
-    assert!(tagging.tag_set().iter().any(|t| t.key() == TAG_PIPELINE && t.value() == h.id.pipeline_ref()));
+    assert!(
+        lambdas[0]
+            .lambda_function_arn()
+            .ends_with(&format!(":function:{}", f.name))
+    );
+    assert_eq!(
+        lambdas[0]
+            .events()
+            .iter()
+            .map(|e| e.as_str())
+            .collect::<Vec<_>>(),
+        ["s3:ObjectCreated:*"]
+    );
+    let tagging = s3
+        .get_bucket_tagging()
+        .bucket(processed)
+        .send()
+        .await
+        .expect("tags");
+    assert!(
+        tagging
+            .tag_set()
+            .iter()
+            .any(|t| t.key() == TAG_PIPELINE && t.value() == h.id.pipeline_ref())
+    );
 
-    reconcile::cleanup(&h.aws, &h.id, Some(&plan), false, &mut progress).await.expect("cleanup");
+    reconcile::cleanup(&h.aws, &h.id, Some(&plan), false, &mut progress)
+        .await
+        .expect("cleanup");
 }
 
 #[tokio::test]
@@ -117,12 +172,20 @@ async fn steady_state_makes_zero_writes() {
         assert!(again.changes.is_empty(), "{:?}", again.changes);
     }
     let (reads_after, writes_after) = h.calls();
-    assert_eq!(writes_after, writes_before, "steady state must make no AWS write calls");
+    assert_eq!(
+        writes_after, writes_before,
+        "steady state must make no AWS write calls"
+    );
     let reads_per_resync = (reads_after - reads_before) / 3;
     println!("reads per resync of the Pattern 1 pipeline: {reads_per_resync}");
-    assert!(reads_per_resync > 0 && reads_per_resync <= 12, "read budget: {reads_per_resync}");
+    assert!(
+        reads_per_resync > 0 && reads_per_resync <= 12,
+        "read budget: {reads_per_resync}"
+    );
 
-    reconcile::cleanup(&h.aws, &h.id, Some(&plan), false, &mut progress).await.expect("cleanup");
+    reconcile::cleanup(&h.aws, &h.id, Some(&plan), false, &mut progress)
+        .await
+        .expect("cleanup");
 }
 
 #[tokio::test]
@@ -136,9 +199,17 @@ async fn out_of_band_changes_are_corrected_with_minimal_writes() {
 
     // Someone changes memory by hand and removes the bucket notification.
     let lambda = aws_sdk_lambda::Client::new(&h.sdk);
-    lambda.update_function_configuration().function_name(&f.name).memory_size(1024).send().await.expect("drift");
+    lambda
+        .update_function_configuration()
+        .function_name(&f.name)
+        .memory_size(1024)
+        .send()
+        .await
+        .expect("drift");
     let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&h.sdk).force_path_style(true).build(),
+        aws_sdk_s3::config::Builder::from(&h.sdk)
+            .force_path_style(true)
+            .build(),
     );
     s3.put_bucket_notification_configuration()
         .bucket(input)
@@ -151,13 +222,25 @@ async fn out_of_band_changes_are_corrected_with_minimal_writes() {
     let mut again = Progress::from_inventory(&progress.inventory());
     apply(&h, &plan, &mut again).await.expect("corrects drift");
     let (_, writes_after) = h.calls();
-    assert_eq!(writes_after - writes_before, 2, "one write per drifted resource: {:?}", again.changes);
+    assert_eq!(
+        writes_after - writes_before,
+        2,
+        "one write per drifted resource: {:?}",
+        again.changes
+    );
     let kinds: Vec<_> = again.changes.iter().map(|c| c.kind).collect();
     assert_eq!(kinds, vec![Kind::Function, Kind::Notification]);
-    let c = lambda.get_function_configuration().function_name(&f.name).send().await.expect("function");
+    let c = lambda
+        .get_function_configuration()
+        .function_name(&f.name)
+        .send()
+        .await
+        .expect("function");
     assert_eq!(c.memory_size(), Some(256));
 
-    reconcile::cleanup(&h.aws, &h.id, Some(&plan), false, &mut again).await.expect("cleanup");
+    reconcile::cleanup(&h.aws, &h.id, Some(&plan), false, &mut again)
+        .await
+        .expect("cleanup");
 }
 
 #[tokio::test]
@@ -170,7 +253,9 @@ async fn a_code_change_is_deployed_by_its_digest() {
     h.catalog = Catalog::from_artifacts(vec![fake_artifact("s3-json-transform", b"v2")]);
     let plan2 = h.plan(&pattern1());
     let mut again = Progress::from_inventory(&progress.inventory());
-    apply(&h, &plan2, &mut again).await.expect("deploys new code");
+    apply(&h, &plan2, &mut again)
+        .await
+        .expect("deploys new code");
     assert_eq!(again.changes.len(), 1, "{:?}", again.changes);
     assert_eq!(again.changes[0].what, "Updated code");
     let lambda = aws_sdk_lambda::Client::new(&h.sdk);
@@ -180,10 +265,18 @@ async fn a_code_change_is_deployed_by_its_digest() {
         .send()
         .await
         .expect("function");
-    assert_eq!(c.code_sha256(), Some(plan2.functions[0].artifact.code_sha256().as_str()));
-    assert_ne!(plan.functions[0].artifact.code_sha256(), plan2.functions[0].artifact.code_sha256());
+    assert_eq!(
+        c.code_sha256(),
+        Some(plan2.functions[0].artifact.code_sha256().as_str())
+    );
+    assert_ne!(
+        plan.functions[0].artifact.code_sha256(),
+        plan2.functions[0].artifact.code_sha256()
+    );
 
-    reconcile::cleanup(&h.aws, &h.id, Some(&plan2), false, &mut again).await.expect("cleanup");
+    reconcile::cleanup(&h.aws, &h.id, Some(&plan2), false, &mut again)
+        .await
+        .expect("cleanup");
 }
 
 #[tokio::test]
@@ -203,7 +296,13 @@ async fn resources_of_another_pipeline_are_never_touched() {
         .set_tags(Some(
             foreign
                 .iter()
-                .map(|(k, v)| aws_sdk_iam::types::Tag::builder().key(k).value(v).build().expect("tag"))
+                .map(|(k, v)| {
+                    aws_sdk_iam::types::Tag::builder()
+                        .key(k)
+                        .value(v)
+                        .build()
+                        .expect("tag")
+                })
                 .collect(),
         ))
         .send()
@@ -216,8 +315,15 @@ async fn resources_of_another_pipeline_are_never_touched() {
     assert!(err.to_string().contains("other/pipeline"), "{err}");
 
     // Deleting our pipeline leaves their role alone.
-    reconcile::cleanup(&h.aws, &h.id, Some(&plan), false, &mut progress).await.expect("cleanup");
-    let still = iam_client.get_role().role_name(&role.name).send().await.expect("role kept");
+    reconcile::cleanup(&h.aws, &h.id, Some(&plan), false, &mut progress)
+        .await
+        .expect("cleanup");
+    let still = iam_client
+        .get_role()
+        .role_name(&role.name)
+        .send()
+        .await
+        .expect("role kept");
     let tags: BTreeMap<_, _> = still
         .role()
         .expect("role")
@@ -225,8 +331,16 @@ async fn resources_of_another_pipeline_are_never_touched() {
         .iter()
         .map(|t| (t.key().to_owned(), t.value().to_owned()))
         .collect();
-    assert_eq!(tags.get(TAG_PIPELINE_UID).map(String::as_str), Some("someone-else"));
-    iam_client.delete_role().role_name(&role.name).send().await.expect("tidy up");
+    assert_eq!(
+        tags.get(TAG_PIPELINE_UID).map(String::as_str),
+        Some("someone-else")
+    );
+    iam_client
+        .delete_role()
+        .role_name(&role.name)
+        .send()
+        .await
+        .expect("tidy up");
 }
 
 #[tokio::test]
@@ -240,19 +354,45 @@ async fn removed_nodes_are_garbage_collected() {
     let plan = h.plan(&spec);
     let mut progress = Progress::default();
     apply(&h, &plan, &mut progress).await.expect("converges");
-    let auditor = plan.functions.iter().find(|f| f.logical == "auditor").expect("planned").name.clone();
+    let auditor = plan
+        .functions
+        .iter()
+        .find(|f| f.logical == "auditor")
+        .expect("planned")
+        .name
+        .clone();
 
     spec.functions.pop();
     let smaller = h.plan(&spec);
     let mut again = Progress::from_inventory(&progress.inventory());
     apply(&h, &smaller, &mut again).await.expect("converges");
-    let deleted: Vec<_> = again.changes.iter().filter(|c| c.what == "Deleted").map(|c| c.kind).collect();
-    assert_eq!(deleted, vec![Kind::Function, Kind::Role], "{:?}", again.changes);
+    let deleted: Vec<_> = again
+        .changes
+        .iter()
+        .filter(|c| c.what == "Deleted")
+        .map(|c| c.kind)
+        .collect();
+    assert_eq!(
+        deleted,
+        vec![Kind::Function, Kind::Role],
+        "{:?}",
+        again.changes
+    );
     assert_eq!(again.inventory().len(), 6);
     let lambda = aws_sdk_lambda::Client::new(&h.sdk);
-    assert!(lambda.get_function().function_name(&auditor).send().await.is_err(), "auditor deleted");
+    assert!(
+        lambda
+            .get_function()
+            .function_name(&auditor)
+            .send()
+            .await
+            .is_err(),
+        "auditor deleted"
+    );
 
-    reconcile::cleanup(&h.aws, &h.id, Some(&smaller), false, &mut again).await.expect("cleanup");
+    reconcile::cleanup(&h.aws, &h.id, Some(&smaller), false, &mut again)
+        .await
+        .expect("cleanup");
 }
 
 #[tokio::test]
@@ -264,12 +404,21 @@ async fn delete_removes_everything_and_retain_only_releases() {
     let inventory = progress.inventory();
 
     // Retain: everything stays, without Sluice's tags.
-    reconcile::cleanup(&h.aws, &h.id, Some(&plan), true, &mut progress).await.expect("release");
+    reconcile::cleanup(&h.aws, &h.id, Some(&plan), true, &mut progress)
+        .await
+        .expect("release");
     assert!(progress.inventory().is_empty());
     let lambda = aws_sdk_lambda::Client::new(&h.sdk);
-    let f = lambda.get_function().function_name(&plan.functions[0].name).send().await.expect("kept");
+    let f = lambda
+        .get_function()
+        .function_name(&plan.functions[0].name)
+        .send()
+        .await
+        .expect("kept");
     assert!(
-        f.tags().map(|t| t.keys().all(|k| !k.starts_with("sluice.dev/"))).unwrap_or(true),
+        f.tags()
+            .map(|t| t.keys().all(|k| !k.starts_with("sluice.dev/")))
+            .unwrap_or(true),
         "{:?}",
         f.tags()
     );
@@ -277,19 +426,37 @@ async fn delete_removes_everything_and_retain_only_releases() {
     // The released resources are adopted again by the same pipeline...
     let mut adopted = Progress::default();
     apply(&h, &plan, &mut adopted).await.expect("adopts");
-    assert!(adopted.changes.iter().any(|c| c.what == "Adopted"), "{:?}", adopted.changes);
+    assert!(
+        adopted.changes.iter().any(|c| c.what == "Adopted"),
+        "{:?}",
+        adopted.changes
+    );
 
     // ...and Delete removes every one of them.
-    reconcile::cleanup(&h.aws, &h.id, Some(&plan), false, &mut adopted).await.expect("delete");
+    reconcile::cleanup(&h.aws, &h.id, Some(&plan), false, &mut adopted)
+        .await
+        .expect("delete");
     let iam_client = aws_sdk_iam::Client::new(&h.sdk);
     let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&h.sdk).force_path_style(true).build(),
+        aws_sdk_s3::config::Builder::from(&h.sdk)
+            .force_path_style(true)
+            .build(),
     );
     for entry in inventory {
         let gone = match Kind::parse(&entry.kind).expect("kind") {
-            Kind::Role => iam_client.get_role().role_name(&entry.id).send().await.is_err(),
+            Kind::Role => iam_client
+                .get_role()
+                .role_name(&entry.id)
+                .send()
+                .await
+                .is_err(),
             Kind::Bucket => s3.head_bucket().bucket(&entry.id).send().await.is_err(),
-            Kind::Function => lambda.get_function().function_name(&entry.id).send().await.is_err(),
+            Kind::Function => lambda
+                .get_function()
+                .function_name(&entry.id)
+                .send()
+                .await
+                .is_err(),
             Kind::Permissions | Kind::Notification => true,
         };
         assert!(gone, "{} {} still exists", entry.kind, entry.id);
@@ -304,7 +471,9 @@ async fn a_non_empty_bucket_blocks_deletion_unless_empty_on_delete() {
     apply(&h, &plan, &mut progress).await.expect("converges");
     let processed = bucket(&plan, "processed").to_owned();
     let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&h.sdk).force_path_style(true).build(),
+        aws_sdk_s3::config::Builder::from(&h.sdk)
+            .force_path_style(true)
+            .build(),
     );
     s3.put_object()
         .bucket(&processed)
@@ -318,11 +487,16 @@ async fn a_non_empty_bucket_blocks_deletion_unless_empty_on_delete() {
         .await
         .expect_err("data is not deleted silently");
     assert!(err.to_string().contains("not empty"), "{err}");
-    assert!(progress.inventory().iter().any(|e| e.id == processed), "the bucket stays in the inventory");
+    assert!(
+        progress.inventory().iter().any(|e| e.id == processed),
+        "the bucket stays in the inventory"
+    );
 
     let mut spec = pattern1();
     spec.buckets[1].empty_on_delete = true;
     let plan = h.plan(&spec);
-    reconcile::cleanup(&h.aws, &h.id, Some(&plan), false, &mut progress).await.expect("emptied and deleted");
+    reconcile::cleanup(&h.aws, &h.id, Some(&plan), false, &mut progress)
+        .await
+        .expect("emptied and deleted");
     assert!(s3.head_bucket().bucket(&processed).send().await.is_err());
 }

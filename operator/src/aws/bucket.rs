@@ -40,7 +40,11 @@ async fn put_tags(aws: &Aws, bucket: &str, tags: &BTreeMap<String, String>) -> R
         .build()
         .map_err(|e| Error::InvalidSpec(format!("bucket tagging: {e}")))?;
     aws.call(Service::S3, "PutBucketTagging", || {
-        aws.s3.put_bucket_tagging().bucket(bucket).tagging(tagging).send()
+        aws.s3
+            .put_bucket_tagging()
+            .bucket(bucket)
+            .tagging(tagging)
+            .send()
     })
     .await?;
     Ok(())
@@ -83,7 +87,12 @@ impl AwsResource for Bucket {
     }
 
     async fn observe(aws: &Aws, id: &str) -> Result<Option<ObservedBucket>> {
-        match aws.call(Service::S3, "HeadBucket", || aws.s3.head_bucket().bucket(id).send()).await {
+        match aws
+            .call(Service::S3, "HeadBucket", || {
+                aws.s3.head_bucket().bucket(id).send()
+            })
+            .await
+        {
             Ok(_) => {}
             Err(e) if e.status == Some(404) || e.is_not_found() => return Ok(None),
             Err(e) if e.status == Some(403) => {
@@ -95,12 +104,16 @@ impl AwsResource for Bucket {
             Err(e) => return Err(e.into()),
         }
         let tags = match aws
-            .call(Service::S3, "GetBucketTagging", || aws.s3.get_bucket_tagging().bucket(id).send())
+            .call(Service::S3, "GetBucketTagging", || {
+                aws.s3.get_bucket_tagging().bucket(id).send()
+            })
             .await
         {
-            Ok(out) => {
-                out.tag_set().iter().map(|t| (t.key().to_owned(), t.value().to_owned())).collect()
-            }
+            Ok(out) => out
+                .tag_set()
+                .iter()
+                .map(|t| (t.key().to_owned(), t.value().to_owned()))
+                .collect(),
             Err(e) if e.is_not_found() => BTreeMap::new(),
             Err(e) => return Err(e.into()),
         };
@@ -129,7 +142,11 @@ impl AwsResource for Bucket {
     fn diff(desired: &BucketPlan, observed: &ObservedBucket) -> Vec<Drift> {
         let mut drift = Vec::new();
         if !observed.private {
-            drift.push(Drift::new("publicAccessBlock", "all blocked", "not all blocked"));
+            drift.push(Drift::new(
+                "publicAccessBlock",
+                "all blocked",
+                "not all blocked",
+            ));
         }
         drift.extend(tag_drift(&desired.tags, &observed.tags));
         drift
@@ -189,7 +206,12 @@ impl AwsResource for Bucket {
 
     async fn delete(aws: &Aws, id: &str, _o: &ObservedBucket) -> Result<()> {
         // The caller decides whether emptying is allowed (see `empty`).
-        match aws.call(Service::S3, "DeleteBucket", || aws.s3.delete_bucket().bucket(id).send()).await {
+        match aws
+            .call(Service::S3, "DeleteBucket", || {
+                aws.s3.delete_bucket().bucket(id).send()
+            })
+            .await
+        {
             Ok(_) => Ok(()),
             Err(e) if e.is_not_found() => Ok(()),
             Err(e) if e.has_code("BucketNotEmpty") => Err(Error::Waiting {
@@ -238,7 +260,11 @@ pub async fn empty(aws: &Aws, bucket: &str) -> Result<u64> {
     loop {
         let page = aws
             .call(Service::S3, "ListObjectVersions", || {
-                aws.s3.list_object_versions().bucket(bucket).max_keys(1000).send()
+                aws.s3
+                    .list_object_versions()
+                    .bucket(bucket)
+                    .max_keys(1000)
+                    .send()
             })
             .await?;
         let mut ids = Vec::new();
@@ -258,7 +284,10 @@ pub async fn empty(aws: &Aws, bucket: &str) -> Result<u64> {
         let objects = ids
             .iter()
             .map(|(key, version)| {
-                ObjectIdentifier::builder().key(key).set_version_id(version.clone()).build()
+                ObjectIdentifier::builder()
+                    .key(key)
+                    .set_version_id(version.clone())
+                    .build()
             })
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| Error::InvalidSpec(format!("object id: {e}")))?;

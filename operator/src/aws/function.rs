@@ -58,11 +58,17 @@ pub struct ObservedFunction {
 pub struct Function;
 
 fn zip(d: &FunctionPlan) -> Result<Blob> {
-    d.artifact.read_zip().map(Blob::new).map_err(Error::Artifact)
+    d.artifact
+        .read_zip()
+        .map(Blob::new)
+        .map_err(Error::Artifact)
 }
 
 fn wait(what: String) -> Error {
-    Error::Waiting { what, after: Duration::from_secs(2) }
+    Error::Waiting {
+        what,
+        after: Duration::from_secs(2),
+    }
 }
 
 /// Whether Lambda accepts an update of this function now.
@@ -73,19 +79,44 @@ fn ready_for_update(o: &ObservedFunction) -> Result<()> {
         Some(_) => {}
     }
     if o.last_update_status.as_deref() == Some("InProgress") {
-        return Err(wait(format!("an update of function {} is in progress", o.arn)));
+        return Err(wait(format!(
+            "an update of function {} is in progress",
+            o.arn
+        )));
     }
     Ok(())
 }
 
 fn tracing_config(mode: TracingMode) -> TracingConfig {
-    TracingConfig::builder().mode(AwsTracingMode::from(mode.as_aws())).build()
+    TracingConfig::builder()
+        .mode(AwsTracingMode::from(mode.as_aws()))
+        .build()
 }
 
 fn environment(d: &FunctionPlan) -> Environment {
     Environment::builder()
         .set_variables(Some(d.environment.clone().into_iter().collect()))
         .build()
+}
+
+/// What a failed CreateFunction means: a new role takes seconds (rarely a
+/// minute) to become assumable by Lambda, and a concurrent create of the
+/// same name is still in flight; both are waited for, not failed.
+fn create_error(e: super::AwsError, d: &FunctionPlan) -> Error {
+    if e.has_code("InvalidParameterValueException")
+        && e.message
+            .as_deref()
+            .is_some_and(|m| m.contains("cannot be assumed"))
+    {
+        wait(format!(
+            "IAM role {} is not yet assumable by Lambda",
+            d.role_arn
+        ))
+    } else if e.has_code("ResourceConflictException") {
+        wait(format!("function {} is being created", d.name))
+    } else {
+        e.into()
+    }
 }
 
 impl AwsResource for Function {
@@ -115,14 +146,18 @@ impl AwsResource for Function {
         // GetFunction has its own 100 req/s quota, unlike the shared 15 req/s
         // of the other management APIs, and returns tags in the same call.
         let out = match aws
-            .call(Service::Lambda, "GetFunction", || aws.lambda.get_function().function_name(id).send())
+            .call(Service::Lambda, "GetFunction", || {
+                aws.lambda.get_function().function_name(id).send()
+            })
             .await
         {
             Ok(out) => out,
             Err(e) if e.is_not_found() => return Ok(None),
             Err(e) => return Err(e.into()),
         };
-        let Some(c) = out.configuration() else { return Ok(None) };
+        let Some(c) = out.configuration() else {
+            return Ok(None);
+        };
         Ok(Some(ObservedFunction {
             arn: c.function_arn().unwrap_or_default().to_owned(),
             state: c.state().map(|s: &State| s.as_str().to_owned()),
@@ -140,7 +175,10 @@ impl AwsResource for Function {
                 .and_then(|e| e.variables())
                 .map(|v| v.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
                 .unwrap_or_default(),
-            tracing: c.tracing_config().and_then(|t| t.mode()).map(|m| m.as_str().to_owned()),
+            tracing: c
+                .tracing_config()
+                .and_then(|t| t.mode())
+                .map(|m| m.as_str().to_owned()),
             tags: out
                 .tags()
                 .map(|t| t.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
@@ -171,7 +209,11 @@ impl AwsResource for Function {
             drift.push(Drift::new("memoryMiB", d.memory_mib, o.memory_mib));
         }
         if o.timeout_seconds != Some(d.timeout_seconds) {
-            drift.push(Drift::new("timeoutSeconds", d.timeout_seconds, o.timeout_seconds));
+            drift.push(Drift::new(
+                "timeoutSeconds",
+                d.timeout_seconds,
+                o.timeout_seconds,
+            ));
         }
         if o.environment != d.environment {
             drift.push(Drift::redacted("environment"));
@@ -209,37 +251,47 @@ impl AwsResource for Function {
                     .send()
             })
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            // A new role takes seconds (rarely a minute) to become assumable.
-            Err(e) if e.has_code("InvalidParameterValueException")
-                && e.message.as_deref().is_some_and(|m| m.contains("cannot be assumed")) =>
-            {
-                Err(wait(format!("IAM role {} is not yet assumable by Lambda", d.role_arn)))
-            }
-            Err(e) if e.has_code("ResourceConflictException") => {
-                Err(wait(format!("function {} is being created", d.name)))
-            }
-            Err(e) => Err(e.into()),
-        }
+        result.map(|_| ()).map_err(|e| create_error(e, d))
     }
 
-    async fn update(aws: &Aws, d: &FunctionPlan, o: &ObservedFunction, drift: &[Drift]) -> Result<()> {
+    async fn update(
+        aws: &Aws,
+        d: &FunctionPlan,
+        o: &ObservedFunction,
+        drift: &[Drift],
+    ) -> Result<()> {
         let fields: Vec<&str> = drift.iter().map(|d| d.field).collect();
         let needs_config = fields.iter().any(|f| {
-            matches!(*f, "role" | "runtime" | "handler" | "memoryMiB" | "timeoutSeconds" | "environment" | "tracing")
+            matches!(
+                *f,
+                "role"
+                    | "runtime"
+                    | "handler"
+                    | "memoryMiB"
+                    | "timeoutSeconds"
+                    | "environment"
+                    | "tracing"
+            )
         });
         if fields.contains(&"tags") {
             let (set, remove) = tag_changes(&d.tags, &o.tags);
             if !set.is_empty() {
                 aws.call(Service::Lambda, "TagResource", || {
-                    aws.lambda.tag_resource().resource(&o.arn).set_tags(Some(set.into_iter().collect())).send()
+                    aws.lambda
+                        .tag_resource()
+                        .resource(&o.arn)
+                        .set_tags(Some(set.into_iter().collect()))
+                        .send()
                 })
                 .await?;
             }
             if !remove.is_empty() {
                 aws.call(Service::Lambda, "UntagResource", || {
-                    aws.lambda.untag_resource().resource(&o.arn).set_tag_keys(Some(remove)).send()
+                    aws.lambda
+                        .untag_resource()
+                        .resource(&o.arn)
+                        .set_tag_keys(Some(remove))
+                        .send()
                 })
                 .await?;
             }
@@ -258,13 +310,20 @@ impl AwsResource for Function {
         if fields.contains(&"code") {
             let blob = zip(d)?;
             aws.call(Service::Lambda, "UpdateFunctionCode", || {
-                aws.lambda.update_function_code().function_name(&d.name).zip_file(blob).send()
+                aws.lambda
+                    .update_function_code()
+                    .function_name(&d.name)
+                    .zip_file(blob)
+                    .send()
             })
             .await
             .map_err(conflict)?;
             if needs_config {
                 // The configuration follows once the code update finished.
-                return Err(wait(format!("code update of function {} to finish", d.name)));
+                return Err(wait(format!(
+                    "code update of function {} to finish",
+                    d.name
+                )));
             }
             return Ok(());
         }
@@ -288,7 +347,9 @@ impl AwsResource for Function {
 
     async fn delete(aws: &Aws, id: &str, _o: &ObservedFunction) -> Result<()> {
         match aws
-            .call(Service::Lambda, "DeleteFunction", || aws.lambda.delete_function().function_name(id).send())
+            .call(Service::Lambda, "DeleteFunction", || {
+                aws.lambda.delete_function().function_name(id).send()
+            })
             .await
         {
             Ok(_) => Ok(()),
@@ -305,7 +366,9 @@ impl AwsResource for Function {
             aws.lambda
                 .untag_resource()
                 .resource(&o.arn)
-                .set_tag_keys(Some(OWNERSHIP_TAG_KEYS.iter().map(|k| (*k).to_owned()).collect()))
+                .set_tag_keys(Some(
+                    OWNERSHIP_TAG_KEYS.iter().map(|k| (*k).to_owned()).collect(),
+                ))
                 .send()
         })
         .await?;
@@ -369,7 +432,10 @@ mod tests {
         let mut o = observed(&d);
         o.memory_mib = Some(128);
         o.code_sha256 = Some("other".into());
-        let fields: Vec<_> = Function::diff(&d, &o).into_iter().map(|d| d.field).collect();
+        let fields: Vec<_> = Function::diff(&d, &o)
+            .into_iter()
+            .map(|d| d.field)
+            .collect();
         assert_eq!(fields, vec!["code", "memoryMiB"]);
     }
 
@@ -382,6 +448,32 @@ mod tests {
         assert_eq!(drift.len(), 1);
         let shown = drift[0].to_string();
         assert!(!shown.contains("secret"), "{shown}");
+    }
+
+    #[test]
+    fn a_role_not_yet_assumable_is_waited_for() {
+        let e = |code: &str, message: &str| super::super::AwsError {
+            service: super::super::Service::Lambda,
+            operation: "CreateFunction",
+            code: Some(code.into()),
+            message: Some(message.into()),
+            status: Some(400),
+            class: super::super::ErrorClass::Client,
+        };
+        let d = desired();
+        let not_assumable = e(
+            "InvalidParameterValueException",
+            "The role defined for the function cannot be assumed by Lambda.",
+        );
+        assert!(matches!(
+            create_error(not_assumable, &d),
+            Error::Waiting { .. }
+        ));
+        let bad_memory = e(
+            "InvalidParameterValueException",
+            "MemorySize value failed to satisfy constraint",
+        );
+        assert!(matches!(create_error(bad_memory, &d), Error::Aws(_)));
     }
 
     #[test]

@@ -53,7 +53,9 @@ impl Service {
 /// Whether an operation reads or writes, from its name: AWS names every
 /// read `Get*`, `Head*`, `List*` or `Describe*`.
 pub fn is_read(operation: &str) -> bool {
-    ["Get", "Head", "List", "Describe"].iter().any(|p| operation.starts_with(p))
+    ["Get", "Head", "List", "Describe"]
+        .iter()
+        .any(|p| operation.starts_with(p))
 }
 
 /// How a failed AWS call should be treated.
@@ -115,7 +117,11 @@ const THROTTLING_CODES: [&str; 7] = [
 ];
 
 impl AwsError {
-    fn from_sdk<E>(service: Service, operation: &'static str, err: SdkError<E, HttpResponse>) -> Self
+    fn from_sdk<E>(
+        service: Service,
+        operation: &'static str,
+        err: SdkError<E, HttpResponse>,
+    ) -> Self
     where
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
@@ -124,7 +130,9 @@ impl AwsError {
         let message = err.message().map(str::to_owned);
         let class = match &err {
             SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) => ErrorClass::Transient,
-            _ if code.as_deref().is_some_and(|c| THROTTLING_CODES.contains(&c))
+            _ if code
+                .as_deref()
+                .is_some_and(|c| THROTTLING_CODES.contains(&c))
                 || status == Some(429) =>
             {
                 ErrorClass::Throttled
@@ -134,12 +142,22 @@ impl AwsError {
             _ => ErrorClass::Client,
         };
         let message = message.or_else(|| match &err {
-            SdkError::ConstructionFailure(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
-                Some(format!("{}", aws_smithy_types::error::display::DisplayErrorContext(&err)))
-            }
+            SdkError::ConstructionFailure(_)
+            | SdkError::DispatchFailure(_)
+            | SdkError::ResponseError(_) => Some(format!(
+                "{}",
+                aws_smithy_types::error::display::DisplayErrorContext(&err)
+            )),
             _ => None,
         });
-        AwsError { service, operation, code, message, status, class }
+        AwsError {
+            service,
+            operation,
+            code,
+            message,
+            status,
+            class,
+        }
     }
 
     /// Whether AWS said the resource does not exist.
@@ -198,7 +216,10 @@ impl Aws {
         limits: RateLimits,
         metrics: Metrics,
     ) -> Result<Self> {
-        let sdk = sdk.to_builder().region(aws_config::Region::new(region.to_owned())).build();
+        let sdk = sdk
+            .to_builder()
+            .region(aws_config::Region::new(region.to_owned()))
+            .build();
         let sts = aws_sdk_sts::Client::new(&sdk);
         let s3 = aws_sdk_s3::Client::from_conf(
             aws_sdk_s3::config::Builder::from(&sdk)
@@ -221,7 +242,11 @@ impl Aws {
             }),
             metrics,
         };
-        let identity = aws.call(Service::Sts, "GetCallerIdentity", || sts.get_caller_identity().send()).await?;
+        let identity = aws
+            .call(Service::Sts, "GetCallerIdentity", || {
+                sts.get_caller_identity().send()
+            })
+            .await?;
         aws.account = identity.account().unwrap_or_default().to_owned();
         if aws.account.is_empty() {
             return Err(Error::Aws(AwsError {
@@ -256,8 +281,11 @@ impl Aws {
             Service::Sts => &self.limits.sts,
         };
         limiter.acquire().await;
-        self.metrics.aws_call(service.as_str(), operation, is_read(operation));
-        let result = f().await.map_err(|e| AwsError::from_sdk(service, operation, e));
+        self.metrics
+            .aws_call(service.as_str(), operation, is_read(operation));
+        let result = f()
+            .await
+            .map_err(|e| AwsError::from_sdk(service, operation, e));
         if let Err(e) = &result {
             // Not-found answers to reads are how Sluice observes absence.
             if !(e.is_not_found() && is_read(operation)) {
@@ -287,12 +315,20 @@ pub struct Drift {
 impl Drift {
     /// A drift of `field`.
     pub fn new(field: &'static str, want: impl fmt::Debug, have: impl fmt::Debug) -> Self {
-        Drift { field, want: format!("{want:?}"), have: format!("{have:?}") }
+        Drift {
+            field,
+            want: format!("{want:?}"),
+            have: format!("{have:?}"),
+        }
     }
 
     /// A drift whose values are not shown (environment variables may hold secrets).
     pub fn redacted(field: &'static str) -> Self {
-        Drift { field, want: "(redacted)".into(), have: "(redacted)".into() }
+        Drift {
+            field,
+            want: "(redacted)".into(),
+            have: "(redacted)".into(),
+        }
     }
 }
 
@@ -396,7 +432,9 @@ pub async fn converge<R: AwsResource>(
             if adopted {
                 Ok(Outcome::Adopted)
             } else {
-                Ok(Outcome::Updated(drift.iter().map(|d| d.field.to_owned()).collect()))
+                Ok(Outcome::Updated(
+                    drift.iter().map(|d| d.field.to_owned()).collect(),
+                ))
             }
         }
     }

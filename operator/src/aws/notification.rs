@@ -32,10 +32,20 @@ pub struct Notification;
 fn to_aws(n: &LambdaNotification) -> Result<LambdaFunctionConfiguration> {
     let mut rules = Vec::new();
     if let Some(prefix) = &n.prefix {
-        rules.push(FilterRule::builder().name(FilterRuleName::Prefix).value(prefix).build());
+        rules.push(
+            FilterRule::builder()
+                .name(FilterRuleName::Prefix)
+                .value(prefix)
+                .build(),
+        );
     }
     if let Some(suffix) = &n.suffix {
-        rules.push(FilterRule::builder().name(FilterRuleName::Suffix).value(suffix).build());
+        rules.push(
+            FilterRule::builder()
+                .name(FilterRuleName::Suffix)
+                .value(suffix)
+                .build(),
+        );
     }
     let filter = (!rules.is_empty()).then(|| {
         NotificationConfigurationFilter::builder()
@@ -45,7 +55,9 @@ fn to_aws(n: &LambdaNotification) -> Result<LambdaFunctionConfiguration> {
     LambdaFunctionConfiguration::builder()
         .id(&n.id)
         .lambda_function_arn(&n.function_arn)
-        .set_events(Some(n.events.iter().map(|e| Event::from(e.as_str())).collect()))
+        .set_events(Some(
+            n.events.iter().map(|e| Event::from(e.as_str())).collect(),
+        ))
         .set_filter(filter)
         .build()
         .map_err(|e| Error::InvalidSpec(format!("bucket notification {}: {e}", n.id)))
@@ -54,10 +66,19 @@ fn to_aws(n: &LambdaNotification) -> Result<LambdaFunctionConfiguration> {
 fn from_aws(c: &LambdaFunctionConfiguration) -> LambdaNotification {
     let mut prefix = None;
     let mut suffix = None;
-    for rule in c.filter().and_then(|f| f.key()).map(|k| k.filter_rules()).unwrap_or_default() {
+    for rule in c
+        .filter()
+        .and_then(|f| f.key())
+        .map(|k| k.filter_rules())
+        .unwrap_or_default()
+    {
         let value = rule.value().map(str::to_owned);
         // S3 returns rule names in either case ("prefix" or "Prefix").
-        match rule.name().map(|n| n.as_str().to_ascii_lowercase()).as_deref() {
+        match rule
+            .name()
+            .map(|n| n.as_str().to_ascii_lowercase())
+            .as_deref()
+        {
             Some("prefix") => prefix = value,
             Some("suffix") => suffix = value,
             _ => {}
@@ -111,7 +132,10 @@ impl AwsResource for Notification {
     async fn observe(aws: &Aws, id: &str) -> Result<Option<ObservedNotification>> {
         let out = match aws
             .call(Service::S3, "GetBucketNotificationConfiguration", || {
-                aws.s3.get_bucket_notification_configuration().bucket(id).send()
+                aws.s3
+                    .get_bucket_notification_configuration()
+                    .bucket(id)
+                    .send()
             })
             .await
         {
@@ -124,8 +148,11 @@ impl AwsResource for Notification {
             Err(e) if e.status == Some(200) && e.code.is_none() => return Ok(None),
             Err(e) => return Err(e.into()),
         };
-        let mut lambdas: Vec<LambdaNotification> =
-            out.lambda_function_configurations().iter().map(from_aws).collect();
+        let mut lambdas: Vec<LambdaNotification> = out
+            .lambda_function_configurations()
+            .iter()
+            .map(from_aws)
+            .collect();
         lambdas.sort();
         let other_destinations = !out.queue_configurations().is_empty()
             || !out.topic_configurations().is_empty()
@@ -133,7 +160,10 @@ impl AwsResource for Notification {
         if lambdas.is_empty() && !other_destinations {
             return Ok(None);
         }
-        Ok(Some(ObservedNotification { lambdas, other_destinations }))
+        Ok(Some(ObservedNotification {
+            lambdas,
+            other_destinations,
+        }))
     }
 
     fn tags(_observed: &ObservedNotification) -> Option<&BTreeMap<String, String>> {
@@ -144,7 +174,11 @@ impl AwsResource for Notification {
         let mut drift = Vec::new();
         if d.lambdas != o.lambdas {
             let ids = |l: &[LambdaNotification]| l.iter().map(|n| n.id.clone()).collect::<Vec<_>>();
-            drift.push(Drift::new("lambdaConfigurations", ids(&d.lambdas), ids(&o.lambdas)));
+            drift.push(Drift::new(
+                "lambdaConfigurations",
+                ids(&d.lambdas),
+                ids(&o.lambdas),
+            ));
         }
         if o.other_destinations {
             drift.push(Drift::new("otherDestinations", "none", "present"));
@@ -156,7 +190,12 @@ impl AwsResource for Notification {
         put(aws, &d.bucket, &d.lambdas).await
     }
 
-    async fn update(aws: &Aws, d: &NotificationPlan, _o: &ObservedNotification, _drift: &[Drift]) -> Result<()> {
+    async fn update(
+        aws: &Aws,
+        d: &NotificationPlan,
+        _o: &ObservedNotification,
+        _drift: &[Drift],
+    ) -> Result<()> {
         put(aws, &d.bucket, &d.lambdas).await
     }
 

@@ -38,7 +38,11 @@ pub fn parse_statements(policy: &Value) -> BTreeMap<String, InvokeStatement> {
         s.get("Condition")
             .and_then(|c| c.get(op))
             .and_then(Value::as_object)
-            .and_then(|m| m.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, v)| v))
+            .and_then(|m| {
+                m.iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case(key))
+                    .map(|(_, v)| v)
+            })
             .map(|v| match v {
                 Value::Array(a) if a.len() == 1 => text(a.first()),
                 other => text(Some(other)),
@@ -108,12 +112,16 @@ impl AwsResource for Permissions {
 
     async fn observe(aws: &Aws, id: &str) -> Result<Option<ObservedPermissions>> {
         match aws
-            .call(Service::Lambda, "GetPolicy", || aws.lambda.get_policy().function_name(id).send())
+            .call(Service::Lambda, "GetPolicy", || {
+                aws.lambda.get_policy().function_name(id).send()
+            })
             .await
         {
             Ok(out) => {
-                let policy: Value =
-                    out.policy().and_then(|p| serde_json::from_str(p).ok()).unwrap_or(Value::Null);
+                let policy: Value = out
+                    .policy()
+                    .and_then(|p| serde_json::from_str(p).ok())
+                    .unwrap_or(Value::Null);
                 let statements = parse_statements(&policy);
                 Ok((!statements.is_empty()).then_some(ObservedPermissions { statements }))
             }
@@ -140,7 +148,12 @@ impl AwsResource for Permissions {
         Self::update(aws, d, &ObservedPermissions::default(), &[]).await
     }
 
-    async fn update(aws: &Aws, d: &PermissionsPlan, o: &ObservedPermissions, _drift: &[Drift]) -> Result<()> {
+    async fn update(
+        aws: &Aws,
+        d: &PermissionsPlan,
+        o: &ObservedPermissions,
+        _drift: &[Drift],
+    ) -> Result<()> {
         let (add, remove) = changes(d, o);
         for sid in remove {
             remove_statement(aws, &d.function, &sid).await?;
@@ -189,7 +202,11 @@ impl AwsResource for Permissions {
 async fn remove_statement(aws: &Aws, function: &str, sid: &str) -> Result<()> {
     match aws
         .call(Service::Lambda, "RemovePermission", || {
-            aws.lambda.remove_permission().function_name(function).statement_id(sid).send()
+            aws.lambda
+                .remove_permission()
+                .function_name(function)
+                .statement_id(sid)
+                .send()
         })
         .await
     {
@@ -231,17 +248,27 @@ mod tests {
 
     #[test]
     fn changed_statements_are_replaced_and_stale_ones_removed() {
-        let d = PermissionsPlan { logical: "f".into(), function: "f".into(), statements: vec![statement()] };
+        let d = PermissionsPlan {
+            logical: "f".into(),
+            function: "f".into(),
+            statements: vec![statement()],
+        };
         let mut changed = statement();
         changed.source_arn = "arn:aws:s3:::other".into();
         let mut stale = statement();
         stale.sid = "sluice-s3-gone".into();
         let o = ObservedPermissions {
-            statements: BTreeMap::from([(changed.sid.clone(), changed), (stale.sid.clone(), stale)]),
+            statements: BTreeMap::from([
+                (changed.sid.clone(), changed),
+                (stale.sid.clone(), stale),
+            ]),
         };
         let (add, remove) = changes(&d, &o);
         assert_eq!(add, vec![statement()]);
-        assert_eq!(remove, vec!["sluice-s3-gone".to_string(), "sluice-s3-input".to_string()]);
+        assert_eq!(
+            remove,
+            vec!["sluice-s3-gone".to_string(), "sluice-s3-input".to_string()]
+        );
         let converged = ObservedPermissions {
             statements: BTreeMap::from([(statement().sid, statement())]),
         };

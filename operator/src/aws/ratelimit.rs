@@ -23,7 +23,11 @@ impl RateLimiter {
     pub fn new(rate: f64) -> Self {
         let interval = Duration::from_secs_f64(1.0 / rate.max(0.001));
         let burst = interval.mul_f64(rate.max(1.0).floor() - 1.0);
-        RateLimiter { interval, burst, tat: Mutex::new(None) }
+        RateLimiter {
+            interval,
+            burst,
+            tat: Mutex::new(None),
+        }
     }
 
     /// Waits until a call is allowed.
@@ -51,7 +55,10 @@ mod tests {
         for _ in 0..10 {
             limiter.acquire().await;
         }
-        assert!(start.elapsed() < Duration::from_millis(5), "burst of 10 is immediate");
+        assert!(
+            start.elapsed() < Duration::from_millis(5),
+            "burst of 10 is immediate"
+        );
         for _ in 0..20 {
             limiter.acquire().await;
         }

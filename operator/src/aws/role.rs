@@ -61,12 +61,19 @@ impl AwsResource for Role {
     }
 
     fn arn(aws: &Aws, desired: &RolePlan) -> Option<String> {
-        Some(format!("arn:{}:iam::{}:role/{}", aws.partition(), aws.account, desired.name))
+        Some(format!(
+            "arn:{}:iam::{}:role/{}",
+            aws.partition(),
+            aws.account,
+            desired.name
+        ))
     }
 
     async fn observe(aws: &Aws, id: &str) -> Result<Option<ObservedRole>> {
         let role = match aws
-            .call(Service::Iam, "GetRole", || aws.iam.get_role().role_name(id).send())
+            .call(Service::Iam, "GetRole", || {
+                aws.iam.get_role().role_name(id).send()
+            })
             .await
         {
             Ok(out) => match out.role {
@@ -84,7 +91,11 @@ impl AwsResource for Role {
         let policy = if inline.policy_names().iter().any(|p| p == INLINE_POLICY) {
             let out = aws
                 .call(Service::Iam, "GetRolePolicy", || {
-                    aws.iam.get_role_policy().role_name(id).policy_name(INLINE_POLICY).send()
+                    aws.iam
+                        .get_role_policy()
+                        .role_name(id)
+                        .policy_name(INLINE_POLICY)
+                        .send()
                 })
                 .await?;
             parse_policy(out.policy_document())
@@ -100,7 +111,11 @@ impl AwsResource for Role {
                 .permissions_boundary()
                 .and_then(|b| b.permissions_boundary_arn())
                 .map(str::to_owned),
-            tags: role.tags().iter().map(|t| (t.key().to_owned(), t.value().to_owned())).collect(),
+            tags: role
+                .tags()
+                .iter()
+                .map(|t| (t.key().to_owned(), t.value().to_owned()))
+                .collect(),
         }))
     }
 
@@ -110,10 +125,18 @@ impl AwsResource for Role {
 
     fn diff(desired: &RolePlan, observed: &ObservedRole) -> Vec<Drift> {
         let mut drift = Vec::new();
-        if !observed.trust_policy.as_ref().is_some_and(|p| same_policy(p, &desired.trust_policy)) {
+        if !observed
+            .trust_policy
+            .as_ref()
+            .is_some_and(|p| same_policy(p, &desired.trust_policy))
+        {
             drift.push(Drift::new("trustPolicy", "(planned)", "(differs)"));
         }
-        if !observed.policy.as_ref().is_some_and(|p| same_policy(p, &desired.policy)) {
+        if !observed
+            .policy
+            .as_ref()
+            .is_some_and(|p| same_policy(p, &desired.policy))
+        {
             drift.push(Drift::new("policy", "(planned)", "(differs)"));
         }
         if observed.permissions_boundary != desired.permissions_boundary {
@@ -173,7 +196,10 @@ impl AwsResource for Role {
                     }
                     None => {
                         aws.call(Service::Iam, "DeleteRolePermissionsBoundary", || {
-                            aws.iam.delete_role_permissions_boundary().role_name(&d.name).send()
+                            aws.iam
+                                .delete_role_permissions_boundary()
+                                .role_name(&d.name)
+                                .send()
                         })
                         .await?;
                     }
@@ -183,13 +209,21 @@ impl AwsResource for Role {
                     if !set.is_empty() {
                         let tag_list = tags(&set)?;
                         aws.call(Service::Iam, "TagRole", || {
-                            aws.iam.tag_role().role_name(&d.name).set_tags(Some(tag_list)).send()
+                            aws.iam
+                                .tag_role()
+                                .role_name(&d.name)
+                                .set_tags(Some(tag_list))
+                                .send()
                         })
                         .await?;
                     }
                     if !remove.is_empty() {
                         aws.call(Service::Iam, "UntagRole", || {
-                            aws.iam.untag_role().role_name(&d.name).set_tag_keys(Some(remove)).send()
+                            aws.iam
+                                .untag_role()
+                                .role_name(&d.name)
+                                .set_tag_keys(Some(remove))
+                                .send()
                         })
                         .await?;
                     }
@@ -204,7 +238,11 @@ impl AwsResource for Role {
         for policy in &o.inline_policies {
             match aws
                 .call(Service::Iam, "DeleteRolePolicy", || {
-                    aws.iam.delete_role_policy().role_name(id).policy_name(policy).send()
+                    aws.iam
+                        .delete_role_policy()
+                        .role_name(id)
+                        .policy_name(policy)
+                        .send()
                 })
                 .await
             {
@@ -213,7 +251,12 @@ impl AwsResource for Role {
                 Err(e) => return Err(e.into()),
             }
         }
-        match aws.call(Service::Iam, "DeleteRole", || aws.iam.delete_role().role_name(id).send()).await {
+        match aws
+            .call(Service::Iam, "DeleteRole", || {
+                aws.iam.delete_role().role_name(id).send()
+            })
+            .await
+        {
             Ok(_) => Ok(()),
             Err(e) if e.is_not_found() => Ok(()),
             Err(e) => Err(e.into()),
@@ -225,7 +268,9 @@ impl AwsResource for Role {
             aws.iam
                 .untag_role()
                 .role_name(id)
-                .set_tag_keys(Some(OWNERSHIP_TAG_KEYS.iter().map(|k| (*k).to_owned()).collect()))
+                .set_tag_keys(Some(
+                    OWNERSHIP_TAG_KEYS.iter().map(|k| (*k).to_owned()).collect(),
+                ))
                 .send()
         })
         .await?;

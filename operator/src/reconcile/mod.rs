@@ -50,7 +50,10 @@ impl Progress {
             .iter()
             .filter_map(|e| Some(((Kind::parse(&e.kind)?, e.id.clone()), e.clone())))
             .collect();
-        Progress { inventory, changes: Vec::new() }
+        Progress {
+            inventory,
+            changes: Vec::new(),
+        }
     }
 
     /// The inventory, sorted by kind (apply order) then id.
@@ -76,7 +79,11 @@ impl Progress {
     }
 
     fn changed(&mut self, kind: Kind, id: &str, what: impl Into<String>) {
-        self.changes.push(Change { kind, id: id.to_owned(), what: what.into() });
+        self.changes.push(Change {
+            kind,
+            id: id.to_owned(),
+            what: what.into(),
+        });
     }
 }
 
@@ -116,7 +123,12 @@ async fn converge_all<R: AwsResource>(
 
 /// Converges every planned resource, in dependency order, then removes the
 /// resources of earlier plans that this one no longer holds.
-pub async fn apply(aws: &Aws, pipeline: &PipelineId, plan: &Plan, progress: &mut Progress) -> Result<()> {
+pub async fn apply(
+    aws: &Aws,
+    pipeline: &PipelineId,
+    plan: &Plan,
+    progress: &mut Progress,
+) -> Result<()> {
     converge_all::<Role>(aws, pipeline, &plan.roles, progress).await?;
     converge_all::<Bucket>(aws, pipeline, &plan.buckets, progress).await?;
     converge_all::<Function>(aws, pipeline, &plan.functions, progress).await?;
@@ -124,8 +136,12 @@ pub async fn apply(aws: &Aws, pipeline: &PipelineId, plan: &Plan, progress: &mut
     converge_all::<Notification>(aws, pipeline, &plan.notifications, progress).await?;
 
     let wanted = plan.ids();
-    let stale: BTreeSet<(Kind, String)> =
-        progress.inventory.keys().filter(|k| !wanted.contains(*k)).cloned().collect();
+    let stale: BTreeSet<(Kind, String)> = progress
+        .inventory
+        .keys()
+        .filter(|k| !wanted.contains(*k))
+        .cloned()
+        .collect();
     remove_all(aws, pipeline, &stale, &BTreeSet::new(), false, progress).await
 }
 
@@ -142,7 +158,12 @@ pub async fn cleanup(
     let mut empty_first = BTreeSet::new();
     if let Some(plan) = plan {
         ids.extend(plan.ids());
-        empty_first.extend(plan.buckets.iter().filter(|b| b.empty_on_delete).map(|b| b.name.clone()));
+        empty_first.extend(
+            plan.buckets
+                .iter()
+                .filter(|b| b.empty_on_delete)
+                .map(|b| b.name.clone()),
+        );
     }
     remove_all(aws, pipeline, &ids, &empty_first, retain, progress).await
 }

@@ -3,7 +3,10 @@
 //! every condition carries `observedGeneration`; `lastTransitionTime`
 //! changes only when a condition's status really changes.
 
-use k8s_openapi::{apimachinery::pkg::apis::meta::v1::{Condition, Time}, jiff::Timestamp};
+use k8s_openapi::{
+    apimachinery::pkg::apis::meta::v1::{Condition, Time},
+    jiff::Timestamp,
+};
 
 /// Condition types.
 pub const READY: &str = "Ready";
@@ -38,7 +41,13 @@ pub enum Verdict {
     Suspended,
 }
 
-fn condition(type_: &str, status: &str, reason: &str, message: &str, generation: Option<i64>) -> Condition {
+fn condition(
+    type_: &str,
+    status: &str,
+    reason: &str,
+    message: &str,
+    generation: Option<i64>,
+) -> Condition {
     Condition {
         type_: type_.to_owned(),
         status: status.to_owned(),
@@ -62,9 +71,15 @@ fn truncate(message: &str, max: usize) -> String {
 
 /// The conditions for a verdict, keeping `lastTransitionTime` of conditions
 /// whose status did not change.
-pub fn conditions(previous: &[Condition], verdict: &Verdict, generation: Option<i64>) -> Vec<Condition> {
+pub fn conditions(
+    previous: &[Condition],
+    verdict: &Verdict,
+    generation: Option<i64>,
+) -> Vec<Condition> {
     let mut out = match verdict {
-        Verdict::Ready { message } => vec![condition(READY, "True", "Converged", message, generation)],
+        Verdict::Ready { message } => {
+            vec![condition(READY, "True", "Converged", message, generation)]
+        }
         Verdict::Progressing { reason, message } => vec![
             condition(READY, "False", reason, message, generation),
             condition(RECONCILING, "True", reason, message, generation),
@@ -109,34 +124,88 @@ mod tests {
     use super::*;
 
     fn types(c: &[Condition]) -> Vec<(&str, &str)> {
-        c.iter().map(|c| (c.type_.as_str(), c.status.as_str())).collect()
+        c.iter()
+            .map(|c| (c.type_.as_str(), c.status.as_str()))
+            .collect()
     }
 
     #[test]
     fn ready_is_always_present_and_the_others_only_while_true() {
-        let ready = conditions(&[], &Verdict::Ready { message: "ok".into() }, Some(1));
+        let ready = conditions(
+            &[],
+            &Verdict::Ready {
+                message: "ok".into(),
+            },
+            Some(1),
+        );
         assert_eq!(types(&ready), vec![("Ready", "True")]);
-        let progressing = conditions(&[], &Verdict::Progressing { reason: "R".into(), message: "m".into() }, Some(1));
-        assert_eq!(types(&progressing), vec![("Ready", "False"), ("Reconciling", "True")]);
-        let stalled = conditions(&[], &Verdict::Stalled { reason: "R".into(), message: "m".into() }, Some(1));
-        assert_eq!(types(&stalled), vec![("Ready", "False"), ("Stalled", "True")]);
+        let progressing = conditions(
+            &[],
+            &Verdict::Progressing {
+                reason: "R".into(),
+                message: "m".into(),
+            },
+            Some(1),
+        );
+        assert_eq!(
+            types(&progressing),
+            vec![("Ready", "False"), ("Reconciling", "True")]
+        );
+        let stalled = conditions(
+            &[],
+            &Verdict::Stalled {
+                reason: "R".into(),
+                message: "m".into(),
+            },
+            Some(1),
+        );
+        assert_eq!(
+            types(&stalled),
+            vec![("Ready", "False"), ("Stalled", "True")]
+        );
         assert!(stalled.iter().all(|c| c.observed_generation == Some(1)));
     }
 
     #[test]
     fn transition_time_changes_only_on_a_real_transition() {
-        let mut old = conditions(&[], &Verdict::Ready { message: "ok".into() }, Some(1));
+        let mut old = conditions(
+            &[],
+            &Verdict::Ready {
+                message: "ok".into(),
+            },
+            Some(1),
+        );
         old[0].last_transition_time = Time(Timestamp::UNIX_EPOCH);
-        let same = conditions(&old, &Verdict::Ready { message: "ok".into() }, Some(2));
+        let same = conditions(
+            &old,
+            &Verdict::Ready {
+                message: "ok".into(),
+            },
+            Some(2),
+        );
         assert_eq!(same[0].last_transition_time, Time(Timestamp::UNIX_EPOCH));
-        let changed = conditions(&old, &Verdict::Stalled { reason: "R".into(), message: "m".into() }, Some(2));
+        let changed = conditions(
+            &old,
+            &Verdict::Stalled {
+                reason: "R".into(),
+                message: "m".into(),
+            },
+            Some(2),
+        );
         assert_ne!(changed[0].last_transition_time, Time(Timestamp::UNIX_EPOCH));
     }
 
     #[test]
     fn long_messages_are_cut_at_a_char_boundary() {
         let long = "é".repeat(2000);
-        let c = conditions(&[], &Verdict::Stalled { reason: "R".into(), message: long }, None);
+        let c = conditions(
+            &[],
+            &Verdict::Stalled {
+                reason: "R".into(),
+                message: long,
+            },
+            None,
+        );
         assert!(c[0].message.len() <= 1024);
     }
 }

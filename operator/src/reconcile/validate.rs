@@ -11,7 +11,11 @@ const RESERVED_ENV_PREFIXES: [&str; 3] = ["AWS_", "LAMBDA_", "SLUICE_"];
 const RESERVED_ENV_NAMES: [&str; 3] = ["_HANDLER", "_X_AMZN_TRACE_ID", "TZ"];
 
 /// Checks a spec before planning. Returns every problem, one per line.
-pub fn validate(spec: &DataPipelineSpec, config: &OperatorConfig, catalog: &Catalog) -> Result<(), String> {
+pub fn validate(
+    spec: &DataPipelineSpec,
+    config: &OperatorConfig,
+    catalog: &Catalog,
+) -> Result<(), String> {
     let mut problems = Vec::new();
 
     let region = spec.region.as_deref().unwrap_or(&config.default_region);
@@ -25,7 +29,10 @@ pub fn validate(spec: &DataPipelineSpec, config: &OperatorConfig, catalog: &Cata
     let mut buckets = BTreeSet::new();
     for (i, b) in spec.buckets.iter().enumerate() {
         if !buckets.insert(b.name.as_str()) {
-            problems.push(format!("spec.buckets[{i}].name: {:?} is declared twice; names must be unique", b.name));
+            problems.push(format!(
+                "spec.buckets[{i}].name: {:?} is declared twice; names must be unique",
+                b.name
+            ));
         }
     }
 
@@ -33,7 +40,10 @@ pub fn validate(spec: &DataPipelineSpec, config: &OperatorConfig, catalog: &Cata
     for (i, f) in spec.functions.iter().enumerate() {
         let at = format!("spec.functions[{i}]");
         if !functions.insert(f.name.as_str()) {
-            problems.push(format!("{at}.name: {:?} is declared twice; names must be unique", f.name));
+            problems.push(format!(
+                "{at}.name: {:?} is declared twice; names must be unique",
+                f.name
+            ));
         }
         if catalog.get(&f.handler).is_none() {
             problems.push(format!(
@@ -43,7 +53,10 @@ pub fn validate(spec: &DataPipelineSpec, config: &OperatorConfig, catalog: &Cata
             ));
         }
         if !(128..=10240).contains(&f.memory_mib) {
-            problems.push(format!("{at}.memoryMiB: {} is outside Lambda's 128 to 10240 MiB", f.memory_mib));
+            problems.push(format!(
+                "{at}.memoryMiB: {} is outside Lambda's 128 to 10240 MiB",
+                f.memory_mib
+            ));
         }
         if !(1..=900).contains(&f.timeout_seconds) {
             problems.push(format!(
@@ -52,7 +65,9 @@ pub fn validate(spec: &DataPipelineSpec, config: &OperatorConfig, catalog: &Cata
             ));
         }
         for key in f.environment.keys() {
-            if RESERVED_ENV_PREFIXES.iter().any(|p| key.starts_with(p)) || RESERVED_ENV_NAMES.contains(&key.as_str()) {
+            if RESERVED_ENV_PREFIXES.iter().any(|p| key.starts_with(p))
+                || RESERVED_ENV_NAMES.contains(&key.as_str())
+            {
                 problems.push(format!(
                     "{at}.environment.{key}: reserved by Lambda or Sluice (AWS_*, LAMBDA_*, SLUICE_*, _HANDLER, TZ); choose another name"
                 ));
@@ -67,12 +82,19 @@ pub fn validate(spec: &DataPipelineSpec, config: &OperatorConfig, catalog: &Cata
                     buckets.iter().copied().collect::<Vec<_>>().join(", ")
                 )),
                 Some(b) => {
-                    let var = u.env.clone().unwrap_or_else(|| crate::naming::default_env_var("BUCKET", b));
+                    let var = u
+                        .env
+                        .clone()
+                        .unwrap_or_else(|| crate::naming::default_env_var("BUCKET", b));
                     if f.environment.contains_key(&var) || !env_from_uses.insert(var.clone()) {
-                        problems.push(format!("{at}.env: {var} is set twice; give each use its own variable"));
+                        problems.push(format!(
+                            "{at}.env: {var} is set twice; give each use its own variable"
+                        ));
                     }
                     if RESERVED_ENV_PREFIXES.iter().any(|p| var.starts_with(p)) {
-                        problems.push(format!("{at}.env: {var} is reserved (AWS_*, LAMBDA_*, SLUICE_*)"));
+                        problems.push(format!(
+                            "{at}.env: {var} is reserved (AWS_*, LAMBDA_*, SLUICE_*)"
+                        ));
                     }
                 }
                 None => problems.push(format!("{at}: name the resource used, e.g. bucket: <name>")),
@@ -86,16 +108,22 @@ pub fn validate(spec: &DataPipelineSpec, config: &OperatorConfig, catalog: &Cata
                     b.name,
                     buckets.iter().copied().collect::<Vec<_>>().join(", ")
                 )),
-                Some(b) if b.events.is_empty() => {
-                    problems.push(format!("{at}.bucket.events: name at least one S3 event, e.g. s3:ObjectCreated:*"))
-                }
+                Some(b) if b.events.is_empty() => problems.push(format!(
+                    "{at}.bucket.events: name at least one S3 event, e.g. s3:ObjectCreated:*"
+                )),
                 Some(_) => {}
-                None => problems.push(format!("{at}: set a trigger source, e.g. bucket: {{name: <bucket>}}")),
+                None => problems.push(format!(
+                    "{at}: set a trigger source, e.g. bucket: {{name: <bucket>}}"
+                )),
             }
         }
     }
 
-    if problems.is_empty() { Ok(()) } else { Err(problems.join("; ")) }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("; "))
+    }
 }
 
 #[cfg(test)]
@@ -126,17 +154,25 @@ mod tests {
         let mut spec = pattern1();
         spec.region = Some("eu-west-1".into());
         let err = validate(&spec, &config(), &catalog()).expect_err("invalid");
-        assert!(err.contains("spec.region") && err.contains("us-east-1"), "{err}");
+        assert!(
+            err.contains("spec.region") && err.contains("us-east-1"),
+            "{err}"
+        );
     }
 
     #[test]
     fn dangling_references_and_reserved_names_are_refused() {
         let mut spec = pattern1();
         spec.functions[0].uses[0].bucket = Some("missing".into());
-        spec.functions[0].environment.insert("AWS_REGION".into(), "x".into());
+        spec.functions[0]
+            .environment
+            .insert("AWS_REGION".into(), "x".into());
         let err = validate(&spec, &config(), &catalog()).expect_err("invalid");
         assert!(err.contains("spec.functions[0].uses[0].bucket"), "{err}");
-        assert!(err.contains("spec.functions[0].environment.AWS_REGION"), "{err}");
+        assert!(
+            err.contains("spec.functions[0].environment.AWS_REGION"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -1,0 +1,262 @@
+//! Harness of the end-to-end tests: a real kube-apiserver (with etcd), real
+//! kubectl, the AWS emulator and the operator binary run as a process, the
+//! way a user runs them. `scripts/localenv.sh up` starts the environment; the
+//! tests find it through the same variables a user sets (`KUBECONFIG`,
+//! `AWS_ENDPOINT_URL`), so they also run against any cluster and AWS account
+//! a kubeconfig and credentials point at.
+
+use std::{
+    io::{Read, Write},
+    net::TcpStream,
+    path::{Path, PathBuf},
+    process::{Child, Command, Output, Stdio},
+    time::{Duration, Instant},
+};
+
+pub use sluice_integration_tests::token;
+
+fn required(var: &str, hint: &str) -> String {
+    std::env::var(var).unwrap_or_else(|_| {
+        panic!("{var} is not set: {hint}. Run the e2e tests with `make env-tests`.")
+    })
+}
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("repo root")
+        .to_owned()
+}
+
+/// Path of the kubectl to use.
+pub fn kubectl_path() -> String {
+    std::env::var("SLUICE_KUBECTL").unwrap_or_else(|_| "kubectl".into())
+}
+
+/// Runs kubectl and returns its output, whatever the exit code.
+pub fn kubectl(args: &[&str]) -> Output {
+    required("KUBECONFIG", "the e2e tests need a cluster");
+    Command::new(kubectl_path())
+        .args(args)
+        .output()
+        .expect("kubectl runs")
+}
+
+/// Runs kubectl, panics on failure, returns stdout.
+pub fn kubectl_ok(args: &[&str]) -> String {
+    let out = kubectl(args);
+    assert!(
+        out.status.success(),
+        "kubectl {} failed: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Runs kubectl with `stdin` as input (for `apply -f -`).
+pub fn kubectl_stdin(args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new(kubectl_path())
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kubectl runs");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes())
+        .expect("write stdin");
+    child.wait_with_output().expect("kubectl finishes")
+}
+
+/// Installs (or updates) the CRD from `crds/` and waits until it is served.
+pub fn install_crd() {
+    let crds = repo_root().join("crds");
+    kubectl_ok(&[
+        "apply",
+        "--server-side",
+        "--force-conflicts",
+        "-f",
+        crds.to_str().expect("path"),
+    ]);
+    kubectl_ok(&[
+        "wait",
+        "--for=condition=Established",
+        "crd/datapipelines.sluice.dev",
+        "--timeout=60s",
+    ]);
+}
+
+/// A namespace of one test, deleted when dropped.
+#[derive(Debug)]
+pub struct Namespace(pub String);
+
+impl Namespace {
+    /// Creates `e2e-<random>`.
+    pub fn create() -> Self {
+        let name = format!("e2e-{}", token());
+        kubectl_ok(&["create", "namespace", &name]);
+        Namespace(name)
+    }
+}
+
+impl Drop for Namespace {
+    fn drop(&mut self) {
+        let _ = kubectl(&["delete", "namespace", &self.0, "--wait=false"]);
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// The operator binary running as a process, watching one namespace.
+#[derive(Debug)]
+pub struct Operator {
+    child: Child,
+    /// Admin server port (/metrics, /readyz).
+    pub admin_port: u16,
+    /// Where its log goes.
+    pub log: PathBuf,
+    /// Its AWS name prefix.
+    pub prefix: String,
+}
+
+impl Operator {
+    /// Starts the operator for `namespace` and waits until it is ready.
+    pub fn start(namespace: &str) -> Self {
+        let bin = required(
+            "SLUICE_OPERATOR_BIN",
+            "path of the built sluice-operator binary",
+        );
+        let handlers = required(
+            "SLUICE_HANDLERS_DIR",
+            "directory of the packaged handlers (make handlers)",
+        );
+        required("AWS_ENDPOINT_URL", "the e2e tests need an AWS endpoint");
+        let admin_port = free_port();
+        let prefix = format!("e2e{}", &token()[..5]);
+        let log = std::env::temp_dir().join(format!("sluice-operator-{namespace}.log"));
+        let file = std::fs::File::create(&log).expect("log file");
+        let child = Command::new(bin)
+            .env("SLUICE_HANDLERS_DIR", handlers)
+            .env("SLUICE_WATCH_NAMESPACE", namespace)
+            .env("SLUICE_NAME_PREFIX", &prefix)
+            .env("SLUICE_ADMIN_ADDR", format!("127.0.0.1:{admin_port}"))
+            .env("SLUICE_LOG", "info")
+            .stdout(file.try_clone().expect("log file"))
+            .stderr(file)
+            .spawn()
+            .expect("operator starts");
+        let op = Operator {
+            child,
+            admin_port,
+            log,
+            prefix,
+        };
+        op.wait_until("ready", Duration::from_secs(60), || {
+            op.get("/readyz").is_some_and(|(status, _)| status == 200)
+        });
+        op
+    }
+
+    /// GET on the admin server: `(status, body)`.
+    pub fn get(&self, path: &str) -> Option<(u16, String)> {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.admin_port)).ok()?;
+        stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).ok()?;
+        let status = response.split_whitespace().nth(1)?.parse().ok()?;
+        let body = response
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_owned())
+            .unwrap_or_default();
+        Some((status, body))
+    }
+
+    /// Sum of a counter over the series whose labels contain `filter`.
+    pub fn counter(&self, name: &str, filter: &str) -> u64 {
+        let (_, body) = self.get("/metrics").expect("metrics");
+        body.lines()
+            .filter(|l| l.starts_with(name) && l.contains(filter))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>() as u64
+    }
+
+    /// AWS write calls so far.
+    pub fn aws_writes(&self) -> u64 {
+        self.counter("sluice_aws_requests_total", "access=\"write\"")
+    }
+
+    /// Reconciles so far.
+    pub fn reconciles(&self) -> u64 {
+        self.counter("sluice_reconciles_total", "")
+    }
+
+    /// Peak resident memory (VmHWM) in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find(|l| l.starts_with("VmHWM:"))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Polls `check` until it holds; panics with the operator log tail otherwise.
+    pub fn wait_until(&self, what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
+        let deadline = Instant::now() + limit;
+        while !check() {
+            if Instant::now() > deadline {
+                panic!(
+                    "timed out waiting for {what}; operator log:\n{}",
+                    self.log_tail()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The last lines of the operator's log.
+    pub fn log_tail(&self) -> String {
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The pipeline as JSON (`kubectl get -o json`).
+pub fn get_pipeline(namespace: &str, name: &str) -> serde_json::Value {
+    let raw = kubectl_ok(&["get", "dp", name, "-n", namespace, "-o", "json"]);
+    serde_json::from_str(&raw).expect("pipeline JSON")
+}
+
+/// SDK config for assertions against AWS.
+pub async fn sdk() -> aws_config::SdkConfig {
+    sluice_integration_tests::sdk_config().await
+}
+
+/// An S3 client that works with the emulator (path-style).
+pub fn s3(sdk: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
+    aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(sdk)
+            .force_path_style(true)
+            .build(),
+    )
+}

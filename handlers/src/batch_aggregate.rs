@@ -1,0 +1,419 @@
+//! Pattern 5 — periodic batch: a scheduled run aggregates the previous
+//! day's objects (`SOURCE_BUCKET`, prefix `YYYY/MM/DD/`) into one summary at
+//! `DESTINATION_BUCKET/summaries/YYYY-MM-DD.json`.
+//!
+//! "Yesterday" is derived from the event's `time` (the scheduled time of an
+//! EventBridge scheduled rule, or `<aws.scheduler.scheduled-time>` passed by
+//! EventBridge Scheduler), never from the clock, so a rerun or a late
+//! retry of the same event produces the same summary. An explicit
+//! `{"date": "YYYY-MM-DD"}` input (re)processes that day.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Days, NaiveDate, Utc};
+use futures::StreamExt;
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::config::{ConfigError, Env};
+use crate::enrich::timestamp;
+use crate::error::{HandlerError, StoreError};
+use crate::events::json_kind;
+use crate::numbers::Amount;
+use crate::s3_transform::JSON_CONTENT_TYPE;
+use crate::store::ObjectStore;
+
+/// Objects fetched concurrently.
+const CONCURRENT_GETS: usize = 16;
+
+/// Configuration of `batch-aggregate`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchConfig {
+    /// `SOURCE_BUCKET`.
+    pub source_bucket: String,
+    /// `DESTINATION_BUCKET`.
+    pub destination_bucket: String,
+}
+
+impl BatchConfig {
+    /// Reads `SOURCE_BUCKET` and `DESTINATION_BUCKET`.
+    pub fn from_env(env: &(impl Env + ?Sized)) -> Result<Self, ConfigError> {
+        Ok(Self {
+            source_bucket: env.required("SOURCE_BUCKET")?,
+            destination_bucket: env.required("DESTINATION_BUCKET")?,
+        })
+    }
+}
+
+/// The day a scheduled event asks for: `date` if given, else the day before
+/// `time` (UTC).
+pub fn target_date(event: &Value) -> Result<NaiveDate, HandlerError> {
+    if let Some(date) = event.get("date").filter(|d| !d.is_null()) {
+        let text = date.as_str().ok_or_else(|| {
+            HandlerError::validation(format!("`date` must be a string, got {}", json_kind(date)))
+        })?;
+        return NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|e| {
+            HandlerError::validation(format!("`date` {text:?} is not YYYY-MM-DD: {e}"))
+        });
+    }
+    let time = event.get("time").and_then(Value::as_str).ok_or_else(|| {
+        HandlerError::validation(
+            "event has no `time` (RFC 3339) or `date` (YYYY-MM-DD) to derive the day from",
+        )
+    })?;
+    let time = DateTime::parse_from_rfc3339(time)
+        .map_err(|e| HandlerError::validation(format!("`time` {time:?} is not RFC 3339: {e}")))?
+        .with_timezone(&Utc);
+    time.date_naive()
+        .checked_sub_days(Days::new(1))
+        .ok_or_else(|| HandlerError::validation("`time` is out of range"))
+}
+
+/// An object left out of the aggregate, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct InvalidObject {
+    /// Object key.
+    pub key: String,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+/// The summary written for a day (and returned).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DailySummary {
+    /// `YYYY-MM-DD`.
+    pub date: String,
+    /// Records across all valid objects.
+    pub total_records: u64,
+    /// Σ value per category.
+    pub aggregated_values: Map<String, Value>,
+    /// Σ of all values.
+    pub total_value: Value,
+    /// When the summary was computed.
+    pub processed_at: String,
+    /// Where the inputs were read.
+    pub source: String,
+    /// Objects aggregated.
+    pub objects_processed: u64,
+    /// Objects skipped because their content is invalid.
+    pub invalid_objects: Vec<InvalidObject>,
+    /// Where the summary was written.
+    pub output_key: String,
+}
+
+/// Records of one object: (category, value) pairs. Rejects the object if
+/// any record is malformed, so a half-read object never skews the totals.
+pub fn object_records(body: &[u8]) -> Result<Vec<(String, Amount)>, String> {
+    let doc: Value = serde_json::from_slice(body).map_err(|e| format!("invalid JSON: {e}"))?;
+    let Value::Object(doc) = doc else {
+        return Err(format!(
+            "document must be a JSON object, got {}",
+            json_kind(&doc)
+        ));
+    };
+    let records = match doc.get("records") {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::Array(records)) => records,
+        Some(other) => {
+            return Err(format!(
+                "`records` must be an array, got {}",
+                json_kind(other)
+            ));
+        }
+    };
+    records
+        .iter()
+        .enumerate()
+        .map(|(i, record)| {
+            let Value::Object(record) = record else {
+                return Err(format!(
+                    "records[{i}] must be an object, got {}",
+                    json_kind(record)
+                ));
+            };
+            let category = match record.get("category") {
+                None | Some(Value::Null) => "unknown".to_owned(),
+                Some(Value::String(c)) => c.clone(),
+                Some(other) => {
+                    return Err(format!(
+                        "records[{i}].category must be a string, got {}",
+                        json_kind(other)
+                    ));
+                }
+            };
+            let value = match record.get("value") {
+                None | Some(Value::Null) => Amount::Int(0),
+                Some(v) => Amount::from_value(v).ok_or_else(|| {
+                    format!("records[{i}].value must be a number, got {}", json_kind(v))
+                })?,
+            };
+            Ok((category, value))
+        })
+        .collect()
+}
+
+fn amount_json(amount: Amount) -> Result<Value, HandlerError> {
+    amount
+        .to_json()
+        .ok_or_else(|| HandlerError::validation("aggregate overflows a JSON number"))
+}
+
+/// Aggregates the day named by `event` and writes the summary.
+pub async fn handle<S: ObjectStore>(
+    store: &S,
+    config: &BatchConfig,
+    event: Value,
+    now: DateTime<Utc>,
+) -> Result<DailySummary, HandlerError> {
+    let date = target_date(&event)?;
+    let prefix = date.format("%Y/%m/%d/").to_string();
+    let source = format!("s3://{}/{prefix}", config.source_bucket);
+    let keys: Vec<String> = store
+        .list(&config.source_bucket, &prefix)
+        .await
+        .map_err(HandlerError::from)?
+        .into_iter()
+        .filter(|k| !k.ends_with('/'))
+        .collect();
+    tracing::info!(%source, objects = keys.len(), "aggregating");
+
+    // `buffered` keeps key order, so float sums are reproducible.
+    let fetched: Vec<(String, Result<Vec<u8>, StoreError>)> = futures::stream::iter(keys)
+        .map(|key| async move {
+            let body = store.get(&config.source_bucket, &key).await;
+            (key, body)
+        })
+        .buffered(CONCURRENT_GETS)
+        .collect()
+        .await;
+
+    let mut per_category: BTreeMap<String, Amount> = BTreeMap::new();
+    let mut total = Amount::Int(0);
+    let mut total_records = 0u64;
+    let mut objects_processed = 0u64;
+    let mut invalid_objects = Vec::new();
+    for (key, body) in fetched {
+        let parsed = match body {
+            Ok(body) => object_records(&body),
+            // Deleted between list and get: nothing to aggregate.
+            Err(StoreError::NotFound(reason)) => Err(reason),
+            Err(error) => return Err(error.into()),
+        };
+        match parsed {
+            Ok(records) => {
+                objects_processed += 1;
+                total_records += records.len() as u64;
+                for (category, value) in records {
+                    let slot = per_category.entry(category).or_default();
+                    *slot = *slot + value;
+                    total = total + value;
+                }
+            }
+            Err(reason) => {
+                tracing::error!(%key, %reason, "invalid object skipped");
+                invalid_objects.push(InvalidObject { key, reason });
+            }
+        }
+    }
+
+    let mut aggregated_values = Map::new();
+    for (category, amount) in per_category {
+        aggregated_values.insert(category, amount_json(amount)?);
+    }
+    let date_text = date.format("%Y-%m-%d").to_string();
+    let output_key = format!("summaries/{date_text}.json");
+    let summary = DailySummary {
+        date: date_text,
+        total_records,
+        aggregated_values,
+        total_value: amount_json(total)?,
+        processed_at: timestamp(now),
+        source,
+        objects_processed,
+        invalid_objects,
+        output_key: output_key.clone(),
+    };
+    let body = serde_json::to_vec(&summary)
+        .map_err(|e| HandlerError::validation(format!("cannot serialize summary: {e}")))?;
+    store
+        .put(
+            &config.destination_bucket,
+            &output_key,
+            body,
+            JSON_CONTENT_TYPE,
+        )
+        .await
+        .map_err(HandlerError::from)?;
+    tracing::info!(output_key = %output_key, total_records, "summary written");
+    Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::MemoryStore;
+    use chrono::TimeZone;
+    use serde_json::json;
+
+    fn config() -> BatchConfig {
+        BatchConfig {
+            source_bucket: "src".into(),
+            destination_bucket: "dst".into(),
+        }
+    }
+
+    fn clock() -> DateTime<Utc> {
+        // Deliberately unrelated to the event time.
+        Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, 0)
+            .single()
+            .expect("valid")
+    }
+
+    fn scheduled(time: &str) -> Value {
+        json!({
+            "version": "0", "id": "e", "detail-type": "Scheduled Event", "source": "aws.events",
+            "account": "123456789012", "time": time, "region": "us-east-1",
+            "resources": ["arn:aws:events:us-east-1:123456789012:rule/daily"], "detail": {}
+        })
+    }
+
+    #[test]
+    fn yesterday_comes_from_the_event() {
+        let d = target_date(&scheduled("2024-03-01T01:00:00Z")).expect("ok");
+        assert_eq!(d.to_string(), "2024-02-29");
+        let d = target_date(&json!({"time": "2024-01-01T00:30:00+02:00"})).expect("ok");
+        assert_eq!(d.to_string(), "2023-12-30", "converted to UTC first");
+        let d = target_date(&json!({"date": "2024-05-05", "time": "2024-06-01T00:00:00Z"}))
+            .expect("ok");
+        assert_eq!(d.to_string(), "2024-05-05");
+        assert!(target_date(&json!({})).is_err());
+        assert!(target_date(&json!({"time": "yesterday"})).is_err());
+        assert!(target_date(&json!({"date": "2024-13-01"})).is_err());
+    }
+
+    #[tokio::test]
+    async fn aggregates_by_category_across_pages() {
+        let store = MemoryStore::with_page_size(1000);
+        for i in 0..2500 {
+            store.insert(
+                "src",
+                &format!("2024/06/04/part-{i:05}.json"),
+                json!({"records": [{"category": "a", "value": 1}, {"category": "b", "value": 0.5}]})
+                    .to_string(),
+            );
+        }
+        store.insert(
+            "src",
+            "2024/06/05/today.json",
+            r#"{"records":[{"category":"a","value":99}]}"#,
+        );
+        store.insert(
+            "src",
+            "2024/06/03/older.json",
+            r#"{"records":[{"category":"a","value":99}]}"#,
+        );
+        let summary = handle(
+            &store,
+            &config(),
+            scheduled("2024-06-05T01:00:00Z"),
+            clock(),
+        )
+        .await
+        .expect("ok");
+        assert_eq!(store.list_calls(), 3, "2,500 keys at 1,000 per page");
+        assert_eq!(summary.objects_processed, 2500);
+        assert_eq!(summary.total_records, 5000);
+        assert_eq!(summary.aggregated_values["a"], json!(2500));
+        assert_eq!(summary.aggregated_values["b"], json!(1250.0));
+        assert_eq!(summary.total_value, json!(3750.0));
+        let written = store
+            .json("dst", "summaries/2024-06-04.json")
+            .expect("written");
+        assert_eq!(written["date"], "2024-06-04");
+        assert_eq!(written["total_records"], json!(5000));
+        assert_eq!(written["processed_at"], "2030-01-01T00:00:00.000Z");
+    }
+
+    #[tokio::test]
+    async fn rerun_gives_the_same_answer() {
+        let store = MemoryStore::new();
+        store.insert(
+            "src",
+            "2024/06/04/x.json",
+            r#"{"records":[{"category":"a","value":0.1},{"category":"a","value":0.2}]}"#,
+        );
+        let ev = scheduled("2024-06-05T01:00:00Z");
+        let first = handle(&store, &config(), ev.clone(), clock())
+            .await
+            .expect("ok");
+        let later = clock() + chrono::Duration::days(3);
+        let second = handle(&store, &config(), ev, later).await.expect("ok");
+        assert_eq!(first.date, second.date);
+        assert_eq!(first.aggregated_values, second.aggregated_values);
+        assert_eq!(first.aggregated_values["a"], json!(0.3));
+    }
+
+    #[tokio::test]
+    async fn invalid_objects_are_listed_not_counted() {
+        let store = MemoryStore::new();
+        store.insert(
+            "src",
+            "2024/06/04/good.json",
+            r#"{"records":[{"value":2},{"category":"c","value":3}]}"#,
+        );
+        store.insert("src", "2024/06/04/bad.json", "{");
+        store.insert(
+            "src",
+            "2024/06/04/half.json",
+            r#"{"records":[{"value":1},{"value":"x"}]}"#,
+        );
+        store.insert("src", "2024/06/04/norecords.json", r#"{"other":1}"#);
+        store.insert("src", "2024/06/04/", "");
+        let summary = handle(&store, &config(), json!({"date": "2024-06-04"}), clock())
+            .await
+            .expect("ok");
+        assert_eq!(summary.objects_processed, 2);
+        assert_eq!(summary.total_records, 2);
+        assert_eq!(
+            summary.aggregated_values,
+            json!({"unknown": 2, "c": 3})
+                .as_object()
+                .expect("map")
+                .clone()
+        );
+        let bad: Vec<&str> = summary
+            .invalid_objects
+            .iter()
+            .map(|o| o.key.as_str())
+            .collect();
+        assert_eq!(bad, vec!["2024/06/04/bad.json", "2024/06/04/half.json"]);
+        assert!(
+            summary.invalid_objects[1]
+                .reason
+                .contains("records[1].value")
+        );
+    }
+
+    #[tokio::test]
+    async fn empty_day_writes_a_zero_summary() {
+        let store = MemoryStore::new();
+        let summary = handle(&store, &config(), json!({"date": "2024-06-04"}), clock())
+            .await
+            .expect("ok");
+        assert_eq!(summary.total_records, 0);
+        assert_eq!(summary.total_value, json!(0));
+        assert!(store.object("dst", "summaries/2024-06-04.json").is_some());
+    }
+
+    #[tokio::test]
+    async fn transient_read_failure_fails_the_run() {
+        let store = MemoryStore::new();
+        store.insert("src", "2024/06/04/a.json", "{}");
+        store.fail_on("2024/06/04/a.json", StoreError::Transient("503".into()));
+        let err = handle(&store, &config(), json!({"date": "2024-06-04"}), clock())
+            .await
+            .expect_err("fails");
+        assert!(err.is_retryable());
+        assert!(store.object("dst", "summaries/2024-06-04.json").is_none());
+    }
+}

@@ -1,0 +1,30 @@
+//! Pattern 2 typed processor: SQS batch of routed events → `OUTPUT_BUCKET`
+//! under `processed/<data_type>/<key>`, with a partial batch response.
+//! Idempotent when `IDEMPOTENCY_TABLE` is set.
+
+use sluice_handlers::{
+    aws,
+    config::ProcessEnv,
+    idempotency::{DynamoIdempotency, IdempotencyConfig},
+    logging,
+    store::S3Store,
+    typed_processor,
+};
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    logging::init();
+    let config = typed_processor::TypedProcessorConfig::from_env(&ProcessEnv)
+        .map_err(logging::startup_error)?;
+    let idempotency_config =
+        IdempotencyConfig::from_env(&ProcessEnv).map_err(logging::startup_error)?;
+    let sdk = aws::load_config().await;
+    let store = S3Store::new(aws::s3_client(&sdk));
+    let idempotency =
+        idempotency_config.map(|c| DynamoIdempotency::new(aws_sdk_dynamodb::Client::new(&sdk), c));
+    let (store, idempotency, config) = (&store, idempotency.as_ref(), &config);
+    logging::run(move |event| {
+        typed_processor::handle(store, idempotency, config, event, chrono::Utc::now())
+    })
+    .await
+}

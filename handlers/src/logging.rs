@@ -1,0 +1,71 @@
+//! Structured (JSON) logging and the invocation wrapper every binary uses.
+//!
+//! lambda_runtime wraps each invocation in a span carrying `requestId` (and
+//! the X-Ray trace id); the JSON formatter prints the span list, so every log
+//! line of an invocation carries the request id. [`run`] logs one summary line
+//! per invocation with the request id and, on failure, the error class.
+
+use std::future::Future;
+
+use lambda_runtime::{LambdaEvent, service_fn};
+use serde::Serialize;
+use serde_json::Value;
+use tracing_subscriber::EnvFilter;
+
+use crate::error::HandlerError;
+
+/// Installs a JSON subscriber. The level comes from `RUST_LOG`, else from
+/// Lambda's `AWS_LAMBDA_LOG_LEVEL` (advanced logging controls), else `info`.
+pub fn init() {
+    let filter = EnvFilter::try_from_default_env()
+        .ok()
+        .or_else(|| {
+            crate::config::optional("AWS_LAMBDA_LOG_LEVEL")
+                .and_then(|level| EnvFilter::try_new(level.to_ascii_lowercase()).ok())
+        })
+        .unwrap_or_else(|| EnvFilter::new("info"));
+    // A second init (tests) is harmless; ignore the error.
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_current_span(false)
+        .with_span_list(true)
+        .try_init();
+}
+
+/// Runs the Lambda runtime loop with a handler over the raw JSON payload.
+///
+/// Taking `Value` (rather than letting the runtime deserialize a typed event)
+/// means a malformed event surfaces as our `ValidationError` instead of the
+/// runtime's own deserialization error type.
+pub async fn run<F, Fut, T>(handler: F) -> Result<(), lambda_runtime::Error>
+where
+    F: Fn(Value) -> Fut,
+    Fut: Future<Output = Result<T, HandlerError>>,
+    T: Serialize,
+{
+    let handler = &handler;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        let request_id = event.context.request_id.clone();
+        let result = handler(event.payload).await;
+        match &result {
+            Ok(_) => tracing::info!(request_id, "invocation succeeded"),
+            Err(error) => tracing::error!(
+                request_id,
+                error_type = error.error_type(),
+                error = %error,
+                "invocation failed"
+            ),
+        }
+        result
+    }))
+    .await
+}
+
+/// Logs a configuration error at startup and converts it for `main`, so
+/// the init failure is readable in the function's logs.
+pub fn startup_error(error: crate::config::ConfigError) -> lambda_runtime::Error {
+    tracing::error!(error = %error, "invalid configuration");
+    error.to_string().into()
+}

@@ -1,0 +1,401 @@
+//! Object storage behind a small trait: the S3 implementation the binaries
+//! use, and an in-memory one for unit tests.
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use aws_sdk_s3::primitives::ByteStream;
+
+use crate::aws::classify_sdk_error;
+use crate::error::StoreError;
+
+/// One page of a listing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListPage {
+    /// Object keys on this page, in key order.
+    pub keys: Vec<String>,
+    /// Token for the next page; `None` on the last page.
+    pub next: Option<String>,
+}
+
+/// A safety net against a store that keeps returning continuation tokens.
+const MAX_LIST_PAGES: usize = 100_000;
+
+/// Get, put and (paginated) list over buckets of objects.
+pub trait ObjectStore: Send + Sync {
+    /// Reads a whole object.
+    fn get(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> impl Future<Output = Result<Vec<u8>, StoreError>> + Send;
+
+    /// Writes a whole object.
+    fn put(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: Vec<u8>,
+        content_type: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Lists one page of keys under `prefix`, continuing from `continuation`.
+    fn list_page(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        continuation: Option<String>,
+    ) -> impl Future<Output = Result<ListPage, StoreError>> + Send;
+
+    /// Lists every key under `prefix`, following continuation tokens
+    /// (ListObjectsV2 returns at most 1,000 keys per call).
+    fn list(
+        &self,
+        bucket: &str,
+        prefix: &str,
+    ) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send {
+        async move {
+            let mut keys = Vec::new();
+            let mut continuation: Option<String> = None;
+            for _ in 0..MAX_LIST_PAGES {
+                let page = self.list_page(bucket, prefix, continuation.clone()).await?;
+                keys.extend(page.keys);
+                match page.next {
+                    Some(next) if continuation.as_deref() != Some(next.as_str()) => {
+                        continuation = Some(next);
+                    }
+                    Some(next) => {
+                        return Err(StoreError::Transient(format!(
+                            "listing s3://{bucket}/{prefix}: continuation token {next:?} repeated"
+                        )));
+                    }
+                    None => return Ok(keys),
+                }
+            }
+            Err(StoreError::Transient(format!(
+                "listing s3://{bucket}/{prefix}: more than {MAX_LIST_PAGES} pages"
+            )))
+        }
+    }
+}
+
+/// [`ObjectStore`] over Amazon S3.
+#[derive(Debug, Clone)]
+pub struct S3Store {
+    client: aws_sdk_s3::Client,
+}
+
+impl S3Store {
+    /// Wraps an S3 client.
+    pub fn new(client: aws_sdk_s3::Client) -> Self {
+        Self { client }
+    }
+}
+
+impl ObjectStore for S3Store {
+    async fn get(&self, bucket: &str, key: &str) -> Result<Vec<u8>, StoreError> {
+        let what = format!("get s3://{bucket}/{key}");
+        let output = self
+            .client
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| classify_sdk_error(&e, &what))?;
+        let bytes = output
+            .body
+            .collect()
+            .await
+            .map_err(|e| StoreError::Transient(format!("{what}: reading body: {e}")))?;
+        Ok(bytes.into_bytes().to_vec())
+    }
+
+    async fn put(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: Vec<u8>,
+        content_type: &str,
+    ) -> Result<(), StoreError> {
+        self.client
+            .put_object()
+            .bucket(bucket)
+            .key(key)
+            .content_type(content_type)
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .map_err(|e| classify_sdk_error(&e, &format!("put s3://{bucket}/{key}")))?;
+        Ok(())
+    }
+
+    async fn list_page(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        continuation: Option<String>,
+    ) -> Result<ListPage, StoreError> {
+        let output = self
+            .client
+            .list_objects_v2()
+            .bucket(bucket)
+            .prefix(prefix)
+            .set_continuation_token(continuation)
+            .send()
+            .await
+            .map_err(|e| classify_sdk_error(&e, &format!("list s3://{bucket}/{prefix}")))?;
+        let keys = output
+            .contents()
+            .iter()
+            .filter_map(|o| o.key().map(str::to_owned))
+            .collect();
+        let next = if output.is_truncated().unwrap_or(false) {
+            output.next_continuation_token().map(str::to_owned)
+        } else {
+            None
+        };
+        Ok(ListPage { keys, next })
+    }
+}
+
+/// An object held by [`MemoryStore`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredObject {
+    /// The bytes.
+    pub body: Vec<u8>,
+    /// The content type given on put.
+    pub content_type: Option<String>,
+}
+
+/// In-memory [`ObjectStore`] for tests: pages listings like S3 (1,000 keys
+/// per page unless configured), counts calls and can inject failures.
+#[derive(Debug)]
+pub struct MemoryStore {
+    objects: Mutex<BTreeMap<(String, String), StoredObject>>,
+    failures: Mutex<HashMap<String, StoreError>>,
+    page_size: usize,
+    list_calls: AtomicUsize,
+    put_calls: AtomicUsize,
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MemoryStore {
+    /// An empty store with S3's page size of 1,000.
+    pub fn new() -> Self {
+        Self::with_page_size(1000)
+    }
+
+    /// An empty store returning at most `page_size` keys per page.
+    pub fn with_page_size(page_size: usize) -> Self {
+        Self {
+            objects: Mutex::default(),
+            failures: Mutex::default(),
+            page_size: page_size.max(1),
+            list_calls: AtomicUsize::new(0),
+            put_calls: AtomicUsize::new(0),
+        }
+    }
+
+    /// Stores an object (test setup).
+    pub fn insert(&self, bucket: &str, key: &str, body: impl Into<Vec<u8>>) {
+        self.lock_objects().insert(
+            (bucket.to_owned(), key.to_owned()),
+            StoredObject {
+                body: body.into(),
+                content_type: None,
+            },
+        );
+    }
+
+    /// Makes every get and put of `key` (in any bucket) fail with `error`.
+    pub fn fail_on(&self, key: &str, error: StoreError) {
+        self.failures
+            .lock()
+            .expect("memory store lock poisoned")
+            .insert(key.to_owned(), error);
+    }
+
+    /// The object at `bucket`/`key`, if any.
+    pub fn object(&self, bucket: &str, key: &str) -> Option<StoredObject> {
+        self.lock_objects()
+            .get(&(bucket.to_owned(), key.to_owned()))
+            .cloned()
+    }
+
+    /// The object at `bucket`/`key` parsed as JSON, if present and valid.
+    pub fn json(&self, bucket: &str, key: &str) -> Option<serde_json::Value> {
+        self.object(bucket, key)
+            .and_then(|o| serde_json::from_slice(&o.body).ok())
+    }
+
+    /// All keys in `bucket`, in order.
+    pub fn keys(&self, bucket: &str) -> Vec<String> {
+        self.lock_objects()
+            .keys()
+            .filter(|(b, _)| b == bucket)
+            .map(|(_, k)| k.clone())
+            .collect()
+    }
+
+    /// How many list pages were requested.
+    pub fn list_calls(&self) -> usize {
+        self.list_calls.load(Ordering::SeqCst)
+    }
+
+    /// How many puts were attempted.
+    pub fn put_calls(&self) -> usize {
+        self.put_calls.load(Ordering::SeqCst)
+    }
+
+    fn lock_objects(&self) -> std::sync::MutexGuard<'_, BTreeMap<(String, String), StoredObject>> {
+        self.objects.lock().expect("memory store lock poisoned")
+    }
+
+    /// The injected failure for `key`, worded like [`S3Store`]'s errors.
+    fn injected_failure(&self, what: &str, key: &str) -> Option<StoreError> {
+        let error = self
+            .failures
+            .lock()
+            .expect("memory store lock poisoned")
+            .get(key)
+            .cloned()?;
+        Some(match error {
+            StoreError::NotFound(m) => StoreError::NotFound(format!("{what}: {m}")),
+            StoreError::Rejected(m) => StoreError::Rejected(format!("{what}: {m}")),
+            StoreError::Transient(m) => StoreError::Transient(format!("{what}: {m}")),
+        })
+    }
+}
+
+impl ObjectStore for MemoryStore {
+    async fn get(&self, bucket: &str, key: &str) -> Result<Vec<u8>, StoreError> {
+        let what = format!("get s3://{bucket}/{key}");
+        if let Some(error) = self.injected_failure(&what, key) {
+            return Err(error);
+        }
+        self.object(bucket, key)
+            .map(|o| o.body)
+            .ok_or_else(|| StoreError::NotFound(format!("{what}: NoSuchKey")))
+    }
+
+    async fn put(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: Vec<u8>,
+        content_type: &str,
+    ) -> Result<(), StoreError> {
+        self.put_calls.fetch_add(1, Ordering::SeqCst);
+        if let Some(error) = self.injected_failure(&format!("put s3://{bucket}/{key}"), key) {
+            return Err(error);
+        }
+        self.lock_objects().insert(
+            (bucket.to_owned(), key.to_owned()),
+            StoredObject {
+                body,
+                content_type: Some(content_type.to_owned()),
+            },
+        );
+        Ok(())
+    }
+
+    async fn list_page(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        continuation: Option<String>,
+    ) -> Result<ListPage, StoreError> {
+        self.list_calls.fetch_add(1, Ordering::SeqCst);
+        let objects = self.lock_objects();
+        let mut matching = objects
+            .keys()
+            .filter(|(b, k)| b == bucket && k.starts_with(prefix))
+            .map(|(_, k)| k)
+            .filter(|k| continuation.as_ref().is_none_or(|after| *k > after));
+        let keys: Vec<String> = matching.by_ref().take(self.page_size).cloned().collect();
+        let more = matching.next().is_some();
+        let next = if more { keys.last().cloned() } else { None };
+        Ok(ListPage { keys, next })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn list_follows_pages() {
+        let store = MemoryStore::with_page_size(2);
+        for i in 0..5 {
+            store.insert("b", &format!("p/{i}"), "x");
+        }
+        store.insert("b", "other/1", "x");
+        store.insert("c", "p/9", "x");
+        let first = store.list_page("b", "p/", None).await.expect("page");
+        assert_eq!(first.keys, vec!["p/0", "p/1"]);
+        assert!(first.next.is_some());
+        let all = store.list("b", "p/").await.expect("list");
+        assert_eq!(all, vec!["p/0", "p/1", "p/2", "p/3", "p/4"]);
+        // 1 manual + 3 pages for 5 keys at 2 per page.
+        assert_eq!(store.list_calls(), 4);
+    }
+
+    #[tokio::test]
+    async fn exact_page_multiple_has_no_empty_trailing_page() {
+        let store = MemoryStore::with_page_size(2);
+        for i in 0..4 {
+            store.insert("b", &format!("{i}"), "x");
+        }
+        assert_eq!(store.list("b", "").await.expect("list").len(), 4);
+        assert_eq!(store.list_calls(), 2);
+    }
+
+    #[tokio::test]
+    async fn repeated_token_is_an_error_not_a_loop() {
+        struct Stuck;
+        impl ObjectStore for Stuck {
+            async fn get(&self, _: &str, _: &str) -> Result<Vec<u8>, StoreError> {
+                Ok(vec![])
+            }
+            async fn put(&self, _: &str, _: &str, _: Vec<u8>, _: &str) -> Result<(), StoreError> {
+                Ok(())
+            }
+            async fn list_page(
+                &self,
+                _: &str,
+                _: &str,
+                _: Option<String>,
+            ) -> Result<ListPage, StoreError> {
+                Ok(ListPage {
+                    keys: vec!["k".into()],
+                    next: Some("same".into()),
+                })
+            }
+        }
+        let err = Stuck.list("b", "").await.expect_err("must stop");
+        assert!(matches!(err, StoreError::Transient(m) if m.contains("repeated")));
+    }
+
+    #[tokio::test]
+    async fn get_missing_is_not_found_and_failures_inject() {
+        let store = MemoryStore::new();
+        assert!(matches!(
+            store.get("b", "k").await,
+            Err(StoreError::NotFound(_))
+        ));
+        store.fail_on("k", StoreError::Transient("boom".into()));
+        assert_eq!(
+            store.put("b", "k", vec![], "text/plain").await,
+            Err(StoreError::Transient("put s3://b/k: boom".into()))
+        );
+        assert!(store.object("b", "k").is_none());
+    }
+}
