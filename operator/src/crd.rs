@@ -27,6 +27,9 @@ pub const MAX_ITEMS: usize = 32;
 pub const MAX_NAME_LEN: usize = 40;
 
 /// A serverless data pipeline on AWS.
+// Each `printcolumn(...)` repeats `type_`, which clippy mistakes for a
+// duplicated attribute.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[kube(
     group = "sluice.dev",
