@@ -66,7 +66,14 @@ env-tests: tools handlers build
 	cargo test -p sluice-e2e -- --test-threads 2
 
 .PHONY: test
-test: fmt-check clippy crd-check unit env-tests ## everything CI runs: format, lints, CRD check, unit, integration, e2e
+test: ## everything CI runs: format, lints, CRD check, unit, integration, e2e
+	@log=$$(mktemp); start=$$SECONDS; set +e; \
+	$(MAKE) --no-print-directory test-steps 2>&1 | tee "$$log"; rc=$${PIPESTATUS[0]}; \
+	echo "make test: exit $$rc after $$((SECONDS - start)) s"; \
+	scripts/test-summary.sh "$$log"; rm -f "$$log"; exit $$rc
+
+.PHONY: test-steps
+test-steps: fmt-check clippy crd-check unit env-tests
 
 .PHONY: demo
 demo: tools handlers build ## bring everything up, apply the Pattern 1 sample, show it, tear down
