@@ -12,6 +12,11 @@ HANDLERS_DIR := $(CARGO_TARGET_DIR)/handlers-dist
 OPERATOR_BIN := $(CARGO_TARGET_DIR)/debug/sluice-operator
 CRD := crds/datapipelines.sluice.dev.yaml
 HANDLER_BINS = $(sort $(basename $(notdir $(wildcard handlers/src/bin/*.rs))))
+# Handlers build for the host (x86_64 here). On a machine with the Rust
+# target and a linker for it: make handlers HANDLERS_TARGET=aarch64-unknown-linux-gnu
+HANDLERS_TARGET ?=
+HANDLERS_ARCH = $(if $(findstring aarch64,$(HANDLERS_TARGET)),arm64,x86_64)
+HANDLERS_BIN_DIR = $(if $(HANDLERS_TARGET),$(CARGO_TARGET_DIR)/$(HANDLERS_TARGET)/lambda,$(CARGO_TARGET_DIR)/lambda)
 DEMO_DIR ?= /tmp/sluice-demo
 
 .PHONY: help
@@ -27,9 +32,10 @@ crds: ## regenerate the CRD YAML from the Rust types
 	cargo run --quiet -p sluice-operator --bin crdgen > $(CRD)
 
 .PHONY: handlers
-handlers: ## build every handler for Lambda (provided.al2023, x86_64) and zip it with a manifest
-	cargo build --profile lambda -p sluice-handlers --bins
-	python3 scripts/package-handlers.py $(CARGO_TARGET_DIR)/lambda $(HANDLERS_DIR) $(HANDLER_BINS)
+handlers: ## build every handler for Lambda (provided.al2023) and zip it with a manifest
+	cargo build --profile lambda -p sluice-handlers --bins $(if $(HANDLERS_TARGET),--target $(HANDLERS_TARGET))
+	scripts/check-glibc.sh $(HANDLERS_BIN_DIR) $(HANDLER_BINS)
+	python3 scripts/package-handlers.py --architecture $(HANDLERS_ARCH) $(HANDLERS_BIN_DIR) $(HANDLERS_DIR) $(HANDLER_BINS)
 
 .PHONY: build
 build: ## build the operator

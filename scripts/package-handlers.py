@@ -6,7 +6,7 @@ provided.al2023 runtime. Zips are byte-for-byte reproducible (fixed
 timestamps and attributes), so the same binary always gives the same
 SHA-256 and the operator redeploys code only when it really changed.
 
-usage: package-handlers.py BIN_DIR OUT_DIR NAME...
+usage: package-handlers.py [--architecture x86_64|arm64] BIN_DIR OUT_DIR NAME...
 """
 
 import hashlib
@@ -44,12 +44,16 @@ def package(bin_dir: str, out_dir: str, name: str) -> dict:
 
 
 def main() -> None:
-    if len(sys.argv) < 4:
+    args = sys.argv[1:]
+    architecture = "x86_64"
+    if args[:1] == ["--architecture"]:
+        architecture, args = args[1], args[2:]
+    if architecture not in ("x86_64", "arm64") or len(args) < 3:
         sys.exit(__doc__)
-    bin_dir, out_dir, names = sys.argv[1], sys.argv[2], sorted(sys.argv[3:])
+    bin_dir, out_dir, names = args[0], args[1], sorted(args[2:])
     os.makedirs(out_dir, exist_ok=True)
     handlers = [package(bin_dir, out_dir, n) for n in names]
-    manifest = {"runtime": "provided.al2023", "architecture": "x86_64", "handlers": handlers}
+    manifest = {"runtime": "provided.al2023", "architecture": architecture, "handlers": handlers}
     with open(os.path.join(out_dir, "manifest.json"), "w") as f:
         json.dump(manifest, f, indent=2, sort_keys=True)
         f.write("\n")

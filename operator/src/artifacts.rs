@@ -29,6 +29,10 @@ pub struct Artifact {
     /// Directory of the manifest (set when loaded).
     #[serde(skip)]
     pub dir: PathBuf,
+    /// Lambda architecture the zip was built for (`x86_64` or `arm64`),
+    /// from the manifest.
+    #[serde(skip)]
+    pub architecture: String,
 }
 
 impl Artifact {
@@ -66,7 +70,13 @@ pub fn sha256_hex(data: &[u8]) -> String {
 
 #[derive(Deserialize)]
 struct Manifest {
+    #[serde(default = "default_architecture")]
+    architecture: String,
     handlers: Vec<Artifact>,
+}
+
+fn default_architecture() -> String {
+    "x86_64".into()
 }
 
 /// Every built-in handler the operator can deploy.
@@ -87,17 +97,24 @@ impl Catalog {
         })?;
         let manifest: Manifest = serde_json::from_slice(&raw)
             .map_err(|e| format!("{} is not a handler manifest: {e}", path.display()))?;
+        if !["x86_64", "arm64"].contains(&manifest.architecture.as_str()) {
+            return Err(format!(
+                "{}: architecture {:?} is not one Lambda runs (x86_64 or arm64)",
+                path.display(),
+                manifest.architecture
+            ));
+        }
+        let architecture = manifest.architecture;
         let handlers = manifest
             .handlers
             .into_iter()
             .map(|a| {
-                (
-                    a.name.clone(),
-                    Artifact {
-                        dir: dir.to_owned(),
-                        ..a
-                    },
-                )
+                let artifact = Artifact {
+                    dir: dir.to_owned(),
+                    architecture: architecture.clone(),
+                    ..a
+                };
+                (artifact.name.clone(), artifact)
             })
             .collect();
         Ok(Catalog { handlers })
@@ -134,6 +151,7 @@ mod tests {
             sha256: "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855".into(),
             size: 0,
             dir: PathBuf::new(),
+            architecture: "x86_64".into(),
         };
         assert_eq!(
             a.code_sha256(),
@@ -152,9 +170,29 @@ mod tests {
             sha256: "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855".into(),
             size: 0,
             dir: dir.clone(),
+            architecture: "x86_64".into(),
         };
         let err = a.read_zip().expect_err("digest mismatch");
         assert!(err.contains("manifest says"), "{err}");
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[test]
+    fn the_manifest_names_the_architecture() {
+        let dir = std::env::temp_dir().join(format!("sluice-manifest-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let manifest = |arch: &str| {
+            format!(
+                r#"{{"architecture": "{arch}", "handlers": [{{"name": "x", "zip": "x.zip", "sha256": "00", "size": 1}}]}}"#
+            )
+        };
+        std::fs::write(dir.join("manifest.json"), manifest("arm64")).expect("write");
+        let catalog = Catalog::load(&dir).expect("loads");
+        assert_eq!(catalog.get("x").expect("x").architecture, "arm64");
+        assert_eq!(catalog.get("x").expect("x").dir, dir);
+        std::fs::write(dir.join("manifest.json"), manifest("sparc")).expect("write");
+        let err = Catalog::load(&dir).expect_err("not a Lambda architecture");
+        assert!(err.contains("x86_64 or arm64"), "{err}");
         std::fs::remove_dir_all(dir).ok();
     }
 }

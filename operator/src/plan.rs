@@ -390,6 +390,7 @@ pub(crate) mod tests {
             sha256: "00".repeat(32),
             size: 1,
             dir: "/nonexistent".into(),
+            architecture: "x86_64".into(),
         }])
     }
 

@@ -105,6 +105,7 @@ pub fn fake_artifact(name: &str, content: &[u8]) -> Artifact {
         sha256: sluice_operator::artifacts::sha256_hex(content),
         size: content.len() as u64,
         dir,
+        architecture: "x86_64".into(),
     }
 }
 

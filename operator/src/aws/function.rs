@@ -49,6 +49,8 @@ pub struct ObservedFunction {
     pub environment: BTreeMap<String, String>,
     /// Tracing mode.
     pub tracing: Option<String>,
+    /// Instruction set architectures.
+    pub architectures: Vec<String>,
     /// Tags.
     pub tags: BTreeMap<String, String>,
 }
@@ -179,6 +181,11 @@ impl AwsResource for Function {
                 .tracing_config()
                 .and_then(|t| t.mode())
                 .map(|m| m.as_str().to_owned()),
+            architectures: c
+                .architectures()
+                .iter()
+                .map(|a| a.as_str().to_owned())
+                .collect(),
             tags: out
                 .tags()
                 .map(|t| t.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
@@ -195,6 +202,15 @@ impl AwsResource for Function {
         let code = d.artifact.code_sha256();
         if o.code_sha256.as_deref() != Some(code.as_str()) {
             drift.push(Drift::new("code", &code, &o.code_sha256));
+        }
+        // Lambda reports x86_64 when no architecture was given.
+        let architecture = o.architectures.first().map_or("x86_64", String::as_str);
+        if architecture != d.artifact.architecture {
+            drift.push(Drift::new(
+                "architecture",
+                &d.artifact.architecture,
+                architecture,
+            ));
         }
         if o.role.as_deref() != Some(d.role_arn.as_str()) {
             drift.push(Drift::new("role", &d.role_arn, &o.role));
@@ -238,7 +254,7 @@ impl AwsResource for Function {
                     .handler(HANDLER_ENTRY)
                     .role(&d.role_arn)
                     .code(code)
-                    .architectures(Architecture::X8664)
+                    .architectures(Architecture::from(d.artifact.architecture.as_str()))
                     .memory_size(d.memory_mib)
                     .timeout(d.timeout_seconds)
                     .environment(environment(d))
@@ -296,7 +312,8 @@ impl AwsResource for Function {
                 .await?;
             }
         }
-        if !fields.contains(&"code") && !needs_config {
+        let needs_code = fields.contains(&"code") || fields.contains(&"architecture");
+        if !needs_code && !needs_config {
             return Ok(());
         }
         ready_for_update(o)?;
@@ -393,6 +410,7 @@ mod tests {
                 sha256: "00".repeat(32),
                 size: 1,
                 dir: Default::default(),
+                architecture: "x86_64".into(),
             },
             memory_mib: 256,
             timeout_seconds: 30,
@@ -416,6 +434,7 @@ mod tests {
             environment: d.environment.clone(),
             // Never configured: Lambda reports nothing or PassThrough.
             tracing: None,
+            architectures: vec!["x86_64".into()],
             tags: d.tags.clone(),
         }
     }
@@ -437,6 +456,18 @@ mod tests {
             .map(|d| d.field)
             .collect();
         assert_eq!(fields, vec!["code", "memoryMiB"]);
+    }
+
+    #[test]
+    fn an_architecture_change_is_seen() {
+        let mut d = desired();
+        let o = observed(&d);
+        d.artifact.architecture = "arm64".into();
+        let fields: Vec<_> = Function::diff(&d, &o)
+            .into_iter()
+            .map(|d| d.field)
+            .collect();
+        assert_eq!(fields, vec!["architecture"]);
     }
 
     #[test]
