@@ -408,3 +408,39 @@ pub struct FunctionStatus {
     /// Base64 SHA-256 of the deployed zip, as Lambda reports `CodeSha256`.
     pub code_sha256: String,
 }
+
+#[cfg(test)]
+mod tests {
+    use kube::CustomResourceExt;
+
+    use super::*;
+
+    #[test]
+    fn the_committed_crd_matches_the_types() {
+        let committed = include_str!("../../crds/datapipelines.sluice.dev.yaml");
+        let generated = serde_yaml::to_string(&DataPipeline::crd()).expect("CRD serialises");
+        assert!(
+            committed == generated,
+            "crds/ is stale: run `make crds` and commit the result"
+        );
+    }
+
+    #[test]
+    fn the_schema_keeps_conditions_mergeable_by_type() {
+        let crd = serde_json::to_value(DataPipeline::crd()).expect("CRD as JSON");
+        let conditions = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]
+            ["properties"]["conditions"];
+        assert_eq!(conditions["x-kubernetes-list-type"], "map");
+        assert_eq!(conditions["x-kubernetes-list-map-keys"][0], "type");
+    }
+
+    #[test]
+    fn defaults_fill_in_what_the_sample_leaves_out() {
+        let spec: DataPipelineSpec =
+            serde_yaml::from_str("functions: [{name: f, handler: h}]").expect("valid");
+        assert_eq!(spec.deletion_policy, DeletionPolicy::Delete);
+        assert_eq!(spec.functions[0].memory_mib, 128);
+        assert_eq!(spec.functions[0].timeout_seconds, 30);
+        assert_eq!(spec.functions[0].tracing, TracingMode::PassThrough);
+    }
+}
