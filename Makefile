@@ -27,6 +27,10 @@ help: ## list targets
 tools: ## build/install etcd, kube-apiserver, kubectl, moto (cached by version)
 	scripts/tools.sh install
 
+.PHONY: tools-lambda
+tools-lambda: ## build cargo-lambda, the Lambda Runtime API emulator of the handler tests (cached by version)
+	scripts/tools.sh install-cargo-lambda
+
 .PHONY: crds
 crds: ## regenerate the CRD YAML from the Rust types
 	cargo run --quiet -p sluice-operator --bin crdgen > $(CRD)
@@ -61,15 +65,24 @@ unit: ## unit tests (no network)
 # Integration and e2e tests share one local environment (real etcd,
 # kube-apiserver, kubectl and moto), brought up here and always torn down.
 .PHONY: env-tests
-env-tests: tools handlers build
+env-tests: tools tools-lambda handlers build
 	cargo test --no-run -p sluice-integration-tests -p sluice-e2e
+	cargo test --no-run -p sluice-handlers --features env-tests --test local_lambda
 	ENV_DIR=$$(mktemp -d /tmp/sluice-test.XXXXXX); \
 	trap 'scripts/localenv.sh down '"$$ENV_DIR" EXIT; \
 	scripts/localenv.sh up "$$ENV_DIR"; \
 	source "$$ENV_DIR/env"; \
 	export SLUICE_OPERATOR_BIN=$(OPERATOR_BIN) SLUICE_HANDLERS_DIR=$(HANDLERS_DIR); \
 	cargo test -p sluice-integration-tests -- --test-threads 4; \
-	cargo test -p sluice-e2e -- --test-threads 2
+	cargo test -p sluice-e2e -- --test-threads 2; \
+	export SLUICE_CARGO_LAMBDA=$$(scripts/tools.sh path cargo-lambda) SLUICE_LAMBDA_BIN_DIR=$(CARGO_TARGET_DIR)/lambda; \
+	cargo test -p sluice-handlers --features env-tests --test local_lambda -- --test-threads 3
+
+.PHONY: bench
+bench: tools-lambda ## handler throughput, peak memory and cold start (release build; not part of test)
+	cargo build --profile lambda -p sluice-handlers --bins
+	SLUICE_CARGO_LAMBDA=$$(scripts/tools.sh path cargo-lambda) SLUICE_LAMBDA_BIN_DIR=$(CARGO_TARGET_DIR)/lambda \
+	  cargo run --quiet --profile lambda -p sluice-handlers --example bench
 
 .PHONY: test
 test: ## everything CI runs: format, lints, CRD check, unit, integration, e2e

@@ -4,12 +4,16 @@
 #   - etcd, kube-apiserver and kubectl, built from their published Go modules
 #     (versions pinned in e2e/tools/*/go.mod) with the machine's Go toolchain;
 #   - moto server (the AWS API emulator) in a project virtualenv, pinned in
-#     e2e/requirements.txt.
+#     e2e/requirements.txt;
+#   - cargo-lambda (its local Lambda Runtime API emulator runs the handler
+#     binaries in the handlers' integration tests), built with cargo install.
 # A warm cache makes every step a no-op. Prints nothing but progress on stderr.
 #
-#   scripts/tools.sh            install everything
+#   scripts/tools.sh            install the control plane and moto
+#   scripts/tools.sh install-cargo-lambda
+#                               install cargo-lambda (handler integration tests)
 #   scripts/tools.sh path NAME  print the path of one tool (etcd, kube-apiserver,
-#                               kubectl, moto_server, python)
+#                               kubectl, moto_server, python, cargo-lambda)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -17,12 +21,15 @@ CACHE="${SLUICE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/sluice}"
 
 k8s_version() { awk '$1 == "require" && $2 == "k8s.io/kubernetes" {print $3}' "$ROOT/e2e/tools/controlplane/go.mod"; }
 etcd_version() { awk '$1 == "require" && $2 == "go.etcd.io/etcd/server/v3" {print $3}' "$ROOT/e2e/tools/etcd/go.mod"; }
+# Bump to upgrade; checked with `cargo info cargo-lambda`.
+CARGO_LAMBDA_VERSION=1.9.2
 moto_stamp() { sha256sum "$ROOT/e2e/requirements.txt" | cut -c1-12; }
 
 # The suffix names the build recipe: bump it when go_build's flags change.
 k8s_dir() { echo "$CACHE/bin/kubernetes-$(k8s_version)-r2"; }
 etcd_dir() { echo "$CACHE/bin/etcd-$(etcd_version)"; }
 venv_dir() { echo "$CACHE/venv-$(moto_stamp)"; }
+cargo_lambda_dir() { echo "$CACHE/cargo-lambda-$CARGO_LAMBDA_VERSION"; }
 
 log() { echo "tools: $*" >&2; }
 
@@ -71,11 +78,30 @@ install_moto() {
   touch "$dir/.complete"
 }
 
+# Builds into a temporary root (and its own target directory, so the shared
+# CARGO_TARGET_DIR stays clean) and renames it into place. Slow once (about
+# 13 minutes on an idle 2-core machine, 42 on a busy one), cached by version.
+install_cargo_lambda() {
+  local dir; dir="$(cargo_lambda_dir)"
+  if [[ -x "$dir/bin/cargo-lambda" ]]; then return; fi
+  log "building cargo-lambda $CARGO_LAMBDA_VERSION with cargo install (slow once, cached after)"
+  local tmp="$dir.tmp.$$" start=$SECONDS
+  rm -rf "$tmp"; mkdir -p "$tmp"
+  CARGO_TARGET_DIR="$tmp/target" cargo install cargo-lambda --version "$CARGO_LAMBDA_VERSION" \
+    --locked --root "$tmp/root" --quiet
+  rm -rf "$dir"; mv "$tmp/root" "$dir"; rm -rf "$tmp"
+  log "built cargo-lambda $CARGO_LAMBDA_VERSION in $((SECONDS - start)) s"
+}
+
 case "${1:-install}" in
   install)
     install_etcd
     install_k8s
     install_moto
+    ;;
+  install-cargo-lambda)
+    # Only the handlers' integration tests and the benchmark need it.
+    install_cargo_lambda
     ;;
   path)
     case "${2:?tool name}" in
@@ -84,8 +110,9 @@ case "${1:-install}" in
       kubectl) echo "$(k8s_dir)/kubectl" ;;
       moto_server) echo "$(venv_dir)/bin/moto_server" ;;
       python) echo "$(venv_dir)/bin/python" ;;
-      *) echo "unknown tool: $2 (etcd, kube-apiserver, kubectl, moto_server, python)" >&2; exit 2 ;;
+      cargo-lambda) echo "$(cargo_lambda_dir)/bin/cargo-lambda" ;;
+      *) echo "unknown tool: $2 (etcd, kube-apiserver, kubectl, moto_server, python, cargo-lambda)" >&2; exit 2 ;;
     esac
     ;;
-  *) echo "usage: $0 [install | path NAME]" >&2; exit 2 ;;
+  *) echo "usage: $0 [install | install-cargo-lambda | path NAME]" >&2; exit 2 ;;
 esac
