@@ -45,6 +45,24 @@ fn apply_and_wait_ready(ns: &str, manifest: &str, op: &Operator) -> Duration {
     started.elapsed()
 }
 
+/// Deletes the pipeline and waits until it is gone (its finalizer done).
+fn delete_and_wait(ns: &str, op: &Operator) {
+    let out = kubectl(&[
+        "delete",
+        "-n",
+        ns,
+        &format!("dp/{NAME}"),
+        "--wait",
+        "--timeout=120s",
+    ]);
+    assert!(
+        out.status.success(),
+        "delete: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        op.log_tail()
+    );
+}
+
 /// `logical name → AWS id` of the inventory entries of one kind.
 fn ids(dp: &Value, kind: &str) -> Vec<(String, String)> {
     dp["status"]["inventory"]
@@ -319,20 +337,7 @@ async fn pattern1_sample_converges_updates_and_deletes() {
     assert_eq!(c.memory_size(), Some(512));
 
     // Delete: the finalizer removes every AWS resource first.
-    let out = kubectl(&[
-        "delete",
-        "-n",
-        &ns.0,
-        &format!("dp/{NAME}"),
-        "--wait",
-        "--timeout=120s",
-    ]);
-    assert!(
-        out.status.success(),
-        "delete: {}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        op.log_tail()
-    );
+    delete_and_wait(&ns.0, &op);
     assert!(
         lambda
             .get_function()
@@ -373,20 +378,7 @@ async fn retain_keeps_every_resource_without_ownership_tags() {
         .map(|(_, id)| id)
         .collect();
 
-    let out = kubectl(&[
-        "delete",
-        "-n",
-        &ns.0,
-        &format!("dp/{NAME}"),
-        "--wait",
-        "--timeout=120s",
-    ]);
-    assert!(
-        out.status.success(),
-        "delete: {}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        op.log_tail()
-    );
+    delete_and_wait(&ns.0, &op);
 
     let lambda = aws_sdk_lambda::Client::new(&sdk);
     let f = lambda
