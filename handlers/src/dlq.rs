@@ -3,8 +3,17 @@
 //! attributes, message attributes and, when the message says why it failed,
 //! the failure reason — so it can be inspected and replayed. Archiving is
 //! idempotent (the key is the message id).
+//!
+//! **Redrive** (optional, `REDRIVE_TARGETS`): after archiving, a message is
+//! sent back to the queue it came from, after a delay, so a transient
+//! outage does not need a human. It is not redriven when its failure was a
+//! validation error (retrying cannot help), when it has been redriven
+//! `REDRIVE_MAX` times already (counted in the `sluice-redrive-count`
+//! message attribute), or when its DLQ has no target. The archive records
+//! the decision either way.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsMessage, SqsMessageAttribute};
 use chrono::{DateTime, Utc};
@@ -14,6 +23,11 @@ use serde_json::Value;
 use crate::config::{ConfigError, Env};
 use crate::enrich::timestamp;
 use crate::error::HandlerError;
+use crate::error::VALIDATION_ERROR_TYPE;
+use crate::idempotency::idempotency_key;
+use crate::queue::{
+    MAX_DELAY_SECONDS, MAX_MESSAGE_ATTRIBUTES, OutgoingMessage, QueueSender, is_fifo,
+};
 use crate::s3_transform::JSON_CONTENT_TYPE;
 use crate::sqs::{batch_response, message_id, parse_messages};
 use crate::store::ObjectStore;
@@ -21,20 +35,133 @@ use crate::store::ObjectStore;
 /// Key prefix of archived messages.
 pub const ARCHIVE_PREFIX: &str = "dead-letters/";
 
+/// Message attribute counting how often a message was redriven.
+pub const REDRIVE_COUNT_ATTRIBUTE: &str = "sluice-redrive-count";
+/// Default `REDRIVE_MAX`.
+pub const DEFAULT_MAX_REDRIVES: u32 = 2;
+/// Default `REDRIVE_DELAY_SECONDS`.
+pub const DEFAULT_REDRIVE_DELAY: Duration = Duration::from_secs(300);
+
 /// Configuration of `dlq-handler`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DlqConfig {
     /// `ARCHIVE_BUCKET`.
     pub archive_bucket: String,
+    /// Redrive, when `REDRIVE_TARGETS` is set.
+    pub redrive: Option<RedriveConfig>,
+}
+
+/// Where and how often dead letters go back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedriveConfig {
+    /// DLQ name → URL of the queue its messages came from.
+    pub targets: BTreeMap<String, String>,
+    /// Redrives per message (`REDRIVE_MAX`, default 2).
+    pub max_redrives: u32,
+    /// Delay before a redriven message is visible (`REDRIVE_DELAY_SECONDS`,
+    /// default 300, at most 900; ignored by FIFO queues).
+    pub delay: Duration,
 }
 
 impl DlqConfig {
-    /// Reads `ARCHIVE_BUCKET`.
+    /// Reads `ARCHIVE_BUCKET` and, optionally, `REDRIVE_TARGETS`
+    /// (`<dlq-name>=<queue-url>` pairs separated by commas), `REDRIVE_MAX`
+    /// and `REDRIVE_DELAY_SECONDS`.
     pub fn from_env(env: &(impl Env + ?Sized)) -> Result<Self, ConfigError> {
+        let archive_bucket = env.required("ARCHIVE_BUCKET")?;
+        let Some(targets) = env.optional("REDRIVE_TARGETS") else {
+            return Ok(Self {
+                archive_bucket,
+                redrive: None,
+            });
+        };
+        let invalid = |name: &str, value: &str, reason: String| ConfigError::Invalid {
+            name: name.to_owned(),
+            value: value.to_owned(),
+            reason,
+        };
+        let mut parsed = BTreeMap::new();
+        for pair in targets.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (dlq, url) = pair
+                .split_once('=')
+                .map(|(d, u)| (d.trim(), u.trim()))
+                .filter(|(d, u)| !d.is_empty() && !u.is_empty())
+                .ok_or_else(|| {
+                    invalid(
+                        "REDRIVE_TARGETS",
+                        &targets,
+                        format!(
+                            "{pair:?} is not <dlq-name>=<queue-url>, e.g. \
+                             orders-dlq=https://sqs.us-east-1.amazonaws.com/123456789012/orders"
+                        ),
+                    )
+                })?;
+            if !(url.starts_with("https://") || url.starts_with("http://")) {
+                return Err(invalid(
+                    "REDRIVE_TARGETS",
+                    &targets,
+                    format!("the target of {dlq} must be a queue URL (https://...), not {url:?}"),
+                ));
+            }
+            if is_fifo(url) != dlq.ends_with(".fifo") {
+                return Err(invalid(
+                    "REDRIVE_TARGETS",
+                    &targets,
+                    format!("{dlq} and {url} must both be FIFO queues or both standard"),
+                ));
+            }
+            parsed.insert(dlq.to_owned(), url.to_owned());
+        }
+        let max = env.optional("REDRIVE_MAX");
+        let max_redrives = match max.as_deref() {
+            None => DEFAULT_MAX_REDRIVES,
+            Some(value) => value
+                .parse::<u32>()
+                .ok()
+                .filter(|n| (1..=100).contains(n))
+                .ok_or_else(|| {
+                    invalid(
+                        "REDRIVE_MAX",
+                        value,
+                        "must be a whole number from 1 to 100".into(),
+                    )
+                })?,
+        };
+        let delay = env.seconds("REDRIVE_DELAY_SECONDS", DEFAULT_REDRIVE_DELAY)?;
+        if delay.as_secs() > u64::from(MAX_DELAY_SECONDS) {
+            return Err(invalid(
+                "REDRIVE_DELAY_SECONDS",
+                &delay.as_secs().to_string(),
+                format!("SQS delays a message at most {MAX_DELAY_SECONDS} seconds"),
+            ));
+        }
         Ok(Self {
-            archive_bucket: env.required("ARCHIVE_BUCKET")?,
+            archive_bucket,
+            redrive: Some(RedriveConfig {
+                targets: parsed,
+                max_redrives,
+                delay,
+            }),
         })
     }
+}
+
+/// The redrive decision recorded with an archived message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum Redrive {
+    /// Sent back to `target` as redrive number `attempt`.
+    Sent {
+        /// Queue URL.
+        target: String,
+        /// 1 for the first redrive.
+        attempt: u32,
+    },
+    /// Kept in the archive only.
+    Skipped {
+        /// Why.
+        reason: String,
+    },
 }
 
 /// The archived form of a dead letter.
@@ -59,6 +186,9 @@ pub struct ArchivedMessage {
     /// Why the message failed, when it says.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub failure_reason: Option<String>,
+    /// What redrive did, when redrive is configured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redrive: Option<Redrive>,
     /// When it was archived.
     pub archived_at: String,
 }
@@ -133,8 +263,88 @@ pub fn archive_record(message: &SqsMessage, now: DateTime<Utc>) -> ArchivedMessa
         body_json,
         attributes: message.attributes.clone().into_iter().collect(),
         message_attributes: message.message_attributes.clone().into_iter().collect(),
+        redrive: None,
         archived_at: timestamp(now),
     }
+}
+
+/// How often `message` was redriven already.
+pub fn redrive_count(message: &SqsMessage) -> u32 {
+    message
+        .message_attributes
+        .get(REDRIVE_COUNT_ATTRIBUTE)
+        .and_then(|a| a.string_value.as_deref())
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Decides whether and where `message` goes back (pure): the message to
+/// send, or why not.
+pub fn plan_redrive(
+    message: &SqsMessage,
+    record: &ArchivedMessage,
+    config: &RedriveConfig,
+) -> Result<OutgoingMessage, String> {
+    let Some(target) = config.targets.get(&record.queue) else {
+        return Err(format!("no redrive target for queue {}", record.queue));
+    };
+    if record
+        .failure_reason
+        .as_deref()
+        .is_some_and(|r| r.contains(VALIDATION_ERROR_TYPE))
+    {
+        return Err("the failure was a validation error; retrying cannot help".into());
+    }
+    let count = redrive_count(message);
+    if count >= config.max_redrives {
+        return Err(format!(
+            "redriven {count} times already (REDRIVE_MAX={})",
+            config.max_redrives
+        ));
+    }
+    // Reserved names (AWS., Amazon.) cannot be set by a sender.
+    let mut attributes: BTreeMap<_, _> = message
+        .message_attributes
+        .iter()
+        .filter(|(name, _)| {
+            name.as_str() != REDRIVE_COUNT_ATTRIBUTE
+                && !name.starts_with("AWS.")
+                && !name.starts_with("Amazon.")
+        })
+        .map(|(name, value)| (name.clone(), value.clone()))
+        .collect();
+    if attributes.len() >= MAX_MESSAGE_ATTRIBUTES {
+        return Err(format!(
+            "the message has {} attributes; SQS allows {MAX_MESSAGE_ATTRIBUTES}, so the \
+             redrive counter cannot be added",
+            attributes.len()
+        ));
+    }
+    let mut counter = SqsMessageAttribute::default();
+    counter.data_type = Some("Number".into());
+    counter.string_value = Some((count + 1).to_string());
+    attributes.insert(REDRIVE_COUNT_ATTRIBUTE.to_owned(), counter);
+    let (delay_seconds, group_id, deduplication_id) = if is_fifo(target) {
+        let Some(group) = message.attributes.get("MessageGroupId").cloned() else {
+            return Err("a FIFO message without MessageGroupId cannot be redriven".into());
+        };
+        let dedup = idempotency_key(format!("{}:{}", record.message_id, count + 1).as_bytes());
+        (0, Some(group), Some(dedup))
+    } else {
+        (
+            u32::try_from(config.delay.as_secs()).unwrap_or(MAX_DELAY_SECONDS),
+            None,
+            None,
+        )
+    };
+    Ok(OutgoingMessage {
+        queue_url: target.clone(),
+        body: message.body.clone().unwrap_or_default(),
+        attributes,
+        delay_seconds,
+        group_id,
+        deduplication_id,
+    })
 }
 
 /// The archive key of a record.
@@ -147,10 +357,13 @@ pub fn archive_key(record: &ArchivedMessage) -> String {
     format!("{ARCHIVE_PREFIX}{}/{id}.json", record.queue)
 }
 
-/// Archives every message of a DLQ batch; failed writes are reported so
-/// the messages stay in the DLQ.
-pub async fn handle<S: ObjectStore>(
+/// Archives every message of a DLQ batch and redrives the eligible ones.
+/// A message whose archive or redrive fails is reported so it stays in the
+/// DLQ (both steps are safe to repeat: the archive key is the message id,
+/// and a message is only redriven after its archive is written).
+pub async fn handle<S: ObjectStore, Q: QueueSender>(
     store: &S,
+    sender: &Q,
     config: &DlqConfig,
     event: Value,
     now: DateTime<Utc>,
@@ -165,7 +378,20 @@ pub async fn handle<S: ObjectStore>(
                 continue;
             }
         };
-        let record = archive_record(&message, now);
+        let mut record = archive_record(&message, now);
+        let outgoing = config
+            .redrive
+            .as_ref()
+            .map(|redrive| plan_redrive(&message, &record, redrive));
+        record.redrive = outgoing.as_ref().map(|planned| match planned {
+            Ok(outgoing) => Redrive::Sent {
+                target: outgoing.queue_url.clone(),
+                attempt: redrive_count(&message) + 1,
+            },
+            Err(reason) => Redrive::Skipped {
+                reason: reason.clone(),
+            },
+        });
         let key = archive_key(&record);
         let body = match serde_json::to_vec_pretty(&record) {
             Ok(body) => body,
@@ -175,21 +401,38 @@ pub async fn handle<S: ObjectStore>(
                 continue;
             }
         };
-        match store
+        if let Err(error) = store
             .put(&config.archive_bucket, &key, body, JSON_CONTENT_TYPE)
             .await
         {
-            Ok(()) => tracing::warn!(
-                message_id = %record.message_id,
-                queue = %record.queue,
-                failure_reason = record.failure_reason.as_deref().unwrap_or("unknown"),
-                archive_key = %key,
-                "dead letter archived"
-            ),
-            Err(error) => {
-                tracing::error!(message_id = %record.message_id, %error, "archive failed");
-                failed.push(record.message_id);
+            tracing::error!(message_id = %record.message_id, %error, "archive failed");
+            failed.push(record.message_id);
+            continue;
+        }
+        tracing::warn!(
+            message_id = %record.message_id,
+            queue = %record.queue,
+            failure_reason = record.failure_reason.as_deref().unwrap_or("unknown"),
+            archive_key = %key,
+            "dead letter archived"
+        );
+        match outgoing {
+            Some(Ok(outgoing)) => match sender.send(&outgoing).await {
+                Ok(new_id) => tracing::info!(
+                    message_id = %record.message_id,
+                    new_message_id = %new_id,
+                    delay_seconds = outgoing.delay_seconds,
+                    "dead letter redriven"
+                ),
+                Err(error) => {
+                    tracing::error!(message_id = %record.message_id, %error, "redrive failed");
+                    failed.push(record.message_id);
+                }
+            },
+            Some(Err(reason)) => {
+                tracing::info!(message_id = %record.message_id, %reason, "not redriven");
             }
+            None => {}
         }
     }
     Ok(batch_response(failed))
@@ -199,6 +442,7 @@ pub async fn handle<S: ObjectStore>(
 mod tests {
     use super::*;
     use crate::error::StoreError;
+    use crate::queue::MemorySender;
     use crate::store::MemoryStore;
     use chrono::TimeZone;
     use serde_json::json;
@@ -212,7 +456,21 @@ mod tests {
     fn config() -> DlqConfig {
         DlqConfig {
             archive_bucket: "archive".into(),
+            redrive: None,
         }
+    }
+
+    fn redrive_config() -> DlqConfig {
+        DlqConfig::from_env(&[
+            ("ARCHIVE_BUCKET", "archive"),
+            (
+                "REDRIVE_TARGETS",
+                "type-a-dlq=https://sqs.us-east-1.amazonaws.com/123456789012/type-a, \
+                 f-dlq.fifo=https://sqs.us-east-1.amazonaws.com/123456789012/f.fifo",
+            ),
+            ("REDRIVE_DELAY_SECONDS", "60"),
+        ])
+        .expect("valid")
     }
 
     fn dead_letter(id: &str, body: &str, message_attributes: Value) -> Value {
@@ -239,7 +497,9 @@ mod tests {
             "ErrorMessage": {"stringValue": "s3://in/a.json: invalid JSON", "dataType": "String"}
         });
         let ev = json!({"Records": [dead_letter("m-1", r#"{"bucket":"in"}"#, attrs)]});
-        let response = handle(&store, &config(), ev, now()).await.expect("ok");
+        let response = handle(&store, &MemorySender::new(), &config(), ev, now())
+            .await
+            .expect("ok");
         assert!(failures(&response).is_empty());
         let archived = store
             .json("archive", "dead-letters/type-a-dlq/m-1.json")
@@ -295,7 +555,9 @@ mod tests {
             dead_letter("m-1", "plain text", json!({})),
             dead_letter("m-2", "x", json!({})),
         ]});
-        let response = handle(&store, &config(), ev, now()).await.expect("ok");
+        let response = handle(&store, &MemorySender::new(), &config(), ev, now())
+            .await
+            .expect("ok");
         assert_eq!(failures(&response), vec!["m-2"]);
         let archived = store
             .json("archive", "dead-letters/type-a-dlq/m-1.json")
@@ -308,10 +570,182 @@ mod tests {
     #[tokio::test]
     async fn empty_batch() {
         let store = MemoryStore::new();
-        let response = handle(&store, &config(), json!({"Records": []}), now())
+        let response = handle(
+            &store,
+            &MemorySender::new(),
+            &config(),
+            json!({"Records": []}),
+            now(),
+        )
+        .await
+        .expect("ok");
+        assert!(failures(&response).is_empty());
+        assert_eq!(store.put_calls(), 0);
+    }
+
+    #[test]
+    fn redrive_configuration_errors_name_the_variable() {
+        let base = [("ARCHIVE_BUCKET", "archive")];
+        assert_eq!(
+            DlqConfig::from_env(&base).expect("ok").redrive,
+            None,
+            "redrive is off without REDRIVE_TARGETS"
+        );
+        let config = redrive_config().redrive.expect("on");
+        assert_eq!(config.max_redrives, DEFAULT_MAX_REDRIVES);
+        assert_eq!(config.delay, Duration::from_secs(60));
+        assert_eq!(config.targets.len(), 2);
+        for (vars, name, hint) in [
+            (
+                vec![("REDRIVE_TARGETS", "just-a-name")],
+                "REDRIVE_TARGETS",
+                "<dlq-name>=<queue-url>",
+            ),
+            (
+                vec![("REDRIVE_TARGETS", "a=sqs-queue")],
+                "REDRIVE_TARGETS",
+                "queue URL",
+            ),
+            (
+                vec![("REDRIVE_TARGETS", "a=https://q/b.fifo")],
+                "REDRIVE_TARGETS",
+                "FIFO",
+            ),
+            (
+                vec![("REDRIVE_TARGETS", "a=https://q/b"), ("REDRIVE_MAX", "0")],
+                "REDRIVE_MAX",
+                "1 to 100",
+            ),
+            (
+                vec![
+                    ("REDRIVE_TARGETS", "a=https://q/b"),
+                    ("REDRIVE_DELAY_SECONDS", "901"),
+                ],
+                "REDRIVE_DELAY_SECONDS",
+                "900",
+            ),
+        ] {
+            let mut env: Vec<(&str, &str)> = base.to_vec();
+            env.extend(vars);
+            let error = DlqConfig::from_env(env.as_slice()).expect_err("invalid");
+            let text = error.to_string();
+            assert!(text.contains(name) && text.contains(hint), "{text}");
+        }
+    }
+
+    #[tokio::test]
+    async fn redrives_transient_failures_with_a_counter_and_delay() {
+        let store = MemoryStore::new();
+        let sender = MemorySender::new();
+        let attrs = json!({"tenant": {"stringValue": "acme", "dataType": "String"}});
+        let ev = json!({"Records": [dead_letter("m-1", r#"{"bucket":"in"}"#, attrs)]});
+        let response = handle(&store, &sender, &redrive_config(), ev, now())
             .await
             .expect("ok");
         assert!(failures(&response).is_empty());
-        assert_eq!(store.put_calls(), 0);
+        let sent = sender.sent();
+        assert_eq!(sent.len(), 1);
+        assert_eq!(
+            sent[0].queue_url,
+            "https://sqs.us-east-1.amazonaws.com/123456789012/type-a"
+        );
+        assert_eq!(sent[0].body, r#"{"bucket":"in"}"#);
+        assert_eq!(sent[0].delay_seconds, 60);
+        assert_eq!(
+            sent[0].attributes["tenant"].string_value.as_deref(),
+            Some("acme")
+        );
+        assert_eq!(
+            sent[0].attributes[REDRIVE_COUNT_ATTRIBUTE]
+                .string_value
+                .as_deref(),
+            Some("1")
+        );
+        let archived = store
+            .json("archive", "dead-letters/type-a-dlq/m-1.json")
+            .expect("archived");
+        assert_eq!(
+            archived["redrive"],
+            json!({"action": "sent", "target": sent[0].queue_url, "attempt": 1})
+        );
+    }
+
+    #[tokio::test]
+    async fn redrive_stops_at_the_limit_and_for_validation_errors() {
+        let store = MemoryStore::new();
+        let sender = MemorySender::new();
+        let twice = json!({REDRIVE_COUNT_ATTRIBUTE: {"stringValue": "2", "dataType": "Number"}});
+        let invalid = json!({
+            "ErrorCode": {"stringValue": "ValidationError", "dataType": "String"},
+            "ErrorMessage": {"stringValue": "bad input", "dataType": "String"}
+        });
+        let mut elsewhere = dead_letter("m-3", "x", json!({}));
+        elsewhere["eventSourceARN"] = json!("arn:aws:sqs:us-east-1:123456789012:other-dlq");
+        let ev = json!({"Records": [
+            dead_letter("m-1", "x", twice),
+            dead_letter("m-2", "x", invalid),
+            elsewhere,
+        ]});
+        let response = handle(&store, &sender, &redrive_config(), ev, now())
+            .await
+            .expect("ok");
+        assert!(failures(&response).is_empty());
+        assert!(sender.sent().is_empty());
+        let reason = |key: &str| {
+            store.json("archive", key).expect("archived")["redrive"]["reason"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        };
+        assert!(reason("dead-letters/type-a-dlq/m-1.json").contains("REDRIVE_MAX=2"));
+        assert!(reason("dead-letters/type-a-dlq/m-2.json").contains("validation error"));
+        assert!(reason("dead-letters/other-dlq/m-3.json").contains("no redrive target"));
+    }
+
+    #[tokio::test]
+    async fn a_failed_redrive_keeps_the_message_in_the_dlq() {
+        let store = MemoryStore::new();
+        let sender = MemorySender::new();
+        sender.fail_next(StoreError::Transient("SQS 503".into()));
+        let ev = json!({"Records": [dead_letter("m-1", "x", json!({}))]});
+        let response = handle(&store, &sender, &redrive_config(), ev.clone(), now())
+            .await
+            .expect("ok");
+        assert_eq!(failures(&response), vec!["m-1"]);
+        // Its archive exists; the retry archives again and redrives.
+        assert!(
+            store
+                .object("archive", "dead-letters/type-a-dlq/m-1.json")
+                .is_some()
+        );
+        let response = handle(&store, &sender, &redrive_config(), ev, now())
+            .await
+            .expect("ok");
+        assert!(failures(&response).is_empty());
+        assert_eq!(sender.sent().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn fifo_redrive_keeps_the_group_and_deduplicates_per_attempt() {
+        let sender = MemorySender::new();
+        let mut message = dead_letter("m-1", "x", json!({}));
+        message["eventSourceARN"] = json!("arn:aws:sqs:us-east-1:123456789012:f-dlq.fifo");
+        message["attributes"]["MessageGroupId"] = json!("customer-7");
+        let ev = json!({"Records": [message]});
+        let store = MemoryStore::new();
+        let response = handle(&store, &sender, &redrive_config(), ev, now())
+            .await
+            .expect("ok");
+        assert!(failures(&response).is_empty());
+        let sent = &sender.sent()[0];
+        assert_eq!(sent.group_id.as_deref(), Some("customer-7"));
+        assert_eq!(
+            sent.delay_seconds, 0,
+            "FIFO queues take no per-message delay"
+        );
+        assert_eq!(
+            sent.deduplication_id.as_deref(),
+            Some(idempotency_key(b"m-1:1").as_str())
+        );
     }
 }

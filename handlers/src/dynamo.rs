@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use crate::aws::classify_sdk_error;
 use crate::error::StoreError;
-use crate::retry::Backoff;
+use crate::retry::{Backoff, Sent, send_in_batches};
 
 /// BatchWriteItem accepts at most 25 put requests per call.
 pub const MAX_BATCH_WRITE_ITEMS: usize = 25;
@@ -166,52 +166,44 @@ pub async fn write_all<T: ItemTable>(
     key_attr: &str,
     backoff: Backoff,
 ) -> Vec<Option<StoreError>> {
-    let mut errors: Vec<Option<StoreError>> = vec![None; items.len()];
-    let mut pending: Vec<usize> = (0..items.len()).collect();
-    let attempts = backoff.attempts.max(1);
-    for attempt in 1..=attempts {
-        if pending.is_empty() {
-            break;
-        }
-        if attempt > 1 {
-            backoff.wait(attempt - 1).await;
-        }
-        let mut retry = Vec::new();
-        for chunk in pending.chunks(MAX_BATCH_WRITE_ITEMS) {
+    let unprocessed = || StoreError::Transient("BatchWriteItem left the item unprocessed".into());
+    send_in_batches(
+        items.len(),
+        MAX_BATCH_WRITE_ITEMS,
+        backoff,
+        "BatchWriteItem",
+        unprocessed,
+        |chunk| async move {
             let batch: Vec<Item> = chunk.iter().map(|&i| items[i].clone()).collect();
             match target.batch_put(table, batch).await {
-                Ok(unprocessed) => {
+                Ok(left) => {
                     let left: Vec<&AttrValue> =
-                        unprocessed.iter().filter_map(|i| i.get(key_attr)).collect();
-                    for &index in chunk {
-                        let key = items[index].get(key_attr);
-                        if key.is_some_and(|k| left.contains(&k)) {
-                            errors[index] = Some(StoreError::Transient(
-                                "BatchWriteItem left the item unprocessed".into(),
-                            ));
-                            retry.push(index);
-                        } else {
-                            errors[index] = None;
-                        }
-                    }
+                        left.iter().filter_map(|i| i.get(key_attr)).collect();
+                    chunk
+                        .iter()
+                        .map(|&i| match items[i].get(key_attr) {
+                            Some(key) if left.contains(&key) => Sent::Retry(unprocessed()),
+                            _ => Sent::Done,
+                        })
+                        .collect()
                 }
                 Err(error) => {
-                    let permanent = !matches!(error, StoreError::Transient(_));
-                    for &index in chunk {
-                        errors[index] = Some(error.clone());
-                        if !permanent {
-                            retry.push(index);
-                        }
-                    }
+                    let transient = matches!(error, StoreError::Transient(_));
+                    chunk
+                        .iter()
+                        .map(|_| {
+                            if transient {
+                                Sent::Retry(error.clone())
+                            } else {
+                                Sent::Permanent(error.clone())
+                            }
+                        })
+                        .collect()
                 }
             }
-        }
-        if !retry.is_empty() {
-            tracing::warn!(attempt, unprocessed = retry.len(), "BatchWriteItem retry");
-        }
-        pending = retry;
-    }
-    errors
+        },
+    )
+    .await
 }
 
 /// [`ItemTable`] over Amazon DynamoDB.

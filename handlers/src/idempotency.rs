@@ -1,34 +1,63 @@
-//! Idempotency: skip records already processed.
+//! Idempotency: process each record once, even when it is delivered twice
+//! or twice at the same time.
 //!
-//! Before processing, a handler *claims* the record's key with a DynamoDB
-//! conditional put (`attribute_not_exists(pk)`); a `ConditionalCheckFailed`
-//! means another invocation has (or is) processing it, so the record is
-//! skipped. If processing then fails the claim is released (deleted), so the
-//! retry is not mistaken for a duplicate. Claims carry a TTL attribute
-//! (`expires_at`, epoch seconds) for DynamoDB's TTL to sweep; an expired
-//! claim not yet swept also counts as free.
+//! [`once`] wraps the processing of one record:
+//!
+//! 1. **Claim** the record's key with one DynamoDB conditional put that
+//!    writes `status = IN_PROGRESS` and a lease (`lease_until`, the
+//!    invocation's deadline). The put succeeds only when the key is free:
+//!    never seen, expired (`expires_at` passed), or an `IN_PROGRESS` claim
+//!    whose lease ran out (its invocation crashed or timed out).
+//! 2. When the claim is refused, DynamoDB returns the existing item
+//!    (`ReturnValuesOnConditionCheckFailure = ALL_OLD`): `COMPLETED` means a
+//!    duplicate and the record is skipped; `IN_PROGRESS` means another
+//!    invocation is working on it right now, which is a *retryable* error —
+//!    skipping it would lose the record if that other invocation fails.
+//! 3. On success the claim becomes `COMPLETED` until `expires_at` (the TTL,
+//!    default 24 h, swept by DynamoDB's TTL).
+//! 4. On failure the claim is deleted so the retry is not mistaken for a
+//!    duplicate. If that delete fails too (or the invocation dies first),
+//!    the lease still runs out at the deadline: the retry waits, it is never
+//!    skipped.
+//!
+//! No step reads before it writes, so two concurrent deliveries cannot both
+//! process the record (the article's read-then-write check can).
 //!
 //! Table layout: partition key `pk` (String), TTL attribute `expires_at`.
+//! Keys are scoped by function name, so functions sharing a table never
+//! suppress each other's records.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 
 use crate::aws::classify_sdk_error;
 use crate::config::{ConfigError, Env};
-use crate::error::StoreError;
+use crate::error::{HandlerError, StoreError};
 
 /// Partition key attribute of the idempotency table.
 pub const KEY_ATTRIBUTE: &str = "pk";
-/// TTL attribute of the idempotency table.
+/// TTL attribute of the idempotency table (epoch seconds).
 pub const TTL_ATTRIBUTE: &str = "expires_at";
-/// Default claim lifetime.
+/// Claim state attribute: [`IN_PROGRESS`] or [`COMPLETED`].
+pub const STATUS_ATTRIBUTE: &str = "status";
+/// Lease attribute of an in-progress claim (epoch seconds).
+pub const LEASE_ATTRIBUTE: &str = "lease_until";
+/// Status of a claim whose processing has not finished.
+pub const IN_PROGRESS: &str = "IN_PROGRESS";
+/// Status of a processed record.
+pub const COMPLETED: &str = "COMPLETED";
+/// Default lifetime of a completed record.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(24 * 60 * 60);
+/// Lease used when the invocation has no deadline (Lambda's maximum
+/// timeout, so a lease never ends while its invocation may still run).
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(15 * 60);
 
 /// The idempotency key of a payload: hex SHA-256.
 pub fn idempotency_key(payload: &[u8]) -> String {
@@ -38,33 +67,146 @@ pub fn idempotency_key(payload: &[u8]) -> String {
 /// Result of a claim.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Claim {
-    /// First time seen: process it.
+    /// The key was free and is now ours: process the record.
     New,
-    /// Already claimed: skip it.
-    Duplicate,
+    /// The record was processed already: skip it.
+    Completed,
+    /// Another invocation holds the key until `lease_until` (epoch seconds).
+    InProgress {
+        /// When that claim's lease ends.
+        lease_until: i64,
+    },
 }
 
-/// Claims and releases idempotency keys.
+/// Claims, completes and releases idempotency keys.
 pub trait IdempotencyStore: Send + Sync {
-    /// Claims `key` until `now + ttl`.
+    /// Prefix of every key, separating functions that share a table.
+    fn scope(&self) -> &str {
+        ""
+    }
+
+    /// Claims `key` as in progress until `lease_until`.
     fn claim(
         &self,
         key: &str,
         now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
     ) -> impl Future<Output = Result<Claim, StoreError>> + Send;
+
+    /// Marks `key` processed; it stays a duplicate for the TTL.
+    fn complete(
+        &self,
+        key: &str,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Releases a claim after processing failed.
     fn release(&self, key: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
-/// Configuration: `IDEMPOTENCY_TABLE` (optional) and
-/// `IDEMPOTENCY_TTL_SECONDS` (default 86400).
+/// What [`once`] did with a record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Once<T> {
+    /// Processed now, with this result.
+    Processed(T),
+    /// Processed before: skipped.
+    Duplicate,
+}
+
+/// Processes a record at most once per `key` (see the module docs).
+///
+/// Keys are prefixed with the store's [`IdempotencyStore::scope`];
+/// `lease_until` should be the invocation's deadline (see [`lease_until`]). Without a store, `process` simply runs. Errors of the store
+/// itself are retryable: a missing or throttled table is never a reason to
+/// drop a record.
+pub async fn once<S, T, F, Fut>(
+    store: Option<&S>,
+    key: &str,
+    now: DateTime<Utc>,
+    lease_until: DateTime<Utc>,
+    process: F,
+) -> Result<Once<T>, HandlerError>
+where
+    S: IdempotencyStore,
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Result<T, HandlerError>>,
+{
+    // Boxed: the caller's future nested inside this one otherwise makes the
+    // binaries' async state machines deeper than rustc's layout limit.
+    let Some(store) = store else {
+        return Box::pin(process()).await.map(Once::Processed);
+    };
+    let key = scoped_key(store.scope(), key);
+    let claim = store
+        .claim(&key, now, lease_until)
+        .await
+        .map_err(|e| HandlerError::retryable(format!("idempotency claim: {e}")))?;
+    match claim {
+        Claim::New => {}
+        Claim::Completed => return Ok(Once::Duplicate),
+        Claim::InProgress { lease_until } => {
+            return Err(HandlerError::retryable(format!(
+                "another invocation is processing this record (its claim lasts until \
+                 {}); retry later",
+                crate::enrich::timestamp(DateTime::from_timestamp(lease_until, 0).unwrap_or(now))
+            )));
+        }
+    }
+    match Box::pin(process()).await {
+        Ok(value) => {
+            // The work is done: a failed marker write does not undo it. The
+            // claim then lapses with its lease, and a later duplicate is
+            // processed again (at least once, never zero times).
+            if let Err(error) = store.complete(&key, now).await {
+                tracing::error!(%error, "could not mark the record completed");
+            }
+            Ok(Once::Processed(value))
+        }
+        Err(error) => {
+            if let Err(release) = store.release(&key).await {
+                tracing::warn!(
+                    error = %release,
+                    "could not release the idempotency claim; a retry waits for its lease to end"
+                );
+            }
+            Err(error)
+        }
+    }
+}
+
+/// `scope#key`, or `key` when the scope is empty.
+pub fn scoped_key(scope: &str, key: &str) -> String {
+    if scope.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{scope}#{key}")
+    }
+}
+
+/// The lease for an invocation: its deadline (rounded up to the second),
+/// or `now +` [`DEFAULT_LEASE`] when there is none.
+pub fn lease_until(now: DateTime<Utc>, deadline: Option<DateTime<Utc>>) -> DateTime<Utc> {
+    match deadline {
+        Some(deadline) if deadline > now => {
+            let secs = deadline.timestamp() + i64::from(deadline.timestamp_subsec_nanos() > 0);
+            DateTime::from_timestamp(secs, 0).unwrap_or(deadline)
+        }
+        Some(_) => now,
+        None => now + DEFAULT_LEASE,
+    }
+}
+
+/// Configuration: `IDEMPOTENCY_TABLE` (optional; unset turns idempotency
+/// off), `IDEMPOTENCY_TTL_SECONDS` (default 86400) and the function name
+/// Lambda sets (`AWS_LAMBDA_FUNCTION_NAME`) as the key scope.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IdempotencyConfig {
     /// Table name.
     pub table: String,
-    /// Claim lifetime.
+    /// Lifetime of a completed record.
     pub ttl: Duration,
+    /// Key prefix separating functions that share the table.
+    pub scope: String,
 }
 
 impl IdempotencyConfig {
@@ -73,9 +215,18 @@ impl IdempotencyConfig {
         let Some(table) = env.optional("IDEMPOTENCY_TABLE") else {
             return Ok(None);
         };
+        let ttl = env.seconds("IDEMPOTENCY_TTL_SECONDS", DEFAULT_TTL)?;
+        if ttl.is_zero() {
+            return Err(ConfigError::Invalid {
+                name: "IDEMPOTENCY_TTL_SECONDS".into(),
+                value: "0".into(),
+                reason: "must be at least 1 (seconds a processed record is remembered)".into(),
+            });
+        }
         Ok(Some(Self {
             table,
-            ttl: env.seconds("IDEMPOTENCY_TTL_SECONDS", DEFAULT_TTL)?,
+            ttl,
+            scope: env.optional("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_default(),
         }))
     }
 }
@@ -99,94 +250,275 @@ fn expiry(now: DateTime<Utc>, ttl: Duration) -> i64 {
         .saturating_add(i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX))
 }
 
+fn number(value: i64) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+/// What a refused claim found, from the item DynamoDB returned; `None`
+/// when there is no item to tell.
+fn refused_claim(item: Option<&HashMap<String, AttributeValue>>) -> Option<Claim> {
+    let item = item?;
+    let status = item.get(STATUS_ATTRIBUTE).and_then(|s| s.as_s().ok());
+    if status.is_some_and(|s| s == COMPLETED) {
+        return Some(Claim::Completed);
+    }
+    // In progress, or a status this version does not know: never skip.
+    Some(Claim::InProgress {
+        lease_until: item
+            .get(LEASE_ATTRIBUTE)
+            .and_then(|n| n.as_n().ok())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0),
+    })
+}
+
+impl DynamoIdempotency {
+    /// The claim stored for `key` (a strongly consistent read), for a
+    /// refusal that did not return the item.
+    async fn stored_claim(&self, key: &str) -> Result<Claim, StoreError> {
+        let table = &self.config.table;
+        let output = self
+            .client
+            .get_item()
+            .table_name(table)
+            .key(KEY_ATTRIBUTE, AttributeValue::S(key.to_owned()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| classify_sdk_error(&e, &format!("GetItem {table}")))?;
+        // Gone meanwhile (released): the retry will claim it.
+        Ok(refused_claim(output.item()).unwrap_or(Claim::InProgress { lease_until: 0 }))
+    }
+}
+
 impl IdempotencyStore for DynamoIdempotency {
-    async fn claim(&self, key: &str, now: DateTime<Utc>) -> Result<Claim, StoreError> {
+    fn scope(&self) -> &str {
+        &self.config.scope
+    }
+
+    async fn claim(
+        &self,
+        key: &str,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+    ) -> Result<Claim, StoreError> {
+        let table = &self.config.table;
         let result = self
             .client
             .put_item()
-            .table_name(&self.config.table)
+            .table_name(table)
             .item(KEY_ATTRIBUTE, AttributeValue::S(key.to_owned()))
-            .item(
-                TTL_ATTRIBUTE,
-                AttributeValue::N(expiry(now, self.config.ttl).to_string()),
-            )
+            .item(STATUS_ATTRIBUTE, AttributeValue::S(IN_PROGRESS.to_owned()))
+            .item(LEASE_ATTRIBUTE, number(lease_until.timestamp()))
+            .item(TTL_ATTRIBUTE, number(expiry(now, self.config.ttl)))
             .item(
                 "claimed_at",
                 AttributeValue::S(crate::enrich::timestamp(now)),
             )
-            .condition_expression("attribute_not_exists(#pk) OR #exp < :now")
+            .condition_expression(
+                "attribute_not_exists(#pk) OR #exp < :now \
+                 OR (#status = :in_progress AND #lease < :now)",
+            )
             .expression_attribute_names("#pk", KEY_ATTRIBUTE)
             .expression_attribute_names("#exp", TTL_ATTRIBUTE)
-            .expression_attribute_values(":now", AttributeValue::N(now.timestamp().to_string()))
+            .expression_attribute_names("#status", STATUS_ATTRIBUTE)
+            .expression_attribute_names("#lease", LEASE_ATTRIBUTE)
+            .expression_attribute_values(":now", number(now.timestamp()))
+            .expression_attribute_values(":in_progress", AttributeValue::S(IN_PROGRESS.into()))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
         match result {
             Ok(_) => Ok(Claim::New),
+            Err(e) => match e.as_service_error() {
+                Some(PutItemError::ConditionalCheckFailedException(refused)) => {
+                    match refused_claim(refused.item()) {
+                        Some(claim) => Ok(claim),
+                        None => self.stored_claim(key).await,
+                    }
+                }
+                _ => Err(classify_sdk_error(&e, &format!("PutItem {table}"))),
+            },
+        }
+    }
+
+    async fn complete(&self, key: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let table = &self.config.table;
+        self.client
+            .update_item()
+            .table_name(table)
+            .key(KEY_ATTRIBUTE, AttributeValue::S(key.to_owned()))
+            .update_expression("SET #status = :completed, #exp = :exp REMOVE #lease")
+            .expression_attribute_names("#status", STATUS_ATTRIBUTE)
+            .expression_attribute_names("#exp", TTL_ATTRIBUTE)
+            .expression_attribute_names("#lease", LEASE_ATTRIBUTE)
+            .expression_attribute_values(":completed", AttributeValue::S(COMPLETED.into()))
+            .expression_attribute_values(":exp", number(expiry(now, self.config.ttl)))
+            .send()
+            .await
+            .map_err(|e| classify_sdk_error(&e, &format!("UpdateItem {table}")))?;
+        Ok(())
+    }
+
+    async fn release(&self, key: &str) -> Result<(), StoreError> {
+        let table = &self.config.table;
+        // Only an in-progress claim is released: a record another
+        // invocation completed meanwhile stays completed.
+        let result = self
+            .client
+            .delete_item()
+            .table_name(table)
+            .key(KEY_ATTRIBUTE, AttributeValue::S(key.to_owned()))
+            .condition_expression("#status = :in_progress")
+            .expression_attribute_names("#status", STATUS_ATTRIBUTE)
+            .expression_attribute_values(":in_progress", AttributeValue::S(IN_PROGRESS.into()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
             Err(e)
                 if e.as_service_error()
                     .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
             {
-                Ok(Claim::Duplicate)
+                Ok(())
             }
-            Err(e) => Err(classify_sdk_error(
-                &e,
-                &format!("PutItem {}", self.config.table),
-            )),
+            Err(e) => Err(classify_sdk_error(&e, &format!("DeleteItem {table}"))),
         }
-    }
-
-    async fn release(&self, key: &str) -> Result<(), StoreError> {
-        self.client
-            .delete_item()
-            .table_name(&self.config.table)
-            .key(KEY_ATTRIBUTE, AttributeValue::S(key.to_owned()))
-            .send()
-            .await
-            .map_err(|e| classify_sdk_error(&e, &format!("DeleteItem {}", self.config.table)))?;
-        Ok(())
     }
 }
 
-/// In-memory [`IdempotencyStore`] with the same expiry semantics.
+/// In-memory [`IdempotencyStore`] with the same semantics, and failure
+/// injection for tests.
 #[derive(Debug)]
 pub struct MemoryIdempotency {
     ttl: Duration,
-    claims: Mutex<HashMap<String, i64>>,
+    scope: String,
+    state: Mutex<MemoryState>,
+}
+
+#[derive(Debug, Default)]
+struct MemoryState {
+    records: HashMap<String, Record>,
+    fail_complete: bool,
+    fail_release: bool,
+}
+
+/// A stored claim.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Record {
+    /// `true` once completed.
+    pub completed: bool,
+    /// Lease end (in progress only), epoch seconds.
+    pub lease_until: i64,
+    /// TTL, epoch seconds.
+    pub expires_at: i64,
 }
 
 impl MemoryIdempotency {
-    /// An empty store with claims living `ttl`.
+    /// An empty store remembering completed records for `ttl`.
     pub fn new(ttl: Duration) -> Self {
         Self {
             ttl,
-            claims: Mutex::default(),
+            scope: String::new(),
+            state: Mutex::default(),
         }
     }
 
-    /// Whether `key` is currently recorded (expired or not).
-    pub fn contains(&self, key: &str) -> bool {
-        self.lock().contains_key(key)
+    /// The same store with keys prefixed by `scope`.
+    #[must_use]
+    pub fn with_scope(mut self, scope: &str) -> Self {
+        self.scope = scope.to_owned();
+        self
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, i64>> {
-        self.claims.lock().expect("idempotency lock poisoned")
+    /// The stored claim for the (scoped) `key`.
+    pub fn record(&self, key: &str) -> Option<Record> {
+        self.lock().records.get(key).copied()
+    }
+
+    /// Number of stored claims.
+    pub fn len(&self) -> usize {
+        self.lock().records.len()
+    }
+
+    /// Whether no claim is stored.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Makes every `complete` (`fail_complete`) or `release` fail.
+    pub fn fail(&self, fail_complete: bool, fail_release: bool) {
+        let mut state = self.lock();
+        state.fail_complete = fail_complete;
+        state.fail_release = fail_release;
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, MemoryState> {
+        self.state.lock().expect("idempotency lock poisoned")
     }
 }
 
 impl IdempotencyStore for MemoryIdempotency {
-    async fn claim(&self, key: &str, now: DateTime<Utc>) -> Result<Claim, StoreError> {
-        let mut claims = self.lock();
-        match claims.get(key) {
-            Some(&expires) if expires >= now.timestamp() => Ok(Claim::Duplicate),
-            _ => {
-                claims.insert(key.to_owned(), expiry(now, self.ttl));
-                Ok(Claim::New)
+    fn scope(&self) -> &str {
+        &self.scope
+    }
+
+    async fn claim(
+        &self,
+        key: &str,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+    ) -> Result<Claim, StoreError> {
+        let now_secs = now.timestamp();
+        let mut state = self.lock();
+        if let Some(existing) = state.records.get(key)
+            && existing.expires_at >= now_secs
+        {
+            if existing.completed {
+                return Ok(Claim::Completed);
+            }
+            if existing.lease_until >= now_secs {
+                return Ok(Claim::InProgress {
+                    lease_until: existing.lease_until,
+                });
             }
         }
+        state.records.insert(
+            key.to_owned(),
+            Record {
+                completed: false,
+                lease_until: lease_until.timestamp(),
+                expires_at: expiry(now, self.ttl),
+            },
+        );
+        Ok(Claim::New)
+    }
+
+    async fn complete(&self, key: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let mut state = self.lock();
+        if state.fail_complete {
+            return Err(StoreError::Transient("injected UpdateItem failure".into()));
+        }
+        let expires_at = expiry(now, self.ttl);
+        state.records.insert(
+            key.to_owned(),
+            Record {
+                completed: true,
+                lease_until: 0,
+                expires_at,
+            },
+        );
+        Ok(())
     }
 
     async fn release(&self, key: &str) -> Result<(), StoreError> {
-        self.lock().remove(key);
+        let mut state = self.lock();
+        if state.fail_release {
+            return Err(StoreError::Transient("injected DeleteItem failure".into()));
+        }
+        if state.records.get(key).is_some_and(|r| !r.completed) {
+            state.records.remove(key);
+        }
         Ok(())
     }
 }
@@ -195,11 +527,30 @@ impl IdempotencyStore for MemoryIdempotency {
 mod tests {
     use super::*;
     use chrono::TimeZone;
+    use std::sync::atomic::{AtomicU32, Ordering};
 
     fn at(secs: i64) -> DateTime<Utc> {
         Utc.timestamp_opt(1_700_000_000 + secs, 0)
             .single()
             .expect("valid")
+    }
+
+    /// Runs `once` with a lease of 10 s; `ok` decides the outcome.
+    async fn run(
+        store: &MemoryIdempotency,
+        now: i64,
+        calls: &AtomicU32,
+        ok: bool,
+    ) -> Result<Once<u32>, HandlerError> {
+        once(Some(store), "k", at(now), at(now + 10), || async {
+            let n = calls.fetch_add(1, Ordering::SeqCst) + 1;
+            if ok {
+                Ok(n)
+            } else {
+                Err(HandlerError::retryable("downstream 503"))
+            }
+        })
+        .await
     }
 
     #[test]
@@ -211,7 +562,7 @@ mod tests {
     }
 
     #[test]
-    fn config_is_optional() {
+    fn config_is_optional_and_scoped_by_function() {
         assert_eq!(
             IdempotencyConfig::from_env(&[("X", "1")]).expect("ok"),
             None
@@ -219,21 +570,155 @@ mod tests {
         let c = IdempotencyConfig::from_env(&[
             ("IDEMPOTENCY_TABLE", "t"),
             ("IDEMPOTENCY_TTL_SECONDS", "60"),
+            ("AWS_LAMBDA_FUNCTION_NAME", "orders-type-a"),
         ])
         .expect("ok")
         .expect("enabled");
         assert_eq!(c.table, "t");
         assert_eq!(c.ttl, Duration::from_secs(60));
+        assert_eq!(c.scope, "orders-type-a");
+        let zero = IdempotencyConfig::from_env(&[
+            ("IDEMPOTENCY_TABLE", "t"),
+            ("IDEMPOTENCY_TTL_SECONDS", "0"),
+        ])
+        .expect_err("zero TTL");
+        assert!(
+            zero.to_string().contains("IDEMPOTENCY_TTL_SECONDS"),
+            "{zero}"
+        );
+    }
+
+    #[test]
+    fn lease_is_the_deadline_rounded_up() {
+        let now = at(0);
+        let deadline = now + chrono::Duration::milliseconds(2_500);
+        assert_eq!(lease_until(now, Some(deadline)), at(3));
+        assert_eq!(lease_until(now, Some(at(5))), at(5));
+        assert_eq!(lease_until(now, None), at(900));
+        assert_eq!(lease_until(now, Some(at(-1))), now);
     }
 
     #[tokio::test]
-    async fn duplicate_until_expired_or_released() {
+    async fn completed_records_are_skipped_until_the_ttl_ends() {
+        let store = MemoryIdempotency::new(Duration::from_secs(60)).with_scope("fn");
+        let calls = AtomicU32::new(0);
+        assert_eq!(run(&store, 0, &calls, true).await, Ok(Once::Processed(1)));
+        assert_eq!(run(&store, 30, &calls, true).await, Ok(Once::Duplicate));
+        assert_eq!(run(&store, 61, &calls, true).await, Ok(Once::Processed(2)));
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+        assert!(store.record("fn#k").expect("stored").completed);
+    }
+
+    #[tokio::test]
+    async fn a_concurrent_duplicate_is_retried_not_skipped() {
+        let store = MemoryIdempotency::new(Duration::from_secs(60)).with_scope("fn");
+        // The first delivery has claimed the key and is still running.
+        assert_eq!(store.claim("fn#k", at(0), at(10)).await, Ok(Claim::New));
+        let calls = AtomicU32::new(0);
+        let second = run(&store, 1, &calls, true).await.expect_err("in progress");
+        assert!(second.is_retryable(), "{second}");
+        assert!(second.message().contains("another invocation"), "{second}");
+        assert_eq!(calls.load(Ordering::SeqCst), 0, "not processed twice");
+    }
+
+    #[tokio::test]
+    async fn a_failure_frees_the_record_for_its_retry() {
         let store = MemoryIdempotency::new(Duration::from_secs(60));
-        assert_eq!(store.claim("k", at(0)).await, Ok(Claim::New));
-        assert_eq!(store.claim("k", at(30)).await, Ok(Claim::Duplicate));
-        assert_eq!(store.claim("k", at(61)).await, Ok(Claim::New));
-        store.release("k").await.expect("release");
-        assert!(!store.contains("k"));
-        assert_eq!(store.claim("k", at(62)).await, Ok(Claim::New));
+        let calls = AtomicU32::new(0);
+        let error = run(&store, 0, &calls, false).await.expect_err("fails");
+        assert!(error.is_retryable());
+        assert!(store.is_empty(), "claim released");
+        assert_eq!(run(&store, 1, &calls, true).await, Ok(Once::Processed(2)));
+    }
+
+    #[tokio::test]
+    async fn a_lost_release_delays_the_retry_but_never_drops_the_record() {
+        let store = MemoryIdempotency::new(Duration::from_secs(3600));
+        store.fail(false, true);
+        let calls = AtomicU32::new(0);
+        run(&store, 0, &calls, false).await.expect_err("fails");
+        // Within the lease (the failed invocation's deadline): retry later.
+        let early = run(&store, 5, &calls, true).await.expect_err("lease held");
+        assert!(early.is_retryable());
+        // After it, far before the 1 h TTL: processed.
+        assert_eq!(run(&store, 11, &calls, true).await, Ok(Once::Processed(2)));
+    }
+
+    #[tokio::test]
+    async fn a_crashed_invocation_is_taken_over_after_its_lease() {
+        let store = MemoryIdempotency::new(Duration::from_secs(3600)).with_scope("fn");
+        // Claimed, then the process died: neither completed nor released.
+        assert_eq!(store.claim("fn#k", at(0), at(10)).await, Ok(Claim::New));
+        let calls = AtomicU32::new(0);
+        assert_eq!(run(&store, 11, &calls, true).await, Ok(Once::Processed(1)));
+    }
+
+    #[tokio::test]
+    async fn a_lost_completion_keeps_the_result() {
+        let store = MemoryIdempotency::new(Duration::from_secs(3600));
+        store.fail(true, false);
+        let calls = AtomicU32::new(0);
+        assert_eq!(run(&store, 0, &calls, true).await, Ok(Once::Processed(1)));
+    }
+
+    #[tokio::test]
+    async fn store_errors_are_retryable_and_scopes_are_separate() {
+        struct Down;
+        impl IdempotencyStore for Down {
+            async fn claim(
+                &self,
+                _: &str,
+                _: DateTime<Utc>,
+                _: DateTime<Utc>,
+            ) -> Result<Claim, StoreError> {
+                Err(StoreError::NotFound(
+                    "ResourceNotFoundException: no table".into(),
+                ))
+            }
+            async fn complete(&self, _: &str, _: DateTime<Utc>) -> Result<(), StoreError> {
+                Ok(())
+            }
+            async fn release(&self, _: &str) -> Result<(), StoreError> {
+                Ok(())
+            }
+        }
+        let error = once(Some(&Down), "k", at(0), at(1), || async { Ok(()) })
+            .await
+            .expect_err("table missing");
+        assert!(error.is_retryable(), "{error}");
+
+        // Two functions sharing one table each process the same payload.
+        let a = MemoryIdempotency::new(Duration::from_secs(60)).with_scope("a");
+        let result = once(Some(&a), "k", at(0), at(1), || async { Ok(()) }).await;
+        assert_eq!(result, Ok(Once::Processed(())));
+        assert!(a.record("a#k").is_some());
+        assert!(a.record("k").is_none());
+    }
+
+    #[test]
+    fn refused_claims_read_the_returned_item() {
+        let item = |status: &str| {
+            HashMap::from([
+                (
+                    STATUS_ATTRIBUTE.to_owned(),
+                    AttributeValue::S(status.into()),
+                ),
+                (LEASE_ATTRIBUTE.to_owned(), number(42)),
+            ])
+        };
+        assert_eq!(
+            refused_claim(Some(&item(IN_PROGRESS))),
+            Some(Claim::InProgress { lease_until: 42 })
+        );
+        assert_eq!(
+            refused_claim(Some(&item(COMPLETED))),
+            Some(Claim::Completed)
+        );
+        assert_eq!(
+            refused_claim(Some(&item("SOMETHING_NEW"))),
+            Some(Claim::InProgress { lease_until: 42 }),
+            "an unknown status is never skipped"
+        );
+        assert_eq!(refused_claim(None), None);
     }
 }

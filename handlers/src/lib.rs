@@ -4,7 +4,8 @@
 //! builds the real AWS clients and hands a library function to the Lambda
 //! runtime. All behaviour lives here, generic over small traits
 //! ([`store::ObjectStore`], [`publisher::EventPublisher`],
-//! [`dynamo::ItemTable`], [`idempotency::IdempotencyStore`]), each with an
+//! [`dynamo::ItemTable`], [`idempotency::IdempotencyStore`],
+//! [`queue::QueueSender`]), each with an
 //! AWS SDK implementation and an in-memory one, so every handler is
 //! unit-tested on JSON event fixtures without a network.
 //!
@@ -30,6 +31,7 @@ pub mod idempotency;
 pub mod logging;
 pub mod numbers;
 pub mod publisher;
+pub mod queue;
 pub mod retry;
 pub mod router;
 pub mod s3_transform;

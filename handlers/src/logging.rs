@@ -7,6 +7,7 @@
 
 use std::future::Future;
 
+use chrono::{DateTime, Utc};
 use lambda_runtime::{LambdaEvent, service_fn};
 use serde::Serialize;
 use serde_json::Value;
@@ -34,6 +35,27 @@ pub fn init() {
         .try_init();
 }
 
+/// What a handler may need to know about its invocation besides the payload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invocation {
+    /// Lambda's request id.
+    pub request_id: String,
+    /// When Lambda stops the invocation (its timeout), if known.
+    pub deadline: Option<DateTime<Utc>>,
+}
+
+impl Invocation {
+    fn from_context(context: &lambda_runtime::Context) -> Self {
+        Self {
+            request_id: context.request_id.clone(),
+            deadline: i64::try_from(context.deadline)
+                .ok()
+                .filter(|ms| *ms > 0)
+                .and_then(DateTime::from_timestamp_millis),
+        }
+    }
+}
+
 /// Runs the Lambda runtime loop with a handler over the raw JSON payload.
 ///
 /// Taking `Value` (rather than letting the runtime deserialize a typed event)
@@ -45,10 +67,23 @@ where
     Fut: Future<Output = Result<T, HandlerError>>,
     T: Serialize,
 {
+    run_with_invocation(move |payload, _| handler(payload)).await
+}
+
+/// [`run`] for handlers that also need the [`Invocation`] (its deadline).
+pub async fn run_with_invocation<F, Fut, T>(handler: F) -> Result<(), lambda_runtime::Error>
+where
+    F: Fn(Value, Invocation) -> Fut,
+    Fut: Future<Output = Result<T, HandlerError>>,
+    T: Serialize,
+{
     let handler = &handler;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        let request_id = event.context.request_id.clone();
-        let result = handler(event.payload).await;
+        let invocation = Invocation::from_context(&event.context);
+        let request_id = invocation.request_id.clone();
+        // Boxed: keeps the runtime's state machine within rustc's layout
+        // depth limit whatever the handler's future looks like.
+        let result = Box::pin(handler(event.payload, invocation)).await;
         match &result {
             Ok(_) => tracing::info!(request_id, "invocation succeeded"),
             Err(error) => tracing::error!(

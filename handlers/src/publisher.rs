@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::aws::classify_sdk_error;
 use crate::error::StoreError;
-use crate::retry::Backoff;
+use crate::retry::{Backoff, Sent, send_in_batches};
 
 /// PutEvents accepts at most 10 entries per call.
 pub const MAX_PUT_EVENTS_ENTRIES: usize = 10;
@@ -60,54 +60,43 @@ pub async fn publish_all<P: EventPublisher>(
     entries: &[EventEntry],
     backoff: Backoff,
 ) -> Vec<Option<String>> {
-    let mut errors: Vec<Option<String>> = vec![None; entries.len()];
-    let mut pending: Vec<usize> = (0..entries.len()).collect();
-    let attempts = backoff.attempts.max(1);
-    for attempt in 1..=attempts {
-        if pending.is_empty() {
-            break;
-        }
-        if attempt > 1 {
-            backoff.wait(attempt - 1).await;
-        }
-        let mut retry = Vec::new();
-        for chunk in pending.chunks(MAX_PUT_EVENTS_ENTRIES) {
+    send_in_batches(
+        entries.len(),
+        MAX_PUT_EVENTS_ENTRIES,
+        backoff,
+        "PutEvents",
+        || "PutEvents returned no result for entry".to_owned(),
+        |chunk| async move {
             let batch: Vec<EventEntry> = chunk.iter().map(|&i| entries[i].clone()).collect();
             match publisher.put_events(&batch).await {
-                Ok(outcomes) => {
-                    for (pos, &index) in chunk.iter().enumerate() {
-                        match outcomes.get(pos) {
-                            Some(EntryOutcome::Published) => errors[index] = None,
-                            Some(EntryOutcome::Failed { code, message }) => {
-                                errors[index] =
-                                    Some(format!("PutEvents entry failed: {code}: {message}"));
-                                retry.push(index);
-                            }
-                            None => {
-                                errors[index] =
-                                    Some("PutEvents returned no result for entry".into());
-                                retry.push(index);
-                            }
+                // A short result list is handled by send_in_batches.
+                Ok(outcomes) => outcomes
+                    .into_iter()
+                    .map(|outcome| match outcome {
+                        EntryOutcome::Published => Sent::Done,
+                        EntryOutcome::Failed { code, message } => {
+                            Sent::Retry(format!("PutEvents entry failed: {code}: {message}"))
                         }
-                    }
-                }
+                    })
+                    .collect(),
                 Err(error) => {
+                    let message = format!("PutEvents failed: {error}");
                     let permanent = matches!(error, StoreError::Rejected(_));
-                    for &index in chunk {
-                        errors[index] = Some(format!("PutEvents failed: {error}"));
-                        if !permanent {
-                            retry.push(index);
-                        }
-                    }
+                    chunk
+                        .iter()
+                        .map(|_| {
+                            if permanent {
+                                Sent::Permanent(message.clone())
+                            } else {
+                                Sent::Retry(message.clone())
+                            }
+                        })
+                        .collect()
                 }
             }
-        }
-        if !retry.is_empty() {
-            tracing::warn!(attempt, failed = retry.len(), "PutEvents entries failed");
-        }
-        pending = retry;
-    }
-    errors
+        },
+    )
+    .await
 }
 
 /// [`EventPublisher`] over Amazon EventBridge.

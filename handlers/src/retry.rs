@@ -1,6 +1,7 @@
 //! Bounded retries with exponential backoff for partial failures
 //! (PutEvents `FailedEntryCount`, BatchWriteItem `UnprocessedItems`).
 
+use std::future::Future;
 use std::time::Duration;
 
 /// How often and how patiently to resend the failed part of a batch call.
@@ -49,6 +50,72 @@ impl Backoff {
     }
 }
 
+/// What a batch call did with one entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sent<E> {
+    /// Accepted.
+    Done,
+    /// Failed in a way a resend may fix (throttled, unprocessed, 5xx).
+    Retry(E),
+    /// Failed for good (the entry or the request is invalid).
+    Permanent(E),
+}
+
+/// Sends `len` entries in calls of at most `chunk_size`, resending only the
+/// entries a call reports as [`Sent::Retry`], for up to `backoff.attempts`
+/// attempts in all with backoff between them. `send` gets the indices of one
+/// call's entries and returns one [`Sent`] per index, in order (a missing
+/// result counts as retryable `missing`). Returns, per entry, `None` if
+/// accepted or its last error.
+pub async fn send_in_batches<E, F, Fut>(
+    len: usize,
+    chunk_size: usize,
+    backoff: Backoff,
+    what: &str,
+    missing: impl Fn() -> E,
+    mut send: F,
+) -> Vec<Option<E>>
+where
+    F: FnMut(Vec<usize>) -> Fut,
+    Fut: Future<Output = Vec<Sent<E>>>,
+{
+    let mut errors: Vec<Option<E>> = std::iter::repeat_with(|| None).take(len).collect();
+    let mut pending: Vec<usize> = (0..len).collect();
+    for attempt in 1..=backoff.attempts.max(1) {
+        if pending.is_empty() {
+            break;
+        }
+        if attempt > 1 {
+            backoff.wait(attempt - 1).await;
+        }
+        let mut retry = Vec::new();
+        for chunk in pending.chunks(chunk_size.max(1)) {
+            // Boxed to keep the callers' state machines shallow.
+            let mut results = Box::pin(send(chunk.to_vec())).await.into_iter();
+            for &index in chunk {
+                errors[index] = match results.next().unwrap_or_else(|| Sent::Retry(missing())) {
+                    Sent::Done => None,
+                    Sent::Retry(error) => {
+                        retry.push(index);
+                        Some(error)
+                    }
+                    Sent::Permanent(error) => Some(error),
+                };
+            }
+        }
+        if !retry.is_empty() {
+            tracing::warn!(
+                attempt,
+                failed = retry.len(),
+                call = what,
+                "resending failed entries"
+            );
+        }
+        pending = retry;
+    }
+    errors
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -64,5 +131,63 @@ mod tests {
         assert_eq!(b.delay(2), Duration::from_millis(200));
         assert_eq!(b.delay(3), Duration::from_millis(350));
         assert_eq!(b.delay(40), Duration::from_millis(350));
+    }
+
+    #[tokio::test]
+    async fn resends_only_retryable_failures_in_chunks() {
+        use std::cell::RefCell;
+        // Entry 1 fails twice then succeeds, 2 always fails retryably,
+        // 3 fails permanently, 4's result goes missing once.
+        let failures = RefCell::new([0u32, 2, u32::MAX, 0, 1]);
+        let calls = RefCell::new(Vec::new());
+        let errors = send_in_batches(
+            5,
+            2,
+            Backoff::immediate(3),
+            "Test",
+            || "missing".to_owned(),
+            |chunk: Vec<usize>| {
+                calls.borrow_mut().push(chunk.clone());
+                let mut results = Vec::new();
+                for index in chunk {
+                    let mut f = failures.borrow_mut();
+                    if index == 4 && f[4] > 0 {
+                        f[4] -= 1;
+                        break;
+                    }
+                    results.push(match (index, f[index]) {
+                        (3, _) => Sent::Permanent("invalid".to_owned()),
+                        (_, 0) => Sent::Done,
+                        (_, left) => {
+                            f[index] = left.saturating_sub(1);
+                            Sent::Retry(format!("throttled {index}"))
+                        }
+                    });
+                }
+                async move { results }
+            },
+        )
+        .await;
+        assert_eq!(
+            errors,
+            vec![
+                None,
+                None,
+                Some("throttled 2".to_owned()),
+                Some("invalid".to_owned()),
+                None
+            ]
+        );
+        assert_eq!(
+            calls.into_inner(),
+            vec![
+                vec![0, 1],
+                vec![2, 3],
+                vec![4],
+                vec![1, 2],
+                vec![4],
+                vec![1, 2]
+            ]
+        );
     }
 }

@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 use crate::config::{ConfigError, Env};
 use crate::error::HandlerError;
 use crate::events::S3ObjectRef;
-use crate::idempotency::{Claim, IdempotencyStore, idempotency_key};
+use crate::idempotency::{IdempotencyStore, Once, idempotency_key, once};
 use crate::router::{RouteDetail, valid_data_type};
 use crate::s3_transform::{OUTPUT_PREFIX, transform_object};
 use crate::sqs::{batch_response, message_id, parse_messages};
@@ -76,6 +76,7 @@ async fn process_message<S: ObjectStore, I: IdempotencyStore>(
     config: &TypedProcessorConfig,
     message: &SqsMessage,
     now: DateTime<Utc>,
+    lease_until: DateTime<Utc>,
 ) -> Result<MessageOutcome, HandlerError> {
     let body = message
         .body
@@ -84,51 +85,41 @@ async fn process_message<S: ObjectStore, I: IdempotencyStore>(
     let detail = parse_detail(body)?;
     // The key hashes the detail, not the raw body: the EventBridge envelope
     // (id, time) differs each time the router re-publishes the same event.
-    let claim_key = match idempotency {
-        Some(store) => {
-            let payload = serde_json::to_vec(&detail)
-                .map_err(|e| HandlerError::validation(format!("cannot serialize detail: {e}")))?;
-            let key = idempotency_key(&payload);
-            if store.claim(&key, now).await.map_err(HandlerError::from)? == Claim::Duplicate {
-                return Ok(MessageOutcome::Duplicate);
-            }
-            Some(key)
-        }
-        None => None,
-    };
-    let source = S3ObjectRef {
-        bucket: detail.bucket.clone(),
-        key: detail.key.clone(),
-        sequencer: detail.sequencer.clone(),
-    };
-    let output_key = format!("{OUTPUT_PREFIX}{}/{}", detail.data_type, detail.key);
-    let extra = Map::from_iter([("data_type".to_owned(), Value::String(detail.data_type))]);
-    let result = transform_object(
-        store,
-        &source,
-        &config.output_bucket,
-        &output_key,
-        now,
-        extra,
-    )
-    .await;
-    match result {
-        Ok(done) => Ok(MessageOutcome::Processed(done.output_key)),
-        Err(error) => {
-            // Free the claim so the retry of this message is not skipped.
-            if let (Some(store), Some(key)) = (idempotency, claim_key)
-                && let Err(release) = store.release(&key).await
-            {
-                tracing::error!(error = %release, "could not release idempotency claim");
-            }
-            Err(error)
-        }
-    }
+    let payload = serde_json::to_vec(&detail)
+        .map_err(|e| HandlerError::validation(format!("cannot serialize detail: {e}")))?;
+    let key = idempotency_key(&payload);
+    let outcome = once(idempotency, &key, now, lease_until, || async {
+        let source = S3ObjectRef {
+            bucket: detail.bucket.clone(),
+            key: detail.key.clone(),
+            sequencer: detail.sequencer.clone(),
+        };
+        let output_key = format!("{OUTPUT_PREFIX}{}/{}", detail.data_type, detail.key);
+        let extra = Map::from_iter([(
+            "data_type".to_owned(),
+            Value::String(detail.data_type.clone()),
+        )]);
+        transform_object(
+            store,
+            &source,
+            &config.output_bucket,
+            &output_key,
+            now,
+            extra,
+        )
+        .await
+    })
+    .await?;
+    Ok(match outcome {
+        Once::Processed(done) => MessageOutcome::Processed(done.output_key),
+        Once::Duplicate => MessageOutcome::Duplicate,
+    })
 }
 
 /// Handles an SQS batch; returns the ids of failed messages.
 ///
-/// Invalid messages are reported as failures too (not dropped): after the
+/// `lease_until` bounds the idempotency claims (the invocation's deadline):
+/// a claim left behind by a crash frees itself then. Invalid messages are reported as failures too (not dropped): after the
 /// queue's `maxReceiveCount` they move to the DLQ, where `dlq-handler`
 /// archives them.
 pub async fn handle<S: ObjectStore, I: IdempotencyStore>(
@@ -137,6 +128,7 @@ pub async fn handle<S: ObjectStore, I: IdempotencyStore>(
     config: &TypedProcessorConfig,
     event: Value,
     now: DateTime<Utc>,
+    lease_until: DateTime<Utc>,
 ) -> Result<SqsBatchResponse, HandlerError> {
     let mut failed = Vec::new();
     for parsed in parse_messages(event)? {
@@ -149,7 +141,7 @@ pub async fn handle<S: ObjectStore, I: IdempotencyStore>(
             }
         };
         let id = message_id(&message);
-        match process_message(store, idempotency, config, &message, now).await {
+        match process_message(store, idempotency, config, &message, now, lease_until).await {
             Ok(MessageOutcome::Processed(key)) => {
                 tracing::info!(message_id = id, output_key = %key, "processed");
             }
@@ -184,6 +176,11 @@ mod tests {
         Utc.with_ymd_and_hms(2024, 6, 5, 8, 0, 0)
             .single()
             .expect("valid")
+    }
+
+    /// The invocation's deadline.
+    fn later() -> DateTime<Utc> {
+        now() + chrono::Duration::seconds(30)
     }
 
     fn config() -> TypedProcessorConfig {
@@ -239,7 +236,7 @@ mod tests {
         let store = MemoryStore::new();
         store.insert("in", "c/1.json", r#"{"items":[{"quantity":2,"price":3}]}"#);
         let ev = json!({"Records": [message("m1", &eventbridge_body("c/1.json", "type_a", "e1"))]});
-        let response = handle(&store, NO_IDEMPOTENCY, &config(), ev, now())
+        let response = handle(&store, NO_IDEMPOTENCY, &config(), ev, now(), later())
             .await
             .expect("ok");
         assert!(failures(&response).is_empty());
@@ -268,7 +265,7 @@ mod tests {
             message("m4", &eventbridge_body("missing.json", "type_c", "e4")),
             message("m5", &eventbridge_body("slow.json", "type_c", "e5")),
         ]});
-        let response = handle(&store, NO_IDEMPOTENCY, &config(), ev, now())
+        let response = handle(&store, NO_IDEMPOTENCY, &config(), ev, now(), later())
             .await
             .expect("ok");
         assert_eq!(failures(&response), vec!["m2", "m3", "m4", "m5"]);
@@ -283,6 +280,7 @@ mod tests {
             &config(),
             json!({"Records": []}),
             now(),
+            later(),
         )
         .await
         .expect("ok");
@@ -301,11 +299,33 @@ mod tests {
             message("m2", &eventbridge_body("a.json", "type_a", "e2")),
             message("m1", &eventbridge_body("a.json", "type_a", "e1")),
         ]});
-        let response = handle(&store, Some(&idem), &config(), ev, now())
+        let response = handle(&store, Some(&idem), &config(), ev, now(), later())
             .await
             .expect("ok");
         assert!(failures(&response).is_empty());
         assert_eq!(store.put_calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_message_another_invocation_is_processing_is_retried() {
+        use crate::idempotency::{Claim, IdempotencyStore as _};
+        let store = MemoryStore::new();
+        store.insert("in", "a.json", "{}");
+        let idem = MemoryIdempotency::new(Duration::from_secs(3600));
+        let body = eventbridge_body("a.json", "type_a", "e1");
+        let detail = serde_json::to_vec(&parse_detail(&body).expect("detail")).expect("json");
+        // A concurrent delivery of the same event holds the claim.
+        let claim = idem
+            .claim(&idempotency_key(&detail), now(), later())
+            .await
+            .expect("claim");
+        assert_eq!(claim, Claim::New);
+        let ev = json!({"Records": [message("m1", &body)]});
+        let response = handle(&store, Some(&idem), &config(), ev, now(), later())
+            .await
+            .expect("ok");
+        assert_eq!(failures(&response), vec!["m1"], "retried, not skipped");
+        assert_eq!(store.put_calls(), 0);
     }
 
     #[tokio::test]
@@ -314,13 +334,13 @@ mod tests {
         let idem = MemoryIdempotency::new(Duration::from_secs(3600));
         let body = eventbridge_body("late.json", "type_b", "e1");
         let ev = json!({"Records": [message("m1", &body)]});
-        let response = handle(&store, Some(&idem), &config(), ev.clone(), now())
+        let response = handle(&store, Some(&idem), &config(), ev.clone(), now(), later())
             .await
             .expect("ok");
         assert_eq!(failures(&response), vec!["m1"]);
         // The object arrives; the redelivered message must be processed.
         store.insert("in", "late.json", "{}");
-        let response = handle(&store, Some(&idem), &config(), ev, now())
+        let response = handle(&store, Some(&idem), &config(), ev, now(), later())
             .await
             .expect("ok");
         assert!(failures(&response).is_empty());

@@ -1,12 +1,15 @@
-//! Dead-letter handler: archives DLQ messages to `ARCHIVE_BUCKET`.
+//! Dead-letter handler: archives DLQ messages to `ARCHIVE_BUCKET` and, with
+//! `REDRIVE_TARGETS` set, sends eligible ones back to their source queue.
 
-use sluice_handlers::{aws, config::ProcessEnv, dlq, logging, store::S3Store};
+use sluice_handlers::{aws, config::ProcessEnv, dlq, logging, queue::SqsSender, store::S3Store};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     logging::init();
     let config = dlq::DlqConfig::from_env(&ProcessEnv).map_err(logging::startup_error)?;
-    let store = S3Store::new(aws::s3_client(&aws::load_config().await));
-    let (store, config) = (&store, &config);
-    logging::run(move |event| dlq::handle(store, config, event, chrono::Utc::now())).await
+    let sdk = aws::load_config().await;
+    let store = S3Store::new(aws::s3_client(&sdk));
+    let sender = SqsSender::new(aws_sdk_sqs::Client::new(&sdk));
+    let (store, sender, config) = (&store, &sender, &config);
+    logging::run(move |event| dlq::handle(store, sender, config, event, chrono::Utc::now())).await
 }

@@ -5,7 +5,7 @@
 use sluice_handlers::{
     aws,
     config::ProcessEnv,
-    idempotency::{DynamoIdempotency, IdempotencyConfig},
+    idempotency::{self, DynamoIdempotency, IdempotencyConfig},
     logging,
     store::S3Store,
     typed_processor,
@@ -23,8 +23,10 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let idempotency =
         idempotency_config.map(|c| DynamoIdempotency::new(aws_sdk_dynamodb::Client::new(&sdk), c));
     let (store, idempotency, config) = (&store, idempotency.as_ref(), &config);
-    logging::run(move |event| {
-        typed_processor::handle(store, idempotency, config, event, chrono::Utc::now())
+    logging::run_with_invocation(move |event, invocation| async move {
+        let now = chrono::Utc::now();
+        let lease_until = idempotency::lease_until(now, invocation.deadline);
+        typed_processor::handle(store, idempotency, config, event, now, lease_until).await
     })
     .await
 }
