@@ -15,6 +15,8 @@ use crate::config::{ConfigError, Env};
 use crate::enrich::{enrich, timestamp};
 use crate::error::HandlerError;
 use crate::events::{RawRecords, json_kind, parse_s3_record, required_str};
+use crate::publisher::{EventEntry, EventPublisher, publish_all};
+use crate::retry::Backoff;
 use crate::s3_transform::{JSON_CONTENT_TYPE, OUTPUT_PREFIX};
 use crate::store::ObjectStore;
 
@@ -260,8 +262,43 @@ pub async fn load<S: ObjectStore>(
     })
 }
 
-/// `notify`: logs and returns the execution summary.
-pub fn notify(input: Value, now: DateTime<Utc>) -> Result<NotifySummary, HandlerError> {
+/// `source` of the events `notify` publishes.
+pub const NOTIFY_EVENT_SOURCE: &str = "sluice.workflow";
+/// `detail-type` of the events `notify` publishes.
+pub const NOTIFY_DETAIL_TYPE: &str = "pipeline-run-succeeded";
+
+/// Configuration of `notify`: `NOTIFY_EVENT_BUS` (optional) is the bus the
+/// run summary is published to, where rules can fan it out (SNS, chat,
+/// another pipeline). Unset, the summary is only logged and returned.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NotifyConfig {
+    /// Bus name or ARN.
+    pub event_bus: Option<String>,
+    /// Retry policy for a failed PutEvents entry.
+    pub backoff: Backoff,
+}
+
+impl NotifyConfig {
+    /// Reads `NOTIFY_EVENT_BUS` (optional).
+    pub fn from_env(env: &(impl Env + ?Sized)) -> Self {
+        Self {
+            event_bus: env.optional("NOTIFY_EVENT_BUS"),
+            backoff: Backoff::default(),
+        }
+    }
+}
+
+/// `notify`: builds the run summary, publishes it when a bus is configured
+/// (event source `sluice.workflow`, detail-type `pipeline-run-succeeded`,
+/// detail = the summary), logs and returns it. A summary EventBridge still
+/// rejects after the retries is a `RetryableError`, so the state machine's
+/// `Retry` covers it.
+pub async fn notify<P: EventPublisher>(
+    publisher: &P,
+    config: &NotifyConfig,
+    input: Value,
+    now: DateTime<Utc>,
+) -> Result<NotifySummary, HandlerError> {
     let input: LoadOutput = typed_input(input, "notify")?;
     let source = format!("s3://{}/{}", input.source_bucket, input.source_key);
     let output = format!("s3://{}/{}", input.output_bucket, input.output_key);
@@ -275,6 +312,22 @@ pub fn notify(input: Value, now: DateTime<Utc>) -> Result<NotifySummary, Handler
         processed_at: input.processed_at,
         notified_at: timestamp(now),
     };
+    if let Some(bus) = &config.event_bus {
+        let detail = serde_json::to_string(&summary).map_err(|e| {
+            HandlerError::validation(format!("notify: cannot serialize summary: {e}"))
+        })?;
+        let entry = EventEntry {
+            bus: bus.clone(),
+            source: NOTIFY_EVENT_SOURCE.into(),
+            detail_type: NOTIFY_DETAIL_TYPE.into(),
+            detail,
+        };
+        if let Some(Some(error)) = publish_all(publisher, &[entry], config.backoff).await.pop() {
+            return Err(HandlerError::retryable(format!(
+                "notify: publishing to {bus}: {error}"
+            )));
+        }
+    }
     tracing::info!(message = %summary.message, "pipeline run complete");
     Ok(summary)
 }
@@ -283,6 +336,7 @@ pub fn notify(input: Value, now: DateTime<Utc>) -> Result<NotifySummary, Handler
 mod tests {
     use super::*;
     use crate::error::StoreError;
+    use crate::publisher::MemoryPublisher;
     use crate::store::MemoryStore;
     use chrono::TimeZone;
     use lambda_runtime::Diagnostic;
@@ -328,7 +382,16 @@ mod tests {
             .expect("written");
         assert_eq!(written["total_value"], json!(10.0));
         assert_eq!(written["processed_at"], "2024-06-05T09:00:00.000Z");
-        let summary = notify(to_value(&loaded), now()).expect("notify");
+        let publisher = MemoryPublisher::new();
+        let summary = notify(
+            &publisher,
+            &NotifyConfig::default(),
+            to_value(&loaded),
+            now(),
+        )
+        .await
+        .expect("notify");
+        assert!(publisher.calls().is_empty(), "no bus, no event");
         assert_eq!(summary.status, "SUCCEEDED");
         assert_eq!(summary.source, "s3://in/orders/o1.json");
         assert_eq!(summary.output, "s3://out/processed/orders/o1.json");
@@ -430,5 +493,54 @@ mod tests {
         .await
         .expect_err("fails");
         assert!(err.is_retryable());
+    }
+
+    fn loaded() -> Value {
+        json!({
+            "source_bucket": "in", "source_key": "o1.json", "output_bucket": "out",
+            "output_key": "processed/o1.json", "total_items": 4, "total_value": 10.0,
+            "processed_at": "2024-06-05T09:00:00.000Z"
+        })
+    }
+
+    #[tokio::test]
+    async fn notify_publishes_the_summary_to_the_bus() {
+        let publisher = MemoryPublisher::new();
+        publisher.fail_entry("o1.json", 1);
+        let config = NotifyConfig {
+            event_bus: Some("runs".into()),
+            backoff: crate::retry::Backoff::immediate(3),
+        };
+        let summary = notify(&publisher, &config, loaded(), now())
+            .await
+            .expect("notify");
+        let published = publisher.published();
+        assert_eq!(published.len(), 1, "retried once, published once");
+        assert_eq!(published[0].bus, "runs");
+        assert_eq!(published[0].source, NOTIFY_EVENT_SOURCE);
+        assert_eq!(published[0].detail_type, NOTIFY_DETAIL_TYPE);
+        let detail: NotifySummary =
+            serde_json::from_str(&published[0].detail).expect("detail is the summary");
+        assert_eq!(detail, summary);
+        assert_eq!(detail.notified_at, "2024-06-05T09:00:00.000Z");
+    }
+
+    #[tokio::test]
+    async fn notify_that_cannot_publish_is_retryable_and_bad_input_is_not() {
+        let publisher = MemoryPublisher::new();
+        publisher.fail_entry("o1.json", 99);
+        let config = NotifyConfig {
+            event_bus: Some("runs".into()),
+            backoff: crate::retry::Backoff::immediate(2),
+        };
+        let error = notify(&publisher, &config, loaded(), now())
+            .await
+            .expect_err("bus keeps failing");
+        assert_eq!(error.error_type(), "RetryableError");
+        assert!(error.message().contains("runs"), "{error}");
+        let error = notify(&publisher, &config, json!({"bucket": "in"}), now())
+            .await
+            .expect_err("wrong input");
+        assert_eq!(error.error_type(), "ValidationError");
     }
 }

@@ -1,9 +1,16 @@
-//! Pattern 3 `notify` step: logs and returns the run's summary.
+//! Pattern 3 `notify` step: returns the run's summary and, with
+//! `NOTIFY_EVENT_BUS` set, publishes it to that EventBridge bus.
 
-use sluice_handlers::{logging, workflow};
+use sluice_handlers::{
+    aws, config::ProcessEnv, logging, publisher::EventBridgePublisher, workflow,
+};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     logging::init();
-    logging::run(|input| async move { workflow::notify(input, chrono::Utc::now()) }).await
+    let config = workflow::NotifyConfig::from_env(&ProcessEnv);
+    let publisher =
+        EventBridgePublisher::new(aws_sdk_eventbridge::Client::new(&aws::load_config().await));
+    let (publisher, config) = (&publisher, &config);
+    logging::run(move |input| workflow::notify(publisher, config, input, chrono::Utc::now())).await
 }

@@ -1,0 +1,489 @@
+//! The harness: local environment, one emulated function, moto helpers.
+
+use std::fs::File;
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
+    ScalarAttributeType,
+};
+use aws_sdk_lambda::primitives::Blob;
+use aws_sdk_s3::primitives::ByteStream;
+use base64::Engine as _;
+use serde_json::{Value, json};
+
+/// The local environment, from `make env-tests`.
+#[derive(Debug)]
+pub(crate) struct LocalEnv {
+    pub(crate) moto: String,
+    pub(crate) cargo_lambda: PathBuf,
+    pub(crate) bin_dir: PathBuf,
+}
+
+pub(crate) fn required_var(name: &str) -> String {
+    std::env::var(name)
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .unwrap_or_else(|| {
+            panic!(
+                "{name} is not set. These tests run the built handler binaries under \
+                 cargo-lambda against moto; run them with `make env-tests`, which sets \
+                 AWS_ENDPOINT_URL, SLUICE_CARGO_LAMBDA and SLUICE_LAMBDA_BIN_DIR"
+            )
+        })
+}
+
+pub(crate) fn local_env() -> LocalEnv {
+    let env = LocalEnv {
+        moto: required_var("AWS_ENDPOINT_URL"),
+        cargo_lambda: PathBuf::from(required_var("SLUICE_CARGO_LAMBDA")),
+        bin_dir: PathBuf::from(required_var("SLUICE_LAMBDA_BIN_DIR")),
+    };
+    assert!(
+        env.cargo_lambda.is_file(),
+        "SLUICE_CARGO_LAMBDA={} does not exist: run `make env-tests` (it installs cargo-lambda)",
+        env.cargo_lambda.display()
+    );
+    assert!(
+        env.bin_dir.is_dir(),
+        "SLUICE_LAMBDA_BIN_DIR={} does not exist: run `make env-tests` (it runs `make handlers`)",
+        env.bin_dir.display()
+    );
+    env
+}
+
+pub(crate) fn suffix() -> String {
+    format!("{:08x}", rand::random::<u32>())
+}
+
+pub(crate) fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+pub(crate) fn wait_for_port(port: u16, limit: Duration, child: &mut Child, what: &str) {
+    let deadline = Instant::now() + limit;
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("{what} exited before listening on port {port}: {status}");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not listen on port {port} within {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// One handler binary behind its own cargo-lambda emulator. Both processes
+/// are killed on drop; on a failing test their logs are printed.
+#[derive(Debug)]
+pub(crate) struct LocalFunction {
+    function: String,
+    port: u16,
+    watch: Child,
+    handler: Child,
+    logs: PathBuf,
+}
+
+impl LocalFunction {
+    pub(crate) fn start(env: &LocalEnv, binary: &str, vars: &[(&str, &str)]) -> Self {
+        let executable = env.bin_dir.join(binary);
+        assert!(
+            executable.is_file(),
+            "{} is missing: run `make handlers` (or `make env-tests`)",
+            executable.display()
+        );
+        let logs = std::env::temp_dir().join(format!("sluice-local-lambda-{binary}-{}", suffix()));
+        std::fs::create_dir_all(&logs).expect("log directory");
+        let log = |name: &str| File::create(logs.join(name)).expect("log file");
+
+        let port = free_port();
+        // cargo-lambda reads the package's binary targets to accept the
+        // function name, so it runs in the handlers package.
+        let mut watch = Command::new(&env.cargo_lambda)
+            .args(["lambda", "watch", "--only-lambda-apis", "--ignore-changes"])
+            .args(["-A", "127.0.0.1", "-P", &port.to_string()])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .stdin(Stdio::null())
+            .stdout(log("cargo-lambda.log"))
+            .stderr(log("cargo-lambda.log"))
+            .spawn()
+            .expect("start cargo-lambda");
+        wait_for_port(
+            port,
+            Duration::from_secs(60),
+            &mut watch,
+            "cargo lambda watch",
+        );
+
+        let handler = Command::new(&executable)
+            .env(
+                "AWS_LAMBDA_RUNTIME_API",
+                format!("http://127.0.0.1:{port}/.rt/{binary}"),
+            )
+            .env("AWS_LAMBDA_FUNCTION_NAME", binary)
+            .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
+            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
+            .env("AWS_ENDPOINT_URL", &env.moto)
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .envs(vars.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(log("handler.log"))
+            .stderr(log("handler.log"))
+            .spawn()
+            .expect("start handler binary");
+        Self {
+            function: binary.to_owned(),
+            port,
+            watch,
+            handler,
+            logs,
+        }
+    }
+
+    /// Invokes the function synchronously and returns its JSON response;
+    /// fails the test if the function reported an error.
+    pub(crate) async fn invoke(&mut self, sdk: &aws_config::SdkConfig, payload: &Value) -> Value {
+        let (error, body) = self.invoke_raw(sdk, payload).await;
+        assert_eq!(error, None, "{} failed: {body}", self.function);
+        body
+    }
+
+    /// Invokes the function synchronously: Lambda's `FunctionError` (set
+    /// when the handler returned an error) and the JSON payload.
+    pub(crate) async fn invoke_raw(
+        &mut self,
+        sdk: &aws_config::SdkConfig,
+        payload: &Value,
+    ) -> (Option<String>, Value) {
+        let client = aws_sdk_lambda::Client::from_conf(
+            aws_sdk_lambda::config::Builder::from(sdk)
+                .endpoint_url(format!("http://127.0.0.1:{}", self.port))
+                .retry_config(aws_sdk_lambda::config::retry::RetryConfig::disabled())
+                .build(),
+        );
+        let output = client
+            .invoke()
+            .function_name(&self.function)
+            .payload(Blob::new(serde_json::to_vec(payload).expect("payload")))
+            .send()
+            .await;
+        if let Ok(Some(status)) = self.handler.try_wait() {
+            panic!("{} exited during the invocation: {status}", self.function);
+        }
+        // Real Lambda answers a function error with 200 and the
+        // `X-Amz-Function-Error` header; cargo-lambda's emulator answers 500
+        // with the same error payload. Both become (Some(..), payload).
+        let output = match output {
+            Ok(output) => output,
+            Err(aws_sdk_lambda::error::SdkError::ServiceError(e))
+                if e.raw().status().as_u16() == 500 =>
+            {
+                let body = e.raw().body().bytes().unwrap_or_default();
+                let payload: Value = serde_json::from_slice(body).unwrap_or_else(|_| {
+                    panic!(
+                        "{} failed with a non-JSON body {:?}",
+                        self.function,
+                        String::from_utf8_lossy(body)
+                    )
+                });
+                return (Some("Unhandled".to_owned()), payload);
+            }
+            Err(e) => panic!(
+                "invoking {}: {}",
+                self.function,
+                aws_sdk_lambda::error::DisplayErrorContext(e)
+            ),
+        };
+        let body = output.payload().expect("response payload").as_ref();
+        let body = serde_json::from_slice(body).unwrap_or_else(|e| {
+            panic!(
+                "{} returned non-JSON {:?}: {e}",
+                self.function,
+                String::from_utf8_lossy(body)
+            )
+        });
+        (output.function_error().map(str::to_owned), body)
+    }
+}
+
+impl Drop for LocalFunction {
+    fn drop(&mut self) {
+        for child in [&mut self.handler, &mut self.watch] {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if std::thread::panicking() {
+            for name in ["handler.log", "cargo-lambda.log"] {
+                let text = std::fs::read_to_string(self.logs.join(name)).unwrap_or_default();
+                let tail: Vec<&str> = text.lines().rev().take(40).collect();
+                eprintln!("--- {} {name} (last lines) ---", self.function);
+                for line in tail.iter().rev() {
+                    eprintln!("{line}");
+                }
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.logs);
+    }
+}
+
+/// SDK configuration for the test's own clients: moto, fixed credentials.
+pub(crate) async fn sdk(env: &LocalEnv) -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(&env.moto)
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_s3::config::Credentials::new(
+            "testing", "testing", None, None, "test",
+        ))
+        .load()
+        .await
+}
+
+pub(crate) fn s3(sdk: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
+    aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(sdk)
+            .force_path_style(true)
+            .build(),
+    )
+}
+
+pub(crate) async fn create_bucket(s3: &aws_sdk_s3::Client, name: &str) {
+    s3.create_bucket()
+        .bucket(name)
+        .send()
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "create bucket {name}: {}",
+                aws_sdk_s3::error::DisplayErrorContext(e)
+            )
+        });
+}
+
+pub(crate) async fn put_json(s3: &aws_sdk_s3::Client, bucket: &str, key: &str, body: &Value) {
+    s3.put_object()
+        .bucket(bucket)
+        .key(key)
+        .body(ByteStream::from(serde_json::to_vec(body).expect("json")))
+        .send()
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "put s3://{bucket}/{key}: {}",
+                aws_sdk_s3::error::DisplayErrorContext(e)
+            )
+        });
+}
+
+pub(crate) async fn get_json(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+) -> (Value, Option<String>) {
+    let object = s3
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "get s3://{bucket}/{key}: {}",
+                aws_sdk_s3::error::DisplayErrorContext(e)
+            )
+        });
+    let content_type = object.content_type().map(str::to_owned);
+    let bytes = object.body.collect().await.expect("body").into_bytes();
+    (
+        serde_json::from_slice(&bytes).expect("JSON object"),
+        content_type,
+    )
+}
+
+/// An S3 `ObjectCreated:Put` notification record; `key` is URL-encoded as S3
+/// does (space as `+`).
+pub(crate) fn s3_record(bucket: &str, key: &str) -> Value {
+    json!({
+        "eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "us-east-1",
+        "eventTime": "2024-06-05T00:59:59.000Z", "eventName": "ObjectCreated:Put",
+        "userIdentity": {"principalId": "AWS:X"}, "requestParameters": {"sourceIPAddress": "127.0.0.1"},
+        "responseElements": {},
+        "s3": {"s3SchemaVersion": "1.0", "configurationId": "local",
+               "bucket": {"name": bucket, "arn": format!("arn:aws:s3:::{bucket}")},
+               "object": {"key": key.replace(' ', "+"), "size": 1, "eTag": "e", "sequencer": "0A1B2C"}}
+    })
+}
+
+pub(crate) fn kinesis_record(sequence: &str, data: &[u8]) -> Value {
+    json!({
+        "eventSource": "aws:kinesis", "eventID": format!("shardId-000000000000:{sequence}"),
+        "eventName": "aws:kinesis:record", "eventVersion": "1.0", "awsRegion": "us-east-1",
+        "invokeIdentityArn": "arn:aws:iam::123456789012:role/local",
+        "eventSourceARN": "arn:aws:kinesis:us-east-1:123456789012:stream/local",
+        "kinesis": {
+            "kinesisSchemaVersion": "1.0", "partitionKey": "pk", "sequenceNumber": sequence,
+            "approximateArrivalTimestamp": 1717581600.0,
+            "data": base64::engine::general_purpose::STANDARD.encode(data)
+        }
+    })
+}
+
+pub(crate) async fn create_results_table(
+    sdk: &aws_config::SdkConfig,
+    name: &str,
+) -> aws_sdk_dynamodb::Client {
+    let dynamo = aws_sdk_dynamodb::Client::new(sdk);
+    dynamo
+        .create_table()
+        .table_name(name)
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name("id")
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .expect("attribute"),
+        )
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name("id")
+                .key_type(KeyType::Hash)
+                .build()
+                .expect("key"),
+        )
+        .billing_mode(BillingMode::PayPerRequest)
+        .send()
+        .await
+        .expect("create table");
+    dynamo
+}
+
+pub(crate) async fn get_item(
+    dynamo: &aws_sdk_dynamodb::Client,
+    table: &str,
+    id: &str,
+) -> Option<std::collections::HashMap<String, AttributeValue>> {
+    dynamo
+        .get_item()
+        .table_name(table)
+        .key("id", AttributeValue::S(id.to_owned()))
+        .consistent_read(true)
+        .send()
+        .await
+        .expect("get item")
+        .item
+}
+
+pub(crate) fn number(value: &AttributeValue) -> f64 {
+    value
+        .as_n()
+        .expect("number attribute")
+        .parse()
+        .expect("numeric")
+}
+
+/// Creates a standard queue; returns its URL and ARN.
+pub(crate) async fn create_queue(sqs: &aws_sdk_sqs::Client, name: &str) -> (String, String) {
+    let url = sqs
+        .create_queue()
+        .queue_name(name)
+        .send()
+        .await
+        .expect("create queue")
+        .queue_url
+        .expect("queue url");
+    let arn = sqs
+        .get_queue_attributes()
+        .queue_url(&url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .expect("queue attributes")
+        .attributes
+        .and_then(|a| {
+            a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+                .cloned()
+        })
+        .expect("queue arn");
+    (url, arn)
+}
+
+/// A new event bus with one rule (`pattern`) targeting a new queue;
+/// returns the bus name and the queue URL.
+pub(crate) async fn bus_to_queue(
+    sdk: &aws_config::SdkConfig,
+    id: &str,
+    pattern: &Value,
+) -> (String, String) {
+    let events = aws_sdk_eventbridge::Client::new(sdk);
+    let sqs = aws_sdk_sqs::Client::new(sdk);
+    let bus = format!("sluice-it-bus-{id}");
+    events
+        .create_event_bus()
+        .name(&bus)
+        .send()
+        .await
+        .expect("create bus");
+    let (queue_url, queue_arn) = create_queue(&sqs, &format!("sluice-it-target-{id}")).await;
+    let rule = format!("sluice-it-rule-{id}");
+    events
+        .put_rule()
+        .name(&rule)
+        .event_bus_name(&bus)
+        .event_pattern(pattern.to_string())
+        .send()
+        .await
+        .expect("put rule");
+    events
+        .put_targets()
+        .rule(&rule)
+        .event_bus_name(&bus)
+        .targets(
+            aws_sdk_eventbridge::types::Target::builder()
+                .id("queue")
+                .arn(&queue_arn)
+                .build()
+                .expect("target"),
+        )
+        .send()
+        .await
+        .expect("put targets");
+    (bus, queue_url)
+}
+
+/// Receives from `queue_url` until `expected` messages arrived, then for a
+/// further `settle` to catch any extra one (or until `limit` passes).
+pub(crate) async fn receive_messages(
+    sqs: &aws_sdk_sqs::Client,
+    queue_url: &str,
+    expected: usize,
+    settle: Duration,
+    limit: Duration,
+) -> Vec<aws_sdk_sqs::types::Message> {
+    let mut messages = Vec::new();
+    let deadline = Instant::now() + limit;
+    let mut settled_at: Option<Instant> = None;
+    while Instant::now() < deadline && settled_at.is_none_or(|t| Instant::now() < t) {
+        let received = sqs
+            .receive_message()
+            .queue_url(queue_url)
+            .max_number_of_messages(10)
+            .message_attribute_names("All")
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .expect("receive");
+        messages.extend(received.messages.unwrap_or_default());
+        if messages.len() >= expected && settled_at.is_none() {
+            settled_at = Some(Instant::now() + settle);
+        }
+    }
+    messages
+}
