@@ -191,13 +191,7 @@ pub async fn write_all<T: ItemTable>(
                     let transient = matches!(error, StoreError::Transient(_));
                     chunk
                         .iter()
-                        .map(|_| {
-                            if transient {
-                                Sent::Retry(error.clone())
-                            } else {
-                                Sent::Permanent(error.clone())
-                            }
-                        })
+                        .map(|_| Sent::failed(error.clone(), transient))
                         .collect()
                 }
             }

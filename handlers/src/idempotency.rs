@@ -116,9 +116,10 @@ pub enum Once<T> {
 /// Processes a record at most once per `key` (see the module docs).
 ///
 /// Keys are prefixed with the store's [`IdempotencyStore::scope`];
-/// `lease_until` should be the invocation's deadline (see [`lease_until`]). Without a store, `process` simply runs. Errors of the store
-/// itself are retryable: a missing or throttled table is never a reason to
-/// drop a record.
+/// `lease_until` should be the invocation's deadline (see [`lease_until`]).
+/// Without a store, `process` simply runs. Errors of the store itself are
+/// retryable: a missing or throttled table is never a reason to drop a
+/// record.
 pub async fn once<S, T, F, Fut>(
     store: Option<&S>,
     key: &str,

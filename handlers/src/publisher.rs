@@ -81,16 +81,10 @@ pub async fn publish_all<P: EventPublisher>(
                     .collect(),
                 Err(error) => {
                     let message = format!("PutEvents failed: {error}");
-                    let permanent = matches!(error, StoreError::Rejected(_));
+                    let retryable = !matches!(error, StoreError::Rejected(_));
                     chunk
                         .iter()
-                        .map(|_| {
-                            if permanent {
-                                Sent::Permanent(message.clone())
-                            } else {
-                                Sent::Retry(message.clone())
-                            }
-                        })
+                        .map(|_| Sent::failed(message.clone(), retryable))
                         .collect()
                 }
             }

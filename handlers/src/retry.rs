@@ -61,6 +61,17 @@ pub enum Sent<E> {
     Permanent(E),
 }
 
+impl<E> Sent<E> {
+    /// [`Sent::Retry`] or [`Sent::Permanent`].
+    pub fn failed(error: E, retryable: bool) -> Self {
+        if retryable {
+            Sent::Retry(error)
+        } else {
+            Sent::Permanent(error)
+        }
+    }
+}
+
 /// Sends `len` entries in calls of at most `chunk_size`, resending only the
 /// entries a call reports as [`Sent::Retry`], for up to `backoff.attempts`
 /// attempts in all with backoff between them. `send` gets the indices of one

@@ -119,7 +119,9 @@ async fn process_message<S: ObjectStore, I: IdempotencyStore>(
 /// Handles an SQS batch; returns the ids of failed messages.
 ///
 /// `lease_until` bounds the idempotency claims (the invocation's deadline):
-/// a claim left behind by a crash frees itself then. Invalid messages are reported as failures too (not dropped): after the
+/// a claim left behind by a crash frees itself then.
+///
+/// Invalid messages are reported as failures too (not dropped): after the
 /// queue's `maxReceiveCount` they move to the DLQ, where `dlq-handler`
 /// archives them.
 pub async fn handle<S: ObjectStore, I: IdempotencyStore>(

@@ -336,9 +336,19 @@ pub(crate) fn kinesis_record(sequence: &str, data: &[u8]) -> Value {
     })
 }
 
+/// A results table keyed by `id`, as stream-anomaly expects.
 pub(crate) async fn create_results_table(
     sdk: &aws_config::SdkConfig,
     name: &str,
+) -> aws_sdk_dynamodb::Client {
+    create_table(sdk, name, "id").await
+}
+
+/// An on-demand table with the string partition key `key`.
+pub(crate) async fn create_table(
+    sdk: &aws_config::SdkConfig,
+    name: &str,
+    key: &str,
 ) -> aws_sdk_dynamodb::Client {
     let dynamo = aws_sdk_dynamodb::Client::new(sdk);
     dynamo
@@ -346,14 +356,14 @@ pub(crate) async fn create_results_table(
         .table_name(name)
         .attribute_definitions(
             AttributeDefinition::builder()
-                .attribute_name("id")
+                .attribute_name(key)
                 .attribute_type(ScalarAttributeType::S)
                 .build()
                 .expect("attribute"),
         )
         .key_schema(
             KeySchemaElement::builder()
-                .attribute_name("id")
+                .attribute_name(key)
                 .key_type(KeyType::Hash)
                 .build()
                 .expect("key"),

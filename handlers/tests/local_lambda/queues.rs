@@ -4,10 +4,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
-    ScalarAttributeType,
-};
+use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::{Value, json};
 use sluice_handlers::idempotency::{
     COMPLETED, IN_PROGRESS, LEASE_ATTRIBUTE, STATUS_ATTRIBUTE, TTL_ATTRIBUTE, idempotency_key,
@@ -49,35 +46,6 @@ fn claim_key(bucket: &str, key: &str) -> String {
     };
     let payload = serde_json::to_vec(&detail).expect("detail JSON");
     scoped_key("typed-processor", &idempotency_key(&payload))
-}
-
-async fn create_idempotency_table(
-    sdk: &aws_config::SdkConfig,
-    name: &str,
-) -> aws_sdk_dynamodb::Client {
-    let dynamo = aws_sdk_dynamodb::Client::new(sdk);
-    dynamo
-        .create_table()
-        .table_name(name)
-        .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name("pk")
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .expect("attribute"),
-        )
-        .key_schema(
-            KeySchemaElement::builder()
-                .attribute_name("pk")
-                .key_type(KeyType::Hash)
-                .build()
-                .expect("key"),
-        )
-        .billing_mode(BillingMode::PayPerRequest)
-        .send()
-        .await
-        .expect("create table");
-    dynamo
 }
 
 async fn claim(
@@ -127,7 +95,7 @@ async fn typed_processor_processes_each_event_once_through_dynamodb_claims() {
     );
     create_bucket(&s3, &input).await;
     create_bucket(&s3, &output).await;
-    let dynamo = create_idempotency_table(&sdk, &table).await;
+    let dynamo = create_table(&sdk, &table, "pk").await;
     put_json(
         &s3,
         &input,
