@@ -27,7 +27,13 @@ pub fn s3_client(config: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
 }
 
 /// Error codes meaning "this does not exist".
-const NOT_FOUND_CODES: &[&str] = &["NoSuchKey", "NotFound", "ResourceNotFoundException"];
+const NOT_FOUND_CODES: &[&str] = &[
+    "NoSuchKey",
+    "NotFound",
+    "ResourceNotFoundException",
+    "QueueDoesNotExist",
+    "AWS.SimpleQueueService.NonExistentQueue",
+];
 
 /// Error codes meaning "this request is invalid and will stay invalid".
 const REJECTED_CODES: &[&str] = &[
@@ -36,6 +42,10 @@ const REJECTED_CODES: &[&str] = &[
     "EntityTooLarge",
     "KeyTooLongError",
     "InvalidRequest",
+    "InvalidParameterValue",
+    "InvalidMessageContents",
+    "InvalidAttributeName",
+    "InvalidAttributeValue",
 ];
 
 /// Sorts an SDK error into a [`StoreError`] by its service error code:

@@ -22,8 +22,7 @@ use serde_json::Value;
 
 use crate::config::{ConfigError, Env};
 use crate::enrich::timestamp;
-use crate::error::HandlerError;
-use crate::error::VALIDATION_ERROR_TYPE;
+use crate::error::{HandlerError, StoreError, VALIDATION_ERROR_TYPE};
 use crate::idempotency::idempotency_key;
 use crate::queue::{
     MAX_DELAY_SECONDS, MAX_MESSAGE_ATTRIBUTES, OutgoingMessage, QueueSender, is_fifo,
@@ -161,6 +160,17 @@ pub enum Redrive {
     Skipped {
         /// Why.
         reason: String,
+    },
+    /// SendMessage failed. With `retried`, the message stays in the DLQ and
+    /// the redrive is tried again; without, the error cannot go away (no
+    /// such queue, invalid message) and the archive is all that is kept.
+    Failed {
+        /// Queue URL.
+        target: String,
+        /// The error.
+        error: String,
+        /// Whether the DLQ keeps the message for another try.
+        retried: bool,
     },
 }
 
@@ -307,9 +317,10 @@ pub fn plan_redrive(
         .message_attributes
         .iter()
         .filter(|(name, _)| {
+            let lower = name.to_ascii_lowercase();
             name.as_str() != REDRIVE_COUNT_ATTRIBUTE
-                && !name.starts_with("AWS.")
-                && !name.starts_with("Amazon.")
+                && !lower.starts_with("aws.")
+                && !lower.starts_with("amazon.")
         })
         .map(|(name, value)| (name.clone(), value.clone()))
         .collect();
@@ -357,10 +368,104 @@ pub fn archive_key(record: &ArchivedMessage) -> String {
     format!("{ARCHIVE_PREFIX}{}/{id}.json", record.queue)
 }
 
+/// Writes the archive record of one message.
+async fn write_archive<S: ObjectStore>(
+    store: &S,
+    config: &DlqConfig,
+    record: &ArchivedMessage,
+) -> Result<String, String> {
+    let key = archive_key(record);
+    let body = serde_json::to_vec_pretty(record).map_err(|e| format!("cannot serialize: {e}"))?;
+    store
+        .put(&config.archive_bucket, &key, body, JSON_CONTENT_TYPE)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(key)
+}
+
+/// Archives one message and redrives it when eligible. `false` when the
+/// message must stay in the DLQ (to be tried again).
+async fn archive_and_redrive<S: ObjectStore, Q: QueueSender>(
+    store: &S,
+    sender: &Q,
+    config: &DlqConfig,
+    message: &SqsMessage,
+    now: DateTime<Utc>,
+) -> bool {
+    let mut record = archive_record(message, now);
+    let planned = config
+        .redrive
+        .as_ref()
+        .map(|redrive| plan_redrive(message, &record, redrive));
+    record.redrive = planned.as_ref().map(|planned| match planned {
+        Ok(outgoing) => Redrive::Sent {
+            target: outgoing.queue_url.clone(),
+            attempt: redrive_count(message) + 1,
+        },
+        Err(reason) => Redrive::Skipped {
+            reason: reason.clone(),
+        },
+    });
+    let id = record.message_id.clone();
+    let key = match write_archive(store, config, &record).await {
+        Ok(key) => key,
+        Err(error) => {
+            tracing::error!(message_id = %id, %error, "archive failed");
+            return false;
+        }
+    };
+    tracing::warn!(
+        message_id = %id,
+        queue = %record.queue,
+        failure_reason = record.failure_reason.as_deref().unwrap_or("unknown"),
+        archive_key = %key,
+        "dead letter archived"
+    );
+    let outgoing = match planned {
+        Some(Ok(outgoing)) => outgoing,
+        Some(Err(reason)) => {
+            tracing::info!(message_id = %id, %reason, "not redriven");
+            return true;
+        }
+        None => return true,
+    };
+    let error = match sender.send(&outgoing).await {
+        Ok(new_id) => {
+            tracing::info!(
+                message_id = %id,
+                new_message_id = %new_id,
+                delay_seconds = outgoing.delay_seconds,
+                "dead letter redriven"
+            );
+            return true;
+        }
+        Err(error) => error,
+    };
+    // The archive said "sent": make it tell what happened instead.
+    let retried = matches!(error, StoreError::Transient(_));
+    tracing::error!(message_id = %id, %error, retried, "redrive failed");
+    record.redrive = Some(Redrive::Failed {
+        target: outgoing.queue_url,
+        error: error.to_string(),
+        retried,
+    });
+    match write_archive(store, config, &record).await {
+        // A permanent failure: the archive holds the whole message and the
+        // reason, so it leaves the DLQ instead of failing until retention.
+        Ok(_) => !retried,
+        Err(error) => {
+            tracing::error!(message_id = %id, %error, "archive rewrite failed");
+            false
+        }
+    }
+}
+
 /// Archives every message of a DLQ batch and redrives the eligible ones.
 /// A message whose archive or redrive fails is reported so it stays in the
 /// DLQ (both steps are safe to repeat: the archive key is the message id,
-/// and a message is only redriven after its archive is written).
+/// and a message is only redriven after its archive is written). From a
+/// FIFO DLQ, the messages after the first failure are reported too, without
+/// being touched, so a group's order survives.
 pub async fn handle<S: ObjectStore, Q: QueueSender>(
     store: &S,
     sender: &Q,
@@ -378,61 +483,16 @@ pub async fn handle<S: ObjectStore, Q: QueueSender>(
                 continue;
             }
         };
-        let mut record = archive_record(&message, now);
-        let outgoing = config
-            .redrive
-            .as_ref()
-            .map(|redrive| plan_redrive(&message, &record, redrive));
-        record.redrive = outgoing.as_ref().map(|planned| match planned {
-            Ok(outgoing) => Redrive::Sent {
-                target: outgoing.queue_url.clone(),
-                attempt: redrive_count(&message) + 1,
-            },
-            Err(reason) => Redrive::Skipped {
-                reason: reason.clone(),
-            },
-        });
-        let key = archive_key(&record);
-        let body = match serde_json::to_vec_pretty(&record) {
-            Ok(body) => body,
-            Err(error) => {
-                tracing::error!(message_id = %record.message_id, %error, "cannot serialize");
-                failed.push(record.message_id);
-                continue;
-            }
-        };
-        if let Err(error) = store
-            .put(&config.archive_bucket, &key, body, JSON_CONTENT_TYPE)
-            .await
-        {
-            tracing::error!(message_id = %record.message_id, %error, "archive failed");
-            failed.push(record.message_id);
+        let fifo = message
+            .event_source_arn
+            .as_deref()
+            .is_some_and(|arn| arn.ends_with(".fifo"));
+        if fifo && !failed.is_empty() {
+            failed.push(message_id(&message).to_owned());
             continue;
         }
-        tracing::warn!(
-            message_id = %record.message_id,
-            queue = %record.queue,
-            failure_reason = record.failure_reason.as_deref().unwrap_or("unknown"),
-            archive_key = %key,
-            "dead letter archived"
-        );
-        match outgoing {
-            Some(Ok(outgoing)) => match sender.send(&outgoing).await {
-                Ok(new_id) => tracing::info!(
-                    message_id = %record.message_id,
-                    new_message_id = %new_id,
-                    delay_seconds = outgoing.delay_seconds,
-                    "dead letter redriven"
-                ),
-                Err(error) => {
-                    tracing::error!(message_id = %record.message_id, %error, "redrive failed");
-                    failed.push(record.message_id);
-                }
-            },
-            Some(Err(reason)) => {
-                tracing::info!(message_id = %record.message_id, %reason, "not redriven");
-            }
-            None => {}
+        if !archive_and_redrive(store, sender, config, &message, now).await {
+            failed.push(message_id(&message).to_owned());
         }
     }
     Ok(batch_response(failed))
@@ -441,7 +501,6 @@ pub async fn handle<S: ObjectStore, Q: QueueSender>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::StoreError;
     use crate::queue::MemorySender;
     use crate::store::MemoryStore;
     use chrono::TimeZone;
@@ -712,17 +771,71 @@ mod tests {
             .await
             .expect("ok");
         assert_eq!(failures(&response), vec!["m-1"]);
-        // Its archive exists; the retry archives again and redrives.
+        // The archive tells the truth: not sent, tried again.
+        let key = "dead-letters/type-a-dlq/m-1.json";
+        let archived = store.json("archive", key).expect("archived");
+        assert_eq!(archived["redrive"]["action"], "failed", "{archived}");
+        assert_eq!(archived["redrive"]["retried"], true);
         assert!(
-            store
-                .object("archive", "dead-letters/type-a-dlq/m-1.json")
-                .is_some()
+            archived["redrive"]["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("503"))
         );
+        // The retry archives again and redrives.
         let response = handle(&store, &sender, &redrive_config(), ev, now())
             .await
             .expect("ok");
         assert!(failures(&response).is_empty());
         assert_eq!(sender.sent().len(), 1);
+        let archived = store.json("archive", key).expect("archived");
+        assert_eq!(archived["redrive"]["action"], "sent");
+    }
+
+    #[tokio::test]
+    async fn a_redrive_that_cannot_succeed_leaves_the_message_archived_only() {
+        let store = MemoryStore::new();
+        let sender = MemorySender::new();
+        sender.fail_next(StoreError::NotFound(
+            "SendMessage: QueueDoesNotExist: gone".into(),
+        ));
+        let ev = json!({"Records": [dead_letter("m-1", "x", json!({}))]});
+        let response = handle(&store, &sender, &redrive_config(), ev, now())
+            .await
+            .expect("ok");
+        assert!(
+            failures(&response).is_empty(),
+            "not retried until retention"
+        );
+        let archived = store
+            .json("archive", "dead-letters/type-a-dlq/m-1.json")
+            .expect("archived");
+        assert_eq!(archived["redrive"]["action"], "failed");
+        assert_eq!(archived["redrive"]["retried"], false);
+        assert_eq!(archived["body"], "x", "the archive keeps the message");
+    }
+
+    #[tokio::test]
+    async fn a_fifo_batch_stops_at_the_first_failure() {
+        let store = MemoryStore::new();
+        let sender = MemorySender::new();
+        sender.fail_next(StoreError::Transient("SQS 503".into()));
+        let fifo = |id: &str| {
+            let mut m = dead_letter(id, "x", json!({}));
+            m["eventSourceARN"] = json!("arn:aws:sqs:us-east-1:123456789012:f-dlq.fifo");
+            m["attributes"]["MessageGroupId"] = json!("g");
+            m
+        };
+        let ev = json!({"Records": [fifo("m-1"), fifo("m-2"), fifo("m-3")]});
+        let response = handle(&store, &sender, &redrive_config(), ev, now())
+            .await
+            .expect("ok");
+        assert_eq!(failures(&response), vec!["m-1", "m-2", "m-3"]);
+        assert!(sender.sent().is_empty(), "m-2 is not redriven before m-1");
+        assert!(
+            store
+                .object("archive", "dead-letters/f-dlq.fifo/m-2.json")
+                .is_none()
+        );
     }
 
     #[tokio::test]

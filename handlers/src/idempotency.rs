@@ -4,10 +4,12 @@
 //! [`once`] wraps the processing of one record:
 //!
 //! 1. **Claim** the record's key with one DynamoDB conditional put that
-//!    writes `status = IN_PROGRESS` and a lease (`lease_until`, the
-//!    invocation's deadline). The put succeeds only when the key is free:
-//!    never seen, expired (`expires_at` passed), or an `IN_PROGRESS` claim
-//!    whose lease ran out (its invocation crashed or timed out).
+//!    writes `status = IN_PROGRESS`, a random `claim_token` and a lease
+//!    (`lease_until`: the invocation's deadline plus a margin for clock
+//!    skew). The put succeeds only when the key is free: never seen, expired
+//!    (`expires_at` passed; an in-progress claim never expires before its
+//!    lease), or an `IN_PROGRESS` claim whose lease ran out (its invocation
+//!    crashed or timed out).
 //! 2. When the claim is refused, DynamoDB returns the existing item
 //!    (`ReturnValuesOnConditionCheckFailure = ALL_OLD`): `COMPLETED` means a
 //!    duplicate and the record is skipped; `IN_PROGRESS` means another
@@ -19,6 +21,11 @@
 //!    duplicate. If that delete fails too (or the invocation dies first),
 //!    the lease still runs out at the deadline: the retry waits, it is never
 //!    skipped.
+//!
+//! Completing and releasing are conditional on the claim token, so an
+//! invocation that outlived its lease cannot complete or delete the claim of
+//! the invocation that took over; and a put the SDK retried after it had in
+//! fact succeeded recognises its own token instead of waiting for itself.
 //!
 //! No step reads before it writes, so two concurrent deliveries cannot both
 //! process the record (the article's read-then-write check can).
@@ -49,6 +56,8 @@ pub const TTL_ATTRIBUTE: &str = "expires_at";
 pub const STATUS_ATTRIBUTE: &str = "status";
 /// Lease attribute of an in-progress claim (epoch seconds).
 pub const LEASE_ATTRIBUTE: &str = "lease_until";
+/// Attribute holding the token of the invocation that made the claim.
+pub const TOKEN_ATTRIBUTE: &str = "claim_token";
 /// Status of a claim whose processing has not finished.
 pub const IN_PROGRESS: &str = "IN_PROGRESS";
 /// Status of a processed record.
@@ -58,6 +67,26 @@ pub const DEFAULT_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 /// Lease used when the invocation has no deadline (Lambda's maximum
 /// timeout, so a lease never ends while its invocation may still run).
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(15 * 60);
+/// Added to a deadline to make a lease: hosts' clocks differ by a little,
+/// and a retry must not take over a claim whose invocation still runs.
+pub const LEASE_MARGIN: Duration = Duration::from_secs(5);
+
+/// A token that tells this claim from every other: a random 64-bit value
+/// (std's per-process random hasher keys) mixed with the time and a
+/// counter.
+pub fn claim_token() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    hasher.write_u128(nanos);
+    hasher.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    hasher.write_u32(std::process::id());
+    format!("{:016x}{:08x}", hasher.finish(), nanos & 0xffff_ffff)
+}
 
 /// The idempotency key of a payload: hex SHA-256.
 pub fn idempotency_key(payload: &[u8]) -> String {
@@ -85,23 +114,31 @@ pub trait IdempotencyStore: Send + Sync {
         ""
     }
 
-    /// Claims `key` as in progress until `lease_until`.
+    /// Claims `key` for `token` as in progress until `lease_until`.
     fn claim(
         &self,
         key: &str,
+        token: &str,
         now: DateTime<Utc>,
         lease_until: DateTime<Utc>,
     ) -> impl Future<Output = Result<Claim, StoreError>> + Send;
 
-    /// Marks `key` processed; it stays a duplicate for the TTL.
+    /// Marks `key` processed if `token` still holds it; it then stays a
+    /// duplicate for the TTL.
     fn complete(
         &self,
         key: &str,
+        token: &str,
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// Releases a claim after processing failed.
-    fn release(&self, key: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Releases the claim after processing failed, if `token` still holds
+    /// it and it is in progress.
+    fn release(
+        &self,
+        key: &str,
+        token: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
 /// What [`once`] did with a record.
@@ -138,8 +175,9 @@ where
         return Box::pin(process()).await.map(Once::Processed);
     };
     let key = scoped_key(store.scope(), key);
+    let token = claim_token();
     let claim = store
-        .claim(&key, now, lease_until)
+        .claim(&key, &token, now, lease_until)
         .await
         .map_err(|e| HandlerError::retryable(format!("idempotency claim: {e}")))?;
     match claim {
@@ -158,13 +196,13 @@ where
             // The work is done: a failed marker write does not undo it. The
             // claim then lapses with its lease, and a later duplicate is
             // processed again (at least once, never zero times).
-            if let Err(error) = store.complete(&key, now).await {
+            if let Err(error) = store.complete(&key, &token, now).await {
                 tracing::error!(%error, "could not mark the record completed");
             }
             Ok(Once::Processed(value))
         }
         Err(error) => {
-            if let Err(release) = store.release(&key).await {
+            if let Err(release) = store.release(&key, &token).await {
                 tracing::warn!(
                     error = %release,
                     "could not release the idempotency claim; a retry waits for its lease to end"
@@ -184,16 +222,17 @@ pub fn scoped_key(scope: &str, key: &str) -> String {
     }
 }
 
-/// The lease for an invocation: its deadline (rounded up to the second),
-/// or `now +` [`DEFAULT_LEASE`] when there is none.
+/// The lease for an invocation: its deadline rounded up to the second,
+/// plus [`LEASE_MARGIN`]; `now +` [`DEFAULT_LEASE`] when there is none.
 pub fn lease_until(now: DateTime<Utc>, deadline: Option<DateTime<Utc>>) -> DateTime<Utc> {
+    let margin = chrono::Duration::from_std(LEASE_MARGIN).unwrap_or_default();
     match deadline {
-        Some(deadline) if deadline > now => {
+        Some(deadline) => {
+            let deadline = deadline.max(now);
             let secs = deadline.timestamp() + i64::from(deadline.timestamp_subsec_nanos() > 0);
-            DateTime::from_timestamp(secs, 0).unwrap_or(deadline)
+            DateTime::from_timestamp(secs, 0).unwrap_or(deadline) + margin
         }
-        Some(_) => now,
-        None => now + DEFAULT_LEASE,
+        None => now + chrono::Duration::from_std(DEFAULT_LEASE).unwrap_or_default(),
     }
 }
 
@@ -251,17 +290,31 @@ fn expiry(now: DateTime<Utc>, ttl: Duration) -> i64 {
         .saturating_add(i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX))
 }
 
+/// `expires_at` of an in-progress claim: never before its lease ends, or a
+/// TTL shorter than the lease would free a claim whose invocation runs.
+fn claim_expiry(now: DateTime<Utc>, ttl: Duration, lease_until: DateTime<Utc>) -> i64 {
+    expiry(now, ttl).max(lease_until.timestamp())
+}
+
 fn number(value: i64) -> AttributeValue {
     AttributeValue::N(value.to_string())
 }
 
 /// What a refused claim found, from the item DynamoDB returned; `None`
 /// when there is no item to tell.
-fn refused_claim(item: Option<&HashMap<String, AttributeValue>>) -> Option<Claim> {
+fn refused_claim(item: Option<&HashMap<String, AttributeValue>>, token: &str) -> Option<Claim> {
     let item = item?;
     let status = item.get(STATUS_ATTRIBUTE).and_then(|s| s.as_s().ok());
     if status.is_some_and(|s| s == COMPLETED) {
         return Some(Claim::Completed);
+    }
+    // Our own put, retried by the SDK after it had succeeded.
+    if item
+        .get(TOKEN_ATTRIBUTE)
+        .and_then(|t| t.as_s().ok())
+        .is_some_and(|t| t == token)
+    {
+        return Some(Claim::New);
     }
     // In progress, or a status this version does not know: never skip.
     Some(Claim::InProgress {
@@ -276,7 +329,7 @@ fn refused_claim(item: Option<&HashMap<String, AttributeValue>>) -> Option<Claim
 impl DynamoIdempotency {
     /// The claim stored for `key` (a strongly consistent read), for a
     /// refusal that did not return the item.
-    async fn stored_claim(&self, key: &str) -> Result<Claim, StoreError> {
+    async fn stored_claim(&self, key: &str, token: &str) -> Result<Claim, StoreError> {
         let table = &self.config.table;
         let output = self
             .client
@@ -288,7 +341,7 @@ impl DynamoIdempotency {
             .await
             .map_err(|e| classify_sdk_error(&e, &format!("GetItem {table}")))?;
         // Gone meanwhile (released): the retry will claim it.
-        Ok(refused_claim(output.item()).unwrap_or(Claim::InProgress { lease_until: 0 }))
+        Ok(refused_claim(output.item(), token).unwrap_or(Claim::InProgress { lease_until: 0 }))
     }
 }
 
@@ -300,6 +353,7 @@ impl IdempotencyStore for DynamoIdempotency {
     async fn claim(
         &self,
         key: &str,
+        token: &str,
         now: DateTime<Utc>,
         lease_until: DateTime<Utc>,
     ) -> Result<Claim, StoreError> {
@@ -311,7 +365,11 @@ impl IdempotencyStore for DynamoIdempotency {
             .item(KEY_ATTRIBUTE, AttributeValue::S(key.to_owned()))
             .item(STATUS_ATTRIBUTE, AttributeValue::S(IN_PROGRESS.to_owned()))
             .item(LEASE_ATTRIBUTE, number(lease_until.timestamp()))
-            .item(TTL_ATTRIBUTE, number(expiry(now, self.config.ttl)))
+            .item(TOKEN_ATTRIBUTE, AttributeValue::S(token.to_owned()))
+            .item(
+                TTL_ATTRIBUTE,
+                number(claim_expiry(now, self.config.ttl, lease_until)),
+            )
             .item(
                 "claimed_at",
                 AttributeValue::S(crate::enrich::timestamp(now)),
@@ -333,9 +391,9 @@ impl IdempotencyStore for DynamoIdempotency {
             Ok(_) => Ok(Claim::New),
             Err(e) => match e.as_service_error() {
                 Some(PutItemError::ConditionalCheckFailedException(refused)) => {
-                    match refused_claim(refused.item()) {
+                    match refused_claim(refused.item(), token) {
                         Some(claim) => Ok(claim),
-                        None => self.stored_claim(key).await,
+                        None => self.stored_claim(key, token).await,
                     }
                 }
                 _ => Err(classify_sdk_error(&e, &format!("PutItem {table}"))),
@@ -343,36 +401,52 @@ impl IdempotencyStore for DynamoIdempotency {
         }
     }
 
-    async fn complete(&self, key: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
+    async fn complete(&self, key: &str, token: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
         let table = &self.config.table;
-        self.client
+        let result = self
+            .client
             .update_item()
             .table_name(table)
             .key(KEY_ATTRIBUTE, AttributeValue::S(key.to_owned()))
             .update_expression("SET #status = :completed, #exp = :exp REMOVE #lease")
+            .condition_expression("#token = :token")
             .expression_attribute_names("#status", STATUS_ATTRIBUTE)
             .expression_attribute_names("#exp", TTL_ATTRIBUTE)
             .expression_attribute_names("#lease", LEASE_ATTRIBUTE)
+            .expression_attribute_names("#token", TOKEN_ATTRIBUTE)
             .expression_attribute_values(":completed", AttributeValue::S(COMPLETED.into()))
             .expression_attribute_values(":exp", number(expiry(now, self.config.ttl)))
+            .expression_attribute_values(":token", AttributeValue::S(token.to_owned()))
             .send()
-            .await
-            .map_err(|e| classify_sdk_error(&e, &format!("UpdateItem {table}")))?;
-        Ok(())
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Err(StoreError::Rejected(format!(
+                    "UpdateItem {table}: the claim was taken over after its lease ended"
+                )))
+            }
+            Err(e) => Err(classify_sdk_error(&e, &format!("UpdateItem {table}"))),
+        }
     }
 
-    async fn release(&self, key: &str) -> Result<(), StoreError> {
+    async fn release(&self, key: &str, token: &str) -> Result<(), StoreError> {
         let table = &self.config.table;
-        // Only an in-progress claim is released: a record another
-        // invocation completed meanwhile stays completed.
+        // Only our in-progress claim is released: a claim another invocation
+        // took over, or completed, stays.
         let result = self
             .client
             .delete_item()
             .table_name(table)
             .key(KEY_ATTRIBUTE, AttributeValue::S(key.to_owned()))
-            .condition_expression("#status = :in_progress")
+            .condition_expression("#status = :in_progress AND #token = :token")
             .expression_attribute_names("#status", STATUS_ATTRIBUTE)
+            .expression_attribute_names("#token", TOKEN_ATTRIBUTE)
             .expression_attribute_values(":in_progress", AttributeValue::S(IN_PROGRESS.into()))
+            .expression_attribute_values(":token", AttributeValue::S(token.to_owned()))
             .send()
             .await;
         match result {
@@ -405,10 +479,12 @@ struct MemoryState {
 }
 
 /// A stored claim.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
     /// `true` once completed.
     pub completed: bool,
+    /// Token of the claiming invocation.
+    pub token: String,
     /// Lease end (in progress only), epoch seconds.
     pub lease_until: i64,
     /// TTL, epoch seconds.
@@ -434,7 +510,7 @@ impl MemoryIdempotency {
 
     /// The stored claim for the (scoped) `key`.
     pub fn record(&self, key: &str) -> Option<Record> {
-        self.lock().records.get(key).copied()
+        self.lock().records.get(key).cloned()
     }
 
     /// Number of stored claims.
@@ -467,6 +543,7 @@ impl IdempotencyStore for MemoryIdempotency {
     async fn claim(
         &self,
         key: &str,
+        token: &str,
         now: DateTime<Utc>,
         lease_until: DateTime<Utc>,
     ) -> Result<Claim, StoreError> {
@@ -478,6 +555,9 @@ impl IdempotencyStore for MemoryIdempotency {
             if existing.completed {
                 return Ok(Claim::Completed);
             }
+            if existing.token == token {
+                return Ok(Claim::New);
+            }
             if existing.lease_until >= now_secs {
                 return Ok(Claim::InProgress {
                     lease_until: existing.lease_until,
@@ -488,36 +568,43 @@ impl IdempotencyStore for MemoryIdempotency {
             key.to_owned(),
             Record {
                 completed: false,
+                token: token.to_owned(),
                 lease_until: lease_until.timestamp(),
-                expires_at: expiry(now, self.ttl),
+                expires_at: claim_expiry(now, self.ttl, lease_until),
             },
         );
         Ok(Claim::New)
     }
 
-    async fn complete(&self, key: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
+    async fn complete(&self, key: &str, token: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
         let mut state = self.lock();
         if state.fail_complete {
             return Err(StoreError::Transient("injected UpdateItem failure".into()));
         }
         let expires_at = expiry(now, self.ttl);
-        state.records.insert(
-            key.to_owned(),
-            Record {
-                completed: true,
-                lease_until: 0,
-                expires_at,
-            },
-        );
-        Ok(())
+        match state.records.get_mut(key) {
+            Some(record) if record.token == token => {
+                record.completed = true;
+                record.lease_until = 0;
+                record.expires_at = expires_at;
+                Ok(())
+            }
+            _ => Err(StoreError::Rejected(
+                "the claim was taken over after its lease ended".into(),
+            )),
+        }
     }
 
-    async fn release(&self, key: &str) -> Result<(), StoreError> {
+    async fn release(&self, key: &str, token: &str) -> Result<(), StoreError> {
         let mut state = self.lock();
         if state.fail_release {
             return Err(StoreError::Transient("injected DeleteItem failure".into()));
         }
-        if state.records.get(key).is_some_and(|r| !r.completed) {
+        if state
+            .records
+            .get(key)
+            .is_some_and(|r| !r.completed && r.token == token)
+        {
             state.records.remove(key);
         }
         Ok(())
@@ -590,13 +677,19 @@ mod tests {
     }
 
     #[test]
-    fn lease_is_the_deadline_rounded_up() {
+    fn lease_is_the_deadline_rounded_up_plus_a_margin() {
         let now = at(0);
         let deadline = now + chrono::Duration::milliseconds(2_500);
-        assert_eq!(lease_until(now, Some(deadline)), at(3));
-        assert_eq!(lease_until(now, Some(at(5))), at(5));
+        assert_eq!(lease_until(now, Some(deadline)), at(3 + 5));
+        assert_eq!(lease_until(now, Some(at(5))), at(5 + 5));
         assert_eq!(lease_until(now, None), at(900));
-        assert_eq!(lease_until(now, Some(at(-1))), now);
+        assert_eq!(lease_until(now, Some(at(-1))), at(5));
+    }
+
+    #[test]
+    fn claim_tokens_differ() {
+        let tokens: std::collections::HashSet<String> = (0..1000).map(|_| claim_token()).collect();
+        assert_eq!(tokens.len(), 1000);
     }
 
     #[tokio::test]
@@ -614,7 +707,10 @@ mod tests {
     async fn a_concurrent_duplicate_is_retried_not_skipped() {
         let store = MemoryIdempotency::new(Duration::from_secs(60)).with_scope("fn");
         // The first delivery has claimed the key and is still running.
-        assert_eq!(store.claim("fn#k", at(0), at(10)).await, Ok(Claim::New));
+        assert_eq!(
+            store.claim("fn#k", "other", at(0), at(10)).await,
+            Ok(Claim::New)
+        );
         let calls = AtomicU32::new(0);
         let second = run(&store, 1, &calls, true).await.expect_err("in progress");
         assert!(second.is_retryable(), "{second}");
@@ -649,7 +745,10 @@ mod tests {
     async fn a_crashed_invocation_is_taken_over_after_its_lease() {
         let store = MemoryIdempotency::new(Duration::from_secs(3600)).with_scope("fn");
         // Claimed, then the process died: neither completed nor released.
-        assert_eq!(store.claim("fn#k", at(0), at(10)).await, Ok(Claim::New));
+        assert_eq!(
+            store.claim("fn#k", "other", at(0), at(10)).await,
+            Ok(Claim::New)
+        );
         let calls = AtomicU32::new(0);
         assert_eq!(run(&store, 11, &calls, true).await, Ok(Once::Processed(1)));
     }
@@ -669,6 +768,7 @@ mod tests {
             async fn claim(
                 &self,
                 _: &str,
+                _: &str,
                 _: DateTime<Utc>,
                 _: DateTime<Utc>,
             ) -> Result<Claim, StoreError> {
@@ -676,10 +776,10 @@ mod tests {
                     "ResourceNotFoundException: no table".into(),
                 ))
             }
-            async fn complete(&self, _: &str, _: DateTime<Utc>) -> Result<(), StoreError> {
+            async fn complete(&self, _: &str, _: &str, _: DateTime<Utc>) -> Result<(), StoreError> {
                 Ok(())
             }
-            async fn release(&self, _: &str) -> Result<(), StoreError> {
+            async fn release(&self, _: &str, _: &str) -> Result<(), StoreError> {
                 Ok(())
             }
         }
@@ -705,21 +805,71 @@ mod tests {
                     AttributeValue::S(status.into()),
                 ),
                 (LEASE_ATTRIBUTE.to_owned(), number(42)),
+                (
+                    TOKEN_ATTRIBUTE.to_owned(),
+                    AttributeValue::S("theirs".into()),
+                ),
             ])
         };
         assert_eq!(
-            refused_claim(Some(&item(IN_PROGRESS))),
+            refused_claim(Some(&item(IN_PROGRESS)), "ours"),
             Some(Claim::InProgress { lease_until: 42 })
         );
         assert_eq!(
-            refused_claim(Some(&item(COMPLETED))),
+            refused_claim(Some(&item(IN_PROGRESS)), "theirs"),
+            Some(Claim::New),
+            "a retried put finds its own claim"
+        );
+        assert_eq!(
+            refused_claim(Some(&item(COMPLETED)), "ours"),
             Some(Claim::Completed)
         );
         assert_eq!(
-            refused_claim(Some(&item("SOMETHING_NEW"))),
+            refused_claim(Some(&item("SOMETHING_NEW")), "ours"),
             Some(Claim::InProgress { lease_until: 42 }),
             "an unknown status is never skipped"
         );
-        assert_eq!(refused_claim(None), None);
+        assert_eq!(refused_claim(None, "ours"), None);
+    }
+
+    #[tokio::test]
+    async fn a_ttl_shorter_than_the_lease_never_frees_a_running_claim() {
+        let store = MemoryIdempotency::new(Duration::from_secs(60));
+        // Lease 900 s, TTL 60 s: at 61 s the first invocation still runs.
+        assert_eq!(store.claim("k", "a", at(0), at(900)).await, Ok(Claim::New));
+        assert_eq!(
+            store.claim("k", "b", at(61), at(961)).await,
+            Ok(Claim::InProgress {
+                lease_until: 1_700_000_900
+            })
+        );
+        assert_eq!(
+            store.claim("k", "b", at(901), at(1800)).await,
+            Ok(Claim::New)
+        );
+    }
+
+    #[tokio::test]
+    async fn an_invocation_that_outlived_its_lease_cannot_touch_the_new_claim() {
+        let store = MemoryIdempotency::new(Duration::from_secs(3600));
+        assert_eq!(store.claim("k", "a", at(0), at(10)).await, Ok(Claim::New));
+        // "a" overran its lease; "b" took the record over.
+        assert_eq!(store.claim("k", "b", at(11), at(21)).await, Ok(Claim::New));
+        // "a" then fails: its release must not free "b"'s claim ...
+        store.release("k", "a").await.expect("release");
+        assert_eq!(
+            store.claim("k", "c", at(12), at(22)).await,
+            Ok(Claim::InProgress {
+                lease_until: 1_700_000_021
+            })
+        );
+        // ... nor may "a" complete it.
+        assert!(store.complete("k", "a", at(13)).await.is_err());
+        assert!(!store.record("k").expect("held").completed);
+        store.complete("k", "b", at(14)).await.expect("b completes");
+        assert_eq!(
+            store.claim("k", "c", at(15), at(25)).await,
+            Ok(Claim::Completed)
+        );
     }
 }

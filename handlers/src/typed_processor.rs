@@ -318,7 +318,7 @@ mod tests {
         let detail = serde_json::to_vec(&parse_detail(&body).expect("detail")).expect("json");
         // A concurrent delivery of the same event holds the claim.
         let claim = idem
-            .claim(&idempotency_key(&detail), now(), later())
+            .claim(&idempotency_key(&detail), "other", now(), later())
             .await
             .expect("claim");
         assert_eq!(claim, Claim::New);

@@ -514,8 +514,13 @@ mod tests {
         let summary = notify(&publisher, &config, loaded(), now())
             .await
             .expect("notify");
+        assert_eq!(
+            publisher.calls().len(),
+            2,
+            "the failed entry was resent once"
+        );
         let published = publisher.published();
-        assert_eq!(published.len(), 1, "retried once, published once");
+        assert_eq!(published.len(), 1);
         assert_eq!(published[0].bus, "runs");
         assert_eq!(published[0].source, NOTIFY_EVENT_SOURCE);
         assert_eq!(published[0].detail_type, NOTIFY_DETAIL_TYPE);

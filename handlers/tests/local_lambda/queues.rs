@@ -222,15 +222,26 @@ async fn dlq_handler_archives_every_message_and_redrives_the_retryable_one() {
     create_bucket(&s3, &archive).await;
     let (source_url, _) = create_queue(&sqs, &format!("sluice-it-src-{id}")).await;
     let dlq = format!("sluice-it-dlq-{id}");
+    let fifo_url = sqs
+        .create_queue()
+        .queue_name(format!("sluice-it-src-{id}.fifo"))
+        .attributes(aws_sdk_sqs::types::QueueAttributeName::FifoQueue, "true")
+        .send()
+        .await
+        .expect("create FIFO queue")
+        .queue_url
+        .expect("queue url");
+    let fifo_dlq = format!("sluice-it-dlq-{id}.fifo");
 
-    let targets = format!("{dlq}={source_url}");
+    let targets = format!("{dlq}={source_url},{fifo_dlq}={fifo_url}");
     let mut function = LocalFunction::start(
         &env,
         "dlq-handler",
         &[
             ("ARCHIVE_BUCKET", &archive),
             ("REDRIVE_TARGETS", &targets),
-            ("REDRIVE_DELAY_SECONDS", "0"),
+            // Short, but through SendMessage's DelaySeconds all the same.
+            ("REDRIVE_DELAY_SECONDS", "1"),
         ],
     );
     let text = |value: &str| json!({"stringValue": value, "dataType": "String"});
@@ -305,4 +316,31 @@ async fn dlq_handler_archives_every_message_and_redrives_the_retryable_one() {
     let counter = &attributes["sluice-redrive-count"];
     assert_eq!(counter.data_type(), "Number");
     assert_eq!(counter.string_value(), Some("1"));
+
+    // From a FIFO DLQ: back into its group, deduplicated per attempt.
+    let mut from_fifo = sqs_record("f1", r#"{"order": 4}"#, &fifo_dlq, json!({}));
+    from_fifo["attributes"]["MessageGroupId"] = json!("customer-7");
+    let response = function
+        .invoke(&sdk, &json!({"Records": [from_fifo]}))
+        .await;
+    assert_eq!(failures(&response), Vec::<String>::new(), "{response}");
+    let received = sqs
+        .receive_message()
+        .queue_url(&fifo_url)
+        .message_system_attribute_names(
+            aws_sdk_sqs::types::MessageSystemAttributeName::MessageGroupId,
+        )
+        .message_attribute_names("All")
+        .wait_time_seconds(5)
+        .send()
+        .await
+        .expect("receive")
+        .messages
+        .unwrap_or_default();
+    assert_eq!(received.len(), 1, "{received:?}");
+    assert_eq!(received[0].body(), Some(r#"{"order": 4}"#));
+    let group = received[0]
+        .attributes()
+        .and_then(|a| a.get(&aws_sdk_sqs::types::MessageSystemAttributeName::MessageGroupId));
+    assert_eq!(group.map(String::as_str), Some("customer-7"));
 }
