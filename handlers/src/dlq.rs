@@ -28,7 +28,7 @@ use crate::queue::{
     MAX_DELAY_SECONDS, MAX_MESSAGE_ATTRIBUTES, OutgoingMessage, QueueSender, is_fifo,
 };
 use crate::s3_transform::JSON_CONTENT_TYPE;
-use crate::sqs::{batch_response, message_id, parse_messages};
+use crate::sqs::{message_id, process_batch};
 use crate::store::ObjectStore;
 
 /// Key prefix of archived messages.
@@ -465,7 +465,7 @@ async fn archive_and_redrive<S: ObjectStore, Q: QueueSender>(
 /// DLQ (both steps are safe to repeat: the archive key is the message id,
 /// and a message is only redriven after its archive is written). From a
 /// FIFO DLQ, the messages after the first failure are reported too, without
-/// being touched, so a group's order survives.
+/// being touched, so a group's order survives ([`process_batch`]).
 pub async fn handle<S: ObjectStore, Q: QueueSender>(
     store: &S,
     sender: &Q,
@@ -473,29 +473,10 @@ pub async fn handle<S: ObjectStore, Q: QueueSender>(
     event: Value,
     now: DateTime<Utc>,
 ) -> Result<SqsBatchResponse, HandlerError> {
-    let mut failed = Vec::new();
-    for parsed in parse_messages(event)? {
-        let message = match parsed {
-            Ok(message) => message,
-            Err((id, error)) => {
-                tracing::error!(message_id = %id, error = %error, "malformed DLQ record");
-                failed.push(id);
-                continue;
-            }
-        };
-        let fifo = message
-            .event_source_arn
-            .as_deref()
-            .is_some_and(|arn| arn.ends_with(".fifo"));
-        if fifo && !failed.is_empty() {
-            failed.push(message_id(&message).to_owned());
-            continue;
-        }
-        if !archive_and_redrive(store, sender, config, &message, now).await {
-            failed.push(message_id(&message).to_owned());
-        }
-    }
-    Ok(batch_response(failed))
+    process_batch(event, |message| async move {
+        archive_and_redrive(store, sender, config, &message, now).await
+    })
+    .await
 }
 
 #[cfg(test)]

@@ -5,6 +5,8 @@
 //! again (and, after `maxReceiveCount`, move to the DLQ). Returning an error
 //! instead would retry the whole batch.
 
+use std::future::Future;
+
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsMessage};
 use serde::Deserialize;
 use serde_json::Value;
@@ -53,6 +55,46 @@ pub fn batch_response(failed: Vec<String>) -> SqsBatchResponse {
     response
 }
 
+/// Runs `process` on each message of an SQS batch, in order, and returns
+/// the partial batch response: records that are not valid messages, and
+/// messages `process` returns `false` for, are reported failed. From a FIFO
+/// queue, every message after the first failure is reported failed without
+/// being processed — Lambda's rule for FIFO partial batch responses — so a
+/// message group keeps its order.
+pub async fn process_batch<F, Fut>(
+    event: Value,
+    mut process: F,
+) -> Result<SqsBatchResponse, HandlerError>
+where
+    F: FnMut(SqsMessage) -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let mut failed = Vec::new();
+    for parsed in parse_messages(event)? {
+        let message = match parsed {
+            Ok(message) => message,
+            Err((id, error)) => {
+                tracing::error!(message_id = %id, error = %error, "malformed SQS record");
+                failed.push(id);
+                continue;
+            }
+        };
+        let id = message_id(&message).to_owned();
+        let fifo = message
+            .event_source_arn
+            .as_deref()
+            .is_some_and(|arn| arn.ends_with(".fifo"));
+        if fifo && !failed.is_empty() {
+            failed.push(id);
+            continue;
+        }
+        if !process(message).await {
+            failed.push(id);
+        }
+    }
+    Ok(batch_response(failed))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -80,5 +122,45 @@ mod tests {
         assert_eq!(parsed.len(), 2);
         assert!(parsed[0].is_ok());
         assert!(matches!(&parsed[1], Err((id, _)) if id == "b"));
+    }
+
+    fn batch(queue: &str) -> Value {
+        let record = |id: &str| {
+            json!({"messageId": id, "body": id,
+                   "eventSourceARN": format!("arn:aws:sqs:us-east-1:123456789012:{queue}")})
+        };
+        json!({"Records": [record("a"), record("b"), {"messageId": "bad", "body": 5}, record("c")]})
+    }
+
+    /// Runs a batch where message `b` fails; returns (processed, failed).
+    async fn run(queue: &str) -> (Vec<String>, Vec<String>) {
+        let mut processed = Vec::new();
+        let response = process_batch(batch(queue), |m| {
+            let id = message_id(&m).to_owned();
+            processed.push(id.clone());
+            async move { id != "b" }
+        })
+        .await
+        .expect("ok");
+        let failed = response
+            .batch_item_failures
+            .into_iter()
+            .map(|f| f.item_identifier)
+            .collect();
+        (processed, failed)
+    }
+
+    #[tokio::test]
+    async fn a_standard_batch_goes_on_after_a_failure() {
+        let (processed, failed) = run("q").await;
+        assert_eq!(processed, ["a", "b", "c"]);
+        assert_eq!(failed, ["b", "bad"]);
+    }
+
+    #[tokio::test]
+    async fn a_fifo_batch_stops_at_the_first_failure() {
+        let (processed, failed) = run("q.fifo").await;
+        assert_eq!(processed, ["a", "b"], "c is not processed ahead of b");
+        assert_eq!(failed, ["b", "bad", "c"]);
     }
 }

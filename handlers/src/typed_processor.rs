@@ -15,7 +15,7 @@ use crate::events::S3ObjectRef;
 use crate::idempotency::{IdempotencyStore, Once, idempotency_key, once};
 use crate::router::{RouteDetail, valid_data_type};
 use crate::s3_transform::{OUTPUT_PREFIX, transform_object};
-use crate::sqs::{batch_response, message_id, parse_messages};
+use crate::sqs::{message_id, process_batch};
 use crate::store::ObjectStore;
 
 /// Configuration of `typed-processor`.
@@ -123,7 +123,8 @@ async fn process_message<S: ObjectStore, I: IdempotencyStore>(
 ///
 /// Invalid messages are reported as failures too (not dropped): after the
 /// queue's `maxReceiveCount` they move to the DLQ, where `dlq-handler`
-/// archives them.
+/// archives them. From a FIFO queue, a failure also fails the rest of the
+/// batch unprocessed ([`process_batch`]).
 pub async fn handle<S: ObjectStore, I: IdempotencyStore>(
     store: &S,
     idempotency: Option<&I>,
@@ -132,23 +133,16 @@ pub async fn handle<S: ObjectStore, I: IdempotencyStore>(
     now: DateTime<Utc>,
     lease_until: DateTime<Utc>,
 ) -> Result<SqsBatchResponse, HandlerError> {
-    let mut failed = Vec::new();
-    for parsed in parse_messages(event)? {
-        let message = match parsed {
-            Ok(message) => message,
-            Err((id, error)) => {
-                tracing::error!(message_id = %id, error = %error, "malformed message");
-                failed.push(id);
-                continue;
-            }
-        };
+    process_batch(event, |message| async move {
         let id = message_id(&message);
         match process_message(store, idempotency, config, &message, now, lease_until).await {
             Ok(MessageOutcome::Processed(key)) => {
                 tracing::info!(message_id = id, output_key = %key, "processed");
+                true
             }
             Ok(MessageOutcome::Duplicate) => {
                 tracing::info!(message_id = id, "duplicate skipped");
+                true
             }
             Err(error) => {
                 tracing::error!(
@@ -157,11 +151,11 @@ pub async fn handle<S: ObjectStore, I: IdempotencyStore>(
                     error = %error,
                     "message failed"
                 );
-                failed.push(id.to_owned());
+                false
             }
         }
-    }
-    Ok(batch_response(failed))
+    })
+    .await
 }
 
 #[cfg(test)]
