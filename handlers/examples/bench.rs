@@ -8,7 +8,6 @@
 //! start needs `SLUICE_CARGO_LAMBDA` and `SLUICE_LAMBDA_BIN_DIR` (set by
 //! `make bench`) and is skipped without them.
 
-use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -21,6 +20,10 @@ use sluice_handlers::retry::Backoff;
 use sluice_handlers::s3_transform::{self, TransformConfig};
 use sluice_handlers::store::MemoryStore;
 use sluice_handlers::stream_anomaly::{self, StreamConfig};
+
+#[path = "../tests/local_lambda/emulator.rs"]
+mod emulator;
+use emulator::Emulator;
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
@@ -341,10 +344,6 @@ const COLD_STARTS: &[ColdStart] = &[
 ];
 const COLD_RUNS: u32 = 5;
 
-fn free_port() -> std::io::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
 /// Kills the child on drop.
 #[derive(Debug)]
 struct Killed(Child);
@@ -373,24 +372,7 @@ fn cold_start() -> Result<(), Error> {
         );
         return Ok(());
     }
-    let port = free_port()?;
-    let mut watch = Killed(
-        Command::new(&cargo_lambda)
-            .args(["lambda", "watch", "--only-lambda-apis", "--ignore-changes"])
-            .args(["-A", "127.0.0.1", "-P", &port.to_string()])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()?,
-    );
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if watch.0.try_wait()?.is_some() || Instant::now() > deadline {
-            return Err("cargo lambda watch did not start".into());
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let emulator = Emulator::start(&cargo_lambda, Stdio::null(), Stdio::null())?;
 
     // A bare process start, measured in the same run, is the yardstick: the
     // machine may be busy, so ratios are more telling than milliseconds.
@@ -414,12 +396,7 @@ fn cold_start() -> Result<(), Error> {
             ))
             .load()
             .await;
-        aws_sdk_lambda::Client::from_conf(
-            aws_sdk_lambda::config::Builder::from(&sdk)
-                .endpoint_url(format!("http://127.0.0.1:{port}"))
-                .retry_config(aws_sdk_lambda::config::retry::RetryConfig::disabled())
-                .build(),
-        )
+        emulator.client(&sdk)
     });
 
     println!(
@@ -445,22 +422,13 @@ fn cold_start() -> Result<(), Error> {
                         .send()
                 };
                 let start = Instant::now();
+                // No AWS endpoint answers on port 9: the measured events
+                // make no AWS calls.
                 let _handler = Killed(
-                    Command::new(&executable)
-                        .env(
-                            "AWS_LAMBDA_RUNTIME_API",
-                            format!("http://127.0.0.1:{port}/.rt/{binary}"),
-                        )
-                        .env("AWS_LAMBDA_FUNCTION_NAME", binary)
-                        .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
-                        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
-                        .env("AWS_REGION", "us-east-1")
-                        .env("AWS_ACCESS_KEY_ID", "testing")
-                        .env("AWS_SECRET_ACCESS_KEY", "testing")
-                        .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+                    emulator
+                        .handler_command(&executable, binary, "http://127.0.0.1:9")
                         .env("RUST_LOG", "error")
                         .envs(vars.iter().copied())
-                        .stdin(Stdio::null())
                         .stdout(Stdio::null())
                         .stderr(Stdio::null())
                         .spawn()?,

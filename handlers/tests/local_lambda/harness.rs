@@ -1,9 +1,9 @@
 //! The harness: local environment, one emulated function, moto helpers.
 
+use crate::emulator::Emulator;
 use std::fs::File;
-use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::types::{
@@ -59,36 +59,15 @@ pub(crate) fn suffix() -> String {
     format!("{:08x}", rand::random::<u32>())
 }
 
-pub(crate) fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
-}
-
-pub(crate) fn wait_for_port(port: u16, limit: Duration, child: &mut Child, what: &str) {
-    let deadline = Instant::now() + limit;
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("{what} exited before listening on port {port}: {status}");
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what} did not listen on port {port} within {limit:?}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// One handler binary behind its own cargo-lambda emulator. Both processes
 /// are killed on drop; on a failing test their logs are printed.
 #[derive(Debug)]
 pub(crate) struct LocalFunction {
     function: String,
-    port: u16,
-    watch: Child,
     handler: Child,
     logs: PathBuf,
+    /// Declared last: dropped (killed) after the handler and the log dump.
+    emulator: Emulator,
 }
 
 impl LocalFunction {
@@ -103,49 +82,24 @@ impl LocalFunction {
         std::fs::create_dir_all(&logs).expect("log directory");
         let log = |name: &str| File::create(logs.join(name)).expect("log file");
 
-        let port = free_port();
-        // cargo-lambda reads the package's binary targets to accept the
-        // function name, so it runs in the handlers package.
-        let mut watch = Command::new(&env.cargo_lambda)
-            .args(["lambda", "watch", "--only-lambda-apis", "--ignore-changes"])
-            .args(["-A", "127.0.0.1", "-P", &port.to_string()])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .stdin(Stdio::null())
-            .stdout(log("cargo-lambda.log"))
-            .stderr(log("cargo-lambda.log"))
-            .spawn()
-            .expect("start cargo-lambda");
-        wait_for_port(
-            port,
-            Duration::from_secs(60),
-            &mut watch,
-            "cargo lambda watch",
-        );
-
-        let handler = Command::new(&executable)
-            .env(
-                "AWS_LAMBDA_RUNTIME_API",
-                format!("http://127.0.0.1:{port}/.rt/{binary}"),
-            )
-            .env("AWS_LAMBDA_FUNCTION_NAME", binary)
-            .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
-            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
-            .env("AWS_ENDPOINT_URL", &env.moto)
-            .env("AWS_REGION", "us-east-1")
-            .env("AWS_ACCESS_KEY_ID", "testing")
-            .env("AWS_SECRET_ACCESS_KEY", "testing")
+        let emulator = Emulator::start(
+            &env.cargo_lambda,
+            log("cargo-lambda.log").into(),
+            log("cargo-lambda.log").into(),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let handler = emulator
+            .handler_command(&executable, binary, &env.moto)
             .envs(vars.iter().copied())
-            .stdin(Stdio::null())
             .stdout(log("handler.log"))
             .stderr(log("handler.log"))
             .spawn()
             .expect("start handler binary");
         Self {
             function: binary.to_owned(),
-            port,
-            watch,
             handler,
             logs,
+            emulator,
         }
     }
 
@@ -164,13 +118,9 @@ impl LocalFunction {
         sdk: &aws_config::SdkConfig,
         payload: &Value,
     ) -> (Option<String>, Value) {
-        let client = aws_sdk_lambda::Client::from_conf(
-            aws_sdk_lambda::config::Builder::from(sdk)
-                .endpoint_url(format!("http://127.0.0.1:{}", self.port))
-                .retry_config(aws_sdk_lambda::config::retry::RetryConfig::disabled())
-                .build(),
-        );
-        let output = client
+        let output = self
+            .emulator
+            .client(sdk)
             .invoke()
             .function_name(&self.function)
             .payload(Blob::new(serde_json::to_vec(payload).expect("payload")))
@@ -217,10 +167,8 @@ impl LocalFunction {
 
 impl Drop for LocalFunction {
     fn drop(&mut self) {
-        for child in [&mut self.handler, &mut self.watch] {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        let _ = self.handler.kill();
+        let _ = self.handler.wait();
         if std::thread::panicking() {
             for name in ["handler.log", "cargo-lambda.log"] {
                 let text = std::fs::read_to_string(self.logs.join(name)).unwrap_or_default();
@@ -486,6 +434,7 @@ pub(crate) async fn receive_messages(
             .queue_url(queue_url)
             .max_number_of_messages(10)
             .message_attribute_names("All")
+            .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
             .wait_time_seconds(1)
             .send()
             .await

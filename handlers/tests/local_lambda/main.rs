@@ -18,6 +18,7 @@
 //! | `queues` | typed-processor (with DynamoDB idempotency), dlq-handler (with redrive) |
 //! | `workflow` | extract → transform → load → notify, and their error types |
 
+mod emulator;
 mod harness;
 mod patterns;
 mod queues;

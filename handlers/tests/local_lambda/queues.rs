@@ -324,19 +324,14 @@ async fn dlq_handler_archives_every_message_and_redrives_the_retryable_one() {
         .invoke(&sdk, &json!({"Records": [from_fifo]}))
         .await;
     assert_eq!(failures(&response), Vec::<String>::new(), "{response}");
-    let received = sqs
-        .receive_message()
-        .queue_url(&fifo_url)
-        .message_system_attribute_names(
-            aws_sdk_sqs::types::MessageSystemAttributeName::MessageGroupId,
-        )
-        .message_attribute_names("All")
-        .wait_time_seconds(5)
-        .send()
-        .await
-        .expect("receive")
-        .messages
-        .unwrap_or_default();
+    let received = receive_messages(
+        &sqs,
+        &fifo_url,
+        1,
+        Duration::from_secs(1),
+        Duration::from_secs(10),
+    )
+    .await;
     assert_eq!(received.len(), 1, "{received:?}");
     assert_eq!(received[0].body(), Some(r#"{"order": 4}"#));
     let group = received[0]

@@ -1,0 +1,102 @@
+//! One handler binary under cargo-lambda's local Lambda Runtime API
+//! emulator: shared by the emulator tests and `examples/bench.rs`, which
+//! includes this file with `#[path]`.
+
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long `cargo lambda watch` may take to listen.
+const START_LIMIT: Duration = Duration::from_secs(60);
+
+/// `cargo lambda watch --only-lambda-apis` on a free local port; killed on
+/// drop.
+#[derive(Debug)]
+pub(crate) struct Emulator {
+    port: u16,
+    child: Child,
+}
+
+impl Emulator {
+    /// Starts the emulator and waits for it to listen. It runs in the
+    /// handlers package: cargo-lambda reads the package's binary targets to
+    /// accept a function name.
+    pub(crate) fn start(cargo_lambda: &Path, stdout: Stdio, stderr: Stdio) -> Result<Self, String> {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(|e| format!("no free port: {e}"))?
+            .port();
+        let child = Command::new(cargo_lambda)
+            .args(["lambda", "watch", "--only-lambda-apis", "--ignore-changes"])
+            .args(["-A", "127.0.0.1", "-P", &port.to_string()])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(stderr)
+            .spawn()
+            .map_err(|e| format!("starting {}: {e}", cargo_lambda.display()))?;
+        // Built first, so an early return below still kills the child.
+        let mut emulator = Self { port, child };
+        let deadline = Instant::now() + START_LIMIT;
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Ok(Some(status)) = emulator.child.try_wait() {
+                return Err(format!(
+                    "cargo lambda watch exited before listening on port {port}: {status}"
+                ));
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "cargo lambda watch did not listen on port {port} within {START_LIMIT:?}"
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(emulator)
+    }
+
+    /// A command that runs `executable` as the function `binary` polling
+    /// this emulator, with the environment Lambda gives a function and its
+    /// AWS clients pointed at `aws_endpoint` with test credentials. The
+    /// caller adds its own variables and output.
+    pub(crate) fn handler_command(
+        &self,
+        executable: &Path,
+        binary: &str,
+        aws_endpoint: &str,
+    ) -> Command {
+        let mut command = Command::new(executable);
+        command
+            .env(
+                "AWS_LAMBDA_RUNTIME_API",
+                format!("http://127.0.0.1:{}/.rt/{binary}", self.port),
+            )
+            .env("AWS_LAMBDA_FUNCTION_NAME", binary)
+            .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
+            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
+            .env("AWS_ENDPOINT_URL", aws_endpoint)
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .stdin(Stdio::null());
+        command
+    }
+
+    /// A Lambda client that invokes through this emulator, without retries
+    /// (a failed invoke must show, not be repeated).
+    pub(crate) fn client(&self, sdk: &aws_config::SdkConfig) -> aws_sdk_lambda::Client {
+        aws_sdk_lambda::Client::from_conf(
+            aws_sdk_lambda::config::Builder::from(sdk)
+                .endpoint_url(format!("http://127.0.0.1:{}", self.port))
+                .retry_config(aws_sdk_lambda::config::retry::RetryConfig::disabled())
+                .build(),
+        )
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
