@@ -8,15 +8,14 @@ SHELL := /bin/bash
 export SLUICE_CACHE ?= $(HOME)/.cache/sluice
 export CARGO_TARGET_DIR ?= $(SLUICE_CACHE)/target
 export CARGO_TERM_COLOR ?= never
-HANDLERS_DIR := $(CARGO_TARGET_DIR)/handlers-dist
+# The handlers' zip, manifest and executable, in a cache directory named by
+# the content they are built from (scripts/handlers.sh).
+HANDLERS_DIR = $(shell scripts/handlers.sh dir)
 OPERATOR_BIN := $(CARGO_TARGET_DIR)/debug/sluice-operator
 CRD := crds/datapipelines.sluice.dev.yaml
-HANDLER_BINS = $(sort $(basename $(notdir $(wildcard handlers/src/bin/*.rs))))
 # Handlers build for the host (x86_64 here). On a machine with the Rust
 # target and a linker for it: make handlers HANDLERS_TARGET=aarch64-unknown-linux-gnu
-HANDLERS_TARGET ?=
-HANDLERS_ARCH = $(if $(findstring aarch64,$(HANDLERS_TARGET)),arm64,x86_64)
-HANDLERS_BIN_DIR = $(if $(HANDLERS_TARGET),$(CARGO_TARGET_DIR)/$(HANDLERS_TARGET)/lambda,$(CARGO_TARGET_DIR)/lambda)
+export HANDLERS_TARGET ?=
 DEMO_DIR ?= /tmp/sluice-demo
 
 .PHONY: help
@@ -28,7 +27,7 @@ tools: ## build/install etcd, kube-apiserver, kubectl, moto (cached by version)
 	scripts/tools.sh install
 
 .PHONY: tools-lambda
-tools-lambda: ## build cargo-lambda, the Lambda Runtime API emulator of the handler tests (cached by version)
+tools-lambda: ## install cargo-lambda, the Lambda Runtime API emulator of the handler tests (cached by version)
 	scripts/tools.sh install-cargo-lambda
 
 .PHONY: crds
@@ -36,10 +35,8 @@ crds: ## regenerate the CRD YAML from the Rust types
 	cargo run --quiet -p sluice-operator --bin crdgen > $(CRD)
 
 .PHONY: handlers
-handlers: ## build every handler for Lambda (provided.al2023) and zip it with a manifest
-	cargo build --profile lambda -p sluice-handlers --bins $(if $(HANDLERS_TARGET),--target $(HANDLERS_TARGET))
-	scripts/check-glibc.sh $(HANDLERS_BIN_DIR) $(HANDLER_BINS)
-	python3 scripts/package-handlers.py --architecture $(HANDLERS_ARCH) $(HANDLERS_BIN_DIR) $(HANDLERS_DIR) $(HANDLER_BINS)
+handlers: ## build the one Lambda executable of every handler (provided.al2023), zip it with a manifest (cached by content)
+	scripts/handlers.sh build
 
 .PHONY: build
 build: ## build the operator
@@ -75,13 +72,13 @@ env-tests: tools tools-lambda handlers build
 	export SLUICE_OPERATOR_BIN=$(OPERATOR_BIN) SLUICE_HANDLERS_DIR=$(HANDLERS_DIR); \
 	cargo test -p sluice-integration-tests -- --test-threads 4; \
 	cargo test -p sluice-e2e -- --test-threads 2; \
-	export SLUICE_CARGO_LAMBDA=$$(scripts/tools.sh path cargo-lambda) SLUICE_LAMBDA_BIN_DIR=$(CARGO_TARGET_DIR)/lambda; \
+	export SLUICE_CARGO_LAMBDA=$$(scripts/tools.sh path cargo-lambda) SLUICE_LAMBDA_BIN_DIR=$(HANDLERS_DIR); \
 	cargo test -p sluice-handlers --features env-tests --test local_lambda -- --test-threads 3
 
 .PHONY: bench
 bench: tools-lambda ## handler throughput, peak memory and cold start (release build; not part of test)
-	cargo build --profile lambda -p sluice-handlers --bins
-	SLUICE_CARGO_LAMBDA=$$(scripts/tools.sh path cargo-lambda) SLUICE_LAMBDA_BIN_DIR=$(CARGO_TARGET_DIR)/lambda \
+	scripts/handlers.sh build
+	SLUICE_CARGO_LAMBDA=$$(scripts/tools.sh path cargo-lambda) SLUICE_LAMBDA_BIN_DIR=$(HANDLERS_DIR) \
 	  cargo run --quiet --profile lambda -p sluice-handlers --example bench
 
 .PHONY: test

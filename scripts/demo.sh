@@ -41,7 +41,7 @@ up() {
   "$k" wait --for=condition=Established crd/datapipelines.sluice.dev --timeout=60s
 
   say "start the operator (log: $DIR/operator.log)"
-  SLUICE_HANDLERS_DIR="$TARGET/handlers-dist" SLUICE_ADMIN_ADDR=127.0.0.1:0 SLUICE_RESYNC_SECONDS=60 \
+  SLUICE_HANDLERS_DIR="$("$ROOT/scripts/handlers.sh" dir)" SLUICE_ADMIN_ADDR=127.0.0.1:0 SLUICE_RESYNC_SECONDS=60 \
     "$TARGET/debug/sluice-operator" >"$DIR/operator.log" 2>&1 &
   echo $! >"$DIR/operator.pid"
 

@@ -6,7 +6,9 @@
 #   - moto server (the AWS API emulator) in a project virtualenv, pinned in
 #     e2e/requirements.txt;
 #   - cargo-lambda (its local Lambda Runtime API emulator runs the handler
-#     binaries in the handlers' integration tests), built with cargo install.
+#     binaries in the handlers' integration tests), the prebuilt manylinux
+#     wheel PyPI publishes, pinned in e2e/requirements-lambda.txt, in its own
+#     virtualenv (seconds, where `cargo install` took 13 to 42 minutes).
 # A warm cache makes every step a no-op. Prints nothing but progress on stderr.
 #
 #   scripts/tools.sh            install the control plane and moto
@@ -21,15 +23,14 @@ CACHE="${SLUICE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/sluice}"
 
 k8s_version() { awk '$1 == "require" && $2 == "k8s.io/kubernetes" {print $3}' "$ROOT/e2e/tools/controlplane/go.mod"; }
 etcd_version() { awk '$1 == "require" && $2 == "go.etcd.io/etcd/server/v3" {print $3}' "$ROOT/e2e/tools/etcd/go.mod"; }
-# Bump to upgrade; checked with `cargo info cargo-lambda`.
-CARGO_LAMBDA_VERSION=1.9.2
 moto_stamp() { sha256sum "$ROOT/e2e/requirements.txt" | cut -c1-12; }
+cargo_lambda_stamp() { sha256sum "$ROOT/e2e/requirements-lambda.txt" | cut -c1-12; }
 
 # The suffix names the build recipe: bump it when go_build's flags change.
 k8s_dir() { echo "$CACHE/bin/kubernetes-$(k8s_version)-r2"; }
 etcd_dir() { echo "$CACHE/bin/etcd-$(etcd_version)"; }
 venv_dir() { echo "$CACHE/venv-$(moto_stamp)"; }
-cargo_lambda_dir() { echo "$CACHE/cargo-lambda-$CARGO_LAMBDA_VERSION"; }
+cargo_lambda_dir() { echo "$CACHE/venv-cargo-lambda-$(cargo_lambda_stamp)"; }
 
 log() { echo "tools: $*" >&2; }
 
@@ -68,30 +69,24 @@ install_etcd() {
   mv "$dir/server" "$dir/etcd"
 }
 
-install_moto() {
-  local dir; dir="$(venv_dir)"
+# pip_venv DIR REQUIREMENTS: a virtualenv holding exactly REQUIREMENTS. It is
+# made in place (a virtualenv's scripts name its path, so it cannot be moved)
+# and counts as installed only once the marker is written.
+pip_venv() {
+  local dir="$1" requirements="$2"
   if [[ -f "$dir/.complete" ]]; then return; fi
-  log "installing moto server into $dir"
+  log "installing $(grep -v '^#' "$requirements" | xargs) into $dir"
+  local start=$SECONDS
   rm -rf "$dir"
   python3 -m venv "$dir"
-  "$dir/bin/pip" install --quiet --disable-pip-version-check -r "$ROOT/e2e/requirements.txt"
+  "$dir/bin/pip" install --quiet --disable-pip-version-check -r "$requirements"
   touch "$dir/.complete"
+  log "installed in $((SECONDS - start)) s"
 }
 
-# Builds into a temporary root (and its own target directory, so the shared
-# CARGO_TARGET_DIR stays clean) and renames it into place. Slow once (about
-# 13 minutes on an idle 2-core machine, 42 on a busy one), cached by version.
-install_cargo_lambda() {
-  local dir; dir="$(cargo_lambda_dir)"
-  if [[ -x "$dir/bin/cargo-lambda" ]]; then return; fi
-  log "building cargo-lambda $CARGO_LAMBDA_VERSION with cargo install (slow once, cached after)"
-  local tmp="$dir.tmp.$$" start=$SECONDS
-  rm -rf "$tmp"; mkdir -p "$tmp"
-  CARGO_TARGET_DIR="$tmp/target" cargo install cargo-lambda --version "$CARGO_LAMBDA_VERSION" \
-    --locked --root "$tmp/root" --quiet
-  rm -rf "$dir"; mv "$tmp/root" "$dir"; rm -rf "$tmp"
-  log "built cargo-lambda $CARGO_LAMBDA_VERSION in $((SECONDS - start)) s"
-}
+install_moto() { pip_venv "$(venv_dir)" "$ROOT/e2e/requirements.txt"; }
+
+install_cargo_lambda() { pip_venv "$(cargo_lambda_dir)" "$ROOT/e2e/requirements-lambda.txt"; }
 
 case "${1:-install}" in
   install)

@@ -316,7 +316,7 @@ async fn batch_aggregate_scenario() -> Result<Measured, Error> {
 // ---------------------------------------------------------------------------
 // Cold start of the real binaries under cargo-lambda.
 
-/// A binary, its environment and its first event.
+/// A handler, its environment and its first event.
 type ColdStart = (
     &'static str,
     &'static [(&'static str, &'static str)],
@@ -389,7 +389,7 @@ fn cold_start() -> Result<(), Error> {
         .enable_all()
         .build()?;
     let client = runtime.block_on(async {
-        let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        let sdk = sluice_handlers::aws::config_loader()
             .region(aws_config::Region::new("us-east-1"))
             .credentials_provider(aws_sdk_lambda::config::Credentials::new(
                 "testing", "testing", None, None, "bench",
@@ -405,10 +405,10 @@ fn cold_start() -> Result<(), Error> {
     );
     println!(
         "{:<18} {:>10} {:>14} {:>16} {:>12} {:>10}",
-        "binary", "size KiB", "first resp ms", "warm invoke ms", "ready ms", "ready/true"
+        "handler", "size KiB", "first resp ms", "warm invoke ms", "ready ms", "ready/true"
     );
     for (binary, vars, event) in COLD_STARTS {
-        let executable = bin_dir.join(binary);
+        let executable = bin_dir.join("bootstrap");
         let size = std::fs::metadata(&executable)?.len();
         let mut firsts = Vec::new();
         let mut warms = Vec::new();
@@ -417,7 +417,7 @@ fn cold_start() -> Result<(), Error> {
                 let invoke = || {
                     client
                         .invoke()
-                        .function_name(*binary)
+                        .function_name(emulator::FUNCTION)
                         .payload(aws_sdk_lambda::primitives::Blob::new(event.as_bytes()))
                         .send()
                 };

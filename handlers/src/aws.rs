@@ -9,7 +9,23 @@ use crate::error::StoreError;
 /// `AWS_ENDPOINT_URL` / `AWS_ENDPOINT_URL_<SERVICE>` overrides tests use to
 /// reach an emulator).
 pub async fn load_config() -> aws_config::SdkConfig {
-    aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
+    config_loader().load().await
+}
+
+/// The loader behind [`load_config`], for callers that override something
+/// (tests pin the region). It carries the one HTTPS client the SDK crates
+/// use (hyper 1, rustls on ring): they are built without a TLS feature of
+/// their own, which keeps aws-lc-rs and a second HTTP stack out of the
+/// binary.
+pub fn config_loader() -> aws_config::ConfigLoader {
+    use aws_smithy_http_client::{
+        Builder,
+        tls::{Provider, rustls_provider::CryptoMode},
+    };
+    let https = Builder::new()
+        .tls_provider(Provider::Rustls(CryptoMode::Ring))
+        .build_https();
+    aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(https)
 }
 
 /// An S3 client. With a custom endpoint (an emulator, or an S3-compatible

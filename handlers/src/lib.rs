@@ -1,7 +1,9 @@
 //! Built-in Lambda handlers for Sluice pipelines.
 //!
-//! Each binary in `src/bin/` is a thin wrapper: it reads its configuration,
-//! builds the real AWS clients and hands a library function to the Lambda
+//! One executable, `bootstrap` (`src/bin/bootstrap.rs`), serves every
+//! handler: Lambda names the handler in `_HANDLER` and [`entry`] runs it.
+//! Each entry point is a thin wrapper: it reads its configuration, builds
+//! the real AWS clients and hands a library function to the Lambda
 //! runtime. All behaviour lives here, generic over small traits
 //! ([`store::ObjectStore`], [`publisher::EventPublisher`],
 //! [`dynamo::ItemTable`], [`idempotency::IdempotencyStore`],
@@ -9,7 +11,7 @@
 //! AWS SDK implementation and an in-memory one, so every handler is
 //! unit-tested on JSON event fixtures without a network.
 //!
-//! | Binary | Module | Pattern |
+//! | Handler | Module | Pattern |
 //! |--------|--------|---------|
 //! | `s3-json-transform` | [`s3_transform`] | 1: event-triggered processing |
 //! | `router` | [`router`] | 2: fan-out router |
@@ -25,6 +27,7 @@ pub mod config;
 pub mod dlq;
 pub mod dynamo;
 pub mod enrich;
+pub mod entry;
 pub mod error;
 pub mod events;
 pub mod idempotency;
@@ -43,34 +46,4 @@ pub mod workflow;
 
 pub use error::{HandlerError, StoreError};
 
-/// Every handler binary this crate builds (the names a pipeline's
-/// `handler:` field refers to).
-pub const BINARIES: &[&str] = &[
-    "batch-aggregate",
-    "dlq-handler",
-    "extract",
-    "load",
-    "notify",
-    "router",
-    "s3-json-transform",
-    "stream-anomaly",
-    "transform",
-    "typed-processor",
-];
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn binaries_list_matches_src_bin() {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/src/bin");
-        let mut found: Vec<String> = std::fs::read_dir(dir)
-            .expect("src/bin exists")
-            .filter_map(|entry| {
-                let name = entry.ok()?.file_name().into_string().ok()?;
-                name.strip_suffix(".rs").map(str::to_owned)
-            })
-            .collect();
-        found.sort();
-        assert_eq!(found, super::BINARIES);
-    }
-}
+pub use entry::HANDLERS;

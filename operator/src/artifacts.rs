@@ -1,9 +1,11 @@
 //! The built-in handlers' packaged artifacts.
 //!
-//! `make handlers` writes one zip per handler (a `bootstrap` executable for
-//! Lambda's `provided.al2023` runtime) and a `manifest.json` listing each
-//! zip's name, SHA-256 and size. The operator reads only the manifest and the
-//! zips; it never links the handlers crate. The SHA-256 is what detects a code
+//! `make handlers` writes one zip holding one `bootstrap` executable for
+//! Lambda's `provided.al2023` runtime that serves every built-in handler
+//! (the function's `Handler` setting names which), and a `manifest.json`
+//! with the zip's name, SHA-256 and size and the handlers it serves. The
+//! operator reads only the manifest and the zip; it never links the
+//! handlers crate. The SHA-256 is what detects a code
 //! change: Lambda does not echo the code's location back, but it does report
 //! `CodeSha256`, which is the base64 of the same digest.
 
@@ -15,8 +17,8 @@ use std::{
 use base64::Engine;
 use serde::Deserialize;
 
-/// One packaged handler.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+/// One packaged handler: the zip that serves it.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Artifact {
     /// Handler name, e.g. `s3-json-transform`.
     pub name: String,
@@ -26,12 +28,9 @@ pub struct Artifact {
     pub sha256: String,
     /// Size of the zip in bytes.
     pub size: u64,
-    /// Directory of the manifest (set when loaded).
-    #[serde(skip)]
+    /// Directory of the manifest.
     pub dir: PathBuf,
-    /// Lambda architecture the zip was built for (`x86_64` or `arm64`),
-    /// from the manifest.
-    #[serde(skip)]
+    /// Lambda architecture the zip was built for (`x86_64` or `arm64`).
     pub architecture: String,
 }
 
@@ -70,13 +69,11 @@ pub fn sha256_hex(data: &[u8]) -> String {
 
 #[derive(Deserialize)]
 struct Manifest {
-    #[serde(default = "default_architecture")]
     architecture: String,
-    handlers: Vec<Artifact>,
-}
-
-fn default_architecture() -> String {
-    "x86_64".into()
+    zip: String,
+    sha256: String,
+    size: u64,
+    handlers: Vec<String>,
 }
 
 /// Every built-in handler the operator can deploy.
@@ -104,17 +101,19 @@ impl Catalog {
                 manifest.architecture
             ));
         }
-        let architecture = manifest.architecture;
         let handlers = manifest
             .handlers
-            .into_iter()
-            .map(|a| {
+            .iter()
+            .map(|name| {
                 let artifact = Artifact {
+                    name: name.clone(),
+                    zip: manifest.zip.clone(),
+                    sha256: manifest.sha256.clone(),
+                    size: manifest.size,
                     dir: dir.to_owned(),
-                    architecture: architecture.clone(),
-                    ..a
+                    architecture: manifest.architecture.clone(),
                 };
-                (artifact.name.clone(), artifact)
+                (name.clone(), artifact)
             })
             .collect();
         Ok(Catalog { handlers })
@@ -178,18 +177,21 @@ mod tests {
     }
 
     #[test]
-    fn the_manifest_names_the_architecture() {
+    fn the_manifest_names_the_architecture_and_the_handlers_of_its_zip() {
         let dir = std::env::temp_dir().join(format!("sluice-manifest-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("temp dir");
         let manifest = |arch: &str| {
             format!(
-                r#"{{"architecture": "{arch}", "handlers": [{{"name": "x", "zip": "x.zip", "sha256": "00", "size": 1}}]}}"#
+                r#"{{"architecture": "{arch}", "zip": "h.zip", "sha256": "00", "size": 1, "handlers": ["x", "y"]}}"#
             )
         };
         std::fs::write(dir.join("manifest.json"), manifest("arm64")).expect("write");
         let catalog = Catalog::load(&dir).expect("loads");
         assert_eq!(catalog.get("x").expect("x").architecture, "arm64");
         assert_eq!(catalog.get("x").expect("x").dir, dir);
+        // One zip serves every handler.
+        assert_eq!(catalog.get("y").expect("y").zip, "h.zip");
+        assert_eq!(catalog.names(), ["x", "y"]);
         std::fs::write(dir.join("manifest.json"), manifest("sparc")).expect("write");
         let err = Catalog::load(&dir).expect_err("not a Lambda architecture");
         assert!(err.contains("x86_64 or arm64"), "{err}");

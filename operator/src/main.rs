@@ -36,10 +36,10 @@ async fn main() -> ExitCode {
 }
 
 async fn run() -> Result<(), String> {
-    // kube uses the process-wide rustls provider; the AWS SDK brings its own.
-    // With both ring and aws-lc-rs in the tree rustls cannot pick, so say it.
+    // kube uses the process-wide rustls provider; ring is the only one built
+    // in, and saying so keeps it that way should a dependency add another.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let sdk = sluice_operator::aws::config_loader().load().await;
     let config = OperatorConfig::from_env(sdk.region().map(|r| r.to_string()))
         .map_err(|e| format!("invalid configuration: {e}"))?;
     let catalog = Catalog::load(&config.handlers_dir)?;

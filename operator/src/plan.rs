@@ -101,7 +101,8 @@ pub struct FunctionPlan {
     pub name: String,
     /// Execution role ARN.
     pub role_arn: String,
-    /// Built-in handler and its artifact.
+    /// Built-in handler: the function's `Handler` setting, which the one
+    /// `bootstrap` of the artifact reads (as `_HANDLER`) to pick it.
     pub handler: String,
     /// Artifact to deploy.
     pub artifact: Artifact,
@@ -119,8 +120,6 @@ pub struct FunctionPlan {
 
 /// Runtime of every built-in handler.
 pub const RUNTIME: &str = "provided.al2023";
-/// Handler entry of a custom-runtime function.
-pub const HANDLER_ENTRY: &str = "bootstrap";
 
 /// One statement of a function's resource policy that lets a service invoke it.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]

@@ -23,7 +23,7 @@ pub async fn sdk_config() -> aws_config::SdkConfig {
         "AWS_ENDPOINT_URL is not set: integration tests run against the AWS emulator; \
          run them with `make env-tests` (or source the env file of `scripts/localenv.sh up`)"
     );
-    aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
+    sluice_operator::aws::config_loader().load().await
 }
 
 /// A short random lowercase token.

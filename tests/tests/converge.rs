@@ -59,7 +59,8 @@ async fn pattern1_converges_with_exact_wiring() {
     let c = got.configuration().expect("configuration");
     assert_eq!(c.memory_size(), Some(256));
     assert_eq!(c.timeout(), Some(60));
-    assert_eq!(c.handler(), Some("bootstrap"));
+    // One `bootstrap` serves every handler; `Handler` names the one to run.
+    assert_eq!(c.handler(), Some("s3-json-transform"));
     assert_eq!(c.runtime().map(|r| r.as_str()), Some("provided.al2023"));
     assert_eq!(c.role(), Some(f.role_arn.as_str()));
     assert_eq!(c.code_sha256(), Some(f.artifact.code_sha256().as_str()));

@@ -1,4 +1,4 @@
-//! One handler binary under cargo-lambda's local Lambda Runtime API
+//! One handler under cargo-lambda's local Lambda Runtime API
 //! emulator: shared by the emulator tests and `examples/bench.rs`, which
 //! includes this file with `#[path]`.
 
@@ -6,6 +6,12 @@ use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+/// The function name the emulator serves. cargo-lambda accepts only the
+/// names of the package's binary targets, and the one binary is
+/// `bootstrap`; each emulator serves one function, and `_HANDLER` says which
+/// handler it runs.
+pub(crate) const FUNCTION: &str = "bootstrap";
 
 /// How long `cargo lambda watch` may take to listen.
 const START_LIMIT: Duration = Duration::from_secs(60);
@@ -55,23 +61,26 @@ impl Emulator {
         Ok(emulator)
     }
 
-    /// A command that runs `executable` as the function `binary` polling
-    /// this emulator, with the environment Lambda gives a function and its
-    /// AWS clients pointed at `aws_endpoint` with test credentials. The
-    /// caller adds its own variables and output.
+    /// A command that runs the handlers' `bootstrap` executable as this
+    /// emulator's [`FUNCTION`], with the environment Lambda gives a function
+    /// (`_HANDLER` names the handler, as the function's Handler setting does
+    /// in Lambda; the function name is the handler's) and its AWS clients
+    /// pointed at `aws_endpoint` with test credentials. The caller adds its
+    /// own variables and output.
     pub(crate) fn handler_command(
         &self,
-        executable: &Path,
-        binary: &str,
+        bootstrap: &Path,
+        handler: &str,
         aws_endpoint: &str,
     ) -> Command {
-        let mut command = Command::new(executable);
+        let mut command = Command::new(bootstrap);
         command
             .env(
                 "AWS_LAMBDA_RUNTIME_API",
-                format!("http://127.0.0.1:{}/.rt/{binary}", self.port),
+                format!("http://127.0.0.1:{}/.rt/{FUNCTION}", self.port),
             )
-            .env("AWS_LAMBDA_FUNCTION_NAME", binary)
+            .env("_HANDLER", handler)
+            .env("AWS_LAMBDA_FUNCTION_NAME", handler)
             .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
             .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
             .env("AWS_ENDPOINT_URL", aws_endpoint)

@@ -59,7 +59,7 @@ pub(crate) fn suffix() -> String {
     format!("{:08x}", rand::random::<u32>())
 }
 
-/// One handler binary behind its own cargo-lambda emulator. Both processes
+/// One handler (the `bootstrap` executable naming it) behind its own cargo-lambda emulator. Both processes
 /// are killed on drop; on a failing test their logs are printed.
 #[derive(Debug)]
 pub(crate) struct LocalFunction {
@@ -71,14 +71,15 @@ pub(crate) struct LocalFunction {
 }
 
 impl LocalFunction {
-    pub(crate) fn start(env: &LocalEnv, binary: &str, vars: &[(&str, &str)]) -> Self {
-        let executable = env.bin_dir.join(binary);
+    pub(crate) fn start(env: &LocalEnv, handler_name: &str, vars: &[(&str, &str)]) -> Self {
+        let executable = env.bin_dir.join("bootstrap");
         assert!(
             executable.is_file(),
             "{} is missing: run `make handlers` (or `make env-tests`)",
             executable.display()
         );
-        let logs = std::env::temp_dir().join(format!("sluice-local-lambda-{binary}-{}", suffix()));
+        let logs =
+            std::env::temp_dir().join(format!("sluice-local-lambda-{handler_name}-{}", suffix()));
         std::fs::create_dir_all(&logs).expect("log directory");
         let log = |name: &str| File::create(logs.join(name)).expect("log file");
 
@@ -89,14 +90,14 @@ impl LocalFunction {
         )
         .unwrap_or_else(|e| panic!("{e}"));
         let handler = emulator
-            .handler_command(&executable, binary, &env.moto)
+            .handler_command(&executable, handler_name, &env.moto)
             .envs(vars.iter().copied())
             .stdout(log("handler.log"))
             .stderr(log("handler.log"))
             .spawn()
             .expect("start handler binary");
         Self {
-            function: binary.to_owned(),
+            function: handler_name.to_owned(),
             handler,
             logs,
             emulator,
@@ -122,7 +123,7 @@ impl LocalFunction {
             .emulator
             .client(sdk)
             .invoke()
-            .function_name(&self.function)
+            .function_name(crate::emulator::FUNCTION)
             .payload(Blob::new(serde_json::to_vec(payload).expect("payload")))
             .send()
             .await;
@@ -185,7 +186,7 @@ impl Drop for LocalFunction {
 
 /// SDK configuration for the test's own clients: moto, fixed credentials.
 pub(crate) async fn sdk(env: &LocalEnv) -> aws_config::SdkConfig {
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
+    sluice_handlers::aws::config_loader()
         .endpoint_url(&env.moto)
         .region(aws_config::Region::new("us-east-1"))
         .credentials_provider(aws_sdk_s3::config::Credentials::new(

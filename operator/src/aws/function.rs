@@ -21,7 +21,7 @@ use crate::{
     Error, Result,
     crd::TracingMode,
     naming::OWNERSHIP_TAG_KEYS,
-    plan::{FunctionPlan, HANDLER_ENTRY, Kind, RUNTIME},
+    plan::{FunctionPlan, Kind, RUNTIME},
 };
 
 /// A function as found.
@@ -218,8 +218,10 @@ impl AwsResource for Function {
         if o.runtime.as_deref() != Some(RUNTIME) {
             drift.push(Drift::new("runtime", RUNTIME, &o.runtime));
         }
-        if o.handler.as_deref() != Some(HANDLER_ENTRY) {
-            drift.push(Drift::new("handler", HANDLER_ENTRY, &o.handler));
+        // One `bootstrap` serves every built-in handler; `Handler` (which
+        // Lambda passes as `_HANDLER`) names the one this function runs.
+        if o.handler.as_deref() != Some(d.handler.as_str()) {
+            drift.push(Drift::new("handler", &d.handler, &o.handler));
         }
         if o.memory_mib != Some(d.memory_mib) {
             drift.push(Drift::new("memoryMiB", d.memory_mib, o.memory_mib));
@@ -251,7 +253,7 @@ impl AwsResource for Function {
                     .create_function()
                     .function_name(&d.name)
                     .runtime(Runtime::from(RUNTIME))
-                    .handler(HANDLER_ENTRY)
+                    .handler(&d.handler)
                     .role(&d.role_arn)
                     .code(code)
                     .architectures(Architecture::from(d.artifact.architecture.as_str()))
@@ -350,7 +352,7 @@ impl AwsResource for Function {
                 .function_name(&d.name)
                 .role(&d.role_arn)
                 .runtime(Runtime::from(RUNTIME))
-                .handler(HANDLER_ENTRY)
+                .handler(&d.handler)
                 .memory_size(d.memory_mib)
                 .timeout(d.timeout_seconds)
                 .environment(environment(d))
@@ -428,7 +430,7 @@ mod tests {
             code_sha256: Some(d.artifact.code_sha256()),
             role: Some(d.role_arn.clone()),
             runtime: Some(RUNTIME.into()),
-            handler: Some(HANDLER_ENTRY.into()),
+            handler: Some(d.handler.clone()),
             memory_mib: Some(d.memory_mib),
             timeout_seconds: Some(d.timeout_seconds),
             environment: d.environment.clone(),

@@ -25,6 +25,22 @@ use crate::{
 };
 use ratelimit::RateLimiter;
 
+/// The SDK configuration loader every AWS client of the operator (and of
+/// its tests) starts from: the standard chain for region, credentials and
+/// `AWS_ENDPOINT_URL`, over one HTTPS client (hyper 1, rustls on ring). The
+/// SDK crates are built without a TLS feature of their own, so a client
+/// built from any other configuration has no way to connect.
+pub fn config_loader() -> aws_config::ConfigLoader {
+    use aws_smithy_http_client::{
+        Builder,
+        tls::{Provider, rustls_provider::CryptoMode},
+    };
+    let https = Builder::new()
+        .tls_provider(Provider::Rustls(CryptoMode::Ring))
+        .build_https();
+    aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(https)
+}
+
 /// An AWS service Sluice calls.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Service {

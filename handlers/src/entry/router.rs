@@ -1,12 +1,11 @@
 //! Pattern 2 router: S3 event → `data-event` on the `EVENT_BUS` bus.
 
-use sluice_handlers::{
+use crate::{
     aws, config::ProcessEnv, logging, publisher::EventBridgePublisher, router, store::S3Store,
 };
 
-#[tokio::main]
-async fn main() -> Result<(), lambda_runtime::Error> {
-    logging::init();
+/// Runs the handler's runtime loop (logging is already initialised).
+pub(super) async fn run() -> Result<(), lambda_runtime::Error> {
     let config = router::RouterConfig::from_env(&ProcessEnv).map_err(logging::startup_error)?;
     let sdk = aws::load_config().await;
     let store = S3Store::new(aws::s3_client(&sdk));

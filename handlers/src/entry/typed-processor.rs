@@ -2,7 +2,7 @@
 //! under `processed/<data_type>/<key>`, with a partial batch response.
 //! Idempotent when `IDEMPOTENCY_TABLE` is set.
 
-use sluice_handlers::{
+use crate::{
     aws,
     config::ProcessEnv,
     idempotency::{self, DynamoIdempotency, IdempotencyConfig},
@@ -11,9 +11,8 @@ use sluice_handlers::{
     typed_processor,
 };
 
-#[tokio::main]
-async fn main() -> Result<(), lambda_runtime::Error> {
-    logging::init();
+/// Runs the handler's runtime loop (logging is already initialised).
+pub(super) async fn run() -> Result<(), lambda_runtime::Error> {
     let config = typed_processor::TypedProcessorConfig::from_env(&ProcessEnv)
         .map_err(logging::startup_error)?;
     let idempotency_config =

@@ -1,13 +1,10 @@
 //! Pattern 3 `notify` step: returns the run's summary and, with
 //! `NOTIFY_EVENT_BUS` set, publishes it to that EventBridge bus.
 
-use sluice_handlers::{
-    aws, config::ProcessEnv, logging, publisher::EventBridgePublisher, workflow,
-};
+use crate::{aws, config::ProcessEnv, logging, publisher::EventBridgePublisher, workflow};
 
-#[tokio::main]
-async fn main() -> Result<(), lambda_runtime::Error> {
-    logging::init();
+/// Runs the handler's runtime loop (logging is already initialised).
+pub(super) async fn run() -> Result<(), lambda_runtime::Error> {
     let config = workflow::NotifyConfig::from_env(&ProcessEnv);
     let publisher =
         EventBridgePublisher::new(aws_sdk_eventbridge::Client::new(&aws::load_config().await));

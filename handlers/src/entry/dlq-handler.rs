@@ -1,11 +1,10 @@
 //! Dead-letter handler: archives DLQ messages to `ARCHIVE_BUCKET` and, with
 //! `REDRIVE_TARGETS` set, sends eligible ones back to their source queue.
 
-use sluice_handlers::{aws, config::ProcessEnv, dlq, logging, queue::SqsSender, store::S3Store};
+use crate::{aws, config::ProcessEnv, dlq, logging, queue::SqsSender, store::S3Store};
 
-#[tokio::main]
-async fn main() -> Result<(), lambda_runtime::Error> {
-    logging::init();
+/// Runs the handler's runtime loop (logging is already initialised).
+pub(super) async fn run() -> Result<(), lambda_runtime::Error> {
     let config = dlq::DlqConfig::from_env(&ProcessEnv).map_err(logging::startup_error)?;
     let sdk = aws::load_config().await;
     let store = S3Store::new(aws::s3_client(&sdk));

@@ -1,10 +1,9 @@
 //! Pattern 1 processor: S3 event → enriched JSON in `OUTPUT_BUCKET`.
 
-use sluice_handlers::{aws, config::ProcessEnv, logging, s3_transform, store::S3Store};
+use crate::{aws, config::ProcessEnv, logging, s3_transform, store::S3Store};
 
-#[tokio::main]
-async fn main() -> Result<(), lambda_runtime::Error> {
-    logging::init();
+/// Runs the handler's runtime loop (logging is already initialised).
+pub(super) async fn run() -> Result<(), lambda_runtime::Error> {
     let config =
         s3_transform::TransformConfig::from_env(&ProcessEnv).map_err(logging::startup_error)?;
     let store = S3Store::new(aws::s3_client(&aws::load_config().await));

@@ -1,10 +1,9 @@
 //! Pattern 5 batch job: aggregates yesterday's objects into a daily summary.
 
-use sluice_handlers::{aws, batch_aggregate, config::ProcessEnv, logging, store::S3Store};
+use crate::{aws, batch_aggregate, config::ProcessEnv, logging, store::S3Store};
 
-#[tokio::main]
-async fn main() -> Result<(), lambda_runtime::Error> {
-    logging::init();
+/// Runs the handler's runtime loop (logging is already initialised).
+pub(super) async fn run() -> Result<(), lambda_runtime::Error> {
     let config =
         batch_aggregate::BatchConfig::from_env(&ProcessEnv).map_err(logging::startup_error)?;
     let store = S3Store::new(aws::s3_client(&aws::load_config().await));
