@@ -24,11 +24,11 @@ help: ## list targets
 
 .PHONY: tools
 tools: ## build/install etcd, kube-apiserver, kubectl, moto (cached by version)
-	scripts/tools.sh install
+	@scripts/step.sh tools scripts/tools.sh install
 
 .PHONY: tools-lambda
 tools-lambda: ## install cargo-lambda, the Lambda Runtime API emulator of the handler tests (cached by version)
-	scripts/tools.sh install-cargo-lambda
+	@scripts/step.sh tools-lambda scripts/tools.sh install-cargo-lambda
 
 .PHONY: crds
 crds: ## regenerate the CRD YAML from the Rust types
@@ -36,44 +36,44 @@ crds: ## regenerate the CRD YAML from the Rust types
 
 .PHONY: handlers
 handlers: ## build the one Lambda executable of every handler (provided.al2023), zip it with a manifest (cached by content)
-	scripts/handlers.sh build
+	@scripts/step.sh handlers scripts/handlers.sh build
 
 .PHONY: build
 build: ## build the operator
-	cargo build -p sluice-operator --bins
+	@scripts/step.sh build cargo build -p sluice-operator --bins
 
 .PHONY: fmt-check
 fmt-check:
-	cargo fmt --all -- --check
+	@scripts/step.sh fmt-check cargo fmt --all -- --check
 
 .PHONY: clippy
 clippy:
-	cargo clippy --workspace --all-targets -- -D warnings
+	@scripts/step.sh clippy cargo clippy --workspace --all-targets --features sluice-handlers/env-tests -- -D warnings
 
 .PHONY: crd-check
 crd-check: ## fail when the committed CRD differs from the generator's output
-	cargo run --quiet -p sluice-operator --bin crdgen | diff -u $(CRD) - \
-	  || { echo "crds/ is stale: run 'make crds' and commit"; exit 1; }
+	@scripts/step.sh crd-check bash -c "cargo run --quiet -p sluice-operator --bin crdgen | diff -u $(CRD) - \
+	  || { echo 'crds/ is stale: run make crds and commit'; exit 1; }"
 
 .PHONY: unit
 unit: ## unit tests (no network)
-	cargo test --workspace --lib --bins
+	@scripts/step.sh unit cargo test --workspace --lib --bins
 
 # Integration and e2e tests share one local environment (real etcd,
 # kube-apiserver, kubectl and moto), brought up here and always torn down.
 .PHONY: env-tests
 env-tests: tools tools-lambda handlers build
-	cargo test --no-run -p sluice-integration-tests -p sluice-e2e
-	cargo test --no-run -p sluice-handlers --features env-tests --test local_lambda
-	ENV_DIR=$$(mktemp -d /tmp/sluice-test.XXXXXX); \
+	@scripts/step.sh build-tests cargo test --no-run --tests -p sluice-integration-tests -p sluice-e2e \
+	  -p sluice-handlers --features sluice-handlers/env-tests
+	@ENV_DIR=$$(mktemp -d /tmp/sluice-test.XXXXXX); \
 	trap 'scripts/localenv.sh down '"$$ENV_DIR" EXIT; \
-	scripts/localenv.sh up "$$ENV_DIR"; \
+	scripts/step.sh localenv scripts/localenv.sh up "$$ENV_DIR"; \
 	source "$$ENV_DIR/env"; \
 	export SLUICE_OPERATOR_BIN=$(OPERATOR_BIN) SLUICE_HANDLERS_DIR=$(HANDLERS_DIR); \
-	cargo test -p sluice-integration-tests -- --test-threads 4; \
-	cargo test -p sluice-e2e -- --test-threads 2; \
+	scripts/step.sh integration cargo test -p sluice-integration-tests -- --test-threads 4; \
+	scripts/step.sh e2e cargo test -p sluice-e2e -- --test-threads 2; \
 	export SLUICE_CARGO_LAMBDA=$$(scripts/tools.sh path cargo-lambda) SLUICE_LAMBDA_BIN_DIR=$(HANDLERS_DIR); \
-	cargo test -p sluice-handlers --features env-tests --test local_lambda -- --test-threads 3
+	scripts/step.sh local-lambda cargo test -p sluice-handlers --features env-tests --test local_lambda -- --test-threads 3
 
 .PHONY: bench
 bench: tools-lambda ## handler throughput, peak memory and cold start (release build; not part of test)
@@ -93,7 +93,7 @@ test-steps: fmt-check clippy crd-check unit env-tests
 
 .PHONY: demo
 demo: tools handlers build ## bring everything up, apply the Pattern 1 sample, show it, tear down
-	scripts/demo.sh run $(DEMO_DIR)
+	@scripts/step.sh demo scripts/demo.sh run $(DEMO_DIR)
 
 .PHONY: demo-up
 demo-up: tools handlers build ## like demo, but leave it running
