@@ -117,7 +117,8 @@ fn free_port() -> u16 {
         .expect("free port")
 }
 
-/// The operator binary running as a process, watching one namespace.
+/// The operator binary running as a process, watching the namespaces it was
+/// started for.
 #[derive(Debug)]
 pub struct Operator {
     child: Child,
@@ -132,6 +133,12 @@ pub struct Operator {
 impl Operator {
     /// Starts the operator for `namespace` and waits until it is ready.
     pub fn start(namespace: &str) -> Self {
+        Self::start_watching(&[namespace])
+    }
+
+    /// Starts the operator watching only `namespaces` (its namespace
+    /// allow-list) and waits until it is ready.
+    pub fn start_watching(namespaces: &[&str]) -> Self {
         let bin = required(
             "SLUICE_OPERATOR_BIN",
             "path of the built sluice-operator binary",
@@ -143,11 +150,12 @@ impl Operator {
         required("AWS_ENDPOINT_URL", "the e2e tests need an AWS endpoint");
         let admin_port = free_port();
         let prefix = format!("e2e{}", &token()[..5]);
-        let log = std::env::temp_dir().join(format!("sluice-operator-{namespace}.log"));
+        let log =
+            std::env::temp_dir().join(format!("sluice-operator-{}.log", namespaces.join("-")));
         let file = std::fs::File::create(&log).expect("log file");
         let child = Command::new(bin)
             .env("SLUICE_HANDLERS_DIR", handlers)
-            .env("SLUICE_WATCH_NAMESPACE", namespace)
+            .env("SLUICE_WATCH_NAMESPACES", namespaces.join(","))
             .env("SLUICE_NAME_PREFIX", &prefix)
             .env("SLUICE_ADMIN_ADDR", format!("127.0.0.1:{admin_port}"))
             .env("SLUICE_LOG", "info")
@@ -245,6 +253,97 @@ impl Drop for Operator {
 pub fn get_pipeline(namespace: &str, name: &str) -> serde_json::Value {
     let raw = kubectl_ok(&["get", "dp", name, "-n", namespace, "-o", "json"]);
     serde_json::from_str(&raw).expect("pipeline JSON")
+}
+
+/// A sample manifest from `config/samples/`.
+pub fn sample_manifest(file: &str) -> String {
+    std::fs::read_to_string(repo_root().join("config/samples").join(file)).expect("sample")
+}
+
+/// Applies `manifest` in `ns` and waits until pipeline `name` has condition
+/// `condition_type` True; returns the time that took. Panics with the
+/// pipeline's status and the operator's log otherwise.
+pub fn apply_and_wait(
+    ns: &str,
+    name: &str,
+    manifest: &str,
+    condition_type: &str,
+    op: &Operator,
+) -> Duration {
+    let started = Instant::now();
+    let out = kubectl_stdin(&["apply", "-n", ns, "-f", "-"], manifest);
+    assert!(
+        out.status.success(),
+        "apply: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let wait = kubectl(&[
+        "wait",
+        "-n",
+        ns,
+        &format!("--for=condition={condition_type}"),
+        &format!("dp/{name}"),
+        "--timeout=120s",
+    ]);
+    assert!(
+        wait.status.success(),
+        "not {condition_type}: {}\nstatus: {:#}\noperator log:\n{}",
+        String::from_utf8_lossy(&wait.stderr),
+        get_pipeline(ns, name)["status"],
+        op.log_tail()
+    );
+    started.elapsed()
+}
+
+/// Deletes pipeline `name` and waits until it is gone (its finalizer done).
+pub fn delete_pipeline(ns: &str, name: &str, op: &Operator) {
+    let out = kubectl(&[
+        "delete",
+        "-n",
+        ns,
+        &format!("dp/{name}"),
+        "--wait",
+        "--timeout=120s",
+    ]);
+    assert!(
+        out.status.success(),
+        "delete: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        op.log_tail()
+    );
+}
+
+/// `logical name → AWS id` of the inventory entries of one kind.
+pub fn ids(dp: &serde_json::Value, kind: &str) -> Vec<(String, String)> {
+    dp["status"]["inventory"]
+        .as_array()
+        .expect("inventory")
+        .iter()
+        .filter(|e| e["kind"] == kind)
+        .map(|e| {
+            (
+                e["name"].as_str().expect("name").to_owned(),
+                e["id"].as_str().expect("id").to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// The AWS id of one inventory entry.
+pub fn id_of(dp: &serde_json::Value, kind: &str, logical: &str) -> String {
+    ids(dp, kind)
+        .into_iter()
+        .find(|(n, _)| n == logical)
+        .map(|(_, id)| id)
+        .unwrap_or_else(|| panic!("{kind} {logical} not in the inventory: {dp:#}"))
+}
+
+/// One status condition of a pipeline, if present.
+pub fn condition<'a>(dp: &'a serde_json::Value, type_: &str) -> Option<&'a serde_json::Value> {
+    dp["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == type_)
 }
 
 /// SDK config for assertions against AWS.

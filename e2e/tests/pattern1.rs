@@ -3,95 +3,27 @@
 //! updated, and deleted (with `Delete` and with `Retain`); invalid manifests
 //! rejected by the real apiserver.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine;
 use serde_json::{Value, json};
 use sluice_e2e::{
-    Namespace, Operator, get_pipeline, install_crd, kubectl, kubectl_ok, kubectl_stdin, repo_root,
-    s3, sdk,
+    Namespace, Operator, apply_and_wait, condition, delete_pipeline, get_pipeline, id_of, ids,
+    install_crd, kubectl_ok, kubectl_stdin, s3, sample_manifest, sdk,
 };
 
 const NAME: &str = "event-triggered";
 
 fn sample() -> String {
-    std::fs::read_to_string(repo_root().join("config/samples/event-triggered.yaml"))
-        .expect("sample")
+    sample_manifest("event-triggered.yaml")
 }
 
 fn apply_and_wait_ready(ns: &str, manifest: &str, op: &Operator) -> Duration {
-    let started = Instant::now();
-    let out = kubectl_stdin(&["apply", "-n", ns, "-f", "-"], manifest);
-    assert!(
-        out.status.success(),
-        "apply: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let wait = kubectl(&[
-        "wait",
-        "-n",
-        ns,
-        "--for=condition=Ready",
-        &format!("dp/{NAME}"),
-        "--timeout=120s",
-    ]);
-    assert!(
-        wait.status.success(),
-        "not Ready: {}\nstatus: {:#}\noperator log:\n{}",
-        String::from_utf8_lossy(&wait.stderr),
-        get_pipeline(ns, NAME)["status"],
-        op.log_tail()
-    );
-    started.elapsed()
+    apply_and_wait(ns, NAME, manifest, "Ready", op)
 }
 
-/// Deletes the pipeline and waits until it is gone (its finalizer done).
 fn delete_and_wait(ns: &str, op: &Operator) {
-    let out = kubectl(&[
-        "delete",
-        "-n",
-        ns,
-        &format!("dp/{NAME}"),
-        "--wait",
-        "--timeout=120s",
-    ]);
-    assert!(
-        out.status.success(),
-        "delete: {}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        op.log_tail()
-    );
-}
-
-/// `logical name → AWS id` of the inventory entries of one kind.
-fn ids(dp: &Value, kind: &str) -> Vec<(String, String)> {
-    dp["status"]["inventory"]
-        .as_array()
-        .expect("inventory")
-        .iter()
-        .filter(|e| e["kind"] == kind)
-        .map(|e| {
-            (
-                e["name"].as_str().expect("name").to_owned(),
-                e["id"].as_str().expect("id").to_owned(),
-            )
-        })
-        .collect()
-}
-
-fn id_of(dp: &Value, kind: &str, logical: &str) -> String {
-    ids(dp, kind)
-        .into_iter()
-        .find(|(n, _)| n == logical)
-        .map(|(_, id)| id)
-        .expect("in inventory")
-}
-
-fn condition<'a>(dp: &'a Value, type_: &str) -> Option<&'a Value> {
-    dp["status"]["conditions"]
-        .as_array()?
-        .iter()
-        .find(|c| c["type"] == type_)
+    delete_pipeline(ns, NAME, op);
 }
 
 fn manifest_code_sha256() -> String {
@@ -362,7 +294,7 @@ async fn pattern1_sample_converges_updates_and_deletes() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn retain_keeps_every_resource_without_ownership_tags() {
+async fn retain_keeps_every_resource_with_only_the_release_marker() {
     install_crd();
     let ns = Namespace::create();
     let op = Operator::start(&ns.0);
@@ -388,10 +320,22 @@ async fn retain_keeps_every_resource_without_ownership_tags() {
         .send()
         .await
         .expect("function retained");
+    // Sluice's tags are gone but for the marker naming the releasing
+    // pipeline: only a pipeline of this namespace and name adopts them.
+    let marker = vec![(
+        "sluice.dev/released-by".to_owned(),
+        format!("{}/{NAME}", ns.0),
+    )];
+    let sluice_only = |tags: Vec<(String, String)>| -> Vec<(String, String)> {
+        tags.into_iter()
+            .filter(|(k, _)| k.starts_with("sluice.dev/"))
+            .collect()
+    };
     let function_tags = f.tags().cloned().unwrap_or_default();
-    assert!(
-        function_tags.keys().all(|k| !k.starts_with("sluice.dev/")),
-        "{function_tags:?}"
+    assert_eq!(
+        sluice_only(function_tags.into_iter().collect()),
+        marker,
+        "function"
     );
     let iam = aws_sdk_iam::Client::new(&sdk);
     let tags = iam
@@ -400,13 +344,12 @@ async fn retain_keeps_every_resource_without_ownership_tags() {
         .send()
         .await
         .expect("role retained");
-    assert!(
-        tags.tags()
-            .iter()
-            .all(|t| !t.key().starts_with("sluice.dev/")),
-        "{:?}",
-        tags.tags()
-    );
+    let role_tags = tags
+        .tags()
+        .iter()
+        .map(|t| (t.key().to_owned(), t.value().to_owned()))
+        .collect();
+    assert_eq!(sluice_only(role_tags), marker, "role");
     let s3 = s3(&sdk);
     for bucket in &buckets {
         s3.head_bucket()
@@ -414,16 +357,17 @@ async fn retain_keeps_every_resource_without_ownership_tags() {
             .send()
             .await
             .expect("bucket retained");
-        let tags = s3.get_bucket_tagging().bucket(bucket).send().await;
-        let sluice_tags = tags
-            .map(|t| {
-                t.tag_set()
-                    .iter()
-                    .filter(|t| t.key().starts_with("sluice.dev/"))
-                    .count()
-            })
-            .unwrap_or(0);
-        assert_eq!(sluice_tags, 0, "bucket {bucket} untagged");
+        let tags = s3
+            .get_bucket_tagging()
+            .bucket(bucket)
+            .send()
+            .await
+            .expect("bucket tags")
+            .tag_set()
+            .iter()
+            .map(|t| (t.key().to_owned(), t.value().to_owned()))
+            .collect();
+        assert_eq!(sluice_only(tags), marker, "bucket {bucket}");
     }
 
     // Tidy up the emulator by hand, as a user of Retain would.

@@ -22,8 +22,9 @@ pub struct OperatorConfig {
     pub permissions_boundary: Option<String>,
     /// Address of the `/metrics`, `/livez` and `/readyz` server.
     pub admin_addr: SocketAddr,
-    /// Watch only this namespace (all namespaces when unset).
-    pub watch_namespace: Option<String>,
+    /// Watch only these namespaces (all namespaces when empty). The
+    /// operator then needs RBAC in these namespaces only.
+    pub watch_namespaces: Vec<String>,
     /// Client-side rate limits, requests per second per service.
     pub rate_limits: RateLimits,
 }
@@ -143,6 +144,23 @@ impl OperatorConfig {
             iam: rate("SLUICE_IAM_RPS", defaults.iam)?,
             s3: rate("SLUICE_S3_RPS", defaults.s3)?,
         };
+        let watch_namespaces: Vec<String> = get("SLUICE_WATCH_NAMESPACES")
+            .map(|list| {
+                list.split(',')
+                    .map(|n| n.trim().to_owned())
+                    .filter(|n| !n.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default();
+        if let Some(bad) = watch_namespaces.iter().find(|n| !is_dns_label(n)) {
+            return Err(ConfigError {
+                var: "SLUICE_WATCH_NAMESPACES",
+                message: format!(
+                    "{bad:?} is not a namespace name: use comma-separated names of 1 to 63 \
+                     lowercase letters, digits or '-', starting and ending with a letter or digit"
+                ),
+            });
+        }
         Ok(OperatorConfig {
             default_region,
             allowed_regions,
@@ -152,10 +170,20 @@ impl OperatorConfig {
             resync_jitter,
             permissions_boundary: get("SLUICE_PERMISSIONS_BOUNDARY"),
             admin_addr,
-            watch_namespace: get("SLUICE_WATCH_NAMESPACE"),
+            watch_namespaces,
             rate_limits,
         })
     }
+}
+
+/// An RFC 1123 label, as Kubernetes namespace names are.
+fn is_dns_label(name: &str) -> bool {
+    (1..=63).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
 }
 
 fn parse<T: std::str::FromStr>(
@@ -209,6 +237,16 @@ mod tests {
         assert_eq!(err.var, "SLUICE_NAME_PREFIX");
         let err = config(&[("SLUICE_LAMBDA_RPS", "0")]).expect_err("invalid");
         assert_eq!(err.var, "SLUICE_LAMBDA_RPS");
+    }
+
+    #[test]
+    fn watch_namespaces_parse_as_a_list_of_namespace_names() {
+        assert!(config(&[]).expect("valid").watch_namespaces.is_empty());
+        let c = config(&[("SLUICE_WATCH_NAMESPACES", "team-a, team-b,")]).expect("valid");
+        assert_eq!(c.watch_namespaces, ["team-a", "team-b"]);
+        let err = config(&[("SLUICE_WATCH_NAMESPACES", "team-a,Team_B")]).expect_err("invalid");
+        assert_eq!(err.var, "SLUICE_WATCH_NAMESPACES");
+        assert!(err.message.contains("Team_B"), "{}", err.message);
     }
 
     #[test]

@@ -132,25 +132,36 @@ impl Context {
     }
 }
 
-/// Runs the controller until SIGTERM/SIGINT.
+/// Runs the controller until SIGTERM/SIGINT: one watch of every namespace,
+/// or, with `SLUICE_WATCH_NAMESPACES`, one controller per listed namespace
+/// (each with its own watch, so the operator needs no cluster-wide read).
 pub async fn run(ctx: Arc<Context>, readiness: Readiness) -> Result<()> {
-    let api: Api<DataPipeline> = match &ctx.config.watch_namespace {
-        Some(ns) => Api::namespaced(ctx.client.clone(), ns),
-        None => Api::all(ctx.client.clone()),
+    let apis: Vec<Api<DataPipeline>> = if ctx.config.watch_namespaces.is_empty() {
+        vec![Api::all(ctx.client.clone())]
+    } else {
+        ctx.config
+            .watch_namespaces
+            .iter()
+            .map(|ns| Api::namespaced(ctx.client.clone(), ns))
+            .collect()
     };
     // Fail fast (and stay unready) when the CRD is missing or RBAC forbids the watch.
-    api.list(&ListParams::default().limit(1)).await?;
+    for api in &apis {
+        api.list(&ListParams::default().limit(1)).await?;
+    }
     readiness.set_ready();
-    info!("watching DataPipelines");
-    Controller::new(api, watcher::Config::default().any_semantic())
-        .shutdown_on_signal()
-        .run(reconcile, error_policy, ctx)
-        .for_each(|result| async move {
-            if let Err(e) = result {
-                warn!(error = %e, "reconcile failed");
-            }
-        })
-        .await;
+    info!(namespaces = ?ctx.config.watch_namespaces, "watching DataPipelines");
+    let controllers = apis.into_iter().map(|api| {
+        Controller::new(api, watcher::Config::default().any_semantic())
+            .shutdown_on_signal()
+            .run(reconcile, error_policy, ctx.clone())
+            .for_each(|result| async move {
+                if let Err(e) = result {
+                    warn!(error = %e, "reconcile failed");
+                }
+            })
+    });
+    futures::future::join_all(controllers).await;
     Ok(())
 }
 

@@ -2,9 +2,17 @@
 //!
 //! Every name is a pure function of the operator's name prefix, the AWS
 //! account and region, the pipeline's namespace and name, the resource kind
-//! and the node's logical name. A short hash of all of these ends every name,
-//! so two pipelines never collide even when the readable part is truncated to
-//! fit AWS's length limits or when `a-b/c` and `a/b-c` would read the same.
+//! and the node's logical name. Sixteen hex characters (64 bits) of a
+//! SHA-256 of all of these end every name, so two pipelines never share a
+//! name even when the readable part is cut to fit AWS's length limits or
+//! when `a-b/c` and `a/b-c` would read the same. Finding a second
+//! (namespace, pipeline) pair whose name matches another's takes about
+//! 2^64 hash evaluations, not the minutes a 32-bit hash took.
+//!
+//! Ownership is read from tags: the owning pipeline's UID while it owns a
+//! resource; after a `Retain` deletion only [`TAG_RELEASED_BY`], naming the
+//! pipeline (namespace/name) that released it. Only that pipeline may adopt
+//! it again.
 
 use std::collections::BTreeMap;
 
@@ -20,6 +28,13 @@ pub const TAG_PIPELINE_UID: &str = "sluice.dev/pipeline-uid";
 pub const TAG_LOGICAL_NAME: &str = "sluice.dev/logical-name";
 /// Value of [`TAG_MANAGED_BY`].
 pub const MANAGER: &str = "sluice-operator";
+/// Tag left on a resource released by a `Retain` deletion: the releasing
+/// pipeline as `namespace/name` (not its UID, which a recreated pipeline
+/// does not keep). Only a pipeline of that namespace and name adopts it.
+pub const TAG_RELEASED_BY: &str = "sluice.dev/released-by";
+
+/// Hex characters of the digest at the end of every name (64 bits).
+pub const HASH_HEX_LEN: usize = 16;
 
 /// Every tag key Sluice writes; releasing a resource removes exactly these.
 pub const OWNERSHIP_TAG_KEYS: [&str; 4] = [
@@ -29,7 +44,7 @@ pub const OWNERSHIP_TAG_KEYS: [&str; 4] = [
     TAG_LOGICAL_NAME,
 ];
 
-/// AWS's limits on the names Sluice derives.
+/// AWS's limits on the names Sluice derives, one per kind of name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum NameKind {
     /// S3 bucket: 3–63 characters, lowercase letters, digits, '-'.
@@ -38,13 +53,57 @@ pub enum NameKind {
     Function,
     /// IAM role: up to 64 characters.
     Role,
+    /// SQS standard queue: up to 80 characters.
+    Queue,
+    /// SQS FIFO queue: up to 80 characters including the `.fifo` suffix.
+    FifoQueue,
+    /// EventBridge event bus: up to 256 characters.
+    EventBus,
+    /// EventBridge rule: up to 64 characters.
+    Rule,
+    /// Kinesis data stream: up to 128 characters.
+    Stream,
+    /// DynamoDB table: up to 255 characters.
+    Table,
+    /// Step Functions state machine: up to 80 characters.
+    StateMachine,
+    /// EventBridge Scheduler schedule: up to 64 characters.
+    Schedule,
 }
 
 impl NameKind {
-    fn max_len(self) -> usize {
+    /// Every kind of name.
+    pub const ALL: [NameKind; 11] = [
+        NameKind::Bucket,
+        NameKind::Function,
+        NameKind::Role,
+        NameKind::Queue,
+        NameKind::FifoQueue,
+        NameKind::EventBus,
+        NameKind::Rule,
+        NameKind::Stream,
+        NameKind::Table,
+        NameKind::StateMachine,
+        NameKind::Schedule,
+    ];
+
+    /// AWS's longest name of this kind, suffix included.
+    pub fn max_len(self) -> usize {
         match self {
             NameKind::Bucket => 63,
-            NameKind::Function | NameKind::Role => 64,
+            NameKind::Function | NameKind::Role | NameKind::Rule | NameKind::Schedule => 64,
+            NameKind::Queue | NameKind::FifoQueue | NameKind::StateMachine => 80,
+            NameKind::Stream => 128,
+            NameKind::Table => 255,
+            NameKind::EventBus => 256,
+        }
+    }
+
+    /// What AWS requires a name of this kind to end with.
+    pub fn suffix(self) -> &'static str {
+        match self {
+            NameKind::FifoQueue => ".fifo",
+            _ => "",
         }
     }
 
@@ -53,6 +112,15 @@ impl NameKind {
             NameKind::Bucket => "bucket",
             NameKind::Function => "function",
             NameKind::Role => "role",
+            // A FIFO queue and a standard one of the same logical name are
+            // different queues but never coexist in one pipeline.
+            NameKind::Queue | NameKind::FifoQueue => "queue",
+            NameKind::EventBus => "event-bus",
+            NameKind::Rule => "rule",
+            NameKind::Stream => "stream",
+            NameKind::Table => "table",
+            NameKind::StateMachine => "state-machine",
+            NameKind::Schedule => "schedule",
         }
     }
 }
@@ -90,14 +158,14 @@ impl PipelineId {
             hasher.update(part.as_bytes());
             hasher.update([0]);
         }
-        let hash = hex::encode(&hasher.finalize()[..4]);
+        let hash = hex::encode(&hasher.finalize()[..HASH_HEX_LEN / 2]);
         let readable = sanitize(&format!(
             "{}-{}-{}-{}",
             self.prefix, self.namespace, self.name, logical
         ));
-        let room = kind.max_len() - hash.len() - 1;
+        let room = kind.max_len() - hash.len() - 1 - kind.suffix().len();
         let readable = readable[..readable.len().min(room)].trim_end_matches('-');
-        format!("{readable}-{hash}")
+        format!("{readable}-{hash}{}", kind.suffix())
     }
 
     /// `namespace/name`, the value of [`TAG_PIPELINE`].
@@ -115,7 +183,12 @@ impl PipelineId {
         ])
     }
 
-    /// Whether the tags found on a resource let this pipeline manage it.
+    /// The tags a `Retain` deletion leaves: only the release marker.
+    pub fn release_marker(&self) -> BTreeMap<String, String> {
+        BTreeMap::from([(TAG_RELEASED_BY.to_owned(), self.pipeline_ref())])
+    }
+
+    /// Whose a found resource is, from its tags.
     pub fn ownership(&self, tags: &BTreeMap<String, String>) -> Ownership {
         match tags.get(TAG_PIPELINE_UID) {
             Some(uid) if *uid == self.uid => Ownership::Owned,
@@ -125,7 +198,11 @@ impl PipelineId {
                     .cloned()
                     .unwrap_or_else(|| "an unknown pipeline".to_owned()),
             },
-            None => Ownership::Untagged,
+            None => match tags.get(TAG_RELEASED_BY) {
+                Some(by) if *by == self.pipeline_ref() => Ownership::ReleasedToUs,
+                Some(by) => Ownership::ReleasedByOther { by: by.clone() },
+                None => Ownership::Unmarked,
+            },
         }
     }
 }
@@ -140,9 +217,18 @@ pub enum Ownership {
         /// `namespace/name` from the resource's tags.
         owner: String,
     },
-    /// No Sluice tags: a resource with our deterministic name that was
-    /// released (`Retain`) or whose tagging did not finish; it is adopted.
-    Untagged,
+    /// Released (`Retain`) by a pipeline of this namespace and name: adopted.
+    ReleasedToUs,
+    /// Released by another pipeline: only that one may adopt it.
+    ReleasedByOther {
+        /// `namespace/name` from the release marker.
+        by: String,
+    },
+    /// Neither ownership tags nor a release marker: Sluice did not create it
+    /// for this pipeline (or lost track of it), so it is not adopted by
+    /// name. A resource this pipeline's own inventory records is the one
+    /// exception (its tags were lost, e.g. removed by hand).
+    Unmarked,
 }
 
 /// Lowercases and keeps only characters every derived name allows.
@@ -206,15 +292,55 @@ mod tests {
     fn long_names_fit_aws_limits() {
         let long = "x".repeat(63);
         let pid = id(&long, &long);
-        for kind in [NameKind::Bucket, NameKind::Function, NameKind::Role] {
+        for kind in NameKind::ALL {
             let name = pid.aws_name(kind, &"y".repeat(40));
             assert!(
                 name.len() <= kind.max_len(),
                 "{kind:?}: {} chars",
                 name.len()
             );
+            assert!(name.ends_with(kind.suffix()), "{name}");
             assert!(!name.contains("--"), "{name}");
         }
+    }
+
+    /// The README promises 16 hex characters (64 bits) in every name.
+    #[test]
+    fn every_name_ends_in_sixteen_hex_characters() {
+        let pid = id(&"n".repeat(63), &"p".repeat(253));
+        for kind in NameKind::ALL {
+            for logical in ["a", &"l".repeat(40)] {
+                let name = pid.aws_name(kind, logical);
+                let stem = name.strip_suffix(kind.suffix()).expect("suffix");
+                let (_, hash) = stem.rsplit_once('-').expect("hash part");
+                assert_eq!(hash.len(), HASH_HEX_LEN, "{kind:?}: {name}");
+                assert!(hash.chars().all(|c| c.is_ascii_hexdigit()), "{name}");
+            }
+        }
+    }
+
+    /// Two teams whose namespace and pipeline names share the part that
+    /// survives the cut still get different names: the hash separates them.
+    #[test]
+    fn long_pairs_sharing_the_readable_prefix_differ() {
+        let shared = "team-x-".to_owned() + &"analytics".repeat(6);
+        let a = id(&format!("{shared}-a"), &"orders".repeat(8));
+        let b = id(&format!("{shared}-b"), &"orders".repeat(8));
+        for kind in NameKind::ALL {
+            let (name_a, name_b) = (a.aws_name(kind, "input"), b.aws_name(kind, "input"));
+            let readable = |n: &str| n.rsplit_once('-').expect("hash").0.to_owned();
+            if kind.max_len() <= 80 {
+                assert_eq!(readable(&name_a), readable(&name_b), "{kind:?}: cut alike");
+            }
+            assert_ne!(name_a, name_b, "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn fifo_queue_names_end_in_fifo() {
+        let name = id("ns", "p").aws_name(NameKind::FifoQueue, "orders");
+        assert!(name.ends_with(".fifo") && name.len() <= 80, "{name}");
+        assert_ne!(name, id("ns", "p").aws_name(NameKind::Queue, "orders"));
     }
 
     #[test]
@@ -241,7 +367,38 @@ mod tests {
                 owner: "ns/q".into()
             }
         );
-        assert_eq!(pid.ownership(&BTreeMap::new()), Ownership::Untagged);
+        assert_eq!(pid.ownership(&BTreeMap::new()), Ownership::Unmarked);
+    }
+
+    #[test]
+    fn only_the_releasing_pipeline_may_adopt() {
+        let a = id("a", "orders");
+        let marker = a.release_marker();
+        assert_eq!(
+            marker.get(TAG_RELEASED_BY).map(String::as_str),
+            Some("a/orders")
+        );
+        // The same namespace and name, recreated with a new UID, adopts.
+        let recreated = PipelineId {
+            uid: "uid-new".into(),
+            ..a.clone()
+        };
+        assert_eq!(recreated.ownership(&marker), Ownership::ReleasedToUs);
+        // Anyone else does not, whatever the name they hash to.
+        assert_eq!(
+            id("b", "orders").ownership(&marker),
+            Ownership::ReleasedByOther {
+                by: "a/orders".into()
+            }
+        );
+        // A marker never outranks an owner's UID tag.
+        let other = PipelineId {
+            uid: "uid-c".into(),
+            ..id("c", "x")
+        };
+        let mut both = other.tags("l");
+        both.extend(marker);
+        assert!(matches!(a.ownership(&both), Ownership::Foreign { .. }));
     }
 
     #[test]

@@ -15,13 +15,17 @@ use crate::{
 };
 
 /// Kinds of AWS resources, in the order they are applied. Deletion walks
-/// this order backwards.
+/// this order backwards. Resources a grant can name (buckets) come before
+/// the roles that hold the grants: a role is written only once every
+/// resource its policy names has been found to be this pipeline's, so a
+/// pipeline that meets another's resource under its name stalls before it
+/// could be granted anything on it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Kind {
-    /// IAM execution role with its inline policy.
-    Role,
     /// S3 bucket.
     Bucket,
+    /// IAM execution role with its inline policy.
+    Role,
     /// Lambda function.
     Function,
     /// The Sluice statements of a function's resource policy.
@@ -33,8 +37,8 @@ pub enum Kind {
 impl Kind {
     /// Every kind, in apply order.
     pub const APPLY_ORDER: [Kind; 5] = [
-        Kind::Role,
         Kind::Bucket,
+        Kind::Role,
         Kind::Function,
         Kind::Permissions,
         Kind::Notification,

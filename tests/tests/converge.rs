@@ -10,7 +10,7 @@ use sluice_operator::{
     Error,
     artifacts::Catalog,
     iam,
-    naming::{TAG_PIPELINE, TAG_PIPELINE_UID},
+    naming::{TAG_PIPELINE, TAG_PIPELINE_UID, TAG_RELEASED_BY},
     plan::{Kind, Plan},
     reconcile::{self, Progress},
 };
@@ -416,15 +416,24 @@ async fn delete_removes_everything_and_retain_only_releases() {
         .send()
         .await
         .expect("kept");
-    assert!(
-        f.tags()
-            .map(|t| t.keys().all(|k| !k.starts_with("sluice.dev/")))
-            .unwrap_or(true),
-        "{:?}",
-        f.tags()
+    // Only the release marker is left, naming the pipeline (not its UID).
+    let tags = f.tags().cloned().unwrap_or_default();
+    assert_eq!(
+        tags,
+        std::collections::HashMap::from([(TAG_RELEASED_BY.to_owned(), h.id.pipeline_ref())]),
+        "{tags:?}"
     );
 
-    // The released resources are adopted again by the same pipeline...
+    // The released resources are adopted again by the same pipeline (the
+    // same namespace and name, even under a new UID)...
+    let h = Harness {
+        id: sluice_operator::naming::PipelineId {
+            uid: format!("{}-recreated", h.id.uid),
+            ..h.id.clone()
+        },
+        ..h
+    };
+    let plan = h.plan(&pattern1());
     let mut adopted = Progress::default();
     apply(&h, &plan, &mut adopted).await.expect("adopts");
     assert!(
@@ -432,6 +441,16 @@ async fn delete_removes_everything_and_retain_only_releases() {
         "{:?}",
         adopted.changes
     );
+
+    let f = lambda
+        .get_function()
+        .function_name(&plan.functions[0].name)
+        .send()
+        .await
+        .expect("adopted");
+    let tags = f.tags().cloned().unwrap_or_default();
+    assert_eq!(tags.get(TAG_PIPELINE_UID), Some(&h.id.uid), "{tags:?}");
+    assert!(!tags.contains_key(TAG_RELEASED_BY), "{tags:?}");
 
     // ...and Delete removes every one of them.
     reconcile::cleanup(&h.aws, &h.id, Some(&plan), false, &mut adopted)
@@ -500,4 +519,166 @@ async fn a_non_empty_bucket_blocks_deletion_unless_empty_on_delete() {
         .await
         .expect("emptied and deleted");
     assert!(s3.head_bucket().bucket(&processed).send().await.is_err());
+}
+
+fn s3_client(h: &Harness) -> aws_sdk_s3::Client {
+    aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&h.sdk)
+            .force_path_style(true)
+            .build(),
+    )
+}
+
+/// Creates a bucket by hand under `name` with `tags` and one object.
+async fn plant_bucket(s3: &aws_sdk_s3::Client, name: &str, tags: &[(&str, &str)]) {
+    s3.create_bucket()
+        .bucket(name)
+        .send()
+        .await
+        .expect("bucket");
+    if !tags.is_empty() {
+        let set = tags
+            .iter()
+            .map(|(k, v)| {
+                aws_sdk_s3::types::Tag::builder()
+                    .key(*k)
+                    .value(*v)
+                    .build()
+                    .expect("tag")
+            })
+            .collect();
+        s3.put_bucket_tagging()
+            .bucket(name)
+            .tagging(
+                aws_sdk_s3::types::Tagging::builder()
+                    .set_tag_set(Some(set))
+                    .build()
+                    .expect("tagging"),
+            )
+            .send()
+            .await
+            .expect("tags");
+    }
+    s3.put_object()
+        .bucket(name)
+        .key("data.json")
+        .body(b"{}".to_vec().into())
+        .send()
+        .await
+        .expect("object");
+}
+
+/// A resource under this pipeline's name that Sluice did not create for it
+/// (no tags, or released by another pipeline) stalls the pipeline before
+/// any role could be granted on it, and survives the pipeline's deletion.
+#[tokio::test]
+async fn unmarked_or_otherwise_released_resources_are_never_adopted() {
+    for (case, tags) in [
+        ("unmarked", vec![]),
+        (
+            "released by another",
+            vec![(TAG_RELEASED_BY, "other-ns/other")],
+        ),
+    ] {
+        let h = Harness::new().await;
+        let iam_client = aws_sdk_iam::Client::new(&h.sdk);
+        let plan = h.plan(&pattern1());
+        let input = bucket(&plan, "input");
+        let s3 = s3_client(&h);
+        plant_bucket(&s3, input, &tags).await;
+
+        let mut progress = Progress::default();
+        let err = apply(&h, &plan, &mut progress).await.expect_err("conflict");
+        assert!(matches!(err, Error::Conflict(_)), "{case}: {err:?}");
+        let message = err.to_string();
+        assert!(message.contains(input), "{case}: {message}");
+        if let Some((_, by)) = tags.first() {
+            assert!(message.contains(by), "{case}: {message}");
+        }
+        // Buckets come before roles: no role holds a grant on it.
+        let role = iam_client
+            .get_role()
+            .role_name(&plan.roles[0].name)
+            .send()
+            .await;
+        assert!(role.is_err(), "{case}: role created before the conflict");
+
+        // Deleting the pipeline leaves the bucket and its data alone.
+        reconcile::cleanup(&h.aws, &h.id, Some(&plan), false, &mut progress)
+            .await
+            .expect("cleanup");
+        s3.head_object()
+            .bucket(input)
+            .key("data.json")
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{case}: data kept: {e:?}"));
+        let kept: Vec<(String, String)> = s3
+            .get_bucket_tagging()
+            .bucket(input)
+            .send()
+            .await
+            .map(|t| {
+                t.tag_set()
+                    .iter()
+                    .map(|t| (t.key().to_owned(), t.value().to_owned()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let planted: Vec<(String, String)> = tags
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        assert_eq!(kept, planted, "{case}: tags untouched");
+        s3.delete_object()
+            .bucket(input)
+            .key("data.json")
+            .send()
+            .await
+            .expect("tidy up");
+        s3.delete_bucket()
+            .bucket(input)
+            .send()
+            .await
+            .expect("tidy up");
+    }
+}
+
+/// A resource this pipeline's inventory lists is its own even when someone
+/// removed its tags: they are put back, as any other drift.
+#[tokio::test]
+async fn a_recorded_resource_whose_tags_were_removed_is_retagged() {
+    let h = Harness::new().await;
+    let plan = h.plan(&pattern1());
+    let mut progress = Progress::default();
+    apply(&h, &plan, &mut progress).await.expect("converges");
+    let input = bucket(&plan, "input");
+    let s3 = s3_client(&h);
+    s3.delete_bucket_tagging()
+        .bucket(input)
+        .send()
+        .await
+        .expect("untag by hand");
+
+    let mut again = Progress::from_inventory(&progress.inventory());
+    apply(&h, &plan, &mut again).await.expect("still ours");
+    assert_eq!(again.changes.len(), 1, "{:?}", again.changes);
+    assert_eq!(again.changes[0].what, "Updated tags");
+    let tags = s3
+        .get_bucket_tagging()
+        .bucket(input)
+        .send()
+        .await
+        .expect("tags");
+    assert!(
+        tags.tag_set()
+            .iter()
+            .any(|t| t.key() == TAG_PIPELINE_UID && t.value() == h.id.uid),
+        "{:?}",
+        tags.tag_set()
+    );
+
+    reconcile::cleanup(&h.aws, &h.id, Some(&plan), false, &mut again)
+        .await
+        .expect("cleanup");
 }

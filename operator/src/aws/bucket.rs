@@ -12,7 +12,7 @@ use aws_sdk_s3::types::{
 use super::{Aws, AwsResource, Drift, Service, tag_drift};
 use crate::{
     Error, Result,
-    naming::{OWNERSHIP_TAG_KEYS, Ownership, PipelineId},
+    naming::{OWNERSHIP_TAG_KEYS, PipelineId},
     plan::{BucketPlan, Kind},
 };
 
@@ -29,14 +29,16 @@ pub struct ObservedBucket {
 #[derive(Debug)]
 pub struct Bucket;
 
-async fn put_tags(aws: &Aws, bucket: &str, tags: &BTreeMap<String, String>) -> Result<()> {
-    let tag_set = tags
-        .iter()
+fn tag_set(tags: &BTreeMap<String, String>) -> Result<Vec<Tag>> {
+    tags.iter()
         .map(|(k, v)| Tag::builder().key(k).value(v).build())
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| Error::InvalidSpec(format!("bucket tag: {e}")))?;
+        .map_err(|e| Error::InvalidSpec(format!("bucket tag: {e}")))
+}
+
+async fn put_tags(aws: &Aws, bucket: &str, tags: &BTreeMap<String, String>) -> Result<()> {
     let tagging = Tagging::builder()
-        .set_tag_set(Some(tag_set))
+        .set_tag_set(Some(tag_set(tags)?))
         .build()
         .map_err(|e| Error::InvalidSpec(format!("bucket tagging: {e}")))?;
     aws.call(Service::S3, "PutBucketTagging", || {
@@ -153,11 +155,16 @@ impl AwsResource for Bucket {
     }
 
     async fn create(aws: &Aws, d: &BucketPlan) -> Result<()> {
-        let configuration = (d.region != "us-east-1").then(|| {
-            CreateBucketConfiguration::builder()
-                .location_constraint(BucketLocationConstraint::from(d.region.as_str()))
-                .build()
-        });
+        // Tags in CreateBucket make the bucket ours from its first moment
+        // in AWS; the PutBucketTagging below covers stores that ignore them
+        // (moto, older S3-compatible ones) and costs one write per create.
+        let mut configuration =
+            CreateBucketConfiguration::builder().set_tags(Some(tag_set(&d.tags)?));
+        if d.region != "us-east-1" {
+            configuration = configuration
+                .location_constraint(BucketLocationConstraint::from(d.region.as_str()));
+        }
+        let configuration = Some(configuration.build());
         match aws
             .call(Service::S3, "CreateBucket", || {
                 aws.s3
@@ -225,31 +232,34 @@ impl AwsResource for Bucket {
         }
     }
 
-    async fn release(aws: &Aws, id: &str, o: &ObservedBucket) -> Result<()> {
-        let remaining: BTreeMap<String, String> = o
+    async fn release(
+        aws: &Aws,
+        id: &str,
+        o: &ObservedBucket,
+        marker: &BTreeMap<String, String>,
+    ) -> Result<()> {
+        // One PutBucketTagging replaces the set: foreign tags and the marker.
+        let mut remaining: BTreeMap<String, String> = o
             .tags
             .iter()
             .filter(|(k, _)| !OWNERSHIP_TAG_KEYS.contains(&k.as_str()))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        if remaining.is_empty() {
-            aws.call(Service::S3, "DeleteBucketTagging", || {
-                aws.s3.delete_bucket_tagging().bucket(id).send()
-            })
-            .await?;
-            Ok(())
-        } else {
-            put_tags(aws, id, &remaining).await
-        }
+        remaining.extend(marker.clone());
+        put_tags(aws, id, &remaining).await
     }
 }
 
-/// Empties a bucket before deletion (`emptyOnDelete`), only if it is ours.
-pub async fn empty_if_owned(aws: &Aws, pipeline: &PipelineId, id: &str) -> Result<u64> {
+/// Empties a bucket before deletion (`emptyOnDelete`), only if it is this
+/// pipeline's to delete (the rule [`super::remove`] follows).
+pub async fn empty_if_owned(
+    aws: &Aws,
+    pipeline: &PipelineId,
+    id: &str,
+    recorded: bool,
+) -> Result<u64> {
     match Bucket::observe(aws, id).await? {
-        Some(o) if !matches!(pipeline.ownership(&o.tags), Ownership::Foreign { .. }) => {
-            empty(aws, id).await
-        }
+        Some(o) if super::removable(pipeline, &o.tags, recorded).is_ok() => empty(aws, id).await,
         _ => Ok(0),
     }
 }

@@ -380,7 +380,20 @@ impl AwsResource for Function {
         }
     }
 
-    async fn release(aws: &Aws, _id: &str, o: &ObservedFunction) -> Result<()> {
+    async fn release(
+        aws: &Aws,
+        _id: &str,
+        o: &ObservedFunction,
+        marker: &BTreeMap<String, String>,
+    ) -> Result<()> {
+        aws.call(Service::Lambda, "TagResource", || {
+            aws.lambda
+                .tag_resource()
+                .resource(&o.arn)
+                .set_tags(Some(marker.clone().into_iter().collect()))
+                .send()
+        })
+        .await?;
         aws.call(Service::Lambda, "UntagResource", || {
             aws.lambda
                 .untag_resource()

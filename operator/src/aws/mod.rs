@@ -21,7 +21,7 @@ use crate::{
     Error, Result,
     config::RateLimits,
     metrics::Metrics,
-    naming::{Ownership, PipelineId},
+    naming::{Ownership, PipelineId, TAG_RELEASED_BY},
 };
 use ratelimit::RateLimiter;
 
@@ -363,7 +363,8 @@ pub enum Outcome {
     Created,
     /// Updated these fields.
     Updated(Vec<String>),
-    /// Found untagged under our deterministic name and adopted.
+    /// Found under our deterministic name, released (`Retain`) by a
+    /// pipeline of this namespace and name, and adopted.
     Adopted,
 }
 
@@ -412,15 +413,56 @@ pub trait AwsResource {
     /// Deletes the resource (it was observed and is ours).
     async fn delete(aws: &Aws, id: &str, observed: &Self::Observed) -> Result<()>;
 
-    /// Removes Sluice's ownership tags and leaves the resource (`Retain`).
-    async fn release(aws: &Aws, id: &str, observed: &Self::Observed) -> Result<()>;
+    /// Leaves the resource (`Retain`): sets `marker` (the release marker
+    /// naming the pipeline, [`PipelineId::release_marker`]) first, then
+    /// removes Sluice's ownership tags, so a crash in between leaves it
+    /// owned rather than unmarked.
+    async fn release(
+        aws: &Aws,
+        id: &str,
+        observed: &Self::Observed,
+        marker: &BTreeMap<String, String>,
+    ) -> Result<()>;
 }
 
-/// Observes, diffs and applies one desired resource.
+/// Why a found resource is not this pipeline's to change, for
+/// [`Error::Conflict`]; `None` when it is.
+fn refusal(
+    kind: crate::plan::Kind,
+    id: &str,
+    pipeline: &PipelineId,
+    ownership: &Ownership,
+    recorded: bool,
+) -> Option<String> {
+    let kind = kind.as_str();
+    match ownership {
+        Ownership::Owned | Ownership::ReleasedToUs => None,
+        Ownership::Unmarked if recorded => None,
+        Ownership::Foreign { owner } => Some(format!(
+            "{kind} {id} belongs to pipeline {owner} (its sluice.dev/pipeline-uid tag is not \
+             this pipeline's); Sluice will not modify or delete it"
+        )),
+        Ownership::ReleasedByOther { by } => Some(format!(
+            "{kind} {id} was released by pipeline {by} (tag {TAG_RELEASED_BY}={by}) and only \
+             that pipeline may adopt it; Sluice will not modify or delete it"
+        )),
+        Ownership::Unmarked => Some(format!(
+            "{kind} {id} exists without Sluice's ownership tags or a release marker, so this \
+             pipeline did not create it and will not adopt it by name; delete or rename it, or, \
+             if it is this pipeline's, tag it {TAG_RELEASED_BY}={}",
+            pipeline.pipeline_ref()
+        )),
+    }
+}
+
+/// Observes, diffs and applies one desired resource. `recorded`: the
+/// pipeline's own inventory lists the resource (so it is ours even if its
+/// tags were lost).
 pub async fn converge<R: AwsResource>(
     aws: &Aws,
     pipeline: &PipelineId,
     desired: &R::Desired,
+    recorded: bool,
 ) -> Result<Outcome> {
     let id = R::id(desired);
     match R::observe(aws, id).await? {
@@ -429,17 +471,14 @@ pub async fn converge<R: AwsResource>(
             Ok(Outcome::Created)
         }
         Some(observed) => {
-            let adopted = match R::tags(&observed).map(|t| pipeline.ownership(t)) {
-                Some(Ownership::Foreign { owner }) => {
-                    return Err(Error::Conflict(format!(
-                        "{} {id} belongs to pipeline {owner}; Sluice will not modify it \
-                         (delete it or remove its sluice.dev/* tags to let this pipeline adopt it)",
-                        R::KIND.as_str()
-                    )));
-                }
-                Some(Ownership::Untagged) => true,
-                Some(Ownership::Owned) | None => false,
-            };
+            let ownership = R::tags(&observed).map(|t| pipeline.ownership(t));
+            if let Some(reason) = ownership
+                .as_ref()
+                .and_then(|o| refusal(R::KIND, id, pipeline, o, recorded))
+            {
+                return Err(Error::Conflict(reason));
+            }
+            let adopted = ownership == Some(Ownership::ReleasedToUs);
             let drift = R::diff(desired, &observed);
             if drift.is_empty() {
                 return Ok(Outcome::Unchanged);
@@ -463,27 +502,53 @@ pub enum Removal {
     Absent,
     /// Deleted.
     Deleted,
-    /// Ownership tags removed, resource kept.
+    /// Ownership tags replaced by the release marker, resource kept.
     Released,
-    /// Not ours (tagged for another pipeline): left alone.
+    /// Not this pipeline's (another's, released by another, or never
+    /// marked): left alone, with the reason.
     Skipped(String),
 }
 
-/// Deletes (or, with `retain`, releases) one resource by id, if it is ours.
+/// Whether a resource with these tags is this pipeline's to delete or
+/// release: owned by it, or listed in its inventory (`recorded`) with its
+/// tags lost. `Err` says why not.
+pub fn removable(
+    pipeline: &PipelineId,
+    tags: &BTreeMap<String, String>,
+    recorded: bool,
+) -> Result<(), String> {
+    match pipeline.ownership(tags) {
+        Ownership::Owned => Ok(()),
+        Ownership::Unmarked if recorded => Ok(()),
+        Ownership::ReleasedToUs => Err(format!(
+            "released earlier by {} and not adopted since",
+            pipeline.pipeline_ref()
+        )),
+        Ownership::Foreign { owner } => Err(format!("belongs to {owner}")),
+        Ownership::ReleasedByOther { by } => Err(format!("released by {by}")),
+        Ownership::Unmarked => Err("not marked as Sluice's".into()),
+    }
+}
+
+/// Deletes (or, with `retain`, releases) one resource by id, if it is ours:
+/// owned by this pipeline, or listed in its inventory (`recorded`) with its
+/// tags lost. A resource released earlier under this pipeline's name but
+/// not adopted since is left as it is.
 pub async fn remove<R: AwsResource>(
     aws: &Aws,
     pipeline: &PipelineId,
     id: &str,
     retain: bool,
+    recorded: bool,
 ) -> Result<Removal> {
     let Some(observed) = R::observe(aws, id).await? else {
         return Ok(Removal::Absent);
     };
-    if let Some(Ownership::Foreign { owner }) = R::tags(&observed).map(|t| pipeline.ownership(t)) {
-        return Ok(Removal::Skipped(owner));
+    if let Some(Err(why)) = R::tags(&observed).map(|t| removable(pipeline, t, recorded)) {
+        return Ok(Removal::Skipped(why));
     }
     if retain {
-        R::release(aws, id, &observed).await?;
+        R::release(aws, id, &observed, &pipeline.release_marker()).await?;
         Ok(Removal::Released)
     } else {
         R::delete(aws, id, &observed).await?;

@@ -206,7 +206,12 @@ impl AwsResource for Notification {
         }
     }
 
-    async fn release(_aws: &Aws, _id: &str, _o: &ObservedNotification) -> Result<()> {
+    async fn release(
+        _aws: &Aws,
+        _id: &str,
+        _o: &ObservedNotification,
+        _marker: &BTreeMap<String, String>,
+    ) -> Result<()> {
         Ok(())
     }
 }

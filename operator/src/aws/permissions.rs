@@ -193,7 +193,12 @@ impl AwsResource for Permissions {
         Ok(())
     }
 
-    async fn release(_aws: &Aws, _id: &str, _o: &ObservedPermissions) -> Result<()> {
+    async fn release(
+        _aws: &Aws,
+        _id: &str,
+        _o: &ObservedPermissions,
+        _marker: &BTreeMap<String, String>,
+    ) -> Result<()> {
         // Statements carry no tags; a retained function keeps its wiring.
         Ok(())
     }

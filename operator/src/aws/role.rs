@@ -263,7 +263,21 @@ impl AwsResource for Role {
         }
     }
 
-    async fn release(aws: &Aws, id: &str, _o: &ObservedRole) -> Result<()> {
+    async fn release(
+        aws: &Aws,
+        id: &str,
+        _o: &ObservedRole,
+        marker: &BTreeMap<String, String>,
+    ) -> Result<()> {
+        let marker = tags(marker)?;
+        aws.call(Service::Iam, "TagRole", || {
+            aws.iam
+                .tag_role()
+                .role_name(id)
+                .set_tags(Some(marker))
+                .send()
+        })
+        .await?;
         aws.call(Service::Iam, "UntagRole", || {
             aws.iam
                 .untag_role()

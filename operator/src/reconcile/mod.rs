@@ -74,6 +74,11 @@ impl Progress {
         );
     }
 
+    /// Whether the inventory lists this resource.
+    fn records(&self, kind: Kind, id: &str) -> bool {
+        self.inventory.contains_key(&(kind, id.to_owned()))
+    }
+
     fn forget(&mut self, kind: Kind, id: &str) {
         self.inventory.remove(&(kind, id.to_owned()));
     }
@@ -95,7 +100,8 @@ async fn converge_all<R: AwsResource>(
 ) -> Result<()> {
     for d in desired {
         let id = R::id(d);
-        match converge::<R>(aws, pipeline, d).await {
+        let recorded = progress.records(R::KIND, id);
+        match converge::<R>(aws, pipeline, d, recorded).await {
             Ok(outcome) => {
                 progress.record(R::KIND, R::logical(d), id, R::arn(aws, d), "Ready");
                 match outcome {
@@ -106,6 +112,11 @@ async fn converge_all<R: AwsResource>(
                         progress.changed(R::KIND, id, format!("Updated {}", fields.join(", ")))
                     }
                 }
+            }
+            // Not ours: never recorded, so nothing later treats it as ours.
+            Err(e @ Error::Conflict(_)) => {
+                progress.forget(R::KIND, id);
+                return Err(e);
             }
             Err(e) => {
                 let state = match &e {
@@ -129,8 +140,9 @@ pub async fn apply(
     plan: &Plan,
     progress: &mut Progress,
 ) -> Result<()> {
-    converge_all::<Role>(aws, pipeline, &plan.roles, progress).await?;
+    // Kind::APPLY_ORDER: what grants name, before the roles that hold them.
     converge_all::<Bucket>(aws, pipeline, &plan.buckets, progress).await?;
+    converge_all::<Role>(aws, pipeline, &plan.roles, progress).await?;
     converge_all::<Function>(aws, pipeline, &plan.functions, progress).await?;
     converge_all::<Permissions>(aws, pipeline, &plan.permissions, progress).await?;
     converge_all::<Notification>(aws, pipeline, &plan.notifications, progress).await?;
@@ -178,26 +190,30 @@ async fn remove_all(
 ) -> Result<()> {
     for kind in Kind::APPLY_ORDER.into_iter().rev() {
         for (_, id) in ids.iter().filter(|(k, _)| *k == kind) {
+            let recorded = progress.records(kind, id);
             if kind == Kind::Bucket && !retain && empty_first.contains(id) {
-                let emptied = crate::aws::bucket::empty_if_owned(aws, pipeline, id).await?;
+                let emptied =
+                    crate::aws::bucket::empty_if_owned(aws, pipeline, id, recorded).await?;
                 if emptied > 0 {
                     progress.changed(kind, id, format!("Emptied ({emptied} objects)"));
                 }
             }
             let removal = match kind {
-                Kind::Role => remove::<Role>(aws, pipeline, id, retain).await,
-                Kind::Bucket => remove::<Bucket>(aws, pipeline, id, retain).await,
-                Kind::Function => remove::<Function>(aws, pipeline, id, retain).await,
-                Kind::Permissions => remove::<Permissions>(aws, pipeline, id, retain).await,
-                Kind::Notification => remove::<Notification>(aws, pipeline, id, retain).await,
+                Kind::Role => remove::<Role>(aws, pipeline, id, retain, recorded).await,
+                Kind::Bucket => remove::<Bucket>(aws, pipeline, id, retain, recorded).await,
+                Kind::Function => remove::<Function>(aws, pipeline, id, retain, recorded).await,
+                Kind::Permissions => {
+                    remove::<Permissions>(aws, pipeline, id, retain, recorded).await
+                }
+                Kind::Notification => {
+                    remove::<Notification>(aws, pipeline, id, retain, recorded).await
+                }
             }?;
             match removal {
                 Removal::Absent => {}
                 Removal::Deleted => progress.changed(kind, id, "Deleted"),
                 Removal::Released => progress.changed(kind, id, "Released"),
-                Removal::Skipped(owner) => {
-                    progress.changed(kind, id, format!("Skipped (belongs to {owner})"))
-                }
+                Removal::Skipped(why) => progress.changed(kind, id, format!("Skipped ({why})")),
             }
             progress.forget(kind, id);
         }
