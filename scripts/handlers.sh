@@ -7,7 +7,7 @@
 #   scripts/handlers.sh build   build into it, unless it is already complete
 #
 # The key hashes what the executable is made of: the handlers crate's
-# sources and manifest, the workspace manifest (the `lambda` profile) and
+# sources, manifest and requirements table, the workspace manifest (the `lambda` profile) and
 # lock file, the toolchain (`rustc -vV`), the target and these scripts. So a
 # fresh clone, another checkout or a switch back to an earlier commit finds
 # its build without asking cargo, whose freshness check follows file times
@@ -37,7 +37,7 @@ key() {
     cd "$ROOT"
     printf 'target=%s\n' "$TARGET"
     rustc -vV
-    find handlers/src handlers/Cargo.toml Cargo.toml Cargo.lock rust-toolchain.toml \
+    find handlers/src handlers/Cargo.toml handlers/requirements.json Cargo.toml Cargo.lock rust-toolchain.toml \
       scripts/handlers.sh scripts/package-handlers.py scripts/check-glibc.sh -type f -print0 \
       | LC_ALL=C sort -z | xargs -0 sha256sum
   ) | sha256sum | cut -c1-16

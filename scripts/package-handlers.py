@@ -8,9 +8,12 @@ Lambda's provided.al2023 runtime. The zip is byte-for-byte reproducible
 (fixed timestamp and attributes), so the same binary always gives the same
 SHA-256 and the operator redeploys code only when it really changed.
 
-The manifest names the zip, its SHA-256 and size, the architecture and the
-handlers it serves. The executable itself is copied beside it, so tests can
-run the very binary the zip holds.
+The manifest names the zip, its SHA-256 and size, the architecture, the
+handlers it serves and what each needs from its environment (copied from
+handlers/requirements.json, which the handlers' tests hold to the code), so
+the operator can refuse a function whose edges leave a requirement unmet.
+The executable itself is copied beside it, so tests can run the very binary
+the zip holds.
 
 usage: package-handlers.py [--architecture x86_64|arm64] BINARY OUT_DIR NAME...
 """
@@ -23,6 +26,7 @@ import sys
 import zipfile
 
 ZIP_NAME = "sluice-handlers.zip"
+REQUIREMENTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "handlers", "requirements.json")
 
 
 def package(binary: str, out_dir: str) -> dict:
@@ -54,7 +58,18 @@ def main() -> None:
         sys.exit(__doc__)
     binary, out_dir, names = args[0], args[1], sorted(args[2:])
     os.makedirs(out_dir, exist_ok=True)
-    manifest = {"runtime": "provided.al2023", "architecture": architecture, **package(binary, out_dir), "handlers": names}
+    with open(REQUIREMENTS) as f:
+        requirements = json.load(f)
+    missing = [n for n in names if n not in requirements]
+    if missing:
+        sys.exit(f"package-handlers: handlers/requirements.json has no entry for {', '.join(missing)}")
+    manifest = {
+        "runtime": "provided.al2023",
+        "architecture": architecture,
+        **package(binary, out_dir),
+        "handlers": names,
+        "requirements": {n: requirements[n] for n in names},
+    }
     with open(os.path.join(out_dir, "manifest.json"), "w") as f:
         json.dump(manifest, f, indent=2, sort_keys=True)
         f.write("\n")

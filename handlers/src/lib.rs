@@ -35,6 +35,7 @@ pub mod logging;
 pub mod numbers;
 pub mod publisher;
 pub mod queue;
+pub mod requirements;
 pub mod retry;
 pub mod router;
 pub mod s3_transform;

@@ -32,6 +32,9 @@ pub struct Artifact {
     pub dir: PathBuf,
     /// Lambda architecture the zip was built for (`x86_64` or `arm64`).
     pub architecture: String,
+    /// Environment variables the handler requires → the pipeline edge that
+    /// provides each (from the manifest).
+    pub required_env: BTreeMap<String, String>,
 }
 
 impl Artifact {
@@ -74,6 +77,15 @@ struct Manifest {
     sha256: String,
     size: u64,
     handlers: Vec<String>,
+    #[serde(default)]
+    requirements: BTreeMap<String, Requirements>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct Requirements {
+    #[serde(default)]
+    required_env: BTreeMap<String, String>,
 }
 
 /// Every built-in handler the operator can deploy.
@@ -112,6 +124,11 @@ impl Catalog {
                     size: manifest.size,
                     dir: dir.to_owned(),
                     architecture: manifest.architecture.clone(),
+                    required_env: manifest
+                        .requirements
+                        .get(name)
+                        .map(|r| r.required_env.clone())
+                        .unwrap_or_default(),
                 };
                 (name.clone(), artifact)
             })
@@ -151,6 +168,7 @@ mod tests {
             size: 0,
             dir: PathBuf::new(),
             architecture: "x86_64".into(),
+            required_env: BTreeMap::new(),
         };
         assert_eq!(
             a.code_sha256(),
@@ -170,6 +188,7 @@ mod tests {
             size: 0,
             dir: dir.clone(),
             architecture: "x86_64".into(),
+            required_env: BTreeMap::new(),
         };
         let err = a.read_zip().expect_err("digest mismatch");
         assert!(err.contains("manifest says"), "{err}");
@@ -182,7 +201,8 @@ mod tests {
         std::fs::create_dir_all(&dir).expect("temp dir");
         let manifest = |arch: &str| {
             format!(
-                r#"{{"architecture": "{arch}", "zip": "h.zip", "sha256": "00", "size": 1, "handlers": ["x", "y"]}}"#
+                r#"{{"architecture": "{arch}", "zip": "h.zip", "sha256": "00", "size": 1, "handlers": ["x", "y"],
+                    "requirements": {{"x": {{"requiredEnv": {{"OUT": "uses: ..."}}}}}}}}"#
             )
         };
         std::fs::write(dir.join("manifest.json"), manifest("arm64")).expect("write");
@@ -191,6 +211,16 @@ mod tests {
         assert_eq!(catalog.get("x").expect("x").dir, dir);
         // One zip serves every handler.
         assert_eq!(catalog.get("y").expect("y").zip, "h.zip");
+        assert_eq!(
+            catalog
+                .get("x")
+                .expect("x")
+                .required_env
+                .get("OUT")
+                .map(String::as_str),
+            Some("uses: ...")
+        );
+        assert!(catalog.get("y").expect("y").required_env.is_empty());
         assert_eq!(catalog.names(), ["x", "y"]);
         std::fs::write(dir.join("manifest.json"), manifest("sparc")).expect("write");
         let err = Catalog::load(&dir).expect_err("not a Lambda architecture");

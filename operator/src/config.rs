@@ -40,6 +40,15 @@ pub struct RateLimits {
     pub iam: f64,
     /// S3 bucket-level APIs.
     pub s3: f64,
+    /// SQS queue APIs (`TagQueue` allows 5 req/s; the others more).
+    pub sqs: f64,
+    /// EventBridge control plane (about 50 req/s per account).
+    pub events: f64,
+    /// Kinesis control plane (`CreateStream` 5 req/s,
+    /// `DescribeStreamSummary` 20 req/s).
+    pub kinesis: f64,
+    /// DynamoDB control plane (2,500 req/s; `UpdateTimeToLive` lower).
+    pub dynamodb: f64,
 }
 
 impl Default for RateLimits {
@@ -48,6 +57,10 @@ impl Default for RateLimits {
             lambda: 10.0,
             iam: 10.0,
             s3: 50.0,
+            sqs: 20.0,
+            events: 20.0,
+            kinesis: 4.0,
+            dynamodb: 50.0,
         }
     }
 }
@@ -143,6 +156,10 @@ impl OperatorConfig {
             lambda: rate("SLUICE_LAMBDA_RPS", defaults.lambda)?,
             iam: rate("SLUICE_IAM_RPS", defaults.iam)?,
             s3: rate("SLUICE_S3_RPS", defaults.s3)?,
+            sqs: rate("SLUICE_SQS_RPS", defaults.sqs)?,
+            events: rate("SLUICE_EVENTS_RPS", defaults.events)?,
+            kinesis: rate("SLUICE_KINESIS_RPS", defaults.kinesis)?,
+            dynamodb: rate("SLUICE_DYNAMODB_RPS", defaults.dynamodb)?,
         };
         let watch_namespaces: Vec<String> = get("SLUICE_WATCH_NAMESPACES")
             .map(|list| {

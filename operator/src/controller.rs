@@ -280,6 +280,9 @@ async fn apply(dp: &DataPipeline, ctx: &Context) -> Result<Action> {
     };
     let pid = pipeline_id(dp, ctx, &aws);
     let plan = plan_for(dp, ctx, &pid);
+    if let Err(problems) = reconcile::validate::validate_plan(&plan) {
+        return unplanned(Error::InvalidSpec(problems)).await;
+    }
     let mut progress = Progress::from_inventory(&previous.inventory);
     let result = reconcile::apply(&aws, &pid, &plan, &mut progress).await;
     if result.is_ok() {

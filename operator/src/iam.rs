@@ -37,25 +37,136 @@ pub fn lambda_trust_policy(account: &str) -> Value {
     })
 }
 
-/// What one function may do with one bucket.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct BucketGrant {
-    /// `s3:GetObject` on the bucket's objects.
-    pub get_objects: bool,
-    /// `s3:ListBucket` on the bucket.
-    pub list: bool,
-    /// `s3:PutObject` and `s3:AbortMultipartUpload` on the bucket's objects.
-    pub put_objects: bool,
+/// The actions each edge grants, in one place so the README's table, the
+/// planner and the tests agree.
+pub mod actions {
+    /// Read objects (bucket trigger, `uses: bucket, access: read`), on `<bucket>/*`.
+    pub const S3_GET_OBJECTS: &[&str] = &["s3:GetObject"];
+    /// List a bucket (`access: read`), on the bucket.
+    pub const S3_LIST: &[&str] = &["s3:ListBucket"];
+    /// Write objects (`access: write`), on `<bucket>/*`.
+    pub const S3_PUT_OBJECTS: &[&str] = &["s3:AbortMultipartUpload", "s3:PutObject"];
+    /// Consume a queue (queue trigger), on the queue.
+    pub const SQS_CONSUME: &[&str] = &[
+        "sqs:ChangeMessageVisibility",
+        "sqs:DeleteMessage",
+        "sqs:GetQueueAttributes",
+        "sqs:ReceiveMessage",
+    ];
+    /// Send to a queue (`access: send`, failure destinations), on the queue.
+    pub const SQS_SEND: &[&str] = &["sqs:SendMessage"];
+    /// Put events on a bus (`access: put`), on the bus.
+    pub const EVENTS_PUT: &[&str] = &["events:PutEvents"];
+    /// Read a table (`access: read`), on the table and its indexes.
+    pub const DYNAMODB_READ: &[&str] = &[
+        "dynamodb:BatchGetItem",
+        "dynamodb:ConditionCheckItem",
+        "dynamodb:DescribeTable",
+        "dynamodb:GetItem",
+        "dynamodb:Query",
+        "dynamodb:Scan",
+    ];
+    /// Write a table (`access: write`), on the table.
+    pub const DYNAMODB_WRITE: &[&str] = &[
+        "dynamodb:BatchWriteItem",
+        "dynamodb:DeleteItem",
+        "dynamodb:DescribeTable",
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+    ];
+    /// The idempotency claims (`idempotency: {table}`), on the table.
+    pub const DYNAMODB_IDEMPOTENCY: &[&str] = &[
+        "dynamodb:DeleteItem",
+        "dynamodb:GetItem",
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+    ];
+    /// Consume a stream (stream trigger), on the stream.
+    pub const KINESIS_CONSUME: &[&str] = &[
+        "kinesis:DescribeStream",
+        "kinesis:DescribeStreamSummary",
+        "kinesis:GetRecords",
+        "kinesis:GetShardIterator",
+        "kinesis:ListShards",
+        "kinesis:SubscribeToShard",
+    ];
+    /// Read a stream (`access: read`), on the stream.
+    pub const KINESIS_READ: &[&str] = &[
+        "kinesis:DescribeStream",
+        "kinesis:DescribeStreamSummary",
+        "kinesis:GetRecords",
+        "kinesis:GetShardIterator",
+        "kinesis:ListShards",
+    ];
+    /// Put records on a stream (`access: put`), on the stream.
+    pub const KINESIS_PUT: &[&str] = &["kinesis:PutRecord", "kinesis:PutRecords"];
+    /// Read what a customer-managed key encrypts, on the key.
+    pub const KMS_DECRYPT: &[&str] = &["kms:Decrypt", "kms:DescribeKey"];
+    /// Write what a customer-managed key encrypts, on the key.
+    pub const KMS_ENCRYPT: &[&str] = &[
+        "kms:Decrypt",
+        "kms:DescribeKey",
+        "kms:Encrypt",
+        "kms:GenerateDataKey*",
+        "kms:ReEncrypt*",
+    ];
+    /// Start a state machine's executions, on the state machine.
+    pub const STATES_START: &[&str] = &["states:StartExecution"];
+    /// Invoke a function (workflow task), on the function.
+    pub const LAMBDA_INVOKE: &[&str] = &["lambda:InvokeFunction"];
 }
 
-impl BucketGrant {
-    /// The union of two grants.
-    pub fn union(self, other: BucketGrant) -> BucketGrant {
-        BucketGrant {
-            get_objects: self.get_objects || other.get_objects,
-            list: self.list || other.list,
-            put_objects: self.put_objects || other.put_objects,
+/// The grants of one role: actions per resource ARN. Built from the graph's
+/// edges; never holds a wildcard resource.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Grants {
+    by_resource: BTreeMap<String, BTreeSet<&'static str>>,
+}
+
+impl Grants {
+    /// Allows `actions` on `resource` (an ARN; object ARNs end in `/*`).
+    pub fn allow(&mut self, resource: impl Into<String>, actions: &[&'static str]) {
+        self.by_resource
+            .entry(resource.into())
+            .or_default()
+            .extend(actions.iter().copied());
+    }
+
+    /// Whether nothing is granted.
+    pub fn is_empty(&self) -> bool {
+        self.by_resource.is_empty()
+    }
+
+    /// The actions granted on `resource`.
+    pub fn actions_on(&self, resource: &str) -> Vec<&'static str> {
+        self.by_resource
+            .get(resource)
+            .map(|a| a.iter().copied().collect())
+            .unwrap_or_default()
+    }
+
+    /// One statement per distinct action set, listing every resource that
+    /// gets exactly that set, in a stable order.
+    pub fn statements(&self) -> Vec<Value> {
+        let mut by_actions: BTreeMap<Vec<&'static str>, Vec<&str>> = BTreeMap::new();
+        for (resource, actions) in &self.by_resource {
+            by_actions
+                .entry(actions.iter().copied().collect())
+                .or_default()
+                .push(resource);
         }
+        by_actions
+            .into_iter()
+            .enumerate()
+            .map(|(index, (actions, resources))| {
+                json!({
+                    "Sid": format!("Grant{index}"),
+                    "Effect": "Allow",
+                    "Action": actions,
+                    "Resource": resources,
+                })
+            })
+            .collect()
     }
 }
 
@@ -70,8 +181,8 @@ pub struct ExecutionGrants {
     pub account: String,
     /// AWS name of the function (its log group is `/aws/lambda/<name>`).
     pub function_name: String,
-    /// Grants per AWS bucket name.
-    pub buckets: BTreeMap<String, BucketGrant>,
+    /// What the function's edges grant.
+    pub grants: Grants,
     /// X-Ray tracing is `Active`.
     pub xray: bool,
 }
@@ -87,32 +198,7 @@ pub fn execution_policy(g: &ExecutionGrants) -> Value {
             g.partition, g.region, g.account, g.function_name
         )],
     })];
-    for (index, (bucket, grant)) in g.buckets.iter().enumerate() {
-        let mut object_actions = Vec::new();
-        if grant.get_objects {
-            object_actions.push("s3:GetObject");
-        }
-        if grant.put_objects {
-            object_actions.push("s3:AbortMultipartUpload");
-            object_actions.push("s3:PutObject");
-        }
-        if !object_actions.is_empty() {
-            statements.push(json!({
-                "Sid": format!("Bucket{index}Objects"),
-                "Effect": "Allow",
-                "Action": object_actions,
-                "Resource": [format!("arn:{}:s3:::{bucket}/*", g.partition)],
-            }));
-        }
-        if grant.list {
-            statements.push(json!({
-                "Sid": format!("Bucket{index}List"),
-                "Effect": "Allow",
-                "Action": ["s3:ListBucket"],
-                "Resource": [format!("arn:{}:s3:::{bucket}", g.partition)],
-            }));
-        }
-    }
+    statements.extend(g.grants.statements());
     if g.xray {
         statements.push(json!({
             "Sid": "WriteTraces",
@@ -122,6 +208,26 @@ pub fn execution_policy(g: &ExecutionGrants) -> Value {
         }));
     }
     json!({"Version": "2012-10-17", "Statement": statements})
+}
+
+/// A policy granting exactly `grants` (no logs), for the roles a service
+/// assumes: a workflow's, a rule's, a schedule's.
+pub fn service_policy(grants: &Grants) -> Value {
+    json!({"Version": "2012-10-17", "Statement": grants.statements()})
+}
+
+/// A trust policy letting `service` (e.g. `states.amazonaws.com`) assume a
+/// role, for this account only.
+pub fn service_trust_policy(service: &str, account: &str) -> Value {
+    json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Effect": "Allow",
+            "Principal": {"Service": service},
+            "Action": "sts:AssumeRole",
+            "Condition": {"StringEquals": {"aws:SourceAccount": account}}
+        }]
+    })
 }
 
 /// Parses a policy document as IAM returns it: sometimes URL-encoded JSON.
@@ -232,27 +338,15 @@ mod tests {
     use super::*;
 
     fn grants() -> ExecutionGrants {
+        let mut grants = Grants::default();
+        grants.allow("arn:aws:s3:::in-bucket/*", actions::S3_GET_OBJECTS);
+        grants.allow("arn:aws:s3:::out-bucket/*", actions::S3_PUT_OBJECTS);
         ExecutionGrants {
             partition: "aws".into(),
             region: "us-east-1".into(),
             account: "123456789012".into(),
             function_name: "fn-1".into(),
-            buckets: BTreeMap::from([
-                (
-                    "in-bucket".to_string(),
-                    BucketGrant {
-                        get_objects: true,
-                        ..Default::default()
-                    },
-                ),
-                (
-                    "out-bucket".to_string(),
-                    BucketGrant {
-                        put_objects: true,
-                        ..Default::default()
-                    },
-                ),
-            ]),
+            grants,
             xray: false,
         }
     }
@@ -293,6 +387,22 @@ mod tests {
         );
         // Nothing but X-Ray may ever be granted on "*".
         assert!(!doc.to_string().contains("\"*\""));
+    }
+
+    #[test]
+    fn resources_with_the_same_actions_share_a_statement() {
+        let mut g = Grants::default();
+        g.allow("arn:q1", actions::SQS_SEND);
+        g.allow("arn:q2", actions::SQS_SEND);
+        g.allow("arn:q2", actions::SQS_SEND);
+        g.allow("arn:t", actions::DYNAMODB_WRITE);
+        let statements = g.statements();
+        assert_eq!(statements.len(), 2);
+        let send = statements
+            .iter()
+            .find(|s| s["Action"] == json!(["sqs:SendMessage"]))
+            .expect("send statement");
+        assert_eq!(send["Resource"], json!(["arn:q1", "arn:q2"]));
     }
 
     #[test]

@@ -106,6 +106,7 @@ pub fn fake_artifact(name: &str, content: &[u8]) -> Artifact {
         size: content.len() as u64,
         dir,
         architecture: "x86_64".into(),
+        required_env: Default::default(),
     }
 }
 

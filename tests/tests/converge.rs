@@ -478,6 +478,7 @@ async fn delete_removes_everything_and_retain_only_releases() {
                 .await
                 .is_err(),
             Kind::Permissions | Kind::Notification => true,
+            other => panic!("Pattern 1 has no {other:?}"),
         };
         assert!(gone, "{} {} still exists", entry.kind, entry.id);
     }

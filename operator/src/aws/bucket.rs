@@ -154,7 +154,7 @@ impl AwsResource for Bucket {
         drift
     }
 
-    async fn create(aws: &Aws, d: &BucketPlan) -> Result<()> {
+    async fn create(aws: &Aws, d: &BucketPlan) -> Result<Option<String>> {
         // Tags in CreateBucket make the bucket ours from its first moment
         // in AWS; the PutBucketTagging below covers stores that ignore them
         // (moto, older S3-compatible ones) and costs one write per create.
@@ -187,7 +187,8 @@ impl AwsResource for Bucket {
             Err(e) => return Err(e.into()),
         }
         put_tags(aws, &d.name, &d.tags).await?;
-        block_public_access(aws, &d.name).await
+        block_public_access(aws, &d.name).await?;
+        Ok(None)
     }
 
     async fn update(aws: &Aws, d: &BucketPlan, o: &ObservedBucket, drift: &[Drift]) -> Result<()> {

@@ -51,6 +51,8 @@ pub struct ObservedFunction {
     pub tracing: Option<String>,
     /// Instruction set architectures.
     pub architectures: Vec<String>,
+    /// Reserved concurrency.
+    pub reserved_concurrency: Option<i32>,
     /// Tags.
     pub tags: BTreeMap<String, String>,
 }
@@ -64,6 +66,22 @@ fn zip(d: &FunctionPlan) -> Result<Blob> {
         .read_zip()
         .map(Blob::new)
         .map_err(Error::Artifact)
+}
+
+/// Sets the reserved concurrency a new function asks for (a new function
+/// has none).
+async fn set_concurrency(aws: &Aws, d: &FunctionPlan) -> Result<()> {
+    if let Some(n) = d.reserved_concurrency {
+        aws.call(Service::Lambda, "PutFunctionConcurrency", || {
+            aws.lambda
+                .put_function_concurrency()
+                .function_name(&d.name)
+                .reserved_concurrent_executions(n)
+                .send()
+        })
+        .await?;
+    }
+    Ok(())
 }
 
 fn wait(what: String) -> Error {
@@ -186,6 +204,9 @@ impl AwsResource for Function {
                 .iter()
                 .map(|a| a.as_str().to_owned())
                 .collect(),
+            reserved_concurrency: out
+                .concurrency()
+                .and_then(|c| c.reserved_concurrent_executions()),
             tags: out
                 .tags()
                 .map(|t| t.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
@@ -241,11 +262,18 @@ impl AwsResource for Function {
         if tracing != d.tracing.as_aws() {
             drift.push(Drift::new("tracing", d.tracing.as_aws(), tracing));
         }
+        if o.reserved_concurrency != d.reserved_concurrency {
+            drift.push(Drift::new(
+                "reservedConcurrency",
+                d.reserved_concurrency,
+                o.reserved_concurrency,
+            ));
+        }
         drift.extend(tag_drift(&d.tags, &o.tags));
         drift
     }
 
-    async fn create(aws: &Aws, d: &FunctionPlan) -> Result<()> {
+    async fn create(aws: &Aws, d: &FunctionPlan) -> Result<Option<String>> {
         let code = FunctionCode::builder().zip_file(zip(d)?).build();
         let result = aws
             .call(Service::Lambda, "CreateFunction", || {
@@ -269,7 +297,9 @@ impl AwsResource for Function {
                     .send()
             })
             .await;
-        result.map(|_| ()).map_err(|e| create_error(e, d))
+        result.map_err(|e| create_error(e, d))?;
+        set_concurrency(aws, d).await?;
+        Ok(None)
     }
 
     async fn update(
@@ -309,6 +339,19 @@ impl AwsResource for Function {
                         .untag_resource()
                         .resource(&o.arn)
                         .set_tag_keys(Some(remove))
+                        .send()
+                })
+                .await?;
+            }
+        }
+        if fields.contains(&"reservedConcurrency") {
+            if d.reserved_concurrency.is_some() {
+                set_concurrency(aws, d).await?;
+            } else {
+                aws.call(Service::Lambda, "DeleteFunctionConcurrency", || {
+                    aws.lambda
+                        .delete_function_concurrency()
+                        .function_name(&d.name)
                         .send()
                 })
                 .await?;
@@ -426,11 +469,13 @@ mod tests {
                 size: 1,
                 dir: Default::default(),
                 architecture: "x86_64".into(),
+                required_env: Default::default(),
             },
             memory_mib: 256,
             timeout_seconds: 30,
             environment: BTreeMap::from([("A".into(), "secret-value".into())]),
             tracing: TracingMode::PassThrough,
+            reserved_concurrency: None,
             tags: BTreeMap::from([("sluice.dev/pipeline-uid".into(), "u".into())]),
         }
     }
@@ -450,6 +495,7 @@ mod tests {
             // Never configured: Lambda reports nothing or PassThrough.
             tracing: None,
             architectures: vec!["x86_64".into()],
+            reserved_concurrency: None,
             tags: d.tags.clone(),
         }
     }

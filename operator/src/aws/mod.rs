@@ -6,11 +6,18 @@
 //! client errors.
 
 pub mod bucket;
+pub mod event_bus;
+pub mod event_source_mapping;
 pub mod function;
+pub mod invoke_config;
 pub mod notification;
 pub mod permissions;
+pub mod queue;
 pub mod ratelimit;
 pub mod role;
+pub mod rule;
+pub mod stream;
+pub mod table;
 
 use std::{collections::BTreeMap, fmt, future::Future, sync::Arc};
 
@@ -52,6 +59,14 @@ pub enum Service {
     S3,
     /// AWS STS.
     Sts,
+    /// Amazon SQS.
+    Sqs,
+    /// Amazon EventBridge.
+    Events,
+    /// Amazon Kinesis Data Streams.
+    Kinesis,
+    /// Amazon DynamoDB.
+    DynamoDb,
 }
 
 impl Service {
@@ -62,6 +77,10 @@ impl Service {
             Service::Iam => "iam",
             Service::S3 => "s3",
             Service::Sts => "sts",
+            Service::Sqs => "sqs",
+            Service::Events => "events",
+            Service::Kinesis => "kinesis",
+            Service::DynamoDb => "dynamodb",
         }
     }
 }
@@ -188,6 +207,8 @@ impl AwsError {
                     | "NoSuchTagSet"
                     | "NoSuchTagSetError"
                     | "NoSuchPublicAccessBlockConfiguration"
+                    | "AWS.SimpleQueueService.NonExistentQueue"
+                    | "QueueDoesNotExist"
             )
         ) || (self.status == Some(404) && self.class == ErrorClass::Client)
     }
@@ -211,6 +232,14 @@ pub struct Aws {
     pub lambda: aws_sdk_lambda::Client,
     /// IAM.
     pub iam: aws_sdk_iam::Client,
+    /// SQS.
+    pub sqs: aws_sdk_sqs::Client,
+    /// EventBridge.
+    pub events: aws_sdk_eventbridge::Client,
+    /// Kinesis.
+    pub kinesis: aws_sdk_kinesis::Client,
+    /// DynamoDB.
+    pub dynamodb: aws_sdk_dynamodb::Client,
     limits: Arc<Limiters>,
     metrics: Metrics,
 }
@@ -221,6 +250,10 @@ struct Limiters {
     iam: RateLimiter,
     s3: RateLimiter,
     sts: RateLimiter,
+    sqs: RateLimiter,
+    events: RateLimiter,
+    kinesis: RateLimiter,
+    dynamodb: RateLimiter,
 }
 
 impl Aws {
@@ -250,11 +283,19 @@ impl Aws {
             s3,
             lambda: aws_sdk_lambda::Client::new(&sdk),
             iam: aws_sdk_iam::Client::new(&sdk),
+            sqs: aws_sdk_sqs::Client::new(&sdk),
+            events: aws_sdk_eventbridge::Client::new(&sdk),
+            kinesis: aws_sdk_kinesis::Client::new(&sdk),
+            dynamodb: aws_sdk_dynamodb::Client::new(&sdk),
             limits: Arc::new(Limiters {
                 lambda: RateLimiter::new(limits.lambda),
                 iam: RateLimiter::new(limits.iam),
                 s3: RateLimiter::new(limits.s3),
                 sts: RateLimiter::new(5.0),
+                sqs: RateLimiter::new(limits.sqs),
+                events: RateLimiter::new(limits.events),
+                kinesis: RateLimiter::new(limits.kinesis),
+                dynamodb: RateLimiter::new(limits.dynamodb),
             }),
             metrics,
         };
@@ -295,6 +336,10 @@ impl Aws {
             Service::Iam => &self.limits.iam,
             Service::S3 => &self.limits.s3,
             Service::Sts => &self.limits.sts,
+            Service::Sqs => &self.limits.sqs,
+            Service::Events => &self.limits.events,
+            Service::Kinesis => &self.limits.kinesis,
+            Service::DynamoDb => &self.limits.dynamodb,
         };
         limiter.acquire().await;
         self.metrics
@@ -354,6 +399,16 @@ impl fmt::Display for Drift {
     }
 }
 
+/// What converging one resource did, and the ARN found or created when the
+/// plan could not derive it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Converged {
+    /// What happened.
+    pub outcome: Outcome,
+    /// ARN learned from AWS.
+    pub arn: Option<String>,
+}
+
 /// What converging one resource did.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outcome {
@@ -399,8 +454,15 @@ pub trait AwsResource {
     /// What differs (tags included).
     fn diff(desired: &Self::Desired, observed: &Self::Observed) -> Vec<Drift>;
 
-    /// Creates the resource.
-    async fn create(aws: &Aws, desired: &Self::Desired) -> Result<()>;
+    /// Creates the resource. Returns its ARN when the plan could not derive
+    /// it (an event source mapping's carries a UUID AWS chooses).
+    async fn create(aws: &Aws, desired: &Self::Desired) -> Result<Option<String>>;
+
+    /// The ARN found on an observed resource, for kinds whose ARN the plan
+    /// cannot derive.
+    fn observed_arn(_observed: &Self::Observed) -> Option<String> {
+        None
+    }
 
     /// Brings an existing resource to the desired state.
     async fn update(
@@ -463,14 +525,22 @@ pub async fn converge<R: AwsResource>(
     pipeline: &PipelineId,
     desired: &R::Desired,
     recorded: bool,
-) -> Result<Outcome> {
+) -> Result<Converged> {
     let id = R::id(desired);
     match R::observe(aws, id).await? {
         None => {
-            R::create(aws, desired).await?;
-            Ok(Outcome::Created)
+            let arn = R::create(aws, desired).await?;
+            Ok(Converged {
+                outcome: Outcome::Created,
+                arn,
+            })
         }
         Some(observed) => {
+            let arn = R::observed_arn(&observed);
+            let converged = |outcome| Converged {
+                outcome,
+                arn: arn.clone(),
+            };
             let ownership = R::tags(&observed).map(|t| pipeline.ownership(t));
             if let Some(reason) = ownership
                 .as_ref()
@@ -481,15 +551,15 @@ pub async fn converge<R: AwsResource>(
             let adopted = ownership == Some(Ownership::ReleasedToUs);
             let drift = R::diff(desired, &observed);
             if drift.is_empty() {
-                return Ok(Outcome::Unchanged);
+                return Ok(converged(Outcome::Unchanged));
             }
             R::update(aws, desired, &observed, &drift).await?;
             if adopted {
-                Ok(Outcome::Adopted)
+                Ok(converged(Outcome::Adopted))
             } else {
-                Ok(Outcome::Updated(
+                Ok(converged(Outcome::Updated(
                     drift.iter().map(|d| d.field.to_owned()).collect(),
-                ))
+                )))
             }
         }
     }

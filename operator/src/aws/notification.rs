@@ -186,8 +186,9 @@ impl AwsResource for Notification {
         drift
     }
 
-    async fn create(aws: &Aws, d: &NotificationPlan) -> Result<()> {
-        put(aws, &d.bucket, &d.lambdas).await
+    async fn create(aws: &Aws, d: &NotificationPlan) -> Result<Option<String>> {
+        put(aws, &d.bucket, &d.lambdas).await?;
+        Ok(None)
     }
 
     async fn update(

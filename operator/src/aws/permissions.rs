@@ -144,8 +144,9 @@ impl AwsResource for Permissions {
         vec![Drift::new("statements", add, remove)]
     }
 
-    async fn create(aws: &Aws, d: &PermissionsPlan) -> Result<()> {
-        Self::update(aws, d, &ObservedPermissions::default(), &[]).await
+    async fn create(aws: &Aws, d: &PermissionsPlan) -> Result<Option<String>> {
+        Self::update(aws, d, &ObservedPermissions::default(), &[]).await?;
+        Ok(None)
     }
 
     async fn update(

@@ -150,7 +150,7 @@ impl AwsResource for Role {
         drift
     }
 
-    async fn create(aws: &Aws, d: &RolePlan) -> Result<()> {
+    async fn create(aws: &Aws, d: &RolePlan) -> Result<Option<String>> {
         let tag_list = tags(&d.tags)?;
         aws.call(Service::Iam, "CreateRole", || {
             aws.iam
@@ -166,7 +166,8 @@ impl AwsResource for Role {
                 .send()
         })
         .await?;
-        put_policy(aws, d).await
+        put_policy(aws, d).await?;
+        Ok(None)
     }
 
     async fn update(aws: &Aws, d: &RolePlan, o: &ObservedRole, drift: &[Drift]) -> Result<()> {

@@ -12,8 +12,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::{
     Error, Result,
     aws::{
-        Aws, AwsResource, Outcome, Removal, bucket::Bucket, converge, function::Function,
-        notification::Notification, permissions::Permissions, remove, role::Role,
+        Aws, AwsResource, Outcome, Removal, bucket::Bucket, converge, event_bus::EventBus,
+        event_source_mapping::EventSourceMapping, function::Function, invoke_config::InvokeConfig,
+        notification::Notification, permissions::Permissions, queue::Queue, remove, role::Role,
+        rule::Rule, stream::Stream, table::Table,
     },
     crd::InventoryEntry,
     naming::PipelineId,
@@ -74,6 +76,13 @@ impl Progress {
         );
     }
 
+    /// The ARN the inventory holds for a resource.
+    fn recorded_arn(&self, kind: Kind, id: &str) -> Option<String> {
+        self.inventory
+            .get(&(kind, id.to_owned()))
+            .and_then(|e| e.arn.clone())
+    }
+
     /// Whether the inventory lists this resource.
     fn records(&self, kind: Kind, id: &str) -> bool {
         self.inventory.contains_key(&(kind, id.to_owned()))
@@ -102,9 +111,13 @@ async fn converge_all<R: AwsResource>(
         let id = R::id(d);
         let recorded = progress.records(R::KIND, id);
         match converge::<R>(aws, pipeline, d, recorded).await {
-            Ok(outcome) => {
-                progress.record(R::KIND, R::logical(d), id, R::arn(aws, d), "Ready");
-                match outcome {
+            Ok(converged) => {
+                let arn = converged
+                    .arn
+                    .or_else(|| R::arn(aws, d))
+                    .or_else(|| progress.recorded_arn(R::KIND, id));
+                progress.record(R::KIND, R::logical(d), id, arn, "Ready");
+                match converged.outcome {
                     Outcome::Unchanged => {}
                     Outcome::Created => progress.changed(R::KIND, id, "Created"),
                     Outcome::Adopted => progress.changed(R::KIND, id, "Adopted"),
@@ -124,7 +137,8 @@ async fn converge_all<R: AwsResource>(
                     other => format!("Error: {}", other.reason()),
                 };
                 // Record what may exist now, so a failure never orphans it.
-                progress.record(R::KIND, R::logical(d), id, R::arn(aws, d), &state);
+                let arn = R::arn(aws, d).or_else(|| progress.recorded_arn(R::KIND, id));
+                progress.record(R::KIND, R::logical(d), id, arn, &state);
                 return Err(e);
             }
         }
@@ -142,9 +156,17 @@ pub async fn apply(
 ) -> Result<()> {
     // Kind::APPLY_ORDER: what grants name, before the roles that hold them.
     converge_all::<Bucket>(aws, pipeline, &plan.buckets, progress).await?;
+    converge_all::<Queue>(aws, pipeline, &plan.queues, progress).await?;
+    converge_all::<Stream>(aws, pipeline, &plan.streams, progress).await?;
+    converge_all::<Table>(aws, pipeline, &plan.tables, progress).await?;
+    converge_all::<EventBus>(aws, pipeline, &plan.event_buses, progress).await?;
     converge_all::<Role>(aws, pipeline, &plan.roles, progress).await?;
     converge_all::<Function>(aws, pipeline, &plan.functions, progress).await?;
+    converge_all::<InvokeConfig>(aws, pipeline, &plan.invoke_configs, progress).await?;
     converge_all::<Permissions>(aws, pipeline, &plan.permissions, progress).await?;
+    converge_all::<Rule>(aws, pipeline, &plan.rules, progress).await?;
+    converge_all::<EventSourceMapping>(aws, pipeline, &plan.event_source_mappings, progress)
+        .await?;
     converge_all::<Notification>(aws, pipeline, &plan.notifications, progress).await?;
 
     let wanted = plan.ids();
@@ -199,11 +221,22 @@ async fn remove_all(
                 }
             }
             let removal = match kind {
-                Kind::Role => remove::<Role>(aws, pipeline, id, retain, recorded).await,
                 Kind::Bucket => remove::<Bucket>(aws, pipeline, id, retain, recorded).await,
+                Kind::Queue => remove::<Queue>(aws, pipeline, id, retain, recorded).await,
+                Kind::Stream => remove::<Stream>(aws, pipeline, id, retain, recorded).await,
+                Kind::Table => remove::<Table>(aws, pipeline, id, retain, recorded).await,
+                Kind::EventBus => remove::<EventBus>(aws, pipeline, id, retain, recorded).await,
+                Kind::Role => remove::<Role>(aws, pipeline, id, retain, recorded).await,
                 Kind::Function => remove::<Function>(aws, pipeline, id, retain, recorded).await,
+                Kind::InvokeConfig => {
+                    remove::<InvokeConfig>(aws, pipeline, id, retain, recorded).await
+                }
                 Kind::Permissions => {
                     remove::<Permissions>(aws, pipeline, id, retain, recorded).await
+                }
+                Kind::Rule => remove::<Rule>(aws, pipeline, id, retain, recorded).await,
+                Kind::EventSourceMapping => {
+                    remove::<EventSourceMapping>(aws, pipeline, id, retain, recorded).await
                 }
                 Kind::Notification => {
                     remove::<Notification>(aws, pipeline, id, retain, recorded).await

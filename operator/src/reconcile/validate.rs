@@ -1,14 +1,66 @@
 //! Semantic validation of a spec: everything the CRD schema cannot check or
-//! that depends on the operator's configuration. Pure; every error names the
-//! field and says what would be valid.
+//! that depends on the operator's configuration, and the limits AWS enforces
+//! that the emulator does not. Pure; every error names the field, the bad
+//! value and what would be valid.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
-use crate::{artifacts::Catalog, config::OperatorConfig, crd::DataPipelineSpec};
+use serde_json::Value;
+
+use crate::{
+    artifacts::Catalog,
+    config::OperatorConfig,
+    crd::{DataPipelineSpec, FunctionSpec},
+    plan::{
+        Plan,
+        function::use_env,
+        graph::dead_letter_name,
+        table::{IDEMPOTENCY_PARTITION_KEY, IDEMPOTENCY_TTL_ATTRIBUTE},
+    },
+};
 
 /// Environment variable names Lambda reserves or Sluice sets itself.
 const RESERVED_ENV_PREFIXES: [&str; 3] = ["AWS_", "LAMBDA_", "SLUICE_"];
-const RESERVED_ENV_NAMES: [&str; 3] = ["_HANDLER", "_X_AMZN_TRACE_ID", "TZ"];
+const RESERVED_ENV_NAMES: [&str; 4] = ["_HANDLER", "_X_AMZN_TRACE_ID", "TZ", "IDEMPOTENCY_TABLE"];
+/// Lambda's limit on a function's environment: 4 KB of names and values.
+pub const MAX_ENVIRONMENT_BYTES: usize = 4096;
+/// EventBridge's limit on an event pattern.
+pub const MAX_EVENT_PATTERN_BYTES: usize = 4096;
+
+/// The names of one kind of node, for "declared: ..." hints.
+struct Declared<'a>(BTreeSet<&'a str>);
+
+impl<'a> Declared<'a> {
+    fn new(names: impl IntoIterator<Item = &'a str>) -> Self {
+        Declared(names.into_iter().collect())
+    }
+
+    fn has(&self, name: &str) -> bool {
+        self.0.contains(name)
+    }
+
+    fn hint(&self) -> String {
+        if self.0.is_empty() {
+            "none declared".into()
+        } else {
+            format!(
+                "declared: {}",
+                self.0.iter().copied().collect::<Vec<_>>().join(", ")
+            )
+        }
+    }
+}
+
+fn unique<'a>(problems: &mut Vec<String>, list: &str, names: impl IntoIterator<Item = &'a str>) {
+    let mut seen = BTreeSet::new();
+    for (i, name) in names.into_iter().enumerate() {
+        if !seen.insert(name) {
+            problems.push(format!(
+                "spec.{list}[{i}].name: {name:?} is declared twice; names must be unique"
+            ));
+        }
+    }
+}
 
 /// Checks a spec before planning. Returns every problem, one per line.
 pub fn validate(
@@ -26,99 +78,564 @@ pub fn validate(
         ));
     }
 
-    let mut buckets = BTreeSet::new();
-    for (i, b) in spec.buckets.iter().enumerate() {
-        if !buckets.insert(b.name.as_str()) {
-            problems.push(format!(
-                "spec.buckets[{i}].name: {:?} is declared twice; names must be unique",
-                b.name
-            ));
-        }
+    unique(
+        &mut problems,
+        "buckets",
+        spec.buckets.iter().map(|b| b.name.as_str()),
+    );
+    unique(
+        &mut problems,
+        "queues",
+        spec.queues.iter().map(|q| q.name.as_str()),
+    );
+    unique(
+        &mut problems,
+        "eventBuses",
+        spec.event_buses.iter().map(|b| b.name.as_str()),
+    );
+    unique(
+        &mut problems,
+        "rules",
+        spec.rules.iter().map(|r| r.name.as_str()),
+    );
+    unique(
+        &mut problems,
+        "streams",
+        spec.streams.iter().map(|s| s.name.as_str()),
+    );
+    unique(
+        &mut problems,
+        "tables",
+        spec.tables.iter().map(|t| t.name.as_str()),
+    );
+    unique(
+        &mut problems,
+        "functions",
+        spec.functions.iter().map(|f| f.name.as_str()),
+    );
+
+    let buckets = Declared::new(spec.buckets.iter().map(|b| b.name.as_str()));
+    let derived_dlqs: Vec<String> = spec
+        .queues
+        .iter()
+        .filter(|q| q.dead_letter.as_ref().is_some_and(|d| d.queue.is_none()))
+        .map(|q| dead_letter_name(&q.name))
+        .collect();
+    let queues = Declared::new(
+        spec.queues
+            .iter()
+            .map(|q| q.name.as_str())
+            .chain(derived_dlqs.iter().map(String::as_str)),
+    );
+    let fifo: BTreeSet<&str> = spec
+        .queues
+        .iter()
+        .filter(|q| q.fifo)
+        .map(|q| q.name.as_str())
+        .chain(spec.queues.iter().filter(|q| q.fifo).filter_map(|q| {
+            derived_dlqs
+                .iter()
+                .find(|d| **d == dead_letter_name(&q.name))
+                .map(String::as_str)
+        }))
+        .collect();
+    let buses = Declared::new(spec.event_buses.iter().map(|b| b.name.as_str()));
+    let streams = Declared::new(spec.streams.iter().map(|s| s.name.as_str()));
+    let tables = Declared::new(spec.tables.iter().map(|t| t.name.as_str()));
+    let functions = Declared::new(spec.functions.iter().map(|f| f.name.as_str()));
+
+    validate_queues(spec, &queues, &mut problems);
+    validate_rules(spec, &buses, &queues, &fifo, &functions, &mut problems);
+    for (i, f) in spec.functions.iter().enumerate() {
+        let refs = Refs {
+            buckets: &buckets,
+            queues: &queues,
+            fifo: &fifo,
+            buses: &buses,
+            streams: &streams,
+            tables: &tables,
+        };
+        validate_function(spec, i, f, catalog, &refs, &mut problems);
     }
 
-    let mut functions = BTreeSet::new();
-    for (i, f) in spec.functions.iter().enumerate() {
-        let at = format!("spec.functions[{i}]");
-        if !functions.insert(f.name.as_str()) {
-            problems.push(format!(
-                "{at}.name: {:?} is declared twice; names must be unique",
-                f.name
-            ));
-        }
-        if catalog.get(&f.handler).is_none() {
-            problems.push(format!(
-                "{at}.handler: {:?} is not a built-in handler; available: {}",
-                f.handler,
-                catalog.names().join(", ")
-            ));
-        }
-        if !(128..=10240).contains(&f.memory_mib) {
-            problems.push(format!(
-                "{at}.memoryMiB: {} is outside Lambda's 128 to 10240 MiB",
-                f.memory_mib
-            ));
-        }
-        if !(1..=900).contains(&f.timeout_seconds) {
-            problems.push(format!(
-                "{at}.timeoutSeconds: {} is outside 1 to 900 seconds; work that runs longer belongs in a workflow",
-                f.timeout_seconds
-            ));
-        }
-        for key in f.environment.keys() {
-            if RESERVED_ENV_PREFIXES.iter().any(|p| key.starts_with(p))
-                || RESERVED_ENV_NAMES.contains(&key.as_str())
-            {
-                problems.push(format!(
-                    "{at}.environment.{key}: reserved by Lambda or Sluice (AWS_*, LAMBDA_*, SLUICE_*, _HANDLER, TZ); choose another name"
-                ));
-            }
-        }
-        let mut env_from_uses = BTreeSet::new();
-        for (j, u) in f.uses.iter().enumerate() {
-            let at = format!("{at}.uses[{j}]");
-            match &u.bucket {
-                Some(b) if !buckets.contains(b.as_str()) => problems.push(format!(
-                    "{at}.bucket: {b:?} is not declared in spec.buckets (declared: {})",
-                    buckets.iter().copied().collect::<Vec<_>>().join(", ")
-                )),
-                Some(b) => {
-                    let var = u
-                        .env
-                        .clone()
-                        .unwrap_or_else(|| crate::naming::default_env_var("BUCKET", b));
-                    if f.environment.contains_key(&var) || !env_from_uses.insert(var.clone()) {
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("; "))
+    }
+}
+
+fn validate_queues(spec: &DataPipelineSpec, queues: &Declared<'_>, problems: &mut Vec<String>) {
+    let own: BTreeMap<&str, &crate::crd::QueueSpec> =
+        spec.queues.iter().map(|q| (q.name.as_str(), q)).collect();
+    for (i, q) in spec.queues.iter().enumerate() {
+        let at = format!("spec.queues[{i}]");
+        if let Some(d) = &q.dead_letter {
+            let derived = dead_letter_name(&q.name);
+            match &d.queue {
+                None => {
+                    if own.contains_key(derived.as_str()) {
                         problems.push(format!(
-                            "{at}.env: {var} is set twice; give each use its own variable"
-                        ));
-                    }
-                    if RESERVED_ENV_PREFIXES.iter().any(|p| var.starts_with(p)) {
-                        problems.push(format!(
-                            "{at}.env: {var} is reserved (AWS_*, LAMBDA_*, SLUICE_*)"
+                            "{at}.deadLetter: Sluice creates the dead-letter queue {derived:?}, \
+                             but a queue of that name is declared; name it in deadLetter.queue \
+                             or rename the other queue"
                         ));
                     }
                 }
-                None => problems.push(format!("{at}: name the resource used, e.g. bucket: <name>")),
+                Some(target) if target == &q.name => problems.push(format!(
+                    "{at}.deadLetter.queue: a queue cannot be its own dead-letter queue"
+                )),
+                Some(target) => match own.get(target.as_str()) {
+                    None => problems.push(format!(
+                        "{at}.deadLetter.queue: {target:?} is not declared in spec.queues ({})",
+                        queues.hint()
+                    )),
+                    Some(t) if t.fifo != q.fifo => problems.push(format!(
+                        "{at}.deadLetter.queue: {target:?} is {} but {:?} is {}; a queue's \
+                         dead-letter queue must be of the same type",
+                        if t.fifo { "FIFO" } else { "standard" },
+                        q.name,
+                        if q.fifo { "FIFO" } else { "standard" },
+                    )),
+                    Some(_) => {}
+                },
             }
         }
-        for (j, t) in f.triggers.iter().enumerate() {
-            let at = format!("{at}.triggers[{j}]");
-            match &t.bucket {
-                Some(b) if !buckets.contains(b.name.as_str()) => problems.push(format!(
-                    "{at}.bucket.name: {:?} is not declared in spec.buckets (declared: {})",
-                    b.name,
-                    buckets.iter().copied().collect::<Vec<_>>().join(", ")
-                )),
-                Some(b) if b.events.is_empty() => problems.push(format!(
-                    "{at}.bucket.events: name at least one S3 event, e.g. s3:ObjectCreated:*"
-                )),
-                Some(_) => {}
-                None => problems.push(format!(
-                    "{at}: set a trigger source, e.g. bucket: {{name: <bucket>}}"
-                )),
+        // A redrive chain must end: no cycles through named dead-letter queues.
+        let mut seen = BTreeSet::from([q.name.as_str()]);
+        let mut next = q.dead_letter.as_ref().and_then(|d| d.queue.as_deref());
+        while let Some(n) = next {
+            if !seen.insert(n) {
+                problems.push(format!(
+                    "{at}.deadLetter.queue: the dead-letter queues of {:?} form a cycle through {n:?}",
+                    q.name
+                ));
+                break;
+            }
+            next = own
+                .get(n)
+                .and_then(|x| x.dead_letter.as_ref())
+                .and_then(|d| d.queue.as_deref());
+        }
+        // Lambda refuses a queue source whose visibility timeout is shorter
+        // than the function's timeout.
+        if let Some(visibility) = q.visibility_timeout_seconds
+            && let Some(longest) = crate::plan::queue::longest_consumer_timeout(spec, &q.name)
+            && visibility < longest
+        {
+            problems.push(format!(
+                "{at}.visibilityTimeoutSeconds: {visibility} is shorter than the {longest} s \
+                 timeout of a function it triggers; Lambda requires at least the function's \
+                 timeout (AWS advises 6 ×); leave it out to derive it"
+            ));
+        }
+    }
+}
+
+fn validate_rules(
+    spec: &DataPipelineSpec,
+    buses: &Declared<'_>,
+    queues: &Declared<'_>,
+    fifo: &BTreeSet<&str>,
+    functions: &Declared<'_>,
+    problems: &mut Vec<String>,
+) {
+    for (i, r) in spec.rules.iter().enumerate() {
+        let at = format!("spec.rules[{i}]");
+        if let Some(b) = &r.event_bus
+            && !buses.has(b)
+        {
+            problems.push(format!(
+                "{at}.eventBus: {b:?} is not declared in spec.eventBuses ({}); leave it out \
+                 for the account's default bus",
+                buses.hint()
+            ));
+        }
+        validate_pattern(&format!("{at}.pattern"), &r.pattern, problems);
+        if r.targets.is_empty() || r.targets.len() > 5 {
+            problems.push(format!(
+                "{at}.targets: {} targets; a rule has 1 to 5 (EventBridge's limit)",
+                r.targets.len()
+            ));
+        }
+        let mut ids = BTreeSet::new();
+        for (j, t) in r.targets.iter().enumerate() {
+            let at = format!("{at}.targets[{j}]");
+            match (&t.queue, &t.function) {
+                (Some(q), None) => {
+                    if !queues.has(q) {
+                        problems.push(format!(
+                            "{at}.queue: {q:?} is not declared in spec.queues ({})",
+                            queues.hint()
+                        ));
+                    }
+                    if fifo.contains(q.as_str()) && t.message_group_id.is_none() {
+                        problems.push(format!(
+                            "{at}.messageGroupId: {q:?} is a FIFO queue; EventBridge needs a \
+                             message group id to send to it"
+                        ));
+                    }
+                    if !fifo.contains(q.as_str()) && t.message_group_id.is_some() {
+                        problems.push(format!(
+                            "{at}.messageGroupId: only FIFO queue targets take one; {q:?} is standard"
+                        ));
+                    }
+                }
+                (None, Some(f)) => {
+                    if !functions.has(f) {
+                        problems.push(format!(
+                            "{at}.function: {f:?} is not declared in spec.functions ({})",
+                            functions.hint()
+                        ));
+                    }
+                    if t.message_group_id.is_some() {
+                        problems.push(format!(
+                            "{at}.messageGroupId: only FIFO queue targets take one"
+                        ));
+                    }
+                }
+                _ => problems.push(format!("{at}: name exactly one of queue or function")),
+            }
+            let id = t.queue.as_deref().or(t.function.as_deref()).unwrap_or("");
+            if !ids.insert(id) {
+                problems.push(format!("{at}: {id:?} is a target of this rule twice"));
+            }
+            if let Some(x) = &t.input_transformer {
+                if x.input_paths.len() > 100 {
+                    problems.push(format!(
+                        "{at}.inputTransformer.inputPaths: {} variables; EventBridge allows 100",
+                        x.input_paths.len()
+                    ));
+                }
+                for (name, path) in &x.input_paths {
+                    if !path.starts_with('$') {
+                        problems.push(format!(
+                            "{at}.inputTransformer.inputPaths.{name}: {path:?} is not a JSON \
+                             path; write it like $.detail.key"
+                        ));
+                    }
+                    if name.starts_with("aws.") {
+                        problems.push(format!(
+                            "{at}.inputTransformer.inputPaths.{name}: names starting with aws. \
+                             are reserved by EventBridge"
+                        ));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// EventBridge's rules for a pattern: a non-empty JSON object whose leaves
+/// are non-empty arrays (of values or matchers), at most 4096 bytes.
+fn validate_pattern(at: &str, pattern: &Value, problems: &mut Vec<String>) {
+    fn walk(at: &str, value: &Value, problems: &mut Vec<String>) {
+        match value {
+            Value::Object(map) if map.is_empty() => problems.push(format!(
+                "{at}: an empty object matches nothing; give a field"
+            )),
+            Value::Object(map) => {
+                for (k, v) in map {
+                    walk(&format!("{at}.{k}"), v, problems);
+                }
+            }
+            Value::Array(items) if items.is_empty() => problems.push(format!(
+                "{at}: an empty list matches nothing; list at least one value"
+            )),
+            Value::Array(_) => {}
+            other => problems.push(format!(
+                "{at}: {other} must be a list of values (e.g. [{other}]) or an object; \
+                 EventBridge patterns match by lists"
+            )),
+        }
+    }
+    if !pattern.is_object() {
+        problems.push(format!("{at}: must be an object (the event pattern)"));
+        return;
+    }
+    walk(at, pattern, problems);
+    let size = pattern.to_string().len();
+    if size > MAX_EVENT_PATTERN_BYTES {
+        problems.push(format!(
+            "{at}: {size} bytes as JSON; EventBridge allows {MAX_EVENT_PATTERN_BYTES}"
+        ));
+    }
+}
+
+/// The declared nodes a function's edges may name.
+struct Refs<'a, 'b> {
+    buckets: &'a Declared<'b>,
+    queues: &'a Declared<'b>,
+    fifo: &'a BTreeSet<&'b str>,
+    buses: &'a Declared<'b>,
+    streams: &'a Declared<'b>,
+    tables: &'a Declared<'b>,
+}
+
+fn reserved(var: &str) -> bool {
+    RESERVED_ENV_PREFIXES.iter().any(|p| var.starts_with(p)) || RESERVED_ENV_NAMES.contains(&var)
+}
+
+fn valid_env_name(var: &str) -> bool {
+    let mut chars = var.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+fn validate_function(
+    spec: &DataPipelineSpec,
+    i: usize,
+    f: &FunctionSpec,
+    catalog: &Catalog,
+    refs: &Refs<'_, '_>,
+    problems: &mut Vec<String>,
+) {
+    let at = format!("spec.functions[{i}]");
+    if catalog.get(&f.handler).is_none() {
+        problems.push(format!(
+            "{at}.handler: {:?} is not a built-in handler; available: {}",
+            f.handler,
+            catalog.names().join(", ")
+        ));
+    }
+    if !(128..=10240).contains(&f.memory_mib) {
+        problems.push(format!(
+            "{at}.memoryMiB: {} is outside Lambda's 128 to 10240 MiB",
+            f.memory_mib
+        ));
+    }
+    if !(1..=900).contains(&f.timeout_seconds) {
+        problems.push(format!(
+            "{at}.timeoutSeconds: {} is outside 1 to 900 seconds; work that runs longer belongs in a workflow",
+            f.timeout_seconds
+        ));
+    }
+    for key in f.environment.keys() {
+        if reserved(key) {
+            problems.push(format!(
+                "{at}.environment.{key}: reserved by Lambda or Sluice (AWS_*, LAMBDA_*, SLUICE_*, \
+                 _HANDLER, TZ, IDEMPOTENCY_TABLE); choose another name"
+            ));
+        } else if !valid_env_name(key) {
+            problems.push(format!(
+                "{at}.environment.{key}: not a name Lambda accepts; use letters, digits and '_', \
+                 starting with a letter"
+            ));
+        }
+    }
+
+    let mut env_from_uses = BTreeSet::new();
+    for (j, u) in f.uses.iter().enumerate() {
+        let at = format!("{at}.uses[{j}]");
+        let (field, name, declared, kind) = if let Some(b) = &u.bucket {
+            ("bucket", b, refs.buckets, "spec.buckets")
+        } else if let Some(q) = &u.queue {
+            ("queue", q, refs.queues, "spec.queues")
+        } else if let Some(b) = &u.event_bus {
+            ("eventBus", b, refs.buses, "spec.eventBuses")
+        } else if let Some(t) = &u.table {
+            ("table", t, refs.tables, "spec.tables")
+        } else if let Some(s) = &u.stream {
+            ("stream", s, refs.streams, "spec.streams")
+        } else {
+            problems.push(format!(
+                "{at}: name the resource used, e.g. bucket: <name>, queue, eventBus, table or stream"
+            ));
+            continue;
+        };
+        let default_bus = field == "eventBus" && name == crate::plan::graph::DEFAULT_BUS;
+        if !declared.has(name) && !default_bus {
+            problems.push(format!(
+                "{at}.{field}: {name:?} is not declared in {kind} ({})",
+                declared.hint()
+            ));
+        }
+        if let Some(var) = use_env(u) {
+            if f.environment.contains_key(&var) || !env_from_uses.insert(var.clone()) {
+                problems.push(format!(
+                    "{at}.env: {var} is set twice; give each use its own variable"
+                ));
+            }
+            if reserved(&var) {
+                problems.push(format!(
+                    "{at}.env: {var} is reserved (AWS_*, LAMBDA_*, SLUICE_*, IDEMPOTENCY_TABLE)"
+                ));
             }
         }
     }
 
+    let mut sources = BTreeSet::new();
+    for (j, t) in f.triggers.iter().enumerate() {
+        let at = format!("{at}.triggers[{j}]");
+        match (&t.bucket, &t.queue, &t.stream) {
+            (Some(b), None, None) => {
+                if !refs.buckets.has(&b.name) {
+                    problems.push(format!(
+                        "{at}.bucket.name: {:?} is not declared in spec.buckets ({})",
+                        b.name,
+                        refs.buckets.hint()
+                    ));
+                }
+                if b.events.is_empty() {
+                    problems.push(format!(
+                        "{at}.bucket.events: name at least one S3 event, e.g. s3:ObjectCreated:*"
+                    ));
+                }
+            }
+            (None, Some(q), None) => {
+                if !refs.queues.has(&q.name) {
+                    problems.push(format!(
+                        "{at}.queue.name: {:?} is not declared in spec.queues ({})",
+                        q.name,
+                        refs.queues.hint()
+                    ));
+                }
+                if !sources.insert(("queue", q.name.as_str())) {
+                    problems.push(format!(
+                        "{at}.queue.name: {:?} triggers this function twice; Lambda allows one \
+                         mapping per function and source",
+                        q.name
+                    ));
+                }
+                if refs.fifo.contains(q.name.as_str()) && q.batch_size > 10 {
+                    problems.push(format!(
+                        "{at}.queue.batchSize: {} is above 10, the most Lambda takes from a FIFO queue",
+                        q.batch_size
+                    ));
+                }
+                if q.batch_size > 10 && q.batching_window_seconds == 0 {
+                    problems.push(format!(
+                        "{at}.queue.batchSize: {} needs batchingWindowSeconds of at least 1 \
+                         (without a window SQS sends at most 10)",
+                        q.batch_size
+                    ));
+                }
+            }
+            (None, None, Some(s)) => {
+                if !refs.streams.has(&s.name) {
+                    problems.push(format!(
+                        "{at}.stream.name: {:?} is not declared in spec.streams ({})",
+                        s.name,
+                        refs.streams.hint()
+                    ));
+                }
+                if !sources.insert(("stream", s.name.as_str())) {
+                    problems.push(format!(
+                        "{at}.stream.name: {:?} triggers this function twice; Lambda allows one \
+                         mapping per function and source",
+                        s.name
+                    ));
+                }
+                if s.maximum_record_age_seconds != -1
+                    && !(60..=604_800).contains(&s.maximum_record_age_seconds)
+                {
+                    problems.push(format!(
+                        "{at}.stream.maximumRecordAgeSeconds: {} must be -1 (no limit) or 60 to 604800",
+                        s.maximum_record_age_seconds
+                    ));
+                }
+                if let Some(d) = &s.on_failure {
+                    check_destination(
+                        &format!("{at}.stream.onFailure.queue"),
+                        &d.queue,
+                        refs,
+                        problems,
+                    );
+                }
+            }
+            _ => problems.push(format!(
+                "{at}: set exactly one trigger source: bucket, queue or stream"
+            )),
+        }
+    }
+
+    if let Some(a) = &f.async_invocation
+        && let Some(d) = &a.on_failure
+    {
+        check_destination(
+            &format!("{at}.asyncInvocation.onFailure.queue"),
+            &d.queue,
+            refs,
+            problems,
+        );
+    }
+
+    if let Some(i) = &f.idempotency {
+        match spec.tables.iter().find(|t| t.name == i.table) {
+            None => problems.push(format!(
+                "{at}.idempotency.table: {:?} is not declared in spec.tables ({})",
+                i.table,
+                refs.tables.hint()
+            )),
+            Some(t) => {
+                let pk = &t.partition_key;
+                if pk.name != IDEMPOTENCY_PARTITION_KEY
+                    || pk.type_ != crate::crd::KeyType::S
+                    || t.sort_key.is_some()
+                {
+                    problems.push(format!(
+                        "{at}.idempotency.table: table {:?} must have partition key \
+                         {{name: {IDEMPOTENCY_PARTITION_KEY}, type: S}} and no sort key, the key \
+                         the idempotency claims write",
+                        t.name
+                    ));
+                }
+                if t.ttl_attribute
+                    .as_deref()
+                    .is_some_and(|a| a != IDEMPOTENCY_TTL_ATTRIBUTE)
+                {
+                    problems.push(format!(
+                        "{at}.idempotency.table: table {:?} expires items by {:?}, but the claims \
+                         write {IDEMPOTENCY_TTL_ATTRIBUTE}; leave ttlAttribute out (Sluice sets it) \
+                         or set it to {IDEMPOTENCY_TTL_ATTRIBUTE}",
+                        t.name,
+                        t.ttl_attribute.as_deref().unwrap_or_default()
+                    ));
+                }
+            }
+        }
+    }
+}
+
+/// A queue that receives failures from Lambda: declared and standard
+/// (Lambda's destinations and on-failure targets are standard queues).
+fn check_destination(at: &str, queue: &str, refs: &Refs<'_, '_>, problems: &mut Vec<String>) {
+    if !refs.queues.has(queue) {
+        problems.push(format!(
+            "{at}: {queue:?} is not declared in spec.queues ({})",
+            refs.queues.hint()
+        ));
+    } else if refs.fifo.contains(queue) {
+        problems.push(format!(
+            "{at}: {queue:?} is a FIFO queue; Lambda sends failures to standard queues only"
+        ));
+    }
+}
+
+/// Checks what depends on the plan: each function's environment gives its
+/// handler every variable it requires (naming the edge that would), and
+/// stays within Lambda's 4 KB with the names Sluice derived.
+pub fn validate_plan(plan: &Plan) -> Result<(), String> {
+    let mut problems = Vec::new();
+    for f in &plan.functions {
+        let at = format!("spec.functions[name={}]", f.logical);
+        for (var, edge) in &f.artifact.required_env {
+            if !f.environment.contains_key(var) {
+                problems.push(format!(
+                    "{at}: handler {} needs {var}, which no edge of the function sets; add {edge}",
+                    f.handler
+                ));
+            }
+        }
+        let size: usize = f.environment.iter().map(|(k, v)| k.len() + v.len()).sum();
+        if size > MAX_ENVIRONMENT_BYTES {
+            problems.push(format!(
+                "{at}.environment: {size} bytes of names and values with what Sluice adds (real \
+                 resource names, queue URLs); Lambda allows {MAX_ENVIRONMENT_BYTES}; drop or \
+                 shorten variables"
+            ));
+        }
+    }
     if problems.is_empty() {
         Ok(())
     } else {

@@ -1,0 +1,161 @@
+//! A function's asynchronous invocation settings: retries, the oldest event
+//! still tried, and the queue that receives events that failed every
+//! attempt. It carries no tags: it belongs to the function, whose
+//! ownership was checked first.
+
+use std::collections::BTreeMap;
+
+use aws_sdk_lambda::types::{DestinationConfig, OnFailure};
+
+use super::{Aws, AwsResource, Drift, Service};
+use crate::{
+    Result,
+    plan::{InvokeConfigPlan, Kind},
+};
+
+/// The settings as found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ObservedInvokeConfig {
+    /// Retries.
+    pub maximum_retry_attempts: Option<i32>,
+    /// Oldest event, in seconds.
+    pub maximum_event_age_seconds: Option<i32>,
+    /// Failure destination ARN.
+    pub on_failure_arn: Option<String>,
+}
+
+/// The event invoke configuration kind.
+#[derive(Debug)]
+pub struct InvokeConfig;
+
+async fn put(aws: &Aws, d: &InvokeConfigPlan) -> Result<()> {
+    let destinations = d.on_failure_arn.as_ref().map(|arn| {
+        DestinationConfig::builder()
+            .on_failure(OnFailure::builder().destination(arn).build())
+            .build()
+    });
+    aws.call(Service::Lambda, "PutFunctionEventInvokeConfig", || {
+        aws.lambda
+            .put_function_event_invoke_config()
+            .function_name(&d.function)
+            .maximum_retry_attempts(d.maximum_retry_attempts)
+            .maximum_event_age_in_seconds(d.maximum_event_age_seconds)
+            .set_destination_config(destinations)
+            .send()
+    })
+    .await?;
+    Ok(())
+}
+
+impl AwsResource for InvokeConfig {
+    type Desired = InvokeConfigPlan;
+    type Observed = ObservedInvokeConfig;
+    const KIND: Kind = Kind::InvokeConfig;
+
+    fn id(desired: &InvokeConfigPlan) -> &str {
+        &desired.function
+    }
+
+    fn logical(desired: &InvokeConfigPlan) -> &str {
+        &desired.logical
+    }
+
+    fn arn(_aws: &Aws, _desired: &InvokeConfigPlan) -> Option<String> {
+        None
+    }
+
+    async fn observe(aws: &Aws, id: &str) -> Result<Option<ObservedInvokeConfig>> {
+        match aws
+            .call(Service::Lambda, "GetFunctionEventInvokeConfig", || {
+                aws.lambda
+                    .get_function_event_invoke_config()
+                    .function_name(id)
+                    .send()
+            })
+            .await
+        {
+            Ok(out) => Ok(Some(ObservedInvokeConfig {
+                maximum_retry_attempts: out.maximum_retry_attempts(),
+                maximum_event_age_seconds: out.maximum_event_age_in_seconds(),
+                on_failure_arn: out
+                    .destination_config()
+                    .and_then(|d| d.on_failure())
+                    .and_then(|f| f.destination())
+                    .filter(|d| !d.is_empty())
+                    .map(str::to_owned),
+            })),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn tags(_observed: &ObservedInvokeConfig) -> Option<&BTreeMap<String, String>> {
+        None
+    }
+
+    fn diff(d: &InvokeConfigPlan, o: &ObservedInvokeConfig) -> Vec<Drift> {
+        let mut drift = Vec::new();
+        if o.maximum_retry_attempts != Some(d.maximum_retry_attempts) {
+            drift.push(Drift::new(
+                "maximumRetryAttempts",
+                d.maximum_retry_attempts,
+                o.maximum_retry_attempts,
+            ));
+        }
+        if o.maximum_event_age_seconds != Some(d.maximum_event_age_seconds) {
+            drift.push(Drift::new(
+                "maximumEventAgeSeconds",
+                d.maximum_event_age_seconds,
+                o.maximum_event_age_seconds,
+            ));
+        }
+        if o.on_failure_arn != d.on_failure_arn {
+            drift.push(Drift::new(
+                "onFailure",
+                &d.on_failure_arn,
+                &o.on_failure_arn,
+            ));
+        }
+        drift
+    }
+
+    async fn create(aws: &Aws, d: &InvokeConfigPlan) -> Result<Option<String>> {
+        put(aws, d).await?;
+        Ok(None)
+    }
+
+    async fn update(
+        aws: &Aws,
+        d: &InvokeConfigPlan,
+        _o: &ObservedInvokeConfig,
+        _drift: &[Drift],
+    ) -> Result<()> {
+        put(aws, d).await
+    }
+
+    async fn delete(aws: &Aws, id: &str, _o: &ObservedInvokeConfig) -> Result<()> {
+        match aws
+            .call(Service::Lambda, "DeleteFunctionEventInvokeConfig", || {
+                aws.lambda
+                    .delete_function_event_invoke_config()
+                    .function_name(id)
+                    .send()
+            })
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if e.is_not_found() => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn release(
+        _aws: &Aws,
+        _id: &str,
+        _o: &ObservedInvokeConfig,
+        _marker: &BTreeMap<String, String>,
+    ) -> Result<()> {
+        // No tags of its own; a retained function keeps its settings.
+        Ok(())
+    }
+}

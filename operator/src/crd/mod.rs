@@ -1,0 +1,306 @@
+//! The `DataPipeline` custom resource (`sluice.dev/v1alpha1`).
+//!
+//! The spec is a small graph of named resources. Edges (a function's
+//! `triggers` and `uses`) imply IAM grants, resource policies and environment
+//! variables, so nobody writes IAM by hand.
+//!
+//! Admission-time validation lives in the schema (OpenAPI bounds and CEL
+//! rules); everything the schema cannot express is checked by
+//! [`crate::reconcile::validate`] before any AWS call.
+
+mod bucket;
+mod events;
+mod function;
+mod queue;
+mod stream;
+mod table;
+
+pub use bucket::*;
+pub use events::*;
+pub use function::*;
+pub use queue::*;
+pub use stream::*;
+pub use table::*;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Kubernetes group of every Sluice API.
+pub const GROUP: &str = "sluice.dev";
+
+/// Most functions, buckets, triggers or grants one pipeline may hold. The
+/// bounds keep CEL rule cost within the apiserver's budget and a pipeline
+/// within what one reconcile can converge under AWS's control-plane quotas.
+pub const MAX_ITEMS: usize = 32;
+
+/// Longest logical name of a graph node; AWS names are derived from it.
+pub const MAX_NAME_LEN: usize = 40;
+
+/// A serverless data pipeline on AWS.
+// Each `printcolumn(...)` repeats `type_`, which clippy mistakes for a
+// duplicated attribute.
+#[allow(clippy::duplicated_attributes)]
+#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "sluice.dev",
+    version = "v1alpha1",
+    kind = "DataPipeline",
+    plural = "datapipelines",
+    namespaced,
+    shortname = "dp",
+    category = "sluice",
+    status = "DataPipelineStatus",
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Status",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].message"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {
+        "rule": "self.functions.all(f, f.triggers.all(t, !has(t.bucket) || self.buckets.exists(b, b.name == t.bucket.name)))",
+        "message": "every functions[].triggers[].bucket.name must name a bucket declared in spec.buckets"
+    },
+    {
+        "rule": "self.functions.all(f, f.triggers.all(t, !has(t.queue) || self.queues.exists(q, q.name == t.queue.name || (has(q.deadLetter) && !has(q.deadLetter.queue) && q.name + '-dlq' == t.queue.name))))",
+        "message": "every functions[].triggers[].queue.name must name a queue declared in spec.queues (or the dead-letter queue <queue>-dlq Sluice creates)"
+    },
+    {
+        "rule": "self.functions.all(f, f.triggers.all(t, !has(t.stream) || self.streams.exists(x, x.name == t.stream.name)))",
+        "message": "every functions[].triggers[].stream.name must name a stream declared in spec.streams"
+    },
+    {
+        "rule": "self.functions.all(f, f.triggers.all(t, !has(t.stream) || !has(t.stream.onFailure) || self.queues.exists(q, q.name == t.stream.onFailure.queue || (has(q.deadLetter) && !has(q.deadLetter.queue) && q.name + '-dlq' == t.stream.onFailure.queue))))",
+        "message": "every functions[].triggers[].stream.onFailure.queue must name a queue declared in spec.queues"
+    },
+    {
+        "rule": "self.functions.all(f, f.uses.all(u, !has(u.bucket) || self.buckets.exists(b, b.name == u.bucket)))",
+        "message": "every functions[].uses[].bucket must name a bucket declared in spec.buckets"
+    },
+    {
+        "rule": "self.functions.all(f, f.uses.all(u, !has(u.queue) || self.queues.exists(q, q.name == u.queue || (has(q.deadLetter) && !has(q.deadLetter.queue) && q.name + '-dlq' == u.queue))))",
+        "message": "every functions[].uses[].queue must name a queue declared in spec.queues"
+    },
+    {
+        "rule": "self.functions.all(f, f.uses.all(u, !has(u.eventBus) || u.eventBus == 'default' || self.eventBuses.exists(b, b.name == u.eventBus)))",
+        "message": "every functions[].uses[].eventBus must name a bus declared in spec.eventBuses, or default"
+    },
+    {
+        "rule": "self.functions.all(f, f.uses.all(u, !has(u.table) || self.tables.exists(t, t.name == u.table)))",
+        "message": "every functions[].uses[].table must name a table declared in spec.tables"
+    },
+    {
+        "rule": "self.functions.all(f, f.uses.all(u, !has(u.stream) || self.streams.exists(x, x.name == u.stream)))",
+        "message": "every functions[].uses[].stream must name a stream declared in spec.streams"
+    },
+    {
+        "rule": "self.functions.all(f, !has(f.asyncInvocation) || !has(f.asyncInvocation.onFailure) || self.queues.exists(q, q.name == f.asyncInvocation.onFailure.queue || (has(q.deadLetter) && !has(q.deadLetter.queue) && q.name + '-dlq' == f.asyncInvocation.onFailure.queue)))",
+        "message": "every functions[].asyncInvocation.onFailure.queue must name a queue declared in spec.queues"
+    },
+    {
+        "rule": "self.functions.all(f, !has(f.idempotency) || self.tables.exists(t, t.name == f.idempotency.table))",
+        "message": "every functions[].idempotency.table must name a table declared in spec.tables"
+    },
+    {
+        "rule": "self.rules.all(r, !has(r.eventBus) || self.eventBuses.exists(b, b.name == r.eventBus))",
+        "message": "every rules[].eventBus must name a bus declared in spec.eventBuses (leave it out for the account's default bus)"
+    },
+    {
+        "rule": "self.rules.all(r, r.targets.all(t, !has(t.queue) || self.queues.exists(q, q.name == t.queue || (has(q.deadLetter) && !has(q.deadLetter.queue) && q.name + '-dlq' == t.queue))))",
+        "message": "every rules[].targets[].queue must name a queue declared in spec.queues"
+    },
+    {
+        "rule": "self.rules.all(r, r.targets.all(t, !has(t.function) || self.functions.exists(f, f.name == t.function)))",
+        "message": "every rules[].targets[].function must name a function declared in spec.functions"
+    },
+    {
+        "rule": "self.queues.all(q, !has(q.deadLetter) || !has(q.deadLetter.queue) || self.queues.exists(d, d.name == q.deadLetter.queue))",
+        "message": "every queues[].deadLetter.queue must name a queue declared in spec.queues"
+    },
+    {
+        "rule": "self.queues.all(q, !has(q.deadLetter) || !has(q.deadLetter.queue) || self.queues.all(d, d.name != q.deadLetter.queue || d.fifo == q.fifo))",
+        "message": "a queue's deadLetter.queue must be of the same type: a FIFO queue's dead-letter queue is FIFO, a standard queue's is standard"
+    }
+]))]
+pub struct DataPipelineSpec {
+    /// AWS region of every resource of this pipeline. Defaults to the
+    /// operator's region; must be one the operator is allowed to manage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[a-z]{2}(-[a-z]+)+-[0-9]$"))]
+    pub region: Option<String>,
+
+    /// What happens to the AWS resources when the pipeline is deleted:
+    /// `Delete` removes them, `Retain` keeps them and removes Sluice's
+    /// ownership tags.
+    #[serde(default)]
+    pub deletion_policy: DeletionPolicy,
+
+    /// Stop converging AWS resources (deletion still cleans up).
+    #[serde(default)]
+    pub suspend: bool,
+
+    /// S3 buckets owned by the pipeline.
+    #[serde(default)]
+    #[schemars(length(max = 32))]
+    #[schemars(extend("x-kubernetes-validations" = [
+        {"rule": "self.all(x, self.exists_one(y, y.name == x.name))", "message": "bucket names must be unique"}
+    ]))]
+    pub buckets: Vec<BucketSpec>,
+
+    /// SQS queues (and their dead-letter queues).
+    #[serde(default)]
+    #[schemars(length(max = 32))]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
+    pub queues: Vec<QueueSpec>,
+
+    /// EventBridge buses.
+    #[serde(default)]
+    #[schemars(length(max = 8))]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
+    pub event_buses: Vec<EventBusSpec>,
+
+    /// EventBridge rules routing events to queues and functions.
+    #[serde(default)]
+    #[schemars(length(max = 32))]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
+    pub rules: Vec<RuleSpec>,
+
+    /// Kinesis data streams.
+    #[serde(default)]
+    #[schemars(length(max = 16))]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
+    pub streams: Vec<StreamSpec>,
+
+    /// DynamoDB tables.
+    #[serde(default)]
+    #[schemars(length(max = 16))]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
+    pub tables: Vec<TableSpec>,
+
+    /// Lambda functions and the edges that wire them.
+    #[serde(default)]
+    #[schemars(length(max = 32))]
+    #[schemars(extend("x-kubernetes-validations" = [
+        {"rule": "self.all(x, self.exists_one(y, y.name == x.name))", "message": "function names must be unique"}
+    ]))]
+    pub functions: Vec<FunctionSpec>,
+}
+
+/// The schema of a free-form JSON object (an event pattern, an ASL
+/// definition): `type: object`, fields kept as written.
+pub(crate) fn free_form_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "object",
+        "x-kubernetes-preserve-unknown-fields": true
+    })
+}
+
+/// What deletion of the pipeline does to its AWS resources.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum DeletionPolicy {
+    /// Delete every AWS resource the pipeline owns.
+    #[default]
+    Delete,
+    /// Keep the AWS resources and remove Sluice's ownership tags.
+    Retain,
+}
+
+/// Observed state, following the Kubernetes API conventions and kstatus.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DataPipelineStatus {
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+
+    /// `Ready` is always present; `Reconciling` and `Stalled` only while True.
+    #[serde(default)]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+
+    /// Every AWS resource the pipeline owns.
+    #[serde(default)]
+    pub inventory: Vec<InventoryEntry>,
+
+    /// Code deployed to each function.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub functions: Vec<FunctionStatus>,
+}
+
+/// One AWS resource owned by the pipeline.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct InventoryEntry {
+    /// Resource kind, e.g. `Lambda::Function`.
+    pub kind: String,
+    /// Logical name in the spec (for derived resources, the node they belong to).
+    pub name: String,
+    /// The AWS identifier (name) used to find the resource again.
+    pub id: String,
+    /// ARN, where the resource has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arn: Option<String>,
+    /// `Ready`, or what the operator is waiting for.
+    pub state: String,
+}
+
+/// The code deployed to one function.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FunctionStatus {
+    /// Logical function name.
+    pub name: String,
+    /// Built-in handler deployed.
+    pub handler: String,
+    /// Base64 SHA-256 of the deployed zip, as Lambda reports `CodeSha256`.
+    pub code_sha256: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use kube::CustomResourceExt;
+
+    use super::*;
+
+    #[test]
+    fn the_committed_crd_matches_the_types() {
+        let committed = include_str!("../../../crds/datapipelines.sluice.dev.yaml");
+        let generated = serde_yaml::to_string(&DataPipeline::crd()).expect("CRD serialises");
+        assert!(
+            committed == generated,
+            "crds/ is stale: run `make crds` and commit the result"
+        );
+    }
+
+    #[test]
+    fn the_schema_keeps_conditions_mergeable_by_type() {
+        let crd = serde_json::to_value(DataPipeline::crd()).expect("CRD as JSON");
+        let conditions = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]
+            ["properties"]["conditions"];
+        assert_eq!(conditions["x-kubernetes-list-type"], "map");
+        assert_eq!(conditions["x-kubernetes-list-map-keys"][0], "type");
+    }
+
+    #[test]
+    fn defaults_fill_in_what_the_sample_leaves_out() {
+        let spec: DataPipelineSpec =
+            serde_yaml::from_str("functions: [{name: f, handler: h}]").expect("valid");
+        assert_eq!(spec.deletion_policy, DeletionPolicy::Delete);
+        assert_eq!(spec.functions[0].memory_mib, 128);
+        assert_eq!(spec.functions[0].timeout_seconds, 30);
+        assert_eq!(spec.functions[0].tracing, TracingMode::PassThrough);
+    }
+}
