@@ -169,9 +169,22 @@ impl Operator {
             log,
             prefix,
         };
-        op.wait_until("ready", Duration::from_secs(60), || {
-            op.get("/readyz").is_some_and(|(status, _)| status == 200)
-        });
+        let mut op = op;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while op.get("/readyz").is_none_or(|(status, _)| status != 200) {
+            if let Ok(Some(status)) = op.child.try_wait() {
+                panic!(
+                    "the operator exited ({status}) before it was ready:\n{}",
+                    op.log_tail()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the operator was not ready within 60 s:\n{}",
+                op.log_tail()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
         op
     }
 
@@ -197,6 +210,32 @@ impl Operator {
             .filter(|l| l.starts_with(name) && l.contains(filter))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum::<f64>() as u64
+    }
+
+    /// AWS calls so far by `service:operation` and access (`read` or
+    /// `write`), from the operator's metrics.
+    pub fn aws_calls(&self) -> std::collections::BTreeMap<String, u64> {
+        let (_, body) = self.get("/metrics").expect("metrics");
+        let label = |line: &str, name: &str| -> String {
+            line.split(&format!("{name}=\""))
+                .nth(1)
+                .and_then(|r| r.split('"').next())
+                .unwrap_or("")
+                .to_owned()
+        };
+        body.lines()
+            .filter(|l| l.starts_with("sluice_aws_requests_total{"))
+            .filter_map(|l| {
+                let count = l.rsplit(' ').next()?.parse::<f64>().ok()? as u64;
+                let key = format!(
+                    "{}:{} ({})",
+                    label(l, "service"),
+                    label(l, "operation"),
+                    label(l, "access")
+                );
+                Some((key, count))
+            })
+            .collect()
     }
 
     /// AWS write calls so far.
@@ -358,4 +397,141 @@ pub fn s3(sdk: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
             .force_path_style(true)
             .build(),
     )
+}
+
+/// The difference between two [`Operator::aws_calls`] readings, without
+/// the operations that did not change.
+pub fn calls_between(
+    before: &std::collections::BTreeMap<String, u64>,
+    after: &std::collections::BTreeMap<String, u64>,
+) -> std::collections::BTreeMap<String, u64> {
+    after
+        .iter()
+        .filter_map(|(k, v)| {
+            let d = v - before.get(k).copied().unwrap_or(0);
+            (d > 0).then(|| (k.clone(), d))
+        })
+        .collect()
+}
+
+/// Touches an annotation so the operator reconciles `name` now, and waits
+/// until it has (its reconcile counter moved), without a spec change.
+pub fn poke_and_wait(ns: &str, name: &str, op: &Operator) {
+    let before = op.reconciles();
+    kubectl_ok(&[
+        "annotate",
+        "-n",
+        ns,
+        &format!("dp/{name}"),
+        &format!("sluice.dev/poke={}", token()),
+        "--overwrite",
+    ]);
+    op.wait_until(
+        "a reconcile after the poke",
+        Duration::from_secs(30),
+        || op.reconciles() > before,
+    );
+}
+
+/// A YAML manifest as JSON, converted by kubectl (which applies either),
+/// so a test can edit it structurally.
+pub fn manifest_as_json(manifest: &str) -> serde_json::Value {
+    let out = kubectl_stdin(
+        &["create", "--dry-run=client", "-o", "json", "-f", "-"],
+        manifest,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    // kubectl fills in its current namespace; the tests apply with -n.
+    if let Some(metadata) = doc["metadata"].as_object_mut() {
+        metadata.remove("namespace");
+    }
+    doc
+}
+
+/// Nothing with the operator's name prefix is left in the emulator.
+pub async fn assert_nothing_left(sdk: &aws_config::SdkConfig, prefix: &str) {
+    let sqs = aws_sdk_sqs::Client::new(sdk);
+    let queues = sqs
+        .list_queues()
+        .queue_name_prefix(prefix)
+        .send()
+        .await
+        .expect("queues");
+    assert!(queues.queue_urls().is_empty(), "{:?}", queues.queue_urls());
+    let events = aws_sdk_eventbridge::Client::new(sdk);
+    let buses = events
+        .list_event_buses()
+        .name_prefix(prefix)
+        .send()
+        .await
+        .expect("buses");
+    assert!(buses.event_buses().is_empty(), "{:?}", buses.event_buses());
+    let rules = events
+        .list_rules()
+        .name_prefix(prefix)
+        .send()
+        .await
+        .expect("rules");
+    assert!(rules.rules().is_empty(), "{:?}", rules.rules());
+    let lambda = aws_sdk_lambda::Client::new(sdk);
+    let functions = lambda.list_functions().send().await.expect("functions");
+    assert!(
+        functions
+            .functions()
+            .iter()
+            .all(|f| !f.function_name().unwrap_or_default().starts_with(prefix)),
+        "functions left"
+    );
+    let mappings = lambda
+        .list_event_source_mappings()
+        .send()
+        .await
+        .expect("mappings");
+    assert!(
+        mappings
+            .event_source_mappings()
+            .iter()
+            .all(|m| !m.function_arn().unwrap_or_default().contains(prefix)),
+        "mappings left"
+    );
+    let dynamodb = aws_sdk_dynamodb::Client::new(sdk);
+    let tables = dynamodb.list_tables().send().await.expect("tables");
+    assert!(
+        tables.table_names().iter().all(|t| !t.starts_with(prefix)),
+        "{:?}",
+        tables.table_names()
+    );
+    let iam = aws_sdk_iam::Client::new(sdk);
+    let roles = iam.list_roles().send().await.expect("roles");
+    assert!(
+        roles
+            .roles()
+            .iter()
+            .all(|r| !r.role_name().starts_with(prefix)),
+        "roles left"
+    );
+    let s3 = s3(sdk);
+    let buckets = s3.list_buckets().send().await.expect("buckets");
+    assert!(
+        buckets
+            .buckets()
+            .iter()
+            .all(|b| !b.name().unwrap_or_default().starts_with(prefix)),
+        "buckets left"
+    );
+    let kinesis = aws_sdk_kinesis::Client::new(sdk);
+    let streams = kinesis.list_streams().send().await.expect("streams");
+    assert!(
+        streams
+            .stream_names()
+            .iter()
+            .all(|s| !s.starts_with(prefix)),
+        "{:?}",
+        streams.stream_names()
+    );
 }

@@ -28,7 +28,7 @@ use crate::{
     artifacts::Catalog,
     aws::Aws,
     config::OperatorConfig,
-    crd::{DataPipeline, DataPipelineStatus, DeletionPolicy, FunctionStatus},
+    crd::{DataPipeline, DataPipelineStatus, DeletionPolicy, FunctionStatus, InventoryEntry},
     metrics::Metrics,
     naming::PipelineId,
     plan::{self, Plan, PlanContext},
@@ -60,6 +60,12 @@ pub struct Context {
     pub recorder: Recorder,
     regions: Mutex<HashMap<String, Aws>>,
     failures: Mutex<HashMap<String, u32>>,
+    /// The inventory each pipeline's last reconcile recorded, by UID. The
+    /// next reconcile may start from a watch cache that does not hold that
+    /// status write yet; starting from a stale inventory would forget a
+    /// resource created a moment ago (and, with its tags not yet visible,
+    /// take it for someone else's).
+    inventories: Mutex<HashMap<String, Vec<InventoryEntry>>>,
 }
 
 impl std::fmt::Debug for Context {
@@ -92,6 +98,7 @@ impl Context {
             metrics,
             regions: Mutex::new(HashMap::new()),
             failures: Mutex::new(HashMap::new()),
+            inventories: Mutex::new(HashMap::new()),
         }
     }
 
@@ -129,6 +136,31 @@ impl Context {
 
     async fn reset_backoff(&self, key: &str) {
         self.failures.lock().await.remove(key);
+    }
+
+    /// Where a reconcile starts: the inventory this process last recorded
+    /// for the pipeline, else the one in its status (after a restart the
+    /// watch cache is fresh and the status is authoritative).
+    async fn recorded_inventory(&self, dp: &DataPipeline, status: &DataPipelineStatus) -> Progress {
+        let uid = dp.uid().unwrap_or_default();
+        match self.inventories.lock().await.get(&uid) {
+            Some(inventory) => Progress::from_inventory(inventory),
+            None => Progress::from_inventory(&status.inventory),
+        }
+    }
+
+    async fn remember_inventory(&self, dp: &DataPipeline, inventory: &[InventoryEntry]) {
+        self.inventories
+            .lock()
+            .await
+            .insert(dp.uid().unwrap_or_default(), inventory.to_vec());
+    }
+
+    async fn forget_inventory(&self, dp: &DataPipeline) {
+        self.inventories
+            .lock()
+            .await
+            .remove(&dp.uid().unwrap_or_default());
     }
 }
 
@@ -261,16 +293,8 @@ async fn apply(dp: &DataPipeline, ctx: &Context) -> Result<Action> {
     }
 
     // Failures before a plan exists keep the recorded inventory as it is.
-    let unplanned = |e: Error| {
-        finish(
-            ctx,
-            dp,
-            &previous,
-            Progress::from_inventory(&previous.inventory),
-            None,
-            Err(e),
-        )
-    };
+    let recorded = ctx.recorded_inventory(dp, &previous).await;
+    let unplanned = |e: Error| finish(ctx, dp, &previous, recorded.clone(), None, Err(e));
     if let Err(problems) = reconcile::validate(&dp.spec, &ctx.config, &ctx.catalog) {
         return unplanned(Error::InvalidSpec(problems)).await;
     }
@@ -283,7 +307,7 @@ async fn apply(dp: &DataPipeline, ctx: &Context) -> Result<Action> {
     if let Err(problems) = reconcile::validate::validate_plan(&plan) {
         return unplanned(Error::InvalidSpec(problems)).await;
     }
-    let mut progress = Progress::from_inventory(&previous.inventory);
+    let mut progress = recorded.clone();
     let result = reconcile::apply(&aws, &pid, &plan, &mut progress).await;
     if result.is_ok() {
         ctx.reset_backoff(&key).await;
@@ -303,6 +327,7 @@ async fn finish(
     let generation = dp.metadata.generation;
     publish_changes(ctx, dp, &progress.changes).await;
     let inventory = progress.inventory();
+    ctx.remember_inventory(dp, &inventory).await;
     let (verdict, action) = match &result {
         Ok(()) => {
             let message = format!("{} AWS resources converged", inventory.len());
@@ -378,13 +403,14 @@ async fn cleanup(dp: &DataPipeline, ctx: &Context) -> Result<Action> {
         .ok()
         .map(|()| plan_for(dp, ctx, &pid));
     let retain = dp.spec.deletion_policy == DeletionPolicy::Retain;
-    let mut progress = Progress::from_inventory(&previous.inventory);
+    let mut progress = ctx.recorded_inventory(dp, &previous).await;
     let result = reconcile::cleanup(&aws, &pid, plan.as_ref(), retain, &mut progress).await;
     publish_changes(ctx, dp, &progress.changes).await;
     if let Err(e) = result {
         publish(ctx, dp, EventType::Warning, "CleanupFailed", &e.to_string()).await;
         let mut status = previous.clone();
         status.inventory = progress.inventory();
+        ctx.remember_inventory(dp, &status.inventory).await;
         status.conditions = status::conditions(
             &previous.conditions,
             &Verdict::Progressing {
@@ -396,6 +422,7 @@ async fn cleanup(dp: &DataPipeline, ctx: &Context) -> Result<Action> {
         write_status(ctx, dp, &previous, status).await?;
         return Err(e);
     }
+    ctx.forget_inventory(dp).await;
     Ok(Action::await_change())
 }
 

@@ -48,13 +48,13 @@ pub struct FunctionSpec {
     pub environment: BTreeMap<String, String>,
 
     /// What invokes the function.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default)]
     #[schemars(length(max = 32))]
     pub triggers: Vec<TriggerSpec>,
 
     /// Pipeline resources the function reads or writes. Each grants exactly
     /// that access and passes the real resource name in an environment variable.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default)]
     #[schemars(length(max = 32))]
     pub uses: Vec<UseSpec>,
 

@@ -204,18 +204,43 @@ pub fn plan(spec: &DataPipelineSpec, cx: PlanContext<'_>) -> Plan {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::{artifacts::Artifact, crd::DataPipelineSpec, naming};
+    use crate::{artifacts::Artifact, crd::DataPipelineSpec, iam, naming};
 
+    /// Every built-in handler, with the requirements the handlers crate
+    /// declares (`handlers/requirements.json`), so the samples are checked
+    /// against what the real handlers need.
     pub(crate) fn catalog() -> Catalog {
-        Catalog::from_artifacts(vec![Artifact {
-            name: "s3-json-transform".into(),
-            zip: "s3-json-transform.zip".into(),
-            sha256: "00".repeat(32),
-            size: 1,
-            dir: "/nonexistent".into(),
-            architecture: "x86_64".into(),
-            required_env: Default::default(),
-        }])
+        let requirements: serde_json::Value =
+            serde_json::from_str(include_str!("../../../handlers/requirements.json"))
+                .expect("requirements.json");
+        let artifacts = requirements
+            .as_object()
+            .expect("object")
+            .iter()
+            .map(|(name, r)| Artifact {
+                name: name.clone(),
+                zip: "sluice-handlers.zip".into(),
+                sha256: "00".repeat(32),
+                size: 1,
+                dir: "/nonexistent".into(),
+                architecture: "x86_64".into(),
+                required_env: r["requiredEnv"]
+                    .as_object()
+                    .expect("requiredEnv")
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.as_str().expect("edge").to_owned()))
+                    .collect(),
+            })
+            .collect();
+        Catalog::from_artifacts(artifacts)
+    }
+
+    /// A sample of `config/samples/`, as a spec.
+    pub(crate) fn sample(file: &str) -> DataPipelineSpec {
+        let path = format!("{}/../config/samples/{file}", env!("CARGO_MANIFEST_DIR"));
+        let raw = std::fs::read_to_string(&path).expect("sample");
+        let doc: crate::crd::DataPipeline = serde_yaml::from_str(&raw).expect("sample parses");
+        doc.spec
     }
 
     pub(crate) fn pid() -> PipelineId {
@@ -360,5 +385,336 @@ functions:
         let p = plan_of(&spec);
         assert!(p.permissions.is_empty());
         assert!(p.notifications.is_empty());
+    }
+
+    fn fan_out() -> Plan {
+        plan_of(&sample("fan-out.yaml"))
+    }
+
+    fn policy_grants(role: &RolePlan) -> std::collections::BTreeMap<String, Vec<String>> {
+        let mut out: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+        for s in role.policy["Statement"].as_array().expect("statements") {
+            for r in s["Resource"].as_array().expect("resources") {
+                let actions = s["Action"].as_array().expect("actions");
+                out.entry(r.as_str().expect("resource").to_owned())
+                    .or_default()
+                    .extend(
+                        actions
+                            .iter()
+                            .map(|a| a.as_str().expect("action").to_owned()),
+                    );
+            }
+        }
+        for actions in out.values_mut() {
+            actions.sort();
+        }
+        out
+    }
+
+    fn role<'a>(p: &'a Plan, logical: &str) -> &'a RolePlan {
+        p.roles
+            .iter()
+            .find(|r| r.logical == logical)
+            .expect("role planned")
+    }
+
+    fn queue<'a>(p: &'a Plan, logical: &str) -> &'a QueuePlan {
+        p.queues
+            .iter()
+            .find(|q| q.logical == logical)
+            .expect("queue planned")
+    }
+
+    const ACCOUNT: &str = "123456789012";
+
+    fn arn(service: &str, resource: &str) -> String {
+        format!("arn:aws:{service}:us-east-1:{ACCOUNT}:{resource}")
+    }
+
+    #[test]
+    fn fan_out_plans_the_articles_stack() {
+        let p = fan_out();
+        assert_eq!(p.buckets.len(), 3);
+        assert_eq!(
+            p.queues.len(),
+            7,
+            "three queues, their DLQs, router-failures"
+        );
+        assert_eq!(p.event_buses.len(), 1);
+        assert_eq!(p.rules.len(), 3);
+        assert_eq!(p.functions.len(), 5);
+        assert_eq!(p.event_source_mappings.len(), 6);
+        assert_eq!(p.invoke_configs.len(), 1);
+        assert_eq!(
+            p.permissions.len(),
+            1,
+            "only the router is invoked by a service"
+        );
+        assert_eq!(p.ids().len(), 34);
+    }
+
+    #[test]
+    fn dead_letter_queues_come_first_and_receive_after_max_receives() {
+        let p = fan_out();
+        for t in ["type-a", "type-b", "type-c"] {
+            let dlq_position = p
+                .queues
+                .iter()
+                .position(|q| q.logical == format!("{t}-dlq"))
+                .expect("dlq");
+            let position = p.queues.iter().position(|q| q.logical == t).expect("queue");
+            assert!(dlq_position < position, "{t}: DLQ created first");
+            let q = queue(&p, t);
+            let dlq = queue(&p, &format!("{t}-dlq"));
+            let redrive = q.redrive.as_ref().expect("redrive");
+            assert_eq!(redrive.dead_letter_arn, arn("sqs", &dlq.name));
+            assert_eq!(redrive.max_receive_count, 3);
+            assert_eq!(dlq.retention_seconds, queue::DEAD_LETTER_RETENTION_SECONDS);
+            // 6 × the consumers' 30 s timeout.
+            assert_eq!(q.visibility_timeout_seconds, 180);
+            assert_eq!(dlq.visibility_timeout_seconds, 180);
+        }
+        assert_eq!(queue(&p, "router-failures").visibility_timeout_seconds, 30);
+    }
+
+    #[test]
+    fn a_queue_policy_lets_exactly_its_rules_send() {
+        let p = fan_out();
+        let q = queue(&p, "type-a");
+        let rule = p
+            .rules
+            .iter()
+            .find(|r| r.logical == "type-a")
+            .expect("rule");
+        let policy = q.policy.as_ref().expect("policy");
+        let statement = &policy["Statement"][0];
+        assert_eq!(statement["Principal"]["Service"], "events.amazonaws.com");
+        assert_eq!(statement["Action"], "sqs:SendMessage");
+        assert_eq!(statement["Resource"], arn("sqs", &q.name));
+        assert_eq!(
+            statement["Condition"]["ArnEquals"]["aws:SourceArn"],
+            serde_json::json!([rule.arn])
+        );
+        assert!(queue(&p, "type-a-dlq").policy.is_none());
+        assert!(queue(&p, "router-failures").policy.is_none());
+        // The rule sends to that queue only, on the pipeline's bus.
+        assert_eq!(rule.targets.len(), 1);
+        assert_eq!(rule.targets[0].arn, arn("sqs", &q.name));
+        assert_eq!(rule.bus, p.event_buses[0].name);
+        assert_eq!(
+            rule.arn,
+            arn("events", &format!("rule/{}/{}", rule.bus, rule.name))
+        );
+    }
+
+    #[test]
+    fn every_edge_grants_exactly_its_actions() {
+        let p = fan_out();
+        let bucket = |l: &str| {
+            p.buckets
+                .iter()
+                .find(|b| b.logical == l)
+                .expect("bucket")
+                .name
+                .clone()
+        };
+        let function = |l: &str| {
+            p.functions
+                .iter()
+                .find(|f| f.logical == l)
+                .expect("fn")
+                .name
+                .clone()
+        };
+        let logs = |f: &str| {
+            (
+                arn("logs", &format!("log-group:/aws/lambda/{}:*", function(f))),
+                vec![
+                    "logs:CreateLogGroup",
+                    "logs:CreateLogStream",
+                    "logs:PutLogEvents",
+                ],
+            )
+        };
+        let table = &p.tables[0].name;
+        let want =
+            |pairs: Vec<(String, Vec<&str>)>| -> std::collections::BTreeMap<String, Vec<String>> {
+                pairs
+                    .into_iter()
+                    .map(|(r, a)| (r, a.into_iter().map(str::to_owned).collect()))
+                    .collect()
+            };
+        assert_eq!(
+            policy_grants(role(&p, "processor-a")),
+            want(vec![
+                logs("processor-a"),
+                (
+                    format!("arn:aws:s3:::{}/*", bucket("input")),
+                    vec!["s3:GetObject"]
+                ),
+                (
+                    format!("arn:aws:s3:::{}", bucket("input")),
+                    vec!["s3:ListBucket"]
+                ),
+                (
+                    format!("arn:aws:s3:::{}/*", bucket("output")),
+                    vec!["s3:AbortMultipartUpload", "s3:PutObject"]
+                ),
+                (
+                    arn("sqs", &queue(&p, "type-a").name),
+                    iam::actions::SQS_CONSUME.to_vec()
+                ),
+                (
+                    arn("dynamodb", &format!("table/{table}")),
+                    iam::actions::DYNAMODB_IDEMPOTENCY.to_vec()
+                ),
+            ])
+        );
+        assert_eq!(
+            policy_grants(role(&p, "router")),
+            want(vec![
+                logs("router"),
+                (
+                    format!("arn:aws:s3:::{}/*", bucket("input")),
+                    vec!["s3:GetObject"]
+                ),
+                (
+                    arn("events", &format!("event-bus/{}", p.event_buses[0].name)),
+                    vec!["events:PutEvents"]
+                ),
+                (
+                    arn("sqs", &queue(&p, "router-failures").name),
+                    vec!["sqs:SendMessage"]
+                ),
+            ])
+        );
+        // No resource is ever "*" (no role here traces with X-Ray).
+        for r in &p.roles {
+            assert!(
+                !policy_grants(r).contains_key("*"),
+                "{}: {:#}",
+                r.logical,
+                r.policy
+            );
+        }
+    }
+
+    #[test]
+    fn edges_set_the_variables_the_handlers_read() {
+        let p = fan_out();
+        let f = |l: &str| p.functions.iter().find(|f| f.logical == l).expect("fn");
+        assert_eq!(
+            f("router").environment.get("EVENT_BUS"),
+            Some(&p.event_buses[0].name)
+        );
+        let processor = f("processor-b");
+        assert_eq!(
+            processor.environment.get("IDEMPOTENCY_TABLE"),
+            Some(&p.tables[0].name)
+        );
+        assert!(processor.environment.contains_key("OUTPUT_BUCKET"));
+        assert!(
+            processor.environment.contains_key("BUCKET_INPUT"),
+            "default name"
+        );
+        // The idempotency table expires claims by the attribute they write.
+        assert_eq!(p.tables[0].ttl_attribute.as_deref(), Some("expires_at"));
+    }
+
+    #[test]
+    fn rule_targets_and_triggers_become_permissions_and_mappings() {
+        let mut spec = sample("fan-out.yaml");
+        // A rule may target a function directly.
+        spec.rules[0].targets[0].queue = None;
+        spec.rules[0].targets[0].function = Some("processor-a".into());
+        let p = plan_of(&spec);
+        let perms = p
+            .permissions
+            .iter()
+            .find(|x| x.logical == "processor-a")
+            .expect("permission");
+        let rule = p
+            .rules
+            .iter()
+            .find(|r| r.logical == "type-a")
+            .expect("rule");
+        assert_eq!(perms.statements[0].principal, "events.amazonaws.com");
+        assert_eq!(perms.statements[0].source_arn, rule.arn);
+        assert!(
+            queue(&p, "type-a").policy.is_none(),
+            "no rule sends to it now"
+        );
+
+        let dlq_handler: Vec<_> = p
+            .event_source_mappings
+            .iter()
+            .filter(|m| m.logical == "dead-letters")
+            .collect();
+        assert_eq!(dlq_handler.len(), 3);
+        assert!(
+            dlq_handler
+                .iter()
+                .all(|m| m.report_batch_item_failures && m.batch_size == 10)
+        );
+    }
+
+    #[test]
+    fn the_stream_sample_maps_the_articles_settings() {
+        let p = plan_of(&sample("stream.yaml"));
+        let m = &p.event_source_mappings[0];
+        assert_eq!(m.source, function::SourceKind::Stream);
+        assert_eq!(m.batch_size, 100);
+        assert_eq!(m.batching_window_seconds, 60);
+        assert_eq!(
+            m.starting_position,
+            Some(crate::crd::StartingPosition::Latest)
+        );
+        assert_eq!(m.bisect_on_error, Some(true));
+        assert_eq!(m.maximum_retry_attempts, Some(3));
+        assert_eq!(
+            m.on_failure_arn.as_deref(),
+            Some(arn("sqs", &queue(&p, "failed-records").name).as_str())
+        );
+        assert_eq!(
+            m.source_arn,
+            arn("kinesis", &format!("stream/{}", p.streams[0].name))
+        );
+        assert_eq!(p.streams[0].kms_key, stream::AWS_MANAGED_KINESIS_KEY);
+        assert_eq!(p.streams[0].shards, Some(1));
+        let grants = policy_grants(role(&p, "processor"));
+        assert_eq!(
+            grants[&m.source_arn],
+            iam::actions::KINESIS_CONSUME
+                .iter()
+                .map(|a| (*a).to_owned())
+                .collect::<Vec<_>>()
+        );
+        assert_eq!(
+            p.functions[0].environment.get("RESULTS_TABLE"),
+            Some(&p.tables[0].name)
+        );
+    }
+
+    #[test]
+    fn a_customer_key_is_granted_to_readers_and_writers() {
+        let mut spec = sample("stream.yaml");
+        let key = "arn:aws:kms:us-east-1:123456789012:key/abc".to_owned();
+        spec.streams[0].encryption = Some(crate::crd::KmsEncryption {
+            kms_key_arn: key.clone(),
+        });
+        spec.tables[0].encryption = Some(crate::crd::KmsEncryption {
+            kms_key_arn: key.clone(),
+        });
+        let p = plan_of(&spec);
+        let grants = policy_grants(role(&p, "processor"));
+        // Reads the stream (decrypt) and writes the table (encrypt too).
+        assert_eq!(
+            grants[&key],
+            iam::actions::KMS_ENCRYPT
+                .iter()
+                .map(|a| (*a).to_owned())
+                .collect::<Vec<_>>()
+        );
+        assert_eq!(p.streams[0].kms_key, key);
     }
 }

@@ -646,7 +646,10 @@ pub fn validate_plan(plan: &Plan) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::tests::{catalog, pattern1};
+    use crate::plan::{
+        PlanContext,
+        tests::{catalog, pattern1, pid, sample},
+    };
 
     fn config() -> OperatorConfig {
         OperatorConfig::from_lookup(|_| None, Some("us-east-1".into())).expect("config")
@@ -698,5 +701,157 @@ mod tests {
         spec.buckets.push(spec.buckets[0].clone());
         let err = validate(&spec, &config(), &catalog()).expect_err("invalid");
         assert!(err.contains("spec.buckets[2].name"), "{err}");
+    }
+
+    fn plan_of(spec: &DataPipelineSpec) -> Plan {
+        let (catalog, id) = (catalog(), pid());
+        crate::plan::plan(
+            spec,
+            PlanContext {
+                id: &id,
+                catalog: &catalog,
+                permissions_boundary: None,
+            },
+        )
+    }
+
+    fn problems(spec: &DataPipelineSpec) -> String {
+        validate(spec, &config(), &catalog()).expect_err("invalid")
+    }
+
+    #[test]
+    fn the_samples_are_valid_and_meet_their_handlers_needs() {
+        for file in ["event-triggered.yaml", "fan-out.yaml", "stream.yaml"] {
+            let spec = sample(file);
+            assert_eq!(validate(&spec, &config(), &catalog()), Ok(()), "{file}");
+            assert_eq!(validate_plan(&plan_of(&spec)), Ok(()), "{file}");
+        }
+    }
+
+    #[test]
+    fn a_missing_handler_variable_names_the_edge_to_add() {
+        let mut spec = sample("fan-out.yaml");
+        spec.functions[0].uses.clear();
+        let err = validate_plan(&plan_of(&spec)).expect_err("router needs its bus");
+        assert!(
+            err.contains("spec.functions[name=router]")
+                && err.contains("EVENT_BUS")
+                && err.contains("uses: {eventBus: <bus>, access: put, env: EVENT_BUS}"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn an_environment_over_4_kb_is_refused() {
+        let mut spec = pattern1();
+        for i in 0..40 {
+            spec.functions[0]
+                .environment
+                .insert(format!("VAR_{i}"), "x".repeat(100));
+        }
+        let err = validate_plan(&plan_of(&spec)).expect_err("too big");
+        assert!(err.contains("environment") && err.contains("4096"), "{err}");
+    }
+
+    #[test]
+    fn fifo_rules_aws_enforces_are_checked_here() {
+        let mut spec = sample("fan-out.yaml");
+        for q in &mut spec.queues {
+            if q.name == "type-a" {
+                q.fifo = true;
+            }
+        }
+        spec.functions[1].triggers[0]
+            .queue
+            .as_mut()
+            .expect("queue trigger")
+            .batch_size = 20;
+        spec.functions[1].triggers[0]
+            .queue
+            .as_mut()
+            .expect("queue trigger")
+            .batching_window_seconds = 5;
+        let err = problems(&spec);
+        assert!(
+            err.contains("spec.functions[1].triggers[0].queue.batchSize: 20 is above 10"),
+            "{err}"
+        );
+        assert!(
+            err.contains("spec.rules[0].targets[0].messageGroupId"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn event_patterns_must_match_by_lists() {
+        let mut spec = sample("fan-out.yaml");
+        spec.rules[0].pattern = serde_json::json!({"detail-type": "data-event", "detail": {}});
+        let err = problems(&spec);
+        assert!(
+            err.contains("spec.rules[0].pattern.detail-type: \"data-event\" must be a list"),
+            "{err}"
+        );
+        assert!(
+            err.contains("spec.rules[0].pattern.detail: an empty object"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn dead_letter_queues_are_checked() {
+        let mut spec = sample("fan-out.yaml");
+        // type-a's DLQ is type-b, type-b's is type-a: a cycle.
+        spec.queues[0].dead_letter.as_mut().expect("dl").queue = Some("type-b".into());
+        spec.queues[1].dead_letter.as_mut().expect("dl").queue = Some("type-a".into());
+        // A queue named like the DLQ Sluice creates for type-c.
+        let mut clash = spec.queues[3].clone();
+        clash.name = "type-c-dlq".into();
+        spec.queues.push(clash);
+        let err = problems(&spec);
+        assert!(err.contains("form a cycle"), "{err}");
+        assert!(
+            err.contains(
+                "spec.queues[2].deadLetter: Sluice creates the dead-letter queue \"type-c-dlq\""
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_visibility_timeout_shorter_than_a_consumer_is_refused() {
+        let mut spec = sample("fan-out.yaml");
+        spec.queues[0].visibility_timeout_seconds = Some(10);
+        let err = problems(&spec);
+        assert!(
+            err.contains("spec.queues[0].visibilityTimeoutSeconds: 10 is shorter than the 30 s"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn an_idempotency_table_needs_the_claims_key() {
+        let mut spec = sample("fan-out.yaml");
+        spec.tables[0].partition_key.name = "id".into();
+        let err = problems(&spec);
+        assert!(
+            err.contains("spec.functions[1].idempotency.table")
+                && err.contains("{name: pk, type: S}"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn failure_destinations_are_standard_queues() {
+        let mut spec = sample("fan-out.yaml");
+        for q in &mut spec.queues {
+            if q.name == "router-failures" {
+                q.fifo = true;
+            }
+        }
+        let err = problems(&spec);
+        assert!(
+            err.contains("spec.functions[0].asyncInvocation.onFailure.queue: \"router-failures\" is a FIFO queue"),
+            "{err}"
+        );
     }
 }

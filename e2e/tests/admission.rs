@@ -1,0 +1,223 @@
+//! Invalid manifests are refused by the real kube-apiserver at admission,
+//! with a message naming the field (OpenAPI bounds and CEL rules of the
+//! committed CRD); valid edge cases are accepted.
+
+use sluice_e2e::{Namespace, install_crd, kubectl_stdin};
+
+fn manifest(spec: &str) -> String {
+    format!(
+        "apiVersion: sluice.dev/v1alpha1\nkind: DataPipeline\nmetadata:\n  name: bad\nspec:\n  {spec}\n"
+    )
+}
+
+fn apply(ns: &str, spec: &str, dry_run: bool) -> (bool, String) {
+    let mut args = vec!["apply", "-n", ns, "-f", "-"];
+    if dry_run {
+        args.push("--dry-run=server");
+    }
+    let out = kubectl_stdin(&args, &manifest(spec));
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+const REFUSED: &[(&str, &str, &[&str])] = &[
+    (
+        "memory below Lambda's minimum",
+        "functions: [{name: f, handler: s3-json-transform, memoryMiB: 64}]",
+        &[
+            "spec.functions[0].memoryMiB",
+            "greater than or equal to 128",
+        ],
+    ),
+    (
+        "timeout over 900 s",
+        "functions: [{name: f, handler: s3-json-transform, timeoutSeconds: 1000}]",
+        &["spec.functions[0].timeoutSeconds", "workflow"],
+    ),
+    (
+        "duplicate bucket names",
+        "buckets: [{name: a}, {name: a}]",
+        &["spec.buckets", "bucket names must be unique"],
+    ),
+    (
+        "duplicate queue names",
+        "queues: [{name: a}, {name: a}]",
+        &["spec.queues[1]", "Duplicate value"],
+    ),
+    (
+        "empty function name",
+        "functions: [{name: '', handler: s3-json-transform}]",
+        &["spec.functions[0].name"],
+    ),
+    (
+        "unknown S3 event",
+        "buckets: [{name: a}]\n  functions: [{name: f, handler: s3-json-transform, triggers: [{bucket: {name: a, events: ['s3:ObjectCreated:Bogus']}}]}]",
+        &[
+            "spec.functions[0].triggers[0].bucket.events[0]",
+            "s3:ObjectCreated:*",
+        ],
+    ),
+    (
+        "trigger on an undeclared bucket",
+        "buckets: [{name: a}]\n  functions: [{name: f, handler: s3-json-transform, triggers: [{bucket: {name: b}}]}]",
+        &["must name a bucket declared in spec.buckets"],
+    ),
+    (
+        "trigger on an undeclared queue",
+        "queues: [{name: q}]\n  functions: [{name: f, handler: typed-processor, triggers: [{queue: {name: nope}}]}]",
+        &["triggers[].queue.name must name a queue declared in spec.queues"],
+    ),
+    (
+        "a use of an undeclared table",
+        "functions: [{name: f, handler: stream-anomaly, uses: [{table: results, access: write}]}]",
+        &["uses[].table must name a table declared in spec.tables"],
+    ),
+    (
+        "a rule target naming an undeclared function",
+        "rules: [{name: r, pattern: {source: [x]}, targets: [{function: nope}]}]",
+        &["rules[].targets[].function must name a function declared in spec.functions"],
+    ),
+    (
+        "an SQS batch above 10 without a batching window",
+        "queues: [{name: q}]\n  functions: [{name: f, handler: typed-processor, triggers: [{queue: {name: q, batchSize: 50}}]}]",
+        &[
+            "spec.functions[0].triggers[0].queue",
+            "batchSize above 10 needs batchingWindowSeconds",
+        ],
+    ),
+    (
+        "an SQS batch above 10,000",
+        "queues: [{name: q}]\n  functions: [{name: f, handler: typed-processor, triggers: [{queue: {name: q, batchSize: 20000, batchingWindowSeconds: 5}}]}]",
+        &[
+            "spec.functions[0].triggers[0].queue.batchSize",
+            "less than or equal to 10000",
+        ],
+    ),
+    (
+        "a Kinesis batch above 10,000",
+        "streams: [{name: s}]\n  functions: [{name: f, handler: stream-anomaly, triggers: [{stream: {name: s, batchSize: 20000}}]}]",
+        &[
+            "spec.functions[0].triggers[0].stream.batchSize",
+            "less than or equal to 10000",
+        ],
+    ),
+    (
+        "a record age between 0 and 60 s",
+        "streams: [{name: s}]\n  functions: [{name: f, handler: stream-anomaly, triggers: [{stream: {name: s, maximumRecordAgeSeconds: 30}}]}]",
+        &[
+            "spec.functions[0].triggers[0].stream.maximumRecordAgeSeconds",
+            "must be -1 (no limit) or 60 to 604800",
+        ],
+    ),
+    (
+        "retries above 10,000",
+        "streams: [{name: s}]\n  functions: [{name: f, handler: stream-anomaly, triggers: [{stream: {name: s, maximumRetryAttempts: 20000}}]}]",
+        &[
+            "spec.functions[0].triggers[0].stream.maximumRetryAttempts",
+            "less than or equal to 10000",
+        ],
+    ),
+    (
+        "a FIFO queue with a standard dead-letter queue",
+        "queues: [{name: q, fifo: true, deadLetter: {maxReceiveCount: 3, queue: d}}, {name: d}]",
+        &["a FIFO queue's dead-letter queue is FIFO"],
+    ),
+    (
+        "an event pattern that is not an object",
+        "queues: [{name: q}]\n  rules: [{name: r, pattern: [data-event], targets: [{queue: q}]}]",
+        &["spec.rules[0].pattern", "must be of type object"],
+    ),
+    (
+        "a rule without targets",
+        "rules: [{name: r, pattern: {source: [x]}, targets: []}]",
+        &["spec.rules[0].targets", "at least 1 items"],
+    ),
+    (
+        "a trigger with two sources",
+        "buckets: [{name: a}]\n  queues: [{name: q}]\n  functions: [{name: f, handler: typed-processor, triggers: [{bucket: {name: a}, queue: {name: q}}]}]",
+        &["spec.functions[0].triggers[0]", "exactly one source"],
+    ),
+    (
+        "a queue used with a bucket's access",
+        "queues: [{name: q}]\n  functions: [{name: f, handler: typed-processor, uses: [{queue: q, access: read}]}]",
+        &["spec.functions[0].uses[0]", "access to a queue is send"],
+    ),
+    (
+        "shards on an on-demand stream",
+        "streams: [{name: s, shards: 2}]",
+        &[
+            "spec.streams[0]",
+            "shards is set exactly when mode is Provisioned",
+        ],
+    ),
+];
+
+#[test]
+fn invalid_manifests_are_rejected_naming_the_field() {
+    install_crd();
+    let ns = Namespace::create();
+    for (what, spec, expected) in REFUSED {
+        let (accepted, stderr) = apply(&ns.0, spec, true);
+        assert!(!accepted, "{what}: accepted but must be rejected");
+        for needle in *expected {
+            assert!(
+                stderr.contains(needle),
+                "{what}: message does not name {needle:?}: {stderr}"
+            );
+        }
+    }
+}
+
+#[test]
+fn edge_cases_that_are_valid_are_accepted() {
+    install_crd();
+    let ns = Namespace::create();
+    for (what, spec) in [
+        (
+            "a trigger on the dead-letter queue Sluice creates",
+            "buckets: [{name: archive}]\n  queues: [{name: q, deadLetter: {maxReceiveCount: 3}}]\n  functions: [{name: f, handler: dlq-handler, triggers: [{queue: {name: q-dlq}}], uses: [{bucket: archive, access: write, env: ARCHIVE_BUCKET}]}]",
+        ),
+        (
+            "a batch above 10 with a batching window",
+            "queues: [{name: q}]\n  functions: [{name: f, handler: typed-processor, triggers: [{queue: {name: q, batchSize: 500, batchingWindowSeconds: 5}}]}]",
+        ),
+        (
+            "a put on the account's default bus",
+            "functions: [{name: f, handler: router, uses: [{eventBus: default, access: put, env: EVENT_BUS}]}]",
+        ),
+    ] {
+        let (accepted, stderr) = apply(&ns.0, spec, true);
+        assert!(accepted, "{what}: refused: {stderr}");
+    }
+}
+
+#[test]
+fn a_tables_keys_cannot_change_once_created() {
+    install_crd();
+    let ns = Namespace::create();
+    let (accepted, stderr) = apply(
+        &ns.0,
+        "tables: [{name: t, partitionKey: {name: id, type: S}}]",
+        false,
+    );
+    assert!(accepted, "{stderr}");
+    let (accepted, stderr) = apply(
+        &ns.0,
+        "tables: [{name: t, partitionKey: {name: pk, type: S}}]",
+        false,
+    );
+    assert!(!accepted, "a changed partition key was accepted");
+    assert!(
+        stderr.contains("spec.tables[0]") && stderr.contains("partitionKey cannot change"),
+        "{stderr}"
+    );
+    // Another table may be added beside it.
+    let (accepted, stderr) = apply(
+        &ns.0,
+        "tables: [{name: t, partitionKey: {name: id, type: S}}, {name: u, partitionKey: {name: pk, type: S}}]",
+        false,
+    );
+    assert!(accepted, "{stderr}");
+}
