@@ -64,7 +64,7 @@ impl Harness {
             name: format!("p-{t}"),
             uid: format!("uid-{t}"),
         };
-        let catalog = Catalog::from_artifacts(vec![fake_artifact("s3-json-transform", b"v1")]);
+        let catalog = every_handler(b"v1");
         Harness {
             aws,
             metrics,
@@ -108,6 +108,41 @@ pub fn fake_artifact(name: &str, content: &[u8]) -> Artifact {
         architecture: "x86_64".into(),
         required_env: Default::default(),
     }
+}
+
+/// Stand-in artifacts for every built-in handler (one zip serves them all,
+/// as in the real manifest), with the requirements the handlers declare.
+pub fn every_handler(content: &[u8]) -> Catalog {
+    let requirements: serde_json::Value =
+        serde_json::from_str(include_str!("../../handlers/requirements.json"))
+            .expect("handlers/requirements.json");
+    let zip = fake_artifact("sluice-handlers", content);
+    Catalog::from_artifacts(
+        requirements
+            .as_object()
+            .expect("object")
+            .iter()
+            .map(|(name, r)| Artifact {
+                name: name.clone(),
+                required_env: r["requiredEnv"]
+                    .as_object()
+                    .expect("requiredEnv")
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.as_str().expect("edge").to_owned()))
+                    .collect(),
+                ..zip.clone()
+            })
+            .collect(),
+    )
+}
+
+/// A sample of `config/samples/`, as a spec.
+pub fn sample(file: &str) -> DataPipelineSpec {
+    let path = format!("{}/../config/samples/{file}", env!("CARGO_MANIFEST_DIR"));
+    let raw = std::fs::read_to_string(&path).expect("sample");
+    let doc: sluice_operator::crd::DataPipeline =
+        serde_yaml::from_str(&raw).expect("sample parses");
+    doc.spec
 }
 
 /// The Pattern 1 spec used across tests.

@@ -434,6 +434,30 @@ mod tests {
     }
 
     #[test]
+    fn a_role_lambda_cannot_use_yet_is_waited_for() {
+        let error = |code: &str, message: &str| super::super::AwsError {
+            service: super::super::Service::Lambda,
+            operation: "CreateEventSourceMapping",
+            code: Some(code.into()),
+            message: Some(message.into()),
+            status: Some(400),
+            class: super::super::ErrorClass::Client,
+        };
+        let not_yet = error(
+            "InvalidParameterValueException",
+            "The provided execution role does not have permissions to call ReceiveMessage on SQS",
+        );
+        assert!(matches!(
+            settle(not_yet, &queue_plan()),
+            Error::Waiting { .. }
+        ));
+        let busy = error("ResourceInUseException", "The mapping is being updated");
+        assert!(matches!(settle(busy, &queue_plan()), Error::Waiting { .. }));
+        let bad = error("InvalidParameterValueException", "BatchSize out of range");
+        assert!(matches!(settle(bad, &queue_plan()), Error::Aws(_)));
+    }
+
+    #[test]
     fn ids_carry_function_and_source() {
         assert_eq!(
             split(&EventSourceMappingPlan::id_of("fn", "arn:aws:sqs:r:1:q")),

@@ -136,6 +136,35 @@ fn wait(what: String, after: Duration) -> Error {
     Error::Waiting { what, after }
 }
 
+/// What a failed CreateQueue means: SQS keeps a deleted queue's name for 60
+/// seconds, a concurrent create may be in flight, and a dead-letter queue
+/// created a moment ago may not be visible yet; all are waited for.
+fn create_error(e: super::AwsError, name: &str) -> Error {
+    let message = e.message.as_deref().unwrap_or_default();
+    if e.has_code("AWS.SimpleQueueService.QueueDeletedRecently")
+        || e.has_code("QueueDeletedRecently")
+    {
+        wait(
+            format!(
+                "SQS queue {name} was deleted less than 60 s ago; SQS frees the name after 60 s"
+            ),
+            Duration::from_secs(20),
+        )
+    } else if e.has_code("QueueAlreadyExists") || e.has_code("QueueNameExists") {
+        wait(
+            format!("SQS queue {name} is being created"),
+            Duration::from_secs(2),
+        )
+    } else if message.contains("Dead-letter target does not exist") {
+        wait(
+            format!("the dead-letter queue of SQS queue {name} to appear"),
+            Duration::from_secs(2),
+        )
+    } else {
+        e.into()
+    }
+}
+
 async fn set_attributes(
     aws: &Aws,
     url: &str,
@@ -323,39 +352,7 @@ impl AwsResource for Queue {
             .await
         {
             Ok(_) => Ok(None),
-            // SQS keeps a deleted queue's name for 60 seconds.
-            Err(e)
-                if e.has_code("AWS.SimpleQueueService.QueueDeletedRecently")
-                    || e.has_code("QueueDeletedRecently") =>
-            {
-                Err(wait(
-                    format!(
-                        "SQS queue {} was deleted less than 60 s ago; SQS frees the name after 60 s",
-                        d.name
-                    ),
-                    Duration::from_secs(20),
-                ))
-            }
-            // Created meanwhile with other attributes: converge it next time.
-            Err(e) if e.has_code("QueueAlreadyExists") || e.has_code("QueueNameExists") => {
-                Err(wait(
-                    format!("SQS queue {} is being created", d.name),
-                    Duration::from_secs(2),
-                ))
-            }
-            // The dead-letter queue named in the redrive policy is not
-            // visible yet (eventual consistency right after its creation).
-            Err(e)
-                if e.message
-                    .as_deref()
-                    .is_some_and(|m| m.contains("Dead-letter target does not exist")) =>
-            {
-                Err(wait(
-                    format!("the dead-letter queue of SQS queue {} to appear", d.name),
-                    Duration::from_secs(2),
-                ))
-            }
-            Err(e) => Err(e.into()),
+            Err(e) => Err(create_error(e, &d.name)),
         }
     }
 
@@ -495,6 +492,44 @@ mod tests {
         d.kms_key = Some("arn:aws:kms:us-east-1:1:key/k".into());
         let fields: Vec<_> = Queue::diff(&d, &o).iter().map(|d| d.field).collect();
         assert_eq!(fields, ["encryption", "policy"]);
+    }
+
+    fn error(code: &str, message: &str) -> super::super::AwsError {
+        super::super::AwsError {
+            service: super::super::Service::Sqs,
+            operation: "CreateQueue",
+            code: Some(code.into()),
+            message: Some(message.into()),
+            status: Some(400),
+            class: super::super::ErrorClass::Client,
+        }
+    }
+
+    #[test]
+    fn a_recently_deleted_name_or_a_new_dead_letter_queue_is_waited_for() {
+        for (code, message) in [
+            (
+                "AWS.SimpleQueueService.QueueDeletedRecently",
+                "You must wait 60 seconds",
+            ),
+            ("QueueDeletedRecently", "You must wait 60 seconds"),
+            (
+                "InvalidParameterValue",
+                "Value for parameter RedrivePolicy is invalid. Reason: Dead-letter target does not exist.",
+            ),
+        ] {
+            assert!(
+                matches!(
+                    create_error(error(code, message), "q"),
+                    Error::Waiting { .. }
+                ),
+                "{code}"
+            );
+        }
+        assert!(matches!(
+            create_error(error("InvalidAttributeName", "Unknown Attribute"), "q"),
+            Error::Aws(_)
+        ));
     }
 
     #[test]
