@@ -77,7 +77,8 @@ up() {
     --listen-peer-urls "http://127.0.0.1:$etcd_peer" --initial-advertise-peer-urls "http://127.0.0.1:$etcd_peer" \
     --initial-cluster "default=http://127.0.0.1:$etcd_peer" --unsafe-no-fsync --quota-backend-bytes 1073741824 \
     --log-level warn
-  start moto "$("$TOOLS" path moto_server)" -H 127.0.0.1 -p "$moto_port"
+  # moto with the places where it answers unlike AWS mended (e2e/moto/launcher.py).
+  start moto "$("$TOOLS" path python)" "$ROOT/e2e/moto/launcher.py" -H 127.0.0.1 -p "$moto_port"
   wait_for etcd 60 curl -sf "http://127.0.0.1:$etcd_port/health"
 
   local c="$DIR/pki"

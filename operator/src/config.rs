@@ -49,6 +49,15 @@ pub struct RateLimits {
     pub kinesis: f64,
     /// DynamoDB control plane (2,500 req/s; `UpdateTimeToLive` lower).
     pub dynamodb: f64,
+    /// Step Functions create/update/delete of state machines (AWS: a bucket
+    /// of 100 refilled at 1 per second).
+    pub states_write: f64,
+    /// Step Functions reads (`DescribeStateMachine`: 20 req/s refill).
+    pub states: f64,
+    /// EventBridge Scheduler schedules.
+    pub scheduler: f64,
+    /// CloudWatch Logs control plane (5 req/s for `CreateLogGroup`).
+    pub logs: f64,
 }
 
 impl Default for RateLimits {
@@ -61,6 +70,10 @@ impl Default for RateLimits {
             events: 20.0,
             kinesis: 4.0,
             dynamodb: 50.0,
+            states_write: 0.8,
+            states: 10.0,
+            scheduler: 20.0,
+            logs: 4.0,
         }
     }
 }
@@ -160,6 +173,10 @@ impl OperatorConfig {
             events: rate("SLUICE_EVENTS_RPS", defaults.events)?,
             kinesis: rate("SLUICE_KINESIS_RPS", defaults.kinesis)?,
             dynamodb: rate("SLUICE_DYNAMODB_RPS", defaults.dynamodb)?,
+            states_write: rate("SLUICE_STATES_WRITE_RPS", defaults.states_write)?,
+            states: rate("SLUICE_STATES_RPS", defaults.states)?,
+            scheduler: rate("SLUICE_SCHEDULER_RPS", defaults.scheduler)?,
+            logs: rate("SLUICE_LOGS_RPS", defaults.logs)?,
         };
         let watch_namespaces: Vec<String> = get("SLUICE_WATCH_NAMESPACES")
             .map(|list| {

@@ -368,6 +368,7 @@ async fn finish(
     status.observed_generation = generation;
     status.conditions = status::conditions(&previous.conditions, &verdict, generation);
     status.inventory = inventory;
+    status.warnings = reconcile::validate::warnings(&dp.spec);
     if let Some(plan) = plan {
         status.functions = plan
             .functions
@@ -473,7 +474,8 @@ async fn write_status(
         && previous.observed_generation == status.observed_generation
         && status::same_conditions(&previous.conditions, &status.conditions)
         && previous.inventory == status.inventory
-        && previous.functions == status.functions;
+        && previous.functions == status.functions
+        && previous.warnings == status.warnings;
     if unchanged {
         return Ok(());
     }

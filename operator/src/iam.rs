@@ -211,9 +211,52 @@ pub fn execution_policy(g: &ExecutionGrants) -> Value {
 }
 
 /// A policy granting exactly `grants` (no logs), for the roles a service
-/// assumes: a workflow's, a rule's, a schedule's.
+/// assumes: a rule's, a schedule's.
 pub fn service_policy(grants: &Grants) -> Value {
     json!({"Version": "2012-10-17", "Statement": grants.statements()})
+}
+
+/// The actions Step Functions needs to deliver execution logs to
+/// CloudWatch Logs. AWS documents them on `*`: log delivery is set up
+/// through account-level APIs that take no resource.
+pub const STATES_LOG_DELIVERY: &[&str] = &[
+    "logs:CreateLogDelivery",
+    "logs:DeleteLogDelivery",
+    "logs:DescribeLogGroups",
+    "logs:DescribeResourcePolicies",
+    "logs:GetLogDelivery",
+    "logs:ListLogDeliveries",
+    "logs:PutResourcePolicy",
+    "logs:UpdateLogDelivery",
+];
+
+/// The role policy of a workflow: `grants` (the functions its tasks
+/// invoke), plus log delivery when it logs and X-Ray when it traces, the
+/// two grants AWS does not scope to resources.
+pub fn workflow_policy(grants: &Grants, logging: bool, tracing: bool) -> Value {
+    let mut statements = grants.statements();
+    if logging {
+        statements.push(json!({
+            "Sid": "DeliverLogs",
+            "Effect": "Allow",
+            "Action": STATES_LOG_DELIVERY,
+            "Resource": ["*"],
+        }));
+    }
+    if tracing {
+        statements.push(json!({
+            "Sid": "WriteTraces",
+            "Effect": "Allow",
+            "Action": [
+                "xray:GetSamplingRules",
+                "xray:GetSamplingTargets",
+                "xray:PutTelemetryRecords",
+                "xray:PutTraceSegments"
+            ],
+            "Resource": ["*"],
+        }));
+    }
+    json!({"Version": "2012-10-17", "Statement": statements})
 }
 
 /// A trust policy letting `service` (e.g. `states.amazonaws.com`) assume a

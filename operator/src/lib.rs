@@ -8,6 +8,7 @@
 //! [`config`], [`artifacts`], [`metrics`].
 
 pub mod artifacts;
+pub mod asl;
 pub mod aws;
 pub mod config;
 pub mod controller;
@@ -18,6 +19,7 @@ pub mod metrics;
 pub mod naming;
 pub mod plan;
 pub mod reconcile;
+pub mod schedule_expression;
 pub mod server;
 
 pub use error::{Error, Result};

@@ -10,16 +10,18 @@ use sluice_integration_tests::{Harness, sample};
 use sluice_operator::{
     Error,
     aws::{
-        Aws, AwsResource, bucket::Bucket, event_bus::EventBus, function::Function, queue::Queue,
-        role::Role, rule::Rule, stream::Stream, table::Table,
+        Aws, AwsResource, bucket::Bucket, event_bus::EventBus, function::Function,
+        log_group::LogGroup, queue::Queue, role::Role, rule::Rule, schedule::Schedule,
+        state_machine::StateMachine, stream::Stream, table::Table,
     },
-    crd::DataPipelineSpec,
+    crd::{DataPipelineSpec, LoggingLevel},
     naming::{PipelineId, TAG_PIPELINE_UID, TAG_RELEASED_BY},
     plan::{Kind, Plan},
     reconcile::{self, Progress},
 };
 
-/// The fan-out sample with the stream sample's nodes added: every kind.
+/// The fan-out sample with the other samples' nodes added, and the
+/// workflow logging: every kind.
 fn every_kind() -> DataPipelineSpec {
     let mut spec = sample("fan-out.yaml");
     let stream = sample("stream.yaml");
@@ -27,6 +29,21 @@ fn every_kind() -> DataPipelineSpec {
     spec.tables.extend(stream.tables);
     spec.queues.extend(stream.queues);
     spec.functions.extend(stream.functions);
+    let orchestrated = sample("orchestrated.yaml");
+    spec.buckets.extend(
+        orchestrated
+            .buckets
+            .into_iter()
+            .filter(|b| b.name != "input"),
+    );
+    spec.functions.extend(orchestrated.functions);
+    spec.workflows = orchestrated.workflows;
+    spec.workflows[0].logging = LoggingLevel::All;
+    let batch = sample("periodic-batch.yaml");
+    spec.buckets.extend(batch.buckets);
+    spec.queues.extend(batch.queues);
+    spec.functions.extend(batch.functions);
+    spec.schedules = batch.schedules;
     spec
 }
 
@@ -59,6 +76,9 @@ async fn tags(aws: &Aws, kind: Kind, id: &str) -> Option<BTreeMap<String, String
         Kind::Role => of::<Role>(aws, id).await,
         Kind::Function => of::<Function>(aws, id).await,
         Kind::Rule => of::<Rule>(aws, id).await,
+        Kind::LogGroup => of::<LogGroup>(aws, id).await,
+        Kind::StateMachine => of::<StateMachine>(aws, id).await,
+        Kind::Schedule => of::<Schedule>(aws, id).await,
         // Owned through their function or bucket.
         Kind::InvokeConfig | Kind::Permissions | Kind::EventSourceMapping | Kind::Notification => {
             None
@@ -86,6 +106,9 @@ async fn every_kind_is_released_adopted_by_its_pipeline_and_deleted() {
         Kind::Role,
         Kind::Function,
         Kind::Rule,
+        Kind::LogGroup,
+        Kind::StateMachine,
+        Kind::Schedule,
     ];
 
     // Steady state: another pass writes nothing.

@@ -10,12 +10,15 @@ pub mod event_bus;
 pub mod event_source_mapping;
 pub mod function;
 pub mod invoke_config;
+pub mod log_group;
 pub mod notification;
 pub mod permissions;
 pub mod queue;
 pub mod ratelimit;
 pub mod role;
 pub mod rule;
+pub mod schedule;
+pub mod state_machine;
 pub mod stream;
 pub mod table;
 
@@ -67,6 +70,12 @@ pub enum Service {
     Kinesis,
     /// Amazon DynamoDB.
     DynamoDb,
+    /// AWS Step Functions.
+    StepFunctions,
+    /// Amazon EventBridge Scheduler.
+    Scheduler,
+    /// Amazon CloudWatch Logs.
+    Logs,
 }
 
 impl Service {
@@ -81,6 +90,9 @@ impl Service {
             Service::Events => "events",
             Service::Kinesis => "kinesis",
             Service::DynamoDb => "dynamodb",
+            Service::StepFunctions => "states",
+            Service::Scheduler => "scheduler",
+            Service::Logs => "logs",
         }
     }
 }
@@ -209,6 +221,7 @@ impl AwsError {
                     | "NoSuchPublicAccessBlockConfiguration"
                     | "AWS.SimpleQueueService.NonExistentQueue"
                     | "QueueDoesNotExist"
+                    | "StateMachineDoesNotExist"
             )
         ) || (self.status == Some(404) && self.class == ErrorClass::Client)
     }
@@ -240,6 +253,12 @@ pub struct Aws {
     pub kinesis: aws_sdk_kinesis::Client,
     /// DynamoDB.
     pub dynamodb: aws_sdk_dynamodb::Client,
+    /// Step Functions.
+    pub sfn: aws_sdk_sfn::Client,
+    /// EventBridge Scheduler.
+    pub scheduler: aws_sdk_scheduler::Client,
+    /// CloudWatch Logs.
+    pub logs: aws_sdk_cloudwatchlogs::Client,
     limits: Arc<Limiters>,
     metrics: Metrics,
 }
@@ -254,6 +273,12 @@ struct Limiters {
     events: RateLimiter,
     kinesis: RateLimiter,
     dynamodb: RateLimiter,
+    /// Step Functions' create, update and delete of state machines share a
+    /// bucket of 100 refilled at 1 per second; its reads have their own.
+    states_write: RateLimiter,
+    states: RateLimiter,
+    scheduler: RateLimiter,
+    logs: RateLimiter,
 }
 
 impl Aws {
@@ -287,6 +312,9 @@ impl Aws {
             events: aws_sdk_eventbridge::Client::new(&sdk),
             kinesis: aws_sdk_kinesis::Client::new(&sdk),
             dynamodb: aws_sdk_dynamodb::Client::new(&sdk),
+            sfn: aws_sdk_sfn::Client::new(&sdk),
+            scheduler: aws_sdk_scheduler::Client::new(&sdk),
+            logs: aws_sdk_cloudwatchlogs::Client::new(&sdk),
             limits: Arc::new(Limiters {
                 lambda: RateLimiter::new(limits.lambda),
                 iam: RateLimiter::new(limits.iam),
@@ -296,6 +324,10 @@ impl Aws {
                 events: RateLimiter::new(limits.events),
                 kinesis: RateLimiter::new(limits.kinesis),
                 dynamodb: RateLimiter::new(limits.dynamodb),
+                states_write: RateLimiter::with_burst(limits.states_write, 50),
+                states: RateLimiter::new(limits.states),
+                scheduler: RateLimiter::new(limits.scheduler),
+                logs: RateLimiter::new(limits.logs),
             }),
             metrics,
         };
@@ -340,6 +372,10 @@ impl Aws {
             Service::Events => &self.limits.events,
             Service::Kinesis => &self.limits.kinesis,
             Service::DynamoDb => &self.limits.dynamodb,
+            Service::StepFunctions if !is_read(operation) => &self.limits.states_write,
+            Service::StepFunctions => &self.limits.states,
+            Service::Scheduler => &self.limits.scheduler,
+            Service::Logs => &self.limits.logs,
         };
         limiter.acquire().await;
         self.metrics

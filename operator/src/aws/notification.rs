@@ -6,8 +6,8 @@
 use std::collections::BTreeMap;
 
 use aws_sdk_s3::types::{
-    Event, FilterRule, FilterRuleName, LambdaFunctionConfiguration, NotificationConfiguration,
-    NotificationConfigurationFilter, S3KeyFilter,
+    Event, EventBridgeConfiguration, FilterRule, FilterRuleName, LambdaFunctionConfiguration,
+    NotificationConfiguration, NotificationConfigurationFilter, S3KeyFilter,
 };
 
 use super::{Aws, AwsResource, Drift, Service};
@@ -16,12 +16,14 @@ use crate::{
     plan::{Kind, LambdaNotification, NotificationPlan},
 };
 
-/// The Lambda destinations found on a bucket.
+/// The destinations found on a bucket.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ObservedNotification {
     /// Sorted by id.
     pub lambdas: Vec<LambdaNotification>,
-    /// The bucket also notifies queues, topics or EventBridge (not Sluice's).
+    /// Events also go to EventBridge.
+    pub eventbridge: bool,
+    /// The bucket also notifies queues or topics (not Sluice's).
     pub other_destinations: bool,
 }
 
@@ -96,10 +98,18 @@ fn from_aws(c: &LambdaFunctionConfiguration) -> LambdaNotification {
     }
 }
 
-async fn put(aws: &Aws, bucket: &str, lambdas: &[LambdaNotification]) -> Result<()> {
+async fn put(
+    aws: &Aws,
+    bucket: &str,
+    lambdas: &[LambdaNotification],
+    eventbridge: bool,
+) -> Result<()> {
     let configurations = lambdas.iter().map(to_aws).collect::<Result<Vec<_>>>()?;
     let configuration = NotificationConfiguration::builder()
         .set_lambda_function_configurations(Some(configurations))
+        .set_event_bridge_configuration(
+            eventbridge.then(|| EventBridgeConfiguration::builder().build()),
+        )
         .build();
     aws.call(Service::S3, "PutBucketNotificationConfiguration", || {
         aws.s3
@@ -154,14 +164,15 @@ impl AwsResource for Notification {
             .map(from_aws)
             .collect();
         lambdas.sort();
-        let other_destinations = !out.queue_configurations().is_empty()
-            || !out.topic_configurations().is_empty()
-            || out.event_bridge_configuration().is_some();
-        if lambdas.is_empty() && !other_destinations {
+        let other_destinations =
+            !out.queue_configurations().is_empty() || !out.topic_configurations().is_empty();
+        let eventbridge = out.event_bridge_configuration().is_some();
+        if lambdas.is_empty() && !other_destinations && !eventbridge {
             return Ok(None);
         }
         Ok(Some(ObservedNotification {
             lambdas,
+            eventbridge,
             other_destinations,
         }))
     }
@@ -180,6 +191,9 @@ impl AwsResource for Notification {
                 ids(&o.lambdas),
             ));
         }
+        if d.eventbridge != o.eventbridge {
+            drift.push(Drift::new("eventBridge", d.eventbridge, o.eventbridge));
+        }
         if o.other_destinations {
             drift.push(Drift::new("otherDestinations", "none", "present"));
         }
@@ -187,7 +201,7 @@ impl AwsResource for Notification {
     }
 
     async fn create(aws: &Aws, d: &NotificationPlan) -> Result<Option<String>> {
-        put(aws, &d.bucket, &d.lambdas).await?;
+        put(aws, &d.bucket, &d.lambdas, d.eventbridge).await?;
         Ok(None)
     }
 
@@ -197,11 +211,11 @@ impl AwsResource for Notification {
         _o: &ObservedNotification,
         _drift: &[Drift],
     ) -> Result<()> {
-        put(aws, &d.bucket, &d.lambdas).await
+        put(aws, &d.bucket, &d.lambdas, d.eventbridge).await
     }
 
     async fn delete(aws: &Aws, id: &str, _o: &ObservedNotification) -> Result<()> {
-        match put(aws, id, &[]).await {
+        match put(aws, id, &[], false).await {
             Err(Error::Aws(e)) if e.is_not_found() => Ok(()),
             other => other,
         }

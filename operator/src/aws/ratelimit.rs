@@ -21,11 +21,17 @@ pub struct RateLimiter {
 impl RateLimiter {
     /// A limiter allowing `rate` calls per second.
     pub fn new(rate: f64) -> Self {
+        Self::with_burst(rate, rate.max(1.0).floor() as u32)
+    }
+
+    /// A limiter allowing `rate` calls per second after a burst of `burst`
+    /// calls, the shape of AWS's token-bucket quotas (Step Functions'
+    /// CreateStateMachine: a bucket of 100 refilled at 1 per second).
+    pub fn with_burst(rate: f64, burst: u32) -> Self {
         let interval = Duration::from_secs_f64(1.0 / rate.max(0.001));
-        let burst = interval.mul_f64(rate.max(1.0).floor() - 1.0);
         RateLimiter {
             interval,
-            burst,
+            burst: interval.mul_f64(f64::from(burst.max(1) - 1)),
             tat: Mutex::new(None),
         }
     }
@@ -66,6 +72,22 @@ mod tests {
         // 30 calls at 10/s with a burst of 10: the last waits ~2 s.
         assert!(elapsed >= Duration::from_millis(1990), "{elapsed:?}");
         assert!(elapsed <= Duration::from_millis(2100), "{elapsed:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_large_bucket_refills_slowly() {
+        let limiter = RateLimiter::with_burst(1.0, 20);
+        let start = Instant::now();
+        for _ in 0..20 {
+            limiter.acquire().await;
+        }
+        assert!(start.elapsed() < Duration::from_millis(5), "burst of 20");
+        limiter.acquire().await;
+        limiter.acquire().await;
+        assert!(
+            start.elapsed() >= Duration::from_millis(1990),
+            "then 1 per second"
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -45,6 +45,7 @@ fn from_aws(t: &Target) -> TargetPlan {
     TargetPlan {
         id: t.id().to_owned(),
         arn: t.arn().to_owned(),
+        role_arn: t.role_arn().map(str::to_owned),
         message_group_id: t
             .sqs_parameters()
             .and_then(|p| p.message_group_id())
@@ -77,6 +78,7 @@ fn to_aws(t: &TargetPlan) -> Result<Target> {
     Target::builder()
         .id(&t.id)
         .arn(&t.arn)
+        .set_role_arn(t.role_arn.clone())
         .set_sqs_parameters(
             t.message_group_id
                 .as_ref()
@@ -349,6 +351,7 @@ mod tests {
                 arn: "arn:aws:sqs:us-east-1:1:q".into(),
                 message_group_id: None,
                 input_transformer: None,
+                role_arn: None,
             }],
             tags: BTreeMap::new(),
         }

@@ -57,11 +57,12 @@ fn default_enabled() -> bool {
     true
 }
 
-/// One target of a rule; exactly one of `queue` and `function` is set.
+/// One target of a rule; exactly one of `queue`, `function` and
+/// `workflow` is set.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [
-    {"rule": "has(self.queue) != has(self.function)", "message": "a target names exactly one of queue or function"}
+    {"rule": "[has(self.queue), has(self.function), has(self.workflow)].filter(x, x).size() == 1", "message": "a target names exactly one of queue, function or workflow"}
 ]))]
 pub struct RuleTarget {
     /// Logical name of a queue in `spec.queues` (the queue's policy lets
@@ -75,6 +76,12 @@ pub struct RuleTarget {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 40))]
     pub function: Option<String>,
+
+    /// Logical name of a workflow in `spec.workflows` (started with the
+    /// event as input, by a role that may start exactly that workflow).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 40))]
+    pub workflow: Option<String>,
 
     /// For a FIFO queue target: the message group of every event sent.
     #[serde(default, skip_serializing_if = "Option::is_none")]

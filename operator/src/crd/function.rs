@@ -401,12 +401,13 @@ impl S3Event {
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [
-    {"rule": "[has(self.bucket), has(self.queue), has(self.eventBus), has(self.table), has(self.stream)].filter(x, x).size() == 1", "message": "a use must name exactly one resource: bucket, queue, eventBus, table or stream"},
+    {"rule": "[has(self.bucket), has(self.queue), has(self.eventBus), has(self.table), has(self.stream), has(self.workflow)].filter(x, x).size() == 1", "message": "a use must name exactly one resource: bucket, queue, eventBus, table, stream or workflow"},
     {"rule": "!has(self.bucket) || self.access in ['read', 'write', 'readWrite']", "message": "access to a bucket is read, write or readWrite"},
     {"rule": "!has(self.queue) || self.access == 'send'", "message": "access to a queue is send"},
     {"rule": "!has(self.eventBus) || self.access == 'put'", "message": "access to an event bus is put"},
     {"rule": "!has(self.table) || self.access in ['read', 'write', 'readWrite']", "message": "access to a table is read, write or readWrite"},
-    {"rule": "!has(self.stream) || self.access in ['read', 'put']", "message": "access to a stream is read or put"}
+    {"rule": "!has(self.stream) || self.access in ['read', 'put']", "message": "access to a stream is read or put"},
+    {"rule": "!has(self.workflow) || self.access == 'start'", "message": "access to a workflow is start"}
 ]))]
 pub struct UseSpec {
     /// Logical name of a bucket in `spec.buckets`.
@@ -435,12 +436,18 @@ pub struct UseSpec {
     #[schemars(length(min = 1, max = 40))]
     pub stream: Option<String>,
 
+    /// Logical name of a workflow in `spec.workflows`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 40))]
+    pub workflow: Option<String>,
+
     /// What the function may do with the resource.
     pub access: Access,
 
     /// Environment variable that receives the resource's real name (a
-    /// queue's URL). Defaults to `<KIND>_<NAME>` (upper-case, '-' as '_'),
-    /// e.g. `BUCKET_OUTPUT`, `QUEUE_TYPE_A_URL`, `EVENT_BUS_MAIN`.
+    /// queue's URL, a workflow's ARN). Defaults to `<KIND>_<NAME>`
+    /// (upper-case, '-' as '_'), e.g. `BUCKET_OUTPUT`, `QUEUE_TYPE_A_URL`,
+    /// `EVENT_BUS_MAIN`, `WORKFLOW_ETL_ARN`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(
         length(min = 1, max = 128),
@@ -463,6 +470,8 @@ pub enum Access {
     Send,
     /// Put events on a bus, or records on a stream.
     Put,
+    /// Start a workflow's executions.
+    Start,
 }
 
 impl Access {

@@ -12,15 +12,19 @@ mod bucket;
 mod events;
 mod function;
 mod queue;
+mod schedule;
 mod stream;
 mod table;
+mod workflow;
 
 pub use bucket::*;
 pub use events::*;
 pub use function::*;
 pub use queue::*;
+pub use schedule::*;
 pub use stream::*;
 pub use table::*;
+pub use workflow::*;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::CustomResource;
@@ -131,6 +135,34 @@ pub const MAX_NAME_LEN: usize = 40;
         "message": "every queues[].deadLetter.queue must name a queue declared in spec.queues"
     },
     {
+        "rule": "self.rules.all(r, r.targets.all(t, !has(t.workflow) || self.workflows.exists(w, w.name == t.workflow)))",
+        "message": "every rules[].targets[].workflow must name a workflow declared in spec.workflows"
+    },
+    {
+        "rule": "self.functions.all(f, f.uses.all(u, !has(u.workflow) || self.workflows.exists(w, w.name == u.workflow)))",
+        "message": "every functions[].uses[].workflow must name a workflow declared in spec.workflows"
+    },
+    {
+        "rule": "self.workflows.all(w, w.triggers.all(t, !has(t.bucket) || self.buckets.exists(b, b.name == t.bucket.name)))",
+        "message": "every workflows[].triggers[].bucket.name must name a bucket declared in spec.buckets"
+    },
+    {
+        "rule": "self.schedules.all(s, !has(s.target.function) || self.functions.exists(f, f.name == s.target.function))",
+        "message": "every schedules[].target.function must name a function declared in spec.functions"
+    },
+    {
+        "rule": "self.schedules.all(s, !has(s.target.workflow) || self.workflows.exists(w, w.name == s.target.workflow))",
+        "message": "every schedules[].target.workflow must name a workflow declared in spec.workflows"
+    },
+    {
+        "rule": "self.schedules.all(s, !has(s.target.queue) || self.queues.exists(q, q.name == s.target.queue || (has(q.deadLetter) && !has(q.deadLetter.queue) && q.name + '-dlq' == s.target.queue)))",
+        "message": "every schedules[].target.queue must name a queue declared in spec.queues"
+    },
+    {
+        "rule": "self.schedules.all(s, !has(s.deadLetter) || self.queues.exists(q, q.name == s.deadLetter.queue || (has(q.deadLetter) && !has(q.deadLetter.queue) && q.name + '-dlq' == s.deadLetter.queue)))",
+        "message": "every schedules[].deadLetter.queue must name a queue declared in spec.queues"
+    },
+    {
         "rule": "self.queues.all(q, !has(q.deadLetter) || !has(q.deadLetter.queue) || self.queues.all(d, d.name != q.deadLetter.queue || d.fifo == q.fifo))",
         "message": "a queue's deadLetter.queue must be of the same type: a FIFO queue's dead-letter queue is FIFO, a standard queue's is standard"
     }
@@ -190,6 +222,19 @@ pub struct DataPipelineSpec {
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
     pub tables: Vec<TableSpec>,
 
+    /// Step Functions workflows whose tasks run the pipeline's functions.
+    #[serde(default)]
+    #[schemars(length(max = 16))]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
+    pub workflows: Vec<WorkflowSpec>,
+
+    /// EventBridge Scheduler schedules running a function, a workflow or
+    /// sending to a queue.
+    #[serde(default)]
+    #[schemars(length(max = 16))]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
+    pub schedules: Vec<ScheduleSpec>,
+
     /// Lambda functions and the edges that wire them.
     #[serde(default)]
     #[schemars(length(max = 32))]
@@ -238,6 +283,11 @@ pub struct DataPipelineStatus {
     /// Code deployed to each function.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub functions: Vec<FunctionStatus>,
+
+    /// What the spec allows but probably does not mean, e.g. a workflow
+    /// step no workflow runs. Not an error; shown so a person sees it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// One AWS resource owned by the pipeline.

@@ -45,6 +45,9 @@ pub struct NotificationPlan {
     pub bucket: String,
     /// Lambda destinations, sorted by id.
     pub lambdas: Vec<LambdaNotification>,
+    /// Send every event of the bucket to EventBridge's default bus (for
+    /// workflows started by objects created in it).
+    pub eventbridge: bool,
 }
 
 /// The buckets of `spec`.
@@ -88,6 +91,21 @@ pub fn plan_notifications(spec: &DataPipelineSpec, graph: &Graph<'_>) -> Vec<Not
                 });
         }
     }
+    // Buckets that start workflows send their events to EventBridge.
+    for w in &spec.workflows {
+        for t in &w.triggers {
+            if let Some(b) = &t.bucket {
+                by_bucket.entry(b.name.as_str()).or_default();
+            }
+        }
+    }
+    let to_eventbridge = |bucket: &str| {
+        spec.workflows.iter().any(|w| {
+            w.triggers
+                .iter()
+                .any(|t| t.bucket.as_ref().is_some_and(|b| b.name == bucket))
+        })
+    };
     by_bucket
         .into_iter()
         .filter_map(|(bucket, mut lambdas)| {
@@ -97,6 +115,7 @@ pub fn plan_notifications(spec: &DataPipelineSpec, graph: &Graph<'_>) -> Vec<Not
                 logical: bucket.to_owned(),
                 bucket: node.name.clone(),
                 lambdas,
+                eventbridge: to_eventbridge(bucket),
             })
         })
         .collect()

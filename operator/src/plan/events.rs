@@ -29,6 +29,8 @@ pub struct TargetPlan {
     pub message_group_id: Option<String>,
     /// Input transformer: paths (JSON object of variable → path) and template.
     pub input_transformer: Option<(BTreeMap<String, String>, String)>,
+    /// Role EventBridge assumes to deliver (workflow targets).
+    pub role_arn: Option<String>,
 }
 
 /// An EventBridge rule.
@@ -86,18 +88,28 @@ pub fn plan_rules(spec: &DataPipelineSpec, graph: &Graph<'_>) -> Vec<RulePlan> {
                 .targets
                 .iter()
                 .filter_map(|t| {
-                    let (id, arn) = match (&t.queue, &t.function) {
-                        (Some(q), _) => {
-                            (format!("queue-{q}"), graph.queues.get(q)?.node.arn.clone())
-                        }
-                        (None, Some(f)) => {
-                            (format!("function-{f}"), graph.functions.get(f)?.arn.clone())
-                        }
-                        (None, None) => return None,
+                    let (id, arn, role_arn) = match (&t.queue, &t.function, &t.workflow) {
+                        (Some(q), _, _) => (
+                            format!("queue-{q}"),
+                            graph.queues.get(q)?.node.arn.clone(),
+                            None,
+                        ),
+                        (None, Some(f), _) => (
+                            format!("function-{f}"),
+                            graph.functions.get(f)?.arn.clone(),
+                            None,
+                        ),
+                        (None, None, Some(w)) => (
+                            format!("workflow-{w}"),
+                            graph.workflows.get(w)?.arn.clone(),
+                            graph.start_roles.get(w).map(|r| r.arn.clone()),
+                        ),
+                        (None, None, None) => return None,
                     };
                     Some(TargetPlan {
                         id,
                         arn,
+                        role_arn,
                         message_group_id: t.message_group_id.clone(),
                         input_transformer: t
                             .input_transformer
@@ -119,5 +131,6 @@ pub fn plan_rules(spec: &DataPipelineSpec, graph: &Graph<'_>) -> Vec<RulePlan> {
                 tags: graph.id.tags(&r.name),
             })
         })
+        .chain(super::workflow::plan_bucket_rules(spec, graph))
         .collect()
 }

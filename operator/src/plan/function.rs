@@ -176,7 +176,8 @@ pub struct FunctionsPlan {
 }
 
 /// The default environment variable of a `uses` edge: `BUCKET_OUTPUT`,
-/// `QUEUE_TYPE_A_URL`, `EVENT_BUS_MAIN`, `TABLE_RESULTS`, `STREAM_EVENTS`.
+/// `QUEUE_TYPE_A_URL`, `EVENT_BUS_MAIN`, `TABLE_RESULTS`, `STREAM_EVENTS`,
+/// `WORKFLOW_ETL_ARN`.
 pub fn default_use_env(u: &crate::crd::UseSpec) -> Option<String> {
     let (kind, name, suffix) = if let Some(b) = &u.bucket {
         ("BUCKET", b, "")
@@ -188,6 +189,8 @@ pub fn default_use_env(u: &crate::crd::UseSpec) -> Option<String> {
         ("TABLE", t, "")
     } else if let Some(s) = &u.stream {
         ("STREAM", s, "")
+    } else if let Some(w) = &u.workflow {
+        ("WORKFLOW", w, "_ARN")
     } else {
         return None;
     };
@@ -346,6 +349,11 @@ fn plan_edges(spec: &DataPipelineSpec, graph: &Graph<'_>, f: &FunctionSpec) -> E
                 grants.allow(node.arn.clone(), stream_actions);
                 kms(&mut grants, &node.kms_key, put);
                 node.name.clone()
+            })
+        } else if let Some(w) = &u.workflow {
+            graph.workflows.get(w).map(|node| {
+                grants.allow(node.arn.clone(), actions::STATES_START);
+                node.arn.clone()
             })
         } else {
             None

@@ -72,6 +72,23 @@ pub struct Graph<'a> {
     pub functions: BTreeMap<String, Node>,
     /// Execution roles by function logical name.
     pub roles: BTreeMap<String, Node>,
+    /// State machines by workflow logical name.
+    pub workflows: BTreeMap<String, Node>,
+    /// Roles of the state machines, by workflow logical name.
+    pub workflow_roles: BTreeMap<String, Node>,
+    /// Roles EventBridge assumes to start a workflow, by workflow logical
+    /// name (for workflows a rule or a bucket starts).
+    pub start_roles: BTreeMap<String, Node>,
+    /// Schedules by logical name.
+    pub schedules: BTreeMap<String, Node>,
+    /// Roles the scheduler assumes, by schedule logical name.
+    pub schedule_roles: BTreeMap<String, Node>,
+}
+
+/// The logical name a role of another node is hashed under: distinct from
+/// every function's name (which has no ':').
+pub fn role_key(purpose: &str, logical: &str) -> String {
+    format!("{purpose}:{logical}")
 }
 
 /// The logical name of the dead-letter queue Sluice creates for `queue`.
@@ -211,14 +228,60 @@ impl<'a> Graph<'a> {
             })
             .collect();
 
+        let role = |key: &str, logical: &str| {
+            let name = id.aws_name(NameKind::Role, key);
+            let arn = format!("arn:{partition}:iam::{account}:role/{name}");
+            (logical.to_owned(), node(key, name, arn, None))
+        };
         let roles = spec
             .functions
             .iter()
-            .map(|f| {
-                let name = id.aws_name(NameKind::Role, &f.name);
-                let arn = format!("arn:{partition}:iam::{account}:role/{name}");
-                (f.name.clone(), node(&f.name, name, arn, None))
+            .map(|f| role(&f.name, &f.name))
+            .collect();
+
+        let workflows = spec
+            .workflows
+            .iter()
+            .map(|w| {
+                let name = id.aws_name(NameKind::StateMachine, &w.name);
+                let arn = format!("arn:{partition}:states:{region}:{account}:stateMachine:{name}");
+                (w.name.clone(), node(&w.name, name, arn, None))
             })
+            .collect();
+        let workflow_roles = spec
+            .workflows
+            .iter()
+            .map(|w| role(&role_key("workflow", &w.name), &w.name))
+            .collect();
+        let started_by_events = |w: &str| {
+            spec.rules
+                .iter()
+                .any(|r| r.targets.iter().any(|t| t.workflow.as_deref() == Some(w)))
+                || spec
+                    .workflows
+                    .iter()
+                    .any(|x| x.name == w && !x.triggers.is_empty())
+        };
+        let start_roles = spec
+            .workflows
+            .iter()
+            .filter(|w| started_by_events(&w.name))
+            .map(|w| role(&role_key("start", &w.name), &w.name))
+            .collect();
+        let schedules = spec
+            .schedules
+            .iter()
+            .map(|s| {
+                let name = id.aws_name(NameKind::Schedule, &s.name);
+                let arn =
+                    format!("arn:{partition}:scheduler:{region}:{account}:schedule/default/{name}");
+                (s.name.clone(), node(&s.name, name, arn, None))
+            })
+            .collect();
+        let schedule_roles = spec
+            .schedules
+            .iter()
+            .map(|s| role(&role_key("schedule", &s.name), &s.name))
             .collect();
 
         Graph {
@@ -232,6 +295,11 @@ impl<'a> Graph<'a> {
             rules,
             functions,
             roles,
+            workflows,
+            workflow_roles,
+            start_roles,
+            schedules,
+            schedule_roles,
         }
     }
 }

@@ -12,8 +12,10 @@ pub mod events;
 pub mod function;
 pub mod graph;
 pub mod queue;
+pub mod schedule;
 pub mod stream;
 pub mod table;
+pub mod workflow;
 
 use std::collections::BTreeSet;
 
@@ -25,8 +27,10 @@ pub use function::{
 };
 pub use graph::Graph;
 pub use queue::QueuePlan;
+pub use schedule::SchedulePlan;
 pub use stream::StreamPlan;
 pub use table::TablePlan;
+pub use workflow::{LogGroupPlan, StateMachinePlan};
 
 use crate::{artifacts::Catalog, crd::DataPipelineSpec, naming::PipelineId};
 
@@ -48,7 +52,10 @@ pub enum Kind {
     Table,
     /// EventBridge event bus.
     EventBus,
-    /// IAM execution role with its inline policy.
+    /// CloudWatch Logs log group (a workflow's execution logs).
+    LogGroup,
+    /// IAM role with its inline policy: a function's execution role, a
+    /// workflow's, or one a service assumes to start or run a target.
     Role,
     /// Lambda function.
     Function,
@@ -56,8 +63,12 @@ pub enum Kind {
     InvokeConfig,
     /// The Sluice statements of a function's resource policy.
     Permissions,
+    /// Step Functions state machine.
+    StateMachine,
     /// EventBridge rule with its targets.
     Rule,
+    /// EventBridge Scheduler schedule.
+    Schedule,
     /// Lambda event source mapping (queue or stream → function).
     EventSourceMapping,
     /// A bucket's notification configuration.
@@ -66,17 +77,20 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind, in apply order.
-    pub const APPLY_ORDER: [Kind; 12] = [
+    pub const APPLY_ORDER: [Kind; 15] = [
         Kind::Bucket,
         Kind::Queue,
         Kind::Stream,
         Kind::Table,
         Kind::EventBus,
+        Kind::LogGroup,
         Kind::Role,
         Kind::Function,
         Kind::InvokeConfig,
         Kind::Permissions,
+        Kind::StateMachine,
         Kind::Rule,
+        Kind::Schedule,
         Kind::EventSourceMapping,
         Kind::Notification,
     ];
@@ -89,11 +103,14 @@ impl Kind {
             Kind::Stream => "Kinesis::Stream",
             Kind::Table => "DynamoDB::Table",
             Kind::EventBus => "Events::EventBus",
+            Kind::LogGroup => "Logs::LogGroup",
             Kind::Role => "IAM::Role",
             Kind::Function => "Lambda::Function",
             Kind::InvokeConfig => "Lambda::EventInvokeConfig",
             Kind::Permissions => "Lambda::Permission",
+            Kind::StateMachine => "StepFunctions::StateMachine",
             Kind::Rule => "Events::Rule",
+            Kind::Schedule => "Scheduler::Schedule",
             Kind::EventSourceMapping => "Lambda::EventSourceMapping",
             Kind::Notification => "S3::BucketNotification",
         }
@@ -118,7 +135,10 @@ pub struct Plan {
     pub tables: Vec<TablePlan>,
     /// Event buses.
     pub event_buses: Vec<EventBusPlan>,
-    /// Roles, one per function.
+    /// Log groups.
+    pub log_groups: Vec<LogGroupPlan>,
+    /// Roles: one per function, per workflow, per workflow EventBridge
+    /// starts, per schedule.
     pub roles: Vec<RolePlan>,
     /// Functions.
     pub functions: Vec<FunctionPlan>,
@@ -126,8 +146,12 @@ pub struct Plan {
     pub invoke_configs: Vec<InvokeConfigPlan>,
     /// Invoke permissions of functions that S3 or a rule invokes.
     pub permissions: Vec<PermissionsPlan>,
+    /// State machines.
+    pub state_machines: Vec<StateMachinePlan>,
     /// Rules.
     pub rules: Vec<RulePlan>,
+    /// Schedules.
+    pub schedules: Vec<SchedulePlan>,
     /// Event source mappings.
     pub event_source_mappings: Vec<EventSourceMappingPlan>,
     /// Notifications of buckets that trigger functions.
@@ -148,6 +172,9 @@ impl Plan {
         self.event_buses
             .iter()
             .for_each(|x| add(Kind::EventBus, &x.name));
+        self.log_groups
+            .iter()
+            .for_each(|x| add(Kind::LogGroup, &x.name));
         self.roles.iter().for_each(|x| add(Kind::Role, &x.name));
         self.functions
             .iter()
@@ -158,7 +185,13 @@ impl Plan {
         self.permissions
             .iter()
             .for_each(|x| add(Kind::Permissions, &x.function));
+        self.state_machines
+            .iter()
+            .for_each(|x| add(Kind::StateMachine, &x.arn));
         self.rules.iter().for_each(|x| add(Kind::Rule, &x.id));
+        self.schedules
+            .iter()
+            .for_each(|x| add(Kind::Schedule, &x.name));
         self.event_source_mappings
             .iter()
             .for_each(|x| add(Kind::EventSourceMapping, &x.id));
@@ -186,17 +219,25 @@ pub struct PlanContext<'a> {
 pub fn plan(spec: &DataPipelineSpec, cx: PlanContext<'_>) -> Plan {
     let graph = Graph::new(spec, cx.id);
     let functions = function::plan(spec, &graph, cx);
+    let workflows = workflow::plan(spec, &graph, cx.permissions_boundary);
+    let (schedules, schedule_roles) = schedule::plan(spec, &graph, cx.permissions_boundary);
+    let mut roles = functions.roles;
+    roles.extend(workflows.roles);
+    roles.extend(schedule_roles);
     Plan {
         buckets: bucket::plan(spec, &graph),
         queues: queue::plan(spec, &graph),
         streams: stream::plan(spec, &graph),
         tables: table::plan(spec, &graph),
         event_buses: events::plan_buses(spec, &graph),
-        roles: functions.roles,
+        log_groups: workflows.log_groups,
+        roles,
         functions: functions.functions,
         invoke_configs: functions.invoke_configs,
         permissions: functions.permissions,
+        state_machines: workflows.state_machines,
         rules: events::plan_rules(spec, &graph),
+        schedules,
         event_source_mappings: functions.event_source_mappings,
         notifications: bucket::plan_notifications(spec, &graph),
     }

@@ -14,8 +14,9 @@ use crate::{
     aws::{
         Aws, AwsResource, Outcome, Removal, bucket::Bucket, converge, event_bus::EventBus,
         event_source_mapping::EventSourceMapping, function::Function, invoke_config::InvokeConfig,
-        notification::Notification, permissions::Permissions, queue::Queue, remove, role::Role,
-        rule::Rule, stream::Stream, table::Table,
+        log_group::LogGroup, notification::Notification, permissions::Permissions, queue::Queue,
+        remove, role::Role, rule::Rule, schedule::Schedule, state_machine::StateMachine,
+        stream::Stream, table::Table,
     },
     crd::InventoryEntry,
     naming::PipelineId,
@@ -160,11 +161,14 @@ pub async fn apply(
     converge_all::<Stream>(aws, pipeline, &plan.streams, progress).await?;
     converge_all::<Table>(aws, pipeline, &plan.tables, progress).await?;
     converge_all::<EventBus>(aws, pipeline, &plan.event_buses, progress).await?;
+    converge_all::<LogGroup>(aws, pipeline, &plan.log_groups, progress).await?;
     converge_all::<Role>(aws, pipeline, &plan.roles, progress).await?;
     converge_all::<Function>(aws, pipeline, &plan.functions, progress).await?;
     converge_all::<InvokeConfig>(aws, pipeline, &plan.invoke_configs, progress).await?;
     converge_all::<Permissions>(aws, pipeline, &plan.permissions, progress).await?;
+    converge_all::<StateMachine>(aws, pipeline, &plan.state_machines, progress).await?;
     converge_all::<Rule>(aws, pipeline, &plan.rules, progress).await?;
+    converge_all::<Schedule>(aws, pipeline, &plan.schedules, progress).await?;
     converge_all::<EventSourceMapping>(aws, pipeline, &plan.event_source_mappings, progress)
         .await?;
     converge_all::<Notification>(aws, pipeline, &plan.notifications, progress).await?;
@@ -226,6 +230,7 @@ async fn remove_all(
                 Kind::Stream => remove::<Stream>(aws, pipeline, id, retain, recorded).await,
                 Kind::Table => remove::<Table>(aws, pipeline, id, retain, recorded).await,
                 Kind::EventBus => remove::<EventBus>(aws, pipeline, id, retain, recorded).await,
+                Kind::LogGroup => remove::<LogGroup>(aws, pipeline, id, retain, recorded).await,
                 Kind::Role => remove::<Role>(aws, pipeline, id, retain, recorded).await,
                 Kind::Function => remove::<Function>(aws, pipeline, id, retain, recorded).await,
                 Kind::InvokeConfig => {
@@ -234,7 +239,11 @@ async fn remove_all(
                 Kind::Permissions => {
                     remove::<Permissions>(aws, pipeline, id, retain, recorded).await
                 }
+                Kind::StateMachine => {
+                    remove::<StateMachine>(aws, pipeline, id, retain, recorded).await
+                }
                 Kind::Rule => remove::<Rule>(aws, pipeline, id, retain, recorded).await,
+                Kind::Schedule => remove::<Schedule>(aws, pipeline, id, retain, recorded).await,
                 Kind::EventSourceMapping => {
                     remove::<EventSourceMapping>(aws, pipeline, id, retain, recorded).await
                 }

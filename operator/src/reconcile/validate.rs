@@ -143,9 +143,20 @@ pub fn validate(
     let streams = Declared::new(spec.streams.iter().map(|s| s.name.as_str()));
     let tables = Declared::new(spec.tables.iter().map(|t| t.name.as_str()));
     let functions = Declared::new(spec.functions.iter().map(|f| f.name.as_str()));
+    let workflows = Declared::new(spec.workflows.iter().map(|w| w.name.as_str()));
 
     validate_queues(spec, &queues, &mut problems);
-    validate_rules(spec, &buses, &queues, &fifo, &functions, &mut problems);
+    validate_rules(
+        spec,
+        &buses,
+        &queues,
+        &fifo,
+        &functions,
+        &workflows,
+        &mut problems,
+    );
+    validate_workflows(spec, &buckets, &functions, &mut problems);
+    validate_schedules(spec, &functions, &workflows, &queues, &fifo, &mut problems);
     for (i, f) in spec.functions.iter().enumerate() {
         let refs = Refs {
             buckets: &buckets,
@@ -154,6 +165,7 @@ pub fn validate(
             buses: &buses,
             streams: &streams,
             tables: &tables,
+            workflows: &workflows,
         };
         validate_function(spec, i, f, catalog, &refs, &mut problems);
     }
@@ -238,6 +250,7 @@ fn validate_rules(
     queues: &Declared<'_>,
     fifo: &BTreeSet<&str>,
     functions: &Declared<'_>,
+    workflows: &Declared<'_>,
     problems: &mut Vec<String>,
 ) {
     for (i, r) in spec.rules.iter().enumerate() {
@@ -261,8 +274,21 @@ fn validate_rules(
         let mut ids = BTreeSet::new();
         for (j, t) in r.targets.iter().enumerate() {
             let at = format!("{at}.targets[{j}]");
-            match (&t.queue, &t.function) {
-                (Some(q), None) => {
+            match (&t.queue, &t.function, &t.workflow) {
+                (None, None, Some(w)) => {
+                    if !workflows.has(w) {
+                        problems.push(format!(
+                            "{at}.workflow: {w:?} is not declared in spec.workflows ({})",
+                            workflows.hint()
+                        ));
+                    }
+                    if t.message_group_id.is_some() {
+                        problems.push(format!(
+                            "{at}.messageGroupId: only FIFO queue targets take one"
+                        ));
+                    }
+                }
+                (Some(q), None, None) => {
                     if !queues.has(q) {
                         problems.push(format!(
                             "{at}.queue: {q:?} is not declared in spec.queues ({})",
@@ -281,7 +307,7 @@ fn validate_rules(
                         ));
                     }
                 }
-                (None, Some(f)) => {
+                (None, Some(f), None) => {
                     if !functions.has(f) {
                         problems.push(format!(
                             "{at}.function: {f:?} is not declared in spec.functions ({})",
@@ -294,9 +320,16 @@ fn validate_rules(
                         ));
                     }
                 }
-                _ => problems.push(format!("{at}: name exactly one of queue or function")),
+                _ => problems.push(format!(
+                    "{at}: name exactly one of queue, function or workflow"
+                )),
             }
-            let id = t.queue.as_deref().or(t.function.as_deref()).unwrap_or("");
+            let id = t
+                .queue
+                .as_deref()
+                .or(t.function.as_deref())
+                .or(t.workflow.as_deref())
+                .unwrap_or("");
             if !ids.insert(id) {
                 problems.push(format!("{at}: {id:?} is a target of this rule twice"));
             }
@@ -370,6 +403,7 @@ struct Refs<'a, 'b> {
     buses: &'a Declared<'b>,
     streams: &'a Declared<'b>,
     tables: &'a Declared<'b>,
+    workflows: &'a Declared<'b>,
 }
 
 fn reserved(var: &str) -> bool {
@@ -406,8 +440,10 @@ fn validate_function(
     }
     if !(1..=900).contains(&f.timeout_seconds) {
         problems.push(format!(
-            "{at}.timeoutSeconds: {} is outside 1 to 900 seconds; work that runs longer belongs in a workflow",
-            f.timeout_seconds
+            "{at}.timeoutSeconds: {} is outside 1 to 900 seconds; work that runs longer belongs \
+             in a workflow, e.g. {}",
+            f.timeout_seconds,
+            crate::asl::fragment_for(&f.name)
         ));
     }
     for key in f.environment.keys() {
@@ -437,6 +473,8 @@ fn validate_function(
             ("table", t, refs.tables, "spec.tables")
         } else if let Some(s) = &u.stream {
             ("stream", s, refs.streams, "spec.streams")
+        } else if let Some(w) = &u.workflow {
+            ("workflow", w, refs.workflows, "spec.workflows")
         } else {
             problems.push(format!(
                 "{at}: name the resource used, e.g. bucket: <name>, queue, eventBus, table or stream"
@@ -595,6 +633,146 @@ fn validate_function(
             }
         }
     }
+}
+
+fn validate_workflows(
+    spec: &DataPipelineSpec,
+    buckets: &Declared<'_>,
+    functions: &Declared<'_>,
+    problems: &mut Vec<String>,
+) {
+    for (i, w) in spec.workflows.iter().enumerate() {
+        let at = format!("spec.workflows[{i}]");
+        problems.extend(crate::asl::validate(
+            &format!("{at}.definition"),
+            &w.definition,
+            &functions.0,
+        ));
+        for (j, t) in w.triggers.iter().enumerate() {
+            if let Some(b) = &t.bucket
+                && !buckets.has(&b.name)
+            {
+                problems.push(format!(
+                    "{at}.triggers[{j}].bucket.name: {:?} is not declared in spec.buckets ({})",
+                    b.name,
+                    buckets.hint()
+                ));
+            }
+        }
+    }
+}
+
+fn validate_schedules(
+    spec: &DataPipelineSpec,
+    functions: &Declared<'_>,
+    workflows: &Declared<'_>,
+    queues: &Declared<'_>,
+    fifo: &BTreeSet<&str>,
+    problems: &mut Vec<String>,
+) {
+    for (i, s) in spec.schedules.iter().enumerate() {
+        let at = format!("spec.schedules[{i}]");
+        if let Err(e) = crate::schedule_expression::check(&s.expression) {
+            problems.push(format!("{at}.expression: {e}"));
+        }
+        if !crate::schedule_expression::is_timezone(&s.timezone) {
+            problems.push(format!(
+                "{at}.timezone: {:?} is not an IANA time zone; e.g. UTC, Europe/Paris",
+                s.timezone
+            ));
+        }
+        let t = &s.target;
+        match (&t.function, &t.workflow, &t.queue) {
+            (Some(f), None, None) if !functions.has(f) => problems.push(format!(
+                "{at}.target.function: {f:?} is not declared in spec.functions ({})",
+                functions.hint()
+            )),
+            (None, Some(w), None) if !workflows.has(w) => problems.push(format!(
+                "{at}.target.workflow: {w:?} is not declared in spec.workflows ({})",
+                workflows.hint()
+            )),
+            (None, None, Some(q)) if !queues.has(q) => problems.push(format!(
+                "{at}.target.queue: {q:?} is not declared in spec.queues ({})",
+                queues.hint()
+            )),
+            (None, None, Some(q)) if fifo.contains(q.as_str()) => problems.push(format!(
+                "{at}.target.queue: {q:?} is a FIFO queue; a schedule sends to standard queues"
+            )),
+            (Some(_), None, None) | (None, Some(_), None) | (None, None, Some(_)) => {}
+            _ => problems.push(format!(
+                "{at}.target: name exactly one of function, workflow or queue"
+            )),
+        }
+        if let Some(d) = &s.dead_letter {
+            if !queues.has(&d.queue) {
+                problems.push(format!(
+                    "{at}.deadLetter.queue: {:?} is not declared in spec.queues ({})",
+                    d.queue,
+                    queues.hint()
+                ));
+            } else if fifo.contains(d.queue.as_str()) {
+                problems.push(format!(
+                    "{at}.deadLetter.queue: {:?} is a FIFO queue; the scheduler sends failed \
+                     runs to standard queues",
+                    d.queue
+                ));
+            }
+        }
+        let when = |d: &Option<String>| {
+            d.as_deref()
+                .and_then(|d| chrono::DateTime::parse_from_rfc3339(d).ok())
+        };
+        if let (Some(start), Some(end)) = (when(&s.start_date), when(&s.end_date))
+            && start >= end
+        {
+            problems.push(format!(
+                "{at}.endDate: {} is not after startDate {}",
+                end.to_rfc3339(),
+                start.to_rfc3339()
+            ));
+        }
+        if let Some(input) = &s.input
+            && input.to_string().len() > 8192
+        {
+            problems.push(format!(
+                "{at}.input: over 8,192 characters as JSON, the scheduler's limit"
+            ));
+        }
+    }
+}
+
+/// What the spec allows but probably does not mean: a workflow-step
+/// function (its handler is extract, transform, load or notify) that no
+/// workflow runs and nothing else invokes. Shown in status, not refused.
+pub fn warnings(spec: &DataPipelineSpec) -> Vec<String> {
+    const STEPS: [&str; 4] = ["extract", "transform", "load", "notify"];
+    let in_workflows: BTreeSet<String> = spec
+        .workflows
+        .iter()
+        .flat_map(|w| crate::asl::referenced_functions(&w.definition))
+        .collect();
+    spec.functions
+        .iter()
+        .filter(|f| STEPS.contains(&f.handler.as_str()))
+        .filter(|f| f.triggers.is_empty() && !in_workflows.contains(&f.name))
+        .filter(|f| {
+            !spec.rules.iter().any(|r| {
+                r.targets
+                    .iter()
+                    .any(|t| t.function.as_ref() == Some(&f.name))
+            }) && !spec
+                .schedules
+                .iter()
+                .any(|s| s.target.function.as_ref() == Some(&f.name))
+        })
+        .map(|f| {
+            format!(
+                "function {} (handler {}, a workflow step) is unreachable: no workflow, trigger, \
+                 rule or schedule runs it; name it in a workflow's Task (Resource: function:{})",
+                f.name, f.handler, f.name
+            )
+        })
+        .collect()
 }
 
 /// A queue that receives failures from Lambda: declared and standard

@@ -1,0 +1,617 @@
+//! Amazon States Language, as a workflow's definition is written in a
+//! pipeline: validated before any AWS call, with every problem naming the
+//! state and the field, and its function references resolved.
+//!
+//! A Task state runs a pipeline function, named by its logical name in one
+//! of two forms:
+//! - `Resource: function:<name>` (the function's result is the state's
+//!   result, as in the article), or
+//! - `Resource: arn:aws:states:::lambda:invoke` with
+//!   `Parameters: {FunctionName: <name>, ...}` (the optimised integration,
+//!   whose result is wrapped in `Payload`).
+//!
+//! Sluice substitutes the real ARN in both, and the workflow's role may
+//! invoke exactly the functions named, nothing else; so a dynamic
+//! `FunctionName.$` or another service integration is refused. Retry,
+//! Catch, Choice rules and every other field are passed through untouched.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use serde_json::Value;
+
+/// Prefix of a Task resource naming a pipeline function directly.
+pub const FUNCTION_PREFIX: &str = "function:";
+/// The Lambda invoke integration of Step Functions.
+pub const LAMBDA_INVOKE: &str = "arn:aws:states:::lambda:invoke";
+/// AWS's limit on a definition, in characters of JSON.
+pub const MAX_DEFINITION_CHARS: usize = 1_048_576;
+/// AWS's limit on a state's name.
+pub const MAX_STATE_NAME: usize = 80;
+
+const TYPES: [&str; 8] = [
+    "Task", "Pass", "Choice", "Wait", "Succeed", "Fail", "Parallel", "Map",
+];
+
+/// Every problem of `definition`, each naming the field (under `at`, e.g.
+/// `spec.workflows[0].definition`), checked against the pipeline's
+/// `functions`.
+pub fn validate(at: &str, definition: &Value, functions: &BTreeSet<&str>) -> Vec<String> {
+    let mut problems = Vec::new();
+    machine(at, definition, functions, &mut problems);
+    let size = definition.to_string().len();
+    if size > MAX_DEFINITION_CHARS {
+        problems.push(format!(
+            "{at}: {size} characters as JSON; Step Functions allows {MAX_DEFINITION_CHARS}"
+        ));
+    }
+    problems
+}
+
+/// The logical names of the functions the definition's Task states run.
+pub fn referenced_functions(definition: &Value) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    visit_tasks(definition, &mut |task| {
+        if let Some(name) = task_function(task) {
+            out.insert(name.to_owned());
+        }
+    });
+    out
+}
+
+/// The definition with every function reference replaced by its ARN from
+/// `arns` (logical name → ARN); everything else is kept as written.
+pub fn substitute(definition: &Value, arns: &BTreeMap<String, String>) -> Value {
+    let mut out = definition.clone();
+    visit_tasks_mut(&mut out, &mut |task| {
+        let Some(name) = task_function(task).map(str::to_owned) else {
+            return;
+        };
+        let Some(arn) = arns.get(&name) else { return };
+        if task
+            .get("Resource")
+            .and_then(Value::as_str)
+            .is_some_and(|r| r.starts_with(FUNCTION_PREFIX))
+        {
+            task["Resource"] = Value::String(arn.clone());
+        } else if let Some(parameters) = task.get_mut("Parameters") {
+            parameters["FunctionName"] = Value::String(arn.clone());
+        }
+    });
+    out
+}
+
+/// The function a Task state names, in either form.
+fn task_function(task: &Value) -> Option<&str> {
+    let resource = task.get("Resource")?.as_str()?;
+    if let Some(name) = resource.strip_prefix(FUNCTION_PREFIX) {
+        return Some(name);
+    }
+    if is_lambda_invoke(resource) {
+        return task.get("Parameters")?.get("FunctionName")?.as_str();
+    }
+    None
+}
+
+fn is_lambda_invoke(resource: &str) -> bool {
+    // Any partition: arn:aws:..., arn:aws-cn:..., arn:aws-us-gov:...
+    resource.starts_with("arn:aws")
+        && resource
+            .split_once(":states:::lambda:invoke")
+            .is_some_and(|(_, rest)| rest.is_empty() || rest == ".waitForTaskToken")
+}
+
+/// The nested state machines of a Parallel or Map state.
+fn children(state: &Value) -> Vec<(String, &Value)> {
+    let mut out = Vec::new();
+    if let Some(branches) = state.get("Branches").and_then(Value::as_array) {
+        for (i, b) in branches.iter().enumerate() {
+            out.push((format!("Branches[{i}]"), b));
+        }
+    }
+    for key in ["Iterator", "ItemProcessor"] {
+        if let Some(inner) = state.get(key) {
+            out.push((key.to_owned(), inner));
+        }
+    }
+    out
+}
+
+fn visit_tasks(machine: &Value, f: &mut impl FnMut(&Value)) {
+    let Some(states) = machine.get("States").and_then(Value::as_object) else {
+        return;
+    };
+    for state in states.values() {
+        if state.get("Type").and_then(Value::as_str) == Some("Task") {
+            f(state);
+        }
+        for (_, inner) in children(state) {
+            visit_tasks(inner, f);
+        }
+    }
+}
+
+fn visit_tasks_mut(machine: &mut Value, f: &mut impl FnMut(&mut Value)) {
+    let Some(states) = machine.get_mut("States").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for state in states.values_mut() {
+        if state.get("Type").and_then(Value::as_str) == Some("Task") {
+            f(state);
+        }
+        if let Some(branches) = state.get_mut("Branches").and_then(Value::as_array_mut) {
+            for b in branches {
+                visit_tasks_mut(b, f);
+            }
+        }
+        for key in ["Iterator", "ItemProcessor"] {
+            if let Some(inner) = state.get_mut(key) {
+                visit_tasks_mut(inner, f);
+            }
+        }
+    }
+}
+
+/// Checks one state machine (the top one or a nested one).
+fn machine(at: &str, m: &Value, functions: &BTreeSet<&str>, problems: &mut Vec<String>) {
+    let Some(object) = m.as_object() else {
+        problems.push(format!("{at}: must be an object with StartAt and States"));
+        return;
+    };
+    let Some(states) = object.get("States").and_then(Value::as_object) else {
+        problems.push(format!("{at}.States: missing; list the states by name"));
+        return;
+    };
+    if states.is_empty() {
+        problems.push(format!(
+            "{at}.States: empty; a workflow needs at least one state"
+        ));
+        return;
+    }
+    let start = match object.get("StartAt").and_then(Value::as_str) {
+        Some(s) if states.contains_key(s) => Some(s),
+        Some(s) => {
+            problems.push(format!(
+                "{at}.StartAt: {s:?} is not a state (states: {})",
+                names(states)
+            ));
+            None
+        }
+        None => {
+            problems.push(format!("{at}.StartAt: missing; name the first state"));
+            None
+        }
+    };
+
+    let mut edges: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for (name, state) in states {
+        let at = format!("{at}.States.{name}");
+        if name.len() > MAX_STATE_NAME {
+            problems.push(format!(
+                "{at}: a state name has at most {MAX_STATE_NAME} characters"
+            ));
+        }
+        let targets = edges.entry(name.as_str()).or_default();
+        let mut next = |field: &str, value: Option<&Value>, problems: &mut Vec<String>| match value
+            .and_then(Value::as_str)
+        {
+            Some(n) if states.contains_key(n) => {
+                if let Some((key, _)) = states.get_key_value(n) {
+                    targets.push(key.as_str());
+                }
+            }
+            Some(n) => problems.push(format!(
+                "{at}.{field}: {n:?} is not a state (states: {})",
+                names(states)
+            )),
+            None => problems.push(format!("{at}.{field}: must name a state")),
+        };
+        let Some(kind) = state.get("Type").and_then(Value::as_str) else {
+            problems.push(format!("{at}.Type: missing; one of {}", TYPES.join(", ")));
+            continue;
+        };
+        if !TYPES.contains(&kind) {
+            problems.push(format!(
+                "{at}.Type: {kind:?} is not a state type; one of {}",
+                TYPES.join(", ")
+            ));
+            continue;
+        }
+        let has_next = state.get("Next").is_some();
+        let ends = state.get("End").and_then(Value::as_bool) == Some(true);
+        match kind {
+            "Succeed" | "Fail" => {
+                if has_next || state.get("End").is_some() {
+                    problems.push(format!(
+                        "{at}: a {kind} state ends the workflow; remove Next and End"
+                    ));
+                }
+            }
+            "Choice" => {
+                if has_next || state.get("End").is_some() {
+                    problems.push(format!(
+                        "{at}: a Choice state goes on by its Choices and Default; remove Next and End"
+                    ));
+                }
+                match state.get("Choices").and_then(Value::as_array) {
+                    Some(choices) if !choices.is_empty() => {
+                        for (i, c) in choices.iter().enumerate() {
+                            next(&format!("Choices[{i}].Next"), c.get("Next"), problems);
+                        }
+                    }
+                    _ => problems.push(format!(
+                        "{at}.Choices: a Choice state needs at least one choice"
+                    )),
+                }
+                if state.get("Default").is_some() {
+                    next("Default", state.get("Default"), problems);
+                }
+            }
+            _ => match (has_next, ends) {
+                (true, true) => {
+                    problems.push(format!("{at}: has both Next and End: true; keep one"))
+                }
+                (false, false) => problems.push(format!(
+                    "{at}: has no end: give it Next (a state) or End: true"
+                )),
+                (true, false) => next("Next", state.get("Next"), problems),
+                (false, true) => {}
+            },
+        }
+        if let Some(catchers) = state.get("Catch") {
+            match catchers.as_array() {
+                Some(list) => {
+                    for (i, c) in list.iter().enumerate() {
+                        if c.get("ErrorEquals")
+                            .and_then(Value::as_array)
+                            .is_none_or(Vec::is_empty)
+                        {
+                            problems.push(format!(
+                                "{at}.Catch[{i}].ErrorEquals: list the errors caught, e.g. [States.ALL]"
+                            ));
+                        }
+                        next(&format!("Catch[{i}].Next"), c.get("Next"), problems);
+                    }
+                }
+                None => problems.push(format!("{at}.Catch: must be a list")),
+            }
+        }
+        if let Some(retriers) = state.get("Retry") {
+            match retriers.as_array() {
+                Some(list) => {
+                    for (i, r) in list.iter().enumerate() {
+                        if r.get("ErrorEquals")
+                            .and_then(Value::as_array)
+                            .is_none_or(Vec::is_empty)
+                        {
+                            problems.push(format!(
+                                "{at}.Retry[{i}].ErrorEquals: list the errors retried, e.g. [States.TaskFailed]"
+                            ));
+                        }
+                    }
+                }
+                None => problems.push(format!("{at}.Retry: must be a list")),
+            }
+        }
+        if kind == "Task" {
+            task(&at, state, functions, problems);
+        }
+        if kind == "Parallel"
+            && state
+                .get("Branches")
+                .and_then(Value::as_array)
+                .is_none_or(Vec::is_empty)
+        {
+            problems.push(format!(
+                "{at}.Branches: a Parallel state needs at least one branch"
+            ));
+        }
+        if kind == "Map" && state.get("Iterator").is_none() && state.get("ItemProcessor").is_none()
+        {
+            problems.push(format!(
+                "{at}.ItemProcessor: a Map state needs the state machine it runs per item"
+            ));
+        }
+        for (field, inner) in children(state) {
+            machine(&format!("{at}.{field}"), inner, functions, problems);
+        }
+    }
+
+    // Every state must be reachable from StartAt.
+    if let Some(start) = start {
+        let mut seen = BTreeSet::from([start]);
+        let mut queue = VecDeque::from([start]);
+        while let Some(current) = queue.pop_front() {
+            for n in edges.get(current).into_iter().flatten() {
+                if seen.insert(n) {
+                    queue.push_back(n);
+                }
+            }
+        }
+        for name in states.keys() {
+            if !seen.contains(name.as_str()) {
+                problems.push(format!(
+                    "{at}.States.{name}: unreachable from StartAt {start:?}; no Next, Default, \
+                     Choices or Catch leads to it"
+                ));
+            }
+        }
+    }
+}
+
+fn task(at: &str, state: &Value, functions: &BTreeSet<&str>, problems: &mut Vec<String>) {
+    let declared = || functions.iter().copied().collect::<Vec<_>>().join(", ");
+    let Some(resource) = state.get("Resource").and_then(Value::as_str) else {
+        problems.push(format!(
+            "{at}.Resource: missing; name a pipeline function, e.g. function:extract"
+        ));
+        return;
+    };
+    if let Some(name) = resource.strip_prefix(FUNCTION_PREFIX) {
+        if !functions.contains(name) {
+            problems.push(format!(
+                "{at}.Resource: function {name:?} is not declared in spec.functions (declared: {})",
+                declared()
+            ));
+        }
+        return;
+    }
+    if is_lambda_invoke(resource) {
+        let parameters = state.get("Parameters");
+        if parameters.and_then(|p| p.get("FunctionName.$")).is_some() {
+            problems.push(format!(
+                "{at}.Parameters.FunctionName.$: a function chosen at run time cannot be granted \
+                 ahead; name a pipeline function in FunctionName"
+            ));
+            return;
+        }
+        match parameters
+            .and_then(|p| p.get("FunctionName"))
+            .and_then(Value::as_str)
+        {
+            Some(name) if functions.contains(name) => {}
+            Some(name) => problems.push(format!(
+                "{at}.Parameters.FunctionName: {name:?} is not declared in spec.functions (declared: {})",
+                declared()
+            )),
+            None => problems.push(format!(
+                "{at}.Parameters.FunctionName: name the pipeline function the task invokes"
+            )),
+        }
+        return;
+    }
+    problems.push(format!(
+        "{at}.Resource: {resource:?} is not a pipeline function; use function:<name> or \
+         {LAMBDA_INVOKE} with Parameters.FunctionName: <name> (other integrations cannot be \
+         granted least privilege from the graph)"
+    ));
+}
+
+fn names(states: &serde_json::Map<String, Value>) -> String {
+    states.keys().cloned().collect::<Vec<_>>().join(", ")
+}
+
+/// A workflow fragment that runs `function` as a Task with retries: shown
+/// to whoever asks a single function for more than Lambda's 900 seconds.
+pub fn fragment_for(function: &str) -> String {
+    format!(
+        "workflows: [{{name: {function}-flow, definition: {{StartAt: Run, States: {{Run: {{Type: Task, \
+         Resource: \"function:{function}\", TimeoutSeconds: 900, Retry: [{{ErrorEquals: \
+         [States.TaskFailed, States.Timeout], MaxAttempts: 3, IntervalSeconds: 1, BackoffRate: 2.0}}], \
+         End: true}}}}}}}}]; split the work so each step finishes within 900 s (a Map state runs a \
+         step per item)"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    /// The article's extract → transform → load → notify with Retry, Catch
+    /// and Fail.
+    pub(crate) fn article() -> Value {
+        let step = |next: &str| {
+            json!({
+                "Type": "Task",
+                "Resource": format!("function:{}", next.to_lowercase()),
+                "Retry": [{"ErrorEquals": ["States.TaskFailed", "States.Timeout"], "IntervalSeconds": 1, "MaxAttempts": 3, "BackoffRate": 2.0}],
+                "Catch": [{"ErrorEquals": ["States.ALL"], "Next": "ProcessingFailed"}],
+            })
+        };
+        let mut extract = step("Extract");
+        extract["Next"] = json!("Transform");
+        let mut transform = step("Transform");
+        transform["Next"] = json!("Load");
+        let mut load = step("Load");
+        load["Next"] = json!("Notify");
+        json!({
+            "Comment": "Data processing pipeline",
+            "StartAt": "Extract",
+            "States": {
+                "Extract": extract,
+                "Transform": transform,
+                "Load": load,
+                "Notify": {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke",
+                           "Parameters": {"FunctionName": "notify", "Payload.$": "$"}, "End": true},
+                "ProcessingFailed": {"Type": "Fail", "Cause": "Data Processing Failed", "Error": "DataPipelineError"}
+            }
+        })
+    }
+
+    fn functions() -> BTreeSet<&'static str> {
+        BTreeSet::from(["extract", "transform", "load", "notify"])
+    }
+
+    #[test]
+    fn the_articles_workflow_is_valid() {
+        assert_eq!(
+            validate("d", &article(), &functions()),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn references_are_found_and_replaced_by_arns_in_both_forms() {
+        let d = article();
+        assert_eq!(
+            referenced_functions(&d).into_iter().collect::<Vec<_>>(),
+            ["extract", "load", "notify", "transform"]
+        );
+        let arns: BTreeMap<String, String> = functions()
+            .iter()
+            .map(|f| {
+                (
+                    (*f).to_owned(),
+                    format!("arn:aws:lambda:us-east-1:1:function:{f}-x"),
+                )
+            })
+            .collect();
+        let out = substitute(&d, &arns);
+        assert_eq!(
+            out["States"]["Extract"]["Resource"],
+            "arn:aws:lambda:us-east-1:1:function:extract-x"
+        );
+        assert_eq!(
+            out["States"]["Notify"]["Parameters"]["FunctionName"],
+            "arn:aws:lambda:us-east-1:1:function:notify-x"
+        );
+        assert_eq!(out["States"]["Notify"]["Resource"], LAMBDA_INVOKE);
+        // Retry, Catch and Fail pass through untouched.
+        assert_eq!(out["States"]["Load"]["Retry"], d["States"]["Load"]["Retry"]);
+        assert_eq!(out["States"]["Load"]["Catch"], d["States"]["Load"]["Catch"]);
+        assert_eq!(
+            out["States"]["ProcessingFailed"],
+            d["States"]["ProcessingFailed"]
+        );
+    }
+
+    fn problems_of(d: &Value) -> String {
+        validate("spec.workflows[0].definition", d, &functions()).join("; ")
+    }
+
+    #[test]
+    fn start_at_must_name_a_state() {
+        let mut d = article();
+        d["StartAt"] = json!("Begin");
+        let p = problems_of(&d);
+        assert!(
+            p.contains("spec.workflows[0].definition.StartAt: \"Begin\" is not a state"),
+            "{p}"
+        );
+    }
+
+    #[test]
+    fn every_next_default_and_catch_target_must_exist() {
+        let mut d = article();
+        d["States"]["Extract"]["Next"] = json!("Nowhere");
+        d["States"]["Load"]["Catch"][0]["Next"] = json!("Gone");
+        d["States"]["Check"] = json!({"Type": "Choice", "Choices": [{"Variable": "$.x", "IsPresent": true, "Next": "Missing"}], "Default": "Absent"});
+        let p = problems_of(&d);
+        assert!(
+            p.contains("States.Extract.Next: \"Nowhere\" is not a state"),
+            "{p}"
+        );
+        assert!(
+            p.contains("States.Load.Catch[0].Next: \"Gone\" is not a state"),
+            "{p}"
+        );
+        assert!(
+            p.contains("States.Check.Choices[0].Next: \"Missing\""),
+            "{p}"
+        );
+        assert!(p.contains("States.Check.Default: \"Absent\""), "{p}");
+    }
+
+    #[test]
+    fn task_resources_must_resolve_to_pipeline_functions() {
+        let mut d = article();
+        d["States"]["Extract"]["Resource"] = json!("function:unknown");
+        d["States"]["Notify"]["Parameters"]["FunctionName"] = json!("other");
+        d["States"]["Load"]["Resource"] = json!("arn:aws:states:::sqs:sendMessage");
+        let p = problems_of(&d);
+        assert!(
+            p.contains("States.Extract.Resource: function \"unknown\" is not declared"),
+            "{p}"
+        );
+        assert!(
+            p.contains("States.Notify.Parameters.FunctionName: \"other\""),
+            "{p}"
+        );
+        assert!(p.contains("States.Load.Resource: \"arn:aws:states:::sqs:sendMessage\" is not a pipeline function"), "{p}");
+        let mut d = article();
+        d["States"]["Notify"]["Parameters"] = json!({"FunctionName.$": "$.fn"});
+        assert!(problems_of(&d).contains("FunctionName.$"));
+    }
+
+    #[test]
+    fn unreachable_states_and_states_without_an_end_are_refused() {
+        let mut d = article();
+        d["States"]["Orphan"] = json!({"Type": "Pass", "End": true});
+        d["States"]["Notify"]
+            .as_object_mut()
+            .expect("object")
+            .remove("End");
+        let p = problems_of(&d);
+        assert!(
+            p.contains("States.Orphan: unreachable from StartAt \"Extract\""),
+            "{p}"
+        );
+        assert!(
+            p.contains("States.Notify: has no end: give it Next (a state) or End: true"),
+            "{p}"
+        );
+    }
+
+    #[test]
+    fn nested_machines_are_checked_and_substituted() {
+        let d = json!({"StartAt": "Fan", "States": {"Fan": {
+        "Type": "Parallel", "End": true,
+        "Branches": [
+            {"StartAt": "A", "States": {"A": {"Type": "Task", "Resource": "function:extract", "End": true}}},
+            {"StartAt": "B", "States": {"B": {"Type": "Task", "Resource": "function:nope", "End": true}}}
+        ]}}});
+        let p = problems_of(&d);
+        assert!(
+            p.contains("States.Fan.Branches[1].States.B.Resource: function \"nope\""),
+            "{p}"
+        );
+        assert_eq!(
+            referenced_functions(&d).into_iter().collect::<Vec<_>>(),
+            ["extract", "nope"]
+        );
+        let out = substitute(
+            &d,
+            &BTreeMap::from([("extract".to_owned(), "arn:x".to_owned())]),
+        );
+        assert_eq!(
+            out["States"]["Fan"]["Branches"][0]["States"]["A"]["Resource"],
+            "arn:x"
+        );
+    }
+
+    #[test]
+    fn unknown_types_and_malformed_machines_name_the_field() {
+        let p =
+            problems_of(&json!({"StartAt": "A", "States": {"A": {"Type": "Sleep", "End": true}}}));
+        assert!(
+            p.contains("States.A.Type: \"Sleep\" is not a state type"),
+            "{p}"
+        );
+        let p = problems_of(&json!({"States": {}}));
+        assert!(p.contains("definition.States: empty"), "{p}");
+        let p = problems_of(
+            &json!({"StartAt": "A", "States": {"A": {"Type": "Succeed", "Next": "A"}}}),
+        );
+        assert!(p.contains("a Succeed state ends the workflow"), "{p}");
+    }
+
+    #[test]
+    fn the_long_work_fragment_is_a_valid_workflow_shape() {
+        let text = fragment_for("batch");
+        assert!(
+            text.contains("Resource: \"function:batch\"") && text.contains("Retry"),
+            "{text}"
+        );
+    }
+}

@@ -1,0 +1,212 @@
+//! EventBridge Scheduler expressions and time zones, checked the same way
+//! at admission (the CRD's CEL rules are generated from the patterns here)
+//! and by the operator (the same patterns, compiled with `regex`), so the
+//! two never disagree.
+//!
+//! - `cron(minutes hours day-of-month month day-of-week year)`: minutes
+//!   0–59, hours 0–23, day-of-month 1–31 (or `?`, `L`, `LW`, `<n>W`), month
+//!   1–12 or `JAN`–`DEC`, day-of-week 1–7 or `SUN`–`SAT` (or `?`, `L`,
+//!   `<d>L`, `<d>#<n>`), year 1970–2199; each field also `*`, ranges
+//!   `a-b`, steps `/n` and lists `a,b`; one of the two day fields is `?`.
+//! - `rate(<n> <unit>)`: `minute`, `hour` or `day` for 1, the plural above.
+//! - `at(yyyy-mm-ddThh:mm:ss)`.
+
+use std::sync::LazyLock;
+
+use regex::Regex;
+use schemars::{Schema, SchemaGenerator, json_schema};
+
+fn list(item: &str) -> String {
+    let one = format!(r"(\*|{item}(-{item})?)(/[0-9]+)?");
+    format!("{one}(,{one})*")
+}
+
+/// The pattern of a whole cron expression.
+pub fn cron_pattern() -> String {
+    let minutes = list("([0-5]?[0-9])");
+    let hours = list("([01]?[0-9]|2[0-3])");
+    let day_number = "([1-9]|[12][0-9]|3[01])";
+    let day_of_month = format!(r"(L|LW|{day_number}W|{})", list(day_number));
+    let month = list("([1-9]|1[0-2]|JAN|FEB|MAR|APR|MAY|JUN|JUL|AUG|SEP|OCT|NOV|DEC)");
+    let weekday = "([1-7]|SUN|MON|TUE|WED|THU|FRI|SAT)";
+    let day_of_week = format!(r"(L|{weekday}L|{weekday}#[1-5]|{})", list(weekday));
+    let year = list("(19[7-9][0-9]|2[01][0-9][0-9])");
+    format!(
+        r"^cron\({minutes} {hours} (\? {month} {day_of_week}|{day_of_month} {month} \?) {year}\)$"
+    )
+}
+
+/// The pattern of a rate expression.
+pub const RATE_PATTERN: &str =
+    r"^rate\((1 (minute|hour|day)|([2-9]|[1-9][0-9]+) (minutes|hours|days))\)$";
+
+/// The pattern of a one-time expression.
+pub const AT_PATTERN: &str = r"^at\([0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]\)$";
+
+static CRON: LazyLock<Option<Regex>> = LazyLock::new(|| Regex::new(&cron_pattern()).ok());
+static RATE: LazyLock<Option<Regex>> = LazyLock::new(|| Regex::new(RATE_PATTERN).ok());
+static AT: LazyLock<Option<Regex>> = LazyLock::new(|| Regex::new(AT_PATTERN).ok());
+
+fn matches(re: &LazyLock<Option<Regex>>, text: &str) -> bool {
+    re.as_ref().is_some_and(|r| r.is_match(text))
+}
+
+/// Checks an expression; `Err` says what is wrong and what is valid.
+pub fn check(expression: &str) -> Result<(), String> {
+    let e = expression.trim();
+    if e.starts_with("cron(") {
+        if matches(&CRON, e) {
+            Ok(())
+        } else {
+            Err(format!(
+                "{e:?} is not a valid cron expression: six fields, minutes 0-59, hours 0-23, \
+                 day-of-month 1-31, month 1-12 or JAN-DEC, day-of-week 1-7 or SUN-SAT, year \
+                 1970-2199, one of the two day fields ?, e.g. cron(0 1 * * ? *)"
+            ))
+        }
+    } else if e.starts_with("rate(") {
+        if matches(&RATE, e) {
+            Ok(())
+        } else {
+            Err(format!(
+                "{e:?} is not a valid rate: a whole number above 0 and minute, hour or day \
+                 (minutes, hours or days above 1), e.g. rate(5 minutes)"
+            ))
+        }
+    } else if e.starts_with("at(") {
+        if matches(&AT, e) {
+            Ok(())
+        } else {
+            Err(format!(
+                "{e:?} is not a valid one-time expression: at(yyyy-mm-ddThh:mm:ss)"
+            ))
+        }
+    } else {
+        Err(format!(
+            "{e:?} is not a schedule expression: cron(...), rate(...) or at(...)"
+        ))
+    }
+}
+
+/// Every IANA time zone name the scheduler accepts (the tz database bundled
+/// with the operator).
+pub fn timezones() -> Vec<String> {
+    let mut names: Vec<String> = jiff::tz::TimeZoneDatabase::bundled()
+        .available()
+        .map(|n| n.as_str().to_owned())
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// Whether `name` is an IANA time zone.
+pub fn is_timezone(name: &str) -> bool {
+    static NAMES: LazyLock<Vec<String>> = LazyLock::new(timezones);
+    NAMES.binary_search_by(|n| n.as_str().cmp(name)).is_ok()
+}
+
+/// The CRD schema of `schedules[].expression`: the patterns above as CEL
+/// rules, so the API server refuses a bad expression at admission.
+pub fn expression_schema(_: &mut SchemaGenerator) -> Schema {
+    let cel = |pattern: &str| pattern.replace('\\', "\\\\");
+    json_schema!({
+        "type": "string",
+        "minLength": 1,
+        "maxLength": 256,
+        "x-kubernetes-validations": [
+            {
+                "rule": "self.startsWith('cron(') || self.startsWith('rate(') || self.startsWith('at(')",
+                "message": "must be cron(...), rate(...) or at(...)"
+            },
+            {
+                "rule": format!("!self.startsWith('cron(') || self.matches('{}')", cel(&cron_pattern())),
+                "message": "a cron expression has six fields: minutes 0-59, hours 0-23, day-of-month 1-31, month 1-12 or JAN-DEC, day-of-week 1-7 or SUN-SAT, year 1970-2199; one of the two day fields is ?, e.g. cron(0 1 * * ? *)"
+            },
+            {
+                "rule": format!("!self.startsWith('rate(') || self.matches('{}')", cel(RATE_PATTERN)),
+                "message": "a rate is a whole number above 0 and minute, hour or day (minutes, hours or days above 1), e.g. rate(5 minutes)"
+            },
+            {
+                "rule": format!("!self.startsWith('at(') || self.matches('{}')", cel(AT_PATTERN)),
+                "message": "a one-time expression is at(yyyy-mm-ddThh:mm:ss)"
+            }
+        ]
+    })
+}
+
+/// The CRD schema of `schedules[].timezone`: one of the IANA names.
+pub fn timezone_schema(_: &mut SchemaGenerator) -> Schema {
+    let names = timezones()
+        .iter()
+        .map(|n| format!("'{n}'"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    json_schema!({
+        "type": "string",
+        "default": "UTC",
+        "maxLength": 50,
+        "x-kubernetes-validations": [{
+            "rule": format!("self in [{names}]"),
+            "message": "must be an IANA time zone, e.g. UTC, Europe/Paris or America/New_York"
+        }]
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn valid_expressions_pass() {
+        for e in [
+            "cron(0 1 * * ? *)",
+            "cron(0/15 8-17 ? * MON-FRI *)",
+            "cron(30 2 L * ? 2027)",
+            "cron(0 9 ? JAN,JUL 2#1 *)",
+            "cron(0 0 15W * ? *)",
+            "rate(1 minute)",
+            "rate(5 minutes)",
+            "rate(12 hours)",
+            "rate(1 day)",
+            "at(2027-03-01T06:30:00)",
+        ] {
+            assert_eq!(check(e), Ok(()), "{e}");
+        }
+    }
+
+    #[test]
+    fn invalid_expressions_say_what_is_valid() {
+        for (e, needle) in [
+            ("cron(0 1 * * *)", "six fields"),
+            ("cron(61 1 * * ? *)", "minutes 0-59"),
+            ("cron(0 24 * * ? *)", "hours 0-23"),
+            ("cron(0 1 * * * *)", "one of the two day fields ?"),
+            ("cron(0 1 32 * ? *)", "day-of-month 1-31"),
+            ("cron(0 1 ? * 8 *)", "day-of-week 1-7"),
+            ("rate(0 minutes)", "above 0"),
+            ("rate(1 minutes)", "minute"),
+            ("rate(5 minute)", "minutes"),
+            ("rate(5 weeks)", "rate"),
+            ("at(2027-13-01T00:00:00)", "at(yyyy-mm-ddThh:mm:ss)"),
+            ("daily", "cron(...), rate(...) or at(...)"),
+        ] {
+            let err = check(e).expect_err(e);
+            assert!(err.contains(needle), "{e}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_bundled_time_zones_hold_the_usual_names() {
+        assert!(is_timezone("UTC"));
+        assert!(is_timezone("Europe/Paris"));
+        assert!(is_timezone("America/New_York"));
+        assert!(!is_timezone("Mars/Olympus_Mons"));
+        assert!(timezones().len() > 300, "{}", timezones().len());
+    }
+
+    #[test]
+    fn the_patterns_compile() {
+        assert!(CRON.is_some() && RATE.is_some() && AT.is_some());
+    }
+}
