@@ -7,8 +7,9 @@
 #   scripts/handlers.sh build   build into it, unless it is already complete
 #
 # The key hashes what the executable is made of: the handlers crate's
-# sources, manifest and requirements table, the workspace manifest (the `lambda` profile) and
-# lock file, the toolchain (`rustc -vV`), the target and these scripts. So a
+# sources, manifest and requirements table, the packages it links (resolved
+# by cargo, with versions and features), the workspace's build profiles,
+# the toolchain (`rustc -vV`), the target and these scripts. So a
 # fresh clone, another checkout or a switch back to an earlier commit finds
 # its build without asking cargo, whose freshness check follows file times
 # (new in every clone) rather than content. HANDLERS_TARGET picks another
@@ -32,12 +33,24 @@ names() {
   done
 }
 
+# What the handlers' build depends on, outside their own sources: every
+# package it links with its version, source and features (as cargo resolves
+# them for this crate only, so a dependency the operator gains does not
+# force a rebuild), and the build profiles of the workspace manifest.
+dependencies() {
+  { cargo tree -p sluice-handlers -e normal,build --prefix none --format '{p} {f}' --locked --offline 2>/dev/null \
+    || cargo tree -p sluice-handlers -e normal,build --prefix none --format '{p} {f}' --locked; } \
+    | sed 's| ([^)]*/[^)]*)||' # a path package's location is not what it is
+  sed -n '/^\[profile/,$p' Cargo.toml
+}
+
 key() {
   (
     cd "$ROOT"
     printf 'target=%s\n' "$TARGET"
     rustc -vV
-    find handlers/src handlers/Cargo.toml handlers/requirements.json Cargo.toml Cargo.lock rust-toolchain.toml \
+    dependencies | LC_ALL=C sort -u
+    find handlers/src handlers/Cargo.toml handlers/requirements.json rust-toolchain.toml \
       scripts/handlers.sh scripts/package-handlers.py scripts/check-glibc.sh -type f -print0 \
       | LC_ALL=C sort -z | xargs -0 sha256sum
   ) | sha256sum | cut -c1-16

@@ -115,6 +115,12 @@ current-context: sluice-local
 KUBECONFIG
   wait_for kube-apiserver 120 "$kubectl" --kubeconfig "$DIR/kubeconfig" get --raw /readyz
   wait_for "moto server" 60 curl -sf "http://127.0.0.1:$moto_port/moto-api/"
+  # Let moto's Step Functions interpreter run executions (Pass, Choice,
+  # Task, Retry, Catch, Fail...). It keeps state machines in a store of its
+  # own, so this comes before any is created.
+  curl -sf -X POST -H 'Content-Type: application/json' \
+    --data '{"stepfunctions": {"execute_state_machine": true}}' \
+    "http://127.0.0.1:$moto_port/moto-api/config" >/dev/null
   # Wait until the default namespace exists (created by the apiserver's bootstrap controller).
   wait_for "default namespace" 60 "$kubectl" --kubeconfig "$DIR/kubeconfig" get namespace default
 

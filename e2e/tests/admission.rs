@@ -145,6 +145,53 @@ const REFUSED: &[(&str, &str, &[&str])] = &[
         &["spec.functions[0].uses[0]", "access to a queue is send"],
     ),
     (
+        "a cron expression with an hour of 25",
+        "functions: [{name: f, handler: batch-aggregate}]\n  schedules: [{name: s, expression: 'cron(0 25 * * ? *)', target: {function: f}}]",
+        &[
+            "spec.schedules[0].expression",
+            "a cron expression has six fields",
+        ],
+    ),
+    (
+        "a cron expression with both day fields set",
+        "functions: [{name: f, handler: batch-aggregate}]\n  schedules: [{name: s, expression: 'cron(0 1 * * * *)', target: {function: f}}]",
+        &[
+            "spec.schedules[0].expression",
+            "one of the two day fields is ?",
+        ],
+    ),
+    (
+        "rate(0 minutes)",
+        "functions: [{name: f, handler: batch-aggregate}]\n  schedules: [{name: s, expression: 'rate(0 minutes)', target: {function: f}}]",
+        &[
+            "spec.schedules[0].expression",
+            "a rate is a whole number above 0",
+        ],
+    ),
+    (
+        "an unknown time zone",
+        "functions: [{name: f, handler: batch-aggregate}]\n  schedules: [{name: s, expression: 'rate(1 day)', timezone: Mars/Olympus_Mons, target: {function: f}}]",
+        &["spec.schedules[0].timezone", "must be an IANA time zone"],
+    ),
+    (
+        "a schedule with two targets",
+        "functions: [{name: f, handler: batch-aggregate}]\n  queues: [{name: q}]\n  schedules: [{name: s, expression: 'rate(1 day)', target: {function: f, queue: q}}]",
+        &[
+            "spec.schedules[0].target",
+            "exactly one of function, workflow or queue",
+        ],
+    ),
+    (
+        "a schedule of an undeclared workflow",
+        "schedules: [{name: s, expression: 'rate(1 day)', target: {workflow: nope}}]",
+        &["schedules[].target.workflow must name a workflow declared in spec.workflows"],
+    ),
+    (
+        "a workflow definition that is not an object",
+        "workflows: [{name: w, definition: [StartAt]}]",
+        &["spec.workflows[0].definition", "must be of type object"],
+    ),
+    (
         "shards on an on-demand stream",
         "streams: [{name: s, shards: 2}]",
         &[
@@ -184,6 +231,10 @@ fn edge_cases_that_are_valid_are_accepted() {
             "queues: [{name: q}]\n  functions: [{name: f, handler: typed-processor, triggers: [{queue: {name: q, batchSize: 500, batchingWindowSeconds: 5}}]}]",
         ),
         (
+            "a schedule in a time zone, with a flexible window",
+            "functions: [{name: f, handler: batch-aggregate}]\n  schedules: [{name: s, expression: 'cron(0/15 8-17 ? * MON-FRI *)', timezone: Europe/Paris, flexibleWindowMinutes: 5, target: {function: f}}]",
+        ),
+        (
             "a put on the account's default bus",
             "functions: [{name: f, handler: router, uses: [{eventBus: default, access: put, env: EVENT_BUS}]}]",
         ),
@@ -220,4 +271,27 @@ fn a_tables_keys_cannot_change_once_created() {
         false,
     );
     assert!(accepted, "{stderr}");
+}
+
+#[test]
+fn a_workflows_type_cannot_change_once_created() {
+    install_crd();
+    let ns = Namespace::create();
+    let definition = "definition: {StartAt: A, States: {A: {Type: Pass, End: true}}}";
+    let (accepted, stderr) = apply(
+        &ns.0,
+        &format!("workflows: [{{name: w, type: Standard, {definition}}}]"),
+        false,
+    );
+    assert!(accepted, "{stderr}");
+    let (accepted, stderr) = apply(
+        &ns.0,
+        &format!("workflows: [{{name: w, type: Express, {definition}}}]"),
+        false,
+    );
+    assert!(!accepted, "a changed type was accepted");
+    assert!(
+        stderr.contains("spec.workflows[0].type") && stderr.contains("type cannot change"),
+        "{stderr}"
+    );
 }

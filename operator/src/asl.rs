@@ -390,6 +390,33 @@ fn names(states: &serde_json::Map<String, Value>) -> String {
     states.keys().cloned().collect::<Vec<_>>().join(", ")
 }
 
+/// `value` with every whole number written the same way (`2.0` as `2`):
+/// JSON does not tell them apart, but a `Value` does, and a definition or
+/// a pattern read back from Kubernetes or AWS may come either way.
+pub fn normalize_numbers(value: &Value) -> Value {
+    match value {
+        Value::Number(n) => match n.as_f64() {
+            Some(f) if n.is_f64() && f.fract() == 0.0 && f.abs() < 9.0e15 => {
+                Value::Number(serde_json::Number::from(f as i64))
+            }
+            _ => value.clone(),
+        },
+        Value::Array(items) => Value::Array(items.iter().map(normalize_numbers).collect()),
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| (k.clone(), normalize_numbers(v)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+/// Whether two JSON documents mean the same (key order and number
+/// spelling aside).
+pub fn same_json(a: &Value, b: &Value) -> bool {
+    normalize_numbers(a) == normalize_numbers(b)
+}
+
 /// A workflow fragment that runs `function` as a Task with retries: shown
 /// to whoever asks a single function for more than Lambda's 900 seconds.
 pub fn fragment_for(function: &str) -> String {
@@ -604,6 +631,18 @@ mod tests {
             &json!({"StartAt": "A", "States": {"A": {"Type": "Succeed", "Next": "A"}}}),
         );
         assert!(p.contains("a Succeed state ends the workflow"), "{p}");
+    }
+
+    #[test]
+    fn whole_numbers_compare_alike() {
+        assert!(same_json(
+            &json!({"BackoffRate": 2.0, "X": [1.5, {"y": 3.0}]}),
+            &json!({"BackoffRate": 2, "X": [1.5, {"y": 3}]})
+        ));
+        assert!(!same_json(
+            &json!({"BackoffRate": 2.5}),
+            &json!({"BackoffRate": 2})
+        ));
     }
 
     #[test]

@@ -250,7 +250,11 @@ impl AwsResource for Rule {
 
     fn diff(d: &RulePlan, o: &ObservedRule) -> Vec<Drift> {
         let mut drift = Vec::new();
-        if o.pattern.as_ref() != Some(&d.pattern) {
+        if !o
+            .pattern
+            .as_ref()
+            .is_some_and(|have| crate::asl::same_json(have, &d.pattern))
+        {
             drift.push(Drift::new("pattern", d.pattern.to_string(), &o.pattern));
         }
         if o.enabled != d.enabled {

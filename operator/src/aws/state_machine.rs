@@ -189,7 +189,11 @@ impl AwsResource for StateMachine {
 
     fn diff(d: &StateMachinePlan, o: &ObservedStateMachine) -> Vec<Drift> {
         let mut drift = Vec::new();
-        if o.definition.as_ref() != Some(&d.definition) {
+        if !o
+            .definition
+            .as_ref()
+            .is_some_and(|have| crate::asl::same_json(have, &d.definition))
+        {
             drift.push(Drift::new(
                 "definition",
                 "(the spec's definition)",

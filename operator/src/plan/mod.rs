@@ -758,4 +758,199 @@ functions:
         );
         assert_eq!(p.streams[0].kms_key, key);
     }
+
+    #[test]
+    fn a_workflow_runs_its_functions_by_arn_under_a_role_that_may_invoke_only_them() {
+        let p = plan_of(&sample("orchestrated.yaml"));
+        let machine = &p.state_machines[0];
+        let arn_of = |l: &str| {
+            arn(
+                "lambda",
+                &format!(
+                    "function:{}",
+                    p.functions
+                        .iter()
+                        .find(|f| f.logical == l)
+                        .expect("fn")
+                        .name
+                ),
+            )
+        };
+        for (state, function) in [
+            ("Extract", "extract"),
+            ("Transform", "transform"),
+            ("Load", "load"),
+            ("Notify", "notify"),
+        ] {
+            assert_eq!(
+                machine.definition["States"][state]["Resource"],
+                arn_of(function),
+                "{state}"
+            );
+        }
+        // Retry, Catch and Fail as written.
+        let extract = &machine.definition["States"]["Extract"];
+        assert_eq!(
+            extract["Retry"],
+            serde_json::json!([{"ErrorEquals": ["States.TaskFailed", "States.Timeout"],
+                "IntervalSeconds": 1, "MaxAttempts": 3, "BackoffRate": 2.0}])
+        );
+        assert_eq!(
+            extract["Catch"],
+            serde_json::json!([{"ErrorEquals": ["States.ALL"], "Next": "ProcessingFailed"}])
+        );
+        assert_eq!(
+            machine.definition["States"]["ProcessingFailed"]["Error"],
+            "DataPipelineError"
+        );
+        let workflow_role = role(&p, "workflow:etl");
+        assert_eq!(
+            machine.role_arn,
+            arn("iam", &format!("role/{}", workflow_role.name)).replace(":us-east-1:", "::")
+        );
+        assert_eq!(
+            workflow_role.trust_policy["Statement"][0]["Principal"]["Service"],
+            "states.amazonaws.com"
+        );
+        let grants = policy_grants(workflow_role);
+        let want: std::collections::BTreeMap<String, Vec<String>> =
+            ["extract", "transform", "load", "notify"]
+                .iter()
+                .map(|f| (arn_of(f), vec!["lambda:InvokeFunction".to_owned()]))
+                .collect();
+        assert_eq!(grants, want);
+    }
+
+    #[test]
+    fn a_bucket_starts_a_workflow_through_eventbridge_without_a_function() {
+        let p = plan_of(&sample("orchestrated.yaml"));
+        let machine = &p.state_machines[0];
+        let input = p
+            .buckets
+            .iter()
+            .find(|b| b.logical == "input")
+            .expect("input");
+        let n = p
+            .notifications
+            .iter()
+            .find(|n| n.logical == "input")
+            .expect("notification");
+        assert!(n.eventbridge && n.lambdas.is_empty());
+        let rule = p
+            .rules
+            .iter()
+            .find(|r| r.logical == "etl-from-input")
+            .expect("rule");
+        assert_eq!(rule.bus, "default");
+        assert_eq!(
+            rule.pattern,
+            serde_json::json!({"source": ["aws.s3"], "detail-type": ["Object Created"],
+                "detail": {"bucket": {"name": [input.name]}, "object": {"key": [{"suffix": ".json"}]}}})
+        );
+        let start = role(&p, "start:etl");
+        assert_eq!(rule.targets[0].arn, machine.arn);
+        assert_eq!(
+            rule.targets[0].role_arn.as_deref(),
+            Some(
+                arn("iam", &format!("role/{}", start.name))
+                    .replace(":us-east-1:", "::")
+                    .as_str()
+            )
+        );
+        assert_eq!(
+            start.trust_policy["Statement"][0]["Principal"]["Service"],
+            "events.amazonaws.com"
+        );
+        assert_eq!(
+            policy_grants(start),
+            [(
+                machine.arn.clone(),
+                vec!["states:StartExecution".to_owned()]
+            )]
+            .into_iter()
+            .collect()
+        );
+        assert!(p.permissions.is_empty(), "no function is invoked by S3");
+    }
+
+    #[test]
+    fn a_schedule_role_may_run_exactly_its_target_and_send_to_its_dead_letter_queue() {
+        let p = plan_of(&sample("periodic-batch.yaml"));
+        let s = &p.schedules[0];
+        let batch = &p.functions[0];
+        let dlq = queue(&p, "batch-failures");
+        assert_eq!(s.expression, "cron(0 1 * * ? *)");
+        assert_eq!(s.timezone, "UTC");
+        assert_eq!(
+            s.target_arn,
+            arn("lambda", &format!("function:{}", batch.name))
+        );
+        assert_eq!(
+            s.dead_letter_arn.as_deref(),
+            Some(arn("sqs", &dlq.name).as_str())
+        );
+        assert_eq!(s.retry, Some((3, 3600)));
+        let r = role(&p, "schedule:daily");
+        assert_eq!(
+            s.role_arn,
+            arn("iam", &format!("role/{}", r.name)).replace(":us-east-1:", "::")
+        );
+        assert_eq!(
+            r.trust_policy["Statement"][0]["Principal"]["Service"],
+            "scheduler.amazonaws.com"
+        );
+        assert_eq!(
+            policy_grants(r),
+            [
+                (
+                    s.target_arn.clone(),
+                    vec!["lambda:InvokeFunction".to_owned()]
+                ),
+                (arn("sqs", &dlq.name), vec!["sqs:SendMessage".to_owned()]),
+            ]
+            .into_iter()
+            .collect()
+        );
+        assert!(
+            s.tags.contains_key(naming::TAG_PIPELINE_UID),
+            "ownership kept in the description"
+        );
+    }
+
+    #[test]
+    fn functions_may_start_workflows_they_use() {
+        let mut spec = sample("orchestrated.yaml");
+        let mut trigger = spec.functions[0].clone();
+        trigger.name = "trigger".into();
+        trigger.uses = vec![
+            serde_yaml::from_str("{workflow: etl, access: start, env: STATE_MACHINE_ARN}")
+                .expect("use"),
+        ];
+        spec.functions.push(trigger);
+        let p = plan_of(&spec);
+        let f = p
+            .functions
+            .iter()
+            .find(|f| f.logical == "trigger")
+            .expect("trigger");
+        let machine = &p.state_machines[0];
+        assert_eq!(f.environment.get("STATE_MACHINE_ARN"), Some(&machine.arn));
+        assert_eq!(
+            policy_grants(role(&p, "trigger"))[&machine.arn],
+            vec!["states:StartExecution".to_owned()]
+        );
+    }
+
+    #[test]
+    fn service_roles_never_share_a_name_with_a_function_role() {
+        let mut spec = sample("orchestrated.yaml");
+        // A function named like the workflow.
+        let mut clash = spec.functions[0].clone();
+        clash.name = "etl".into();
+        spec.functions.push(clash);
+        let p = plan_of(&spec);
+        let names: std::collections::BTreeSet<&str> =
+            p.roles.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names.len(), p.roles.len());
+    }
 }

@@ -899,7 +899,13 @@ mod tests {
 
     #[test]
     fn the_samples_are_valid_and_meet_their_handlers_needs() {
-        for file in ["event-triggered.yaml", "fan-out.yaml", "stream.yaml"] {
+        for file in [
+            "event-triggered.yaml",
+            "fan-out.yaml",
+            "stream.yaml",
+            "orchestrated.yaml",
+            "periodic-batch.yaml",
+        ] {
             let spec = sample(file);
             assert_eq!(validate(&spec, &config(), &catalog()), Ok(()), "{file}");
             assert_eq!(validate_plan(&plan_of(&spec)), Ok(()), "{file}");
@@ -1030,6 +1036,84 @@ mod tests {
         assert!(
             err.contains("spec.functions[0].asyncInvocation.onFailure.queue: \"router-failures\" is a FIFO queue"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn an_invalid_workflow_is_refused_before_any_aws_call_naming_state_and_field() {
+        let mut spec = sample("orchestrated.yaml");
+        let d = &mut spec.workflows[0].definition;
+        d["States"]["Transform"]["Next"] = serde_json::json!("Loader");
+        d["States"]["Notify"]["Resource"] = serde_json::json!("function:mailer");
+        d["States"]["Orphan"] = serde_json::json!({"Type": "Pass", "End": true});
+        let err = problems(&spec);
+        assert!(
+            err.contains(
+                "spec.workflows[0].definition.States.Transform.Next: \"Loader\" is not a state"
+            ),
+            "{err}"
+        );
+        assert!(
+            err.contains("spec.workflows[0].definition.States.Notify.Resource: function \"mailer\" is not declared"),
+            "{err}"
+        );
+        assert!(
+            err.contains("spec.workflows[0].definition.States.Orphan: unreachable"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn schedules_are_checked_like_aws_checks_them() {
+        let mut spec = sample("periodic-batch.yaml");
+        spec.schedules[0].expression = "cron(0 25 * * ? *)".into();
+        spec.schedules[0].timezone = "Mars/Olympus".into();
+        spec.schedules[0].start_date = Some("2027-02-01T00:00:00Z".into());
+        spec.schedules[0].end_date = Some("2027-01-01T00:00:00Z".into());
+        let err = problems(&spec);
+        assert!(
+            err.contains("spec.schedules[0].expression: \"cron(0 25 * * ? *)\""),
+            "{err}"
+        );
+        assert!(
+            err.contains("spec.schedules[0].timezone: \"Mars/Olympus\""),
+            "{err}"
+        );
+        assert!(err.contains("spec.schedules[0].endDate"), "{err}");
+        let mut spec = sample("periodic-batch.yaml");
+        spec.queues[0].fifo = true;
+        spec.schedules[0].target = serde_yaml::from_str("{queue: batch-failures}").expect("target");
+        spec.schedules[0].dead_letter = None;
+        let err = problems(&spec);
+        assert!(
+            err.contains("spec.schedules[0].target.queue: \"batch-failures\" is a FIFO queue"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn more_than_900_seconds_shows_the_workflow_to_write() {
+        let mut spec = sample("periodic-batch.yaml");
+        spec.functions[0].timeout_seconds = 3600;
+        let err = problems(&spec);
+        assert!(
+            err.contains("spec.functions[0].timeoutSeconds: 3600")
+                && err.contains("Resource: \"function:batch\"")
+                && err.contains("Retry"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_workflow_step_nothing_runs_is_a_warning() {
+        let mut spec = sample("orchestrated.yaml");
+        assert_eq!(warnings(&spec), Vec::<String>::new());
+        spec.workflows.clear();
+        let w = warnings(&spec);
+        assert_eq!(w.len(), 4, "{w:?}");
+        assert!(
+            w[0].contains("function extract (handler extract, a workflow step) is unreachable"),
+            "{w:?}"
         );
     }
 }
