@@ -18,6 +18,7 @@
 //! | `typed-processor` | [`typed_processor`] | 2: per-type processors |
 //! | `extract`, `transform`, `load`, `notify` | [`workflow`] | 3: Step Functions steps |
 //! | `stream-anomaly` | [`stream_anomaly`] | 4: Kinesis stream processing |
+//! | `start-workflow` | [`start_workflow`] | 3: the trigger function that starts the workflow |
 //! | `batch-aggregate` | [`batch_aggregate`] | 5: scheduled batch |
 //! | `dlq-handler` | [`dlq`] | best practice 2: dead letters |
 
@@ -40,6 +41,7 @@ pub mod retry;
 pub mod router;
 pub mod s3_transform;
 pub mod sqs;
+pub mod start_workflow;
 pub mod store;
 pub mod stream_anomaly;
 pub mod typed_processor;

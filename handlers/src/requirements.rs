@@ -31,8 +31,8 @@ pub fn all() -> Result<BTreeMap<String, Requirements>, serde_json::Error> {
 /// at init, so a test can hold the requirements file to the code.
 pub fn load_config(handler: &str, env: &(impl Env + ?Sized)) -> Result<(), ConfigError> {
     use crate::{
-        batch_aggregate, dlq, idempotency, router, s3_transform, stream_anomaly, typed_processor,
-        workflow,
+        batch_aggregate, dlq, idempotency, router, s3_transform, start_workflow, stream_anomaly,
+        typed_processor, workflow,
     };
     match handler {
         "batch-aggregate" => batch_aggregate::BatchConfig::from_env(env).map(drop),
@@ -48,6 +48,7 @@ pub fn load_config(handler: &str, env: &(impl Env + ?Sized)) -> Result<(), Confi
         }
         "router" => router::RouterConfig::from_env(env).map(drop),
         "s3-json-transform" => s3_transform::TransformConfig::from_env(env).map(drop),
+        "start-workflow" => start_workflow::StartConfig::from_env(env).map(drop),
         "stream-anomaly" => stream_anomaly::StreamConfig::from_env(env).map(drop),
         "transform" => Ok(()),
         "typed-processor" => {

@@ -20,6 +20,8 @@ mod notify;
 mod router;
 #[path = "s3-json-transform.rs"]
 mod s3_json_transform;
+#[path = "start-workflow.rs"]
+mod start_workflow;
 #[path = "stream-anomaly.rs"]
 mod stream_anomaly;
 mod transform;
@@ -36,6 +38,7 @@ pub const HANDLERS: &[&str] = &[
     "notify",
     "router",
     "s3-json-transform",
+    "start-workflow",
     "stream-anomaly",
     "transform",
     "typed-processor",
@@ -78,6 +81,7 @@ pub async fn run(handler: &str) -> Result<(), lambda_runtime::Error> {
         "notify" => notify::run().await,
         "router" => router::run().await,
         "s3-json-transform" => s3_json_transform::run().await,
+        "start-workflow" => start_workflow::run().await,
         "stream-anomaly" => stream_anomaly::run().await,
         "transform" => transform::run().await,
         "typed-processor" => typed_processor::run().await,

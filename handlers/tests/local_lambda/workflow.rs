@@ -137,3 +137,56 @@ async fn workflow_failures_carry_the_error_types_retry_and_catch_match() {
     let message = expect_error(load.invoke_raw(&sdk, &good).await, "RetryableError");
     assert!(message.contains(&missing), "{message}");
 }
+
+/// The article's trigger function: an S3 event starts one execution per
+/// object in moto's Step Functions, named so a redelivery starts nothing new.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_workflow_starts_one_execution_per_object() {
+    let env = local_env();
+    let sdk = sdk(&env).await;
+    let sfn = aws_sdk_sfn::Client::new(&sdk);
+    // moto does not check the role.
+    let role = format!(
+        "arn:aws:iam::123456789012:role/sluice-it-states-{}",
+        suffix()
+    );
+    let machine = sfn
+        .create_state_machine()
+        .name(format!("sluice-it-start-{}", suffix()))
+        .definition(
+            json!({"StartAt": "Done", "States": {"Done": {"Type": "Pass", "End": true}}})
+                .to_string(),
+        )
+        .role_arn(role)
+        .send()
+        .await
+        .expect("state machine")
+        .state_machine_arn()
+        .to_owned();
+    let mut start =
+        LocalFunction::start(&env, "start-workflow", &[("STATE_MACHINE_ARN", &machine)]);
+    let event = json!({"Records": [
+        {"s3": {"bucket": {"name": "in"}, "object": {"key": "orders/a.json", "sequencer": "01"}}},
+        {"s3": {"bucket": {"name": "in"}, "object": {"key": "orders/b.json", "sequencer": "02"}}}
+    ]});
+    let out = start.invoke(&sdk, &event).await;
+    assert_eq!(out["started"].as_array().map(Vec::len), Some(2), "{out}");
+    // Delivered again: nothing new starts.
+    start.invoke(&sdk, &event).await;
+    let executions = sfn
+        .list_executions()
+        .state_machine_arn(&machine)
+        .send()
+        .await
+        .expect("executions");
+    assert_eq!(executions.executions().len(), 2);
+    let first = sfn
+        .describe_execution()
+        .execution_arn(out["started"][0]["execution_arn"].as_str().expect("arn"))
+        .send()
+        .await
+        .expect("execution");
+    let input: serde_json::Value =
+        serde_json::from_str(first.input().expect("input")).expect("JSON");
+    assert_eq!(input, json!({"bucket": "in", "key": "orders/a.json"}));
+}
