@@ -31,6 +31,8 @@ pub mod entry;
 pub mod error;
 pub mod events;
 pub mod idempotency;
+pub mod json_scan;
+pub mod limits;
 pub mod logging;
 pub mod numbers;
 pub mod publisher;
