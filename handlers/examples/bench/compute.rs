@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use serde_json::value::RawValue;
 use sluice_handlers::batch_aggregate::{self, BatchConfig};
 use sluice_handlers::dynamo::MemoryTable;
 use sluice_handlers::retry::Backoff;
@@ -211,10 +212,17 @@ fn write_manifest(
 /// Generates the input, runs both implementations on every scenario and
 /// prints the table.
 pub fn run(python: Option<&Path>) -> Result<(), Error> {
-    let root = std::env::temp_dir().join(format!("sluice-bench-{}", std::process::id()));
+    // SLUICE_BENCH_INPUT=DIR keeps the generated input there, for running
+    // one scenario under a profiler: `bench --compute DIR/stream-anomaly`.
+    let kept = std::env::var_os("SLUICE_BENCH_INPUT").map(PathBuf::from);
+    let root = kept.clone().unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("sluice-bench-{}", std::process::id()))
+    });
     let scenarios = generate(&root)?;
     let result = print_table(&scenarios, python);
-    let _ = std::fs::remove_dir_all(&root);
+    if kept.is_none() {
+        let _ = std::fs::remove_dir_all(&root);
+    }
     result
 }
 
@@ -266,11 +274,9 @@ fn print_table(scenarios: &[Scenario], python: Option<&Path>) -> Result<(), Erro
 fn child_json(command: &mut Command) -> Result<Measured, Error> {
     let output = command.output()?;
     if !output.status.success() {
-        return Err(format!(
-            "{command:?} failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        )
-        .into());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let shown: String = stderr.chars().take(2000).collect();
+        return Err(format!("{command:?} failed: {shown}").into());
     }
     let last = output
         .stdout
@@ -331,13 +337,10 @@ async fn stream(events: &[&[u8]]) -> Result<Duration, Error> {
         // A fresh table per batch, as each invocation writes to a remote one.
         let table = MemoryTable::new(stream_anomaly::KEY_ATTRIBUTE);
         let start = Instant::now();
-        let response = stream_anomaly::handle(
-            &table,
-            &config,
-            serde_json::from_slice(event)?,
-            chrono::Utc::now(),
-        )
-        .await?;
+        // What the executable does: the runtime checks the payload is JSON
+        // and hands its text over; the handler parses that once.
+        let payload: Box<RawValue> = serde_json::from_slice(event)?;
+        let response = stream_anomaly::handle(&table, &config, payload, chrono::Utc::now()).await?;
         elapsed += start.elapsed();
         if !response.batch_item_failures.is_empty() {
             return Err("unexpected batch item failures".into());
@@ -385,7 +388,13 @@ async fn batch(store: &MemoryStore, events: &[&[u8]]) -> Result<Duration, Error>
         .await?;
         elapsed += start.elapsed();
         if summary.objects_processed != BATCH_OBJECTS {
-            return Err(format!("unexpected summary: {summary:?}").into());
+            return Err(format!(
+                "{} objects aggregated, {} invalid (first: {:?})",
+                summary.objects_processed,
+                summary.invalid_objects.len(),
+                summary.invalid_objects.first()
+            )
+            .into());
         }
     }
     Ok(elapsed)
