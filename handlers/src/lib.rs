@@ -27,6 +27,7 @@ pub mod config;
 pub mod dlq;
 pub mod dynamo;
 pub mod enrich;
+pub mod enrich_text;
 pub mod entry;
 pub mod error;
 pub mod events;

@@ -356,13 +356,8 @@ async fn transform(store: &MemoryStore, events: &[&[u8]]) -> Result<Duration, Er
     let mut elapsed = Duration::ZERO;
     for event in events {
         let start = Instant::now();
-        let report = s3_transform::handle(
-            store,
-            &config,
-            serde_json::from_slice(event)?,
-            chrono::Utc::now(),
-        )
-        .await?;
+        let payload: Box<RawValue> = serde_json::from_slice(event)?;
+        let report = s3_transform::handle(store, &config, payload, chrono::Utc::now()).await?;
         elapsed += start.elapsed();
         if report.processed.len() != 1 {
             return Err("object not processed".into());
