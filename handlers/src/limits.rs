@@ -3,9 +3,11 @@
 //!
 //! Concurrent requests hide the round trip to S3 and DynamoDB, which is
 //! most of a handler's billed time, but every request in flight holds its
-//! body: a quarter of the function's memory is the budget for them, and the
-//! number of requests is capped so a small function does not open hundreds
-//! of connections.
+//! body and a connection: a quarter of the function's memory is the budget
+//! for bodies, and the number of requests follows the memory setting the
+//! way Lambda's CPU share does (about 1/14 of a vCPU at 128 MB, one vCPU at
+//! 1,769 MB): a small function could not drive more connections (each TLS
+//! handshake costs CPU) and would only hold their buffers.
 
 use crate::config::{ConfigError, Env};
 
@@ -29,11 +31,12 @@ impl Default for IoLimits {
 
 impl IoLimits {
     /// The limits of a function with `memory_mb` of memory: a quarter of it
-    /// for bodies in flight, and a request per 2 MB, between 8 and 64.
+    /// for bodies in flight, and a request per 8 MB, between 8 and 64 (16 at
+    /// 128 MB, 64 from 512 MB).
     pub fn for_memory_mb(memory_mb: u64) -> Self {
         let memory_mb = memory_mb.max(1);
         Self {
-            requests: (memory_mb / 2).clamp(8, 64) as usize,
+            requests: (memory_mb / 8).clamp(8, 64) as usize,
             bytes: memory_mb * 1024 * 1024 / 4,
         }
     }
@@ -70,10 +73,11 @@ mod tests {
         assert_eq!(
             IoLimits::for_memory_mb(128),
             IoLimits {
-                requests: 64,
+                requests: 16,
                 bytes: 32 * 1024 * 1024
             }
         );
+        assert_eq!(IoLimits::for_memory_mb(512).requests, 64);
         assert_eq!(IoLimits::for_memory_mb(10).requests, 8);
         assert_eq!(IoLimits::for_memory_mb(10240).requests, 64);
         assert_eq!(IoLimits::default(), IoLimits::for_memory_mb(128));

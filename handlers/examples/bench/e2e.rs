@@ -421,6 +421,8 @@ async fn floor(
                     .bucket("floor")
                     .key(key)
                     .body(ByteStream::from(body))
+                    .customize()
+                    .disable_payload_signing()
                     .send()
                     .await?;
             }
@@ -637,7 +639,9 @@ async fn setup(sdk: &aws_config::SdkConfig) -> Result<Vec<Scenario>, Error> {
             check: python_ok,
             runs: PYTHON_BATCH_RUNS,
         },
-        floor: Floor::Aggregate { concurrency: 16 },
+        floor: Floor::Aggregate {
+            concurrency: sluice_handlers::limits::IoLimits::default().requests,
+        },
     });
     Ok(scenarios)
 }
