@@ -30,6 +30,10 @@ tools: ## build/install etcd, kube-apiserver, kubectl, moto (cached by version)
 tools-lambda: ## install cargo-lambda, the Lambda Runtime API emulator of the handler tests (cached by version)
 	@scripts/step.sh tools-lambda scripts/tools.sh install-cargo-lambda
 
+.PHONY: tools-bench
+tools-bench: ## install moto and the Python baseline of make bench (boto3), cached by version
+	@scripts/step.sh tools-bench scripts/tools.sh install-bench
+
 .PHONY: crds
 crds: ## regenerate the CRD YAML from the Rust types
 	cargo run --quiet -p sluice-operator --bin crdgen > $(CRD)
@@ -76,9 +80,10 @@ env-tests: tools tools-lambda handlers build
 	scripts/step.sh local-lambda cargo test -p sluice-handlers --features env-tests --test local_lambda -- --test-threads 3
 
 .PHONY: bench
-bench: tools-lambda ## handler throughput, peak memory and cold start (release build; not part of test)
+bench: tools-lambda tools-bench ## the handlers beside the article's Python on the same events: compute, end to end against moto, cold start (not part of test)
 	scripts/handlers.sh build
 	SLUICE_CARGO_LAMBDA=$$(scripts/tools.sh path cargo-lambda) SLUICE_LAMBDA_BIN_DIR=$(HANDLERS_DIR) \
+	SLUICE_MOTO_SERVER=$$(scripts/tools.sh path moto_server) SLUICE_BENCH_PYTHON=$$(scripts/tools.sh path bench-python) \
 	  cargo run --quiet --profile lambda -p sluice-handlers --example bench
 
 .PHONY: test

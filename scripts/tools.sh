@@ -8,14 +8,19 @@
 #   - cargo-lambda (its local Lambda Runtime API emulator runs the handler
 #     binaries in the handlers' integration tests), the prebuilt manylinux
 #     wheel PyPI publishes, pinned in e2e/requirements-lambda.txt, in its own
-#     virtualenv (seconds, where `cargo install` took 13 to 42 minutes).
+#     virtualenv (seconds, where `cargo install` took 13 to 42 minutes);
+#   - boto3 for the Python baseline of `make bench`, pinned in
+#     handlers/examples/bench/requirements.txt, in its own virtualenv.
 # A warm cache makes every step a no-op. Prints nothing but progress on stderr.
 #
 #   scripts/tools.sh            install the control plane and moto
 #   scripts/tools.sh install-cargo-lambda
 #                               install cargo-lambda (handler integration tests)
+#   scripts/tools.sh install-bench
+#                               install moto and the Python baseline (make bench)
 #   scripts/tools.sh path NAME  print the path of one tool (etcd, kube-apiserver,
-#                               kubectl, moto_server, python, cargo-lambda)
+#                               kubectl, moto_server, python, cargo-lambda,
+#                               bench-python)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -25,12 +30,14 @@ k8s_version() { awk '$1 == "require" && $2 == "k8s.io/kubernetes" {print $3}' "$
 etcd_version() { awk '$1 == "require" && $2 == "go.etcd.io/etcd/server/v3" {print $3}' "$ROOT/e2e/tools/etcd/go.mod"; }
 moto_stamp() { sha256sum "$ROOT/e2e/requirements.txt" | cut -c1-12; }
 cargo_lambda_stamp() { sha256sum "$ROOT/e2e/requirements-lambda.txt" | cut -c1-12; }
+bench_stamp() { sha256sum "$ROOT/handlers/examples/bench/requirements.txt" | cut -c1-12; }
 
 # The suffix names the build recipe: bump it when go_build's flags change.
 k8s_dir() { echo "$CACHE/bin/kubernetes-$(k8s_version)-r2"; }
 etcd_dir() { echo "$CACHE/bin/etcd-$(etcd_version)"; }
 venv_dir() { echo "$CACHE/venv-$(moto_stamp)"; }
 cargo_lambda_dir() { echo "$CACHE/venv-cargo-lambda-$(cargo_lambda_stamp)"; }
+bench_dir() { echo "$CACHE/venv-bench-$(bench_stamp)"; }
 
 log() { echo "tools: $*" >&2; }
 
@@ -88,6 +95,8 @@ install_moto() { pip_venv "$(venv_dir)" "$ROOT/e2e/requirements.txt"; }
 
 install_cargo_lambda() { pip_venv "$(cargo_lambda_dir)" "$ROOT/e2e/requirements-lambda.txt"; }
 
+install_bench_python() { pip_venv "$(bench_dir)" "$ROOT/handlers/examples/bench/requirements.txt"; }
+
 case "${1:-install}" in
   install)
     install_etcd
@@ -98,6 +107,12 @@ case "${1:-install}" in
     # Only the handlers' integration tests and the benchmark need it.
     install_cargo_lambda
     ;;
+  install-bench)
+    # make bench: moto (the AWS emulator both implementations run against)
+    # and the Python baseline's boto3.
+    install_moto
+    install_bench_python
+    ;;
   path)
     case "${2:?tool name}" in
       etcd) echo "$(etcd_dir)/etcd" ;;
@@ -106,8 +121,9 @@ case "${1:-install}" in
       moto_server) echo "$(venv_dir)/bin/moto_server" ;;
       python) echo "$(venv_dir)/bin/python" ;;
       cargo-lambda) echo "$(cargo_lambda_dir)/bin/cargo-lambda" ;;
-      *) echo "unknown tool: $2 (etcd, kube-apiserver, kubectl, moto_server, python, cargo-lambda)" >&2; exit 2 ;;
+      bench-python) echo "$(bench_dir)/bin/python" ;;
+      *) echo "unknown tool: $2 (etcd, kube-apiserver, kubectl, moto_server, python, cargo-lambda, bench-python)" >&2; exit 2 ;;
     esac
     ;;
-  *) echo "usage: $0 [install | install-cargo-lambda | path NAME]" >&2; exit 2 ;;
+  *) echo "usage: $0 [install | install-cargo-lambda | install-bench | path NAME]" >&2; exit 2 ;;
 esac

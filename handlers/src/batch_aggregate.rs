@@ -8,23 +8,25 @@
 //! retry of the same event produces the same summary. An explicit
 //! `{"date": "YYYY-MM-DD"}` input (re)processes that day.
 
-use std::collections::BTreeMap;
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Range;
 
 use chrono::{DateTime, Days, NaiveDate, Utc};
 use futures::StreamExt;
 use serde::Serialize;
 use serde_json::{Map, Value};
+use tokio::sync::Semaphore;
 
 use crate::config::{ConfigError, Env};
 use crate::enrich::timestamp;
 use crate::error::{HandlerError, StoreError};
 use crate::events::json_kind;
+use crate::json_scan::{self, Invalid, Scanner};
+use crate::limits::IoLimits;
 use crate::numbers::Amount;
 use crate::s3_transform::JSON_CONTENT_TYPE;
-use crate::store::ObjectStore;
-
-/// Objects fetched concurrently.
-const CONCURRENT_GETS: usize = 16;
+use crate::store::{ObjectStore, send_listing};
 
 /// Configuration of `batch-aggregate`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,52 +106,135 @@ pub struct DailySummary {
 /// Records of one object: (category, value) pairs. Rejects the object if
 /// any record is malformed, so a half-read object never skews the totals.
 pub fn object_records(body: &[u8]) -> Result<Vec<(String, Amount)>, String> {
-    let doc: Value = serde_json::from_slice(body).map_err(|e| format!("invalid JSON: {e}"))?;
-    let Value::Object(doc) = doc else {
-        return Err(format!(
-            "document must be a JSON object, got {}",
-            json_kind(&doc)
-        ));
-    };
-    let records = match doc.get("records") {
-        None | Some(Value::Null) => return Ok(Vec::new()),
-        Some(Value::Array(records)) => records,
-        Some(other) => {
-            return Err(format!(
-                "`records` must be an array, got {}",
-                json_kind(other)
-            ));
-        }
-    };
-    records
-        .iter()
-        .enumerate()
-        .map(|(i, record)| {
-            let Value::Object(record) = record else {
-                return Err(format!(
-                    "records[{i}] must be an object, got {}",
-                    json_kind(record)
-                ));
-            };
-            let category = match record.get("category") {
-                None | Some(Value::Null) => "unknown".to_owned(),
-                Some(Value::String(c)) => c.clone(),
-                Some(other) => {
-                    return Err(format!(
-                        "records[{i}].category must be a string, got {}",
-                        json_kind(other)
-                    ));
-                }
-            };
-            let value = match record.get("value") {
-                None | Some(Value::Null) => Amount::Int(0),
-                Some(v) => Amount::from_value(v).ok_or_else(|| {
-                    format!("records[{i}].value must be a number, got {}", json_kind(v))
-                })?,
-            };
-            Ok((category, value))
+    parse_records(body).map(|records| {
+        records
+            .into_iter()
+            .map(|(category, value)| (category.into_owned(), value))
+            .collect()
+    })
+}
+
+/// [`object_records`] with categories borrowed from `body` (no allocation
+/// per record), in one pass of [`json_scan`] that checks the text, reads
+/// the records' `category` and `value` and skips everything else.
+fn parse_records(body: &[u8]) -> Result<Vec<(Cow<'_, str>, Amount)>, String> {
+    let text = std::str::from_utf8(body).map_err(|e| format!("invalid JSON: {e}"))?;
+    let mut scanner = Scanner::new(text);
+    let kind = scanner.kind();
+    // No `records` (or null) means no records; a repeated key keeps its
+    // last value, as in a parsed document.
+    let mut records = Ok(Vec::new());
+    let walked = if scanner.peek() == Some(b'{') {
+        scanner.object(|scanner, key| {
+            if json_scan::key_is(&text[key], "records") {
+                records = records_at(scanner, text)?;
+            } else {
+                scanner.skip_value()?;
+            }
+            Ok(())
         })
-        .collect()
+    } else {
+        scanner.skip_value().map(|_| ())
+    };
+    walked
+        .and_then(|()| scanner.finish())
+        .map_err(|Invalid| json_scan::invalid_json(text))?;
+    if kind != "an object" {
+        return Err(format!("document must be a JSON object, got {kind}"));
+    }
+    records
+}
+
+/// Reads the `records` value: its records, or the first problem with them.
+#[allow(clippy::type_complexity)]
+fn records_at<'a>(
+    scanner: &mut Scanner<'a>,
+    text: &'a str,
+) -> Result<Result<Vec<(Cow<'a, str>, Amount)>, String>, Invalid> {
+    match scanner.peek() {
+        Some(b'n') => {
+            scanner.skip_value()?;
+            return Ok(Ok(Vec::new()));
+        }
+        Some(b'[') => {}
+        _ => {
+            let problem = format!("`records` must be an array, got {}", scanner.kind());
+            scanner.skip_value()?;
+            return Ok(Err(problem));
+        }
+    }
+    let mut records = Vec::new();
+    let mut problem: Option<String> = None;
+    let mut index = 0usize;
+    scanner.array(|scanner| {
+        if problem.is_some() {
+            return scanner.skip_value().map(|_| ());
+        }
+        if scanner.peek() != Some(b'{') {
+            problem = Some(format!(
+                "records[{index}] must be an object, got {}",
+                scanner.kind()
+            ));
+            return scanner.skip_value().map(|_| ());
+        }
+        let (mut category, mut value) = (None, None);
+        scanner.object(|scanner, key| {
+            let span = scanner.skip_value()?;
+            // A repeated field keeps its last value, as `Value` does.
+            let key = &text[key];
+            if json_scan::key_is(key, "category") {
+                category = Some(span);
+            } else if json_scan::key_is(key, "value") {
+                value = Some(span);
+            }
+            Ok(())
+        })?;
+        match record(text, index, category, value) {
+            Ok(record) => records.push(record),
+            Err(message) => problem = Some(message),
+        }
+        index += 1;
+        Ok(())
+    })?;
+    Ok(problem.map_or(Ok(records), Err))
+}
+
+/// One record from the spans of its `category` and `value`.
+fn record(
+    text: &str,
+    index: usize,
+    category: Option<Range<usize>>,
+    value: Option<Range<usize>>,
+) -> Result<(Cow<'_, str>, Amount), String> {
+    let bytes = text.as_bytes();
+    let category = match category {
+        None => Cow::Borrowed("unknown"),
+        Some(span) => match json_scan::kind(bytes, span.start) {
+            "null" => Cow::Borrowed("unknown"),
+            "a string" => json_scan::decode_string(&text[span]),
+            kind => {
+                return Err(format!(
+                    "records[{index}].category must be a string, got {kind}"
+                ));
+            }
+        },
+    };
+    let value = match value {
+        None => Amount::Int(0),
+        Some(span) => match json_scan::kind(bytes, span.start) {
+            "null" => Amount::Int(0),
+            // Out of f64's range: serde_json refuses the whole text.
+            "a number" => {
+                json_scan::amount(&text[span]).ok_or_else(|| json_scan::invalid_json(text))?
+            }
+            kind => {
+                return Err(format!(
+                    "records[{index}].value must be a number, got {kind}"
+                ));
+            }
+        },
+    };
+    Ok((category, value))
 }
 
 fn amount_json(amount: Amount) -> Result<Value, HandlerError> {
@@ -158,6 +243,9 @@ fn amount_json(amount: Amount) -> Result<Value, HandlerError> {
         .ok_or_else(|| HandlerError::validation("aggregate overflows a JSON number"))
 }
 
+/// Size assumed for an object whose listing gave none.
+const UNKNOWN_SIZE: u64 = 1024 * 1024;
+
 /// Aggregates the day named by `event` and writes the summary.
 pub async fn handle<S: ObjectStore>(
     store: &S,
@@ -165,59 +253,104 @@ pub async fn handle<S: ObjectStore>(
     event: Value,
     now: DateTime<Utc>,
 ) -> Result<DailySummary, HandlerError> {
+    handle_with(store, config, IoLimits::default(), event, now).await
+}
+
+/// [`handle`] with the function's I/O limits.
+///
+/// The listing runs ahead of the reads (the next page is asked for as soon
+/// as one arrives) and objects are read as their keys come in, up to
+/// `limits.requests` at a time and within `limits.bytes` of bodies held.
+/// Bodies are aggregated in key order as they arrive, so float sums are
+/// reproducible and only the bodies in flight are in memory.
+pub async fn handle_with<S: ObjectStore>(
+    store: &S,
+    config: &BatchConfig,
+    limits: IoLimits,
+    event: Value,
+    now: DateTime<Utc>,
+) -> Result<DailySummary, HandlerError> {
     let date = target_date(&event)?;
     let prefix = date.format("%Y/%m/%d/").to_string();
     let source = format!("s3://{}/{prefix}", config.source_bucket);
-    let keys: Vec<String> = store
-        .list(&config.source_bucket, &prefix)
-        .await
-        .map_err(HandlerError::from)?
-        .into_iter()
-        .filter(|k| !k.ends_with('/'))
-        .collect();
-    tracing::info!(%source, objects = keys.len(), "aggregating");
+    tracing::info!(%source, "aggregating");
 
-    // `buffered` keeps key order, so float sums are reproducible.
-    let fetched: Vec<(String, Result<Vec<u8>, StoreError>)> = futures::stream::iter(keys)
-        .map(|key| async move {
-            let body = store.get(&config.source_bucket, &key).await;
-            (key, body)
-        })
-        .buffered(CONCURRENT_GETS)
-        .collect()
-        .await;
-
-    let mut per_category: BTreeMap<String, Amount> = BTreeMap::new();
+    // Hashed while aggregating, sorted once at the end.
+    let mut per_category: HashMap<String, Amount> = HashMap::new();
     let mut total = Amount::Int(0);
     let mut total_records = 0u64;
     let mut objects_processed = 0u64;
     let mut invalid_objects = Vec::new();
-    for (key, body) in fetched {
-        let parsed = match body {
-            Ok(body) => object_records(&body),
-            // Deleted between list and get: nothing to aggregate.
-            Err(StoreError::NotFound(reason)) => Err(reason),
-            Err(error) => return Err(error.into()),
-        };
-        match parsed {
-            Ok(records) => {
-                objects_processed += 1;
-                total_records += records.len() as u64;
-                for (category, value) in records {
-                    let slot = per_category.entry(category).or_default();
-                    *slot = *slot + value;
-                    total = total + value;
+
+    let (pages, listed) = tokio::sync::mpsc::channel(1);
+    let listing = send_listing(store, &config.source_bucket, &prefix, pages);
+    // The budget in KiB, so that even 10 GB fits a semaphore's permits.
+    let budget =
+        Semaphore::new(usize::try_from(limits.bytes.div_ceil(1024)).unwrap_or(usize::MAX >> 4));
+    let budget = &budget;
+    let reads = futures::stream::unfold(listed, |mut listed| async move {
+        listed
+            .recv()
+            .await
+            .map(|page| (futures::stream::iter(page), listed))
+    })
+    .flatten()
+    .filter(|(key, _)| std::future::ready(!key.ends_with('/')))
+    // Budget taken in key order, before the read starts: the oldest read
+    // always holds its share, so the reads never wait on each other.
+    .then(|(key, size)| async move {
+        let kib = limits.share(size.unwrap_or(UNKNOWN_SIZE)).div_ceil(1024);
+        let share = budget
+            .acquire_many(u32::try_from(kib).unwrap_or(u32::MAX))
+            .await
+            .ok();
+        (key, share)
+    })
+    .map(|(key, share)| async move {
+        let body = store.get(&config.source_bucket, &key).await;
+        (key, body, share)
+    })
+    .buffered(limits.requests);
+    let aggregate = async {
+        let mut reads = std::pin::pin!(reads);
+        while let Some((key, body, share)) = reads.next().await {
+            let parsed = match &body {
+                Ok(body) => parse_records(body),
+                // Deleted between list and get: nothing to aggregate.
+                Err(StoreError::NotFound(reason)) => Err(reason.clone()),
+                Err(error) => return Err(HandlerError::from(error.clone())),
+            };
+            match parsed {
+                Ok(records) => {
+                    objects_processed += 1;
+                    total_records += records.len() as u64;
+                    for (category, value) in records {
+                        match per_category.get_mut(category.as_ref()) {
+                            Some(slot) => *slot = *slot + value,
+                            None => {
+                                per_category
+                                    .insert(category.into_owned(), Amount::default() + value);
+                            }
+                        }
+                        total = total + value;
+                    }
+                }
+                Err(reason) => {
+                    tracing::error!(%key, %reason, "invalid object skipped");
+                    invalid_objects.push(InvalidObject { key, reason });
                 }
             }
-            Err(reason) => {
-                tracing::error!(%key, %reason, "invalid object skipped");
-                invalid_objects.push(InvalidObject { key, reason });
-            }
+            drop(share);
         }
-    }
+        Ok(())
+    };
+    futures::try_join!(
+        async { listing.await.map_err(HandlerError::from) },
+        aggregate
+    )?;
 
     let mut aggregated_values = Map::new();
-    for (category, amount) in per_category {
+    for (category, amount) in per_category.into_iter().collect::<BTreeMap<_, _>>() {
         aggregated_values.insert(category, amount_json(amount)?);
     }
     let date_text = date.format("%Y-%m-%d").to_string();
@@ -244,7 +377,12 @@ pub async fn handle<S: ObjectStore>(
         )
         .await
         .map_err(HandlerError::from)?;
-    tracing::info!(output_key = %output_key, total_records, "summary written");
+    tracing::info!(
+        output_key = %output_key,
+        objects_processed,
+        total_records,
+        "summary written"
+    );
     Ok(summary)
 }
 

@@ -7,11 +7,15 @@
 //! first and each record is parsed on its own, so a poisoned record becomes
 //! that record's validation error while its neighbours are processed.
 
+use std::ops::Range;
+
 use percent_encoding::percent_decode_str;
 use serde::Deserialize;
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::error::HandlerError;
+use crate::json_scan::{self, Invalid, Scanner};
 
 /// The `Records` array of an S3 / SQS / Kinesis event, unparsed.
 #[derive(Debug, Default, Deserialize)]
@@ -26,6 +30,78 @@ impl RawRecords {
     pub fn from_event(event: Value) -> Result<Self, HandlerError> {
         serde_json::from_value(event)
             .map_err(|e| HandlerError::validation(format!("event has no valid Records array: {e}")))
+    }
+}
+
+/// An event payload a handler parses into its own types, borrowing strings
+/// from it where it can: the JSON text Lambda delivered (what the
+/// executable passes, so a batch is parsed once, straight into typed
+/// records), or a [`Value`] (unit tests, and callers that have one).
+pub trait Payload {
+    /// Parses the payload as `T`.
+    fn parse<'de, T: Deserialize<'de>>(&'de self) -> Result<T, serde_json::Error>;
+
+    /// The payload's JSON text, when it is text.
+    fn text(&self) -> Option<&str>;
+}
+
+impl Payload for Value {
+    fn parse<'de, T: Deserialize<'de>>(&'de self) -> Result<T, serde_json::Error> {
+        T::deserialize(self)
+    }
+
+    fn text(&self) -> Option<&str> {
+        None
+    }
+}
+
+impl Payload for RawValue {
+    fn parse<'de, T: Deserialize<'de>>(&'de self) -> Result<T, serde_json::Error> {
+        serde_json::from_str(self.get())
+    }
+
+    fn text(&self) -> Option<&str> {
+        Some(self.get())
+    }
+}
+
+impl Payload for str {
+    fn parse<'de, T: Deserialize<'de>>(&'de self) -> Result<T, serde_json::Error> {
+        serde_json::from_str(self)
+    }
+
+    fn text(&self) -> Option<&str> {
+        Some(self)
+    }
+}
+
+impl Payload for [u8] {
+    fn parse<'de, T: Deserialize<'de>>(&'de self) -> Result<T, serde_json::Error> {
+        serde_json::from_slice(self)
+    }
+
+    fn text(&self) -> Option<&str> {
+        std::str::from_utf8(self).ok()
+    }
+}
+
+impl<P: Payload + ?Sized> Payload for Box<P> {
+    fn parse<'de, T: Deserialize<'de>>(&'de self) -> Result<T, serde_json::Error> {
+        (**self).parse()
+    }
+
+    fn text(&self) -> Option<&str> {
+        (**self).text()
+    }
+}
+
+impl<P: Payload + ?Sized> Payload for &P {
+    fn parse<'de, T: Deserialize<'de>>(&'de self) -> Result<T, serde_json::Error> {
+        (**self).parse()
+    }
+
+    fn text(&self) -> Option<&str> {
+        (**self).text()
     }
 }
 
@@ -70,20 +146,211 @@ struct S3Object {
     sequencer: Option<String>,
 }
 
+/// The objects an S3 event names, one result per record: the record's
+/// object, or why the record is malformed. An event that is not an object
+/// with a `Records` array (when present) is an error.
+///
+/// From the event's JSON text, one pass of [`crate::json_scan`] reads each
+/// record's `s3.bucket.name`, `s3.object.key` and `s3.object.sequencer` and
+/// skips everything else; from a [`Value`], [`parse_s3_record`] reads each.
+pub fn s3_objects<P: Payload + ?Sized>(
+    event: &P,
+) -> Result<Vec<Result<S3ObjectRef, HandlerError>>, HandlerError> {
+    match event.text() {
+        Some(text) => s3_objects_in_text(text),
+        None => Ok(event
+            .parse::<RawRecords>()
+            .map_err(|e| {
+                HandlerError::validation(format!("event has no valid Records array: {e}"))
+            })?
+            .records
+            .iter()
+            .map(parse_s3_record)
+            .collect()),
+    }
+}
+
+fn s3_objects_in_text(text: &str) -> Result<Vec<Result<S3ObjectRef, HandlerError>>, HandlerError> {
+    let invalid =
+        |why: String| HandlerError::validation(format!("event has no valid Records array: {why}"));
+    let mut scanner = Scanner::new(text);
+    if scanner.peek() != Some(b'{') {
+        let kind = scanner.kind();
+        return Err(invalid(format!("the event is {kind}, not an object")));
+    }
+    // Missing `Records` (e.g. S3's `s3:TestEvent`) means no records.
+    let mut records: Result<Vec<_>, String> = Ok(Vec::new());
+    scanner
+        .object(|scanner, key| {
+            if !json_scan::key_is(&text[key], "Records") {
+                return scanner.skip_value().map(|_| ());
+            }
+            if scanner.peek() != Some(b'[') {
+                records = Err(format!("`Records` is {}, not an array", scanner.kind()));
+                return scanner.skip_value().map(|_| ());
+            }
+            let mut list = Vec::new();
+            scanner.array(|scanner| {
+                list.push(s3_record(scanner, text)?);
+                Ok(())
+            })?;
+            records = Ok(list);
+            Ok(())
+        })
+        .and_then(|()| scanner.finish())
+        .map_err(|Invalid| invalid(json_scan::invalid_json(text)))?;
+    records.map_err(invalid)
+}
+
+/// What one S3 record says about its object, as spans of the text.
+#[derive(Default)]
+struct S3Fields {
+    s3: bool,
+    bucket: bool,
+    object: bool,
+    name: Option<Range<usize>>,
+    key: Option<Range<usize>>,
+    sequencer: Option<Range<usize>>,
+    /// The first part of the record of the wrong JSON type.
+    wrong: Option<String>,
+}
+
+impl S3Fields {
+    /// Reads the object at the scanner as `what`, handing its members to
+    /// `member`; anything else is noted as wrong and skipped.
+    fn nested(
+        &mut self,
+        scanner: &mut Scanner<'_>,
+        what: &str,
+        mut member: impl FnMut(&mut Self, &mut Scanner<'_>, Range<usize>) -> Result<(), Invalid>,
+    ) -> Result<(), Invalid> {
+        if scanner.peek() != Some(b'{') {
+            if self.wrong.is_none() {
+                self.wrong = Some(format!(
+                    "`{what}` must be an object, got {}",
+                    scanner.kind()
+                ));
+            }
+            return scanner.skip_value().map(|_| ());
+        }
+        scanner.object(|scanner, key| member(self, scanner, key))
+    }
+
+    /// Reads a string (or, if `nullable`, null) field.
+    fn string(
+        &mut self,
+        scanner: &mut Scanner<'_>,
+        what: &str,
+        nullable: bool,
+    ) -> Result<Option<Range<usize>>, Invalid> {
+        let kind = scanner.kind();
+        let span = scanner.skip_value()?;
+        match kind {
+            "a string" => Ok(Some(span)),
+            "null" if nullable => Ok(None),
+            kind => {
+                if self.wrong.is_none() {
+                    self.wrong = Some(format!("`{what}` must be a string, got {kind}"));
+                }
+                Ok(None)
+            }
+        }
+    }
+}
+
+/// One record of an S3 event: its object, or why it is malformed.
+fn s3_record(
+    scanner: &mut Scanner<'_>,
+    text: &str,
+) -> Result<Result<S3ObjectRef, HandlerError>, Invalid> {
+    let mut fields = S3Fields::default();
+    fields.nested(scanner, "record", |fields, scanner, key| {
+        if !json_scan::key_is(&text[key], "s3") {
+            return scanner.skip_value().map(|_| ());
+        }
+        fields.s3 = true;
+        fields.nested(scanner, "s3", |fields, scanner, key| {
+            let key = &text[key];
+            if json_scan::key_is(key, "bucket") {
+                fields.bucket = true;
+                fields.nested(scanner, "s3.bucket", |fields, scanner, key| {
+                    if json_scan::key_is(&text[key], "name") {
+                        fields.name = fields.string(scanner, "s3.bucket.name", false)?;
+                        Ok(())
+                    } else {
+                        scanner.skip_value().map(|_| ())
+                    }
+                })
+            } else if json_scan::key_is(key, "object") {
+                fields.object = true;
+                fields.nested(scanner, "s3.object", |fields, scanner, key| {
+                    let key = &text[key];
+                    if json_scan::key_is(key, "key") {
+                        fields.key = fields.string(scanner, "s3.object.key", false)?;
+                        Ok(())
+                    } else if json_scan::key_is(key, "sequencer") {
+                        fields.sequencer = fields.string(scanner, "s3.object.sequencer", true)?;
+                        Ok(())
+                    } else {
+                        scanner.skip_value().map(|_| ())
+                    }
+                })
+            } else {
+                scanner.skip_value().map(|_| ())
+            }
+        })
+    })?;
+    let missing = [
+        (fields.s3, "s3"),
+        (fields.bucket, "bucket"),
+        (fields.object, "object"),
+        (fields.name.is_some() || fields.wrong.is_some(), "name"),
+        (fields.key.is_some() || fields.wrong.is_some(), "key"),
+    ]
+    .into_iter()
+    .find(|(present, _)| !present)
+    .map(|(_, field)| format!("missing field `{field}`"));
+    if let Some(why) = fields.wrong.or(missing) {
+        return Ok(Err(HandlerError::validation(format!(
+            "malformed S3 event record: {why}"
+        ))));
+    }
+    let string = |span: Option<Range<usize>>| {
+        span.map(|span| json_scan::decode_string(&text[span]).into_owned())
+    };
+    Ok(object_ref(
+        string(fields.name).unwrap_or_default(),
+        &string(fields.key).unwrap_or_default(),
+        string(fields.sequencer),
+    ))
+}
+
 /// Parses one S3 event record.
 pub fn parse_s3_record(record: &Value) -> Result<S3ObjectRef, HandlerError> {
     let parsed = S3Record::deserialize(record)
         .map_err(|e| HandlerError::validation(format!("malformed S3 event record: {e}")))?;
-    let key = decode_s3_key(&parsed.s3.object.key)?;
-    if parsed.s3.bucket.name.is_empty() || key.is_empty() {
+    object_ref(
+        parsed.s3.bucket.name,
+        &parsed.s3.object.key,
+        parsed.s3.object.sequencer,
+    )
+}
+
+fn object_ref(
+    bucket: String,
+    raw_key: &str,
+    sequencer: Option<String>,
+) -> Result<S3ObjectRef, HandlerError> {
+    let key = decode_s3_key(raw_key)?;
+    if bucket.is_empty() || key.is_empty() {
         return Err(HandlerError::validation(
             "malformed S3 event record: empty bucket name or object key",
         ));
     }
     Ok(S3ObjectRef {
-        bucket: parsed.s3.bucket.name,
+        bucket,
         key,
-        sequencer: parsed.s3.object.sequencer,
+        sequencer,
     })
 }
 

@@ -10,7 +10,9 @@ use std::future::Future;
 use chrono::{DateTime, Utc};
 use lambda_runtime::{LambdaEvent, service_fn};
 use serde::Serialize;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
+use serde_json::value::RawValue;
 use tracing_subscriber::EnvFilter;
 
 use crate::error::HandlerError;
@@ -70,6 +72,20 @@ where
     run_with_invocation(move |payload, _| handler(payload)).await
 }
 
+/// [`run`] for handlers that parse the payload themselves, from the JSON
+/// text Lambda delivered ([`crate::events::Payload`]): a large batch is then
+/// parsed once, straight into the handler's types, instead of into a
+/// [`Value`] first. A payload that is not JSON at all is still the
+/// runtime's own error, as with [`run`].
+pub async fn run_raw<F, Fut, T>(handler: F) -> Result<(), lambda_runtime::Error>
+where
+    F: Fn(Box<RawValue>) -> Fut,
+    Fut: Future<Output = Result<T, HandlerError>>,
+    T: Serialize,
+{
+    serve(move |payload, _| handler(payload)).await
+}
+
 /// [`run`] for handlers that also need the [`Invocation`] (its deadline).
 pub async fn run_with_invocation<F, Fut, T>(handler: F) -> Result<(), lambda_runtime::Error>
 where
@@ -77,8 +93,19 @@ where
     Fut: Future<Output = Result<T, HandlerError>>,
     T: Serialize,
 {
+    serve(handler).await
+}
+
+/// The runtime loop over payloads of type `P`.
+async fn serve<P, F, Fut, T>(handler: F) -> Result<(), lambda_runtime::Error>
+where
+    P: DeserializeOwned,
+    F: Fn(P, Invocation) -> Fut,
+    Fut: Future<Output = Result<T, HandlerError>>,
+    T: Serialize,
+{
     let handler = &handler;
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<P>| async move {
         let invocation = Invocation::from_context(&event.context);
         let request_id = invocation.request_id.clone();
         // Boxed: keeps the runtime's state machine within rustc's layout

@@ -4,6 +4,8 @@
 use std::future::Future;
 use std::time::Duration;
 
+use futures::StreamExt;
+
 /// How often and how patiently to resend the failed part of a batch call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Backoff {
@@ -77,10 +79,29 @@ impl<E> Sent<E> {
 /// attempts in all with backoff between them. `send` gets the indices of one
 /// call's entries and returns one [`Sent`] per index, in order (a missing
 /// result counts as retryable `missing`). Returns, per entry, `None` if
-/// accepted or its last error.
+/// accepted or its last error. One call at a time; see
+/// [`send_in_concurrent_batches`].
 pub async fn send_in_batches<E, F, Fut>(
     len: usize,
     chunk_size: usize,
+    backoff: Backoff,
+    what: &str,
+    missing: impl Fn() -> E,
+    send: F,
+) -> Vec<Option<E>>
+where
+    F: FnMut(Vec<usize>) -> Fut,
+    Fut: Future<Output = Vec<Sent<E>>>,
+{
+    send_in_concurrent_batches(len, chunk_size, 1, backoff, what, missing, send).await
+}
+
+/// [`send_in_batches`] with up to `concurrency` calls of an attempt in
+/// flight at once. Calls are made, and their results read, in entry order.
+pub async fn send_in_concurrent_batches<E, F, Fut>(
+    len: usize,
+    chunk_size: usize,
+    concurrency: usize,
     backoff: Backoff,
     what: &str,
     missing: impl Fn() -> E,
@@ -99,11 +120,20 @@ where
         if attempt > 1 {
             backoff.wait(attempt - 1).await;
         }
+        let calls: Vec<(Vec<usize>, Vec<Sent<E>>)> =
+            futures::stream::iter(pending.chunks(chunk_size.max(1)))
+                .map(|chunk| {
+                    // Boxed to keep the callers' state machines shallow.
+                    let call = Box::pin(send(chunk.to_vec()));
+                    async move { (chunk.to_vec(), call.await) }
+                })
+                .buffered(concurrency.max(1))
+                .collect()
+                .await;
         let mut retry = Vec::new();
-        for chunk in pending.chunks(chunk_size.max(1)) {
-            // Boxed to keep the callers' state machines shallow.
-            let mut results = Box::pin(send(chunk.to_vec())).await.into_iter();
-            for &index in chunk {
+        for (chunk, results) in calls {
+            let mut results = results.into_iter();
+            for index in chunk {
                 errors[index] = match results.next().unwrap_or_else(|| Sent::Retry(missing())) {
                     Sent::Done => None,
                     Sent::Retry(error) => {

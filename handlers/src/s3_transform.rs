@@ -1,15 +1,21 @@
 //! Pattern 1 — event-triggered processing: every object named by an S3
 //! event is read, enriched ([`crate::enrich`]) and written to
 //! `OUTPUT_BUCKET` under `processed/<key>`.
+//!
+//! The object is read into one buffer sized from its length, enriched in
+//! that buffer as text ([`crate::enrich_text`]: parsed once, only `items`
+//! read into numbers, no `Value` tree) and written from it, so a 10 MB
+//! object costs about 10 MB of memory and one pass of parsing.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::config::{ConfigError, Env};
-use crate::enrich::enrich_bytes;
+use crate::enrich::timestamp;
+use crate::enrich_text::{enrich_in_place, headroom};
 use crate::error::HandlerError;
-use crate::events::{RawRecords, S3ObjectRef, parse_s3_record};
+use crate::events::{Payload, S3ObjectRef, s3_objects};
 use crate::store::ObjectStore;
 
 /// Prefix of every output key.
@@ -70,27 +76,22 @@ pub async fn transform_object<S: ObjectStore>(
     extra_fields: Map<String, Value>,
 ) -> Result<ProcessedObject, HandlerError> {
     let uri = source.uri();
-    let body = store
-        .get(&source.bucket, &source.key)
+    let mut body = store
+        .get_with_headroom(&source.bucket, &source.key, headroom(&extra_fields))
         .await
         .map_err(HandlerError::from)?;
-    let (mut doc, _) =
-        enrich_bytes(&body, now).map_err(|e| HandlerError::validation(format!("{uri}: {e}")))?;
-    if let Value::Object(map) = &mut doc {
-        map.extend(extra_fields);
-    }
-    let bytes = serde_json::to_vec(&doc)
-        .map_err(|e| HandlerError::validation(format!("{uri}: cannot serialize result: {e}")))?;
+    let totals = enrich_in_place(&mut body, &timestamp(now), &extra_fields)
+        .map_err(|e| HandlerError::validation(format!("{uri}: {e}")))?;
     store
-        .put(output_bucket, output_key, bytes, JSON_CONTENT_TYPE)
+        .put(output_bucket, output_key, body, JSON_CONTENT_TYPE)
         .await
         .map_err(|e| HandlerError::from(e).context(&uri))?;
     Ok(ProcessedObject {
         source: uri,
         output_bucket: output_bucket.to_owned(),
         output_key: output_key.to_owned(),
-        total_items: doc.get("total_items").cloned(),
-        total_value: doc.get("total_value").cloned(),
+        total_items: totals.and_then(|t| t.total_items.to_json()),
+        total_value: totals.and_then(|t| t.total_value.to_json()),
     })
 }
 
@@ -98,18 +99,21 @@ pub async fn transform_object<S: ObjectStore>(
 /// object) if any record failed. Good records are written even when a
 /// neighbour fails; a retry rewrites them with identical content apart from
 /// `processed_at`.
-pub async fn handle<S: ObjectStore>(
+///
+/// `event` is the payload as Lambda delivered it (JSON text) or a [`Value`];
+/// each record is parsed from its own text into just the fields read.
+pub async fn handle<S: ObjectStore, P: Payload>(
     store: &S,
     config: &TransformConfig,
-    event: Value,
+    event: P,
     now: DateTime<Utc>,
 ) -> Result<TransformReport, HandlerError> {
-    let records = RawRecords::from_event(event)?.records;
+    let records = s3_objects(&event)?;
     let total = records.len();
     let mut report = TransformReport::default();
     let mut errors = Vec::new();
-    for record in &records {
-        let source = match parse_s3_record(record) {
+    for record in records {
+        let source = match record {
             Ok(source) => source,
             Err(e) => {
                 errors.push(e);

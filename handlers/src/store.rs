@@ -23,6 +23,16 @@ pub struct ListPage {
 /// A safety net against a store that keeps returning continuation tokens.
 const MAX_LIST_PAGES: usize = 100_000;
 
+/// One page of a listing with each object's size.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SizedPage {
+    /// Object keys on this page, in key order, with their size in bytes when
+    /// the store says.
+    pub objects: Vec<(String, Option<u64>)>,
+    /// Token for the next page; `None` on the last page.
+    pub next: Option<String>,
+}
+
 /// Get, put and (paginated) list over buckets of objects.
 pub trait ObjectStore: Send + Sync {
     /// Reads a whole object.
@@ -31,6 +41,21 @@ pub trait ObjectStore: Send + Sync {
         bucket: &str,
         key: &str,
     ) -> impl Future<Output = Result<Vec<u8>, StoreError>> + Send;
+
+    /// Reads a whole object into a buffer with room for `headroom` more
+    /// bytes, so a caller that appends that much to it never copies it.
+    fn get_with_headroom(
+        &self,
+        bucket: &str,
+        key: &str,
+        headroom: usize,
+    ) -> impl Future<Output = Result<Vec<u8>, StoreError>> + Send {
+        async move {
+            let mut body = self.get(bucket, key).await?;
+            body.reserve_exact(headroom);
+            Ok(body)
+        }
+    }
 
     /// Writes a whole object.
     fn put(
@@ -49,6 +74,23 @@ pub trait ObjectStore: Send + Sync {
         continuation: Option<String>,
     ) -> impl Future<Output = Result<ListPage, StoreError>> + Send;
 
+    /// [`ObjectStore::list_page`] with each object's size (`None` where the
+    /// store does not say).
+    fn list_sized_page(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        continuation: Option<String>,
+    ) -> impl Future<Output = Result<SizedPage, StoreError>> + Send {
+        async move {
+            let page = self.list_page(bucket, prefix, continuation).await?;
+            Ok(SizedPage {
+                objects: page.keys.into_iter().map(|key| (key, None)).collect(),
+                next: page.next,
+            })
+        }
+    }
+
     /// Lists every key under `prefix`, following continuation tokens
     /// (ListObjectsV2 returns at most 1,000 keys per call).
     fn list(
@@ -62,23 +104,62 @@ pub trait ObjectStore: Send + Sync {
             for _ in 0..MAX_LIST_PAGES {
                 let page = self.list_page(bucket, prefix, continuation.clone()).await?;
                 keys.extend(page.keys);
-                match page.next {
-                    Some(next) if continuation.as_deref() != Some(next.as_str()) => {
-                        continuation = Some(next);
-                    }
-                    Some(next) => {
-                        return Err(StoreError::Transient(format!(
-                            "listing s3://{bucket}/{prefix}: continuation token {next:?} repeated"
-                        )));
-                    }
+                match next_page(bucket, prefix, continuation, page.next)? {
+                    Some(next) => continuation = Some(next),
                     None => return Ok(keys),
                 }
             }
-            Err(StoreError::Transient(format!(
-                "listing s3://{bucket}/{prefix}: more than {MAX_LIST_PAGES} pages"
-            )))
+            Err(too_many_pages(bucket, prefix))
         }
     }
+}
+
+/// The continuation token to follow after a page whose `next` is given, or
+/// `None` after the last page. A token that repeats is an error, not a loop.
+fn next_page(
+    bucket: &str,
+    prefix: &str,
+    current: Option<String>,
+    next: Option<String>,
+) -> Result<Option<String>, StoreError> {
+    match next {
+        Some(next) if current.as_deref() == Some(next.as_str()) => Err(StoreError::Transient(
+            format!("listing s3://{bucket}/{prefix}: continuation token {next:?} repeated"),
+        )),
+        next => Ok(next),
+    }
+}
+
+fn too_many_pages(bucket: &str, prefix: &str) -> StoreError {
+    StoreError::Transient(format!(
+        "listing s3://{bucket}/{prefix}: more than {MAX_LIST_PAGES} pages"
+    ))
+}
+
+/// Lists every object under `prefix`, with sizes, sending each page's
+/// objects to `pages` as soon as it arrives and asking for the next one
+/// at once, so a consumer works on one page while the next is listed.
+/// Stops early, without error, when the consumer hangs up.
+pub async fn send_listing<S: ObjectStore + ?Sized>(
+    store: &S,
+    bucket: &str,
+    prefix: &str,
+    pages: tokio::sync::mpsc::Sender<Vec<(String, Option<u64>)>>,
+) -> Result<(), StoreError> {
+    let mut continuation: Option<String> = None;
+    for _ in 0..MAX_LIST_PAGES {
+        let page = store
+            .list_sized_page(bucket, prefix, continuation.clone())
+            .await?;
+        if pages.send(page.objects).await.is_err() {
+            return Ok(());
+        }
+        match next_page(bucket, prefix, continuation, page.next)? {
+            Some(next) => continuation = Some(next),
+            None => return Ok(()),
+        }
+    }
+    Err(too_many_pages(bucket, prefix))
 }
 
 /// [`ObjectStore`] over Amazon S3.
@@ -96,23 +177,45 @@ impl S3Store {
 
 impl ObjectStore for S3Store {
     async fn get(&self, bucket: &str, key: &str) -> Result<Vec<u8>, StoreError> {
-        let what = format!("get s3://{bucket}/{key}");
-        let output = self
+        self.get_with_headroom(bucket, key, 0).await
+    }
+
+    /// Reads the body chunk by chunk into one buffer sized from
+    /// `Content-Length`: the object is held once, never copied whole.
+    async fn get_with_headroom(
+        &self,
+        bucket: &str,
+        key: &str,
+        headroom: usize,
+    ) -> Result<Vec<u8>, StoreError> {
+        let what = || format!("get s3://{bucket}/{key}");
+        let mut output = self
             .client
             .get_object()
             .bucket(bucket)
             .key(key)
             .send()
             .await
-            .map_err(|e| classify_sdk_error(&e, &what))?;
-        let bytes = output
+            .map_err(|e| classify_sdk_error(&e, &what()))?;
+        let length = output
+            .content_length()
+            .and_then(|n| usize::try_from(n).ok())
+            .unwrap_or(0);
+        let mut body = Vec::with_capacity(length.saturating_add(headroom));
+        while let Some(chunk) = output
             .body
-            .collect()
+            .try_next()
             .await
-            .map_err(|e| StoreError::Transient(format!("{what}: reading body: {e}")))?;
-        Ok(bytes.into_bytes().to_vec())
+            .map_err(|e| StoreError::Transient(format!("{}: reading body: {e}", what())))?
+        {
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
     }
 
+    /// The body goes unsigned (`UNSIGNED-PAYLOAD`), as boto3 sends it over
+    /// HTTPS: TLS and the CRC32 checksum the SDK adds protect it, and
+    /// hashing it for the signature would cost a pass over every byte.
     async fn put(
         &self,
         bucket: &str,
@@ -126,6 +229,8 @@ impl ObjectStore for S3Store {
             .key(key)
             .content_type(content_type)
             .body(ByteStream::from(body))
+            .customize()
+            .disable_payload_signing()
             .send()
             .await
             .map_err(|e| classify_sdk_error(&e, &format!("put s3://{bucket}/{key}")))?;
@@ -138,6 +243,19 @@ impl ObjectStore for S3Store {
         prefix: &str,
         continuation: Option<String>,
     ) -> Result<ListPage, StoreError> {
+        let page = self.list_sized_page(bucket, prefix, continuation).await?;
+        Ok(ListPage {
+            keys: page.objects.into_iter().map(|(key, _)| key).collect(),
+            next: page.next,
+        })
+    }
+
+    async fn list_sized_page(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        continuation: Option<String>,
+    ) -> Result<SizedPage, StoreError> {
         let output = self
             .client
             .list_objects_v2()
@@ -147,17 +265,20 @@ impl ObjectStore for S3Store {
             .send()
             .await
             .map_err(|e| classify_sdk_error(&e, &format!("list s3://{bucket}/{prefix}")))?;
-        let keys = output
+        let objects = output
             .contents()
             .iter()
-            .filter_map(|o| o.key().map(str::to_owned))
+            .filter_map(|o| {
+                let size = o.size().and_then(|n| u64::try_from(n).ok());
+                o.key().map(|key| (key.to_owned(), size))
+            })
             .collect();
         let next = if output.is_truncated().unwrap_or(false) {
             output.next_continuation_token().map(str::to_owned)
         } else {
             None
         };
-        Ok(ListPage { keys, next })
+        Ok(SizedPage { objects, next })
     }
 }
 
@@ -260,13 +381,14 @@ impl MemoryStore {
     }
 
     /// The injected failure for `key`, worded like [`S3Store`]'s errors.
-    fn injected_failure(&self, what: &str, key: &str) -> Option<StoreError> {
+    fn injected_failure(&self, what: impl FnOnce() -> String, key: &str) -> Option<StoreError> {
         let error = self
             .failures
             .lock()
             .expect("memory store lock poisoned")
             .get(key)
             .cloned()?;
+        let what = what();
         Some(match error {
             StoreError::NotFound(m) => StoreError::NotFound(format!("{what}: {m}")),
             StoreError::Rejected(m) => StoreError::Rejected(format!("{what}: {m}")),
@@ -277,13 +399,13 @@ impl MemoryStore {
 
 impl ObjectStore for MemoryStore {
     async fn get(&self, bucket: &str, key: &str) -> Result<Vec<u8>, StoreError> {
-        let what = format!("get s3://{bucket}/{key}");
-        if let Some(error) = self.injected_failure(&what, key) {
+        let what = || format!("get s3://{bucket}/{key}");
+        if let Some(error) = self.injected_failure(what, key) {
             return Err(error);
         }
         self.object(bucket, key)
             .map(|o| o.body)
-            .ok_or_else(|| StoreError::NotFound(format!("{what}: NoSuchKey")))
+            .ok_or_else(|| StoreError::NotFound(format!("{}: NoSuchKey", what())))
     }
 
     async fn put(
@@ -294,7 +416,7 @@ impl ObjectStore for MemoryStore {
         content_type: &str,
     ) -> Result<(), StoreError> {
         self.put_calls.fetch_add(1, Ordering::SeqCst);
-        if let Some(error) = self.injected_failure(&format!("put s3://{bucket}/{key}"), key) {
+        if let Some(error) = self.injected_failure(|| format!("put s3://{bucket}/{key}"), key) {
             return Err(error);
         }
         self.lock_objects().insert(
@@ -324,6 +446,29 @@ impl ObjectStore for MemoryStore {
         let more = matching.next().is_some();
         let next = if more { keys.last().cloned() } else { None };
         Ok(ListPage { keys, next })
+    }
+
+    async fn list_sized_page(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        continuation: Option<String>,
+    ) -> Result<SizedPage, StoreError> {
+        let page = self.list_page(bucket, prefix, continuation).await?;
+        let objects = self.lock_objects();
+        Ok(SizedPage {
+            objects: page
+                .keys
+                .into_iter()
+                .map(|key| {
+                    let size = objects
+                        .get(&(bucket.to_owned(), key.clone()))
+                        .map(|o| o.body.len() as u64);
+                    (key, size)
+                })
+                .collect(),
+            next: page.next,
+        })
     }
 }
 

@@ -9,19 +9,32 @@
 //! their sequence numbers go into `batchItemFailures`, so Lambda retries from
 //! there and, after the mapping's retry limit, sends them to its on-failure
 //! destination.
+//!
+//! Cost per record: the event is parsed once, from its JSON text, into
+//! typed records that borrow their strings from it; each record's data is
+//! decoded into one reused buffer and parsed straight into DynamoDB
+//! attribute values; the clock is read and formatted once per batch. The
+//! batch's BatchWriteItem calls (25 items each) are in flight together, up
+//! to the function's [`IoLimits`].
 
-use std::collections::HashMap;
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
 
 use aws_lambda_events::streams::KinesisEventResponse;
 use base64::Engine;
 use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
 
 use crate::config::{ConfigError, Env};
-use crate::dynamo::{AttrValue, Item, ItemTable, MAX_ITEM_BYTES, item_size, write_all};
+use crate::dynamo::{
+    AttrValue, Item, ItemTable, MAX_ITEM_BYTES, ParseError, item_size, write_all_concurrently,
+};
 use crate::enrich::timestamp;
 use crate::error::HandlerError;
-use crate::events::{RawRecords, json_kind};
+use crate::events::{Payload, json_kind};
+use crate::limits::IoLimits;
 use crate::retry::Backoff;
 
 /// Partition key of the results table.
@@ -59,18 +72,57 @@ pub struct Score {
 
 /// Scores a record (pure).
 pub fn score(data: &Map<String, Value>) -> Result<Score, String> {
-    let (Some(value), Some(threshold)) = (data.get("value"), data.get("threshold")) else {
+    let number = |v: &Value| v.as_f64().ok_or_else(|| json_kind(v));
+    verdict(
+        data.get("value").map(number),
+        data.get("threshold").map(number),
+    )
+}
+
+/// [`score`] over a record already made of attribute values.
+fn score_attributes(data: &BTreeMap<String, AttrValue>) -> Result<Score, String> {
+    verdict(
+        data.get("value").map(attr_number),
+        data.get("threshold").map(attr_number),
+    )
+}
+
+/// An attribute as a number, or the JSON kind it was.
+fn attr_number(value: &AttrValue) -> Result<f64, &'static str> {
+    match value {
+        // The text came from a JSON number and parses back to it exactly.
+        AttrValue::N(text) => text.parse().map_err(|_| "a number"),
+        other => Err(attr_kind(other)),
+    }
+}
+
+/// [`json_kind`] for the JSON an attribute value came from.
+fn attr_kind(value: &AttrValue) -> &'static str {
+    match value {
+        AttrValue::S(_) => "a string",
+        AttrValue::N(_) => "a number",
+        AttrValue::Bool(_) => "a boolean",
+        AttrValue::Null => "null",
+        AttrValue::L(_) => "an array",
+        AttrValue::M(_) => "an object",
+    }
+}
+
+/// The scoring rule, given each field as absent, a number, or the kind of
+/// JSON it was instead.
+fn verdict(
+    value: Option<Result<f64, &'static str>>,
+    threshold: Option<Result<f64, &'static str>>,
+) -> Result<Score, String> {
+    let (Some(value), Some(threshold)) = (value, threshold) else {
         return Ok(Score {
             anomaly: false,
             score: 0.0,
         });
     };
-    let number = |v: &Value, field: &str| {
-        v.as_f64()
-            .ok_or_else(|| format!("`{field}` must be a number, got {}", json_kind(v)))
-    };
-    let value = number(value, "value")?;
-    let threshold = number(threshold, "threshold")?;
+    let value = value.map_err(|kind| format!("`value` must be a number, got {kind}"))?;
+    let threshold =
+        threshold.map_err(|kind| format!("`threshold` must be a number, got {kind}"))?;
     if threshold <= 0.0 {
         return Err(format!("`threshold` must be positive, got {threshold}"));
     }
@@ -87,128 +139,340 @@ pub fn score(data: &Map<String, Value>) -> Result<Score, String> {
     }
 }
 
-/// A decoded Kinesis record.
-#[derive(Debug, Clone, PartialEq)]
-struct StreamRecord {
-    sequence_number: String,
-    partition_key: Option<String>,
-    data: Result<Map<String, Value>, String>,
+/// A Kinesis event, split into records that borrow their strings from it.
+#[derive(Debug, Default, Deserialize)]
+struct KinesisEvent<'a> {
+    /// Missing `Records` means no records.
+    #[serde(rename = "Records", default, borrow)]
+    records: Vec<KinesisRecord<'a>>,
 }
 
-fn decode_record(record: &Value) -> Result<StreamRecord, HandlerError> {
-    let kinesis = record.get("kinesis");
-    let sequence_number = kinesis
-        .and_then(|k| k.get("sequenceNumber"))
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty())
-        .ok_or_else(|| HandlerError::validation("Kinesis record without sequenceNumber"))?
-        .to_owned();
-    let partition_key = kinesis
-        .and_then(|k| k.get("partitionKey"))
-        .and_then(Value::as_str)
-        .map(str::to_owned);
-    let data = kinesis
-        .and_then(|k| k.get("data"))
-        .and_then(Value::as_str)
-        .ok_or_else(|| "record has no base64 `data`".to_owned())
-        .and_then(|b64| {
-            base64::engine::general_purpose::STANDARD
-                .decode(b64)
-                .map_err(|e| format!("data is not base64: {e}"))
-        })
-        .and_then(|bytes| {
-            serde_json::from_slice::<Value>(&bytes).map_err(|e| format!("data is not JSON: {e}"))
-        })
-        .and_then(|value| match value {
-            Value::Object(map) => Ok(map),
-            other => Err(format!(
-                "data must be a JSON object, got {}",
-                json_kind(&other)
-            )),
-        });
-    Ok(StreamRecord {
-        sequence_number,
-        partition_key,
-        data,
-    })
+/// The fields of a Kinesis record the handler reads. Parsed leniently, as
+/// [`crate::events`] explains: a record of the wrong shape, or a field of the
+/// wrong type, reads as a missing field and fails that record only.
+#[derive(Debug, Default)]
+struct KinesisRecord<'a> {
+    sequence_number: Option<Cow<'a, str>>,
+    partition_key: Option<Cow<'a, str>>,
+    data: Option<Cow<'a, str>>,
+}
+
+/// A field name: the few the handler reads, or any other.
+enum Field {
+    Kinesis,
+    SequenceNumber,
+    PartitionKey,
+    Data,
+    Other,
+}
+
+impl<'de> Deserialize<'de> for Field {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct FieldVisitor;
+        impl Visitor<'_> for FieldVisitor {
+            type Value = Field;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a field name")
+            }
+            fn visit_str<E>(self, name: &str) -> Result<Field, E> {
+                Ok(match name {
+                    "kinesis" => Field::Kinesis,
+                    "sequenceNumber" => Field::SequenceNumber,
+                    "partitionKey" => Field::PartitionKey,
+                    "data" => Field::Data,
+                    _ => Field::Other,
+                })
+            }
+        }
+        deserializer.deserialize_identifier(FieldVisitor)
+    }
+}
+
+/// Skips whatever a visitor was given that it does not want.
+macro_rules! lenient_visitor {
+    ($value:ty, $empty:expr) => {
+        fn visit_bool<E>(self, _: bool) -> Result<$value, E> {
+            Ok($empty)
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<$value, E> {
+            Ok($empty)
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<$value, E> {
+            Ok($empty)
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<$value, E> {
+            Ok($empty)
+        }
+        fn visit_unit<E>(self) -> Result<$value, E> {
+            Ok($empty)
+        }
+        fn visit_none<E>(self) -> Result<$value, E> {
+            Ok($empty)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<$value, A::Error> {
+            while seq.next_element::<IgnoredAny>()?.is_some() {}
+            Ok($empty)
+        }
+    };
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for KinesisRecord<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        /// The record: only its `kinesis` object matters.
+        struct RecordVisitor;
+        impl<'de> Visitor<'de> for RecordVisitor {
+            type Value = KinesisRecord<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a Kinesis record")
+            }
+            lenient_visitor!(KinesisRecord<'de>, KinesisRecord::default());
+            fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+                Ok(KinesisRecord::default())
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut record = KinesisRecord::default();
+                while let Some(field) = map.next_key::<Field>()? {
+                    match field {
+                        // A repeated field keeps its last value, as `Value` does.
+                        Field::Kinesis => record = map.next_value_seed(KinesisVisitor)?,
+                        _ => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(record)
+            }
+        }
+
+        /// The record's `kinesis` object.
+        struct KinesisVisitor;
+        impl<'de> de::DeserializeSeed<'de> for KinesisVisitor {
+            type Value = KinesisRecord<'de>;
+            fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+                d.deserialize_any(self)
+            }
+        }
+        impl<'de> Visitor<'de> for KinesisVisitor {
+            type Value = KinesisRecord<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a Kinesis record's `kinesis` object")
+            }
+            lenient_visitor!(KinesisRecord<'de>, KinesisRecord::default());
+            fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+                Ok(KinesisRecord::default())
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut record = KinesisRecord::default();
+                while let Some(field) = map.next_key::<Field>()? {
+                    let slot = match field {
+                        Field::SequenceNumber => &mut record.sequence_number,
+                        Field::PartitionKey => &mut record.partition_key,
+                        Field::Data => &mut record.data,
+                        Field::Kinesis | Field::Other => {
+                            map.next_value::<IgnoredAny>()?;
+                            continue;
+                        }
+                    };
+                    *slot = map.next_value::<LenientStr<'de>>()?.0;
+                }
+                Ok(record)
+            }
+        }
+
+        let record = deserializer.deserialize_any(RecordVisitor)?;
+        Ok(record)
+    }
+}
+
+/// A string, borrowed where the input allows; anything else reads as `None`.
+struct LenientStr<'a>(Option<Cow<'a, str>>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for LenientStr<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct StrVisitor;
+        impl<'de> Visitor<'de> for StrVisitor {
+            type Value = LenientStr<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("any JSON value")
+            }
+            lenient_visitor!(LenientStr<'de>, LenientStr(None));
+            fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Self::Value, E> {
+                Ok(LenientStr(Some(Cow::Borrowed(s))))
+            }
+            fn visit_str<E>(self, s: &str) -> Result<Self::Value, E> {
+                Ok(LenientStr(Some(Cow::Owned(s.to_owned()))))
+            }
+            fn visit_string<E>(self, s: String) -> Result<Self::Value, E> {
+                Ok(LenientStr(Some(Cow::Owned(s))))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(LenientStr(None))
+            }
+        }
+        deserializer.deserialize_any(StrVisitor)
+    }
+}
+
+/// Decodes a record's base64 `data` (into `buffer`, reused across records)
+/// and parses it into attribute values.
+fn decode_data(
+    data: Option<&str>,
+    buffer: &mut Vec<u8>,
+) -> Result<BTreeMap<String, AttrValue>, String> {
+    let data = data.ok_or_else(|| "record has no base64 `data`".to_owned())?;
+    buffer.clear();
+    base64::engine::general_purpose::STANDARD
+        .decode_vec(data, buffer)
+        .map_err(|e| format!("data is not base64: {e}"))?;
+    match AttrValue::parse_json(buffer) {
+        Ok(AttrValue::M(map)) => Ok(map),
+        Ok(other) => Err(format!(
+            "data must be a JSON object, got {}",
+            attr_kind(&other)
+        )),
+        Err(ParseError::Syntax(e)) => Err(format!("data is not JSON: {e}")),
+        Err(ParseError::Refused(e)) => Err(e),
+    }
 }
 
 /// The item id: the record's `id` (string or number), else the sequence
 /// number — deterministic, so a retried batch overwrites rather than
 /// duplicates.
-fn item_id(data: &Map<String, Value>, sequence_number: &str) -> Result<String, String> {
+fn item_id(data: &BTreeMap<String, AttrValue>, sequence_number: &str) -> Result<String, String> {
     match data.get("id") {
-        None | Some(Value::Null) => Ok(sequence_number.to_owned()),
-        Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
-        Some(Value::Number(n)) => Ok(n.to_string()),
+        None | Some(AttrValue::Null) => Ok(sequence_number.to_owned()),
+        Some(AttrValue::S(s)) if !s.is_empty() => Ok(s.clone()),
+        Some(AttrValue::N(n)) => Ok(n.clone()),
         Some(other) => Err(format!(
             "`id` must be a non-empty string or a number, got {}",
-            json_kind(other)
+            attr_kind(other)
         )),
     }
 }
 
 /// Builds the DynamoDB item for one record (pure).
 pub fn build_item(
-    mut data: Map<String, Value>,
+    data: Map<String, Value>,
     sequence_number: &str,
     partition_key: Option<&str>,
     now: DateTime<Utc>,
 ) -> Result<Item, String> {
-    let id = item_id(&data, sequence_number)?;
-    let verdict = score(&data)?;
-    let score_json = Number::from_f64((verdict.score * 1e9).round() / 1e9)
-        .map(Value::Number)
-        .ok_or_else(|| "anomaly score is not finite".to_owned())?;
-    let processed_at = timestamp(now);
-    data.insert("anomaly".into(), Value::Bool(verdict.anomaly));
-    data.insert("anomaly_score".into(), score_json.clone());
-    data.insert("processed_at".into(), Value::String(processed_at.clone()));
+    let AttrValue::M(data) = AttrValue::from_json(&Value::Object(data))? else {
+        return Err("data must be a JSON object".into());
+    };
+    // The size of the record's text is unknown here: always measure.
+    build_scored_item(
+        data,
+        sequence_number,
+        partition_key,
+        &timestamp(now),
+        usize::MAX,
+    )
+}
 
+/// An item built from `n` bytes of record (its data's JSON text, sequence
+/// number and partition key) takes at most about `SIZE_FACTOR × n +
+/// SIZE_MARGIN` bytes by [`item_size`]'s measure: a value is never larger
+/// than its JSON text except a number, whose DynamoDB text is at most 8
+/// times its JSON text (`1e5` → `100000.0`), and the data's fields are
+/// stored twice at most (`timestamp`, `id`). Below that, the item cannot be
+/// over the limit and is not measured.
+const SIZE_FACTOR: usize = 24;
+const SIZE_MARGIN: usize = 4096;
+
+/// [`build_item`] over a record already made of attribute values, with the
+/// batch's `processed_at`; `source_len` is the length of the record's data
+/// (JSON text), sequence number and partition key.
+fn build_scored_item(
+    mut data: BTreeMap<String, AttrValue>,
+    sequence_number: &str,
+    partition_key: Option<&str>,
+    processed_at: &str,
+    source_len: usize,
+) -> Result<Item, String> {
+    let id = item_id(&data, sequence_number)?;
+    let verdict = score_attributes(&data)?;
+    let score = Number::from_f64((verdict.score * 1e9).round() / 1e9)
+        .ok_or_else(|| "anomaly score is not finite".to_owned())?;
+    let score = AttrValue::from_json(&Value::Number(score))?;
+    data.insert("anomaly".into(), AttrValue::Bool(verdict.anomaly));
+    data.insert("anomaly_score".into(), score.clone());
+    data.insert("processed_at".into(), AttrValue::s(processed_at));
+
+    let timestamp = data.get("timestamp").cloned();
     let mut item = Item::new();
-    item.insert(KEY_ATTRIBUTE.into(), AttrValue::S(id));
-    item.insert("anomaly".into(), AttrValue::Bool(verdict.anomaly));
-    item.insert("anomaly_score".into(), AttrValue::from_json(&score_json)?);
-    item.insert("processed_at".into(), AttrValue::S(processed_at));
+    // In reverse key order: each insert compares with one key and goes first.
+    if let Some(ts) = timestamp {
+        item.insert("timestamp".into(), ts);
+    }
     item.insert("sequence_number".into(), AttrValue::s(sequence_number));
+    item.insert("processed_at".into(), AttrValue::s(processed_at));
     if let Some(pk) = partition_key {
         item.insert("partition_key".into(), AttrValue::s(pk));
     }
-    if let Some(ts) = data.get("timestamp") {
-        item.insert("timestamp".into(), AttrValue::from_json(ts)?);
-    }
-    item.insert("data".into(), AttrValue::from_json(&Value::Object(data))?);
-    let size = item_size(&item);
-    if size > MAX_ITEM_BYTES {
-        return Err(format!(
-            "item is about {size} bytes, over DynamoDB's 400 KB limit"
-        ));
+    item.insert(KEY_ATTRIBUTE.into(), AttrValue::S(id));
+    item.insert("data".into(), AttrValue::M(data));
+    item.insert("anomaly_score".into(), score);
+    item.insert("anomaly".into(), AttrValue::Bool(verdict.anomaly));
+    if source_len.saturating_mul(SIZE_FACTOR) + SIZE_MARGIN > MAX_ITEM_BYTES {
+        let size = item_size(&item);
+        if size > MAX_ITEM_BYTES {
+            return Err(format!(
+                "item is about {size} bytes, over DynamoDB's 400 KB limit"
+            ));
+        }
     }
     Ok(item)
 }
 
 /// Handles a Kinesis batch; returns the sequence numbers of failed records.
-pub async fn handle<T: ItemTable>(
+/// `event` is the payload as Lambda delivered it (JSON text) or a [`Value`].
+pub async fn handle<T: ItemTable, P: Payload>(
     table: &T,
     config: &StreamConfig,
-    event: Value,
+    event: P,
     now: DateTime<Utc>,
 ) -> Result<KinesisEventResponse, HandlerError> {
-    let records = RawRecords::from_event(event)?.records;
+    handle_with(table, config, IoLimits::default(), event, now).await
+}
+
+/// [`handle`] with the function's I/O limits.
+pub async fn handle_with<T: ItemTable, P: Payload>(
+    table: &T,
+    config: &StreamConfig,
+    limits: IoLimits,
+    event: P,
+    now: DateTime<Utc>,
+) -> Result<KinesisEventResponse, HandlerError> {
+    let records = event
+        .parse::<KinesisEvent<'_>>()
+        .map_err(|e| HandlerError::validation(format!("event has no valid Records array: {e}")))?
+        .records;
+    let processed_at = timestamp(now);
+    let mut buffer = Vec::new();
     let mut failed: Vec<String> = Vec::new();
-    // id → (item, sequence numbers it stands for). A batch may carry the same
-    // id twice; BatchWriteItem rejects duplicate keys, and the later record
-    // is the newer state, so it wins.
-    let mut by_id: HashMap<String, (Item, Vec<String>)> = HashMap::new();
-    let mut order: Vec<String> = Vec::new();
-    for raw in &records {
-        let record = decode_record(raw)?;
-        let built = record.data.and_then(|data| {
-            build_item(
+    // A batch may carry the same id twice; BatchWriteItem rejects duplicate
+    // keys, and the later record is the newer state, so it wins. Each item
+    // keeps the sequence numbers it stands for.
+    let mut slots: Vec<(Item, Vec<&str>)> = Vec::with_capacity(records.len());
+    let mut by_id: HashMap<String, usize> = HashMap::with_capacity(records.len());
+    for record in &records {
+        let sequence_number = record
+            .sequence_number
+            .as_deref()
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| HandlerError::validation("Kinesis record without sequenceNumber"))?;
+        let partition_key = record.partition_key.as_deref();
+        let built = decode_data(record.data.as_deref(), &mut buffer).and_then(|data| {
+            let source_len =
+                buffer.len() + sequence_number.len() + partition_key.map_or(0, str::len);
+            build_scored_item(
                 data,
-                &record.sequence_number,
-                record.partition_key.as_deref(),
-                now,
+                sequence_number,
+                partition_key,
+                &processed_at,
+                source_len,
             )
         });
         match built {
@@ -216,42 +480,43 @@ pub async fn handle<T: ItemTable>(
                 let id = item
                     .get(KEY_ATTRIBUTE)
                     .and_then(AttrValue::as_s)
-                    .unwrap_or_default()
-                    .to_owned();
-                match by_id.get_mut(&id) {
-                    Some((existing, sequences)) => {
+                    .unwrap_or_default();
+                match by_id.get(id) {
+                    Some(&slot) => {
+                        let (existing, sequences) = &mut slots[slot];
                         *existing = item;
-                        sequences.push(record.sequence_number);
+                        sequences.push(sequence_number);
                     }
                     None => {
-                        order.push(id.clone());
-                        by_id.insert(id, (item, vec![record.sequence_number]));
+                        by_id.insert(id.to_owned(), slots.len());
+                        slots.push((item, vec![sequence_number]));
                     }
                 }
             }
             Err(reason) => {
-                tracing::error!(sequence_number = %record.sequence_number, %reason, "bad record");
-                failed.push(record.sequence_number);
+                tracing::error!(%sequence_number, %reason, "bad record");
+                failed.push(sequence_number.to_owned());
             }
         }
     }
 
-    let mut items = Vec::with_capacity(order.len());
-    let mut sequences = Vec::with_capacity(order.len());
-    for id in &order {
-        if let Some((item, seqs)) = by_id.remove(id) {
-            items.push(item);
-            sequences.push(seqs);
-        }
-    }
-    let errors = write_all(table, &config.table, &items, KEY_ATTRIBUTE, config.backoff).await;
+    let (items, sequences): (Vec<Item>, Vec<Vec<&str>>) = slots.into_iter().unzip();
+    let errors = write_all_concurrently(
+        table,
+        &config.table,
+        items,
+        KEY_ATTRIBUTE,
+        config.backoff,
+        limits.requests,
+    )
+    .await;
     let mut written = 0usize;
     for (error, seqs) in errors.into_iter().zip(sequences) {
         match error {
             None => written += 1,
             Some(error) => {
                 tracing::error!(error = %error, "write failed");
-                failed.extend(seqs);
+                failed.extend(seqs.into_iter().map(str::to_owned));
             }
         }
     }

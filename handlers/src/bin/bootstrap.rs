@@ -4,7 +4,10 @@
 
 use sluice_handlers::{entry, logging};
 
-#[tokio::main]
+// One thread: a function has at most about one vCPU below 1,769 MB, its
+// I/O is concurrent on one thread, and each worker thread would cost stack
+// and an allocator arena of resident memory.
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_runtime::Error> {
     logging::init();
     let handler_setting = std::env::var("_HANDLER").ok();

@@ -8,5 +8,7 @@ pub(super) async fn run() -> Result<(), lambda_runtime::Error> {
         s3_transform::TransformConfig::from_env(&ProcessEnv).map_err(logging::startup_error)?;
     let store = S3Store::new(aws::s3_client(&aws::load_config().await));
     let (store, config) = (&store, &config);
-    logging::run(move |event| s3_transform::handle(store, config, event, chrono::Utc::now())).await
+    // The event's JSON text: each record is parsed into just what is read.
+    logging::run_raw(move |event| s3_transform::handle(store, config, event, chrono::Utc::now()))
+        .await
 }
