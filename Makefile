@@ -23,8 +23,12 @@ help: ## list targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
 .PHONY: tools
-tools: ## build/install etcd, kube-apiserver, kubectl, moto (cached by version)
+tools: ## build/install etcd, the Kubernetes binaries of a one-node cluster, moto (cached by version)
 	@scripts/step.sh tools scripts/tools.sh install
+
+.PHONY: tools-cluster
+tools-cluster: ## install Debian's containerd, runc, CNI plugins, iptables and buildah when missing
+	@scripts/step.sh tools-cluster scripts/tools.sh install-cluster
 
 .PHONY: tools-lambda
 tools-lambda: ## install cargo-lambda, the Lambda Runtime API emulator of the handler tests (cached by version)
@@ -45,6 +49,10 @@ handlers: ## build the one Lambda executable of every handler (provided.al2023),
 .PHONY: build
 build: ## build the operator
 	@scripts/step.sh build cargo build -p sluice-operator --bins
+
+.PHONY: image
+image: tools-cluster handlers build ## the operator's container image (Dockerfile), built here with buildah (cached by content); prints its name
+	@scripts/step.sh image scripts/image.sh build
 
 .PHONY: fmt-check
 fmt-check:
