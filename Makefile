@@ -72,16 +72,18 @@ unit: ## unit tests (no network)
 	@scripts/step.sh unit cargo test --workspace --lib --bins
 
 # Integration and e2e tests share one local environment (real etcd,
-# kube-apiserver, kubectl and moto), brought up here and always torn down.
+# kube-apiserver, kubectl and moto, and a one-node cluster running the
+# operator's image), brought up here and always torn down.
 .PHONY: env-tests
-env-tests: tools tools-lambda handlers build
+env-tests: tools tools-lambda tools-cluster handlers build image
 	@scripts/step.sh build-tests cargo test --no-run --tests -p sluice-integration-tests -p sluice-e2e \
 	  -p sluice-handlers --features sluice-handlers/env-tests
 	@ENV_DIR=$$(mktemp -d /tmp/sluice-test.XXXXXX); \
 	trap 'scripts/localenv.sh down '"$$ENV_DIR" EXIT; \
-	scripts/step.sh localenv scripts/localenv.sh up "$$ENV_DIR"; \
+	scripts/step.sh localenv scripts/localenv.sh up "$$ENV_DIR" --cluster; \
 	source "$$ENV_DIR/env"; \
 	export SLUICE_OPERATOR_BIN=$(OPERATOR_BIN) SLUICE_HANDLERS_DIR=$(HANDLERS_DIR); \
+	SLUICE_OPERATOR_IMAGE=$$(scripts/step.sh image-load scripts/image.sh load); export SLUICE_OPERATOR_IMAGE; \
 	scripts/step.sh integration cargo test -p sluice-integration-tests -- --test-threads 4; \
 	scripts/step.sh e2e cargo test -p sluice-e2e -- --test-threads 2; \
 	export SLUICE_CARGO_LAMBDA=$$(scripts/tools.sh path cargo-lambda) SLUICE_LAMBDA_BIN_DIR=$(HANDLERS_DIR); \
@@ -105,11 +107,11 @@ test: ## everything CI runs: format, lints, CRD check, unit, integration, e2e
 test-steps: fmt-check clippy crd-check unit env-tests
 
 .PHONY: demo
-demo: tools handlers build ## bring everything up, apply the Pattern 1 sample, show it, tear down
+demo: tools tools-cluster handlers build image ## a one-node cluster, the operator as a Deployment, the Pattern 1 sample: apply, show, delete, tear down
 	@scripts/step.sh demo scripts/demo.sh run $(DEMO_DIR)
 
 .PHONY: demo-up
-demo-up: tools handlers build ## like demo, but leave it running
+demo-up: tools tools-cluster handlers build image ## like demo, but leave it running
 	scripts/demo.sh up $(DEMO_DIR)
 
 .PHONY: demo-down

@@ -212,6 +212,9 @@ authentication:
 authorization: {mode: Webhook}
 registerNode: true
 resolvConf: /etc/resolv.conf
+# Container logs under DIR: a kubelet removes the log directories of pods it
+# does not know, so two clusters must not share /var/log/pods.
+podLogsDir: $DIR/pod-logs
 # Developer machines run with full disks: evict only when nearly nothing is
 # left, and never collect images (they cannot be pulled back).
 evictionHard: {memory.available: 100Mi, nodefs.available: 256Mi, imagefs.available: 256Mi, nodefs.inodesFree: 1%}

@@ -1,19 +1,21 @@
 #!/usr/bin/env bash
-# The Pattern 1 demo: a real kube-apiserver + etcd, moto, the operator as a
-# local process, and the event-triggered sample applied with kubectl.
+# The Pattern 1 demo: a real one-node cluster (scripts/localenv.sh --cluster),
+# moto, the operator's image built here and run as a Deployment under its
+# ServiceAccount (config/deploy: least-privilege ClusterRole, Pod Security
+# "restricted", probes on /livez and /readyz), and the event-triggered sample
+# applied with kubectl.
 #
 #   scripts/demo.sh run  [DIR]   up, apply, wait for Ready, show, delete, tear down
 #   scripts/demo.sh up   [DIR]   up, apply, wait for Ready, show, leave running
 #   scripts/demo.sh down [DIR]   stop what `up` started
 #
-# Expects `make tools handlers build` to have run (the Makefile does that).
+# Expects `make tools handlers build` to have run (the Makefile does that);
+# builds the image (scripts/image.sh) if it is not cached.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 CMD="${1:-run}"
 DIR="${2:-/tmp/sluice-demo}"
-CACHE="${SLUICE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/sluice}"
-TARGET="${CARGO_TARGET_DIR:-$CACHE/target}"
 SAMPLE="$ROOT/config/samples/event-triggered.yaml"
 
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
@@ -22,28 +24,49 @@ show_aws() {
   "$("$ROOT/scripts/tools.sh" path python)" "$ROOT/scripts/show-aws.py"
 }
 
-stop_operator() {
-  if [[ -f "$DIR/operator.pid" ]]; then
-    local pid; pid=$(cat "$DIR/operator.pid")
-    kill "$pid" 2>/dev/null || true
-    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    rm -f "$DIR/operator.pid"
-  fi
+# The install of config/deploy with this machine's image and the emulator's
+# endpoint: a kustomize overlay in DIR/deploy.
+deploy_overlay() {
+  local image="$1" overlay="$DIR/deploy" base
+  mkdir -p "$overlay"
+  base="$(python3 -c 'import os, sys; print(os.path.relpath(sys.argv[1], sys.argv[2]))' "$ROOT/config/deploy" "$overlay")"
+  local env="" name
+  for name in AWS_ENDPOINT_URL AWS_REGION AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY; do
+    env+="
+      - {op: add, path: /spec/template/spec/containers/0/env/-, value: {name: $name, value: \"${!name}\"}}"
+  done
+  cat >"$overlay/kustomization.yaml" <<YAML
+apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+resources: [$base]
+images: [{name: sluice-operator, newName: ${image%:*}, newTag: ${image##*:}}]
+patches:
+  - target: {kind: Deployment, name: sluice-operator}
+    patch: |-$env
+      - {op: add, path: /spec/template/spec/containers/0/env/-, value: {name: SLUICE_RESYNC_SECONDS, value: "60"}}
+YAML
+  echo "$overlay"
 }
 
 up() {
-  "$ROOT/scripts/localenv.sh" up "$DIR"
+  "$ROOT/scripts/localenv.sh" up "$DIR" --cluster
   # shellcheck disable=SC1091
   source "$DIR/env"
   local k="$SLUICE_KUBECTL"
+  say "the node"
+  "$k" get nodes -o wide
   say "install the CRD"
   "$k" apply -f "$ROOT/crds/"
   "$k" wait --for=condition=Established crd/datapipelines.sluice.dev --timeout=60s
 
-  say "start the operator (log: $DIR/operator.log)"
-  SLUICE_HANDLERS_DIR="$("$ROOT/scripts/handlers.sh" dir)" SLUICE_ADMIN_ADDR=127.0.0.1:0 SLUICE_RESYNC_SECONDS=60 \
-    "$TARGET/debug/sluice-operator" >"$DIR/operator.log" 2>&1 &
-  echo $! >"$DIR/operator.pid"
+  say "the operator's image, imported into the node's containerd (no registry)"
+  local image; image="$("$ROOT/scripts/image.sh" load)"
+  echo "$image"
+  say "install the operator (config/deploy): namespace sluice-system, ServiceAccount, ClusterRole, Deployment"
+  "$k" apply -k "$(deploy_overlay "$image")"
+  "$k" rollout status -n sluice-system deployment/sluice-operator --timeout=120s
+  say "kubectl get pods -n sluice-system"
+  "$k" get pods -n sluice-system -o wide
 
   say "apply the Pattern 1 sample (config/samples/event-triggered.yaml)"
   local start=$SECONDS
@@ -51,16 +74,24 @@ up() {
   "$k" wait --for=condition=Ready dp/event-triggered --timeout=180s
   echo "Ready after $((SECONDS - start)) s"
 
-  say "kubectl get dp"
+  say "kubectl get pods -A; kubectl get dp"
+  "$k" get pods -A
   "$k" get dp
   say "status inventory"
   "$k" get dp event-triggered -o jsonpath='{range .status.inventory[*]}{.kind}{"\t"}{.id}{"\t"}{.state}{"\n"}{end}'
   say "AWS resources (as moto reports them)"
   show_aws
+  say "the operator pod's memory, as the kubelet reports it"
+  "$k" get --raw /api/v1/nodes/sluice-node/proxy/stats/summary | python3 -c '
+import json, sys
+for pod in json.load(sys.stdin)["pods"]:
+    for c in pod.get("containers", []):
+        ref, m = pod["podRef"], c["memory"]
+        print("%s/%s %s: working set %.1f MiB, RSS %.1f MiB" % (ref["namespace"], ref["name"], c["name"],
+              m["workingSetBytes"] / 2**20, m["rssBytes"] / 2**20))'
 }
 
 down() {
-  stop_operator
   "$ROOT/scripts/localenv.sh" down "$DIR"
 }
 
@@ -83,7 +114,8 @@ Sluice is running. Try:
   source $DIR/env
   kubectl get dp -o wide          # \$SLUICE_KUBECTL is the kubectl built for this environment
   kubectl describe dp event-triggered
-  tail -f $DIR/operator.log
+  kubectl get pods -A
+  kubectl logs -n sluice-system deploy/sluice-operator -f
   make demo-down                  # stop everything
 EOF_HELP
     ;;
