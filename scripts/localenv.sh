@@ -90,6 +90,10 @@ up() {
   # host's end of the node network, which pods can reach.
   local listen=127.0.0.1 mode_flags=(--authorization-mode RBAC --disable-admission-plugins ServiceAccount)
   if ((CLUSTER)); then
+    if ((EUID != 0)); then
+      log "--cluster needs root (a network namespace, cgroups, mounts, apt-get)"
+      return 1
+    fi
     "$TOOLS" install-cluster
     cluster_network_up
     listen="$HOST_IP"
