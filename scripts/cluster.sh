@@ -68,7 +68,9 @@ VARS
   IN_NODE=(nsenter --net="/run/netns/$NETNS")
 }
 
-
+# Client certificates of the node's components and of the API server's
+# calls to the kubelet, with the identities the default RBAC and the Node
+# authorizer expect.
 cluster_certs() {
   local c="$DIR/pki" name subject
   for name in kubelet kube-proxy controller-manager scheduler apiserver-kubelet-client; do
@@ -130,8 +132,8 @@ pause_image() {
     gcc -Os -static -DVERSION="$version" -o "$work/context/pause" "$src"
     strip "$work/context/pause"
     printf 'FROM scratch\nCOPY pause /pause\nUSER 65535:65535\nENTRYPOINT ["/pause"]\n' >"$work/context/Dockerfile"
-    "$ROOT/scripts/image.sh" archive "$work/context" "$PAUSE_IMAGE" "$tar.tmp"
-    mv "$tar.tmp" "$tar"
+    "$ROOT/scripts/image.sh" archive "$work/context" "$PAUSE_IMAGE" "$tar.tmp.$$"
+    mv "$tar.tmp.$$" "$tar"
     rm -rf "$work"
   fi
   echo "$tar"

@@ -104,8 +104,8 @@ build() {
   buildah_in "$work" bud --quiet --layers=false --pull-never --build-arg "BASE=$BASE" \
     -f "$ROOT/Dockerfile" -t "$name" "$work/context" >/dev/null
   mkdir -p "$IMAGES"
-  buildah_in "$work" push --quiet "$name" "docker-archive:$tar.tmp:$name"
-  mv "$tar.tmp" "$tar"
+  buildah_in "$work" push --quiet "$name" "docker-archive:$tar.tmp.$$:$name"
+  mv "$tar.tmp.$$" "$tar"
   # Keep the newest few.
   ls -t "$IMAGES"/operator-*.tar 2>/dev/null | tail -n +$((KEEP + 1)) | xargs -r rm -f
   log "built $name ($(du -m "$tar" | cut -f1) MB uncompressed) in $((SECONDS - start)) s"
