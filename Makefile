@@ -65,13 +65,15 @@ unit: ## unit tests (no network)
 
 # Integration and e2e tests share one local environment (real etcd,
 # kube-apiserver, kubectl and moto), brought up here and always torn down.
+# The emulator's harness runs AWS's documented waits (retry delays,
+# visibility timeouts, batching windows) 50 times faster.
 .PHONY: env-tests
 env-tests: tools tools-lambda handlers build
 	@scripts/step.sh build-tests cargo test --no-run --tests -p sluice-integration-tests -p sluice-e2e \
 	  -p sluice-handlers --features sluice-handlers/env-tests
 	@ENV_DIR=$$(mktemp -d /tmp/sluice-test.XXXXXX); \
 	trap 'scripts/localenv.sh down '"$$ENV_DIR" EXIT; \
-	scripts/step.sh localenv scripts/localenv.sh up "$$ENV_DIR"; \
+	SLUICE_HARNESS_DELAY_FACTOR=0.02 scripts/step.sh localenv scripts/localenv.sh up "$$ENV_DIR"; \
 	source "$$ENV_DIR/env"; \
 	export SLUICE_OPERATOR_BIN=$(OPERATOR_BIN) SLUICE_HANDLERS_DIR=$(HANDLERS_DIR); \
 	scripts/step.sh integration cargo test -p sluice-integration-tests -- --test-threads 4; \

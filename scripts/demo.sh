@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# The Pattern 1 demo: a real kube-apiserver + etcd, moto, the operator as a
-# local process, and the event-triggered sample applied with kubectl.
+# The Pattern 1 demo: a real kube-apiserver + etcd, moto (whose harness runs
+# the deployed handler code), the operator as a local process, and the
+# event-triggered sample applied with kubectl; then an order goes in and
+# the processed order comes out.
 #
 #   scripts/demo.sh run  [DIR]   up, apply, wait for Ready, show, delete, tear down
 #   scripts/demo.sh up   [DIR]   up, apply, wait for Ready, show, leave running
 #   scripts/demo.sh down [DIR]   stop what `up` started
+#   scripts/demo.sh drop DIR FILE  put FILE into the running sample's input
+#                                bucket and print the processed object
 #
 # Expects `make tools handlers build` to have run (the Makefile does that).
 set -euo pipefail
@@ -57,6 +61,13 @@ up() {
   "$k" get dp event-triggered -o jsonpath='{range .status.inventory[*]}{.kind}{"\t"}{.id}{"\t"}{.state}{"\n"}{end}'
   say "AWS resources (as moto reports them)"
   show_aws
+
+  say "data flows: an order into the input bucket, the processed order out"
+  drop "$ROOT/config/samples/data/order.json"
+}
+
+drop() { # drop FILE: put FILE into the sample's input bucket, print what comes out
+  "$("$ROOT/scripts/tools.sh" path python)" "$ROOT/scripts/drop-object.py" event-triggered "$1"
 }
 
 down() {
@@ -68,9 +79,11 @@ case "$CMD" in
   run)
     trap down EXIT
     up
-    say "delete the pipeline (the finalizer removes its AWS resources)"
     # shellcheck disable=SC1091
     source "$DIR/env"
+    say "empty the buckets (Sluice refuses to delete a bucket holding data unless it sets emptyOnDelete)"
+    "$("$ROOT/scripts/tools.sh" path python)" "$ROOT/scripts/drop-object.py" event-triggered --empty
+    say "delete the pipeline (the finalizer removes its AWS resources)"
     "$SLUICE_KUBECTL" delete -f "$SAMPLE" --wait --timeout=120s
     say "AWS resources after delete"
     show_aws
@@ -83,10 +96,17 @@ Sluice is running. Try:
   source $DIR/env
   kubectl get dp -o wide          # \$SLUICE_KUBECTL is the kubectl built for this environment
   kubectl describe dp event-triggered
+  scripts/demo.sh drop $DIR config/samples/data/order.json  # a file in, the processed one printed
   tail -f $DIR/operator.log
+  tail -f $DIR/harness/lambda-*.log  # what the function printed (also in CloudWatch Logs)
   make demo-down                  # stop everything
 EOF_HELP
     ;;
   down) down ;;
+  drop)
+    # shellcheck disable=SC1091
+    source "$DIR/env"
+    drop "${3:?usage: $0 drop DIR FILE}"
+    ;;
   *) echo "usage: $0 run|up|down [DIR]" >&2; exit 2 ;;
 esac

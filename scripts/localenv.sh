@@ -77,8 +77,11 @@ up() {
     --listen-peer-urls "http://127.0.0.1:$etcd_peer" --initial-advertise-peer-urls "http://127.0.0.1:$etcd_peer" \
     --initial-cluster "default=http://127.0.0.1:$etcd_peer" --unsafe-no-fsync --quota-backend-bytes 1073741824 \
     --log-level warn
-  # moto with the places where it answers unlike AWS mended (e2e/moto/launcher.py).
-  start moto "$("$TOOLS" path python)" "$ROOT/e2e/moto/launcher.py" -H 127.0.0.1 -p "$moto_port"
+  # moto with the places where it answers unlike AWS mended, running the
+  # deployed handler code and making AWS's deliveries (e2e/moto/launcher.py).
+  # SLUICE_HARNESS_DELAY_FACTOR (default 1) scales AWS's documented waits.
+  SLUICE_HARNESS_DIR="$DIR/harness" \
+    start moto "$("$TOOLS" path python)" "$ROOT/e2e/moto/launcher.py" -H 127.0.0.1 -p "$moto_port"
   wait_for etcd 60 curl -sf "http://127.0.0.1:$etcd_port/health"
 
   local c="$DIR/pki"

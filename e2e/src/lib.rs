@@ -15,6 +15,8 @@ use std::{
 
 pub use sluice_integration_tests::token;
 
+pub mod flow;
+
 fn required(var: &str, hint: &str) -> String {
     std::env::var(var).unwrap_or_else(|_| {
         panic!("{var} is not set: {hint}. Run the e2e tests with `make env-tests`.")
