@@ -30,6 +30,10 @@ tools: ## build/install etcd, kube-apiserver, kubectl, moto (cached by version)
 tools-lambda: ## install cargo-lambda, the Lambda Runtime API emulator of the handler tests (cached by version)
 	@scripts/step.sh tools-lambda scripts/tools.sh install-cargo-lambda
 
+.PHONY: tools-observability
+tools-observability: ## install prometheus, promtool (Debian's package) and the Argo CD health-check runner (cached by version)
+	@scripts/step.sh tools-observability scripts/tools.sh install-observability
+
 .PHONY: crds
 crds: ## regenerate the CRD YAML from the Rust types
 	cargo run --quiet -p sluice-operator --bin crdgen > $(CRD)
@@ -62,7 +66,7 @@ unit: ## unit tests (no network)
 # Integration and e2e tests share one local environment (real etcd,
 # kube-apiserver, kubectl and moto), brought up here and always torn down.
 .PHONY: env-tests
-env-tests: tools tools-lambda handlers build
+env-tests: tools tools-lambda tools-observability handlers build
 	@scripts/step.sh build-tests cargo test --no-run --tests -p sluice-integration-tests -p sluice-e2e \
 	  -p sluice-handlers --features sluice-handlers/env-tests
 	@ENV_DIR=$$(mktemp -d /tmp/sluice-test.XXXXXX); \
@@ -70,6 +74,8 @@ env-tests: tools tools-lambda handlers build
 	scripts/step.sh localenv scripts/localenv.sh up "$$ENV_DIR"; \
 	source "$$ENV_DIR/env"; \
 	export SLUICE_OPERATOR_BIN=$(OPERATOR_BIN) SLUICE_HANDLERS_DIR=$(HANDLERS_DIR); \
+	export SLUICE_PROMETHEUS=$$(scripts/tools.sh path prometheus) SLUICE_PROMTOOL=$$(scripts/tools.sh path promtool) \
+	  SLUICE_ARGOCD_HEALTH=$$(scripts/tools.sh path argocd-health); \
 	scripts/step.sh integration cargo test -p sluice-integration-tests -- --test-threads 4; \
 	scripts/step.sh e2e cargo test -p sluice-e2e -- --test-threads 2; \
 	export SLUICE_CARGO_LAMBDA=$$(scripts/tools.sh path cargo-lambda) SLUICE_LAMBDA_BIN_DIR=$(HANDLERS_DIR); \
