@@ -126,7 +126,14 @@ class Gateway(BaseHTTPRequestHandler):
         if model.output_shape is None:
             self.reply(200, b"")
             return
-        self.reply(200, encode(result, model.output_shape))
+        try:
+            body = encode(result, model.output_shape)
+        except (KeyError, TypeError, ValueError) as e:
+            # moto answered with something the model does not have: say so
+            # rather than drop the connection.
+            self.error(500, "InternalFailure", f"cbor_gateway cannot encode moto's {operation_name} answer: {e!r}")
+            return
+        self.reply(200, body)
 
 
 def main() -> None:

@@ -95,6 +95,16 @@ spec:
     .to_owned()
 }
 
+/// Prints how long each part of the test took.
+struct Phases(Instant);
+
+impl Phases {
+    fn done(&mut self, what: &str) {
+        println!("phase {what}: {:.1} s", self.0.elapsed().as_secs_f64());
+        self.0 = Instant::now();
+    }
+}
+
 fn unix_now() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -186,6 +196,7 @@ fn datum(metric: &str, dimension: &str, value_of: &str, value: f64, at: SystemTi
 
 #[tokio::test(flavor = "multi_thread")]
 async fn health_metrics_alerts_and_dashboards_follow_a_pipeline() {
+    let mut phases = Phases(Instant::now());
     install_crd();
     let ns = Namespace::create();
     let prefix = format!("e2e{}", &token()[..5]);
@@ -210,6 +221,7 @@ async fn health_metrics_alerts_and_dashboards_follow_a_pipeline() {
         |s| !s.is_empty(),
     );
     let started = unix_now();
+    phases.done("operator and prometheus up");
     let sdk = sdk().await;
     let sqs = aws_sdk_sqs::Client::new(&sdk);
     let cloudwatch = aws_sdk_cloudwatch::Client::new(&sdk);
@@ -260,6 +272,7 @@ async fn health_metrics_alerts_and_dashboards_follow_a_pipeline() {
     assert_eq!(names("workflows", "name"), ["etl"]);
     assert_eq!(names("streamConsumers", "stream"), ["clicks"]);
     assert_eq!(argocd(&ns.0, NAME, "healthy").0, "Healthy");
+    phases.done("converged and healthy");
 
     // An idle converged pipeline: per poll one GetMetricData (13 metrics)
     // and one GetQueueAttributes per dead-letter queue, nothing else, no
@@ -282,6 +295,7 @@ async fn health_metrics_alerts_and_dashboards_follow_a_pipeline() {
         ]),
         "per poll: 1 GetMetricData + 1 GetQueueAttributes per dead-letter queue"
     );
+    phases.done("idle polls counted");
 
     // Dead letters: 3 in the queue's DLQ, 2 failed schedule runs.
     let dp = get_pipeline(&ns.0, NAME);
@@ -358,6 +372,7 @@ async fn health_metrics_alerts_and_dashboards_follow_a_pipeline() {
         );
     }
 
+    phases.done("dead letters seen");
     // Drained: healthy again on the next poll.
     for queue in [&orders_dlq, &run_failures] {
         let url = queue_url(&sqs, queue).await;
@@ -389,12 +404,12 @@ async fn health_metrics_alerts_and_dashboards_follow_a_pipeline() {
     );
 
     // CloudWatch: function errors, a failed execution and a stream consumer
-    // 15 minutes behind, 30 s ago, so they leave the 1-minute window 30 s
+    // 15 minutes behind, 40 s ago, so they leave the 1-minute window 20 s
     // from now.
     let processor = id_of(&dp, "Lambda::Function", "processor");
     let anomalies = id_of(&dp, "Lambda::Function", "anomalies");
     let etl = id_of(&dp, "StepFunctions::StateMachine", "etl");
-    let at = SystemTime::now() - Duration::from_secs(30);
+    let at = SystemTime::now() - Duration::from_secs(40);
     for (namespace, data) in [
         (
             "AWS/Lambda",
@@ -454,7 +469,10 @@ async fn health_metrics_alerts_and_dashboards_follow_a_pipeline() {
     );
     prom.wait_for(
         "the error ratio scraped",
-        &gauge("sluice_pipeline_function_error_ratio"),
+        &format!(
+            "max_over_time({}[1m])",
+            gauge("sluice_pipeline_function_error_ratio")
+        ),
         Duration::from_secs(15),
         |s| s.first().is_some_and(|x| x["value"][1] == "0.3"),
     );
@@ -468,6 +486,7 @@ async fn health_metrics_alerts_and_dashboards_follow_a_pipeline() {
     );
     assert_eq!(dp["status"]["health"]["workflows"][0]["failed"], 0);
     assert_eq!(events(&ns.0, "Recovered").len(), 2);
+    phases.done("CloudWatch figures seen and aged out");
 
     // Events of spec changes and drift name fields, never values.
     kubectl_ok(&[
@@ -522,6 +541,7 @@ async fn health_metrics_alerts_and_dashboards_follow_a_pipeline() {
         assert!(!all_events.contains(secret), "an event carries {secret}");
     }
 
+    phases.done("update and drift events");
     // A stalled pipeline: one InvalidSpec event however often it is seen.
     apply_and_wait(&ns.0, BROKEN, &broken_manifest(), "Stalled", &op);
     assert_eq!(argocd(&ns.0, BROKEN, "stalled").0, "Degraded");
@@ -550,6 +570,7 @@ async fn health_metrics_alerts_and_dashboards_follow_a_pipeline() {
             .any(|s| s["metric"]["pipeline"] == BROKEN)
     );
 
+    phases.done("stalled pipeline");
     // Every dashboard query returns series from this Prometheus, and every
     // alert expression parses and reads only metrics the operator exports.
     let range = format!("{}s", (unix_now() - started).ceil() as u64 + 1);
@@ -596,6 +617,13 @@ async fn health_metrics_alerts_and_dashboards_follow_a_pipeline() {
 
     // The exposition follows Prometheus's naming conventions.
     let (_, metrics) = op.get("/metrics").expect("metrics");
+    println!(
+        "observability: the operator exposes {} series",
+        metrics
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+            .count()
+    );
     let lint = promtool_check_metrics(&metrics);
     assert!(lint.is_empty(), "promtool check metrics: {lint}");
 
@@ -617,6 +645,7 @@ async fn health_metrics_alerts_and_dashboards_follow_a_pipeline() {
         println!("dashboard data written to {path}");
     }
 
+    phases.done("dashboards and alerts evaluated");
     // The operator stops: Prometheus says so.
     let admin = op.admin_port;
     drop(op);
@@ -661,6 +690,11 @@ async fn health_metrics_alerts_and_dashboards_follow_a_pipeline() {
         "kubectl wait returned on generation 2's Ready: {}",
         String::from_utf8_lossy(&stale.stdout)
     );
+    assert!(
+        String::from_utf8_lossy(&stale.stderr).contains("timed out"),
+        "kubectl wait failed otherwise: {}",
+        String::from_utf8_lossy(&stale.stderr)
+    );
     assert_eq!(
         argocd(&ns.0, NAME, "stale-generation"),
         (
@@ -669,6 +703,7 @@ async fn health_metrics_alerts_and_dashboards_follow_a_pipeline() {
         )
     );
 
+    phases.done("operator down, stale generation");
     // Back: it converges generation 3 and `kubectl wait` returns.
     let op = Operator::start_with(&[&ns.0], &env);
     let wait = kubectl(&[
@@ -683,6 +718,7 @@ async fn health_metrics_alerts_and_dashboards_follow_a_pipeline() {
     let dp = get_pipeline(&ns.0, NAME);
     assert_eq!(dp["status"]["observedGeneration"], 3);
 
+    phases.done("operator back, generation 3 Ready");
     // Suspended: health says so once and polling stops.
     kubectl_ok(&[
         "patch",
@@ -725,6 +761,7 @@ async fn health_metrics_alerts_and_dashboards_follow_a_pipeline() {
     );
     assert_nothing_left(&sdk, &op.prefix).await;
     let _ = std::fs::remove_dir_all(&rules_dir);
+    phases.done("suspended and deleted");
 }
 
 /// `promtool check metrics` on an exposition: its complaints, empty when

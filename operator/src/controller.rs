@@ -48,6 +48,14 @@ pub const FINALIZER: &str = "sluice.dev/cleanup";
 /// Field manager of every write the operator makes.
 pub const FIELD_MANAGER: &str = "sluice-operator";
 
+/// A generation of a pipeline as this process saw it.
+#[derive(Clone, Copy, Debug)]
+struct Generation {
+    number: i64,
+    seen: Instant,
+    ready_recorded: bool,
+}
+
 /// State shared by every reconcile.
 pub struct Context {
     /// Kubernetes client.
@@ -64,8 +72,8 @@ pub struct Context {
     pub recorder: Recorder,
     failures: Mutex<HashMap<String, u32>>,
     /// When this process first saw each pipeline's current generation
-    /// (by UID), for the time-to-Ready histogram.
-    generations: Mutex<HashMap<String, (i64, Instant)>>,
+    /// (by UID), and whether its time to Ready was recorded yet.
+    generations: Mutex<HashMap<String, Generation>>,
     /// A digest of the plan each pipeline last converged to (by UID): an
     /// update under an unchanged plan sets back a change made outside
     /// Sluice (drift).
@@ -132,30 +140,37 @@ impl Context {
 
     /// Notes the first time this process sees a pipeline's generation.
     async fn saw_generation(&self, dp: &DataPipeline) {
-        let generation = dp.metadata.generation.unwrap_or(0);
+        let number = dp.metadata.generation.unwrap_or(0);
+        let fresh = Generation {
+            number,
+            seen: Instant::now(),
+            ready_recorded: false,
+        };
         let mut seen = self.generations.lock().await;
-        let entry = seen
-            .entry(dp.uid().unwrap_or_default())
-            .or_insert((generation, Instant::now()));
-        if entry.0 != generation {
-            *entry = (generation, Instant::now());
+        let entry = seen.entry(dp.uid().unwrap_or_default()).or_insert(fresh);
+        if entry.number != number {
+            *entry = fresh;
         }
     }
 
-    /// Seconds from a generation's start to now: its creation for the first
-    /// generation, else when this process first saw it.
-    async fn since_generation(&self, dp: &DataPipeline) -> Option<f64> {
-        let generation = dp.metadata.generation.unwrap_or(0);
-        if generation == 1
+    /// Seconds from a generation's start to its first Ready in this
+    /// process: from its creation for the first generation, else from when
+    /// this process first saw it. `None` once recorded, so a pipeline that
+    /// flaps between Ready and a retry counts once per generation.
+    async fn first_ready(&self, dp: &DataPipeline) -> Option<f64> {
+        let number = dp.metadata.generation.unwrap_or(0);
+        let mut seen = self.generations.lock().await;
+        let entry = seen
+            .get_mut(&dp.uid().unwrap_or_default())
+            .filter(|g| g.number == number && !g.ready_recorded)?;
+        entry.ready_recorded = true;
+        if number == 1
             && let Some(created) = &dp.metadata.creation_timestamp
         {
             let age = k8s_openapi::jiff::Timestamp::now().duration_since(created.0);
             return Some(age.as_secs_f64().max(0.0));
         }
-        let seen = self.generations.lock().await;
-        seen.get(&dp.uid().unwrap_or_default())
-            .filter(|(g, _)| *g == generation)
-            .map(|(_, at)| at.elapsed().as_secs_f64())
+        Some(entry.seen.elapsed().as_secs_f64())
     }
 
     fn resync(&self) -> Duration {
@@ -497,7 +512,7 @@ async fn finish(
         }
     };
     if result.is_ok() && !was_ready(previous, generation) {
-        if let Some(seconds) = ctx.since_generation(dp).await {
+        if let Some(seconds) = ctx.first_ready(dp).await {
             ctx.metrics.time_to_ready(seconds);
         }
         let note = format!(
