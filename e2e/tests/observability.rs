@@ -298,6 +298,7 @@ async fn health_metrics_alerts_and_dashboards_follow_a_pipeline() {
     phases.done("idle polls counted");
 
     // Dead letters: 3 in the queue's DLQ, 2 failed schedule runs.
+    let reconciles = op.reconciles();
     let dp = get_pipeline(&ns.0, NAME);
     let orders_dlq = id_of(&dp, "SQS::Queue", "orders-dlq");
     let run_failures = id_of(&dp, "SQS::Queue", "run-failures");
@@ -396,6 +397,11 @@ async fn health_metrics_alerts_and_dashboards_follow_a_pipeline() {
     );
     let recovered = events(&ns.0, "Recovered");
     assert_eq!(recovered.len(), 1);
+    assert_eq!(
+        op.reconciles(),
+        reconciles,
+        "the health poller's status writes caused a reconcile"
+    );
     assert!(
         recovered[0]["message"]
             .as_str()

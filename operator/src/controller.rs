@@ -14,11 +14,11 @@ use kube::{
     Api, Client, ResourceExt,
     api::{ListParams, Patch, PatchParams},
     runtime::{
-        Controller,
+        Controller, WatchStreamExt,
         controller::Action,
         events::{EventType, Recorder, Reporter},
         finalizer::{Event as FinalizerEvent, finalizer},
-        watcher,
+        reflector, watcher,
     },
 };
 use serde_json::json;
@@ -239,7 +239,19 @@ pub async fn run(ctx: Arc<Context>, readiness: Readiness) -> Result<()> {
     info!(namespaces = ?ctx.config.watch_namespaces, "watching DataPipelines");
     let controllers: Vec<_> = apis
         .into_iter()
-        .map(|api| Controller::new(api, watcher::Config::default().any_semantic()))
+        .map(|api| {
+            // The cache sees every change; reconciles are triggered only by
+            // those to the spec and metadata (and by the requeues reconciles
+            // ask for), not by status writes — the operator's own and the
+            // health poller's — which would each cost a full set of AWS reads.
+            let (reader, writer) = reflector::store();
+            let changes = watcher(api, watcher::Config::default().any_semantic())
+                .default_backoff()
+                .reflect(writer)
+                .applied_objects()
+                .predicate_filter(spec_or_metadata, Default::default());
+            Controller::for_stream(changes, reader)
+        })
         .collect();
     // Health reads the pipelines the controllers' watches hold.
     let stores = controllers.iter().map(Controller::store).collect();
@@ -275,6 +287,24 @@ mod outcome {
     pub const DELETED: &str = "deleted";
     /// Only the finalizer was added or removed.
     pub const FINALIZER: &str = "finalizer";
+}
+
+/// A hash of what a reconcile acts on: the generation (the spec), labels,
+/// annotations (a person can poke a pipeline with one), finalizers and
+/// deletion. Status is left out.
+fn spec_or_metadata(dp: &DataPipeline) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    dp.metadata.generation.hash(&mut h);
+    dp.labels().hash(&mut h);
+    dp.annotations().hash(&mut h);
+    dp.finalizers().hash(&mut h);
+    dp.metadata
+        .deletion_timestamp
+        .as_ref()
+        .map(|t| t.0.to_string())
+        .hash(&mut h);
+    Some(h.finish())
 }
 
 fn key(dp: &DataPipeline) -> String {
@@ -676,7 +706,35 @@ async fn write_status(
 
 #[cfg(test)]
 mod tests {
-    use super::outcome;
+    use super::{DataPipeline, outcome, spec_or_metadata};
+    use crate::crd::DataPipelineStatus;
+
+    #[test]
+    fn status_changes_do_not_trigger_a_reconcile_spec_and_metadata_changes_do() {
+        let mut dp = DataPipeline::new("p", serde_json::from_str("{}").expect("spec"));
+        dp.metadata.generation = Some(1);
+        let before = spec_or_metadata(&dp);
+        dp.status = Some(DataPipelineStatus {
+            observed_generation: Some(1),
+            ..Default::default()
+        });
+        assert_eq!(spec_or_metadata(&dp), before, "status only");
+        dp.metadata.annotations = Some([("sluice.dev/poke".to_owned(), "1".to_owned())].into());
+        let poked = spec_or_metadata(&dp);
+        assert_ne!(poked, before, "annotation");
+        dp.metadata.generation = Some(2);
+        assert_ne!(spec_or_metadata(&dp), poked, "spec");
+        let mut deleting = dp.clone();
+        deleting.metadata.deletion_timestamp =
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+            ));
+        assert_ne!(
+            spec_or_metadata(&deleting),
+            spec_or_metadata(&dp),
+            "deletion"
+        );
+    }
 
     #[test]
     fn every_outcome_is_exported_from_zero() {
