@@ -388,38 +388,63 @@ impl Poller {
         reason: &str,
         message: &str,
     ) {
-        let was = before.map(|c| (c.status.as_str(), c.reason.as_str()));
-        let event = match state {
-            "False" if was != Some(("False", reason)) => Some((
-                EventType::Warning,
-                events::reasons::UNHEALTHY,
-                reason,
-                message.to_owned(),
-            )),
-            // The action is the reason recovered from, so that recoveries
-            // from different problems are different event series.
-            "True" if was.is_some_and(|(s, _)| s == "False") => {
-                let from = was.map(|(_, r)| r).unwrap_or_default();
-                Some((
-                    EventType::Normal,
-                    events::reasons::RECOVERED,
-                    from,
-                    format!("healthy again after {from}: {message}"),
-                ))
-            }
-            "Unknown" if reason == reasons::UNAVAILABLE && was.is_none_or(|(_, r)| r != reason) => {
-                Some((
-                    EventType::Warning,
-                    events::reasons::HEALTH_UNAVAILABLE,
-                    "Health",
-                    message.to_owned(),
-                ))
-            }
-            _ => None,
-        };
-        if let Some((type_, reason, action, note)) = event {
-            events::publish(&self.recorder, dp, type_, reason, action, &note).await;
+        let before = before.map(|c| (c.status.as_str(), c.reason.as_str()));
+        if let Some(e) = transition_event(before, state, reason, message) {
+            events::publish(&self.recorder, dp, e.type_, e.reason, &e.action, &e.note).await;
         }
+    }
+}
+
+/// The event of a change of the `Healthy` condition.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TransitionEvent {
+    /// Warning or Normal.
+    pub type_: EventType,
+    /// `Unhealthy`, `Recovered` or `HealthUnavailable`.
+    pub reason: &'static str,
+    /// What it is about: the condition reason turned to or recovered from,
+    /// so that events about different problems are different series.
+    pub action: String,
+    /// The condition's message.
+    pub note: String,
+}
+
+/// Which event, if any, a change of `Healthy` from `before` (`(status,
+/// reason)`) to `(state, reason)` publishes: turning False (or False for
+/// another reason), turning True from False, and becoming unreadable.
+/// Anything else — the same verdict again, Suspended, the first True —
+/// publishes nothing.
+pub fn transition_event(
+    before: Option<(&str, &str)>,
+    state: &str,
+    reason: &str,
+    message: &str,
+) -> Option<TransitionEvent> {
+    match state {
+        "False" if before != Some(("False", reason)) => Some(TransitionEvent {
+            type_: EventType::Warning,
+            reason: events::reasons::UNHEALTHY,
+            action: reason.to_owned(),
+            note: message.to_owned(),
+        }),
+        "True" => {
+            let (was, from) = before?;
+            (was == "False").then(|| TransitionEvent {
+                type_: EventType::Normal,
+                reason: events::reasons::RECOVERED,
+                action: from.to_owned(),
+                note: format!("healthy again after {from}: {message}"),
+            })
+        }
+        "Unknown" if reason == reasons::UNAVAILABLE && before.is_none_or(|(_, r)| r != reason) => {
+            Some(TransitionEvent {
+                type_: EventType::Warning,
+                reason: events::reasons::HEALTH_UNAVAILABLE,
+                action: "Health".to_owned(),
+                note: message.to_owned(),
+            })
+        }
+        _ => None,
     }
 }
 
@@ -479,6 +504,100 @@ mod tests {
         assert_eq!(get("Stalled", "True"), Some(1));
         assert_eq!(get("Healthy", "False"), Some(1));
         assert_eq!(get("Reconciling", "True"), None);
+    }
+
+    #[test]
+    fn events_mark_transitions_only() {
+        let unhealthy = transition_event(
+            Some(("True", "WithinThresholds")),
+            "False",
+            "DeadLetters",
+            "3 messages",
+        )
+        .expect("an event");
+        assert_eq!(unhealthy.reason, "Unhealthy");
+        assert_eq!(unhealthy.action, "DeadLetters");
+        assert_eq!(unhealthy.type_, EventType::Warning);
+        // The same problem again: nothing; another problem: a new event.
+        assert_eq!(
+            transition_event(
+                Some(("False", "DeadLetters")),
+                "False",
+                "DeadLetters",
+                "4 messages"
+            ),
+            None
+        );
+        assert!(
+            transition_event(
+                Some(("False", "DeadLetters")),
+                "False",
+                "FunctionErrors",
+                "m"
+            )
+            .is_some()
+        );
+        let recovered = transition_event(
+            Some(("False", "DeadLetters")),
+            "True",
+            "WithinThresholds",
+            "all fine",
+        )
+        .expect("an event");
+        assert_eq!(recovered.reason, "Recovered");
+        assert_eq!(recovered.action, "DeadLetters");
+        assert_eq!(recovered.note, "healthy again after DeadLetters: all fine");
+        // First True, True again, True after Unknown: nothing to tell.
+        assert_eq!(
+            transition_event(None, "True", "WithinThresholds", "m"),
+            None
+        );
+        assert_eq!(
+            transition_event(
+                Some(("True", "WithinThresholds")),
+                "True",
+                "WithinThresholds",
+                "m"
+            ),
+            None
+        );
+        assert_eq!(
+            transition_event(
+                Some(("Unknown", "Suspended")),
+                "True",
+                "WithinThresholds",
+                "m"
+            ),
+            None
+        );
+        // Unreadable once is worth a warning; still unreadable is not.
+        assert!(
+            transition_event(
+                Some(("True", "WithinThresholds")),
+                "Unknown",
+                "HealthUnavailable",
+                "m"
+            )
+            .is_some()
+        );
+        assert_eq!(
+            transition_event(
+                Some(("Unknown", "HealthUnavailable")),
+                "Unknown",
+                "HealthUnavailable",
+                "m"
+            ),
+            None
+        );
+        assert_eq!(
+            transition_event(
+                Some(("True", "WithinThresholds")),
+                "Unknown",
+                "Suspended",
+                "m"
+            ),
+            None
+        );
     }
 
     #[test]
