@@ -34,6 +34,10 @@ tools-lambda: ## install cargo-lambda, the Lambda Runtime API emulator of the ha
 tools-bench: ## install moto and the Python baseline of make bench (boto3), cached by version
 	@scripts/step.sh tools-bench scripts/tools.sh install-bench
 
+.PHONY: tools-observability
+tools-observability: ## install prometheus, promtool (Debian's package) and the Argo CD health-check runner (cached by version)
+	@scripts/step.sh tools-observability scripts/tools.sh install-observability
+
 .PHONY: crds
 crds: ## regenerate the CRD YAML from the Rust types
 	cargo run --quiet -p sluice-operator --bin crdgen > $(CRD)
@@ -68,7 +72,7 @@ unit: ## unit tests (no network)
 # The emulator's harness runs AWS's documented waits (retry delays,
 # visibility timeouts, batching windows) 50 times faster.
 .PHONY: env-tests
-env-tests: tools tools-lambda handlers build
+env-tests: tools tools-lambda tools-observability handlers build
 	@scripts/step.sh build-tests cargo test --no-run --tests -p sluice-integration-tests -p sluice-e2e \
 	  -p sluice-handlers --features sluice-handlers/env-tests
 	@ENV_DIR=$$(mktemp -d /tmp/sluice-test.XXXXXX); \
@@ -76,6 +80,8 @@ env-tests: tools tools-lambda handlers build
 	SLUICE_HARNESS_DELAY_FACTOR=0.02 scripts/step.sh localenv scripts/localenv.sh up "$$ENV_DIR"; \
 	source "$$ENV_DIR/env"; \
 	export SLUICE_OPERATOR_BIN=$(OPERATOR_BIN) SLUICE_HANDLERS_DIR=$(HANDLERS_DIR); \
+	export SLUICE_PROMETHEUS=$$(scripts/tools.sh path prometheus) SLUICE_PROMTOOL=$$(scripts/tools.sh path promtool) \
+	  SLUICE_ARGOCD_HEALTH=$$(scripts/tools.sh path argocd-health); \
 	scripts/step.sh integration cargo test -p sluice-integration-tests -- --test-threads 4; \
 	scripts/step.sh e2e cargo test -p sluice-e2e -- --test-threads 2; \
 	export SLUICE_CARGO_LAMBDA=$$(scripts/tools.sh path cargo-lambda) SLUICE_LAMBDA_BIN_DIR=$(HANDLERS_DIR); \

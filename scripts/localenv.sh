@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A real local control plane and AWS emulator, on 127.0.0.1 and free ports:
 #   etcd + kube-apiserver (TLS, RBAC, service-account issuer and signing key,
-#   an admin client certificate in a kubeconfig) and moto server.
+#   an admin client certificate in a kubeconfig) and moto server, with a
+#   gateway in front of it for SDKs speaking CBOR (CloudWatch's).
 #
 #   scripts/localenv.sh up [DIR]     start; writes DIR/env (source it) and DIR/kubeconfig
 #   scripts/localenv.sh down [DIR]   stop everything started in DIR and remove DIR
@@ -118,6 +119,12 @@ current-context: sluice-local
 KUBECONFIG
   wait_for kube-apiserver 120 "$kubectl" --kubeconfig "$DIR/kubeconfig" get --raw /readyz
   wait_for "moto server" 60 curl -sf "http://127.0.0.1:$moto_port/moto-api/"
+  # The Rust SDK speaks CBOR to CloudWatch, moto does not: a gateway
+  # translates (e2e/moto/cbor_gateway.py); only CloudWatch clients use it.
+  local cbor_port; cbor_port=$(free_port)
+  start cbor-gateway "$("$TOOLS" path python)" "$ROOT/e2e/moto/cbor_gateway.py" \
+    --upstream "http://127.0.0.1:$moto_port" -H 127.0.0.1 -p "$cbor_port"
+  wait_for "CBOR gateway" 30 curl -s -o /dev/null "http://127.0.0.1:$cbor_port/"
   # Let moto's Step Functions interpreter run executions (Pass, Choice,
   # Task, Retry, Catch, Fail...). It keeps state machines in a store of its
   # own, so this comes before any is created.
@@ -131,6 +138,7 @@ KUBECONFIG
 export KUBECONFIG=$DIR/kubeconfig
 export SLUICE_KUBECTL=$kubectl
 export AWS_ENDPOINT_URL=http://127.0.0.1:$moto_port
+export AWS_ENDPOINT_URL_CLOUDWATCH=http://127.0.0.1:$cbor_port
 export AWS_ACCESS_KEY_ID=testing
 export AWS_SECRET_ACCESS_KEY=testing
 export AWS_REGION=us-east-1
@@ -143,7 +151,7 @@ ENV
 down() {
   [[ -d "$DIR" ]] || return 0
   local pidfile pid
-  for name in kube-apiserver moto etcd; do
+  for name in kube-apiserver cbor-gateway moto etcd; do
     pidfile="$DIR/$name.pid"
     [[ -f "$pidfile" ]] || continue
     pid=$(cat "$pidfile")
