@@ -38,6 +38,10 @@ tools-lambda: ## install cargo-lambda, the Lambda Runtime API emulator of the ha
 tools-bench: ## install moto and the Python baseline of make bench (boto3), cached by version
 	@scripts/step.sh tools-bench scripts/tools.sh install-bench
 
+.PHONY: tools-observability
+tools-observability: ## install prometheus, promtool (Debian's package) and the Argo CD health-check runner (cached by version)
+	@scripts/step.sh tools-observability scripts/tools.sh install-observability
+
 .PHONY: crds
 crds: ## regenerate the CRD YAML from the Rust types
 	cargo run --quiet -p sluice-operator --bin crdgen > $(CRD)
@@ -74,16 +78,20 @@ unit: ## unit tests (no network)
 # Integration and e2e tests share one local environment (real etcd,
 # kube-apiserver, kubectl and moto, and a one-node cluster running the
 # operator's image), brought up here and always torn down.
+# The emulator's harness runs AWS's documented waits (retry delays,
+# visibility timeouts, batching windows) 50 times faster.
 .PHONY: env-tests
-env-tests: tools tools-lambda tools-cluster handlers build image
+env-tests: tools tools-lambda tools-observability tools-cluster handlers build image
 	@scripts/step.sh build-tests cargo test --no-run --tests -p sluice-integration-tests -p sluice-e2e \
 	  -p sluice-handlers --features sluice-handlers/env-tests
 	@ENV_DIR=$$(mktemp -d /tmp/sluice-test.XXXXXX); \
 	trap 'scripts/localenv.sh down '"$$ENV_DIR" EXIT; \
-	scripts/step.sh localenv scripts/localenv.sh up "$$ENV_DIR" --cluster; \
+	SLUICE_HARNESS_DELAY_FACTOR=0.02 scripts/step.sh localenv scripts/localenv.sh up "$$ENV_DIR" --cluster; \
 	source "$$ENV_DIR/env"; \
 	export SLUICE_OPERATOR_BIN=$(OPERATOR_BIN) SLUICE_HANDLERS_DIR=$(HANDLERS_DIR); \
 	SLUICE_OPERATOR_IMAGE=$$(scripts/step.sh image-load scripts/image.sh load); export SLUICE_OPERATOR_IMAGE; \
+	export SLUICE_PROMETHEUS=$$(scripts/tools.sh path prometheus) SLUICE_PROMTOOL=$$(scripts/tools.sh path promtool) \
+	  SLUICE_ARGOCD_HEALTH=$$(scripts/tools.sh path argocd-health); \
 	scripts/step.sh integration cargo test -p sluice-integration-tests -- --test-threads 4; \
 	scripts/step.sh e2e cargo test -p sluice-e2e -- --test-threads 2; \
 	export SLUICE_CARGO_LAMBDA=$$(scripts/tools.sh path cargo-lambda) SLUICE_LAMBDA_BIN_DIR=$(HANDLERS_DIR); \

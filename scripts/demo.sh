@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # The Pattern 1 demo: a real one-node cluster (scripts/localenv.sh --cluster),
-# moto, the operator's image built here and run as a Deployment under its
-# ServiceAccount (config/deploy: least-privilege ClusterRole, Pod Security
-# "restricted", probes on /livez and /readyz), and the event-triggered sample
-# applied with kubectl.
+# moto (whose harness runs the deployed handler code), the operator's image
+# built here and run as a Deployment under its ServiceAccount (config/deploy:
+# least-privilege ClusterRole, Pod Security "restricted", probes on /livez
+# and /readyz), and the event-triggered sample applied with kubectl; then an
+# order goes in and the processed order comes out.
 #
 #   scripts/demo.sh run  [DIR]   up, apply, wait for Ready, show, delete, tear down
 #   scripts/demo.sh up   [DIR]   up, apply, wait for Ready, show, leave running
 #   scripts/demo.sh down [DIR]   stop what `up` started
+#   scripts/demo.sh drop DIR FILE  put FILE into the running sample's input
+#                                bucket and print the processed object
 #
 # Expects `make tools handlers build` to have run (the Makefile does that);
 # builds the image (scripts/image.sh) if it is not cached.
@@ -31,7 +34,7 @@ deploy_overlay() {
   mkdir -p "$overlay"
   base="$(python3 -c 'import os, sys; print(os.path.relpath(sys.argv[1], sys.argv[2]))' "$ROOT/config/deploy" "$overlay")"
   local env="" name
-  for name in AWS_ENDPOINT_URL AWS_REGION AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY; do
+  for name in AWS_ENDPOINT_URL AWS_ENDPOINT_URL_CLOUDWATCH AWS_REGION AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY; do
     env+="
       - {op: add, path: /spec/template/spec/containers/0/env/-, value: {name: $name, value: \"${!name}\"}}"
   done
@@ -89,6 +92,13 @@ for pod in json.load(sys.stdin)["pods"]:
         ref, m = pod["podRef"], c["memory"]
         print("%s/%s %s: working set %.1f MiB, RSS %.1f MiB" % (ref["namespace"], ref["name"], c["name"],
               m["workingSetBytes"] / 2**20, m["rssBytes"] / 2**20))'
+
+  say "data flows: an order into the input bucket, the processed order out"
+  drop "$ROOT/config/samples/data/order.json"
+}
+
+drop() { # drop FILE: put FILE into the sample's input bucket, print what comes out
+  "$("$ROOT/scripts/tools.sh" path python)" "$ROOT/scripts/drop-object.py" event-triggered "$1"
 }
 
 down() {
@@ -99,9 +109,11 @@ case "$CMD" in
   run)
     trap down EXIT
     up
-    say "delete the pipeline (the finalizer removes its AWS resources)"
     # shellcheck disable=SC1091
     source "$DIR/env"
+    say "empty the buckets (Sluice refuses to delete a bucket holding data unless it sets emptyOnDelete)"
+    "$("$ROOT/scripts/tools.sh" path python)" "$ROOT/scripts/drop-object.py" event-triggered --empty
+    say "delete the pipeline (the finalizer removes its AWS resources)"
     "$SLUICE_KUBECTL" delete -f "$SAMPLE" --wait --timeout=120s
     say "AWS resources after delete"
     show_aws
@@ -115,10 +127,17 @@ Sluice is running. Try:
   kubectl get dp -o wide          # \$SLUICE_KUBECTL is the kubectl built for this environment
   kubectl describe dp event-triggered
   kubectl get pods -A
+  scripts/demo.sh drop $DIR config/samples/data/order.json  # a file in, the processed one printed
   kubectl logs -n sluice-system deploy/sluice-operator -f
+  tail -f $DIR/harness/lambda-*.log  # what the function printed (also in CloudWatch Logs)
   make demo-down                  # stop everything
 EOF_HELP
     ;;
   down) down ;;
+  drop)
+    # shellcheck disable=SC1091
+    source "$DIR/env"
+    drop "${3:?usage: $0 drop DIR FILE}"
+    ;;
   *) echo "usage: $0 run|up|down [DIR]" >&2; exit 2 ;;
 esac

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A real local control plane and AWS emulator, on 127.0.0.1 and free ports:
 #   etcd + kube-apiserver (TLS, RBAC, service-account issuer and signing key,
-#   an admin client certificate in a kubeconfig) and moto server.
+#   an admin client certificate in a kubeconfig) and moto server, with a
+#   gateway in front of it for SDKs speaking CBOR (CloudWatch's).
 #
 # With --cluster, also a one-node cluster (scripts/cluster.sh): controller-
 # manager, scheduler, containerd, kubelet, kube-proxy and CNI in a network
@@ -109,8 +110,11 @@ up() {
     --listen-peer-urls "http://127.0.0.1:$etcd_peer" --initial-advertise-peer-urls "http://127.0.0.1:$etcd_peer" \
     --initial-cluster "default=http://127.0.0.1:$etcd_peer" --unsafe-no-fsync --quota-backend-bytes 1073741824 \
     --log-level warn
-  # moto with the places where it answers unlike AWS mended (e2e/moto/launcher.py).
-  start moto "$("$TOOLS" path python)" "$ROOT/e2e/moto/launcher.py" -H "$listen" -p "$moto_port"
+  # moto with the places where it answers unlike AWS mended, running the
+  # deployed handler code and making AWS's deliveries (e2e/moto/launcher.py).
+  # SLUICE_HARNESS_DELAY_FACTOR (default 1) scales AWS's documented waits.
+  SLUICE_HARNESS_DIR="$DIR/harness" \
+    start moto "$("$TOOLS" path python)" "$ROOT/e2e/moto/launcher.py" -H "$listen" -p "$moto_port"
   wait_for etcd 60 curl -sf "http://127.0.0.1:$etcd_port/health"
 
   local c="$DIR/pki"
@@ -146,6 +150,12 @@ current-context: sluice-local
 KUBECONFIG
   wait_for kube-apiserver 120 "$kubectl" --kubeconfig "$DIR/kubeconfig" get --raw /readyz
   wait_for "moto server" 60 curl -sf "http://$listen:$moto_port/moto-api/"
+  # The Rust SDK speaks CBOR to CloudWatch, moto does not: a gateway
+  # translates (e2e/moto/cbor_gateway.py); only CloudWatch clients use it.
+  local cbor_port; cbor_port=$(free_port)
+  start cbor-gateway "$("$TOOLS" path python)" "$ROOT/e2e/moto/cbor_gateway.py" \
+    --upstream "http://$listen:$moto_port" -H "$listen" -p "$cbor_port"
+  wait_for "CBOR gateway" 30 curl -s -o /dev/null "http://$listen:$cbor_port/"
   # Let moto's Step Functions interpreter run executions (Pass, Choice,
   # Task, Retry, Catch, Fail...). It keeps state machines in a store of its
   # own, so this comes before any is created.
@@ -162,6 +172,7 @@ KUBECONFIG
 export KUBECONFIG=$DIR/kubeconfig
 export SLUICE_KUBECTL=$kubectl
 export AWS_ENDPOINT_URL=http://$listen:$moto_port
+export AWS_ENDPOINT_URL_CLOUDWATCH=http://$listen:$cbor_port
 export AWS_ACCESS_KEY_ID=testing
 export AWS_SECRET_ACCESS_KEY=testing
 export AWS_REGION=us-east-1
@@ -200,7 +211,7 @@ down() {
   # Its state goes with DIR: no need to wait for a graceful shutdown, which
   # takes the API server seconds.
   if [[ -f "$DIR/kube-apiserver.pid" ]]; then kill -9 "$(cat "$DIR/kube-apiserver.pid")" 2>/dev/null || true; fi
-  stop_named kube-apiserver moto etcd
+  stop_named kube-apiserver cbor-gateway moto etcd
   rm -rf "$DIR"
   log "down"
 }

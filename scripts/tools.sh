@@ -15,7 +15,11 @@
 #   - for the one-node cluster and the operator's image, Debian's containerd,
 #     runc, CNI plugins, iptables and buildah, with apt-get when missing;
 #   - boto3 for the Python baseline of `make bench`, pinned in
-#     handlers/examples/bench/requirements.txt, in its own virtualenv.
+#     handlers/examples/bench/requirements.txt, in its own virtualenv;
+#   - prometheus and promtool from Debian's package (fetched with apt-get
+#     download and unpacked: no root, no service), pinned by upstream
+#     version; argocd-health, a runner of Argo CD's Lua health checks,
+#     built from e2e/tools/argocd-health (gopher-lua as Argo CD pins it).
 # A warm cache makes every step a no-op. Prints nothing but progress on stderr.
 #
 #   scripts/tools.sh            install the control plane and moto
@@ -25,12 +29,17 @@
 #                               install Debian's packages of the cluster and image
 #   scripts/tools.sh install-bench
 #                               install moto and the Python baseline (make bench)
+#   scripts/tools.sh install-observability
+#                               install prometheus, promtool and argocd-health
+#   scripts/tools.sh install-render
+#                               install matplotlib (scripts/dashboards.py render)
 #   scripts/tools.sh k8s-version
 #                               print the pinned Kubernetes version
 #   scripts/tools.sh path NAME  print the path of one tool (etcd, kube-apiserver,
 #                               kubectl, kube-controller-manager, kube-scheduler,
 #                               kubelet, kube-proxy, moto_server, python,
-#                               cargo-lambda, bench-python)
+#                               cargo-lambda, bench-python, prometheus, promtool,
+#                               argocd-health, render-python)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -107,6 +116,46 @@ pip_venv() {
 
 install_moto() { pip_venv "$(venv_dir)" "$ROOT/e2e/requirements.txt"; }
 
+# Debian's prometheus package of this upstream version (any Debian revision).
+PROMETHEUS_VERSION=2.42.0
+prometheus_dir() { echo "$CACHE/bin/prometheus-$PROMETHEUS_VERSION"; }
+argocd_health_dir() {
+  echo "$CACHE/bin/argocd-health-$(cat "$ROOT"/e2e/tools/argocd-health/{go.mod,go.sum,main.go} | sha256sum | cut -c1-12)"
+}
+
+install_prometheus() {
+  local dir; dir="$(prometheus_dir)"
+  if [[ -x "$dir/prometheus" && -x "$dir/promtool" ]]; then return; fi
+  local pick='$3 ~ "^"v"[+-]" {print $3; exit}' version
+  version=$(apt-cache madison prometheus 2>/dev/null | awk -v v="$PROMETHEUS_VERSION" "$pick")
+  if [[ -z "$version" && $(id -u) == 0 ]]; then
+    apt-get update -qq >/dev/null 2>&1 || true
+    version=$(apt-cache madison prometheus 2>/dev/null | awk -v v="$PROMETHEUS_VERSION" "$pick")
+  fi
+  if [[ -z "$version" ]]; then
+    log "Debian's prometheus $PROMETHEUS_VERSION is not in the apt sources (apt-cache madison prometheus): run apt-get update, or change PROMETHEUS_VERSION in $0"
+    return 1
+  fi
+  log "fetching Debian's prometheus $version (prometheus, promtool)"
+  local tmp="$dir.tmp.$$"
+  rm -rf "$tmp"; mkdir -p "$tmp"
+  (cd "$tmp" && apt-get download -qq "prometheus=$version" 2>/dev/null)
+  dpkg-deb -x "$tmp"/prometheus_*.deb "$tmp/unpacked"
+  mv "$tmp/unpacked/usr/bin/prometheus" "$tmp/unpacked/usr/bin/promtool" "$tmp/"
+  rm -rf "$tmp/unpacked" "$tmp"/*.deb
+  echo "$version" >"$tmp/VERSION"
+  rm -rf "$dir"; mv "$tmp" "$dir"
+}
+
+render_dir() { echo "$CACHE/venv-render-$(sha256sum "$ROOT/scripts/requirements-render.txt" | cut -c1-12)"; }
+install_render() { pip_venv "$(render_dir)" "$ROOT/scripts/requirements-render.txt"; }
+
+install_argocd_health() {
+  local dir; dir="$(argocd_health_dir)"
+  if [[ -x "$dir/argocd-health" ]]; then return; fi
+  go_build "$ROOT/e2e/tools/argocd-health" "$dir" "" .
+}
+
 install_cargo_lambda() { pip_venv "$(cargo_lambda_dir)" "$ROOT/e2e/requirements-lambda.txt"; }
 
 # Debian's packages the one-node cluster and the image build need.
@@ -149,6 +198,14 @@ case "${1:-install}" in
   k8s-version)
     k8s_version
     ;;
+  install-observability)
+    # The e2e tests of metrics, alerts, dashboards and the Argo CD check.
+    install_prometheus
+    install_argocd_health
+    ;;
+  install-render)
+    install_render
+    ;;
   path)
     case "${2:?tool name}" in
       etcd) echo "$(etcd_dir)/etcd" ;;
@@ -158,8 +215,11 @@ case "${1:-install}" in
       python) echo "$(venv_dir)/bin/python" ;;
       cargo-lambda) echo "$(cargo_lambda_dir)/bin/cargo-lambda" ;;
       bench-python) echo "$(bench_dir)/bin/python" ;;
-      *) echo "unknown tool: $2 (etcd, kube-apiserver, kubectl, kube-controller-manager, kube-scheduler, kubelet, kube-proxy, moto_server, python, cargo-lambda, bench-python)" >&2; exit 2 ;;
+      prometheus | promtool) echo "$(prometheus_dir)/$2" ;;
+      argocd-health) echo "$(argocd_health_dir)/argocd-health" ;;
+      render-python) echo "$(render_dir)/bin/python" ;;
+      *) echo "unknown tool: $2 (etcd, kube-apiserver, kubectl, kube-controller-manager, kube-scheduler, kubelet, kube-proxy, moto_server, python, cargo-lambda, bench-python, prometheus, promtool, argocd-health, render-python)" >&2; exit 2 ;;
     esac
     ;;
-  *) echo "usage: $0 [install | install-cargo-lambda | install-cluster | install-bench | k8s-version | path NAME]" >&2; exit 2 ;;
+  *) echo "usage: $0 [install | install-cargo-lambda | install-cluster | install-bench | install-observability | install-render | k8s-version | path NAME]" >&2; exit 2 ;;
 esac

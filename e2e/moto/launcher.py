@@ -1,51 +1,60 @@
-"""Starts moto server with the few places where moto answers unlike AWS
-mended, so the operator is tested against what AWS does.
+"""Starts moto server as the AWS the tests and the demo run against: moto,
+with the places where it answers unlike AWS mended and what AWS does around
+its APIs done locally (sluice_harness: functions run their deployed code,
+event source mappings are polled, rules and schedules deliver).
 
-usage: launcher.py [moto_server arguments...]   (e.g. -H 127.0.0.1 -p 5000)
+usage: launcher.py [-H HOST] [-p PORT] [--no-clock]
 
-Each patch names the AWS behaviour it restores:
-
-- S3 GetBucketNotificationConfiguration: AWS returns
-  <EventBridgeConfiguration/> when a bucket sends its events to EventBridge;
-  moto 5.2.5 stores it but leaves it out of the answer, so a bucket that
-  starts a workflow would read as drifted on every resync.
+Environment:
+  SLUICE_HARNESS_DIR           where code is unpacked and function logs go
+  SLUICE_HARNESS_DELAY_FACTOR  scales AWS's documented waits (retry delays,
+                               visibility timeouts, batching windows); 1 = AWS
 """
 
+import argparse
+import logging
+import os
+import signal
 import sys
-from xml.etree import ElementTree
 
-from moto.s3 import responses as s3_responses
-from moto.server import main as moto_main
+from werkzeug.serving import run_simple
 
-
-def _patch_s3_eventbridge_notification() -> None:
-    original = s3_responses.S3Response.get_bucket_notification
-    namespace = "http://s3.amazonaws.com/doc/2006-03-01/"
-
-    def get_bucket_notification(self):  # type: ignore[no-untyped-def]
-        result = original(self)
-        configuration = self.backend.get_bucket_notification_configuration(self.bucket_name)
-        if configuration is None or configuration.event_bridge is None:
-            return result
-        status, headers, body = result
-        text = body.decode() if isinstance(body, bytes) else body
-        root = ElementTree.fromstring(text)
-        # An otherwise empty configuration comes back under another root.
-        if not root.tag.endswith("NotificationConfiguration"):
-            root = ElementTree.Element(f"{{{namespace}}}NotificationConfiguration")
-        if root.find(f"{{{namespace}}}EventBridgeConfiguration") is None:
-            ElementTree.SubElement(root, f"{{{namespace}}}EventBridgeConfiguration")
-        ElementTree.register_namespace("", namespace)
-        text = ElementTree.tostring(root, encoding="unicode")
-        headers = {k: v for k, v in (headers or {}).items() if k.lower() != "content-length"}
-        return status, headers, text
-
-    s3_responses.S3Response.get_bucket_notification = get_bucket_notification
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+from sluice_harness import control, patches
+from sluice_harness.context import Emulator
+from sluice_harness.invoke import AsyncInvoker
+from sluice_harness.lambda_runtime import Runtimes
+from sluice_harness.sources import Pollers
+from sluice_harness.targets import Clock
 
 
 def main() -> None:
-    _patch_s3_eventbridge_notification()
-    sys.exit(moto_main(sys.argv[1:]))
+    parser = argparse.ArgumentParser()
+    parser.add_argument("-H", "--host", default="127.0.0.1")
+    parser.add_argument("-p", "--port", type=int, default=5000)
+    parser.add_argument("--no-clock", action="store_true", help="fire schedules only on demand")
+    args = parser.parse_args()
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    os.environ["MOTO_PORT"] = str(args.port)
+    Emulator.configure(args.host, args.port)
+    patches.apply_all()
+    AsyncInvoker.start()
+    Pollers.start()
+    if not args.no_clock:
+        Clock().start()
+
+    def stop(*_):  # type: ignore[no-untyped-def]
+        Runtimes.shutdown()
+        sys.exit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    app = control.middleware(DomainDispatcherApplication(create_backend_app))
+    try:
+        run_simple(args.host, args.port, app, threaded=True, request_handler=MotoRequestHandler)
+    finally:
+        Runtimes.shutdown()
 
 
 if __name__ == "__main__":

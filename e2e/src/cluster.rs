@@ -43,8 +43,9 @@ fn relative(path: &Path, from: &Path) -> PathBuf {
 
 impl PodOperator {
     /// Installs the operator watching `namespaces` with AWS name prefix
-    /// `prefix` and image `image`, and waits until a pod of it is ready.
-    pub fn start(image: &str, namespaces: &[&str], prefix: &str) -> Self {
+    /// `prefix`, image `image` and the extra environment `extra`, and waits
+    /// until a pod of it is ready.
+    pub fn start(image: &str, namespaces: &[&str], prefix: &str, extra: &[(&str, &str)]) -> Self {
         let namespace = format!("sluice-op-{}", token());
         let overlay = std::env::temp_dir().join(&namespace);
         std::fs::create_dir_all(&overlay).expect("overlay directory");
@@ -57,6 +58,7 @@ impl PodOperator {
         ];
         for var in [
             "AWS_ENDPOINT_URL",
+            "AWS_ENDPOINT_URL_CLOUDWATCH",
             "AWS_REGION",
             "AWS_ACCESS_KEY_ID",
             "AWS_SECRET_ACCESS_KEY",
@@ -64,6 +66,10 @@ impl PodOperator {
             if let Ok(value) = std::env::var(var) {
                 env.push((var.into(), value));
             }
+        }
+        for (name, value) in extra {
+            env.retain(|(n, _)| n != name);
+            env.push(((*name).into(), (*value).into()));
         }
         let patch: Vec<serde_json::Value> = env
             .iter()

@@ -19,6 +19,27 @@ use std::{
 pub use sluice_integration_tests::token;
 
 pub mod cluster;
+pub mod flow;
+pub mod observability;
+pub mod prometheus;
+
+/// Path of a tool the tests run: `$var` when set, else what
+/// `scripts/tools.sh path <name>` says (installed by `make tools-observability`).
+pub fn tool(var: &str, name: &str) -> String {
+    if let Ok(path) = std::env::var(var) {
+        return path;
+    }
+    let out = Command::new(repo_root().join("scripts/tools.sh"))
+        .args(["path", name])
+        .output()
+        .expect("scripts/tools.sh runs");
+    let path = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert!(
+        out.status.success() && Path::new(&path).exists(),
+        "{name} is not installed (set {var}, or run `make tools-observability`)"
+    );
+    path
+}
 
 fn required(var: &str, hint: &str) -> String {
     std::env::var(var).unwrap_or_else(|_| {
@@ -115,7 +136,8 @@ impl Drop for Namespace {
     }
 }
 
-fn free_port() -> u16 {
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -169,19 +191,31 @@ impl Operator {
     /// allow-list) and waits until it is ready: as a pod when
     /// `SLUICE_OPERATOR_IMAGE` is set, else as a process.
     pub fn start_watching(namespaces: &[&str]) -> Self {
+        Self::start_with(namespaces, &[])
+    }
+
+    /// Like [`Operator::start_watching`], with more environment variables
+    /// (e.g. a short `SLUICE_HEALTH_INTERVAL_SECONDS`).
+    pub fn start_with(namespaces: &[&str], env: &[(&str, &str)]) -> Self {
         required("AWS_ENDPOINT_URL", "the e2e tests need an AWS endpoint");
-        let prefix = format!("e2e{}", &token()[..5]);
+        // A restarted operator must name resources as before: the caller
+        // passes the first one's prefix.
+        let prefix = env
+            .iter()
+            .find(|(k, _)| *k == "SLUICE_NAME_PREFIX")
+            .map(|(_, v)| (*v).to_owned())
+            .unwrap_or_else(|| format!("e2e{}", &token()[..5]));
         if let Ok(image) = std::env::var("SLUICE_OPERATOR_IMAGE") {
-            let pod = cluster::PodOperator::start(&image, namespaces, &prefix);
+            let pod = cluster::PodOperator::start(&image, namespaces, &prefix, env);
             return Operator {
                 runner: Runner::Pod(pod),
                 prefix,
             };
         }
-        Self::start_process(namespaces, prefix)
+        Self::start_process(namespaces, prefix, env)
     }
 
-    fn start_process(namespaces: &[&str], prefix: String) -> Self {
+    fn start_process(namespaces: &[&str], prefix: String, env: &[(&str, &str)]) -> Self {
         let bin = required(
             "SLUICE_OPERATOR_BIN",
             "path of the built sluice-operator binary",
@@ -193,8 +227,15 @@ impl Operator {
         let admin_port = free_port();
         let log =
             std::env::temp_dir().join(format!("sluice-operator-{}.log", namespaces.join("-")));
-        let file = std::fs::File::create(&log).expect("log file");
-        let child = Command::new(bin)
+        // Appended to: a restarted operator's log follows the first's.
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .expect("log file");
+        let mut command = Command::new(bin);
+        command.envs(env.iter().copied());
+        let child = command
             .env("SLUICE_HANDLERS_DIR", handlers)
             .env("SLUICE_WATCH_NAMESPACES", namespaces.join(","))
             .env("SLUICE_NAME_PREFIX", &prefix)
@@ -237,6 +278,18 @@ impl Operator {
         match &self.runner {
             Runner::Pod(pod) => Some(pod),
             Runner::Process { .. } => None,
+        }
+    }
+
+    /// The admin server's address (`host:port`), e.g. for Prometheus to
+    /// scrape: a loopback port, or the pod's IP.
+    pub fn admin_target(&self) -> String {
+        match &self.runner {
+            Runner::Process { admin_port, .. } => format!("127.0.0.1:{admin_port}"),
+            Runner::Pod(pod) => pod
+                .admin_addr()
+                .map(|a| a.to_string())
+                .unwrap_or_else(|| panic!("no running operator pod:\n{}", pod.diagnostics())),
         }
     }
 
@@ -290,6 +343,19 @@ impl Operator {
                 Some((key, count))
             })
             .collect()
+    }
+
+    /// The value of one series of the operator's metrics, by its exact
+    /// name and labels as exposed (`name{a="x",b="y"}`); `None` when absent.
+    pub fn series(&self, series: &str) -> Option<f64> {
+        let (_, body) = self.get("/metrics").expect("metrics");
+        body.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+    }
+
+    /// Health polls so far.
+    pub fn health_polls(&self) -> u64 {
+        self.counter("sluice_health_polls_total", "")
     }
 
     /// AWS write calls so far.

@@ -71,7 +71,7 @@ async fn pattern1_sample_converges_updates_and_deletes() {
         "{dp:#}"
     );
     let inventory = dp["status"]["inventory"].as_array().expect("inventory");
-    assert_eq!(inventory.len(), 6, "{inventory:#?}");
+    assert_eq!(inventory.len(), 8, "{inventory:#?}");
     assert!(
         inventory.iter().all(|e| e["state"] == "Ready"),
         "{inventory:#?}"
@@ -163,6 +163,13 @@ async fn pattern1_sample_converges_updates_and_deletes() {
         (
             "s3:PutObject".to_owned(),
             format!("arn:aws:s3:::{processed}/*"),
+        ),
+        (
+            "sqs:SendMessage".to_owned(),
+            format!(
+                "arn:aws:sqs:us-east-1:{account}:{}",
+                id_of(&dp, "SQS::Queue", "failures")
+            ),
         ),
         ("xray:PutTelemetryRecords".to_owned(), "*".to_owned()),
         ("xray:PutTraceSegments".to_owned(), "*".to_owned()),

@@ -236,10 +236,11 @@ async fn orchestrated_sample_converges_runs_in_moto_corrects_drift_and_deletes()
         BTreeMap::from([("states:UpdateStateMachine (write)".to_owned(), 1)])
     );
 
-    // moto's interpreter runs it: its Lambda tasks cannot run without a
-    // container engine, so each step fails, is retried as the definition
-    // says, and the Catch sends the execution to ProcessingFailed.
-    // (scripts/localenv.sh switches the interpreter on at start-up.)
+    // moto's interpreter runs it, and the harness runs each Lambda task's
+    // real handler: Extract fails on an object that does not exist, is
+    // retried as the definition says, and the Catch sends the execution to
+    // ProcessingFailed. (scripts/localenv.sh switches the interpreter on at
+    // start-up; data_flow.rs runs the succeeding path.)
     let execution = sfn
         .start_execution()
         .state_machine_arn(&machine)

@@ -27,6 +27,11 @@ pub struct OperatorConfig {
     pub watch_namespaces: Vec<String>,
     /// Client-side rate limits, requests per second per service.
     pub rate_limits: RateLimits,
+    /// How often each pipeline's runtime health is polled; `None` turns
+    /// polling off.
+    pub health_interval: Option<Duration>,
+    /// The window health figures cover.
+    pub health_window: Duration,
 }
 
 /// Requests per second the operator allows itself per AWS service and
@@ -58,6 +63,8 @@ pub struct RateLimits {
     pub scheduler: f64,
     /// CloudWatch Logs control plane (5 req/s for `CreateLogGroup`).
     pub logs: f64,
+    /// CloudWatch `GetMetricData` (runtime health; AWS allows 50 req/s).
+    pub cloudwatch: f64,
 }
 
 impl Default for RateLimits {
@@ -74,6 +81,7 @@ impl Default for RateLimits {
             states: 10.0,
             scheduler: 20.0,
             logs: 4.0,
+            cloudwatch: 10.0,
         }
     }
 }
@@ -177,7 +185,22 @@ impl OperatorConfig {
             states: rate("SLUICE_STATES_RPS", defaults.states)?,
             scheduler: rate("SLUICE_SCHEDULER_RPS", defaults.scheduler)?,
             logs: rate("SLUICE_LOGS_RPS", defaults.logs)?,
+            cloudwatch: rate("SLUICE_CLOUDWATCH_RPS", defaults.cloudwatch)?,
         };
+        let health_interval = parse(
+            &get,
+            "SLUICE_HEALTH_INTERVAL_SECONDS",
+            60u64,
+            |v| *v <= 86_400,
+            "a whole number of seconds up to 86400, or 0 to turn health polling off",
+        )?;
+        let health_window = parse(
+            &get,
+            "SLUICE_HEALTH_WINDOW_SECONDS",
+            900u64,
+            |v| (60..=86_400).contains(v) && v.is_multiple_of(60),
+            "a whole number of minutes in seconds (CloudWatch's periods), from 60 to 86400",
+        )?;
         let watch_namespaces: Vec<String> = get("SLUICE_WATCH_NAMESPACES")
             .map(|list| {
                 list.split(',')
@@ -206,6 +229,8 @@ impl OperatorConfig {
             admin_addr,
             watch_namespaces,
             rate_limits,
+            health_interval: (health_interval > 0).then(|| Duration::from_secs(health_interval)),
+            health_window: Duration::from_secs(health_window),
         })
     }
 }
@@ -260,6 +285,24 @@ mod tests {
         assert_eq!(c.allowed_regions, vec!["eu-west-1".to_string()]);
         assert_eq!(c.resync, Duration::from_secs(300));
         assert_eq!(c.name_prefix, "sluice");
+        assert_eq!(c.health_interval, Some(Duration::from_secs(60)));
+        assert_eq!(c.health_window, Duration::from_secs(900));
+    }
+
+    #[test]
+    fn health_polling_can_be_tuned_or_turned_off() {
+        let c = config(&[
+            ("SLUICE_HEALTH_INTERVAL_SECONDS", "2"),
+            ("SLUICE_HEALTH_WINDOW_SECONDS", "60"),
+        ])
+        .expect("valid");
+        assert_eq!(c.health_interval, Some(Duration::from_secs(2)));
+        assert_eq!(c.health_window, Duration::from_secs(60));
+        let off = config(&[("SLUICE_HEALTH_INTERVAL_SECONDS", "0")]).expect("valid");
+        assert_eq!(off.health_interval, None);
+        let err = config(&[("SLUICE_HEALTH_WINDOW_SECONDS", "90")]).expect_err("not minutes");
+        assert_eq!(err.var, "SLUICE_HEALTH_WINDOW_SECONDS");
+        assert!(err.message.contains("from 60 to 86400"), "{}", err.message);
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! Kubernetes wiring: the watch, the finalizer, status writes, events and
-//! the retry policy. AWS work is delegated to [`crate::reconcile`].
+//! the retry policy. AWS work is delegated to [`crate::reconcile`]; runtime
+//! health runs beside the controllers ([`crate::health::poller`]) over
+//! their watch caches.
 
 use std::{
     collections::HashMap,
@@ -9,14 +11,14 @@ use std::{
 
 use futures::StreamExt;
 use kube::{
-    Api, Client, Resource, ResourceExt,
+    Api, Client, ResourceExt,
     api::{ListParams, Patch, PatchParams},
     runtime::{
-        Controller,
+        Controller, WatchStreamExt,
         controller::Action,
-        events::{Event, EventType, Recorder, Reporter},
+        events::{EventType, Recorder, Reporter},
         finalizer::{Event as FinalizerEvent, finalizer},
-        watcher,
+        reflector, watcher,
     },
 };
 use serde_json::json;
@@ -26,9 +28,11 @@ use tracing::{info, warn};
 use crate::{
     Error, Result,
     artifacts::Catalog,
-    aws::Aws,
+    aws::{Aws, Regions},
     config::OperatorConfig,
     crd::{DataPipeline, DataPipelineStatus, DeletionPolicy, FunctionStatus, InventoryEntry},
+    events,
+    health::poller::Poller,
     metrics::Metrics,
     naming::PipelineId,
     plan::{self, Plan, PlanContext},
@@ -44,6 +48,14 @@ pub const FINALIZER: &str = "sluice.dev/cleanup";
 /// Field manager of every write the operator makes.
 pub const FIELD_MANAGER: &str = "sluice-operator";
 
+/// A generation of a pipeline as this process saw it.
+#[derive(Clone, Copy, Debug)]
+struct Generation {
+    number: i64,
+    seen: Instant,
+    ready_recorded: bool,
+}
+
 /// State shared by every reconcile.
 pub struct Context {
     /// Kubernetes client.
@@ -52,14 +64,20 @@ pub struct Context {
     pub config: OperatorConfig,
     /// Built-in handler artifacts.
     pub catalog: Catalog,
-    /// AWS SDK configuration (credentials, endpoint override).
-    pub sdk: aws_config::SdkConfig,
+    /// AWS clients by region (shared with the health poller).
+    pub regions: Arc<Regions>,
     /// Metrics.
     pub metrics: Metrics,
     /// Event recorder.
     pub recorder: Recorder,
-    regions: Mutex<HashMap<String, Aws>>,
     failures: Mutex<HashMap<String, u32>>,
+    /// When this process first saw each pipeline's current generation
+    /// (by UID), and whether its time to Ready was recorded yet.
+    generations: Mutex<HashMap<String, Generation>>,
+    /// A digest of the plan each pipeline last converged to (by UID): an
+    /// update under an unchanged plan sets back a change made outside
+    /// Sluice (drift).
+    converged_plans: Mutex<HashMap<String, String>>,
     /// The inventory each pipeline's last reconcile recorded, by UID. The
     /// next reconcile may start from a watch cache that does not hold that
     /// status write yet; starting from a stale inventory would forget a
@@ -91,32 +109,68 @@ impl Context {
         };
         Context {
             recorder: Recorder::new(client.clone(), reporter),
+            regions: Arc::new(Regions::new(sdk, config.rate_limits, metrics.clone())),
             client,
             config,
             catalog,
-            sdk,
             metrics,
-            regions: Mutex::new(HashMap::new()),
             failures: Mutex::new(HashMap::new()),
+            generations: Mutex::new(HashMap::new()),
+            converged_plans: Mutex::new(HashMap::new()),
             inventories: Mutex::new(HashMap::new()),
         }
     }
 
     /// AWS clients for a region, connected on first use.
     pub async fn aws(&self, region: &str) -> Result<Aws> {
-        let mut regions = self.regions.lock().await;
-        if let Some(aws) = regions.get(region) {
-            return Ok(aws.clone());
+        self.regions.get(region).await
+    }
+
+    /// The health poller, sharing this context's clients and metrics.
+    pub fn health_poller(&self) -> Poller {
+        Poller {
+            client: self.client.clone(),
+            config: self.config.clone(),
+            catalog: self.catalog.clone(),
+            regions: self.regions.clone(),
+            metrics: self.metrics.clone(),
+            recorder: self.recorder.clone(),
         }
-        let aws = Aws::connect(
-            &self.sdk,
-            region,
-            self.config.rate_limits,
-            self.metrics.clone(),
-        )
-        .await?;
-        regions.insert(region.to_owned(), aws.clone());
-        Ok(aws)
+    }
+
+    /// Notes the first time this process sees a pipeline's generation.
+    async fn saw_generation(&self, dp: &DataPipeline) {
+        let number = dp.metadata.generation.unwrap_or(0);
+        let fresh = Generation {
+            number,
+            seen: Instant::now(),
+            ready_recorded: false,
+        };
+        let mut seen = self.generations.lock().await;
+        let entry = seen.entry(dp.uid().unwrap_or_default()).or_insert(fresh);
+        if entry.number != number {
+            *entry = fresh;
+        }
+    }
+
+    /// Seconds from a generation's start to its first Ready in this
+    /// process: from its creation for the first generation, else from when
+    /// this process first saw it. `None` once recorded, so a pipeline that
+    /// flaps between Ready and a retry counts once per generation.
+    async fn first_ready(&self, dp: &DataPipeline) -> Option<f64> {
+        let number = dp.metadata.generation.unwrap_or(0);
+        let mut seen = self.generations.lock().await;
+        let entry = seen
+            .get_mut(&dp.uid().unwrap_or_default())
+            .filter(|g| g.number == number && !g.ready_recorded)?;
+        entry.ready_recorded = true;
+        if number == 1
+            && let Some(created) = &dp.metadata.creation_timestamp
+        {
+            let age = k8s_openapi::jiff::Timestamp::now().duration_since(created.0);
+            return Some(age.as_secs_f64().max(0.0));
+        }
+        Some(entry.seen.elapsed().as_secs_f64())
     }
 
     fn resync(&self) -> Duration {
@@ -183,8 +237,27 @@ pub async fn run(ctx: Arc<Context>, readiness: Readiness) -> Result<()> {
     }
     readiness.set_ready();
     info!(namespaces = ?ctx.config.watch_namespaces, "watching DataPipelines");
-    let controllers = apis.into_iter().map(|api| {
-        Controller::new(api, watcher::Config::default().any_semantic())
+    let controllers: Vec<_> = apis
+        .into_iter()
+        .map(|api| {
+            // The cache sees every change; reconciles are triggered only by
+            // those to the spec and metadata (and by the requeues reconciles
+            // ask for), not by status writes — the operator's own and the
+            // health poller's — which would each cost a full set of AWS reads.
+            let (reader, writer) = reflector::store();
+            let changes = watcher(api, watcher::Config::default().any_semantic())
+                .default_backoff()
+                .reflect(writer)
+                .applied_objects()
+                .predicate_filter(spec_or_metadata, Default::default());
+            Controller::for_stream(changes, reader)
+        })
+        .collect();
+    // Health reads the pipelines the controllers' watches hold.
+    let stores = controllers.iter().map(Controller::store).collect();
+    let health = tokio::spawn(ctx.health_poller().run(stores));
+    let controllers = controllers.into_iter().map(|controller| {
+        controller
             .shutdown_on_signal()
             .run(reconcile, error_policy, ctx.clone())
             .for_each(|result| async move {
@@ -194,7 +267,44 @@ pub async fn run(ctx: Arc<Context>, readiness: Readiness) -> Result<()> {
             })
     });
     futures::future::join_all(controllers).await;
+    health.abort();
     Ok(())
+}
+
+/// How a reconcile ended, for `sluice_reconciles_total{outcome}`.
+mod outcome {
+    /// Every resource converged.
+    pub const READY: &str = "ready";
+    /// Waiting for AWS to catch up.
+    pub const WAITING: &str = "waiting";
+    /// Needs a change to the spec or to AWS by a person.
+    pub const STALLED: &str = "stalled";
+    /// Failed; retried with backoff.
+    pub const ERROR: &str = "error";
+    /// `spec.suspend` is set.
+    pub const SUSPENDED: &str = "suspended";
+    /// Cleanup finished; the finalizer is removed.
+    pub const DELETED: &str = "deleted";
+    /// Only the finalizer was added or removed.
+    pub const FINALIZER: &str = "finalizer";
+}
+
+/// A hash of what a reconcile acts on: the generation (the spec), labels,
+/// annotations (a person can poke a pipeline with one), finalizers and
+/// deletion. Status is left out.
+fn spec_or_metadata(dp: &DataPipeline) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    dp.metadata.generation.hash(&mut h);
+    dp.labels().hash(&mut h);
+    dp.annotations().hash(&mut h);
+    dp.finalizers().hash(&mut h);
+    dp.metadata
+        .deletion_timestamp
+        .as_ref()
+        .map(|t| t.0.to_string())
+        .hash(&mut h);
+    Some(h.finish())
 }
 
 fn key(dp: &DataPipeline) -> String {
@@ -205,17 +315,27 @@ async fn reconcile(dp: Arc<DataPipeline>, ctx: Arc<Context>) -> Result<Action> {
     let started = Instant::now();
     let ns = dp.namespace().unwrap_or_default();
     let api: Api<DataPipeline> = Api::namespaced(ctx.client.clone(), &ns);
+    // Set by apply or cleanup; stays "finalizer" when the helper only added
+    // or removed the finalizer.
+    let ended = std::sync::Mutex::new(outcome::FINALIZER);
     let result = finalizer(&api, FINALIZER, dp, |event| async {
-        match event {
+        let (result, how) = match event {
             FinalizerEvent::Apply(dp) => apply(&dp, &ctx).await,
             FinalizerEvent::Cleanup(dp) => cleanup(&dp, &ctx).await,
+        };
+        if let Ok(mut ended) = ended.lock() {
+            *ended = how;
         }
+        result
     })
     .await
     .map_err(|e| Error::Finalizer(Box::new(e)));
-    let outcome = if result.is_ok() { "ok" } else { "error" };
-    ctx.metrics
-        .reconciled(outcome, started.elapsed().as_secs_f64());
+    let how = match (&result, ended.lock().map(|e| *e)) {
+        (Err(_), _) => outcome::ERROR,
+        (Ok(_), Ok(how)) => how,
+        (Ok(_), Err(_)) => outcome::FINALIZER,
+    };
+    ctx.metrics.reconciled(how, started.elapsed().as_secs_f64());
     result
 }
 
@@ -266,7 +386,15 @@ fn plan_for(dp: &DataPipeline, ctx: &Context, pid: &PipelineId) -> Plan {
     )
 }
 
-async fn apply(dp: &DataPipeline, ctx: &Context) -> Result<Action> {
+async fn apply(dp: &DataPipeline, ctx: &Context) -> (Result<Action>, &'static str) {
+    ctx.saw_generation(dp).await;
+    match converge(dp, ctx).await {
+        Ok((action, how)) => (Ok(action), how),
+        Err(e) => (Err(e), outcome::ERROR),
+    }
+}
+
+async fn converge(dp: &DataPipeline, ctx: &Context) -> Result<(Action, &'static str)> {
     let generation = dp.metadata.generation;
     let previous = dp.status.clone().unwrap_or_default();
     let key = key(dp);
@@ -286,10 +414,13 @@ async fn apply(dp: &DataPipeline, ctx: &Context) -> Result<Action> {
     if dp.spec.suspend {
         let mut status = previous.clone();
         status.observed_generation = generation;
-        status.conditions =
-            status::conditions(&previous.conditions, &Verdict::Suspended, generation);
+        status.conditions = status::conditions(
+            &status::reconciler_conditions(&previous.conditions),
+            &Verdict::Suspended,
+            generation,
+        );
         write_status(ctx, dp, &previous, status).await?;
-        return Ok(Action::await_change());
+        return Ok((Action::await_change(), outcome::SUSPENDED));
     }
 
     // Failures before a plan exists keep the recorded inventory as it is.
@@ -315,6 +446,19 @@ async fn apply(dp: &DataPipeline, ctx: &Context) -> Result<Action> {
     finish(ctx, dp, &previous, progress, Some(&plan), result).await
 }
 
+/// Whether Ready is True for `generation` in `status`.
+fn was_ready(status: &DataPipelineStatus, generation: Option<i64>) -> bool {
+    status.conditions.iter().any(|c| {
+        c.type_ == status::READY && c.status == "True" && c.observed_generation == generation
+    })
+}
+
+/// A digest of a plan, to tell a changed plan from drift in AWS.
+fn plan_digest(plan: &Plan) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(format!("{plan:?}").as_bytes()))
+}
+
 /// Publishes events, writes status and picks when to come back.
 async fn finish(
     ctx: &Context,
@@ -323,25 +467,56 @@ async fn finish(
     progress: Progress,
     plan: Option<&Plan>,
     result: Result<()>,
-) -> Result<Action> {
+) -> Result<(Action, &'static str)> {
     let generation = dp.metadata.generation;
-    publish_changes(ctx, dp, &progress.changes).await;
+    // An update while the spec and the plan are what was last converged
+    // sets back a change made outside Sluice.
+    let uid = dp.uid().unwrap_or_default();
+    let digest = plan.map(plan_digest);
+    let drift = was_ready(previous, generation) && {
+        let last = ctx.converged_plans.lock().await.get(&uid).cloned();
+        last.is_none() || last == digest
+    };
+    publish_changes(ctx, dp, &progress.changes, drift).await;
     let inventory = progress.inventory();
     ctx.remember_inventory(dp, &inventory).await;
-    let (verdict, action) = match &result {
+    let previous_stall = previous
+        .conditions
+        .iter()
+        .find(|c| c.type_ == status::STALLED && c.status == "True");
+    let (verdict, action, how) = match &result {
         Ok(()) => {
+            if let Some(digest) = &digest {
+                ctx.converged_plans
+                    .lock()
+                    .await
+                    .insert(uid.clone(), digest.clone());
+            }
             let message = format!("{} AWS resources converged", inventory.len());
-            (Verdict::Ready { message }, Action::requeue(ctx.resync()))
+            (
+                Verdict::Ready { message },
+                Action::requeue(ctx.resync()),
+                outcome::READY,
+            )
         }
         Err(e) if e.is_stalled() => {
             ctx.metrics.failed(e.metric_label());
-            publish(ctx, dp, EventType::Warning, e.reason(), &e.to_string()).await;
+            // A stall is published when it starts (or changes), not on
+            // every resync that finds it again.
+            let message = e.to_string();
+            let repeated = previous_stall.is_some_and(|c| {
+                c.reason == e.reason() && c.message == status::truncate(&message, 1024)
+            });
+            if !repeated {
+                publish(ctx, dp, EventType::Warning, e.reason(), &message).await;
+            }
             (
                 Verdict::Stalled {
                     reason: e.reason().into(),
-                    message: e.to_string(),
+                    message,
                 },
                 Action::requeue(ctx.resync()),
+                outcome::STALLED,
             )
         }
         Err(Error::Waiting { what, after }) => (
@@ -350,6 +525,7 @@ async fn finish(
                 message: format!("waiting: {what}"),
             },
             Action::requeue(*after),
+            outcome::WAITING,
         ),
         Err(e) => {
             ctx.metrics.failed(e.metric_label());
@@ -361,12 +537,28 @@ async fn finish(
                     message: format!("{e}; retrying in {}s", after.as_secs()),
                 },
                 Action::requeue(after),
+                outcome::ERROR,
             )
         }
     };
+    if result.is_ok() && !was_ready(previous, generation) {
+        if let Some(seconds) = ctx.first_ready(dp).await {
+            ctx.metrics.time_to_ready(seconds);
+        }
+        let note = format!(
+            "generation {}: {} AWS resources converged",
+            generation.unwrap_or_default(),
+            inventory.len()
+        );
+        publish(ctx, dp, EventType::Normal, events::reasons::READY, &note).await;
+    }
     let mut status = previous.clone();
     status.observed_generation = generation;
-    status.conditions = status::conditions(&previous.conditions, &verdict, generation);
+    status.conditions = status::conditions(
+        &status::reconciler_conditions(&previous.conditions),
+        &verdict,
+        generation,
+    );
     status.inventory = inventory;
     status.warnings = reconcile::validate::warnings(&dp.spec);
     if let Some(plan) = plan {
@@ -388,10 +580,17 @@ async fn finish(
             .collect();
     }
     write_status(ctx, dp, previous, status).await?;
-    Ok(action)
+    Ok((action, how))
 }
 
-async fn cleanup(dp: &DataPipeline, ctx: &Context) -> Result<Action> {
+async fn cleanup(dp: &DataPipeline, ctx: &Context) -> (Result<Action>, &'static str) {
+    match remove(dp, ctx).await {
+        Ok(action) => (Ok(action), outcome::DELETED),
+        Err(e) => (Err(e), outcome::ERROR),
+    }
+}
+
+async fn remove(dp: &DataPipeline, ctx: &Context) -> Result<Action> {
     let previous = dp.status.clone().unwrap_or_default();
     let region = region(dp, ctx);
     if !ctx.config.allowed_regions.contains(&region) {
@@ -406,14 +605,14 @@ async fn cleanup(dp: &DataPipeline, ctx: &Context) -> Result<Action> {
     let retain = dp.spec.deletion_policy == DeletionPolicy::Retain;
     let mut progress = ctx.recorded_inventory(dp, &previous).await;
     let result = reconcile::cleanup(&aws, &pid, plan.as_ref(), retain, &mut progress).await;
-    publish_changes(ctx, dp, &progress.changes).await;
+    publish_changes(ctx, dp, &progress.changes, false).await;
     if let Err(e) = result {
         publish(ctx, dp, EventType::Warning, "CleanupFailed", &e.to_string()).await;
         let mut status = previous.clone();
         status.inventory = progress.inventory();
         ctx.remember_inventory(dp, &status.inventory).await;
         status.conditions = status::conditions(
-            &previous.conditions,
+            &status::reconciler_conditions(&previous.conditions),
             &Verdict::Progressing {
                 reason: "Deleting".into(),
                 message: format!("deleting AWS resources: {e}"),
@@ -424,44 +623,45 @@ async fn cleanup(dp: &DataPipeline, ctx: &Context) -> Result<Action> {
         return Err(e);
     }
     ctx.forget_inventory(dp).await;
+    ctx.converged_plans
+        .lock()
+        .await
+        .remove(&dp.uid().unwrap_or_default());
+    ctx.generations
+        .lock()
+        .await
+        .remove(&dp.uid().unwrap_or_default());
     Ok(Action::await_change())
 }
 
-/// Logs and publishes one event per AWS change. The event's action names
-/// the resource, because the recorder folds events with the same reason and
-/// action into one series and would otherwise hide all but the first.
-async fn publish_changes(ctx: &Context, dp: &DataPipeline, changes: &[reconcile::Change]) {
+/// Logs and publishes one event per AWS change ([`events::for_change`]);
+/// with `drift`, updates are drift corrections and are counted as such.
+async fn publish_changes(
+    ctx: &Context,
+    dp: &DataPipeline,
+    changes: &[reconcile::Change],
+    drift: bool,
+) {
     for change in changes {
         info!(pipeline = %key(dp), kind = change.kind.as_str(), id = %change.id, what = %change.what, "changed AWS resource");
-        let reason = change.what.split(' ').next().unwrap_or("Changed");
-        let action = format!("{} {}", change.kind.as_str(), change.id);
-        let note = format!("{} {}: {}", change.kind.as_str(), change.id, change.what);
-        publish_event(ctx, dp, EventType::Normal, reason, &action, &note).await;
+        let (reason, action, note) = events::for_change(change, drift);
+        if reason == events::reasons::DRIFT_CORRECTED {
+            ctx.metrics.drift_corrected(change.kind.as_str());
+        }
+        events::publish(
+            &ctx.recorder,
+            dp,
+            EventType::Normal,
+            &reason,
+            &action,
+            &note,
+        )
+        .await;
     }
 }
 
 async fn publish(ctx: &Context, dp: &DataPipeline, type_: EventType, reason: &str, note: &str) {
-    publish_event(ctx, dp, type_, reason, "Reconcile", note).await;
-}
-
-async fn publish_event(
-    ctx: &Context,
-    dp: &DataPipeline,
-    type_: EventType,
-    reason: &str,
-    action: &str,
-    note: &str,
-) {
-    let event = Event {
-        type_,
-        reason: reason.to_owned(),
-        note: Some(note.chars().take(1000).collect()),
-        action: action.chars().take(128).collect(),
-        secondary: None,
-    };
-    if let Err(e) = ctx.recorder.publish(&event, &dp.object_ref(&())).await {
-        warn!(pipeline = %key(dp), error = %e, "cannot publish event");
-    }
+    events::publish(&ctx.recorder, dp, type_, reason, "Reconcile", note).await;
 }
 
 async fn write_status(
@@ -470,9 +670,18 @@ async fn write_status(
     previous: &DataPipelineStatus,
     status: DataPipelineStatus,
 ) -> Result<()> {
+    // `status.health` and `Healthy` belong to the health poller.
+    let mut status = status;
+    status.health = None;
+    status
+        .conditions
+        .retain(|c| status::RECONCILER_CONDITIONS.contains(&c.type_.as_str()));
     let unchanged = dp.status.is_some()
         && previous.observed_generation == status.observed_generation
-        && status::same_conditions(&previous.conditions, &status.conditions)
+        && status::same_conditions(
+            &status::reconciler_conditions(&previous.conditions),
+            &status.conditions,
+        )
         && previous.inventory == status.inventory
         && previous.functions == status.functions
         && previous.warnings == status.warnings;
@@ -493,4 +702,52 @@ async fn write_status(
     )
     .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{DataPipeline, outcome, spec_or_metadata};
+    use crate::crd::DataPipelineStatus;
+
+    #[test]
+    fn status_changes_do_not_trigger_a_reconcile_spec_and_metadata_changes_do() {
+        let mut dp = DataPipeline::new("p", serde_json::from_str("{}").expect("spec"));
+        dp.metadata.generation = Some(1);
+        let before = spec_or_metadata(&dp);
+        dp.status = Some(DataPipelineStatus {
+            observed_generation: Some(1),
+            ..Default::default()
+        });
+        assert_eq!(spec_or_metadata(&dp), before, "status only");
+        dp.metadata.annotations = Some([("sluice.dev/poke".to_owned(), "1".to_owned())].into());
+        let poked = spec_or_metadata(&dp);
+        assert_ne!(poked, before, "annotation");
+        dp.metadata.generation = Some(2);
+        assert_ne!(spec_or_metadata(&dp), poked, "spec");
+        let mut deleting = dp.clone();
+        deleting.metadata.deletion_timestamp =
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+            ));
+        assert_ne!(
+            spec_or_metadata(&deleting),
+            spec_or_metadata(&dp),
+            "deletion"
+        );
+    }
+
+    #[test]
+    fn every_outcome_is_exported_from_zero() {
+        for o in [
+            outcome::READY,
+            outcome::WAITING,
+            outcome::STALLED,
+            outcome::ERROR,
+            outcome::SUSPENDED,
+            outcome::DELETED,
+            outcome::FINALIZER,
+        ] {
+            assert!(crate::metrics::OUTCOMES.contains(&o), "{o}");
+        }
+    }
 }

@@ -92,3 +92,43 @@ impl Error {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_error_category_is_a_metric_label_the_metrics_start_at_zero() {
+        let aws = |class| {
+            Error::Aws(AwsError {
+                service: crate::aws::Service::Sqs,
+                operation: "GetQueueUrl",
+                code: None,
+                message: None,
+                status: None,
+                class,
+            })
+        };
+        let errors = [
+            Error::InvalidSpec(String::new()),
+            Error::Conflict(String::new()),
+            Error::Waiting {
+                what: String::new(),
+                after: Duration::from_secs(1),
+            },
+            aws(ErrorClass::Throttled),
+            aws(ErrorClass::Transient),
+            aws(ErrorClass::Client),
+            Error::Artifact(String::new()),
+        ];
+        for e in &errors {
+            assert!(
+                crate::metrics::ERROR_CATEGORIES.contains(&e.metric_label()),
+                "{}",
+                e.metric_label()
+            );
+        }
+        assert!(crate::metrics::ERROR_CATEGORIES.contains(&"kube"));
+        assert!(crate::metrics::ERROR_CATEGORIES.contains(&"finalizer"));
+    }
+}

@@ -3,9 +3,11 @@
 //!
 //! The arrows point one way: [`controller`] (kube wiring, finalizer, error
 //! policy) → [`reconcile`] (validate → plan → apply → status) → [`aws`] (one
-//! module per AWS resource kind behind one trait) and [`iam`]. The ground
-//! floor is pure and used by everything: [`crd`], [`naming`], [`plan`],
-//! [`config`], [`artifacts`], [`metrics`].
+//! module per AWS resource kind behind one trait) and [`iam`]. Beside
+//! `reconcile`, [`health`] reads runtime figures from AWS on its own
+//! interval and writes the `Healthy` condition; [`events`] holds the event
+//! reasons both publish. The ground floor is pure and used by everything:
+//! [`crd`], [`naming`], [`plan`], [`config`], [`artifacts`], [`metrics`].
 
 pub mod artifacts;
 pub mod asl;
@@ -14,6 +16,8 @@ pub mod config;
 pub mod controller;
 pub mod crd;
 pub mod error;
+pub mod events;
+pub mod health;
 pub mod iam;
 pub mod metrics;
 pub mod naming;

@@ -1,9 +1,15 @@
-//! Prometheus metrics of the operator itself. Labels are small fixed sets
-//! (never pipeline names) so the series count stays bounded.
+//! Prometheus metrics of the operator. Every label set is bounded and listed
+//! in the README: outcomes, error categories, AWS services and operations
+//! and resource kinds are small fixed sets; only the per-pipeline gauges
+//! carry `namespace` and `pipeline` (one series each per pipeline, removed
+//! when the pipeline is deleted), and nothing carries an AWS resource name.
 
-use std::sync::Arc;
+use std::{collections::BTreeMap, sync::Arc};
 
-use prometheus::{Encoder, Histogram, HistogramOpts, IntCounterVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
 
 use crate::aws::ErrorClass;
 
@@ -16,10 +22,65 @@ struct Inner {
     registry: Registry,
     reconciles: IntCounterVec,
     failures: IntCounterVec,
-    duration: Histogram,
+    duration: HistogramVec,
     aws_calls: IntCounterVec,
     aws_errors: IntCounterVec,
+    aws_duration: HistogramVec,
+    drift: IntCounterVec,
+    time_to_ready: Histogram,
+    pipelines: IntGaugeVec,
+    health_polls: IntCounterVec,
+    health_duration: Histogram,
+    pipeline_ready: IntGaugeVec,
+    pipeline_healthy: IntGaugeVec,
+    dead_letters: GaugeVec,
+    error_ratio: GaugeVec,
+    failed_executions: GaugeVec,
+    iterator_age: GaugeVec,
 }
+
+/// What one health poll measured for one pipeline, for its gauges.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct HealthGauges {
+    /// Messages waiting in the pipeline's dead-letter queues, summed.
+    pub dead_letter_messages: f64,
+    /// The highest error ratio (errors / invocations) of its functions over
+    /// the health window.
+    pub function_error_ratio: f64,
+    /// Failed, timed-out and aborted workflow executions over the window.
+    pub failed_executions: f64,
+    /// The oldest stream consumer's iterator age, in seconds.
+    pub iterator_age_seconds: f64,
+}
+
+/// Outcomes of `sluice_reconciles_total` (the controller's).
+pub const OUTCOMES: [&str; 7] = [
+    "ready",
+    "waiting",
+    "stalled",
+    "error",
+    "suspended",
+    "deleted",
+    "finalizer",
+];
+
+/// Categories of `sluice_reconcile_errors_total` ([`crate::Error::metric_label`]).
+pub const ERROR_CATEGORIES: [&str; 9] = [
+    "invalid_spec",
+    "conflict",
+    "waiting",
+    "aws_throttled",
+    "aws_transient",
+    "aws_client",
+    "kube",
+    "artifact",
+    "finalizer",
+];
+
+const ERROR_CLASSES: [&str; 3] = ["throttled", "transient", "client"];
+
+/// Condition types counted by `sluice_pipelines`.
+pub const CENSUS_CONDITIONS: [&str; 4] = ["Ready", "Reconciling", "Stalled", "Healthy"];
 
 impl Default for Metrics {
     fn default() -> Self {
@@ -27,56 +88,152 @@ impl Default for Metrics {
     }
 }
 
+const PIPELINE_LABELS: [&str; 2] = ["namespace", "pipeline"];
+
 impl Metrics {
     /// Registers every metric in a fresh registry.
     #[allow(clippy::expect_used)] // metric definitions are static and valid
     pub fn new() -> Self {
         let registry = Registry::new();
-        let reconciles = IntCounterVec::new(
-            Opts::new("sluice_reconciles_total", "Reconciles by outcome"),
-            &["outcome"],
-        )
-        .expect("valid metric");
-        let failures = IntCounterVec::new(
-            Opts::new(
-                "sluice_reconcile_errors_total",
-                "Failed reconciles by error category",
-            ),
-            &["error"],
-        )
-        .expect("valid metric");
-        let duration = Histogram::with_opts(
-            HistogramOpts::new(
-                "sluice_reconcile_duration_seconds",
-                "Duration of one reconcile",
-            )
-            .buckets(vec![0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
-        )
-        .expect("valid metric");
-        let aws_calls = IntCounterVec::new(
-            Opts::new(
-                "sluice_aws_requests_total",
-                "AWS API calls by service, operation and access",
-            ),
-            &["service", "operation", "access"],
-        )
-        .expect("valid metric");
-        let aws_errors = IntCounterVec::new(
-            Opts::new(
-                "sluice_aws_errors_total",
-                "Failed AWS API calls by service, operation and class",
-            ),
-            &["service", "operation", "class"],
-        )
-        .expect("valid metric");
-        for m in [&reconciles, &failures, &aws_calls, &aws_errors] {
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
             registry
-                .register(Box::new(m.clone()))
+                .register(Box::new(c.clone()))
                 .expect("unique metric");
+            c
+        };
+        let histogram = |name: &str, help: &str, labels: &[&str], buckets: Vec<f64>| {
+            let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels)
+                .expect("valid metric");
+            registry
+                .register(Box::new(h.clone()))
+                .expect("unique metric");
+            h
+        };
+        let plain_histogram = |name: &str, help: &str, buckets: Vec<f64>| {
+            let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))
+                .expect("valid metric");
+            registry
+                .register(Box::new(h.clone()))
+                .expect("unique metric");
+            h
+        };
+        let int_gauge = |name: &str, help: &str, labels: &[&str]| {
+            let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
+            registry
+                .register(Box::new(g.clone()))
+                .expect("unique metric");
+            g
+        };
+        let gauge = |name: &str, help: &str| {
+            let g = GaugeVec::new(Opts::new(name, help), &PIPELINE_LABELS).expect("valid metric");
+            registry
+                .register(Box::new(g.clone()))
+                .expect("unique metric");
+            g
+        };
+        let reconciles = counter(
+            "sluice_reconciles_total",
+            "Reconciles by outcome (ready, waiting, stalled, error, suspended, deleted, finalizer)",
+            &["outcome"],
+        );
+        let failures = counter(
+            "sluice_reconcile_errors_total",
+            "Failed reconciles by error category",
+            &["error"],
+        );
+        let duration = histogram(
+            "sluice_reconcile_duration_seconds",
+            "Duration of one reconcile, by outcome",
+            &["outcome"],
+            vec![0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0],
+        );
+        let aws_calls = counter(
+            "sluice_aws_requests_total",
+            "AWS API calls by service, operation and access (read or write)",
+            &["service", "operation", "access"],
+        );
+        let aws_errors = counter(
+            "sluice_aws_errors_total",
+            "Failed AWS API calls by service, operation and class (throttled, transient, client)",
+            &["service", "operation", "class"],
+        );
+        let aws_duration = histogram(
+            "sluice_aws_request_duration_seconds",
+            "Latency of AWS API calls (after the client-side rate limit), by service and operation",
+            &["service", "operation"],
+            vec![
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ],
+        );
+        let drift = counter(
+            "sluice_drift_corrections_total",
+            "AWS resources changed out of band and set back, by resource kind",
+            &["kind"],
+        );
+        let time_to_ready = plain_histogram(
+            "sluice_time_to_ready_seconds",
+            "Time from a new generation of a pipeline (its creation, or the operator first \
+             seeing the change) to Ready for that generation",
+            vec![
+                1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0,
+            ],
+        );
+        let pipelines = int_gauge(
+            "sluice_pipelines",
+            "Pipelines by condition type and status",
+            &["condition", "status"],
+        );
+        let health_polls = counter(
+            "sluice_health_polls_total",
+            "Runtime health polls of pipelines, by outcome (ok, error)",
+            &["outcome"],
+        );
+        let health_duration = plain_histogram(
+            "sluice_health_poll_duration_seconds",
+            "Duration of one pipeline's runtime health poll",
+            vec![0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0],
+        );
+        let pipeline_ready = int_gauge(
+            "sluice_pipeline_ready",
+            "1 when the pipeline's Ready condition is True for its current generation, else 0",
+            &PIPELINE_LABELS,
+        );
+        let pipeline_healthy = int_gauge(
+            "sluice_pipeline_healthy",
+            "1 when the pipeline's Healthy condition is True, 0 when False (absent when unknown)",
+            &PIPELINE_LABELS,
+        );
+        let dead_letters = gauge(
+            "sluice_pipeline_dead_letter_messages",
+            "Messages waiting in the pipeline's dead-letter queues",
+        );
+        let error_ratio = gauge(
+            "sluice_pipeline_function_error_ratio",
+            "Highest errors / invocations ratio of the pipeline's functions over the health window",
+        );
+        let failed_executions = gauge(
+            "sluice_pipeline_failed_executions",
+            "Failed, timed-out and aborted workflow executions of the pipeline over the health window",
+        );
+        let iterator_age = gauge(
+            "sluice_pipeline_iterator_age_seconds",
+            "Highest iterator age of the pipeline's stream consumers over the health window",
+        );
+        // Every known label value starts at 0, so the series exist before
+        // the first event and `rate()` sees the first increment.
+        for outcome in OUTCOMES {
+            reconciles.with_label_values(&[outcome]);
         }
-        registry
-            .register(Box::new(duration.clone()))
-            .expect("unique metric");
+        for category in ERROR_CATEGORIES {
+            failures.with_label_values(&[category]);
+        }
+        for kind in crate::plan::Kind::APPLY_ORDER {
+            drift.with_label_values(&[kind.as_str()]);
+        }
+        for outcome in ["ok", "error"] {
+            health_polls.with_label_values(&[outcome]);
+        }
         Metrics(Arc::new(Inner {
             registry,
             reconciles,
@@ -84,16 +241,41 @@ impl Metrics {
             duration,
             aws_calls,
             aws_errors,
+            aws_duration,
+            drift,
+            time_to_ready,
+            pipelines,
+            health_polls,
+            health_duration,
+            pipeline_ready,
+            pipeline_healthy,
+            dead_letters,
+            error_ratio,
+            failed_executions,
+            iterator_age,
         }))
     }
 
-    /// Counts one AWS call.
+    /// Counts one AWS call (and starts its error series at 0).
     pub fn aws_call(&self, service: &str, operation: &str, read: bool) {
         let access = if read { "read" } else { "write" };
         self.0
             .aws_calls
             .with_label_values(&[service, operation, access])
             .inc();
+        for class in ERROR_CLASSES {
+            self.0
+                .aws_errors
+                .with_label_values(&[service, operation, class]);
+        }
+    }
+
+    /// Records how long one AWS call took.
+    pub fn aws_latency(&self, service: &str, operation: &str, seconds: f64) {
+        self.0
+            .aws_duration
+            .with_label_values(&[service, operation])
+            .observe(seconds);
     }
 
     /// Counts one failed AWS call.
@@ -132,12 +314,126 @@ impl Metrics {
     /// Records a finished reconcile.
     pub fn reconciled(&self, outcome: &str, seconds: f64) {
         self.0.reconciles.with_label_values(&[outcome]).inc();
-        self.0.duration.observe(seconds);
+        self.0
+            .duration
+            .with_label_values(&[outcome])
+            .observe(seconds);
     }
 
     /// Records a failed reconcile.
     pub fn failed(&self, error: &str) {
         self.0.failures.with_label_values(&[error]).inc();
+    }
+
+    /// Counts one drift correction of a resource kind.
+    pub fn drift_corrected(&self, kind: &str) {
+        self.0.drift.with_label_values(&[kind]).inc();
+    }
+
+    /// Records the time a generation took to become Ready.
+    pub fn time_to_ready(&self, seconds: f64) {
+        self.0.time_to_ready.observe(seconds);
+    }
+
+    /// Sets `sluice_pipelines` to a fresh count of `(condition, status)`;
+    /// every condition of [`CENSUS_CONDITIONS`] is present with every
+    /// status, so a count that drops to zero reads 0 rather than vanishing.
+    pub fn census(&self, counts: &BTreeMap<(String, String), i64>) {
+        for condition in CENSUS_CONDITIONS {
+            for status in ["True", "False", "Unknown"] {
+                let n = counts
+                    .get(&(condition.to_owned(), status.to_owned()))
+                    .copied()
+                    .unwrap_or(0);
+                self.0
+                    .pipelines
+                    .with_label_values(&[condition, status])
+                    .set(n);
+            }
+        }
+    }
+
+    /// Records one health poll.
+    pub fn health_polled(&self, ok: bool, seconds: f64) {
+        let outcome = if ok { "ok" } else { "error" };
+        self.0.health_polls.with_label_values(&[outcome]).inc();
+        self.0.health_duration.observe(seconds);
+    }
+
+    /// Health polls so far, of either outcome.
+    pub fn health_polls(&self) -> u64 {
+        ["ok", "error"]
+            .iter()
+            .map(|o| self.0.health_polls.with_label_values(&[*o]).get())
+            .sum()
+    }
+
+    /// Sets whether a pipeline is Ready.
+    pub fn pipeline_ready(&self, namespace: &str, pipeline: &str, ready: bool) {
+        self.0
+            .pipeline_ready
+            .with_label_values(&[namespace, pipeline])
+            .set(i64::from(ready));
+    }
+
+    /// Removes a pipeline's readiness series (it is suspended: not Ready on
+    /// purpose).
+    pub fn forget_pipeline_ready(&self, namespace: &str, pipeline: &str) {
+        let _ = self
+            .0
+            .pipeline_ready
+            .remove_label_values(&[namespace, pipeline]);
+    }
+
+    /// Sets a pipeline's health gauges; `healthy` is `None` while unknown.
+    pub fn pipeline_health(
+        &self,
+        namespace: &str,
+        pipeline: &str,
+        healthy: Option<bool>,
+        gauges: Option<&HealthGauges>,
+    ) {
+        let labels = [namespace, pipeline];
+        match healthy {
+            Some(h) => self
+                .0
+                .pipeline_healthy
+                .with_label_values(&labels)
+                .set(i64::from(h)),
+            None => {
+                let _ = self.0.pipeline_healthy.remove_label_values(&labels);
+            }
+        }
+        let gauges_of = [
+            &self.0.dead_letters,
+            &self.0.error_ratio,
+            &self.0.failed_executions,
+            &self.0.iterator_age,
+        ];
+        match gauges {
+            Some(g) => {
+                let values = [
+                    g.dead_letter_messages,
+                    g.function_error_ratio,
+                    g.failed_executions,
+                    g.iterator_age_seconds,
+                ];
+                for (gauge, value) in gauges_of.iter().zip(values) {
+                    gauge.with_label_values(&labels).set(value);
+                }
+            }
+            None => {
+                for gauge in gauges_of {
+                    let _ = gauge.remove_label_values(&labels);
+                }
+            }
+        }
+    }
+
+    /// Removes every series of a pipeline (it was deleted).
+    pub fn forget_pipeline(&self, namespace: &str, pipeline: &str) {
+        self.forget_pipeline_ready(namespace, pipeline);
+        self.pipeline_health(namespace, pipeline, None, None);
     }
 
     /// The text exposition of every metric.
@@ -164,5 +460,87 @@ mod tests {
         assert_eq!(m.aws_totals(), (2, 1));
         let text = m.render();
         assert!(text.contains(r#"sluice_aws_requests_total{access="write",operation="UpdateFunctionConfiguration",service="lambda"} 1"#), "{text}");
+    }
+
+    #[test]
+    fn reconcile_duration_and_aws_latency_carry_their_labels() {
+        let m = Metrics::new();
+        m.reconciled("stalled", 0.2);
+        m.aws_latency("sqs", "GetQueueAttributes", 0.02);
+        let text = m.render();
+        assert!(
+            text.contains(r#"sluice_reconcile_duration_seconds_count{outcome="stalled"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"sluice_reconciles_total{outcome="stalled"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"sluice_aws_request_duration_seconds_bucket{operation="GetQueueAttributes",service="sqs",le="0.025"} 1"#),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn error_series_exist_at_zero_before_the_first_error() {
+        let m = Metrics::new();
+        m.aws_call("sqs", "GetQueueAttributes", true);
+        let text = m.render();
+        assert!(
+            text.contains(r#"sluice_aws_errors_total{class="throttled",operation="GetQueueAttributes",service="sqs"} 0"#),
+            "{text}"
+        );
+        assert!(text.contains(r#"sluice_reconcile_errors_total{error="aws_throttled"} 0"#));
+        assert!(text.contains(r#"sluice_drift_corrections_total{kind="Lambda::Function"} 0"#));
+        assert!(text.contains(r#"sluice_reconciles_total{outcome="error"} 0"#));
+    }
+
+    #[test]
+    fn the_census_reports_zero_for_statuses_no_pipeline_has() {
+        let m = Metrics::new();
+        let counts = BTreeMap::from([(("Ready".to_owned(), "True".to_owned()), 3)]);
+        m.census(&counts);
+        let text = m.render();
+        assert!(
+            text.contains(r#"sluice_pipelines{condition="Ready",status="True"} 3"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"sluice_pipelines{condition="Healthy",status="False"} 0"#),
+            "{text}"
+        );
+        m.census(&BTreeMap::new());
+        assert!(
+            m.render()
+                .contains(r#"sluice_pipelines{condition="Ready",status="True"} 0"#)
+        );
+    }
+
+    #[test]
+    fn a_deleted_pipeline_leaves_no_series() {
+        let m = Metrics::new();
+        m.pipeline_ready("ns", "p", true);
+        m.pipeline_health(
+            "ns",
+            "p",
+            Some(false),
+            Some(&HealthGauges {
+                dead_letter_messages: 3.0,
+                ..Default::default()
+            }),
+        );
+        let text = m.render();
+        assert!(
+            text.contains(r#"sluice_pipeline_dead_letter_messages{namespace="ns",pipeline="p"} 3"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"sluice_pipeline_healthy{namespace="ns",pipeline="p"} 0"#),
+            "{text}"
+        );
+        m.forget_pipeline("ns", "p");
+        let text = m.render();
+        assert!(!text.contains(r#"pipeline="p""#), "{text}");
     }
 }

@@ -143,6 +143,18 @@ pub struct PipelineId {
 }
 
 impl PipelineId {
+    /// The identity of pipeline `dp` in an account and region.
+    pub fn of(dp: &crate::crd::DataPipeline, prefix: &str, account: &str, region: &str) -> Self {
+        PipelineId {
+            prefix: prefix.to_owned(),
+            account: account.to_owned(),
+            region: region.to_owned(),
+            namespace: dp.metadata.namespace.clone().unwrap_or_default(),
+            name: dp.metadata.name.clone().unwrap_or_default(),
+            uid: dp.metadata.uid.clone().unwrap_or_default(),
+        }
+    }
+
     /// The AWS name of a node of the given kind.
     pub fn aws_name(&self, kind: NameKind, logical: &str) -> String {
         let mut hasher = Sha256::new();

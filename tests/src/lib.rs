@@ -66,6 +66,7 @@ impl Harness {
             states: 200.0,
             scheduler: 200.0,
             logs: 200.0,
+            cloudwatch: 200.0,
         };
         let aws = Aws::connect(&sdk, "us-east-1", fast, metrics.clone())
             .await

@@ -392,14 +392,34 @@ pub(crate) async fn bus_to_queue(
         .expect("create bus");
     let (queue_url, queue_arn) = create_queue(&sqs, &format!("sluice-it-target-{id}")).await;
     let rule = format!("sluice-it-rule-{id}");
-    events
+    let rule_arn = events
         .put_rule()
         .name(&rule)
         .event_bus_name(&bus)
         .event_pattern(pattern.to_string())
         .send()
         .await
-        .expect("put rule");
+        .expect("put rule")
+        .rule_arn()
+        .expect("rule ARN")
+        .to_owned();
+    // As on AWS, EventBridge delivers to a queue only when the queue's
+    // policy lets it, for this rule.
+    let policy = serde_json::json!({"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow",
+        "Principal": {"Service": "events.amazonaws.com"},
+        "Action": "sqs:SendMessage",
+        "Resource": queue_arn,
+        "Condition": {"ArnEquals": {"aws:SourceArn": rule_arn}}}]});
+    sqs.set_queue_attributes()
+        .queue_url(&queue_url)
+        .attributes(
+            aws_sdk_sqs::types::QueueAttributeName::Policy,
+            policy.to_string(),
+        )
+        .send()
+        .await
+        .expect("queue policy");
     events
         .put_targets()
         .rule(&rule)

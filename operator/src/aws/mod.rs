@@ -76,6 +76,8 @@ pub enum Service {
     Scheduler,
     /// Amazon CloudWatch Logs.
     Logs,
+    /// Amazon CloudWatch (metrics, read by runtime health).
+    CloudWatch,
 }
 
 impl Service {
@@ -93,6 +95,7 @@ impl Service {
             Service::StepFunctions => "states",
             Service::Scheduler => "scheduler",
             Service::Logs => "logs",
+            Service::CloudWatch => "cloudwatch",
         }
     }
 }
@@ -232,6 +235,39 @@ impl AwsError {
     }
 }
 
+/// AWS clients by region, connected on first use, shared by the reconciler
+/// and the health poller (so both draw on the same rate limits).
+#[derive(Debug)]
+pub struct Regions {
+    sdk: aws_config::SdkConfig,
+    limits: RateLimits,
+    metrics: Metrics,
+    connected: tokio::sync::Mutex<std::collections::HashMap<String, Aws>>,
+}
+
+impl Regions {
+    /// Connects nothing yet.
+    pub fn new(sdk: aws_config::SdkConfig, limits: RateLimits, metrics: Metrics) -> Self {
+        Regions {
+            sdk,
+            limits,
+            metrics,
+            connected: tokio::sync::Mutex::new(std::collections::HashMap::new()),
+        }
+    }
+
+    /// The clients of `region`, connected on first use.
+    pub async fn get(&self, region: &str) -> Result<Aws> {
+        let mut connected = self.connected.lock().await;
+        if let Some(aws) = connected.get(region) {
+            return Ok(aws.clone());
+        }
+        let aws = Aws::connect(&self.sdk, region, self.limits, self.metrics.clone()).await?;
+        connected.insert(region.to_owned(), aws.clone());
+        Ok(aws)
+    }
+}
+
 /// Clients and limits for one account and region.
 #[derive(Clone, Debug)]
 pub struct Aws {
@@ -259,6 +295,8 @@ pub struct Aws {
     pub scheduler: aws_sdk_scheduler::Client,
     /// CloudWatch Logs.
     pub logs: aws_sdk_cloudwatchlogs::Client,
+    /// CloudWatch metrics.
+    pub cloudwatch: aws_sdk_cloudwatch::Client,
     limits: Arc<Limiters>,
     metrics: Metrics,
 }
@@ -279,6 +317,7 @@ struct Limiters {
     states: RateLimiter,
     scheduler: RateLimiter,
     logs: RateLimiter,
+    cloudwatch: RateLimiter,
 }
 
 impl Aws {
@@ -315,6 +354,7 @@ impl Aws {
             sfn: aws_sdk_sfn::Client::new(&sdk),
             scheduler: aws_sdk_scheduler::Client::new(&sdk),
             logs: aws_sdk_cloudwatchlogs::Client::new(&sdk),
+            cloudwatch: aws_sdk_cloudwatch::Client::new(&sdk),
             limits: Arc::new(Limiters {
                 lambda: RateLimiter::new(limits.lambda),
                 iam: RateLimiter::new(limits.iam),
@@ -328,6 +368,7 @@ impl Aws {
                 states: RateLimiter::new(limits.states),
                 scheduler: RateLimiter::new(limits.scheduler),
                 logs: RateLimiter::new(limits.logs),
+                cloudwatch: RateLimiter::new(limits.cloudwatch),
             }),
             metrics,
         };
@@ -351,7 +392,7 @@ impl Aws {
     }
 
     /// Makes one AWS call: waits for the service's rate limit, counts it,
-    /// and classifies a failure.
+    /// times it and classifies a failure.
     pub async fn call<T, E, F, Fut>(
         &self,
         service: Service,
@@ -376,13 +417,17 @@ impl Aws {
             Service::StepFunctions => &self.limits.states,
             Service::Scheduler => &self.limits.scheduler,
             Service::Logs => &self.limits.logs,
+            Service::CloudWatch => &self.limits.cloudwatch,
         };
         limiter.acquire().await;
         self.metrics
             .aws_call(service.as_str(), operation, is_read(operation));
+        let started = std::time::Instant::now();
         let result = f()
             .await
             .map_err(|e| AwsError::from_sdk(service, operation, e));
+        self.metrics
+            .aws_latency(service.as_str(), operation, started.elapsed().as_secs_f64());
         if let Err(e) = &result {
             // Not-found answers to reads are how Sluice observes absence.
             if !(e.is_not_found() && is_read(operation)) {

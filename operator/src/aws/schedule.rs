@@ -98,7 +98,7 @@ fn target(d: &SchedulePlan) -> Result<Target> {
     Target::builder()
         .arn(&d.target_arn)
         .role_arn(&d.role_arn)
-        .set_input(d.input.clone())
+        .input(&d.input)
         .retry_policy(
             RetryPolicy::builder()
                 .maximum_retry_attempts(retries)
@@ -252,10 +252,7 @@ impl AwsResource for Schedule {
         );
         check("target", d.target_arn.clone(), o.target_arn.clone());
         check("role", d.role_arn.clone(), o.role_arn.clone());
-        let input: Option<Value> = d
-            .input
-            .as_deref()
-            .and_then(|i| serde_json::from_str(i).ok());
+        let input: Option<Value> = serde_json::from_str(&d.input).ok();
         check("input", format!("{input:?}"), format!("{:?}", o.input));
         check(
             "retry",
@@ -405,7 +402,7 @@ mod tests {
             end_date: None,
             target_arn: "arn:aws:lambda:us-east-1:1:function:f".into(),
             role_arn: "arn:aws:iam::1:role/r".into(),
-            input: Some(r#"{"a": 1}"#.into()),
+            input: r#"{"a": 1}"#.into(),
             retry: None,
             dead_letter_arn: None,
             enabled: true,

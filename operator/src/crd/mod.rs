@@ -11,6 +11,7 @@
 mod bucket;
 mod events;
 mod function;
+mod health;
 mod queue;
 mod schedule;
 mod stream;
@@ -20,6 +21,7 @@ mod workflow;
 pub use bucket::*;
 pub use events::*;
 pub use function::*;
+pub use health::*;
 pub use queue::*;
 pub use schedule::*;
 pub use stream::*;
@@ -60,6 +62,11 @@ pub const MAX_NAME_LEN: usize = 40;
         name = "Ready",
         type_ = "string",
         json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Healthy",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Healthy\")].status"
     ),
     printcolumn(
         name = "Status",
@@ -180,9 +187,14 @@ pub struct DataPipelineSpec {
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
 
-    /// Stop converging AWS resources (deletion still cleans up).
+    /// Stop converging AWS resources and polling their health (deletion
+    /// still cleans up).
     #[serde(default)]
     pub suspend: bool,
+
+    /// Thresholds of the `Healthy` condition (defaults when left out).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<HealthSpec>,
 
     /// S3 buckets owned by the pipeline.
     #[serde(default)]
@@ -244,6 +256,13 @@ pub struct DataPipelineSpec {
     pub functions: Vec<FunctionSpec>,
 }
 
+impl DataPipelineSpec {
+    /// The pipeline's region: `spec.region`, else the operator's default.
+    pub fn region_or(&self, default: &str) -> String {
+        self.region.clone().unwrap_or_else(|| default.to_owned())
+    }
+}
+
 /// The schema of a free-form JSON object (an event pattern, an ASL
 /// definition): `type: object`, fields kept as written.
 pub(crate) fn free_form_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
@@ -271,7 +290,8 @@ pub struct DataPipelineStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
 
-    /// `Ready` is always present; `Reconciling` and `Stalled` only while True.
+    /// `Ready` is always present; `Reconciling` and `Stalled` only while
+    /// True; `Healthy` once runtime health has been polled.
     #[serde(default)]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
@@ -288,6 +308,11 @@ pub struct DataPipelineStatus {
     /// step no workflow runs. Not an error; shown so a person sees it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+
+    /// Runtime health over a recent window (coarse figures; the `Healthy`
+    /// condition says what is wrong). Written by the health poller.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<HealthStatus>,
 }
 
 /// One AWS resource owned by the pipeline.

@@ -34,8 +34,9 @@ pub struct SchedulePlan {
     pub target_arn: String,
     /// Role the scheduler assumes.
     pub role_arn: String,
-    /// The target's input, as JSON text.
-    pub input: Option<String>,
+    /// The target's input, as JSON text: the manifest's, else
+    /// [`DEFAULT_INPUT`].
+    pub input: String,
     /// `(retries, maximum event age in seconds)`.
     pub retry: Option<(i32, i32)>,
     /// Dead-letter queue ARN.
@@ -45,6 +46,13 @@ pub struct SchedulePlan {
     /// Ownership, kept in the description (schedules take no tags).
     pub tags: BTreeMap<String, String>,
 }
+
+/// What a target receives when the manifest gives no input: the run's
+/// context, which EventBridge Scheduler fills in. `time` is the scheduled
+/// time (the field an EventBridge scheduled event carries too), so a handler
+/// such as batch-aggregate works out "yesterday" from it, never from the
+/// clock, and a retried run computes the same day.
+pub const DEFAULT_INPUT: &str = r#"{"time":"<aws.scheduler.scheduled-time>","schedule":"<aws.scheduler.schedule-arn>","execution":"<aws.scheduler.execution-id>","attempt":"<aws.scheduler.attempt-number>"}"#;
 
 /// Plans the schedules of `spec` and their roles.
 pub fn plan(
@@ -116,7 +124,10 @@ pub fn plan(
             end_date: s.end_date.clone(),
             target_arn,
             role_arn: role.arn.clone(),
-            input: s.input.as_ref().map(|v| v.to_string()),
+            input: s
+                .input
+                .as_ref()
+                .map_or_else(|| DEFAULT_INPUT.to_owned(), |v| v.to_string()),
             retry: s
                 .retry
                 .map(|r| (r.maximum_retry_attempts, r.maximum_event_age_seconds)),

@@ -1,7 +1,10 @@
 //! Status conditions, following the Kubernetes API conventions and kstatus:
 //! `Ready` is always present; `Reconciling` and `Stalled` only while True;
 //! every condition carries `observedGeneration`; `lastTransitionTime`
-//! changes only when a condition's status really changes.
+//! changes only when a condition's status really changes. `Healthy`
+//! belongs to the health poller ([`crate::health`]), which writes it under
+//! its own field manager; the reconciler writes the others and leaves it
+//! alone.
 
 use k8s_openapi::{
     apimachinery::pkg::apis::meta::v1::{Condition, Time},
@@ -14,6 +17,39 @@ pub const READY: &str = "Ready";
 pub const RECONCILING: &str = "Reconciling";
 /// Present (True) while progress needs a human.
 pub const STALLED: &str = "Stalled";
+/// Runtime health, written by the health poller: True, False (the reason
+/// and message name the resource at fault) or Unknown.
+pub const HEALTHY: &str = "Healthy";
+
+/// The condition types the reconciler writes.
+pub const RECONCILER_CONDITIONS: [&str; 3] = [READY, RECONCILING, STALLED];
+
+/// The conditions the reconciler owns, from a status that holds them all.
+pub fn reconciler_conditions(conditions: &[Condition]) -> Vec<Condition> {
+    conditions
+        .iter()
+        .filter(|c| RECONCILER_CONDITIONS.contains(&c.type_.as_str()))
+        .cloned()
+        .collect()
+}
+
+/// The `Healthy` condition, keeping the previous `lastTransitionTime` when
+/// its status did not change.
+pub fn healthy(
+    previous: &[Condition],
+    status: &str,
+    reason: &str,
+    message: &str,
+    generation: Option<i64>,
+) -> Condition {
+    let mut c = condition(HEALTHY, status, reason, message, generation);
+    if let Some(old) = previous.iter().find(|p| p.type_ == HEALTHY)
+        && old.status == c.status
+    {
+        c.last_transition_time = old.last_transition_time.clone();
+    }
+    c
+}
 
 /// What a reconcile concluded.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -58,7 +94,8 @@ fn condition(
     }
 }
 
-fn truncate(message: &str, max: usize) -> String {
+/// `message` cut to `max` bytes at a char boundary, as conditions store it.
+pub fn truncate(message: &str, max: usize) -> String {
     if message.len() <= max {
         return message.to_owned();
     }
@@ -193,6 +230,31 @@ mod tests {
             Some(2),
         );
         assert_ne!(changed[0].last_transition_time, Time(Timestamp::UNIX_EPOCH));
+    }
+
+    #[test]
+    fn the_reconciler_leaves_healthy_to_the_health_poller() {
+        let mut all = conditions(
+            &[],
+            &Verdict::Ready {
+                message: "ok".into(),
+            },
+            Some(1),
+        );
+        all.push(healthy(&[], "False", "DeadLetters", "3 messages", Some(1)));
+        assert_eq!(types(&reconciler_conditions(&all)), vec![("Ready", "True")]);
+        let mut old = all[1].clone();
+        old.last_transition_time = Time(Timestamp::UNIX_EPOCH);
+        let again = healthy(
+            &[old.clone()],
+            "False",
+            "DeadLetters",
+            "4 messages",
+            Some(2),
+        );
+        assert_eq!(again.last_transition_time, Time(Timestamp::UNIX_EPOCH));
+        let recovered = healthy(&[old], "True", "WithinThresholds", "ok", Some(2));
+        assert_ne!(recovered.last_transition_time, Time(Timestamp::UNIX_EPOCH));
     }
 
     #[test]

@@ -1,0 +1,194 @@
+"""The places where moto answers unlike AWS, mended. Each names the AWS
+behaviour it restores."""
+
+from __future__ import annotations
+
+import json
+import types
+import uuid
+from urllib.parse import quote_plus
+from xml.etree import ElementTree
+
+from moto.awslambda import models as lambda_models
+from moto.kinesis.models import kinesis_backends
+from moto.s3 import models as s3_models
+from moto.s3 import notifications
+from moto.s3 import responses as s3_responses
+from moto.s3.exceptions import InvalidArgumentError
+from moto.sqs.models import sqs_backends
+
+from .context import Emulator, log
+from .invoke import AsyncInvoker, function, invoke_function
+from .sources import Pollers
+from .targets import patch_rules, patch_s3_to_default_bus, resource_policy_allows
+
+
+def s3_eventbridge_notification() -> None:
+    """GetBucketNotificationConfiguration: AWS returns
+    <EventBridgeConfiguration/> when a bucket sends its events to EventBridge;
+    moto 5.2.5 stores it but leaves it out, so a bucket that starts a
+    workflow would read as drifted on every resync."""
+    original = s3_responses.S3Response.get_bucket_notification
+    namespace = "http://s3.amazonaws.com/doc/2006-03-01/"
+
+    def get_bucket_notification(self):  # type: ignore[no-untyped-def]
+        result = original(self)
+        configuration = self.backend.get_bucket_notification_configuration(self.bucket_name)
+        if configuration is None or configuration.event_bridge is None:
+            return result
+        status, headers, body = result
+        text = body.decode() if isinstance(body, bytes) else body
+        root = ElementTree.fromstring(text)
+        # An otherwise empty configuration comes back under another root.
+        if not root.tag.endswith("NotificationConfiguration"):
+            root = ElementTree.Element(f"{{{namespace}}}NotificationConfiguration")
+        if root.find(f"{{{namespace}}}EventBridgeConfiguration") is None:
+            ElementTree.SubElement(root, f"{{{namespace}}}EventBridgeConfiguration")
+        ElementTree.register_namespace("", namespace)
+        text = ElementTree.tostring(root, encoding="unicode")
+        headers = {k: v for k, v in (headers or {}).items() if k.lower() != "content-length"}
+        return status, headers, text
+
+    s3_responses.S3Response.get_bucket_notification = get_bucket_notification
+
+
+def _s3_may_invoke(fn, bucket) -> bool:  # type: ignore[no-untyped-def]
+    return resource_policy_allows(
+        {"Statement": fn.policy.statements}, "s3.amazonaws.com", "lambda:InvokeFunction", fn.function_arn, bucket.arn, bucket.account_id
+    )
+
+
+def s3_notification_destinations() -> None:
+    """PutBucketNotificationConfiguration: AWS refuses a function or queue
+    destination that does not let s3.amazonaws.com invoke or send to it for
+    this bucket ("Unable to validate the following destination
+    configurations"); moto stored anything."""
+    original = s3_models.S3Backend.put_bucket_notification_configuration
+
+    def put(self, bucket_name, notification_config):  # type: ignore[no-untyped-def]
+        bucket = self.get_bucket(bucket_name)
+        previous = bucket.notification_configuration
+        original(self, bucket_name, notification_config)
+        configuration = bucket.notification_configuration
+        refused = []
+        for n in configuration.cloud_function if configuration else []:
+            parts = n.arn.split(":")
+            fn = function(n.arn, parts[3], parts[4])
+            if fn is None or not _s3_may_invoke(fn, bucket):
+                refused.append(n.arn)
+        for n in configuration.queue if configuration else []:
+            parts = n.arn.split(":")
+            queue = sqs_backends[parts[4]][parts[3]].queues.get(parts[5])
+            if queue is None or not resource_policy_allows(
+                queue.policy, "s3.amazonaws.com", "sqs:SendMessage", n.arn, bucket.arn, bucket.account_id
+            ):
+                refused.append(n.arn)
+        if refused:
+            bucket.notification_configuration = previous
+            raise InvalidArgumentError(
+                "Unable to validate the following destination configurations", ", ".join(refused), ""
+            )
+
+    s3_models.S3Backend.put_bucket_notification_configuration = put
+
+
+def s3_invokes_asynchronously() -> None:
+    """S3 invokes a function asynchronously (Lambda's queue, retries,
+    destinations); moto ran it inside the PutObject that caused it."""
+
+    def invoke(account_id, event_body, fn_arn, region_name) -> None:  # type: ignore[no-untyped-def]
+        fn = function(fn_arn, region_name, account_id)
+        if fn is None:
+            log.warning("s3 notification to %s dropped: no such function", fn_arn)
+            return
+        AsyncInvoker.submit(fn.function_arn, fn.region, fn.account_id, json.dumps(event_body).encode())
+
+    notifications._invoke_awslambda = invoke
+
+
+def lambda_runs_code() -> None:
+    """Invoke runs the deployed code (moto needs a container engine for
+    that) with the invocation type's semantics."""
+    lambda_models.LambdaFunction.invoke = invoke_function
+
+
+def event_source_mappings_poll() -> None:
+    """Lambda polls SQS and Kinesis (moto fired SQS mappings inside
+    SendMessage and never read Kinesis); see sources.py."""
+    original = lambda_models.LambdaBackend.create_event_source_mapping
+
+    def create(self, spec):  # type: ignore[no-untyped-def]
+        esm = original(self, spec)
+        service = esm.event_source_arn.split(":")[2]
+        arn = esm.event_source_arn.split(":")
+        if service == "sqs":
+            queue = sqs_backends[arn[4]][arn[3]].queues.get(arn[5])
+            if queue is not None:
+                queue.lambda_event_source_mappings.pop(esm.function_arn, None)
+        elif service == "kinesis":
+            for stream in kinesis_backends[arn[4]][arn[3]].streams.values():
+                stream.lambda_event_source_mappings.pop(esm.event_source_arn, None)
+        Pollers.created(esm)
+        return esm
+
+    lambda_models.LambdaBackend.create_event_source_mapping = create
+
+
+def executions_get_names() -> None:
+    """StartExecution without a name: AWS names the execution with a UUID;
+    moto's interpreter named every one "None", so a second start failed
+    with ExecutionAlreadyExists."""
+    from moto.stepfunctions.parser.models import StepFunctionsParserBackend
+
+    original = StepFunctionsParserBackend.start_execution
+
+    def start(self, state_machine_arn, name=None, execution_input=None, trace_header=None):  # type: ignore[no-untyped-def]
+        return original(self, state_machine_arn, name or str(uuid.uuid4()), execution_input, trace_header)
+
+    StepFunctionsParserBackend.start_execution = start
+
+
+def workflow_tasks_reach_the_emulator() -> None:
+    """A workflow's tasks call the services they name (Lambda Invoke,
+    SQS, DynamoDB...) as AWS's Step Functions does; moto's interpreter sends
+    those calls to http://localhost:$MOTO_PORT, where nothing listens when
+    the emulator serves another address (localenv's cluster mode: the host's
+    end of the node network). Send them where the emulator is."""
+    from moto.stepfunctions.parser.asl.utils import boto_client
+
+    boto3 = boto_client.boto3
+
+    def client(*args, **kwargs):  # type: ignore[no-untyped-def]
+        if "endpoint_url" in kwargs:
+            kwargs["endpoint_url"] = Emulator.endpoint
+        return boto3.client(*args, **kwargs)
+
+    boto_client.boto3 = types.SimpleNamespace(client=client)
+
+
+def s3_event_keys_keep_slashes() -> None:
+    """S3 event records URL-encode the key as a form value with `/` kept
+    ("a folder/b c.json" → "a+folder/b+c.json"); moto encoded the slashes
+    too."""
+    original = notifications._get_s3_event
+
+    def event(event_name, bucket, key, notification_id):  # type: ignore[no-untyped-def]
+        body = original(event_name, bucket, key, notification_id)
+        for record in body["Records"]:
+            record["s3"]["object"]["key"] = quote_plus(key.name, safe="/")
+        return body
+
+    notifications._get_s3_event = event
+
+
+def apply_all() -> None:
+    executions_get_names()
+    workflow_tasks_reach_the_emulator()
+    s3_event_keys_keep_slashes()
+    s3_eventbridge_notification()
+    s3_notification_destinations()
+    s3_invokes_asynchronously()
+    lambda_runs_code()
+    event_source_mappings_poll()
+    patch_rules()
+    patch_s3_to_default_bus()
