@@ -217,9 +217,11 @@ resolvConf: /etc/resolv.conf
 # Container logs under DIR: a kubelet removes the log directories of pods it
 # does not know, so two clusters must not share /var/log/pods.
 podLogsDir: $DIR/pod-logs
-# Developer machines run with full disks: evict only when nearly nothing is
-# left, and never collect images (they cannot be pulled back).
-evictionHard: {memory.available: 100Mi, nodefs.available: 256Mi, imagefs.available: 256Mi, nodefs.inodesFree: 1%}
+# Never act on disk pressure ("0%" turns a signal off): under it the kubelet
+# deletes every image no container uses, the pause image included, and they
+# cannot be pulled back; and the disk of a machine shared with other builds
+# fills and empties by itself. Never collect images either.
+evictionHard: {memory.available: 100Mi, nodefs.available: "0%", nodefs.inodesFree: "0%", imagefs.available: "0%", imagefs.inodesFree: "0%"}
 imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
 serializeImagePulls: false
