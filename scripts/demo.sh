@@ -27,28 +27,47 @@ show_aws() {
   "$("$ROOT/scripts/tools.sh" path python)" "$ROOT/scripts/show-aws.py"
 }
 
-# The install of config/deploy with this machine's image and the emulator's
-# endpoint: a kustomize overlay in DIR/deploy.
+# The operator's AWS keys, as an env file: where the emulator enforces IAM,
+# those of a user holding exactly config/iam/operator-policy.json, as on AWS
+# (never the administrator's keys the rest of the demo acts with).
+operator_credentials() {
+  if [[ "${SLUICE_HARNESS_IAM:-}" == enforce ]]; then
+    curl -sf -X POST "$AWS_ENDPOINT_URL/_sluice/iam/operator?prefix=sluice" | python3 -c '
+import json, sys
+u = json.load(sys.stdin)
+print("AWS_ACCESS_KEY_ID=%s\nAWS_SECRET_ACCESS_KEY=%s" % (u["accessKeyId"], u["secretAccessKey"]))'
+  else
+    printf 'AWS_ACCESS_KEY_ID=%s\nAWS_SECRET_ACCESS_KEY=%s\n' "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY"
+  fi
+}
+
+# The install of config/deploy with this machine's image, the emulator's
+# endpoint and the operator's keys: a kustomize overlay in DIR/deploy.
 deploy_overlay() {
   local image="$1" overlay="$DIR/deploy" base
   mkdir -p "$overlay"
   base="$(python3 -c 'import os, sys; print(os.path.relpath(sys.argv[1], sys.argv[2]))' "$ROOT/config/deploy" "$overlay")"
   local env="" name
-  for name in AWS_ENDPOINT_URL AWS_ENDPOINT_URL_CLOUDWATCH AWS_REGION AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY; do
+  for name in AWS_ENDPOINT_URL AWS_ENDPOINT_URL_CLOUDWATCH AWS_REGION; do
     env+="
       - {op: add, path: /spec/template/spec/containers/0/env/-, value: {name: $name, value: \"${!name}\"}}"
   done
+  (umask 077 && operator_credentials >"$overlay/aws-credentials.env")
   cat >"$overlay/kustomization.yaml" <<YAML
 apiVersion: kustomize.config.k8s.io/v1beta1
 kind: Kustomization
 resources: [$base]
 images: [{name: sluice-operator, newName: ${image%:*}, newTag: ${image##*:}}]
+# The operator's AWS keys, in a Secret its pod's environment refers to.
+secretGenerator:
+  - {name: sluice-operator-aws, namespace: sluice-system, envs: [aws-credentials.env]}
+generatorOptions: {disableNameSuffixHash: true}
 patches:
   - target: {kind: Deployment, name: sluice-operator}
     patch: |-$env
       - {op: add, path: /spec/template/spec/containers/0/env/-, value: {name: SLUICE_RESYNC_SECONDS, value: "60"}}
+      - {op: add, path: /spec/template/spec/containers/0/envFrom, value: [{secretRef: {name: sluice-operator-aws}}]}
 YAML
-  echo "$overlay"
 }
 
 up() {
@@ -66,7 +85,11 @@ up() {
   local image; image="$("$ROOT/scripts/image.sh" load)"
   echo "$image"
   say "install the operator (config/deploy): namespace sluice-system, ServiceAccount, ClusterRole, Deployment"
-  "$k" apply -k "$(deploy_overlay "$image")"
+  if [[ "${SLUICE_HARNESS_IAM:-}" == enforce ]]; then
+    echo "its AWS keys (Secret sluice-system/sluice-operator-aws): IAM user operator-sluice, policy config/iam/operator-policy.json"
+  fi
+  deploy_overlay "$image"
+  "$k" apply -k "$DIR/deploy"
   "$k" rollout status -n sluice-system deployment/sluice-operator --timeout=120s
   say "kubectl get pods -n sluice-system"
   "$k" get pods -n sluice-system -o wide

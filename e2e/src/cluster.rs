@@ -19,6 +19,8 @@ use crate::{kubectl, kubectl_ok, kubectl_stdin, repo_root, token};
 const SELECTOR: &str = "app.kubernetes.io/name=sluice-operator";
 /// The admin port of config/deploy/operator/deployment.yaml.
 const ADMIN_PORT: u16 = 8080;
+/// The Secret holding the operator's AWS keys, in its namespace.
+const CREDENTIALS_SECRET: &str = "sluice-operator-aws";
 
 /// One operator Deployment and the namespace it runs in.
 #[derive(Debug)]
@@ -60,8 +62,6 @@ impl PodOperator {
             "AWS_ENDPOINT_URL",
             "AWS_ENDPOINT_URL_CLOUDWATCH",
             "AWS_REGION",
-            "AWS_ACCESS_KEY_ID",
-            "AWS_SECRET_ACCESS_KEY",
         ] {
             if let Ok(value) = std::env::var(var) {
                 env.push((var.into(), value));
@@ -71,18 +71,42 @@ impl PodOperator {
             env.retain(|(n, _)| n != name);
             env.push(((*name).into(), (*value).into()));
         }
-        let patch: Vec<serde_json::Value> = env
+        let mut patch: Vec<serde_json::Value> = env
             .iter()
             .map(|(name, value)| {
                 serde_json::json!({"op": "add", "path": "/spec/template/spec/containers/0/env/-",
                                    "value": {"name": name, "value": value}})
             })
             .collect();
+        let mut resources = vec![base.to_string_lossy().into_owned(), "namespace.json".into()];
+        // The AWS keys, in a Secret the pod's environment refers to: where
+        // the emulator enforces IAM, those of the operator's own IAM user
+        // (never the administrator's the tests act as); else the
+        // environment's, if any.
+        let keys = crate::operator_user(prefix).or_else(|| {
+            Some((
+                std::env::var("AWS_ACCESS_KEY_ID").ok()?,
+                std::env::var("AWS_SECRET_ACCESS_KEY").ok()?,
+            ))
+        });
+        if let Some((key, secret)) = keys {
+            let credentials = serde_json::json!({
+                "apiVersion": "v1", "kind": "Secret",
+                "metadata": {"name": CREDENTIALS_SECRET},
+                "stringData": {"AWS_ACCESS_KEY_ID": key, "AWS_SECRET_ACCESS_KEY": secret}
+            });
+            std::fs::write(overlay.join("credentials.json"), credentials.to_string())
+                .expect("credentials");
+            resources.push("credentials.json".into());
+            patch.push(serde_json::json!({
+                "op": "add", "path": "/spec/template/spec/containers/0/envFrom",
+                "value": [{"secretRef": {"name": CREDENTIALS_SECRET}}]}));
+        }
         let kustomization = serde_json::json!({
             "apiVersion": "kustomize.config.k8s.io/v1beta1",
             "kind": "Kustomization",
             "namespace": namespace,
-            "resources": [base, "namespace.json"],
+            "resources": resources,
             "images": [{"name": "sluice-operator", "newName": name, "newTag": tag}],
             "patches": [{"target": {"kind": "Deployment", "name": "sluice-operator"},
                          "patch": serde_json::to_string(&patch).expect("patch")}],

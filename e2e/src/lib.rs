@@ -49,10 +49,13 @@ fn required(var: &str, hint: &str) -> String {
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("repo root")
-        .to_owned()
+    Path::new(
+        &std::env::var("CARGO_MANIFEST_DIR")
+            .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned()),
+    )
+    .parent()
+    .expect("repo root")
+    .to_owned()
 }
 
 /// Path of the kubectl to use.
@@ -181,6 +184,20 @@ pub struct Operator {
     pub prefix: String,
 }
 
+/// Where the emulator enforces IAM (`SLUICE_HARNESS_IAM=enforce`), the
+/// keys of an IAM user holding exactly the documented operator policy for
+/// names starting with `prefix`: what an operator acts as, as on AWS. The
+/// harness makes one user per prefix, so a restarted operator gets the
+/// same keys.
+pub fn operator_user(prefix: &str) -> Option<(String, String)> {
+    if std::env::var("SLUICE_HARNESS_IAM").as_deref() != Ok("enforce") {
+        return None;
+    }
+    let user = flow::harness("POST", &format!("iam/operator?prefix={prefix}"));
+    let field = |name: &str| user[name].as_str().expect(name).to_owned();
+    Some((field("accessKeyId"), field("secretAccessKey")))
+}
+
 impl Operator {
     /// Starts the operator for `namespace` and waits until it is ready.
     pub fn start(namespace: &str) -> Self {
@@ -234,6 +251,12 @@ impl Operator {
             .open(&log)
             .expect("log file");
         let mut command = Command::new(bin);
+        if let Some((key, secret)) = operator_user(&prefix) {
+            command
+                .env("AWS_ACCESS_KEY_ID", key)
+                .env("AWS_SECRET_ACCESS_KEY", secret)
+                .env_remove("AWS_SESSION_TOKEN");
+        }
         command.envs(env.iter().copied());
         let child = command
             .env("SLUICE_HANDLERS_DIR", handlers)

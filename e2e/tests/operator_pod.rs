@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use sluice_e2e::{
     Namespace, Operator, apply_and_wait, assert_nothing_left, cluster::Cordon, condition,
-    delete_pipeline, get_pipeline, id_of, install_crd, kubectl, kubectl_ok, kubectl_stdin, s3,
-    sample_manifest, sdk,
+    delete_pipeline, get_pipeline, id_of, install_crd, kubectl, kubectl_ok, kubectl_stdin,
+    operator_user, s3, sample_manifest, sdk,
 };
 
 const NAME: &str = "event-triggered";
@@ -101,9 +101,44 @@ async fn a_deleted_operator_pod_is_replaced_and_converges_what_was_applied_meanw
         sa.1
     ));
 
+    // Its AWS keys come from a Secret of its namespace, not from literals
+    // in its spec; where the emulator enforces IAM they are its own IAM
+    // user's (exactly config/iam/operator-policy.json), never the
+    // administrator's the tests act as.
+    let first = pod.running_pod().expect("a running operator pod");
+    let container = &first["spec"]["containers"][0];
+    assert_eq!(
+        container["envFrom"][0]["secretRef"]["name"], "sluice-operator-aws",
+        "{container:#}"
+    );
+    assert!(
+        container["env"]
+            .as_array()
+            .expect("env")
+            .iter()
+            .all(|e| !e["name"].as_str().unwrap_or("").starts_with("AWS_SECRET")),
+        "{container:#}"
+    );
+    if let Some((key, _)) = operator_user(&op.prefix) {
+        let in_secret = kubectl_ok(&[
+            "get",
+            "secret",
+            "-n",
+            &op_ns,
+            "sluice-operator-aws",
+            "-o",
+            "go-template={{.data.AWS_ACCESS_KEY_ID | base64decode}}",
+        ]);
+        assert_eq!(in_secret, key);
+        assert_ne!(
+            Some(in_secret),
+            std::env::var("AWS_ACCESS_KEY_ID").ok(),
+            "the operator pod holds the administrator's keys"
+        );
+    }
+
     // Take the operator down: cordon the node (as a drain would) and delete
     // its pod. The Deployment makes a replacement, which cannot start yet.
-    let first = pod.running_pod().expect("a running operator pod");
     let first_name = first["metadata"]["name"].as_str().expect("name").to_owned();
     let node = first["spec"]["nodeName"].as_str().expect("node").to_owned();
     let cordon = Cordon::node(&node);
