@@ -207,8 +207,12 @@ stop_named() {
   done
   ((${#pids[@]})) || return 0
   kill "${pids[@]}" 2>/dev/null || true
+  local alive
   for _ in $(seq 1 50); do
-    kill -0 "${pids[@]}" 2>/dev/null || break
+    # `kill -0` of several pids fails as soon as one is gone: ask each.
+    alive=0
+    for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+    ((alive)) || break
     sleep 0.1
   done
   for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
