@@ -101,7 +101,7 @@ env-tests: tools tools-lambda tools-observability tools-cluster handlers build i
 bench: tools-lambda tools-bench ## the handlers beside the article's Python on the same events: compute, end to end against moto, cold start (not part of test)
 	scripts/handlers.sh build
 	SLUICE_CARGO_LAMBDA=$$(scripts/tools.sh path cargo-lambda) SLUICE_LAMBDA_BIN_DIR=$(HANDLERS_DIR) \
-	SLUICE_MOTO_SERVER=$$(scripts/tools.sh path moto_server) SLUICE_BENCH_PYTHON=$$(scripts/tools.sh path bench-python) \
+	SLUICE_MOTO_PYTHON=$$(scripts/tools.sh path python) SLUICE_BENCH_PYTHON=$$(scripts/tools.sh path bench-python) \
 	  cargo run --quiet --profile lambda -p sluice-handlers --example bench
 
 .PHONY: test

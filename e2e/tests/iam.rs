@@ -8,9 +8,10 @@ use aws_sdk_s3::config::{Credentials, SharedCredentialsProvider};
 use serde_json::{Value, json};
 use sluice_e2e::flow::harness;
 use sluice_e2e::{
-    Namespace, Operator, apply_and_wait, delete_pipeline, get_pipeline, id_of, install_crd, s3,
-    sample_manifest, sdk, token,
+    Namespace, Operator, apply_and_wait, condition, delete_pipeline, get_pipeline, id_of,
+    install_crd, s3, sample_manifest, sdk, token,
 };
+use std::time::Duration;
 
 /// The SDK configuration of the operator user for `prefix`.
 async fn operator_sdk(prefix: &str) -> aws_config::SdkConfig {
@@ -178,5 +179,77 @@ async fn a_function_reaches_only_what_its_pipeline_grants() {
         .send()
         .await
         .expect("cleanup");
+    delete_pipeline(&ns.0, name, &op);
+}
+
+/// Health that cannot be read says so: with CloudWatch's GetMetricData
+/// denied to the operator, `Healthy` turns Unknown (`HealthUnavailable`,
+/// naming the call), never True on figures it could not read; granted
+/// again, the next poll reads them and it is True.
+#[tokio::test(flavor = "multi_thread")]
+async fn health_is_unavailable_while_the_operator_may_not_read_metrics() {
+    install_crd();
+    let ns = Namespace::create();
+    let prefix = format!("e2e{}", &token()[..5]);
+    let op = Operator::start_with(
+        &[&ns.0],
+        &[
+            ("SLUICE_HEALTH_INTERVAL_SECONDS", "2"),
+            ("SLUICE_NAME_PREFIX", prefix.as_str()),
+        ],
+    );
+    let name = "event-triggered";
+    apply_and_wait(
+        &ns.0,
+        name,
+        &sample_manifest("event-triggered.yaml"),
+        "Ready",
+        &op,
+    );
+    let healthy = |status: &str, reason: &str| {
+        let dp = get_pipeline(&ns.0, name);
+        condition(&dp, "Healthy").is_some_and(|c| c["status"] == status && c["reason"] == reason)
+    };
+    op.wait_until("Healthy=True", Duration::from_secs(30), || {
+        healthy("True", "WithinThresholds")
+    });
+
+    let iam = aws_sdk_iam::Client::new(&sdk().await);
+    let user = format!("operator-{prefix}");
+    let deny = json!({"Version": "2012-10-17", "Statement": [{
+        "Effect": "Deny", "Action": "cloudwatch:GetMetricData", "Resource": "*"}]});
+    iam.put_user_policy()
+        .user_name(&user)
+        .policy_name("deny-metrics")
+        .policy_document(deny.to_string())
+        .send()
+        .await
+        .expect("admin denies GetMetricData");
+    op.wait_until(
+        "Healthy=Unknown (HealthUnavailable)",
+        Duration::from_secs(30),
+        || healthy("Unknown", "HealthUnavailable"),
+    );
+    let dp = get_pipeline(&ns.0, name);
+    let message = condition(&dp, "Healthy").expect("Healthy")["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(message.contains("GetMetricData"), "{message}");
+    assert!(denied(
+        &format!("user/{user}"),
+        "cloudwatch:GetMetricData",
+        "*"
+    ));
+
+    iam.delete_user_policy()
+        .user_name(&user)
+        .policy_name("deny-metrics")
+        .send()
+        .await
+        .expect("admin grants again");
+    op.wait_until("Healthy=True again", Duration::from_secs(30), || {
+        healthy("True", "WithinThresholds")
+    });
     delete_pipeline(&ns.0, name, &op);
 }

@@ -29,7 +29,9 @@ use crate::{Error, data};
 pub struct Tools {
     pub cargo_lambda: PathBuf,
     pub bootstrap: PathBuf,
-    pub moto_server: PathBuf,
+    /// The Python that runs the project's moto launcher
+    /// (`e2e/moto/launcher.py`, moto with the harness's patches).
+    pub moto_python: PathBuf,
     pub python: PathBuf,
     pub round_trip: Duration,
 }
@@ -48,15 +50,23 @@ struct Moto {
 }
 
 impl Moto {
-    fn start(moto_server: &Path) -> Result<Self, Error> {
+    /// The emulator every other test and the demo use: moto through the
+    /// project's launcher, IAM not enforced (the benchmark measures the
+    /// handlers, not the policy evaluator), schedules not fired.
+    fn start(python: &Path) -> Result<Self, Error> {
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let child = Command::new(moto_server)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        let launcher = Path::new(&crate::manifest_dir()).join("../e2e/moto/launcher.py");
+        let state = std::env::temp_dir().join(format!("sluice-bench-moto-{port}"));
+        let child = Command::new(python)
+            .arg(&launcher)
+            .args(["--no-clock", "-H", "127.0.0.1", "-p", &port.to_string()])
+            .env("SLUICE_HARNESS_DIR", &state)
+            .env("SLUICE_HARNESS_IAM", "off")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .map_err(|e| format!("starting {}: {e}", moto_server.display()))?;
+            .map_err(|e| format!("starting {}: {e}", launcher.display()))?;
         let mut moto = Self {
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
             child,
@@ -185,7 +195,7 @@ fn rust_batch_ok(response: &Value) -> bool {
 
 /// Brings everything up, fills moto, runs every scenario and prints the table.
 pub fn run(tools: &Tools) -> Result<(), Error> {
-    let moto = Moto::start(&tools.moto_server)?;
+    let moto = Moto::start(&tools.moto_python)?;
     let proxy = LatencyProxy::start(moto.addr, tools.round_trip)?;
     let emulator = Emulator::start(&tools.cargo_lambda, Stdio::null(), Stdio::null())?;
     let runtime = tokio::runtime::Builder::new_multi_thread()

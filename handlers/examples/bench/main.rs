@@ -14,7 +14,7 @@
 //! 3. cold start: the time to ready of the executable under the emulator.
 //!
 //! Environment (set by `make bench`): `SLUICE_CARGO_LAMBDA`,
-//! `SLUICE_LAMBDA_BIN_DIR` (the built executable), `SLUICE_MOTO_SERVER`,
+//! `SLUICE_LAMBDA_BIN_DIR` (the built executable), `SLUICE_MOTO_PYTHON`,
 //! `SLUICE_BENCH_PYTHON` (the baseline's interpreter, with boto3). Optional:
 //! `SLUICE_BENCH_ROUND_TRIP_MS` (default 8), `SLUICE_BENCH_ONLY` (a comma
 //! list of `compute`, `e2e`, `cold`).
@@ -80,10 +80,10 @@ fn main() -> Result<(), Error> {
         match (
             path_var("SLUICE_CARGO_LAMBDA"),
             path_var("SLUICE_LAMBDA_BIN_DIR"),
-            path_var("SLUICE_MOTO_SERVER"),
+            path_var("SLUICE_MOTO_PYTHON"),
             python.clone(),
         ) {
-            (Some(cargo_lambda), Some(bin_dir), Some(moto_server), Some(python)) => {
+            (Some(cargo_lambda), Some(bin_dir), Some(moto_python), Some(python)) => {
                 let round_trip_ms = match std::env::var("SLUICE_BENCH_ROUND_TRIP_MS") {
                     Ok(text) => text.trim().parse().map_err(|e| {
                         format!(
@@ -95,14 +95,14 @@ fn main() -> Result<(), Error> {
                 e2e::run(&e2e::Tools {
                     cargo_lambda,
                     bootstrap: bin_dir.join("bootstrap"),
-                    moto_server,
+                    moto_python,
                     python,
                     round_trip: Duration::from_millis(round_trip_ms),
                 })?;
             }
             _ => println!(
                 "end to end: skipped (set SLUICE_CARGO_LAMBDA, SLUICE_LAMBDA_BIN_DIR, \
-                 SLUICE_MOTO_SERVER and SLUICE_BENCH_PYTHON, as `make bench` does)"
+                 SLUICE_MOTO_PYTHON and SLUICE_BENCH_PYTHON, as `make bench` does)"
             ),
         }
         println!();
@@ -115,11 +115,13 @@ fn main() -> Result<(), Error> {
 
 /// The Python baseline's sources.
 fn python_dir() -> PathBuf {
-    Path::new(
-        &std::env::var("CARGO_MANIFEST_DIR")
-            .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned()),
-    )
-    .join("examples/bench/python")
+    Path::new(&manifest_dir()).join("examples/bench/python")
+}
+
+/// The handlers crate's directory, read at run time (a target directory
+/// shared between checkouts can hold a build made in another one).
+fn manifest_dir() -> String {
+    std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned())
 }
 
 /// Peak resident set size of this process, in KiB.
