@@ -23,8 +23,12 @@ help: ## list targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
 .PHONY: tools
-tools: ## build/install etcd, kube-apiserver, kubectl, moto (cached by version)
+tools: ## build/install etcd, the Kubernetes binaries of a one-node cluster, moto (cached by version)
 	@scripts/step.sh tools scripts/tools.sh install
+
+.PHONY: tools-cluster
+tools-cluster: ## install Debian's containerd, runc, CNI plugins, iptables and buildah when missing
+	@scripts/step.sh tools-cluster scripts/tools.sh install-cluster
 
 .PHONY: tools-lambda
 tools-lambda: ## install cargo-lambda, the Lambda Runtime API emulator of the handler tests (cached by version)
@@ -50,6 +54,10 @@ handlers: ## build the one Lambda executable of every handler (provided.al2023),
 build: ## build the operator
 	@scripts/step.sh build cargo build -p sluice-operator --bins
 
+.PHONY: image
+image: tools-cluster handlers build ## the operator's container image (Dockerfile), built here with buildah (cached by content); prints its name
+	@scripts/step.sh image scripts/image.sh build
+
 .PHONY: fmt-check
 fmt-check:
 	@scripts/step.sh fmt-check cargo fmt --all -- --check
@@ -68,18 +76,20 @@ unit: ## unit tests (no network)
 	@scripts/step.sh unit cargo test --workspace --lib --bins
 
 # Integration and e2e tests share one local environment (real etcd,
-# kube-apiserver, kubectl and moto), brought up here and always torn down.
+# kube-apiserver, kubectl and moto, and a one-node cluster running the
+# operator's image), brought up here and always torn down.
 # The emulator's harness runs AWS's documented waits (retry delays,
 # visibility timeouts, batching windows) 50 times faster.
 .PHONY: env-tests
-env-tests: tools tools-lambda tools-observability handlers build
+env-tests: tools tools-lambda tools-observability tools-cluster handlers build image
 	@scripts/step.sh build-tests cargo test --no-run --tests -p sluice-integration-tests -p sluice-e2e \
 	  -p sluice-handlers --features sluice-handlers/env-tests
 	@ENV_DIR=$$(mktemp -d /tmp/sluice-test.XXXXXX); \
 	trap 'scripts/localenv.sh down '"$$ENV_DIR" EXIT; \
-	SLUICE_HARNESS_DELAY_FACTOR=0.02 scripts/step.sh localenv scripts/localenv.sh up "$$ENV_DIR"; \
+	SLUICE_HARNESS_DELAY_FACTOR=0.02 scripts/step.sh localenv scripts/localenv.sh up "$$ENV_DIR" --cluster; \
 	source "$$ENV_DIR/env"; \
 	export SLUICE_OPERATOR_BIN=$(OPERATOR_BIN) SLUICE_HANDLERS_DIR=$(HANDLERS_DIR); \
+	SLUICE_OPERATOR_IMAGE=$$(scripts/step.sh image-load scripts/image.sh load); export SLUICE_OPERATOR_IMAGE; \
 	export SLUICE_PROMETHEUS=$$(scripts/tools.sh path prometheus) SLUICE_PROMTOOL=$$(scripts/tools.sh path promtool) \
 	  SLUICE_ARGOCD_HEALTH=$$(scripts/tools.sh path argocd-health); \
 	scripts/step.sh integration cargo test -p sluice-integration-tests -- --test-threads 4; \
@@ -105,11 +115,11 @@ test: ## everything CI runs: format, lints, CRD check, unit, integration, e2e
 test-steps: fmt-check clippy crd-check unit env-tests
 
 .PHONY: demo
-demo: tools handlers build ## bring everything up, apply the Pattern 1 sample, show it, tear down
+demo: tools tools-cluster handlers build image ## a one-node cluster, the operator as a Deployment, the Pattern 1 sample: apply, show, delete, tear down
 	@scripts/step.sh demo scripts/demo.sh run $(DEMO_DIR)
 
 .PHONY: demo-up
-demo-up: tools handlers build ## like demo, but leave it running
+demo-up: tools tools-cluster handlers build image ## like demo, but leave it running
 	scripts/demo.sh up $(DEMO_DIR)
 
 .PHONY: demo-down

@@ -4,8 +4,13 @@
 #   an admin client certificate in a kubeconfig) and moto server, with a
 #   gateway in front of it for SDKs speaking CBOR (CloudWatch's).
 #
-#   scripts/localenv.sh up [DIR]     start; writes DIR/env (source it) and DIR/kubeconfig
-#   scripts/localenv.sh down [DIR]   stop everything started in DIR and remove DIR
+# With --cluster, also a one-node cluster (scripts/cluster.sh): controller-
+# manager, scheduler, containerd, kubelet, kube-proxy and CNI in a network
+# namespace of its own; the API server and moto then listen on the host's
+# address in that network instead of 127.0.0.1 (pods reach them there).
+#
+#   scripts/localenv.sh up [DIR] [--cluster]   start; writes DIR/env (source it) and DIR/kubeconfig
+#   scripts/localenv.sh down [DIR]             stop everything started in DIR and remove DIR
 #
 # DIR defaults to $SLUICE_ENV_DIR or /tmp/sluice-env. Tools come from
 # scripts/tools.sh (built once, cached outside the repository).
@@ -13,8 +18,18 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 CMD="${1:-up}"
-DIR="${2:-${SLUICE_ENV_DIR:-/tmp/sluice-env}}"
+shift || true
+CLUSTER=0 DIR=""
+for arg in "$@"; do
+  case "$arg" in
+    --cluster) CLUSTER=1 ;;
+    *) DIR="$arg" ;;
+  esac
+done
+DIR="${DIR:-${SLUICE_ENV_DIR:-/tmp/sluice-env}}"
 TOOLS="$ROOT/scripts/tools.sh"
+# shellcheck source=scripts/cluster.sh
+source "$ROOT/scripts/cluster.sh"
 
 log() { echo "localenv: $*" >&2; }
 
@@ -48,7 +63,8 @@ make_certs() {
   # Serving certificate for 127.0.0.1 and localhost.
   openssl req -newkey rsa:2048 -nodes -subj "/CN=kube-apiserver" \
     -keyout "$c/apiserver.key" -out "$c/apiserver.csr" 2>/dev/null
-  printf 'subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes.default.svc\nextendedKeyUsage=serverAuth\n' >"$c/apiserver.ext"
+  printf 'subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes.default.svc%s\nextendedKeyUsage=serverAuth\n' \
+    "${EXTRA_SANS:-}" >"$c/apiserver.ext"
   openssl x509 -req -in "$c/apiserver.csr" -CA "$c/ca.crt" -CAkey "$c/ca.key" -CAcreateserial \
     -days 2 -extfile "$c/apiserver.ext" -out "$c/apiserver.crt" 2>/dev/null
   # Admin client certificate: group system:masters.
@@ -76,7 +92,23 @@ up() {
     access_key=AKIASLUICEHARNESS000 secret_key=sluice-harness-admin-secret
   fi
   etcd_port=$(free_port); etcd_peer=$(free_port); api_port=$(free_port); moto_port=$(free_port)
+  # Where the API server and moto listen: loopback, or in cluster mode the
+  # host's end of the node network, which pods can reach.
+  local listen=127.0.0.1 mode_flags=(--authorization-mode RBAC --disable-admission-plugins ServiceAccount)
+  if ((CLUSTER)); then
+    if ((EUID != 0)); then
+      log "--cluster needs root (a network namespace, cgroups, mounts, apt-get)"
+      return 1
+    fi
+    "$TOOLS" install-cluster
+    cluster_network_up
+    listen="$HOST_IP"
+    EXTRA_SANS=",IP:$HOST_IP,IP:$SERVICE_API_IP,DNS:kubernetes,DNS:kubernetes.default"
+    cluster_apiserver_flags
+    mode_flags=("${CLUSTER_APISERVER_FLAGS[@]}")
+  fi
   make_certs
+  ((CLUSTER == 0)) || cluster_certs
 
   start etcd "$("$TOOLS" path etcd)" --data-dir "$DIR/etcd-data" \
     --listen-client-urls "http://127.0.0.1:$etcd_port" --advertise-client-urls "http://127.0.0.1:$etcd_port" \
@@ -90,20 +122,19 @@ up() {
   # act as the harness's administrator (the keys in DIR/env), the operator
   # as a user holding config/iam/operator-policy.json, handlers as their roles.
   SLUICE_HARNESS_DIR="$DIR/harness" SLUICE_HARNESS_IAM="$iam" \
-    start moto "$("$TOOLS" path python)" "$ROOT/e2e/moto/launcher.py" -H 127.0.0.1 -p "$moto_port"
+    start moto "$("$TOOLS" path python)" "$ROOT/e2e/moto/launcher.py" -H "$listen" -p "$moto_port"
   wait_for etcd 60 curl -sf "http://127.0.0.1:$etcd_port/health"
 
   local c="$DIR/pki"
   start kube-apiserver "$("$TOOLS" path kube-apiserver)" \
     --etcd-servers "http://127.0.0.1:$etcd_port" \
-    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$api_port" \
+    --bind-address "$listen" --advertise-address "$listen" --secure-port "$api_port" \
     --tls-cert-file "$c/apiserver.crt" --tls-private-key-file "$c/apiserver.key" \
     --client-ca-file "$c/ca.crt" \
-    --authorization-mode RBAC \
+    "${mode_flags[@]}" \
     --service-account-issuer https://kubernetes.default.svc \
     --service-account-key-file "$c/sa.pub" --service-account-signing-key-file "$c/sa.key" \
-    --service-cluster-ip-range 10.0.0.0/24 \
-    --disable-admission-plugins ServiceAccount \
+    --service-cluster-ip-range "$SERVICE_CIDR" \
     --allow-privileged=true --v=0
 
   local kubectl; kubectl="$("$TOOLS" path kubectl)"
@@ -113,7 +144,7 @@ kind: Config
 clusters:
 - name: sluice-local
   cluster:
-    server: https://127.0.0.1:$api_port
+    server: https://$listen:$api_port
     certificate-authority: $c/ca.crt
 users:
 - name: sluice-admin
@@ -126,27 +157,30 @@ contexts:
 current-context: sluice-local
 KUBECONFIG
   wait_for kube-apiserver 120 "$kubectl" --kubeconfig "$DIR/kubeconfig" get --raw /readyz
-  wait_for "moto server" 60 curl -sf "http://127.0.0.1:$moto_port/moto-api/"
+  wait_for "moto server" 60 curl -sf "http://$listen:$moto_port/moto-api/"
   # The Rust SDK speaks CBOR to CloudWatch, moto does not: a gateway
   # translates (e2e/moto/cbor_gateway.py); only CloudWatch clients use it.
   local cbor_port; cbor_port=$(free_port)
   start cbor-gateway "$("$TOOLS" path python)" "$ROOT/e2e/moto/cbor_gateway.py" \
-    --upstream "http://127.0.0.1:$moto_port" -H 127.0.0.1 -p "$cbor_port"
-  wait_for "CBOR gateway" 30 curl -s -o /dev/null "http://127.0.0.1:$cbor_port/"
+    --upstream "http://$listen:$moto_port" -H "$listen" -p "$cbor_port"
+  wait_for "CBOR gateway" 30 curl -s -o /dev/null "http://$listen:$cbor_port/"
   # Let moto's Step Functions interpreter run executions (Pass, Choice,
   # Task, Retry, Catch, Fail...). It keeps state machines in a store of its
   # own, so this comes before any is created.
   curl -sf -X POST -H 'Content-Type: application/json' \
     --data '{"stepfunctions": {"execute_state_machine": true}}' \
-    "http://127.0.0.1:$moto_port/moto-api/config" >/dev/null
+    "http://$listen:$moto_port/moto-api/config" >/dev/null
   # Wait until the default namespace exists (created by the apiserver's bootstrap controller).
   wait_for "default namespace" 60 "$kubectl" --kubeconfig "$DIR/kubeconfig" get namespace default
+  if ((CLUSTER)); then
+    API_URL="https://$listen:$api_port" cluster_up
+  fi
 
   cat >"$DIR/env" <<ENV
 export KUBECONFIG=$DIR/kubeconfig
 export SLUICE_KUBECTL=$kubectl
-export AWS_ENDPOINT_URL=http://127.0.0.1:$moto_port
-export AWS_ENDPOINT_URL_CLOUDWATCH=http://127.0.0.1:$cbor_port
+export AWS_ENDPOINT_URL=http://$listen:$moto_port
+export AWS_ENDPOINT_URL_CLOUDWATCH=http://$listen:$cbor_port
 export AWS_ACCESS_KEY_ID=$access_key
 export AWS_SECRET_ACCESS_KEY=$secret_key
 export SLUICE_HARNESS_IAM=$iam
@@ -154,20 +188,43 @@ export AWS_REGION=us-east-1
 export AWS_DEFAULT_REGION=us-east-1
 export SLUICE_ENV_DIR=$DIR
 ENV
-  log "up: kube-apiserver https://127.0.0.1:$api_port, moto http://127.0.0.1:$moto_port (source $DIR/env)"
+  if ((CLUSTER)); then
+    cat >>"$DIR/env" <<ENV
+export SLUICE_CONTAINERD_ADDRESS=$DIR/containerd/containerd.sock
+ENV
+  fi
+  log "up: kube-apiserver https://$listen:$api_port, moto http://$listen:$moto_port$( ((CLUSTER)) && echo ", node $NODE_NAME") (source $DIR/env)"
+}
+
+# stop_named NAME...: stops what `start NAME` started, all at once: SIGTERM,
+# then SIGKILL to whatever is left after 5 s.
+stop_named() {
+  local name pids=() pid
+  for name in "$@"; do
+    [[ -f "$DIR/$name.pid" ]] || continue
+    pids+=("$(cat "$DIR/$name.pid")")
+    rm -f "$DIR/$name.pid"
+  done
+  ((${#pids[@]})) || return 0
+  kill "${pids[@]}" 2>/dev/null || true
+  local alive
+  for _ in $(seq 1 50); do
+    # `kill -0` of several pids fails as soon as one is gone: ask each.
+    alive=0
+    for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+    ((alive)) || break
+    sleep 0.1
+  done
+  for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
 }
 
 down() {
   [[ -d "$DIR" ]] || return 0
-  local pidfile pid
-  for name in kube-apiserver cbor-gateway moto etcd; do
-    pidfile="$DIR/$name.pid"
-    [[ -f "$pidfile" ]] || continue
-    pid=$(cat "$pidfile")
-    kill "$pid" 2>/dev/null || true
-    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$pid" 2>/dev/null || true
-  done
+  cluster_down
+  # Its state goes with DIR: no need to wait for a graceful shutdown, which
+  # takes the API server seconds.
+  if [[ -f "$DIR/kube-apiserver.pid" ]]; then kill -9 "$(cat "$DIR/kube-apiserver.pid")" 2>/dev/null || true; fi
+  stop_named kube-apiserver cbor-gateway moto etcd
   rm -rf "$DIR"
   log "down"
 }
@@ -175,5 +232,5 @@ down() {
 case "$CMD" in
   up) up ;;
   down) down ;;
-  *) echo "usage: $0 up|down [DIR]" >&2; exit 2 ;;
+  *) echo "usage: $0 up|down [DIR] [--cluster]" >&2; exit 2 ;;
 esac

@@ -1,14 +1,19 @@
 #!/usr/bin/env bash
 # Installs, by pinned version and into a cache outside the repository, every
 # tool the tests and the demo need:
-#   - etcd, kube-apiserver and kubectl, built from their published Go modules
-#     (versions pinned in e2e/tools/*/go.mod) with the machine's Go toolchain;
+#   - etcd, and the Kubernetes binaries of a one-node cluster (kube-apiserver,
+#     kubectl, kube-controller-manager, kube-scheduler, kubelet, kube-proxy),
+#     built from their published Go modules (versions pinned in
+#     e2e/tools/*/go.mod) with the machine's Go toolchain, the Kubernetes ones
+#     in one `go build` so the packages they share compile once;
 #   - moto server (the AWS API emulator) in a project virtualenv, pinned in
 #     e2e/requirements.txt;
 #   - cargo-lambda (its local Lambda Runtime API emulator runs the handler
 #     binaries in the handlers' integration tests), the prebuilt manylinux
 #     wheel PyPI publishes, pinned in e2e/requirements-lambda.txt, in its own
 #     virtualenv (seconds, where `cargo install` took 13 to 42 minutes);
+#   - for the one-node cluster and the operator's image, Debian's containerd,
+#     runc, CNI plugins, iptables and buildah, with apt-get when missing;
 #   - boto3 for the Python baseline of `make bench`, pinned in
 #     handlers/examples/bench/requirements.txt, in its own virtualenv;
 #   - prometheus and promtool from Debian's package (fetched with apt-get
@@ -20,15 +25,20 @@
 #   scripts/tools.sh            install the control plane and moto
 #   scripts/tools.sh install-cargo-lambda
 #                               install cargo-lambda (handler integration tests)
+#   scripts/tools.sh install-cluster
+#                               install Debian's packages of the cluster and image
 #   scripts/tools.sh install-bench
 #                               install moto and the Python baseline (make bench)
 #   scripts/tools.sh install-observability
 #                               install prometheus, promtool and argocd-health
 #   scripts/tools.sh install-render
 #                               install matplotlib (scripts/dashboards.py render)
+#   scripts/tools.sh k8s-version
+#                               print the pinned Kubernetes version
 #   scripts/tools.sh path NAME  print the path of one tool (etcd, kube-apiserver,
-#                               kubectl, moto_server, python, cargo-lambda,
-#                               bench-python, prometheus, promtool,
+#                               kubectl, kube-controller-manager, kube-scheduler,
+#                               kubelet, kube-proxy, moto_server, python,
+#                               cargo-lambda, bench-python, prometheus, promtool,
 #                               argocd-health, render-python)
 set -euo pipefail
 
@@ -42,7 +52,7 @@ cargo_lambda_stamp() { sha256sum "$ROOT/e2e/requirements-lambda.txt" | cut -c1-1
 bench_stamp() { sha256sum "$ROOT/handlers/examples/bench/requirements.txt" | cut -c1-12; }
 
 # The suffix names the build recipe: bump it when go_build's flags change.
-k8s_dir() { echo "$CACHE/bin/kubernetes-$(k8s_version)-r2"; }
+k8s_dir() { echo "$CACHE/bin/kubernetes-$(k8s_version)-r3"; }
 etcd_dir() { echo "$CACHE/bin/etcd-$(etcd_version)"; }
 venv_dir() { echo "$CACHE/venv-$(moto_stamp)"; }
 cargo_lambda_dir() { echo "$CACHE/venv-cargo-lambda-$(cargo_lambda_stamp)"; }
@@ -63,10 +73,14 @@ go_build() {
   log "built $* in $((SECONDS - start)) s"
 }
 
+K8S_COMMANDS=(kube-apiserver kubectl kube-controller-manager kube-scheduler kubelet kube-proxy)
+
 install_k8s() {
   local dir; dir="$(k8s_dir)"
-  if [[ -x "$dir/kube-apiserver" && -x "$dir/kubectl" ]]; then return; fi
-  log "building kube-apiserver and kubectl $(k8s_version) from Go modules: about 3 to 5 minutes on 2 cores, once (cached after)"
+  local cmd missing=0
+  for cmd in "${K8S_COMMANDS[@]}"; do [[ -x "$dir/$cmd" ]] || missing=1; done
+  ((missing)) || return 0
+  log "building ${K8S_COMMANDS[*]} $(k8s_version) from Go modules: about 8 to 12 minutes on 2 cores, once (cached after)"
   # Stamp the version the way the Kubernetes release build does, so clients
   # that parse the server version (kubectl version, discovery) see v1.X.Y.
   local v minor ldflags=""
@@ -74,7 +88,7 @@ install_k8s() {
   for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
     ldflags+=" -X $pkg.gitVersion=$v -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean"
   done
-  go_build "$ROOT/e2e/tools/controlplane" "$dir" "$ldflags" k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kubectl
+  go_build "$ROOT/e2e/tools/controlplane" "$dir" "$ldflags" "${K8S_COMMANDS[@]/#/k8s.io/kubernetes/cmd/}"
 }
 
 install_etcd() {
@@ -144,6 +158,22 @@ install_argocd_health() {
 
 install_cargo_lambda() { pip_venv "$(cargo_lambda_dir)" "$ROOT/e2e/requirements-lambda.txt"; }
 
+# Debian's packages the one-node cluster and the image build need.
+CLUSTER_PACKAGES=(containerd runc containernetworking-plugins iptables buildah)
+
+install_cluster_packages() {
+  local missing=() p
+  for p in "${CLUSTER_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+  done
+  ((${#missing[@]})) || return 0
+  log "installing Debian packages: ${missing[*]}"
+  local start=$SECONDS
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  log "installed in $((SECONDS - start)) s"
+}
+
 install_bench_python() { pip_venv "$(bench_dir)" "$ROOT/handlers/examples/bench/requirements.txt"; }
 
 case "${1:-install}" in
@@ -156,11 +186,17 @@ case "${1:-install}" in
     # Only the handlers' integration tests and the benchmark need it.
     install_cargo_lambda
     ;;
+  install-cluster)
+    install_cluster_packages
+    ;;
   install-bench)
     # make bench: moto (the AWS emulator both implementations run against)
     # and the Python baseline's boto3.
     install_moto
     install_bench_python
+    ;;
+  k8s-version)
+    k8s_version
     ;;
   install-observability)
     # The e2e tests of metrics, alerts, dashboards and the Argo CD check.
@@ -174,7 +210,7 @@ case "${1:-install}" in
     case "${2:?tool name}" in
       etcd) echo "$(etcd_dir)/etcd" ;;
       kube-apiserver) echo "$(k8s_dir)/kube-apiserver" ;;
-      kubectl) echo "$(k8s_dir)/kubectl" ;;
+      kubectl | kube-controller-manager | kube-scheduler | kubelet | kube-proxy) echo "$(k8s_dir)/$2" ;;
       moto_server) echo "$(venv_dir)/bin/moto_server" ;;
       python) echo "$(venv_dir)/bin/python" ;;
       cargo-lambda) echo "$(cargo_lambda_dir)/bin/cargo-lambda" ;;
@@ -182,8 +218,8 @@ case "${1:-install}" in
       prometheus | promtool) echo "$(prometheus_dir)/$2" ;;
       argocd-health) echo "$(argocd_health_dir)/argocd-health" ;;
       render-python) echo "$(render_dir)/bin/python" ;;
-      *) echo "unknown tool: $2 (etcd, kube-apiserver, kubectl, moto_server, python, cargo-lambda, bench-python, prometheus, promtool, argocd-health, render-python)" >&2; exit 2 ;;
+      *) echo "unknown tool: $2 (etcd, kube-apiserver, kubectl, kube-controller-manager, kube-scheduler, kubelet, kube-proxy, moto_server, python, cargo-lambda, bench-python, prometheus, promtool, argocd-health, render-python)" >&2; exit 2 ;;
     esac
     ;;
-  *) echo "usage: $0 [install | install-cargo-lambda | install-bench | install-observability | install-render | path NAME]" >&2; exit 2 ;;
+  *) echo "usage: $0 [install | install-cargo-lambda | install-cluster | install-bench | install-observability | install-render | k8s-version | path NAME]" >&2; exit 2 ;;
 esac

@@ -1,9 +1,12 @@
-//! Harness of the end-to-end tests: a real kube-apiserver (with etcd), real
-//! kubectl, the AWS emulator and the operator binary run as a process, the
-//! way a user runs them. `scripts/localenv.sh up` starts the environment; the
-//! tests find it through the same variables a user sets (`KUBECONFIG`,
+//! Harness of the end-to-end tests: a real Kubernetes cluster, real kubectl,
+//! the AWS emulator and the operator, the way a user runs them.
+//! `scripts/localenv.sh up --cluster` starts the environment; the tests find
+//! it through the same variables a user sets (`KUBECONFIG`,
 //! `AWS_ENDPOINT_URL`), so they also run against any cluster and AWS account
-//! a kubeconfig and credentials point at.
+//! a kubeconfig and credentials point at. The operator runs as a pod of its
+//! Deployment when `SLUICE_OPERATOR_IMAGE` names its image ([`cluster`]),
+//! else as a process of `SLUICE_OPERATOR_BIN` (a control plane without a
+//! node: `scripts/localenv.sh up`).
 
 use std::{
     io::{Read, Write},
@@ -15,6 +18,7 @@ use std::{
 
 pub use sluice_integration_tests::token;
 
+pub mod cluster;
 pub mod flow;
 pub mod observability;
 pub mod prometheus;
@@ -143,17 +147,55 @@ pub fn free_port() -> u16 {
         .expect("free port")
 }
 
-/// The operator binary running as a process, watching the namespaces it was
-/// started for.
+/// GET `path` on an HTTP/1.0 server: `(status, body)`.
+pub fn http_get(addr: std::net::SocketAddr, path: &str) -> Option<(u16, String)> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let status = response.split_whitespace().nth(1)?.parse().ok()?;
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    Some((status, body))
+}
+
+/// How the operator runs.
+#[derive(Debug)]
+enum Runner {
+    /// The binary as a child process, its admin server on a loopback port.
+    Process {
+        child: Child,
+        admin_port: u16,
+        log: PathBuf,
+    },
+    /// A Deployment in the cluster.
+    Pod(cluster::PodOperator),
+}
+
+/// The operator watching the namespaces it was started for: a pod of its
+/// Deployment, or a process.
 #[derive(Debug)]
 pub struct Operator {
-    child: Child,
-    /// Admin server port (/metrics, /readyz).
-    pub admin_port: u16,
-    /// Where its log goes.
-    pub log: PathBuf,
+    runner: Runner,
     /// Its AWS name prefix.
     pub prefix: String,
+}
+
+/// Where the emulator enforces IAM (`SLUICE_HARNESS_IAM=enforce`), the
+/// keys of an IAM user holding exactly the documented operator policy for
+/// names starting with `prefix`: what an operator acts as, as on AWS. The
+/// harness makes one user per prefix, so a restarted operator gets the
+/// same keys.
+pub fn operator_user(prefix: &str) -> Option<(String, String)> {
+    if std::env::var("SLUICE_HARNESS_IAM").as_deref() != Ok("enforce") {
+        return None;
+    }
+    let user = flow::harness("POST", &format!("iam/operator?prefix={prefix}"));
+    let field = |name: &str| user[name].as_str().expect(name).to_owned();
+    Some((field("accessKeyId"), field("secretAccessKey")))
 }
 
 impl Operator {
@@ -163,7 +205,8 @@ impl Operator {
     }
 
     /// Starts the operator watching only `namespaces` (its namespace
-    /// allow-list) and waits until it is ready.
+    /// allow-list) and waits until it is ready: as a pod when
+    /// `SLUICE_OPERATOR_IMAGE` is set, else as a process.
     pub fn start_watching(namespaces: &[&str]) -> Self {
         Self::start_with(namespaces, &[])
     }
@@ -171,6 +214,25 @@ impl Operator {
     /// Like [`Operator::start_watching`], with more environment variables
     /// (e.g. a short `SLUICE_HEALTH_INTERVAL_SECONDS`).
     pub fn start_with(namespaces: &[&str], env: &[(&str, &str)]) -> Self {
+        required("AWS_ENDPOINT_URL", "the e2e tests need an AWS endpoint");
+        // A restarted operator must name resources as before: the caller
+        // passes the first one's prefix.
+        let prefix = env
+            .iter()
+            .find(|(k, _)| *k == "SLUICE_NAME_PREFIX")
+            .map(|(_, v)| (*v).to_owned())
+            .unwrap_or_else(|| format!("e2e{}", &token()[..5]));
+        if let Ok(image) = std::env::var("SLUICE_OPERATOR_IMAGE") {
+            let pod = cluster::PodOperator::start(&image, namespaces, &prefix, env);
+            return Operator {
+                runner: Runner::Pod(pod),
+                prefix,
+            };
+        }
+        Self::start_process(namespaces, prefix, env)
+    }
+
+    fn start_process(namespaces: &[&str], prefix: String, env: &[(&str, &str)]) -> Self {
         let bin = required(
             "SLUICE_OPERATOR_BIN",
             "path of the built sluice-operator binary",
@@ -179,15 +241,7 @@ impl Operator {
             "SLUICE_HANDLERS_DIR",
             "directory of the packaged handlers (make handlers)",
         );
-        required("AWS_ENDPOINT_URL", "the e2e tests need an AWS endpoint");
         let admin_port = free_port();
-        // A restarted operator must name resources as before: the caller
-        // passes the first one's prefix.
-        let prefix = env
-            .iter()
-            .find(|(k, _)| *k == "SLUICE_NAME_PREFIX")
-            .map(|(_, v)| (*v).to_owned())
-            .unwrap_or_else(|| format!("e2e{}", &token()[..5]));
         let log =
             std::env::temp_dir().join(format!("sluice-operator-{}.log", namespaces.join("-")));
         // Appended to: a restarted operator's log follows the first's.
@@ -197,19 +251,10 @@ impl Operator {
             .open(&log)
             .expect("log file");
         let mut command = Command::new(bin);
-        // Where the emulator enforces IAM, the operator acts as a user
-        // holding exactly the documented operator policy for its prefix.
-        if std::env::var("SLUICE_HARNESS_IAM").as_deref() == Ok("enforce") {
-            let user = flow::harness("POST", &format!("iam/operator?prefix={prefix}"));
+        if let Some((key, secret)) = operator_user(&prefix) {
             command
-                .env(
-                    "AWS_ACCESS_KEY_ID",
-                    user["accessKeyId"].as_str().expect("key"),
-                )
-                .env(
-                    "AWS_SECRET_ACCESS_KEY",
-                    user["secretAccessKey"].as_str().expect("secret"),
-                )
+                .env("AWS_ACCESS_KEY_ID", key)
+                .env("AWS_SECRET_ACCESS_KEY", secret)
                 .env_remove("AWS_SESSION_TOKEN");
         }
         command.envs(env.iter().copied());
@@ -223,16 +268,19 @@ impl Operator {
             .stderr(file)
             .spawn()
             .expect("operator starts");
-        let op = Operator {
-            child,
-            admin_port,
-            log,
+        let mut op = Operator {
+            runner: Runner::Process {
+                child,
+                admin_port,
+                log,
+            },
             prefix,
         };
-        let mut op = op;
         let deadline = Instant::now() + Duration::from_secs(60);
         while op.get("/readyz").is_none_or(|(status, _)| status != 200) {
-            if let Ok(Some(status)) = op.child.try_wait() {
+            if let Runner::Process { child, .. } = &mut op.runner
+                && let Ok(Some(status)) = child.try_wait()
+            {
                 panic!(
                     "the operator exited ({status}) before it was ready:\n{}",
                     op.log_tail()
@@ -248,19 +296,41 @@ impl Operator {
         op
     }
 
+    /// The operator's Deployment, when it runs as a pod.
+    pub fn pod(&self) -> Option<&cluster::PodOperator> {
+        match &self.runner {
+            Runner::Pod(pod) => Some(pod),
+            Runner::Process { .. } => None,
+        }
+    }
+
+    /// The admin server's address (`host:port`), e.g. for Prometheus to
+    /// scrape: a loopback port, or the pod's IP.
+    pub fn admin_target(&self) -> String {
+        match &self.runner {
+            Runner::Process { admin_port, .. } => format!("127.0.0.1:{admin_port}"),
+            Runner::Pod(pod) => pod
+                .admin_addr()
+                .map(|a| a.to_string())
+                .unwrap_or_else(|| panic!("no running operator pod:\n{}", pod.diagnostics())),
+        }
+    }
+
     /// GET on the admin server: `(status, body)`.
     pub fn get(&self, path: &str) -> Option<(u16, String)> {
-        let mut stream = TcpStream::connect(("127.0.0.1", self.admin_port)).ok()?;
-        stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-        write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
-        let mut response = String::new();
-        stream.read_to_string(&mut response).ok()?;
-        let status = response.split_whitespace().nth(1)?.parse().ok()?;
-        let body = response
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_owned())
-            .unwrap_or_default();
-        Some((status, body))
+        match &self.runner {
+            Runner::Process { admin_port, .. } => {
+                http_get(([127, 0, 0, 1], *admin_port).into(), path)
+            }
+            Runner::Pod(pod) => {
+                let response = http_get(pod.admin_addr()?, path);
+                if response.is_none() {
+                    // The pod was replaced: ask for the new one next time.
+                    pod.forget_addr();
+                }
+                response
+            }
+        }
     }
 
     /// Sum of a counter over the series whose labels contain `filter`.
@@ -321,15 +391,27 @@ impl Operator {
         self.counter("sluice_reconciles_total", "")
     }
 
-    /// Peak resident memory (VmHWM) in KiB.
-    pub fn peak_rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .unwrap_or_default();
-        status
-            .lines()
-            .find(|l| l.starts_with("VmHWM:"))
-            .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-            .unwrap_or(0)
+    /// The operator's memory: a process's peak resident set (VmHWM); a
+    /// pod's working set and RSS as the kubelet reports them.
+    pub fn memory(&self) -> String {
+        match &self.runner {
+            Runner::Process { child, .. } => {
+                let status = std::fs::read_to_string(format!("/proc/{}/status", child.id()))
+                    .unwrap_or_default();
+                let peak = status
+                    .lines()
+                    .find(|l| l.starts_with("VmHWM:"))
+                    .and_then(|l| l.split_whitespace().nth(1))
+                    .unwrap_or("?");
+                format!("peak RSS {peak} KiB")
+            }
+            Runner::Pod(pod) => match pod.memory_kib() {
+                Some((working_set, rss)) => {
+                    format!("working set {working_set} KiB, RSS {rss} KiB (kubelet)")
+                }
+                None => "unknown (no running pod)".into(),
+            },
+        }
     }
 
     /// Polls `check` until it holds; panics with the operator log tail otherwise.
@@ -348,16 +430,23 @@ impl Operator {
 
     /// The last lines of the operator's log.
     pub fn log_tail(&self) -> String {
-        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = log.lines().collect();
-        lines[lines.len().saturating_sub(40)..].join("\n")
+        match &self.runner {
+            Runner::Process { log, .. } => {
+                let log = std::fs::read_to_string(log).unwrap_or_default();
+                let lines: Vec<&str> = log.lines().collect();
+                lines[lines.len().saturating_sub(40)..].join("\n")
+            }
+            Runner::Pod(pod) => pod.log_tail(),
+        }
     }
 }
 
 impl Drop for Operator {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Runner::Process { child, .. } = &mut self.runner {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 

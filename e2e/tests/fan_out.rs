@@ -572,7 +572,7 @@ async fn fan_out_sample_converges_routes_corrects_drift_shrinks_and_deletes() {
 
     delete_pipeline(&ns.0, NAME, &op);
     assert_nothing_left(&sdk, &op.prefix).await;
-    println!("operator peak RSS: {} KiB", op.peak_rss_kib());
+    println!("operator memory: {}", op.memory());
 }
 
 /// The fan-out sample without processor-c: its queue, rule and the

@@ -211,7 +211,7 @@ async fn health_metrics_alerts_and_dashboards_follow_a_pipeline() {
     let rules_dir = std::env::temp_dir().join(format!("sluice-rules-{}", token()));
     std::fs::create_dir_all(&rules_dir).expect("rules dir");
     let rules = observability::write_rule_file(&rules_dir);
-    let prom = Prometheus::start(&[format!("127.0.0.1:{}", op.admin_port)], Some(&rules));
+    let prom = Prometheus::start(&[op.admin_target()], Some(&rules));
     // Scraped once before anything happens, so every counter's first
     // increase shows.
     prom.wait_for(
@@ -653,7 +653,7 @@ async fn health_metrics_alerts_and_dashboards_follow_a_pipeline() {
 
     phases.done("dashboards and alerts evaluated");
     // The operator stops: Prometheus says so.
-    let admin = op.admin_port;
+    let admin = op.admin_target();
     drop(op);
     let down = alerts
         .iter()
@@ -667,7 +667,7 @@ async fn health_metrics_alerts_and_dashboards_follow_a_pipeline() {
         Duration::from_secs(20),
         |s| !s.is_empty(),
     );
-    println!("operator on :{admin} stopped; {down} returned a series");
+    println!("operator on {admin} stopped; {down} returned a series");
 
     // A new generation while the operator is away: Ready is still True, for
     // generation 2, and `kubectl wait` does not take it for generation 3.

@@ -297,7 +297,7 @@ async fn pattern1_sample_converges_updates_and_deletes() {
             "bucket {bucket} deleted"
         );
     }
-    println!("operator peak RSS: {} KiB", op.peak_rss_kib());
+    println!("operator memory: {}", op.memory());
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -252,5 +252,5 @@ async fn stream_sample_converges_corrects_drift_and_deletes() {
 
     delete_pipeline(&ns.0, NAME, &op);
     assert_nothing_left(&sdk, &op.prefix).await;
-    println!("operator peak RSS: {} KiB", op.peak_rss_kib());
+    println!("operator memory: {}", op.memory());
 }

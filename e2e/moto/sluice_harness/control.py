@@ -9,15 +9,20 @@
   POST /_sluice/schedules/fire?name=N[&group=G][&time=ISO]
                                              fire a schedule now, as its run
                                              scheduled at `time` (default: now)
+
+They hand out credentials, so they answer only callers on this host: on
+loopback, or from the emulator's own address (localenv's cluster mode). A
+pod of the local cluster reaches moto from the node's address and gets 403.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
 
 from . import iam
+from .context import Emulator
 from .invoke import AsyncInvoker
 from .lambda_runtime import History
 from .targets import FireError, fire
@@ -32,6 +37,10 @@ def middleware(app):  # type: ignore[no-untyped-def]
         if not path.startswith(PREFIX):
             iam.keep_raw_body(environ)
             return app(environ, start_response)
+        if environ.get("REMOTE_ADDR") not in ("127.0.0.1", urlsplit(Emulator.endpoint).hostname):
+            data = json.dumps({"error": "the harness answers callers on this host only"}).encode()
+            start_response("403 Forbidden", [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
+            return [data]
         query = {k: v[0] for k, v in parse_qs(environ.get("QUERY_STRING", "")).items()}
         method = environ.get("REQUEST_METHOD", "GET")
         route = path[len(PREFIX) :]
@@ -43,7 +52,7 @@ def middleware(app):  # type: ignore[no-untyped-def]
                 status, body = "200 OK", {"async": AsyncInvoker.pending()}
             elif method == "GET" and route == "credentials":
                 # For the CBOR gateway beside moto, which re-signs a caller's
-                # request; loopback only, like everything here.
+                # request; this host only, like everything here.
                 status, body = "200 OK", {"secretAccessKey": iam.secret_of(query["key"])}
             elif method == "GET" and route == "denials":
                 status, body = "200 OK", iam.denials()

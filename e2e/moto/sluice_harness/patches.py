@@ -4,6 +4,7 @@ behaviour it restores (one, the first, only moto's speed)."""
 from __future__ import annotations
 
 import json
+import types
 import uuid
 from urllib.parse import quote_plus
 from xml.etree import ElementTree
@@ -16,7 +17,7 @@ from moto.s3 import responses as s3_responses
 from moto.s3.exceptions import InvalidArgumentError
 from moto.sqs.models import sqs_backends
 
-from .context import log
+from .context import Emulator, log
 from .invoke import AsyncInvoker, function, invoke_function
 from .sources import Pollers
 from .targets import patch_rules, patch_s3_to_default_bus, resource_policy_allows
@@ -161,6 +162,24 @@ def executions_get_names() -> None:
     StepFunctionsParserBackend.start_execution = start
 
 
+def workflow_tasks_reach_the_emulator() -> None:
+    """A workflow's tasks call the services they name (Lambda Invoke,
+    SQS, DynamoDB...) as AWS's Step Functions does; moto's interpreter sends
+    those calls to http://localhost:$MOTO_PORT, where nothing listens when
+    the emulator serves another address (localenv's cluster mode: the host's
+    end of the node network). Send them where the emulator is."""
+    from moto.stepfunctions.parser.asl.utils import boto_client
+
+    boto3 = boto_client.boto3
+
+    def client(*args, **kwargs):  # type: ignore[no-untyped-def]
+        if "endpoint_url" in kwargs:
+            kwargs["endpoint_url"] = Emulator.endpoint
+        return boto3.client(*args, **kwargs)
+
+    boto_client.boto3 = types.SimpleNamespace(client=client)
+
+
 def s3_event_keys_keep_slashes() -> None:
     """S3 event records URL-encode the key as a form value with `/` kept
     ("a folder/b c.json" → "a+folder/b+c.json"); moto encoded the slashes
@@ -296,6 +315,7 @@ def apply_all() -> None:
     lambda_checks_the_execution_role()
     state_machines_act_as_their_role()
     executions_get_names()
+    workflow_tasks_reach_the_emulator()
     s3_event_keys_keep_slashes()
     s3_eventbridge_notification()
     s3_notification_destinations()
