@@ -10,6 +10,11 @@ answer, or its error, back to CBOR with botocore's serializer and the
 operation's output shape. Nothing is interpreted: botocore's models say
 which fields are timestamps, lists, numbers.
 
+Where the emulator enforces IAM, the gateway first checks the request's
+SigV4 signature with the secret of the key it names (as AWS would), then
+re-signs the call to moto with it: a caller that knows a key's id but not
+its secret is refused here, as there.
+
 usage: cbor_gateway.py --upstream http://127.0.0.1:PORT [-H HOST] [-p PORT]
 
 scripts/localenv.sh starts it and exports its URL as
@@ -18,6 +23,7 @@ AWS_ENDPOINT_URL_CLOUDWATCH, so only CloudWatch clients come here.
 
 import argparse
 import gzip
+import hmac
 import io
 import json
 import re
@@ -28,6 +34,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import boto3
 import botocore.session
 from botocore import xform_name
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 from botocore.parsers import RpcV2CBORParser
 from botocore.serialize import RpcV2CBORSerializer
@@ -37,25 +46,50 @@ SERVICES = {"GraniteServiceVersion20100801": "cloudwatch"}
 
 PATH = re.compile(r"^/service/([^/]+)/operation/([^/?]+)$")
 CREDENTIAL = re.compile(r"Credential=([^/]+)/[0-9]+/([a-z0-9-]+)/")
+AUTHORIZATION = re.compile(
+    r"^AWS4-HMAC-SHA256 Credential=([^/]+)/([0-9]{8})/([a-z0-9-]+)/([a-z0-9-]+)/aws4_request,"
+    r"\s*SignedHeaders=([a-z0-9;-]+),\s*Signature=([0-9a-f]{64})$"
+)
 
 _session = botocore.session.get_session()
 _clients: dict = {}
 _lock = threading.Lock()
 
 
-def _secret(access_key: str, upstream: str) -> str:
+def _secret(access_key: str, upstream: str) -> str | None:
     """The caller's secret key, from the emulator's harness when IAM is
-    enforced there (so the call is signed, and authorized, as the caller);
-    any string when it is not."""
+    enforced there (so the call is checked, signed and authorized as the
+    caller's); None when it is not, or the key is unknown."""
     try:
         with urllib.request.urlopen(f"{upstream}/_sluice/credentials?key={access_key}", timeout=5) as answer:
             return json.load(answer)["secretAccessKey"]
     except (OSError, ValueError, KeyError):
-        return "gateway"
+        return None
 
 
-def client(service: str, region: str, access_key: str, token: str | None, upstream: str):
-    key = (service, region, access_key, token)
+def signature_matches(method: str, host: str, path: str, headers, body: bytes, secret: str) -> bool:
+    """Whether the request's SigV4 signature is the one `secret` makes:
+    the canonical request rebuilt from the headers it says it signed, its
+    path and its body as received, at the time it names."""
+    match = AUTHORIZATION.match(headers.get("Authorization", ""))
+    stamp = headers.get("X-Amz-Date", "")
+    if match is None or not stamp.startswith(match.group(2)):
+        return False
+    access_key, _, region, service, signed, signature = match.groups()
+    request = AWSRequest(
+        method=method,
+        url=f"http://{host}{path}",
+        data=body,
+        headers={name: headers.get(name, "") for name in signed.split(";")},
+    )
+    request.context["timestamp"] = stamp
+    signer = SigV4Auth(Credentials(access_key, secret), service, region)
+    expected = signer.signature(signer.string_to_sign(request, signer.canonical_request(request)), request)
+    return hmac.compare_digest(expected, signature)
+
+
+def client(service: str, region: str, access_key: str, secret: str | None, token: str | None, upstream: str):
+    key = (service, region, access_key, secret, token)
     with _lock:
         if key not in _clients:
             _clients[key] = boto3.client(
@@ -63,7 +97,7 @@ def client(service: str, region: str, access_key: str, token: str | None, upstre
                 region_name=region,
                 endpoint_url=upstream,
                 aws_access_key_id=access_key,
-                aws_secret_access_key=_secret(access_key, upstream),
+                aws_secret_access_key=secret or "gateway",
                 aws_session_token=token,
             )
         return _clients[key]
@@ -120,16 +154,25 @@ class Gateway(BaseHTTPRequestHandler):
             return
         operation_name = match.group(2)
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        if self.headers.get("Content-Encoding", "").lower() == "gzip":
-            body = gzip.decompress(body)
         credential = CREDENTIAL.search(self.headers.get("Authorization", ""))
         access_key, region = credential.groups() if credential else ("testing", "us-east-1")
+        secret = _secret(access_key, self.upstream)
+        host = self.headers.get("Host", "")
+        if secret is not None and not signature_matches("POST", host, self.path, self.headers, body, secret):
+            self.error(
+                403,
+                "InvalidSignatureException",
+                "The request signature we calculated does not match the signature you provided.",
+            )
+            return
+        if self.headers.get("Content-Encoding", "").lower() == "gzip":
+            body = gzip.decompress(body)
         model = _session.get_service_model(service).operation_model(operation_name)
         params = {}
         if body:
             params = RpcV2CBORParser().parse_data_item(io.BufferedReader(io.BytesIO(body)))
         token = self.headers.get("X-Amz-Security-Token")
-        method = getattr(client(service, region, access_key, token, self.upstream), xform_name(operation_name))
+        method = getattr(client(service, region, access_key, secret, token, self.upstream), xform_name(operation_name))
         try:
             result = method(**params)
         except ClientError as e:

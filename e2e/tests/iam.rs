@@ -253,3 +253,37 @@ async fn health_is_unavailable_while_the_operator_may_not_read_metrics() {
     });
     delete_pipeline(&ns.0, name, &op);
 }
+
+/// CloudWatch reaches moto through a gateway that re-signs each call
+/// (e2e/moto/cbor_gateway.py): it checks the caller's signature first, so
+/// knowing an identity's key id without its secret gets nothing, here as in
+/// AWS.
+#[tokio::test(flavor = "multi_thread")]
+async fn cloudwatch_refuses_a_key_id_signed_with_the_wrong_secret() {
+    let admin = sdk().await;
+    let key = std::env::var("AWS_ACCESS_KEY_ID").expect("the environment's key id");
+    let forged = admin
+        .clone()
+        .into_builder()
+        .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
+            key.as_str(),
+            "not-the-secret",
+            None,
+            None,
+            "forged",
+        )))
+        .build();
+    let refused = aws_sdk_cloudwatch::Client::new(&forged)
+        .list_metrics()
+        .send()
+        .await;
+    assert!(
+        matches!(&refused, Err(e) if format!("{e:?}").contains("InvalidSignatureException")),
+        "{refused:?}"
+    );
+    let allowed = aws_sdk_cloudwatch::Client::new(&admin)
+        .list_metrics()
+        .send()
+        .await;
+    assert!(allowed.is_ok(), "{allowed:?}");
+}
