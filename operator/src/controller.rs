@@ -22,13 +22,13 @@ use kube::{
     },
 };
 use serde_json::json;
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, Semaphore};
 use tracing::{info, warn};
 
 use crate::{
     Error, Result,
     artifacts::Catalog,
-    aws::{Aws, Regions},
+    aws::{Aws, ErrorClass, Regions},
     config::OperatorConfig,
     crd::{DataPipeline, DataPipelineStatus, DeletionPolicy, FunctionStatus, InventoryEntry},
     events,
@@ -70,6 +70,9 @@ pub struct Context {
     pub metrics: Metrics,
     /// Event recorder.
     pub recorder: Recorder,
+    /// Reconciles running at once, across every watched namespace
+    /// (`SLUICE_MAX_CONCURRENT_RECONCILES`); waiters are served in order.
+    slots: Semaphore,
     failures: Mutex<HashMap<String, u32>>,
     /// When this process first saw each pipeline's current generation
     /// (by UID), and whether its time to Ready was recorded yet.
@@ -109,7 +112,8 @@ impl Context {
         };
         Context {
             recorder: Recorder::new(client.clone(), reporter),
-            regions: Arc::new(Regions::new(sdk, config.rate_limits, metrics.clone())),
+            regions: Arc::new(Regions::new(sdk, config.quotas.clone(), metrics.clone())),
+            slots: Semaphore::new(usize::from(config.max_concurrent_reconciles)),
             client,
             config,
             catalog,
@@ -312,6 +316,10 @@ fn key(dp: &DataPipeline) -> String {
 }
 
 async fn reconcile(dp: Arc<DataPipeline>, ctx: Arc<Context>) -> Result<Action> {
+    // A slot is held only while this pipeline works; waits for AWS to catch
+    // up are requeues, which give it back.
+    // (The semaphore is never closed.)
+    let _slot = ctx.slots.acquire().await.ok();
     let started = Instant::now();
     let ns = dp.namespace().unwrap_or_default();
     let api: Api<DataPipeline> = Api::namespaced(ctx.client.clone(), &ns);
@@ -527,6 +535,25 @@ async fn finish(
             Action::requeue(*after),
             outcome::WAITING,
         ),
+        // Throttling is flow control: the call was retried inside its
+        // limiter already; the pipeline gives its slot to the others and
+        // comes back soon, with neither an error event nor a stall.
+        Err(Error::Aws(e)) if e.class == ErrorClass::Throttled => {
+            let after = Duration::from_secs(5).mul_f64(1.0 + rand::random::<f64>());
+            (
+                Verdict::Progressing {
+                    reason: "AWSThrottled".into(),
+                    message: format!(
+                        "AWS is throttling {} {}; continuing in {}s",
+                        e.service.as_str(),
+                        e.operation,
+                        after.as_secs()
+                    ),
+                },
+                Action::requeue(after),
+                outcome::WAITING,
+            )
+        }
         Err(e) => {
             ctx.metrics.failed(e.metric_label());
             publish(ctx, dp, EventType::Warning, e.reason(), &e.to_string()).await;

@@ -45,7 +45,7 @@ async fn put_tags(aws: &Aws, bucket: &str, tags: &BTreeMap<String, String>) -> R
         aws.s3
             .put_bucket_tagging()
             .bucket(bucket)
-            .tagging(tagging)
+            .tagging(tagging.clone())
             .send()
     })
     .await?;
@@ -170,7 +170,7 @@ impl AwsResource for Bucket {
                 aws.s3
                     .create_bucket()
                     .bucket(&d.name)
-                    .set_create_bucket_configuration(configuration)
+                    .set_create_bucket_configuration(configuration.clone())
                     .send()
             })
             .await
@@ -308,7 +308,11 @@ pub async fn empty(aws: &Aws, bucket: &str) -> Result<u64> {
             .build()
             .map_err(|e| Error::InvalidSpec(format!("delete request: {e}")))?;
         aws.call(Service::S3, "DeleteObjects", || {
-            aws.s3.delete_objects().bucket(bucket).delete(delete).send()
+            aws.s3
+                .delete_objects()
+                .bucket(bucket)
+                .delete(delete.clone())
+                .send()
         })
         .await?;
         deleted += ids.len() as u64;

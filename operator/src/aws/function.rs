@@ -283,7 +283,7 @@ impl AwsResource for Function {
                     .runtime(Runtime::from(RUNTIME))
                     .handler(&d.handler)
                     .role(&d.role_arn)
-                    .code(code)
+                    .code(code.clone())
                     .architectures(Architecture::from(d.artifact.architecture.as_str()))
                     .memory_size(d.memory_mib)
                     .timeout(d.timeout_seconds)
@@ -328,7 +328,7 @@ impl AwsResource for Function {
                     aws.lambda
                         .tag_resource()
                         .resource(&o.arn)
-                        .set_tags(Some(set.into_iter().collect()))
+                        .set_tags(Some(set.clone().into_iter().collect()))
                         .send()
                 })
                 .await?;
@@ -338,7 +338,7 @@ impl AwsResource for Function {
                     aws.lambda
                         .untag_resource()
                         .resource(&o.arn)
-                        .set_tag_keys(Some(remove))
+                        .set_tag_keys(Some(remove.clone()))
                         .send()
                 })
                 .await?;
@@ -375,7 +375,7 @@ impl AwsResource for Function {
                 aws.lambda
                     .update_function_code()
                     .function_name(&d.name)
-                    .zip_file(blob)
+                    .zip_file(blob.clone())
                     .send()
             })
             .await
