@@ -508,7 +508,17 @@ pub fn manifest_as_json(manifest: &str) -> serde_json::Value {
     doc
 }
 
-/// Nothing with the operator's name prefix is left in the emulator.
+/// Whether `name` is the operator's code bucket (`<prefix>-code-<16 hex>`):
+/// the account's and region's, shared by every pipeline and kept when they
+/// are all deleted (`sluice_operator::aws::code`).
+pub fn is_code_bucket(prefix: &str, name: &str) -> bool {
+    name.strip_prefix(prefix)
+        .and_then(|rest| rest.strip_prefix("-code-"))
+        .is_some_and(|hash| hash.len() == 16 && hash.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// Nothing with the operator's name prefix is left in the emulator but its
+/// code bucket.
 pub async fn assert_nothing_left(sdk: &aws_config::SdkConfig, prefix: &str) {
     let sqs = aws_sdk_sqs::Client::new(sdk);
     let queues = sqs
@@ -576,7 +586,8 @@ pub async fn assert_nothing_left(sdk: &aws_config::SdkConfig, prefix: &str) {
         buckets
             .buckets()
             .iter()
-            .all(|b| !b.name().unwrap_or_default().starts_with(prefix)),
+            .filter_map(|b| b.name())
+            .all(|b| !b.starts_with(prefix) || is_code_bucket(prefix, b)),
         "buckets left"
     );
     let kinesis = aws_sdk_kinesis::Client::new(sdk);

@@ -29,14 +29,18 @@ pub struct ObservedBucket {
 #[derive(Debug)]
 pub struct Bucket;
 
-fn tag_set(tags: &BTreeMap<String, String>) -> Result<Vec<Tag>> {
+pub(crate) fn tag_set(tags: &BTreeMap<String, String>) -> Result<Vec<Tag>> {
     tags.iter()
         .map(|(k, v)| Tag::builder().key(k).value(v).build())
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| Error::InvalidSpec(format!("bucket tag: {e}")))
 }
 
-async fn put_tags(aws: &Aws, bucket: &str, tags: &BTreeMap<String, String>) -> Result<()> {
+pub(crate) async fn put_tags(
+    aws: &Aws,
+    bucket: &str,
+    tags: &BTreeMap<String, String>,
+) -> Result<()> {
     let tagging = Tagging::builder()
         .set_tag_set(Some(tag_set(tags)?))
         .build()
@@ -52,7 +56,7 @@ async fn put_tags(aws: &Aws, bucket: &str, tags: &BTreeMap<String, String>) -> R
     Ok(())
 }
 
-async fn block_public_access(aws: &Aws, bucket: &str) -> Result<()> {
+pub(crate) async fn block_public_access(aws: &Aws, bucket: &str) -> Result<()> {
     aws.call(Service::S3, "PutPublicAccessBlock", || {
         aws.s3
             .put_public_access_block()

@@ -7,6 +7,7 @@
 //! errors into throttled, transient and client errors.
 
 pub mod bucket;
+pub mod code;
 pub mod event_bus;
 pub mod event_source_mapping;
 pub mod function;
@@ -311,6 +312,8 @@ pub struct Aws {
     pub cloudwatch: aws_sdk_cloudwatch::Client,
     limits: Arc<Limiters>,
     metrics: Metrics,
+    /// Code artifacts known to be in S3 (`bucket/key`), [`code`].
+    code_uploaded: Arc<tokio::sync::Mutex<std::collections::HashSet<String>>>,
 }
 
 /// One limiter per quota bucket of AWS, made on first use.
@@ -384,6 +387,7 @@ impl Aws {
                 buckets: Mutex::new(HashMap::new()),
             }),
             metrics,
+            code_uploaded: Default::default(),
         };
         let identity = aws
             .call(Service::Sts, "GetCallerIdentity", || {
