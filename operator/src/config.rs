@@ -18,8 +18,6 @@ pub struct OperatorConfig {
     pub handlers_dir: PathBuf,
     /// How often a converged pipeline is re-read from AWS to correct drift.
     pub resync: Duration,
-    /// Fraction of `resync` added at random so pipelines do not resync together.
-    pub resync_jitter: f64,
     /// Permissions boundary attached to every role Sluice creates.
     pub permissions_boundary: Option<String>,
     /// Address of the `/metrics`, `/livez` and `/readyz` server.
@@ -103,13 +101,6 @@ impl OperatorConfig {
             |v| *v >= 10,
             "a whole number of seconds, at least 10",
         )?);
-        let resync_jitter = parse(
-            &get,
-            "SLUICE_RESYNC_JITTER",
-            0.1f64,
-            |v| (0.0..=1.0).contains(v),
-            "a fraction between 0 and 1",
-        )?;
         let admin_addr = parse(
             &get,
             "SLUICE_ADMIN_ADDR",
@@ -177,7 +168,6 @@ impl OperatorConfig {
             name_prefix,
             handlers_dir,
             resync,
-            resync_jitter,
             permissions_boundary: get("SLUICE_PERMISSIONS_BOUNDARY"),
             admin_addr,
             watch_namespaces,
