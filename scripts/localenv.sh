@@ -81,8 +81,10 @@ up() {
   # moto with the places where it answers unlike AWS mended, running the
   # deployed handler code and making AWS's deliveries (e2e/moto/launcher.py).
   # SLUICE_HARNESS_DELAY_FACTOR (default 1) scales AWS's documented waits.
+  # SLUICE_MOTO_LAUNCHER picks another launcher (make bench-fleet:
+  # e2e/moto/fleet_launcher.py, without deliveries).
   SLUICE_HARNESS_DIR="$DIR/harness" \
-    start moto "$("$TOOLS" path python)" "$ROOT/e2e/moto/launcher.py" -H 127.0.0.1 -p "$moto_port"
+    start moto "$("$TOOLS" path python)" "${SLUICE_MOTO_LAUNCHER:-$ROOT/e2e/moto/launcher.py}" -H 127.0.0.1 -p "$moto_port"
   wait_for etcd 60 curl -sf "http://127.0.0.1:$etcd_port/health"
 
   local c="$DIR/pki"

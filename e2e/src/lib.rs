@@ -15,9 +15,11 @@ use std::{
 
 pub use sluice_integration_tests::token;
 
+pub mod fleet;
 pub mod flow;
 pub mod observability;
 pub mod prometheus;
+pub mod shaper;
 
 /// Path of a tool the tests run: `$var` when set, else what
 /// `scripts/tools.sh path <name>` says (installed by `make tools-observability`).
@@ -301,6 +303,24 @@ impl Operator {
     /// Reconciles so far.
     pub fn reconciles(&self) -> u64 {
         self.counter("sluice_reconciles_total", "")
+    }
+
+    /// Kills the process at once (SIGKILL), as a node failure or an OOM
+    /// kill would.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Resident memory now (VmRSS) in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+            .unwrap_or(0)
     }
 
     /// Peak resident memory (VmHWM) in KiB.
