@@ -45,7 +45,16 @@ up() {
   "$k" wait --for=condition=Established crd/datapipelines.sluice.dev --timeout=60s
 
   say "start the operator (log: $DIR/operator.log)"
-  SLUICE_HANDLERS_DIR="$("$ROOT/scripts/handlers.sh" dir)" SLUICE_ADMIN_ADDR=127.0.0.1:0 SLUICE_RESYNC_SECONDS=60 \
+  local key="$AWS_ACCESS_KEY_ID" secret="$AWS_SECRET_ACCESS_KEY"
+  if [[ "${SLUICE_HARNESS_IAM:-}" == enforce ]]; then
+    # The emulator enforces IAM: the operator acts as a user holding exactly
+    # config/iam/operator-policy.json, as it would on AWS.
+    read -r key secret < <(curl -sf -X POST "$AWS_ENDPOINT_URL/_sluice/iam/operator?prefix=sluice" |
+      python3 -c 'import json,sys; u=json.load(sys.stdin); print(u["accessKeyId"], u["secretAccessKey"])')
+    echo "acting as IAM user operator-sluice ($key), policy config/iam/operator-policy.json"
+  fi
+  AWS_ACCESS_KEY_ID="$key" AWS_SECRET_ACCESS_KEY="$secret" \
+    SLUICE_HANDLERS_DIR="$("$ROOT/scripts/handlers.sh" dir)" SLUICE_ADMIN_ADDR=127.0.0.1:0 SLUICE_RESYNC_SECONDS=60 \
     "$TARGET/debug/sluice-operator" >"$DIR/operator.log" 2>&1 &
   echo $! >"$DIR/operator.pid"
 

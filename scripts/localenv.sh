@@ -69,7 +69,12 @@ up() {
   fi
   "$TOOLS" install
   mkdir -p "$DIR"
-  local etcd_port etcd_peer api_port moto_port
+  local etcd_port etcd_peer api_port moto_port iam="${SLUICE_HARNESS_IAM:-enforce}"
+  local access_key=testing secret_key=testing
+  if [[ "$iam" == enforce ]]; then
+    # The administrator the harness creates (e2e/moto/sluice_harness/iam.py).
+    access_key=AKIASLUICEHARNESS000 secret_key=sluice-harness-admin-secret
+  fi
   etcd_port=$(free_port); etcd_peer=$(free_port); api_port=$(free_port); moto_port=$(free_port)
   make_certs
 
@@ -81,9 +86,12 @@ up() {
   # moto with the places where it answers unlike AWS mended, running the
   # deployed handler code and making AWS's deliveries (e2e/moto/launcher.py).
   # SLUICE_HARNESS_DELAY_FACTOR (default 1) scales AWS's documented waits.
+  # IAM is enforced on every request unless SLUICE_HARNESS_IAM=off: clients
+  # act as the harness's administrator (the keys in DIR/env), the operator
+  # as a user holding config/iam/operator-policy.json, handlers as their roles.
   # SLUICE_MOTO_LAUNCHER picks another launcher (make bench-fleet:
   # e2e/moto/fleet_launcher.py, without deliveries).
-  SLUICE_HARNESS_DIR="$DIR/harness" \
+  SLUICE_HARNESS_DIR="$DIR/harness" SLUICE_HARNESS_IAM="$iam" \
     start moto "$("$TOOLS" path python)" "${SLUICE_MOTO_LAUNCHER:-$ROOT/e2e/moto/launcher.py}" -H 127.0.0.1 -p "$moto_port"
   wait_for etcd 60 curl -sf "http://127.0.0.1:$etcd_port/health"
 
@@ -141,8 +149,9 @@ export KUBECONFIG=$DIR/kubeconfig
 export SLUICE_KUBECTL=$kubectl
 export AWS_ENDPOINT_URL=http://127.0.0.1:$moto_port
 export AWS_ENDPOINT_URL_CLOUDWATCH=http://127.0.0.1:$cbor_port
-export AWS_ACCESS_KEY_ID=testing
-export AWS_SECRET_ACCESS_KEY=testing
+export AWS_ACCESS_KEY_ID=$access_key
+export AWS_SECRET_ACCESS_KEY=$secret_key
+export SLUICE_HARNESS_IAM=$iam
 export AWS_REGION=us-east-1
 export AWS_DEFAULT_REGION=us-east-1
 export SLUICE_ENV_DIR=$DIR

@@ -19,8 +19,10 @@ AWS_ENDPOINT_URL_CLOUDWATCH, so only CloudWatch clients come here.
 import argparse
 import gzip
 import io
+import json
 import re
 import threading
+import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import boto3
@@ -41,8 +43,19 @@ _clients: dict = {}
 _lock = threading.Lock()
 
 
-def client(service: str, region: str, access_key: str, upstream: str):
-    key = (service, region, access_key)
+def _secret(access_key: str, upstream: str) -> str:
+    """The caller's secret key, from the emulator's harness when IAM is
+    enforced there (so the call is signed, and authorized, as the caller);
+    any string when it is not."""
+    try:
+        with urllib.request.urlopen(f"{upstream}/_sluice/credentials?key={access_key}", timeout=5) as answer:
+            return json.load(answer)["secretAccessKey"]
+    except (OSError, ValueError, KeyError):
+        return "gateway"
+
+
+def client(service: str, region: str, access_key: str, token: str | None, upstream: str):
+    key = (service, region, access_key, token)
     with _lock:
         if key not in _clients:
             _clients[key] = boto3.client(
@@ -50,7 +63,8 @@ def client(service: str, region: str, access_key: str, upstream: str):
                 region_name=region,
                 endpoint_url=upstream,
                 aws_access_key_id=access_key,
-                aws_secret_access_key="gateway",
+                aws_secret_access_key=_secret(access_key, upstream),
+                aws_session_token=token,
             )
         return _clients[key]
 
@@ -114,7 +128,8 @@ class Gateway(BaseHTTPRequestHandler):
         params = {}
         if body:
             params = RpcV2CBORParser().parse_data_item(io.BufferedReader(io.BytesIO(body)))
-        method = getattr(client(service, region, access_key, self.upstream), xform_name(operation_name))
+        token = self.headers.get("X-Amz-Security-Token")
+        method = getattr(client(service, region, access_key, token, self.upstream), xform_name(operation_name))
         try:
             result = method(**params)
         except ClientError as e:

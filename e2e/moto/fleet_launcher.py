@@ -8,6 +8,10 @@ moto keeps every function's code in memory, a copy per function even when
 they all run the same zip: 2,400 functions of 4.4 MB each would need more
 memory than the machine has. Here equal code (by SHA-256) is held once.
 
+IAM is enforced as in launcher.py when SLUICE_HARNESS_IAM=enforce;
+`make bench-fleet` turns it off, to measure the operator rather than the
+emulator's policy evaluator.
+
 usage: fleet_launcher.py [-H HOST] [-p PORT]
 """
 
@@ -20,7 +24,7 @@ from moto.awslambda import models as lambda_models
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from werkzeug.serving import run_simple
 
-from sluice_harness import control, patches, sources
+from sluice_harness import control, iam, patches, sources
 from sluice_harness.context import Emulator
 
 _CODE: dict[str, bytes] = {}
@@ -50,6 +54,8 @@ def main() -> None:
     os.environ["MOTO_PORT"] = str(args.port)
     Emulator.configure(args.host, args.port)
     patches.apply_all()
+    if iam.ENABLED:
+        iam.enable()
     # No pollers: mappings are stored, never polled.
     sources.Pollers._ensure = classmethod(lambda cls, esm: None)  # type: ignore[method-assign]
     share_function_code()

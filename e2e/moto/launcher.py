@@ -9,6 +9,10 @@ Environment:
   SLUICE_HARNESS_DIR           where code is unpacked and function logs go
   SLUICE_HARNESS_DELAY_FACTOR  scales AWS's documented waits (retry delays,
                                visibility timeouts, batching windows); 1 = AWS
+  SLUICE_HARNESS_IAM=enforce   authorize every request as IAM would (see
+                               sluice_harness/iam.py); callers then act as the
+                               administrator sluice_harness.iam.ADMIN, an
+                               operator user, or a role
 """
 
 import argparse
@@ -20,7 +24,7 @@ import sys
 from werkzeug.serving import run_simple
 
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
-from sluice_harness import control, patches
+from sluice_harness import control, iam, patches
 from sluice_harness.context import Emulator
 from sluice_harness.invoke import AsyncInvoker
 from sluice_harness.lambda_runtime import Runtimes
@@ -40,6 +44,8 @@ def main() -> None:
     os.environ["MOTO_PORT"] = str(args.port)
     Emulator.configure(args.host, args.port)
     patches.apply_all()
+    if iam.ENABLED:
+        iam.enable()
     AsyncInvoker.start()
     Pollers.start()
     if not args.no_clock:

@@ -47,10 +47,13 @@ fn required(var: &str, hint: &str) -> String {
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("repo root")
-        .to_owned()
+    Path::new(
+        &std::env::var("CARGO_MANIFEST_DIR")
+            .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned()),
+    )
+    .parent()
+    .expect("repo root")
+    .to_owned()
 }
 
 /// Path of the kubectl to use.
@@ -196,6 +199,21 @@ impl Operator {
             .open(&log)
             .expect("log file");
         let mut command = Command::new(bin);
+        // Where the emulator enforces IAM, the operator acts as a user
+        // holding exactly the documented operator policy for its prefix.
+        if std::env::var("SLUICE_HARNESS_IAM").as_deref() == Ok("enforce") {
+            let user = flow::harness("POST", &format!("iam/operator?prefix={prefix}"));
+            command
+                .env(
+                    "AWS_ACCESS_KEY_ID",
+                    user["accessKeyId"].as_str().expect("key"),
+                )
+                .env(
+                    "AWS_SECRET_ACCESS_KEY",
+                    user["secretAccessKey"].as_str().expect("secret"),
+                )
+                .env_remove("AWS_SESSION_TOKEN");
+        }
         command.envs(env.iter().copied());
         let child = command
             .env("SLUICE_HANDLERS_DIR", handlers)

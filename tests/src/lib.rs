@@ -141,7 +141,11 @@ pub fn every_handler(content: &[u8]) -> Catalog {
 
 /// A sample of `config/samples/`, as a spec.
 pub fn sample(file: &str) -> DataPipelineSpec {
-    let path = format!("{}/../config/samples/{file}", env!("CARGO_MANIFEST_DIR"));
+    let path = format!(
+        "{}/../config/samples/{file}",
+        std::env::var("CARGO_MANIFEST_DIR")
+            .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned())
+    );
     let raw = std::fs::read_to_string(&path).expect("sample");
     let doc: sluice_operator::crd::DataPipeline =
         serde_yaml::from_str(&raw).expect("sample parses");

@@ -67,5 +67,12 @@ class Emulator:
             return client
 
     @classmethod
+    def queue_url(cls, arn: str) -> str:
+        """A queue's URL from its ARN, as AWS services address queues
+        (no GetQueueUrl, which the roles need not be granted)."""
+        parts = arn.split(":")
+        return f"{cls.endpoint}/{parts[4]}/{parts[5]}"
+
+    @classmethod
     def delay(cls, seconds: float) -> float:
         return seconds * cls.delay_factor

@@ -239,8 +239,7 @@ def deliver_record(fn, destination: str, record: dict, success: bool) -> None:  
         creds = assume(fn.role, "lambda.amazonaws.com", fn.region)
         if service == "sqs":
             sqs = Emulator.client("sqs", fn.region, creds)
-            url = sqs.get_queue_url(QueueName=destination.split(":")[5], QueueOwnerAWSAccountId=destination.split(":")[4])
-            sqs.send_message(QueueUrl=url["QueueUrl"], MessageBody=body)
+            sqs.send_message(QueueUrl=Emulator.queue_url(destination), MessageBody=body)
         elif service == "sns":
             Emulator.client("sns", fn.region, creds).publish(TopicArn=destination, Message=body)
         elif service == "lambda":
@@ -283,8 +282,7 @@ def deliver_dead_letter(fn, target: str, payload: bytes, result: Result | None) 
         creds = assume(fn.role, "lambda.amazonaws.com", fn.region)
         if target.split(":")[2] == "sqs":
             sqs = Emulator.client("sqs", fn.region, creds)
-            url = sqs.get_queue_url(QueueName=target.split(":")[5])["QueueUrl"]
-            sqs.send_message(QueueUrl=url, MessageBody=payload.decode(), MessageAttributes=attributes)
+            sqs.send_message(QueueUrl=Emulator.queue_url(target), MessageBody=payload.decode(), MessageAttributes=attributes)
         else:
             Emulator.client("sns", fn.region, creds).publish(
                 TopicArn=target, Message=payload.decode(), MessageAttributes=attributes

@@ -162,7 +162,124 @@ def s3_event_keys_keep_slashes() -> None:
     notifications._get_s3_event = event
 
 
+def state_machines_act_as_their_role() -> None:
+    """Step Functions calls a task's service with the state machine's role
+    (or the state's Credentials role), assumed as states.amazonaws.com;
+    moto's interpreter called with fixed dummy keys."""
+    import importlib
+    import sys
+
+    import boto3
+    from botocore.config import Config
+
+    from moto.stepfunctions.parser.asl.utils import boto_client as module
+
+    from .context import Emulator
+    from .roles import assume
+
+    def boto_client_for(region, service, state_credentials=None):  # type: ignore[no-untyped-def]
+        role = getattr(state_credentials, "role_arn", None)
+        if not role:
+            return original(region, service, state_credentials)
+        creds = assume(role, "states.amazonaws.com", region)
+        return boto3.client(
+            service,
+            region_name=region,
+            endpoint_url=Emulator.endpoint,
+            aws_access_key_id=creds.access_key_id,
+            aws_secret_access_key=creds.secret_access_key,
+            aws_session_token=creds.session_token,
+            config=Config(parameter_validation=False, retries={"max_attempts": 0, "total_max_attempts": 1}),
+        )
+
+    original = module.boto_client_for
+    base = "moto.stepfunctions.parser.asl.component.state.exec.state_task"
+    for name in ("lambda_eval_utils", "service.state_task_service_sqs", "service.state_task_service_sns",
+                 "service.state_task_service_events", "service.state_task_service_dynamodb",
+                 "service.state_task_service_sfn", "service.state_task_service_aws_sdk"):
+        importlib.import_module(f"{base}.{name}")
+    for name, loaded in list(sys.modules.items()):
+        if name.startswith("moto.stepfunctions.parser") and getattr(loaded, "boto_client_for", None) is original:
+            loaded.boto_client_for = boto_client_for
+
+
+_SOURCE_ACTIONS = {
+    "sqs": ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"],
+    "kinesis": ["kinesis:GetRecords", "kinesis:GetShardIterator", "kinesis:DescribeStream", "kinesis:ListShards"],
+}
+_DESTINATION_ACTIONS = {
+    "sqs": "sqs:SendMessage",
+    "sns": "sns:Publish",
+    "lambda": "lambda:InvokeFunction",
+    "events": "events:PutEvents",
+}
+
+
+def _refuse_unless_role_may(role: str, action: str, resource: str, message: str) -> None:
+    from moto.awslambda.exceptions import InvalidParameterValueException
+
+    from .iam import role_may
+
+    if not role_may(role, action, resource):
+        raise InvalidParameterValueException(message)
+
+
+def _check_destinations(role: str, config: dict | None) -> None:
+    for outcome in ("OnSuccess", "OnFailure"):
+        arn = ((config or {}).get(outcome) or {}).get("Destination")
+        if not arn:
+            continue
+        action = _DESTINATION_ACTIONS.get(arn.split(":")[2])
+        if action:
+            _refuse_unless_role_may(
+                role,
+                action,
+                arn,
+                f"The function execution role does not have permissions to call {action.split(':')[1]} on {arn}",
+            )
+
+
+def lambda_checks_the_execution_role() -> None:
+    """CreateEventSourceMapping and PutFunctionEventInvokeConfig refuse an
+    execution role that may not read the source or send to a destination
+    (AWS checks the role's policies at that call); moto accepted them."""
+    create = lambda_models.LambdaBackend.create_event_source_mapping
+    update = lambda_models.LambdaBackend.update_event_source_mapping
+    put_config = lambda_models.LambdaBackend.put_function_event_invoke_config
+
+    def checked_create(self, spec):  # type: ignore[no-untyped-def]
+        fn = self._lambdas.get_function_by_name_or_arn_with_qualifier(spec.get("FunctionName", ""))
+        source = spec.get("EventSourceArn", "")
+        for action in _SOURCE_ACTIONS.get(source.split(":")[2] if source.count(":") >= 2 else "", []):
+            _refuse_unless_role_may(
+                fn.role,
+                action,
+                source,
+                f"The provided execution role does not have permissions to call {action.split(':')[1]} on {source}",
+            )
+        _check_destinations(fn.role, spec.get("DestinationConfig"))
+        return create(self, spec)
+
+    def checked_update(self, uuid, spec):  # type: ignore[no-untyped-def]
+        esm = self.get_event_source_mapping(uuid)
+        if esm is not None and spec.get("DestinationConfig"):
+            fn = self._lambdas.get_function_by_name_or_arn_with_qualifier(esm.function_arn)
+            _check_destinations(fn.role, spec.get("DestinationConfig"))
+        return update(self, uuid, spec)
+
+    def checked_put(self, function_name, config):  # type: ignore[no-untyped-def]
+        fn = self.get_function(function_name)
+        _check_destinations(fn.role, config.get("DestinationConfig"))
+        return put_config(self, function_name, config)
+
+    lambda_models.LambdaBackend.create_event_source_mapping = checked_create
+    lambda_models.LambdaBackend.update_event_source_mapping = checked_update
+    lambda_models.LambdaBackend.put_function_event_invoke_config = checked_put
+
+
 def apply_all() -> None:
+    lambda_checks_the_execution_role()
+    state_machines_act_as_their_role()
     executions_get_names()
     s3_event_keys_keep_slashes()
     s3_eventbridge_notification()

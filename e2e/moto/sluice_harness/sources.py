@@ -111,8 +111,7 @@ class SqsPoller(Poller):
         sqs = self.client("sqs")
         if sqs is None:
             return False
-        name = self.esm.event_source_arn.split(":")[5]
-        url = sqs.get_queue_url(QueueName=name, QueueOwnerAWSAccountId=self.account)["QueueUrl"]
+        url = Emulator.queue_url(self.esm.event_source_arn)
         visibility = int(
             sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["VisibilityTimeout"])["Attributes"][
                 "VisibilityTimeout"
@@ -345,9 +344,7 @@ class KinesisPoller(Poller):
             return
         try:
             sqs = self.client("sqs")
-            name, account = destination.split(":")[5], destination.split(":")[4]
-            url = sqs.get_queue_url(QueueName=name, QueueOwnerAWSAccountId=account)["QueueUrl"]
-            sqs.send_message(QueueUrl=url, MessageBody=json.dumps(description))
+            sqs.send_message(QueueUrl=Emulator.queue_url(destination), MessageBody=json.dumps(description))
             log.info("kinesis batch of %d for %s sent to %s", len(records), fn.function_name, destination)
         except Exception as e:
             log.warning("kinesis failure record for %s lost: %s", fn.function_name, e)

@@ -302,9 +302,7 @@ def _call_target(target: dict, region: str, body: str) -> None:
     elif service == "states":
         Emulator.client("stepfunctions", region, creds).start_execution(stateMachineArn=arn, input=body)
     elif service == "sqs":
-        sqs = Emulator.client("sqs", region, creds)
-        url = sqs.get_queue_url(QueueName=arn.split(":")[5])["QueueUrl"]
-        sqs.send_message(QueueUrl=url, MessageBody=body)
+        Emulator.client("sqs", region, creds).send_message(QueueUrl=Emulator.queue_url(arn), MessageBody=body)
     else:
         raise FireError(f"target service {service} is not delivered by this harness")
 
@@ -312,10 +310,8 @@ def _call_target(target: dict, region: str, body: str) -> None:
 def _dead_letter(target: dict, region: str, dlq: str, body: str, error: str) -> None:
     try:
         creds = assume(target["RoleArn"], "scheduler.amazonaws.com", region)
-        sqs = Emulator.client("sqs", region, creds)
-        url = sqs.get_queue_url(QueueName=dlq.split(":")[5])["QueueUrl"]
-        sqs.send_message(
-            QueueUrl=url,
+        Emulator.client("sqs", region, creds).send_message(
+            QueueUrl=Emulator.queue_url(dlq),
             MessageBody=body,
             MessageAttributes={
                 "ERROR_CODE": {"DataType": "String", "StringValue": "DeliveryFailed"},

@@ -115,7 +115,11 @@ fn main() -> Result<(), Error> {
 
 /// The Python baseline's sources.
 fn python_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/bench/python")
+    Path::new(
+        &std::env::var("CARGO_MANIFEST_DIR")
+            .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned()),
+    )
+    .join("examples/bench/python")
 }
 
 /// Peak resident set size of this process, in KiB.

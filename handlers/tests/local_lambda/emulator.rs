@@ -36,7 +36,10 @@ impl Emulator {
         let child = Command::new(cargo_lambda)
             .args(["lambda", "watch", "--only-lambda-apis", "--ignore-changes"])
             .args(["-A", "127.0.0.1", "-P", &port.to_string()])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .current_dir(
+                std::env::var("CARGO_MANIFEST_DIR")
+                    .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned()),
+            )
             .stdin(Stdio::null())
             .stdout(stdout)
             .stderr(stderr)
@@ -65,7 +68,7 @@ impl Emulator {
     /// emulator's [`FUNCTION`], with the environment Lambda gives a function
     /// (`_HANDLER` names the handler, as the function's Handler setting does
     /// in Lambda; the function name is the handler's) and its AWS clients
-    /// pointed at `aws_endpoint` with test credentials. The caller adds its
+    /// pointed at `aws_endpoint` with the environment's credentials. The caller adds its
     /// own variables and output.
     pub(crate) fn handler_command(
         &self,
@@ -73,6 +76,7 @@ impl Emulator {
         handler: &str,
         aws_endpoint: &str,
     ) -> Command {
+        let (key, secret) = credentials();
         let mut command = Command::new(bootstrap);
         command
             .env(
@@ -85,8 +89,8 @@ impl Emulator {
             .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
             .env("AWS_ENDPOINT_URL", aws_endpoint)
             .env("AWS_REGION", "us-east-1")
-            .env("AWS_ACCESS_KEY_ID", "testing")
-            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_ACCESS_KEY_ID", key)
+            .env("AWS_SECRET_ACCESS_KEY", secret)
             .stdin(Stdio::null());
         command
     }
@@ -108,4 +112,15 @@ impl Drop for Emulator {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The local environment's credentials (`AWS_ACCESS_KEY_ID` and
+/// `AWS_SECRET_ACCESS_KEY` from its env file: the harness's administrator
+/// when it enforces IAM), or moto's usual `testing` pair without one (the
+/// benchmark's own moto takes any). The local-Lambda tests are about the
+/// handlers' behaviour, so the handlers run with them too; e2e's data-flow
+/// tests run them under their execution roles.
+pub(crate) fn credentials() -> (String, String) {
+    let var = |name| std::env::var(name).unwrap_or_else(|_| "testing".to_owned());
+    (var("AWS_ACCESS_KEY_ID"), var("AWS_SECRET_ACCESS_KEY"))
 }

@@ -184,13 +184,15 @@ impl Drop for LocalFunction {
     }
 }
 
-/// SDK configuration for the test's own clients: moto, fixed credentials.
+/// SDK configuration for the test's own clients: moto, the environment's
+/// credentials.
 pub(crate) async fn sdk(env: &LocalEnv) -> aws_config::SdkConfig {
+    let (key, secret) = crate::emulator::credentials();
     sluice_handlers::aws::config_loader()
         .endpoint_url(&env.moto)
         .region(aws_config::Region::new("us-east-1"))
         .credentials_provider(aws_sdk_s3::config::Credentials::new(
-            "testing", "testing", None, None, "test",
+            key, secret, None, None, "test",
         ))
         .load()
         .await
