@@ -46,7 +46,7 @@ struct Row {
     restarted_at: Option<usize>,
     problems: Vec<String>,
     stalled: usize,
-    warnings: usize,
+    warnings: Vec<(String, String)>,
 }
 
 fn mib(kib: u64) -> f64 {
@@ -152,7 +152,7 @@ async fn run(n: usize, restart: bool, moto: &str, sdk: &aws_config::SdkConfig) -
     peak_kib = peak_kib.max(op.peak_rss_kib());
     row.peak_rss_mib = mib(peak_kib);
     row.stalled = converged.stalled.len();
-    row.warnings = fleet::warnings(&ns.0).len();
+    row.warnings = fleet::warnings(&ns.0);
     row.calls = shaper.figures();
     (row.bound, row.bound_bucket) = row.calls.lower_bound(1.0);
     let mut hist = fleet::histogram(&op, "sluice_reconcile_duration_seconds", &["resumed"]);
@@ -264,10 +264,11 @@ fn print(rows: &[Row]) -> String {
     for r in rows {
         let _ = writeln!(
             out,
-            "- N = {}: {} Stalled, {} Warning events, {} problems with the AWS resources{}",
+            "- N = {}: {} Stalled, {} Warning events {:?}, {} problems with the AWS resources{}",
             r.n,
             r.stalled,
-            r.warnings,
+            r.warnings.len(),
+            r.warnings.iter().take(5).collect::<Vec<_>>(),
             r.problems.len(),
             if r.problems.is_empty() {
                 String::new()

@@ -270,15 +270,24 @@ pub async fn in_aws(sdk: &aws_config::SdkConfig, prefix: &str) -> InAws {
         }
     }
     let events = aws_sdk_eventbridge::Client::new(sdk);
-    let buses = events
-        .list_event_buses()
-        .name_prefix(prefix)
-        .limit(100)
-        .send()
-        .await
-        .expect("buses");
-    for b in buses.event_buses() {
-        add(&mut out, "Events::EventBus", b.name().unwrap_or_default());
+    // ListEventBuses has no paginator: at most 100 a page, then NextToken.
+    let mut next = None;
+    loop {
+        let page = events
+            .list_event_buses()
+            .name_prefix(prefix)
+            .limit(100)
+            .set_next_token(next)
+            .send()
+            .await
+            .expect("buses");
+        for b in page.event_buses() {
+            add(&mut out, "Events::EventBus", b.name().unwrap_or_default());
+        }
+        next = page.next_token().map(str::to_owned);
+        if next.is_none() {
+            break;
+        }
     }
     let scheduler = aws_sdk_scheduler::Client::new(sdk);
     let mut schedules = scheduler
