@@ -101,7 +101,7 @@ bench: tools-lambda tools-bench ## the handlers beside the article's Python on t
 # measured, not the emulator's policy evaluator (make test enforces IAM).
 FLEET_SIZES ?= 10 100 1000
 .PHONY: bench-fleet
-bench-fleet: tools handlers ## N = 10, 100, 1,000 pipelines through an AWS quota shaper: time to Ready beside the quota-limited bound, calls, writes, memory (not part of test; about 40 minutes)
+bench-fleet: tools handlers ## N = 10, 100, 1,000 pipelines through an AWS quota shaper: time to Ready beside the quota-limited bound, calls, writes, memory (not part of test; about 35 minutes)
 	@scripts/step.sh build-bench bash -c "cargo build --quiet --release -p sluice-operator --bin sluice-operator \
 	  && cargo build --quiet -p sluice-e2e --example fleet"
 	@ENV_DIR=$$(mktemp -d /tmp/sluice-fleet.XXXXXX); \
