@@ -121,8 +121,10 @@ up() {
   # IAM is enforced on every request unless SLUICE_HARNESS_IAM=off: clients
   # act as the harness's administrator (the keys in DIR/env), the operator
   # as a user holding config/iam/operator-policy.json, handlers as their roles.
+  # SLUICE_MOTO_LAUNCHER picks another launcher (make bench-fleet:
+  # e2e/moto/fleet_launcher.py, without deliveries).
   SLUICE_HARNESS_DIR="$DIR/harness" SLUICE_HARNESS_IAM="$iam" \
-    start moto "$("$TOOLS" path python)" "$ROOT/e2e/moto/launcher.py" -H "$listen" -p "$moto_port"
+    start moto "$("$TOOLS" path python)" "${SLUICE_MOTO_LAUNCHER:-$ROOT/e2e/moto/launcher.py}" -H "$listen" -p "$moto_port"
   wait_for etcd 60 curl -sf "http://127.0.0.1:$etcd_port/health"
 
   local c="$DIR/pki"

@@ -19,9 +19,11 @@ use std::{
 pub use sluice_integration_tests::token;
 
 pub mod cluster;
+pub mod fleet;
 pub mod flow;
 pub mod observability;
 pub mod prometheus;
+pub mod shaper;
 
 /// Path of a tool the tests run: `$var` when set, else what
 /// `scripts/tools.sh path <name>` says (installed by `make tools-observability`).
@@ -175,6 +177,15 @@ enum Runner {
     Pod(cluster::PodOperator),
 }
 
+/// The name prefix `env` gives (`SLUICE_NAME_PREFIX`: a restarted operator
+/// must name resources as before), else a fresh one.
+fn name_prefix(env: &[(&str, &str)]) -> String {
+    env.iter()
+        .find(|(k, _)| *k == "SLUICE_NAME_PREFIX")
+        .map(|(_, v)| (*v).to_owned())
+        .unwrap_or_else(|| format!("e2e{}", &token()[..5]))
+}
+
 /// The operator watching the namespaces it was started for: a pod of its
 /// Deployment, or a process.
 #[derive(Debug)]
@@ -217,11 +228,7 @@ impl Operator {
         required("AWS_ENDPOINT_URL", "the e2e tests need an AWS endpoint");
         // A restarted operator must name resources as before: the caller
         // passes the first one's prefix.
-        let prefix = env
-            .iter()
-            .find(|(k, _)| *k == "SLUICE_NAME_PREFIX")
-            .map(|(_, v)| (*v).to_owned())
-            .unwrap_or_else(|| format!("e2e{}", &token()[..5]));
+        let prefix = name_prefix(env);
         if let Ok(image) = std::env::var("SLUICE_OPERATOR_IMAGE") {
             let pod = cluster::PodOperator::start(&image, namespaces, &prefix, env);
             return Operator {
@@ -229,6 +236,16 @@ impl Operator {
                 prefix,
             };
         }
+        Self::start_process(namespaces, prefix, env)
+    }
+
+    /// Like [`Operator::start_with`], always as a process on this host,
+    /// even on the cluster: for tests that put something of their own on a
+    /// loopback port between the operator and AWS (the fleet test's quota
+    /// shaper), kill it outright, or read its memory from `/proc`.
+    pub fn start_process_with(namespaces: &[&str], env: &[(&str, &str)]) -> Self {
+        required("AWS_ENDPOINT_URL", "the e2e tests need an AWS endpoint");
+        let prefix = name_prefix(env);
         Self::start_process(namespaces, prefix, env)
     }
 
@@ -412,6 +429,43 @@ impl Operator {
                 None => "unknown (no running pod)".into(),
             },
         }
+    }
+
+    /// Kills the operator process at once (SIGKILL), as a node failure or
+    /// an OOM kill would. An operator run as a pod is replaced by deleting
+    /// its pod instead (see `tests/operator_pod.rs`).
+    pub fn kill(&mut self) {
+        match &mut self.runner {
+            Runner::Process { child, .. } => {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+            Runner::Pod(_) => panic!("kill() is for an operator run as a process"),
+        }
+    }
+
+    /// A figure in KiB of the operator process's `/proc/<pid>/status`
+    /// (`VmRSS:`, `VmHWM:`); 0 for a pod or when unreadable.
+    fn status_kib(&self, field: &str) -> u64 {
+        let Runner::Process { child, .. } = &self.runner else {
+            return 0;
+        };
+        std::fs::read_to_string(format!("/proc/{}/status", child.id()))
+            .unwrap_or_default()
+            .lines()
+            .find(|l| l.starts_with(field))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Resident memory now (VmRSS) in KiB, of an operator run as a process.
+    pub fn rss_kib(&self) -> u64 {
+        self.status_kib("VmRSS:")
+    }
+
+    /// Peak resident memory (VmHWM) in KiB, of an operator run as a process.
+    pub fn peak_rss_kib(&self) -> u64 {
+        self.status_kib("VmHWM:")
     }
 
     /// Polls `check` until it holds; panics with the operator log tail otherwise.
@@ -615,7 +669,17 @@ pub fn manifest_as_json(manifest: &str) -> serde_json::Value {
     doc
 }
 
-/// Nothing with the operator's name prefix is left in the emulator.
+/// Whether `name` is the operator's code bucket (`<prefix>-code-<16 hex>`):
+/// the account's and region's, shared by every pipeline and kept when they
+/// are all deleted (`sluice_operator::aws::code`).
+pub fn is_code_bucket(prefix: &str, name: &str) -> bool {
+    name.strip_prefix(prefix)
+        .and_then(|rest| rest.strip_prefix("-code-"))
+        .is_some_and(|hash| hash.len() == 16 && hash.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// Nothing with the operator's name prefix is left in the emulator but its
+/// code bucket.
 pub async fn assert_nothing_left(sdk: &aws_config::SdkConfig, prefix: &str) {
     let sqs = aws_sdk_sqs::Client::new(sdk);
     let queues = sqs
@@ -683,7 +747,8 @@ pub async fn assert_nothing_left(sdk: &aws_config::SdkConfig, prefix: &str) {
         buckets
             .buckets()
             .iter()
-            .all(|b| !b.name().unwrap_or_default().starts_with(prefix)),
+            .filter_map(|b| b.name())
+            .all(|b| !b.starts_with(prefix) || is_code_bucket(prefix, b)),
         "buckets left"
     );
     let kinesis = aws_sdk_kinesis::Client::new(sdk);

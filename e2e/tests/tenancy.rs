@@ -10,7 +10,7 @@ use sluice_e2e::{
 };
 use sluice_operator::{
     aws::Aws,
-    config::RateLimits,
+    aws::quota::QuotaConfig,
     metrics::Metrics,
     naming::{NameKind, PipelineId, TAG_PIPELINE_UID, TAG_RELEASED_BY},
 };
@@ -30,7 +30,7 @@ async fn name_for(op: &Operator, ns: &str, kind: NameKind, logical: &str) -> Str
     let aws = Aws::connect(
         &sdk().await,
         "us-east-1",
-        RateLimits::default(),
+        QuotaConfig::default(),
         Metrics::new(),
     )
     .await

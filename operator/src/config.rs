@@ -3,6 +3,8 @@
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
+use crate::aws::quota::QuotaConfig;
+
 /// What the platform team configures once for every pipeline.
 #[derive(Clone, Debug, PartialEq)]
 pub struct OperatorConfig {
@@ -16,8 +18,6 @@ pub struct OperatorConfig {
     pub handlers_dir: PathBuf,
     /// How often a converged pipeline is re-read from AWS to correct drift.
     pub resync: Duration,
-    /// Fraction of `resync` added at random so pipelines do not resync together.
-    pub resync_jitter: f64,
     /// Permissions boundary attached to every role Sluice creates.
     pub permissions_boundary: Option<String>,
     /// Address of the `/metrics`, `/livez` and `/readyz` server.
@@ -25,65 +25,17 @@ pub struct OperatorConfig {
     /// Watch only these namespaces (all namespaces when empty). The
     /// operator then needs RBAC in these namespaces only.
     pub watch_namespaces: Vec<String>,
-    /// Client-side rate limits, requests per second per service.
-    pub rate_limits: RateLimits,
+    /// How much of AWS's control-plane quotas the operator uses.
+    pub quotas: QuotaConfig,
+    /// Pipelines reconciled at once. A pipeline waiting for AWS to catch up
+    /// (a role not yet assumable, a function still Pending) holds no slot:
+    /// it is requeued.
+    pub max_concurrent_reconciles: u16,
     /// How often each pipeline's runtime health is polled; `None` turns
     /// polling off.
     pub health_interval: Option<Duration>,
     /// The window health figures cover.
     pub health_window: Duration,
-}
-
-/// Requests per second the operator allows itself per AWS service and
-/// region, below AWS's control-plane quotas so that the account's other
-/// users keep headroom (Lambda's management APIs share 15 req/s).
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct RateLimits {
-    /// Lambda management APIs.
-    pub lambda: f64,
-    /// IAM.
-    pub iam: f64,
-    /// S3 bucket-level APIs.
-    pub s3: f64,
-    /// SQS queue APIs (`TagQueue` allows 5 req/s; the others more).
-    pub sqs: f64,
-    /// EventBridge control plane (about 50 req/s per account).
-    pub events: f64,
-    /// Kinesis control plane (`CreateStream` 5 req/s,
-    /// `DescribeStreamSummary` 20 req/s).
-    pub kinesis: f64,
-    /// DynamoDB control plane (2,500 req/s; `UpdateTimeToLive` lower).
-    pub dynamodb: f64,
-    /// Step Functions create/update/delete of state machines (AWS: a bucket
-    /// of 100 refilled at 1 per second).
-    pub states_write: f64,
-    /// Step Functions reads (`DescribeStateMachine`: 20 req/s refill).
-    pub states: f64,
-    /// EventBridge Scheduler schedules.
-    pub scheduler: f64,
-    /// CloudWatch Logs control plane (5 req/s for `CreateLogGroup`).
-    pub logs: f64,
-    /// CloudWatch `GetMetricData` (runtime health; AWS allows 50 req/s).
-    pub cloudwatch: f64,
-}
-
-impl Default for RateLimits {
-    fn default() -> Self {
-        RateLimits {
-            lambda: 10.0,
-            iam: 10.0,
-            s3: 50.0,
-            sqs: 20.0,
-            events: 20.0,
-            kinesis: 4.0,
-            dynamodb: 50.0,
-            states_write: 0.8,
-            states: 10.0,
-            scheduler: 20.0,
-            logs: 4.0,
-            cloudwatch: 10.0,
-        }
-    }
 }
 
 /// A configuration variable that is set but invalid.
@@ -149,13 +101,6 @@ impl OperatorConfig {
             |v| *v >= 10,
             "a whole number of seconds, at least 10",
         )?);
-        let resync_jitter = parse(
-            &get,
-            "SLUICE_RESYNC_JITTER",
-            0.1f64,
-            |v| (0.0..=1.0).contains(v),
-            "a fraction between 0 and 1",
-        )?;
         let admin_addr = parse(
             &get,
             "SLUICE_ADMIN_ADDR",
@@ -163,30 +108,29 @@ impl OperatorConfig {
             |_| true,
             "an address like 0.0.0.0:8080",
         )?;
-        let defaults = RateLimits::default();
-        let rate = |var: &'static str, default: f64| {
-            parse(
-                &get,
-                var,
-                default,
-                |v| *v > 0.0 && *v <= 1000.0,
-                "requests per second, above 0 and at most 1000",
-            )
+        let share = parse(
+            &get,
+            "SLUICE_AWS_QUOTA_SHARE",
+            1.0f64,
+            |v| *v > 0.0 && *v <= 1.0,
+            "a fraction above 0 and at most 1 (1/n when n operators share one AWS account)",
+        )?;
+        let overrides = match get("SLUICE_AWS_QUOTAS") {
+            None => Default::default(),
+            Some(raw) => QuotaConfig::parse_overrides(&raw).map_err(|e| ConfigError {
+                var: "SLUICE_AWS_QUOTAS",
+                message: format!(
+                    "{e}: expected comma-separated bucket=rate[/burst], e.g. lambda=30,iam=10/20"
+                ),
+            })?,
         };
-        let rate_limits = RateLimits {
-            lambda: rate("SLUICE_LAMBDA_RPS", defaults.lambda)?,
-            iam: rate("SLUICE_IAM_RPS", defaults.iam)?,
-            s3: rate("SLUICE_S3_RPS", defaults.s3)?,
-            sqs: rate("SLUICE_SQS_RPS", defaults.sqs)?,
-            events: rate("SLUICE_EVENTS_RPS", defaults.events)?,
-            kinesis: rate("SLUICE_KINESIS_RPS", defaults.kinesis)?,
-            dynamodb: rate("SLUICE_DYNAMODB_RPS", defaults.dynamodb)?,
-            states_write: rate("SLUICE_STATES_WRITE_RPS", defaults.states_write)?,
-            states: rate("SLUICE_STATES_RPS", defaults.states)?,
-            scheduler: rate("SLUICE_SCHEDULER_RPS", defaults.scheduler)?,
-            logs: rate("SLUICE_LOGS_RPS", defaults.logs)?,
-            cloudwatch: rate("SLUICE_CLOUDWATCH_RPS", defaults.cloudwatch)?,
-        };
+        let max_concurrent_reconciles = parse(
+            &get,
+            "SLUICE_MAX_CONCURRENT_RECONCILES",
+            32u16,
+            |v| (1..=1024).contains(v),
+            "a whole number from 1 to 1024",
+        )?;
         let health_interval = parse(
             &get,
             "SLUICE_HEALTH_INTERVAL_SECONDS",
@@ -224,11 +168,11 @@ impl OperatorConfig {
             name_prefix,
             handlers_dir,
             resync,
-            resync_jitter,
             permissions_boundary: get("SLUICE_PERMISSIONS_BOUNDARY"),
             admin_addr,
             watch_namespaces,
-            rate_limits,
+            quotas: QuotaConfig { share, overrides },
+            max_concurrent_reconciles,
             health_interval: (health_interval > 0).then(|| Duration::from_secs(health_interval)),
             health_window: Duration::from_secs(health_window),
         })
@@ -287,6 +231,8 @@ mod tests {
         assert_eq!(c.name_prefix, "sluice");
         assert_eq!(c.health_interval, Some(Duration::from_secs(60)));
         assert_eq!(c.health_window, Duration::from_secs(900));
+        assert_eq!(c.quotas, QuotaConfig::default());
+        assert_eq!(c.max_concurrent_reconciles, 32);
     }
 
     #[test]
@@ -312,8 +258,13 @@ mod tests {
         assert!(err.message.contains("at least 10"), "{}", err.message);
         let err = config(&[("SLUICE_NAME_PREFIX", "Bad_Prefix")]).expect_err("invalid");
         assert_eq!(err.var, "SLUICE_NAME_PREFIX");
-        let err = config(&[("SLUICE_LAMBDA_RPS", "0")]).expect_err("invalid");
-        assert_eq!(err.var, "SLUICE_LAMBDA_RPS");
+        let err = config(&[("SLUICE_AWS_QUOTA_SHARE", "0")]).expect_err("invalid");
+        assert_eq!(err.var, "SLUICE_AWS_QUOTA_SHARE");
+        let err = config(&[("SLUICE_AWS_QUOTAS", "lambda=fast")]).expect_err("invalid");
+        assert_eq!(err.var, "SLUICE_AWS_QUOTAS");
+        assert!(err.message.contains("lambda=30"), "{}", err.message);
+        let err = config(&[("SLUICE_MAX_CONCURRENT_RECONCILES", "0")]).expect_err("invalid");
+        assert_eq!(err.var, "SLUICE_MAX_CONCURRENT_RECONCILES");
     }
 
     #[test]

@@ -22,13 +22,13 @@ use kube::{
     },
 };
 use serde_json::json;
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, Semaphore};
 use tracing::{info, warn};
 
 use crate::{
     Error, Result,
     artifacts::Catalog,
-    aws::{Aws, Regions},
+    aws::{Aws, ErrorClass, Regions},
     config::OperatorConfig,
     crd::{DataPipeline, DataPipelineStatus, DeletionPolicy, FunctionStatus, InventoryEntry},
     events,
@@ -70,6 +70,9 @@ pub struct Context {
     pub metrics: Metrics,
     /// Event recorder.
     pub recorder: Recorder,
+    /// Reconciles running at once, across every watched namespace
+    /// (`SLUICE_MAX_CONCURRENT_RECONCILES`); waiters are served in order.
+    slots: Semaphore,
     failures: Mutex<HashMap<String, u32>>,
     /// When this process first saw each pipeline's current generation
     /// (by UID), and whether its time to Ready was recorded yet.
@@ -109,7 +112,8 @@ impl Context {
         };
         Context {
             recorder: Recorder::new(client.clone(), reporter),
-            regions: Arc::new(Regions::new(sdk, config.rate_limits, metrics.clone())),
+            regions: Arc::new(Regions::new(sdk, config.quotas.clone(), metrics.clone())),
+            slots: Semaphore::new(usize::from(config.max_concurrent_reconciles)),
             client,
             config,
             catalog,
@@ -173,12 +177,24 @@ impl Context {
         Some(entry.seen.elapsed().as_secs_f64())
     }
 
-    fn resync(&self) -> Duration {
-        let jitter = self
-            .config
-            .resync
-            .mul_f64(self.config.resync_jitter * rand::random::<f64>());
-        self.config.resync + jitter
+    /// When to read a converged (or stalled) pipeline back from AWS.
+    fn resync(&self, dp: &DataPipeline) -> Duration {
+        next_resync(
+            &dp.uid().unwrap_or_default(),
+            self.config.resync,
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default(),
+        )
+    }
+
+    /// Whether this process has not reconciled the pipeline yet.
+    async fn first_sight(&self, dp: &DataPipeline) -> bool {
+        !self
+            .generations
+            .lock()
+            .await
+            .contains_key(&dp.uid().unwrap_or_default())
     }
 
     async fn backoff(&self, key: &str) -> Duration {
@@ -247,6 +263,7 @@ pub async fn run(ctx: Arc<Context>, readiness: Readiness) -> Result<()> {
             let (reader, writer) = reflector::store();
             let changes = watcher(api, watcher::Config::default().any_semantic())
                 .default_backoff()
+                .modify(slim)
                 .reflect(writer)
                 .applied_objects()
                 .predicate_filter(spec_or_metadata, Default::default());
@@ -287,6 +304,40 @@ mod outcome {
     pub const DELETED: &str = "deleted";
     /// Only the finalizer was added or removed.
     pub const FINALIZER: &str = "finalizer";
+    /// First seen after a restart, converged: no AWS call, resynced at its
+    /// phase.
+    pub const RESUMED: &str = "resumed";
+}
+
+/// Drops what neither reconciling nor health reads from a cached pipeline:
+/// `managedFields` and kubectl's copy of the whole manifest in the
+/// `last-applied-configuration` annotation, each about as large as the
+/// spec. The cache holds every pipeline, so they are most of its size.
+fn slim(dp: &mut DataPipeline) {
+    dp.metadata.managed_fields = None;
+    if let Some(annotations) = dp.metadata.annotations.as_mut() {
+        annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
+    }
+}
+
+/// When a converged pipeline is next read back from AWS, from `now` (time
+/// since the Unix epoch): at its own phase of the resync period, a hash of
+/// its UID, so a fleet's resyncs are spread evenly over the period whatever
+/// order the pipelines converged in, and stay spread across restarts. The
+/// wait is at least half a period, so a pipeline that converged just before
+/// its phase is not read again at once.
+pub fn next_resync(uid: &str, period: Duration, now: Duration) -> Duration {
+    use std::hash::{Hash, Hasher};
+    let period_ms = period.as_millis().max(1) as u64;
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    uid.hash(&mut h);
+    let phase = h.finish() % period_ms;
+    let now_ms = (now.as_millis() % u128::from(period_ms)) as u64;
+    let mut wait = (phase + period_ms - now_ms) % period_ms;
+    if wait < period_ms / 2 {
+        wait += period_ms;
+    }
+    Duration::from_millis(wait)
 }
 
 /// A hash of what a reconcile acts on: the generation (the spec), labels,
@@ -312,6 +363,10 @@ fn key(dp: &DataPipeline) -> String {
 }
 
 async fn reconcile(dp: Arc<DataPipeline>, ctx: Arc<Context>) -> Result<Action> {
+    // A slot is held only while this pipeline works; waits for AWS to catch
+    // up are requeues, which give it back.
+    // (The semaphore is never closed.)
+    let _slot = ctx.slots.acquire().await.ok();
     let started = Instant::now();
     let ns = dp.namespace().unwrap_or_default();
     let api: Api<DataPipeline> = Api::namespaced(ctx.client.clone(), &ns);
@@ -335,6 +390,10 @@ async fn reconcile(dp: Arc<DataPipeline>, ctx: Arc<Context>) -> Result<Action> {
         (Ok(_), Ok(how)) => how,
         (Ok(_), Err(_)) => outcome::FINALIZER,
     };
+    if how == outcome::FINALIZER || how == outcome::DELETED {
+        // The finalizer helper added or removed the finalizer: one patch.
+        ctx.metrics.kube_write("finalizer");
+    }
     ctx.metrics.reconciled(how, started.elapsed().as_secs_f64());
     result
 }
@@ -387,6 +446,14 @@ fn plan_for(dp: &DataPipeline, ctx: &Context, pid: &PipelineId) -> Plan {
 }
 
 async fn apply(dp: &DataPipeline, ctx: &Context) -> (Result<Action>, &'static str) {
+    // After a restart every pipeline comes in at once. One that was Ready
+    // for this generation, with the code this operator deploys, waits for
+    // its resync phase instead: the fleet's reads stay spread over the
+    // period rather than all landing now.
+    if ctx.first_sight(dp).await && converged_before(dp, &ctx.catalog) {
+        ctx.saw_generation(dp).await;
+        return (Ok(Action::requeue(ctx.resync(dp))), outcome::RESUMED);
+    }
     ctx.saw_generation(dp).await;
     match converge(dp, ctx).await {
         Ok((action, how)) => (Ok(action), how),
@@ -446,6 +513,21 @@ async fn converge(dp: &DataPipeline, ctx: &Context) -> Result<(Action, &'static 
     finish(ctx, dp, &previous, progress, Some(&plan), result).await
 }
 
+/// Whether the pipeline's status says it converged to its current
+/// generation with the handler code of `catalog`.
+fn converged_before(dp: &DataPipeline, catalog: &Catalog) -> bool {
+    let Some(status) = &dp.status else {
+        return false;
+    };
+    was_ready(status, dp.metadata.generation)
+        && status.observed_generation == dp.metadata.generation
+        && status.functions.iter().all(|f| {
+            catalog
+                .get(&f.handler)
+                .is_some_and(|a| a.code_sha256() == f.code_sha256)
+        })
+}
+
 /// Whether Ready is True for `generation` in `status`.
 fn was_ready(status: &DataPipelineStatus, generation: Option<i64>) -> bool {
     status.conditions.iter().any(|c| {
@@ -495,7 +577,7 @@ async fn finish(
             let message = format!("{} AWS resources converged", inventory.len());
             (
                 Verdict::Ready { message },
-                Action::requeue(ctx.resync()),
+                Action::requeue(ctx.resync(dp)),
                 outcome::READY,
             )
         }
@@ -515,7 +597,7 @@ async fn finish(
                     reason: e.reason().into(),
                     message,
                 },
-                Action::requeue(ctx.resync()),
+                Action::requeue(ctx.resync(dp)),
                 outcome::STALLED,
             )
         }
@@ -527,6 +609,25 @@ async fn finish(
             Action::requeue(*after),
             outcome::WAITING,
         ),
+        // Throttling is flow control: the call was retried inside its
+        // limiter already; the pipeline gives its slot to the others and
+        // comes back soon, with neither an error event nor a stall.
+        Err(Error::Aws(e)) if e.class == ErrorClass::Throttled => {
+            let after = Duration::from_secs(5).mul_f64(1.0 + rand::random::<f64>());
+            (
+                Verdict::Progressing {
+                    reason: "AWSThrottled".into(),
+                    message: format!(
+                        "AWS is throttling {} {}; continuing in {}s",
+                        e.service.as_str(),
+                        e.operation,
+                        after.as_secs()
+                    ),
+                },
+                Action::requeue(after),
+                outcome::WAITING,
+            )
+        }
         Err(e) => {
             ctx.metrics.failed(e.metric_label());
             publish(ctx, dp, EventType::Warning, e.reason(), &e.to_string()).await;
@@ -650,6 +751,7 @@ async fn publish_changes(
         }
         events::publish(
             &ctx.recorder,
+            &ctx.metrics,
             dp,
             EventType::Normal,
             &reason,
@@ -661,7 +763,16 @@ async fn publish_changes(
 }
 
 async fn publish(ctx: &Context, dp: &DataPipeline, type_: EventType, reason: &str, note: &str) {
-    events::publish(&ctx.recorder, dp, type_, reason, "Reconcile", note).await;
+    events::publish(
+        &ctx.recorder,
+        &ctx.metrics,
+        dp,
+        type_,
+        reason,
+        "Reconcile",
+        note,
+    )
+    .await;
 }
 
 async fn write_status(
@@ -695,6 +806,7 @@ async fn write_status(
         "kind": "DataPipeline",
         "status": status,
     });
+    ctx.metrics.kube_write("status");
     api.patch_status(
         &dp.name_any(),
         &PatchParams::apply(FIELD_MANAGER).force(),
@@ -706,7 +818,9 @@ async fn write_status(
 
 #[cfg(test)]
 mod tests {
-    use super::{DataPipeline, outcome, spec_or_metadata};
+    use std::time::Duration;
+
+    use super::{DataPipeline, next_resync, outcome, spec_or_metadata};
     use crate::crd::DataPipelineStatus;
 
     #[test]
@@ -737,6 +851,57 @@ mod tests {
     }
 
     #[test]
+    fn resyncs_are_spread_evenly_over_the_period_and_keep_their_phase() {
+        let period = Duration::from_secs(300);
+        let now = Duration::from_secs(1_800_000_000);
+        // 1,000 pipelines converging at the same moment (a restart, or a
+        // fleet applied at once) resync at their own phases: every tenth
+        // of the period gets close to a tenth of them.
+        let mut tenths = [0u32; 10];
+        for i in 0..1000 {
+            let uid = format!("uid-{i}");
+            let wait = next_resync(&uid, period, now);
+            assert!(wait >= period / 2 && wait < period * 3 / 2, "{wait:?}");
+            let at = (now + wait).as_millis() % period.as_millis();
+            tenths[(at * 10 / period.as_millis()) as usize] += 1;
+            // The next one is a whole period later, whenever it ran.
+            let again = next_resync(&uid, period, now + wait + Duration::from_millis(250));
+            assert_eq!(
+                (now + wait + Duration::from_millis(250) + again).as_millis() % period.as_millis(),
+                at,
+                "same phase"
+            );
+        }
+        assert!(tenths.iter().all(|n| (70..=130).contains(n)), "{tenths:?}");
+    }
+
+    #[test]
+    fn slim_drops_managed_fields_and_the_last_applied_copy_only() {
+        let mut dp = DataPipeline::new("p", serde_json::from_str("{}").expect("spec"));
+        dp.metadata.managed_fields = Some(vec![Default::default()]);
+        dp.metadata.annotations = Some(
+            [
+                (
+                    "kubectl.kubernetes.io/last-applied-configuration".to_owned(),
+                    "{...}".to_owned(),
+                ),
+                ("team".to_owned(), "a".to_owned()),
+            ]
+            .into(),
+        );
+        super::slim(&mut dp);
+        assert!(dp.metadata.managed_fields.is_none());
+        assert_eq!(
+            dp.metadata
+                .annotations
+                .expect("kept")
+                .keys()
+                .collect::<Vec<_>>(),
+            ["team"]
+        );
+    }
+
+    #[test]
     fn every_outcome_is_exported_from_zero() {
         for o in [
             outcome::READY,
@@ -746,6 +911,7 @@ mod tests {
             outcome::SUSPENDED,
             outcome::DELETED,
             outcome::FINALIZER,
+            outcome::RESUMED,
         ] {
             assert!(crate::metrics::OUTCOMES.contains(&o), "{o}");
         }

@@ -75,6 +75,7 @@ pub fn for_change(change: &Change, drift: bool) -> (String, String, String) {
 /// note.
 pub async fn publish(
     recorder: &Recorder,
+    metrics: &crate::metrics::Metrics,
     dp: &DataPipeline,
     type_: EventType,
     reason: &str,
@@ -88,6 +89,7 @@ pub async fn publish(
         action: action.chars().take(128).collect(),
         secondary: None,
     };
+    metrics.kube_write("event");
     if let Err(e) = recorder.publish(&event, &dp.object_ref(&())).await {
         warn!(
             pipeline = %dp.metadata.name.as_deref().unwrap_or_default(),

@@ -27,6 +27,7 @@ struct Inner {
     aws_errors: IntCounterVec,
     aws_duration: HistogramVec,
     drift: IntCounterVec,
+    kube_writes: IntCounterVec,
     time_to_ready: Histogram,
     pipelines: IntGaugeVec,
     health_polls: IntCounterVec,
@@ -54,7 +55,7 @@ pub struct HealthGauges {
 }
 
 /// Outcomes of `sluice_reconciles_total` (the controller's).
-pub const OUTCOMES: [&str; 7] = [
+pub const OUTCOMES: [&str; 8] = [
     "ready",
     "waiting",
     "stalled",
@@ -62,6 +63,7 @@ pub const OUTCOMES: [&str; 7] = [
     "suspended",
     "deleted",
     "finalizer",
+    "resumed",
 ];
 
 /// Categories of `sluice_reconcile_errors_total` ([`crate::Error::metric_label`]).
@@ -78,6 +80,10 @@ pub const ERROR_CATEGORIES: [&str; 9] = [
 ];
 
 const ERROR_CLASSES: [&str; 3] = ["throttled", "transient", "client"];
+
+/// What `sluice_kubernetes_writes_total` counts: the reconciler's status
+/// patches, the health poller's, events, and finalizer patches.
+pub const KUBE_WRITES: [&str; 4] = ["status", "health_status", "event", "finalizer"];
 
 /// Condition types counted by `sluice_pipelines`.
 pub const CENSUS_CONDITIONS: [&str; 4] = ["Ready", "Reconciling", "Stalled", "Healthy"];
@@ -171,6 +177,14 @@ impl Metrics {
             "AWS resources changed out of band and set back, by resource kind",
             &["kind"],
         );
+        let kube_writes = counter(
+            "sluice_kubernetes_writes_total",
+            "Writes to the Kubernetes API, by what was written (status, health_status, event, finalizer)",
+            &["kind"],
+        );
+        for kind in KUBE_WRITES {
+            kube_writes.with_label_values(&[kind]);
+        }
         let time_to_ready = plain_histogram(
             "sluice_time_to_ready_seconds",
             "Time from a new generation of a pipeline (its creation, or the operator first \
@@ -243,6 +257,7 @@ impl Metrics {
             aws_errors,
             aws_duration,
             drift,
+            kube_writes,
             time_to_ready,
             pipelines,
             health_polls,
@@ -326,6 +341,11 @@ impl Metrics {
     }
 
     /// Counts one drift correction of a resource kind.
+    pub fn kube_write(&self, kind: &'static str) {
+        self.0.kube_writes.with_label_values(&[kind]).inc();
+    }
+
+    /// Counts one drift correction.
     pub fn drift_corrected(&self, kind: &str) {
         self.0.drift.with_label_values(&[kind]).inc();
     }

@@ -180,6 +180,21 @@ impl PipelineId {
         format!("{readable}-{hash}{}", kind.suffix())
     }
 
+    /// The bucket holding the operator's code artifacts in this account and
+    /// region, shared by every pipeline: `<prefix>-code-<16 hex>`, the hash
+    /// of (prefix, account, region), so two installations (prefixes) or
+    /// accounts never share one.
+    pub fn code_bucket(&self) -> String {
+        let mut hasher = Sha256::new();
+        for part in [&self.prefix, &self.account, &self.region] {
+            hasher.update(part.as_bytes());
+            hasher.update([0]);
+        }
+        hasher.update(b"code");
+        let hash = hex::encode(&hasher.finalize()[..HASH_HEX_LEN / 2]);
+        format!("{}-code-{hash}", self.prefix)
+    }
+
     /// `namespace/name`, the value of [`TAG_PIPELINE`].
     pub fn pipeline_ref(&self) -> String {
         format!("{}/{}", self.namespace, self.name)

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use sluice_operator::{
     artifacts::{Artifact, Catalog},
     aws::Aws,
-    config::RateLimits,
+    aws::quota::QuotaConfig,
     crd::DataPipelineSpec,
     metrics::Metrics,
     naming::PipelineId,
@@ -54,20 +54,7 @@ impl Harness {
         let metrics = Metrics::new();
         // The client-side limits have unit tests of their own; here they
         // would only stretch every test to AWS's pace.
-        let fast = RateLimits {
-            lambda: 200.0,
-            iam: 200.0,
-            s3: 200.0,
-            sqs: 200.0,
-            events: 200.0,
-            kinesis: 200.0,
-            dynamodb: 200.0,
-            states_write: 200.0,
-            states: 200.0,
-            scheduler: 200.0,
-            logs: 200.0,
-            cloudwatch: 200.0,
-        };
+        let fast = QuotaConfig::scaled(20.0);
         let aws = Aws::connect(&sdk, "us-east-1", fast, metrics.clone())
             .await
             .expect("connect to the emulator");

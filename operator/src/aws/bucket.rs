@@ -29,14 +29,18 @@ pub struct ObservedBucket {
 #[derive(Debug)]
 pub struct Bucket;
 
-fn tag_set(tags: &BTreeMap<String, String>) -> Result<Vec<Tag>> {
+pub(crate) fn tag_set(tags: &BTreeMap<String, String>) -> Result<Vec<Tag>> {
     tags.iter()
         .map(|(k, v)| Tag::builder().key(k).value(v).build())
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| Error::InvalidSpec(format!("bucket tag: {e}")))
 }
 
-async fn put_tags(aws: &Aws, bucket: &str, tags: &BTreeMap<String, String>) -> Result<()> {
+pub(crate) async fn put_tags(
+    aws: &Aws,
+    bucket: &str,
+    tags: &BTreeMap<String, String>,
+) -> Result<()> {
     let tagging = Tagging::builder()
         .set_tag_set(Some(tag_set(tags)?))
         .build()
@@ -45,14 +49,14 @@ async fn put_tags(aws: &Aws, bucket: &str, tags: &BTreeMap<String, String>) -> R
         aws.s3
             .put_bucket_tagging()
             .bucket(bucket)
-            .tagging(tagging)
+            .tagging(tagging.clone())
             .send()
     })
     .await?;
     Ok(())
 }
 
-async fn block_public_access(aws: &Aws, bucket: &str) -> Result<()> {
+pub(crate) async fn block_public_access(aws: &Aws, bucket: &str) -> Result<()> {
     aws.call(Service::S3, "PutPublicAccessBlock", || {
         aws.s3
             .put_public_access_block()
@@ -170,7 +174,7 @@ impl AwsResource for Bucket {
                 aws.s3
                     .create_bucket()
                     .bucket(&d.name)
-                    .set_create_bucket_configuration(configuration)
+                    .set_create_bucket_configuration(configuration.clone())
                     .send()
             })
             .await
@@ -308,7 +312,11 @@ pub async fn empty(aws: &Aws, bucket: &str) -> Result<u64> {
             .build()
             .map_err(|e| Error::InvalidSpec(format!("delete request: {e}")))?;
         aws.call(Service::S3, "DeleteObjects", || {
-            aws.s3.delete_objects().bucket(bucket).delete(delete).send()
+            aws.s3
+                .delete_objects()
+                .bucket(bucket)
+                .delete(delete.clone())
+                .send()
         })
         .await?;
         deleted += ids.len() as u64;

@@ -71,7 +71,7 @@ pub(crate) async fn converge_tags(
             aws.events
                 .tag_resource()
                 .resource_arn(arn)
-                .set_tags(Some(tags))
+                .set_tags(Some(tags.clone()))
                 .send()
         })
         .await?;
@@ -81,7 +81,7 @@ pub(crate) async fn converge_tags(
             aws.events
                 .untag_resource()
                 .resource_arn(arn)
-                .set_tag_keys(Some(remove))
+                .set_tag_keys(Some(remove.clone()))
                 .send()
         })
         .await?;
@@ -100,7 +100,7 @@ pub(crate) async fn release_tags(
         aws.events
             .tag_resource()
             .resource_arn(arn)
-            .set_tags(Some(tags))
+            .set_tags(Some(tags.clone()))
             .send()
     })
     .await?;
@@ -176,7 +176,7 @@ impl AwsResource for EventBus {
                         "Sluice event bus {} (managed; do not edit)",
                         d.logical
                     ))
-                    .set_tags(Some(tags))
+                    .set_tags(Some(tags.clone()))
                     .send()
             })
             .await

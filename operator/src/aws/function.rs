@@ -8,12 +8,9 @@
 
 use std::{collections::BTreeMap, time::Duration};
 
-use aws_sdk_lambda::{
-    primitives::Blob,
-    types::{
-        Architecture, Environment, FunctionCode, LastUpdateStatus, Runtime, State, TracingConfig,
-        TracingMode as AwsTracingMode,
-    },
+use aws_sdk_lambda::types::{
+    Architecture, Environment, FunctionCode, LastUpdateStatus, Runtime, State, TracingConfig,
+    TracingMode as AwsTracingMode,
 };
 
 use super::{Aws, AwsResource, Drift, Service, tag_changes, tag_drift};
@@ -61,11 +58,14 @@ pub struct ObservedFunction {
 #[derive(Debug)]
 pub struct Function;
 
-fn zip(d: &FunctionPlan) -> Result<Blob> {
-    d.artifact
-        .read_zip()
-        .map(Blob::new)
-        .map_err(Error::Artifact)
+/// The function's code in S3, uploaded first if this process has not seen
+/// it there yet ([`super::code`]).
+async fn code(aws: &Aws, d: &FunctionPlan) -> Result<FunctionCode> {
+    super::code::ensure_uploaded(aws, &d.artifact, &d.code).await?;
+    Ok(FunctionCode::builder()
+        .s3_bucket(&d.code.bucket)
+        .s3_key(&d.code.key)
+        .build())
 }
 
 /// Sets the reserved concurrency a new function asks for (a new function
@@ -274,7 +274,7 @@ impl AwsResource for Function {
     }
 
     async fn create(aws: &Aws, d: &FunctionPlan) -> Result<Option<String>> {
-        let code = FunctionCode::builder().zip_file(zip(d)?).build();
+        let code = code(aws, d).await?;
         let result = aws
             .call(Service::Lambda, "CreateFunction", || {
                 aws.lambda
@@ -283,7 +283,7 @@ impl AwsResource for Function {
                     .runtime(Runtime::from(RUNTIME))
                     .handler(&d.handler)
                     .role(&d.role_arn)
-                    .code(code)
+                    .code(code.clone())
                     .architectures(Architecture::from(d.artifact.architecture.as_str()))
                     .memory_size(d.memory_mib)
                     .timeout(d.timeout_seconds)
@@ -297,6 +297,7 @@ impl AwsResource for Function {
                     .send()
             })
             .await;
+        super::code::check_readable(aws, &d.code, &result).await;
         result.map_err(|e| create_error(e, d))?;
         set_concurrency(aws, d).await?;
         Ok(None)
@@ -328,7 +329,7 @@ impl AwsResource for Function {
                     aws.lambda
                         .tag_resource()
                         .resource(&o.arn)
-                        .set_tags(Some(set.into_iter().collect()))
+                        .set_tags(Some(set.clone().into_iter().collect()))
                         .send()
                 })
                 .await?;
@@ -338,7 +339,7 @@ impl AwsResource for Function {
                     aws.lambda
                         .untag_resource()
                         .resource(&o.arn)
-                        .set_tag_keys(Some(remove))
+                        .set_tag_keys(Some(remove.clone()))
                         .send()
                 })
                 .await?;
@@ -370,16 +371,19 @@ impl AwsResource for Function {
             }
         };
         if fields.contains(&"code") {
-            let blob = zip(d)?;
-            aws.call(Service::Lambda, "UpdateFunctionCode", || {
-                aws.lambda
-                    .update_function_code()
-                    .function_name(&d.name)
-                    .zip_file(blob)
-                    .send()
-            })
-            .await
-            .map_err(conflict)?;
+            super::code::ensure_uploaded(aws, &d.artifact, &d.code).await?;
+            let result = aws
+                .call(Service::Lambda, "UpdateFunctionCode", || {
+                    aws.lambda
+                        .update_function_code()
+                        .function_name(&d.name)
+                        .s3_bucket(&d.code.bucket)
+                        .s3_key(&d.code.key)
+                        .send()
+                })
+                .await;
+            super::code::check_readable(aws, &d.code, &result).await;
+            result.map_err(conflict)?;
             if needs_config {
                 // The configuration follows once the code update finished.
                 return Err(wait(format!(
@@ -470,6 +474,10 @@ mod tests {
                 dir: Default::default(),
                 architecture: "x86_64".into(),
                 required_env: Default::default(),
+            },
+            code: crate::plan::CodeLocation {
+                bucket: "b".into(),
+                key: "k".into(),
             },
             memory_mib: 256,
             timeout_seconds: 30,

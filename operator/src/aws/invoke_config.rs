@@ -40,7 +40,7 @@ async fn put(aws: &Aws, d: &InvokeConfigPlan) -> Result<()> {
             .function_name(&d.function)
             .maximum_retry_attempts(d.maximum_retry_attempts)
             .maximum_event_age_in_seconds(d.maximum_event_age_seconds)
-            .set_destination_config(destinations)
+            .set_destination_config(destinations.clone())
             .send()
     })
     .await?;

@@ -30,7 +30,7 @@ async fn tag(aws: &Aws, arn: &str, tags: BTreeMap<String, String>) -> Result<()>
         aws.logs
             .tag_resource()
             .resource_arn(arn)
-            .set_tags(Some(tags.into_iter().collect()))
+            .set_tags(Some(tags.clone().into_iter().collect()))
             .send()
     })
     .await?;
@@ -42,7 +42,7 @@ async fn untag(aws: &Aws, arn: &str, keys: Vec<String>) -> Result<()> {
         aws.logs
             .untag_resource()
             .resource_arn(arn)
-            .set_tag_keys(Some(keys))
+            .set_tag_keys(Some(keys.clone()))
             .send()
     })
     .await?;

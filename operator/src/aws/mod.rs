@@ -1,11 +1,13 @@
 //! The AWS side: one module per resource kind, each behind [`AwsResource`],
 //! and the plumbing every call goes through ([`Aws::call`]): a client-side
-//! rate limit per service sized below AWS's control-plane quotas, a counter
-//! per operation split into reads and writes (steady state must make zero
-//! writes), and classification of errors into throttled, transient and
-//! client errors.
+//! rate limit per quota bucket of AWS ([`quota`]: Lambda's control plane,
+//! `GetFunction` and `GetPolicy` are three), throttling retried inside that
+//! limit as flow control, a counter per operation split into reads and
+//! writes (steady state must make zero writes), and classification of
+//! errors into throttled, transient and client errors.
 
 pub mod bucket;
+pub mod code;
 pub mod event_bus;
 pub mod event_source_mapping;
 pub mod function;
@@ -14,6 +16,7 @@ pub mod log_group;
 pub mod notification;
 pub mod permissions;
 pub mod queue;
+pub mod quota;
 pub mod ratelimit;
 pub mod role;
 pub mod rule;
@@ -22,17 +25,23 @@ pub mod state_machine;
 pub mod stream;
 pub mod table;
 
-use std::{collections::BTreeMap, fmt, future::Future, sync::Arc};
+use std::{
+    collections::{BTreeMap, HashMap},
+    fmt,
+    future::Future,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_smithy_runtime_api::client::{orchestrator::HttpResponse, result::SdkError};
 
 use crate::{
     Error, Result,
-    config::RateLimits,
     metrics::Metrics,
     naming::{Ownership, PipelineId, TAG_RELEASED_BY},
 };
+use quota::QuotaConfig;
 use ratelimit::RateLimiter;
 
 /// The SDK configuration loader every AWS client of the operator (and of
@@ -156,7 +165,7 @@ impl fmt::Display for AwsError {
     }
 }
 
-const THROTTLING_CODES: [&str; 7] = [
+const THROTTLING_CODES: [&str; 8] = [
     "Throttling",
     "ThrottlingException",
     "TooManyRequestsException",
@@ -164,6 +173,9 @@ const THROTTLING_CODES: [&str; 7] = [
     "SlowDown",
     "ProvisionedThroughputExceededException",
     "RequestThrottled",
+    // Kinesis and DynamoDB answer control-plane rates (and too many
+    // concurrent table or stream operations) with this code.
+    "LimitExceededException",
 ];
 
 impl AwsError {
@@ -240,14 +252,14 @@ impl AwsError {
 #[derive(Debug)]
 pub struct Regions {
     sdk: aws_config::SdkConfig,
-    limits: RateLimits,
+    limits: QuotaConfig,
     metrics: Metrics,
     connected: tokio::sync::Mutex<std::collections::HashMap<String, Aws>>,
 }
 
 impl Regions {
     /// Connects nothing yet.
-    pub fn new(sdk: aws_config::SdkConfig, limits: RateLimits, metrics: Metrics) -> Self {
+    pub fn new(sdk: aws_config::SdkConfig, limits: QuotaConfig, metrics: Metrics) -> Self {
         Regions {
             sdk,
             limits,
@@ -262,7 +274,8 @@ impl Regions {
         if let Some(aws) = connected.get(region) {
             return Ok(aws.clone());
         }
-        let aws = Aws::connect(&self.sdk, region, self.limits, self.metrics.clone()).await?;
+        let aws =
+            Aws::connect(&self.sdk, region, self.limits.clone(), self.metrics.clone()).await?;
         connected.insert(region.to_owned(), aws.clone());
         Ok(aws)
     }
@@ -299,26 +312,37 @@ pub struct Aws {
     pub cloudwatch: aws_sdk_cloudwatch::Client,
     limits: Arc<Limiters>,
     metrics: Metrics,
+    /// Code artifacts known to be in S3 (`bucket/key`), [`code`].
+    code_uploaded: Arc<tokio::sync::Mutex<std::collections::HashSet<String>>>,
 }
 
+/// One limiter per quota bucket of AWS, made on first use.
 #[derive(Debug)]
 struct Limiters {
-    lambda: RateLimiter,
-    iam: RateLimiter,
-    s3: RateLimiter,
-    sts: RateLimiter,
-    sqs: RateLimiter,
-    events: RateLimiter,
-    kinesis: RateLimiter,
-    dynamodb: RateLimiter,
-    /// Step Functions' create, update and delete of state machines share a
-    /// bucket of 100 refilled at 1 per second; its reads have their own.
-    states_write: RateLimiter,
-    states: RateLimiter,
-    scheduler: RateLimiter,
-    logs: RateLimiter,
-    cloudwatch: RateLimiter,
+    config: QuotaConfig,
+    buckets: Mutex<HashMap<&'static str, Arc<RateLimiter>>>,
 }
+
+impl Limiters {
+    fn for_call(&self, service: Service, operation: &str) -> Arc<RateLimiter> {
+        let (key, published) = quota::quota(service, operation);
+        let mut buckets = self
+            .buckets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        buckets
+            .entry(key)
+            .or_insert_with(|| {
+                let q = self.config.client_limit(key, published);
+                Arc::new(RateLimiter::with_burst(q.rate, q.burst))
+            })
+            .clone()
+    }
+}
+
+/// How many times a throttled call is retried inside its limiter before
+/// the reconcile gives up its slot and comes back later.
+const THROTTLE_RETRIES: u32 = 6;
 
 impl Aws {
     /// Builds clients for `region` from a loaded SDK config and learns the
@@ -326,12 +350,15 @@ impl Aws {
     pub async fn connect(
         sdk: &aws_config::SdkConfig,
         region: &str,
-        limits: RateLimits,
+        limits: QuotaConfig,
         metrics: Metrics,
     ) -> Result<Self> {
+        // Retries are made in `call`, inside the limiter and counted; the
+        // SDK's own would bypass both.
         let sdk = sdk
             .to_builder()
             .region(aws_config::Region::new(region.to_owned()))
+            .retry_config(aws_config::retry::RetryConfig::disabled())
             .build();
         let sts = aws_sdk_sts::Client::new(&sdk);
         let s3 = aws_sdk_s3::Client::from_conf(
@@ -356,21 +383,11 @@ impl Aws {
             logs: aws_sdk_cloudwatchlogs::Client::new(&sdk),
             cloudwatch: aws_sdk_cloudwatch::Client::new(&sdk),
             limits: Arc::new(Limiters {
-                lambda: RateLimiter::new(limits.lambda),
-                iam: RateLimiter::new(limits.iam),
-                s3: RateLimiter::new(limits.s3),
-                sts: RateLimiter::new(5.0),
-                sqs: RateLimiter::new(limits.sqs),
-                events: RateLimiter::new(limits.events),
-                kinesis: RateLimiter::new(limits.kinesis),
-                dynamodb: RateLimiter::new(limits.dynamodb),
-                states_write: RateLimiter::with_burst(limits.states_write, 50),
-                states: RateLimiter::new(limits.states),
-                scheduler: RateLimiter::new(limits.scheduler),
-                logs: RateLimiter::new(limits.logs),
-                cloudwatch: RateLimiter::new(limits.cloudwatch),
+                config: limits,
+                buckets: Mutex::new(HashMap::new()),
             }),
             metrics,
+            code_uploaded: Default::default(),
         };
         let identity = aws
             .call(Service::Sts, "GetCallerIdentity", || {
@@ -391,50 +408,56 @@ impl Aws {
         Ok(aws)
     }
 
-    /// Makes one AWS call: waits for the service's rate limit, counts it,
-    /// times it and classifies a failure.
+    /// Makes one AWS call: waits for its quota bucket's limiter, counts it,
+    /// times it and classifies a failure. A throttled call is retried
+    /// inside the limiter (which then holds back the bucket's every caller,
+    /// [`RateLimiter::throttled`]) up to [`THROTTLE_RETRIES`] times; a read
+    /// that failed in transit is retried twice. Writes that failed in
+    /// transit are not: the reconcile observes again before it repeats one.
+    /// Every attempt is counted.
     pub async fn call<T, E, F, Fut>(
         &self,
         service: Service,
         operation: &'static str,
-        f: F,
+        mut f: F,
     ) -> Result<T, AwsError>
     where
-        F: FnOnce() -> Fut,
+        F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, SdkError<E, HttpResponse>>>,
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
-        let limiter = match service {
-            Service::Lambda => &self.limits.lambda,
-            Service::Iam => &self.limits.iam,
-            Service::S3 => &self.limits.s3,
-            Service::Sts => &self.limits.sts,
-            Service::Sqs => &self.limits.sqs,
-            Service::Events => &self.limits.events,
-            Service::Kinesis => &self.limits.kinesis,
-            Service::DynamoDb => &self.limits.dynamodb,
-            Service::StepFunctions if !is_read(operation) => &self.limits.states_write,
-            Service::StepFunctions => &self.limits.states,
-            Service::Scheduler => &self.limits.scheduler,
-            Service::Logs => &self.limits.logs,
-            Service::CloudWatch => &self.limits.cloudwatch,
-        };
-        limiter.acquire().await;
-        self.metrics
-            .aws_call(service.as_str(), operation, is_read(operation));
-        let started = std::time::Instant::now();
-        let result = f()
-            .await
-            .map_err(|e| AwsError::from_sdk(service, operation, e));
-        self.metrics
-            .aws_latency(service.as_str(), operation, started.elapsed().as_secs_f64());
-        if let Err(e) = &result {
+        let limiter = self.limits.for_call(service, operation);
+        let read = is_read(operation);
+        let mut throttles = 0;
+        let mut transients = 0;
+        loop {
+            limiter.acquire().await;
+            self.metrics.aws_call(service.as_str(), operation, read);
+            let started = std::time::Instant::now();
+            let result = f()
+                .await
+                .map_err(|e| AwsError::from_sdk(service, operation, e));
+            self.metrics
+                .aws_latency(service.as_str(), operation, started.elapsed().as_secs_f64());
+            let Err(e) = result else {
+                return result;
+            };
             // Not-found answers to reads are how Sluice observes absence.
-            if !(e.is_not_found() && is_read(operation)) {
+            if !(e.is_not_found() && read) {
                 self.metrics.aws_error(service.as_str(), operation, e.class);
             }
+            match e.class {
+                ErrorClass::Throttled if throttles < THROTTLE_RETRIES => {
+                    throttles += 1;
+                    limiter.throttled(throttles).await;
+                }
+                ErrorClass::Transient if read && transients < 2 => {
+                    transients += 1;
+                    tokio::time::sleep(Duration::from_millis(200 << transients)).await;
+                }
+                _ => return Err(e),
+            }
         }
-        result
     }
 
     /// The AWS partition of this region.

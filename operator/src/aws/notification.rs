@@ -115,7 +115,7 @@ async fn put(
         aws.s3
             .put_bucket_notification_configuration()
             .bucket(bucket)
-            .notification_configuration(configuration)
+            .notification_configuration(configuration.clone())
             .send()
     })
     .await?;

@@ -174,7 +174,7 @@ async fn set_attributes(
         aws.sqs
             .set_queue_attributes()
             .queue_url(url)
-            .set_attributes(Some(attributes.into_iter().collect()))
+            .set_attributes(Some(attributes.clone().into_iter().collect()))
             .send()
     })
     .await?;
@@ -186,7 +186,7 @@ async fn tag(aws: &Aws, url: &str, tags: BTreeMap<String, String>) -> Result<()>
         aws.sqs
             .tag_queue()
             .queue_url(url)
-            .set_tags(Some(tags.into_iter().collect()))
+            .set_tags(Some(tags.clone().into_iter().collect()))
             .send()
     })
     .await?;
@@ -198,7 +198,7 @@ async fn untag(aws: &Aws, url: &str, keys: Vec<String>) -> Result<()> {
         aws.sqs
             .untag_queue()
             .queue_url(url)
-            .set_tag_keys(Some(keys))
+            .set_tag_keys(Some(keys.clone()))
             .send()
     })
     .await?;
@@ -345,7 +345,7 @@ impl AwsResource for Queue {
                 aws.sqs
                     .create_queue()
                     .queue_name(&d.name)
-                    .set_attributes(Some(attributes.into_iter().collect()))
+                    .set_attributes(Some(attributes.clone().into_iter().collect()))
                     .set_tags(Some(d.tags.clone().into_iter().collect()))
                     .send()
             })

@@ -162,7 +162,7 @@ impl AwsResource for Role {
                     d.logical
                 ))
                 .set_permissions_boundary(d.permissions_boundary.clone())
-                .set_tags(Some(tag_list))
+                .set_tags(Some(tag_list.clone()))
                 .send()
         })
         .await?;
@@ -213,7 +213,7 @@ impl AwsResource for Role {
                             aws.iam
                                 .tag_role()
                                 .role_name(&d.name)
-                                .set_tags(Some(tag_list))
+                                .set_tags(Some(tag_list.clone()))
                                 .send()
                         })
                         .await?;
@@ -223,7 +223,7 @@ impl AwsResource for Role {
                             aws.iam
                                 .untag_role()
                                 .role_name(&d.name)
-                                .set_tag_keys(Some(remove))
+                                .set_tag_keys(Some(remove.clone()))
                                 .send()
                         })
                         .await?;
@@ -275,7 +275,7 @@ impl AwsResource for Role {
             aws.iam
                 .tag_role()
                 .role_name(id)
-                .set_tags(Some(marker))
+                .set_tags(Some(marker.clone()))
                 .send()
         })
         .await?;

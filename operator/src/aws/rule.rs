@@ -112,7 +112,7 @@ async fn put_rule(aws: &Aws, d: &RulePlan, creating: bool) -> Result<()> {
             .event_pattern(d.pattern.to_string())
             .state(state(d.enabled))
             .description(format!("Sluice rule {} (managed; do not edit)", d.logical))
-            .set_tags(tags)
+            .set_tags(tags.clone())
             .send()
     })
     .await?;
@@ -133,7 +133,7 @@ async fn put_targets(aws: &Aws, d: &RulePlan, targets: &[&TargetPlan]) -> Result
                 .put_targets()
                 .rule(&d.name)
                 .event_bus_name(&d.bus)
-                .set_targets(Some(targets))
+                .set_targets(Some(targets.clone()))
                 .send()
         })
         .await?;
@@ -167,7 +167,7 @@ async fn remove_targets(aws: &Aws, bus: &str, name: &str, ids: Vec<String>) -> R
                 .remove_targets()
                 .rule(name)
                 .event_bus_name(bus)
-                .set_ids(Some(ids))
+                .set_ids(Some(ids.clone()))
                 .send()
         })
         .await

@@ -285,7 +285,7 @@ impl AwsResource for StateMachine {
                     aws.sfn
                         .untag_resource()
                         .resource_arn(&d.arn)
-                        .set_tag_keys(Some(remove))
+                        .set_tag_keys(Some(remove.clone()))
                         .send()
                 })
                 .await?;

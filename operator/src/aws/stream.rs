@@ -168,7 +168,7 @@ impl AwsResource for Stream {
                     .create_stream()
                     .stream_name(&d.name)
                     .set_shard_count(d.shards)
-                    .stream_mode_details(details)
+                    .stream_mode_details(details.clone())
                     .set_tags(Some(d.tags.clone().into_iter().collect()))
                     .send()
             })
@@ -195,7 +195,7 @@ impl AwsResource for Stream {
                     aws.kinesis
                         .add_tags_to_stream()
                         .stream_name(&d.name)
-                        .set_tags(Some(set.into_iter().collect()))
+                        .set_tags(Some(set.clone().into_iter().collect()))
                         .send()
                 })
                 .await
@@ -206,7 +206,7 @@ impl AwsResource for Stream {
                     aws.kinesis
                         .remove_tags_from_stream()
                         .stream_name(&d.name)
-                        .set_tag_keys(Some(remove))
+                        .set_tag_keys(Some(remove.clone()))
                         .send()
                 })
                 .await
@@ -226,7 +226,7 @@ impl AwsResource for Stream {
                     aws.kinesis
                         .update_stream_mode()
                         .stream_arn(&o.arn)
-                        .stream_mode_details(details)
+                        .stream_mode_details(details.clone())
                         .send()
                 })
                 .await

@@ -311,13 +311,13 @@ impl AwsResource for Table {
                 aws.dynamodb
                     .create_table()
                     .table_name(&d.name)
-                    .set_key_schema(Some(schema))
-                    .set_attribute_definitions(Some(definitions))
+                    .set_key_schema(Some(schema.clone()))
+                    .set_attribute_definitions(Some(definitions.clone()))
                     .billing_mode(BillingMode::from(d.billing_mode.as_aws()))
-                    .set_provisioned_throughput(throughput)
-                    .set_stream_specification(streams)
+                    .set_provisioned_throughput(throughput.clone())
+                    .set_stream_specification(streams.clone())
                     .sse_specification(sse(d))
-                    .set_tags(Some(tags))
+                    .set_tags(Some(tags.clone()))
                     .send()
             })
             .await
@@ -360,7 +360,7 @@ impl AwsResource for Table {
                     aws.dynamodb
                         .tag_resource()
                         .resource_arn(&o.arn)
-                        .set_tags(Some(tags))
+                        .set_tags(Some(tags.clone()))
                         .send()
                 })
                 .await?;
@@ -370,7 +370,7 @@ impl AwsResource for Table {
                     aws.dynamodb
                         .untag_resource()
                         .resource_arn(&o.arn)
-                        .set_tag_keys(Some(remove))
+                        .set_tag_keys(Some(remove.clone()))
                         .send()
                 })
                 .await?;
@@ -391,7 +391,7 @@ impl AwsResource for Table {
                         .update_table()
                         .table_name(&d.name)
                         .billing_mode(BillingMode::from(d.billing_mode.as_aws()))
-                        .set_provisioned_throughput(throughput)
+                        .set_provisioned_throughput(throughput.clone())
                         .send()
                 })
                 .await
@@ -411,7 +411,7 @@ impl AwsResource for Table {
                     aws.dynamodb
                         .update_table()
                         .table_name(&d.name)
-                        .stream_specification(spec)
+                        .stream_specification(spec.clone())
                         .send()
                 })
                 .await
@@ -450,7 +450,7 @@ impl AwsResource for Table {
                     aws.dynamodb
                         .update_time_to_live()
                         .table_name(&d.name)
-                        .time_to_live_specification(spec)
+                        .time_to_live_specification(spec.clone())
                         .send()
                 })
                 .await
@@ -494,7 +494,7 @@ impl AwsResource for Table {
             aws.dynamodb
                 .tag_resource()
                 .resource_arn(&o.arn)
-                .set_tags(Some(tags))
+                .set_tags(Some(tags.clone()))
                 .send()
         })
         .await?;

@@ -173,7 +173,9 @@ pub async fn read(aws: &Aws, batch: &Batch, window: Duration) -> Result<Readings
                 .end_time(DateTime::from(end))
                 .set_next_token(next_token.clone());
             let out = aws
-                .call(Service::CloudWatch, "GetMetricData", || request.send())
+                .call(Service::CloudWatch, "GetMetricData", || {
+                    request.clone().send()
+                })
                 .await?;
             for result in out.metric_data_results() {
                 let Some(index) = result

@@ -365,6 +365,7 @@ impl Poller {
             "kind": "DataPipeline",
             "status": patch_status,
         });
+        self.metrics.kube_write("health_status");
         if let Err(e) = api
             .patch_status(
                 &dp.name_any(),
@@ -390,7 +391,16 @@ impl Poller {
     ) {
         let before = before.map(|c| (c.status.as_str(), c.reason.as_str()));
         if let Some(e) = transition_event(before, state, reason, message) {
-            events::publish(&self.recorder, dp, e.type_, e.reason, &e.action, &e.note).await;
+            events::publish(
+                &self.recorder,
+                &self.metrics,
+                dp,
+                e.type_,
+                e.reason,
+                &e.action,
+                &e.note,
+            )
+            .await;
         }
     }
 }

@@ -54,6 +54,9 @@ pub struct FunctionPlan {
     pub handler: String,
     /// Artifact to deploy.
     pub artifact: Artifact,
+    /// Where the artifact is uploaded once for every function that runs it
+    /// (content-addressed), and where Lambda copies it from.
+    pub code: CodeLocation,
     /// Memory in MiB.
     pub memory_mib: i32,
     /// Timeout in seconds.
@@ -66,6 +69,27 @@ pub struct FunctionPlan {
     pub tracing: TracingMode,
     /// Ownership tags.
     pub tags: BTreeMap<String, String>,
+}
+
+/// An artifact's place in S3: the account and region's code bucket, under
+/// a key naming the artifact's SHA-256, so equal code is uploaded once and
+/// different code never overwrites it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CodeLocation {
+    /// Bucket ([`crate::naming::PipelineId::code_bucket`]).
+    pub bucket: String,
+    /// Object key.
+    pub key: String,
+}
+
+impl CodeLocation {
+    /// The location of `artifact` in `bucket`.
+    pub fn of(bucket: String, artifact: &Artifact) -> Self {
+        CodeLocation {
+            bucket,
+            key: format!("sluice/handlers/{}.zip", artifact.sha256),
+        }
+    }
 }
 
 /// A function's asynchronous invocation settings.
@@ -233,6 +257,7 @@ pub fn plan(spec: &DataPipelineSpec, graph: &Graph<'_>, cx: PlanContext<'_>) -> 
                 role_arn: role.arn.clone(),
                 handler: f.handler.clone(),
                 artifact: artifact.clone(),
+                code: CodeLocation::of(graph.id.code_bucket(), artifact),
                 memory_mib: f.memory_mib,
                 timeout_seconds: f.timeout_seconds,
                 reserved_concurrency: f.reserved_concurrency,

@@ -22,8 +22,8 @@ use std::collections::BTreeSet;
 pub use bucket::{BucketPlan, LambdaNotification, NotificationPlan};
 pub use events::{EventBusPlan, RulePlan, TargetPlan};
 pub use function::{
-    EventSourceMappingPlan, FunctionPlan, INLINE_POLICY, InvokeConfigPlan, InvokeStatement,
-    PermissionsPlan, RUNTIME, RolePlan, STATEMENT_PREFIX,
+    CodeLocation, EventSourceMappingPlan, FunctionPlan, INLINE_POLICY, InvokeConfigPlan,
+    InvokeStatement, PermissionsPlan, RUNTIME, RolePlan, STATEMENT_PREFIX,
 };
 pub use graph::Graph;
 pub use queue::QueuePlan;
