@@ -11,8 +11,6 @@ use prometheus::{
     Registry, TextEncoder,
 };
 
-use crate::aws::ErrorClass;
-
 /// The operator's metrics, cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Metrics(Arc<Inner>);
@@ -293,13 +291,9 @@ impl Metrics {
             .observe(seconds);
     }
 
-    /// Counts one failed AWS call.
-    pub fn aws_error(&self, service: &str, operation: &str, class: ErrorClass) {
-        let class = match class {
-            ErrorClass::Throttled => "throttled",
-            ErrorClass::Transient => "transient",
-            ErrorClass::Client => "client",
-        };
+    /// Counts one failed AWS call; `class` is its error class's label
+    /// (`throttled`, `transient`, `client`).
+    pub fn aws_error(&self, service: &str, operation: &str, class: &str) {
         self.0
             .aws_errors
             .with_label_values(&[service, operation, class])

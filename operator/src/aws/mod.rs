@@ -128,6 +128,17 @@ pub enum ErrorClass {
     Client,
 }
 
+impl ErrorClass {
+    /// Its label on the `sluice_aws_errors_total` metric.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorClass::Throttled => "throttled",
+            ErrorClass::Transient => "transient",
+            ErrorClass::Client => "client",
+        }
+    }
+}
+
 /// A failed AWS call, with what is needed to decide what to do about it.
 /// It holds no request data, so it is safe to log and to put in status.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -444,7 +455,8 @@ impl Aws {
             };
             // Not-found answers to reads are how Sluice observes absence.
             if !(e.is_not_found() && read) {
-                self.metrics.aws_error(service.as_str(), operation, e.class);
+                self.metrics
+                    .aws_error(service.as_str(), operation, e.class.as_str());
             }
             match e.class {
                 ErrorClass::Throttled if throttles < THROTTLE_RETRIES => {
