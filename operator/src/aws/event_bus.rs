@@ -131,13 +131,7 @@ impl AwsResource for EventBus {
     }
 
     fn arn(aws: &Aws, desired: &EventBusPlan) -> Option<String> {
-        Some(format!(
-            "arn:{}:events:{}:{}:event-bus/{}",
-            aws.partition(),
-            aws.region,
-            aws.account,
-            desired.name
-        ))
+        Some(aws.arn("events", &format!("event-bus/{}", desired.name)))
     }
 
     async fn observe(aws: &Aws, id: &str) -> Result<Option<ObservedEventBus>> {

@@ -153,13 +153,7 @@ impl AwsResource for Function {
     }
 
     fn arn(aws: &Aws, desired: &FunctionPlan) -> Option<String> {
-        Some(format!(
-            "arn:{}:lambda:{}:{}:function:{}",
-            aws.partition(),
-            aws.region,
-            aws.account,
-            desired.name
-        ))
+        Some(aws.arn("lambda", &format!("function:{}", desired.name)))
     }
 
     async fn observe(aws: &Aws, id: &str) -> Result<Option<ObservedFunction>> {

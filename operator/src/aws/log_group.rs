@@ -75,13 +75,7 @@ impl AwsResource for LogGroup {
     }
 
     fn arn(aws: &Aws, desired: &LogGroupPlan) -> Option<String> {
-        Some(format!(
-            "arn:{}:logs:{}:{}:log-group:{}",
-            aws.partition(),
-            aws.region,
-            aws.account,
-            desired.name
-        ))
+        Some(aws.arn("logs", &format!("log-group:{}", desired.name)))
     }
 
     async fn observe(aws: &Aws, id: &str) -> Result<Option<ObservedLogGroup>> {

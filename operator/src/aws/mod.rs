@@ -117,6 +117,27 @@ pub fn is_read(operation: &str) -> bool {
         .any(|p| operation.starts_with(p))
 }
 
+/// Kinesis and DynamoDB answer `ResourceInUseException` while a change to
+/// the resource is in progress, and `LimitExceededException` while too many
+/// changes are: both are waited for (`what` names the resource, for the
+/// status), anything else is the error it is.
+pub(crate) fn wait_while_busy<'a>(
+    what: &'static str,
+    name: &'a str,
+    after: Duration,
+) -> impl Fn(AwsError) -> Error + 'a {
+    move |e| {
+        if e.has_code("ResourceInUseException") || e.has_code("LimitExceededException") {
+            Error::Waiting {
+                what: format!("{what} {name} to finish its last change"),
+                after,
+            }
+        } else {
+            e.into()
+        }
+    }
+}
+
 /// How a failed AWS call should be treated.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ErrorClass {
@@ -475,6 +496,17 @@ impl Aws {
     /// The AWS partition of this region.
     pub fn partition(&self) -> &'static str {
         crate::iam::partition(&self.region)
+    }
+
+    /// The ARN of a regional resource of this account and region:
+    /// `arn:<partition>:<service>:<region>:<account>:<resource>`.
+    pub fn arn(&self, service: &str, resource: &str) -> String {
+        format!(
+            "arn:{}:{service}:{}:{}:{resource}",
+            self.partition(),
+            self.region,
+            self.account
+        )
     }
 }
 

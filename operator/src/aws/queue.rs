@@ -219,13 +219,7 @@ impl AwsResource for Queue {
     }
 
     fn arn(aws: &Aws, desired: &QueuePlan) -> Option<String> {
-        Some(format!(
-            "arn:{}:sqs:{}:{}:{}",
-            aws.partition(),
-            aws.region,
-            aws.account,
-            desired.name
-        ))
+        Some(aws.arn("sqs", &desired.name))
     }
 
     async fn observe(aws: &Aws, id: &str) -> Result<Option<ObservedQueue>> {

@@ -162,12 +162,9 @@ impl AwsResource for Schedule {
     }
 
     fn arn(aws: &Aws, desired: &SchedulePlan) -> Option<String> {
-        Some(format!(
-            "arn:{}:scheduler:{}:{}:schedule/{SCHEDULE_GROUP}/{}",
-            aws.partition(),
-            aws.region,
-            aws.account,
-            desired.name
+        Some(aws.arn(
+            "scheduler",
+            &format!("schedule/{SCHEDULE_GROUP}/{}", desired.name),
         ))
     }
 

@@ -51,15 +51,9 @@ fn mode(d: &StreamPlan) -> Result<StreamModeDetails> {
         .map_err(|e| Error::InvalidSpec(format!("stream mode: {e}")))
 }
 
-/// Kinesis answers `ResourceInUseException` while a change is in progress.
+/// A change still in progress is waited for ([`super::wait_while_busy`]).
 fn busy(name: &str) -> impl Fn(super::AwsError) -> Error + '_ {
-    move |e| {
-        if e.has_code("ResourceInUseException") || e.has_code("LimitExceededException") {
-            wait(format!("Kinesis stream {name} to finish its last change"))
-        } else {
-            e.into()
-        }
-    }
+    super::wait_while_busy("Kinesis stream", name, Duration::from_secs(3))
 }
 
 impl AwsResource for Stream {
@@ -76,13 +70,7 @@ impl AwsResource for Stream {
     }
 
     fn arn(aws: &Aws, desired: &StreamPlan) -> Option<String> {
-        Some(format!(
-            "arn:{}:kinesis:{}:{}:stream/{}",
-            aws.partition(),
-            aws.region,
-            aws.account,
-            desired.name
-        ))
+        Some(aws.arn("kinesis", &format!("stream/{}", desired.name)))
     }
 
     async fn observe(aws: &Aws, id: &str) -> Result<Option<ObservedStream>> {

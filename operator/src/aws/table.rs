@@ -91,15 +91,9 @@ fn sse(d: &TablePlan) -> SseSpecification {
     }
 }
 
-/// DynamoDB answers `ResourceInUseException` while the table changes.
+/// A change still in progress is waited for ([`super::wait_while_busy`]).
 fn busy(name: &str) -> impl Fn(super::AwsError) -> Error + '_ {
-    move |e| {
-        if e.has_code("ResourceInUseException") || e.has_code("LimitExceededException") {
-            wait(format!("DynamoDB table {name} to finish its last change"))
-        } else {
-            e.into()
-        }
-    }
+    super::wait_while_busy("DynamoDB table", name, Duration::from_secs(3))
 }
 
 impl AwsResource for Table {
@@ -116,13 +110,7 @@ impl AwsResource for Table {
     }
 
     fn arn(aws: &Aws, desired: &TablePlan) -> Option<String> {
-        Some(format!(
-            "arn:{}:dynamodb:{}:{}:table/{}",
-            aws.partition(),
-            aws.region,
-            aws.account,
-            desired.name
-        ))
+        Some(aws.arn("dynamodb", &format!("table/{}", desired.name)))
     }
 
     async fn observe(aws: &Aws, id: &str) -> Result<Option<ObservedTable>> {
