@@ -104,21 +104,21 @@ bench: tools-lambda tools-bench ## the handlers beside the article's Python on t
 	SLUICE_MOTO_PYTHON=$$(scripts/tools.sh path python) SLUICE_BENCH_PYTHON=$$(scripts/tools.sh path bench-python) \
 	  cargo run --quiet --profile lambda -p sluice-handlers --example bench
 
-# The fleet benchmark: FLEET_SIZES pipelines at a time, the operator's
-# release build against the AWS quota shaper in front of moto
+# The fleet benchmark: FLEET_SIZES pipelines at a time, the operator as
+# shipped (cargo profile `operator`) against the AWS quota shaper in front of moto
 # (e2e/examples/fleet.rs). moto runs without its deliveries and without IAM
 # enforcement (e2e/moto/fleet_launcher.py): only the control plane is
 # measured, not the emulator's policy evaluator (make test enforces IAM).
 FLEET_SIZES ?= 10 100 1000
 .PHONY: bench-fleet
 bench-fleet: tools handlers ## N = 10, 100, 1,000 pipelines through an AWS quota shaper: time to Ready beside the quota-limited bound, calls, writes, memory (not part of test; about 35 minutes)
-	@scripts/step.sh build-bench bash -c "cargo build --quiet --release -p sluice-operator --bin sluice-operator \
+	@scripts/step.sh build-bench bash -c "cargo build --quiet --profile operator -p sluice-operator --bin sluice-operator \
 	  && cargo build --quiet -p sluice-e2e --example fleet"
 	@ENV_DIR=$$(mktemp -d /tmp/sluice-fleet.XXXXXX); \
 	trap 'scripts/localenv.sh down '"$$ENV_DIR" EXIT; \
 	SLUICE_HARNESS_IAM=off SLUICE_MOTO_LAUNCHER=$(CURDIR)/e2e/moto/fleet_launcher.py scripts/localenv.sh up "$$ENV_DIR"; \
 	source "$$ENV_DIR/env"; \
-	SLUICE_OPERATOR_BIN=$(CARGO_TARGET_DIR)/release/sluice-operator SLUICE_HANDLERS_DIR=$(HANDLERS_DIR) \
+	SLUICE_OPERATOR_BIN=$(CARGO_TARGET_DIR)/operator/sluice-operator SLUICE_HANDLERS_DIR=$(HANDLERS_DIR) \
 	  $(CARGO_TARGET_DIR)/debug/examples/fleet $(FLEET_SIZES)
 
 .PHONY: test

@@ -13,28 +13,47 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use serde_json::value::RawValue;
-use tracing_subscriber::EnvFilter;
+use tracing::level_filters::LevelFilter;
 
 use crate::error::HandlerError;
 
 /// Installs a JSON subscriber. The level comes from `RUST_LOG`, else from
 /// Lambda's `AWS_LAMBDA_LOG_LEVEL` (advanced logging controls), else `info`.
+/// A level, not per-target directives: see [`level`].
 pub fn init() {
-    let filter = EnvFilter::try_from_default_env()
-        .ok()
-        .or_else(|| {
-            crate::config::optional("AWS_LAMBDA_LOG_LEVEL")
-                .and_then(|level| EnvFilter::try_new(level.to_ascii_lowercase()).ok())
-        })
-        .unwrap_or_else(|| EnvFilter::new("info"));
+    let level = level(
+        crate::config::optional("RUST_LOG").as_deref(),
+        crate::config::optional("AWS_LAMBDA_LOG_LEVEL").as_deref(),
+    );
     // A second init (tests) is harmless; ignore the error.
     let _ = tracing_subscriber::fmt()
         .json()
-        .with_env_filter(filter)
+        .with_max_level(level)
         .with_target(false)
         .with_current_span(false)
         .with_span_list(true)
         .try_init();
+}
+
+/// The level to log at: `RUST_LOG`'s, else `AWS_LAMBDA_LOG_LEVEL`'s (whose
+/// `FATAL` is `error`), else `info`. Of a directive list such as
+/// `warn,aws_smithy=debug`, the global level is taken and the per-target
+/// parts are ignored: a function logs its handler and nothing else worth
+/// filtering by target.
+pub fn level(rust_log: Option<&str>, lambda_level: Option<&str>) -> LevelFilter {
+    let parse = |text: &str| {
+        text.split(',')
+            .map(str::trim)
+            .filter(|d| !d.contains('='))
+            .find_map(|d| match d.to_ascii_lowercase().as_str() {
+                "fatal" => Some(LevelFilter::ERROR),
+                other => other.parse::<LevelFilter>().ok(),
+            })
+    };
+    rust_log
+        .and_then(parse)
+        .or_else(|| lambda_level.and_then(parse))
+        .unwrap_or(LevelFilter::INFO)
 }
 
 /// What a handler may need to know about its invocation besides the payload.
@@ -130,4 +149,28 @@ where
 pub fn startup_error(error: crate::config::ConfigError) -> lambda_runtime::Error {
     tracing::error!(error = %error, "invalid configuration");
     error.to_string().into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_level_comes_from_rust_log_then_lambda_then_info() {
+        assert_eq!(level(Some("debug"), Some("ERROR")), LevelFilter::DEBUG);
+        assert_eq!(level(None, Some("WARN")), LevelFilter::WARN);
+        assert_eq!(level(None, Some("FATAL")), LevelFilter::ERROR);
+        assert_eq!(level(None, None), LevelFilter::INFO);
+        // Per-target directives are ignored; the global level is kept.
+        assert_eq!(
+            level(Some("aws_smithy=trace,warn"), None),
+            LevelFilter::WARN
+        );
+        assert_eq!(
+            level(Some("aws_smithy=trace"), Some("debug")),
+            LevelFilter::DEBUG
+        );
+        assert_eq!(level(Some("loud"), None), LevelFilter::INFO);
+        assert_eq!(level(Some("off"), None), LevelFilter::OFF);
+    }
 }

@@ -16,7 +16,6 @@ use kube::{
     runtime::{
         Controller, WatchStreamExt,
         controller::Action,
-        events::{EventType, Recorder, Reporter},
         finalizer::{Event as FinalizerEvent, finalizer},
         reflector, watcher,
     },
@@ -31,7 +30,7 @@ use crate::{
     aws::{Aws, ErrorClass, Regions},
     config::OperatorConfig,
     crd::{DataPipeline, DataPipelineStatus, DeletionPolicy, FunctionStatus, InventoryEntry},
-    events,
+    events::{self, EventType, Recorder},
     health::poller::Poller,
     metrics::Metrics,
     naming::PipelineId,
@@ -106,12 +105,12 @@ impl Context {
         sdk: aws_config::SdkConfig,
         metrics: Metrics,
     ) -> Self {
-        let reporter = Reporter {
-            controller: FIELD_MANAGER.into(),
-            instance: std::env::var("POD_NAME").ok(),
-        };
         Context {
-            recorder: Recorder::new(client.clone(), reporter),
+            recorder: Recorder::new(
+                client.clone(),
+                FIELD_MANAGER,
+                std::env::var("POD_NAME").ok(),
+            ),
             regions: Arc::new(Regions::new(sdk, config.quotas.clone(), metrics.clone())),
             slots: Semaphore::new(usize::from(config.max_concurrent_reconciles)),
             client,
@@ -211,10 +210,20 @@ impl Context {
     /// Where a reconcile starts: the inventory this process last recorded
     /// for the pipeline, else the one in its status (after a restart the
     /// watch cache is fresh and the status is authoritative).
+    /// The inventory to start from: the one this process last wrote, until
+    /// the watch cache shows it (then that copy is dropped, so a converged
+    /// fleet keeps one inventory per pipeline, the cache's).
     async fn recorded_inventory(&self, dp: &DataPipeline, status: &DataPipelineStatus) -> Progress {
         let uid = dp.uid().unwrap_or_default();
-        match self.inventories.lock().await.get(&uid) {
-            Some(inventory) => Progress::from_inventory(inventory),
+        let mut inventories = self.inventories.lock().await;
+        match inventories.get(&uid) {
+            Some(inventory) if *inventory != status.inventory => {
+                Progress::from_inventory(inventory)
+            }
+            Some(_) => {
+                inventories.remove(&uid);
+                Progress::from_inventory(&status.inventory)
+            }
             None => Progress::from_inventory(&status.inventory),
         }
     }
@@ -267,7 +276,14 @@ pub async fn run(ctx: Arc<Context>, readiness: Readiness) -> Result<()> {
                 .reflect(writer)
                 .applied_objects()
                 .predicate_filter(spec_or_metadata, Default::default());
-            Controller::for_stream(changes, reader)
+            // At most as many reconciles started as may run (the slots
+            // below): the others wait as a scheduler entry of a few hundred
+            // bytes rather than as a reconcile future holding its pipeline,
+            // about 12 KiB each when a fleet's resyncs queue at AWS's quotas.
+            Controller::for_stream(changes, reader).with_config(
+                kube::runtime::controller::Config::default()
+                    .concurrency(ctx.config.max_concurrent_reconciles),
+            )
         })
         .collect();
     // Health reads the pipelines the controllers' watches hold.

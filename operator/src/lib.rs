@@ -19,6 +19,7 @@ pub mod error;
 pub mod events;
 pub mod health;
 pub mod iam;
+pub mod memory;
 pub mod metrics;
 pub mod naming;
 pub mod plan;

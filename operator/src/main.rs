@@ -23,10 +23,21 @@ fn init_tracing() {
     }
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
+    // Before the runtime's threads exist.
+    sluice_operator::memory::configure();
     init_tracing();
-    match run().await {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            error!("cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             error!("{e}");
@@ -58,12 +69,14 @@ async fn run() -> Result<(), String> {
     })?;
     info!(addr = %config.admin_addr, "admin server: /metrics /livez /readyz");
     let admin = tokio::spawn(server::serve(listener, metrics.clone(), readiness.clone()));
+    let trim = tokio::spawn(sluice_operator::memory::release_periodically());
 
     let ctx = Arc::new(Context::new(client, config, catalog, sdk, metrics));
     let result = controller::run(ctx, readiness)
         .await
         .map_err(|e| e.to_string());
     admin.abort();
+    trim.abort();
     info!("stopped");
     result
 }

@@ -150,7 +150,11 @@ impl Metrics {
             "sluice_reconcile_duration_seconds",
             "Duration of one reconcile, by outcome",
             &["outcome"],
-            vec![0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0],
+            // Up to 5 minutes: a reconcile of a large fleet waits its turn
+            // at AWS's quotas for tens of seconds.
+            vec![
+                0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+            ],
         );
         let aws_calls = counter(
             "sluice_aws_requests_total",

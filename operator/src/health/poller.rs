@@ -19,10 +19,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{
     Api, Client, ResourceExt,
     api::{Patch, PatchParams},
-    runtime::{
-        events::{EventType, Recorder},
-        reflector::Store,
-    },
+    runtime::reflector::Store,
 };
 use serde_json::json;
 use tracing::{debug, warn};
@@ -33,7 +30,7 @@ use crate::{
     aws::Regions,
     config::OperatorConfig,
     crd::{DataPipeline, HealthStatus},
-    events,
+    events::{self, EventType, Recorder},
     metrics::{CENSUS_CONDITIONS, Metrics},
     naming::PipelineId,
     plan::{self, PlanContext},
