@@ -1,37 +1,113 @@
 //! AWS SDK wiring shared by the binaries.
 
+use aws_credential_types::{Credentials, provider::SharedCredentialsProvider};
 use aws_sdk_s3::error::SdkError;
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata};
+use aws_smithy_async::{rt::sleep::TokioSleep, time::SystemTimeSource};
+use aws_smithy_runtime_api::client::behavior_version::BehaviorVersion;
+use aws_smithy_types::retry::RetryConfig;
+use aws_types::{
+    SdkConfig,
+    region::Region,
+    service_config::{LoadServiceConfig, ServiceConfigKey},
+};
 
-use crate::error::StoreError;
+use crate::{
+    config::{Env, ProcessEnv},
+    error::StoreError,
+    http::LambdaHttpClient,
+};
 
-/// Loads the default SDK configuration (region, credentials, and the
-/// `AWS_ENDPOINT_URL` / `AWS_ENDPOINT_URL_<SERVICE>` overrides tests use to
-/// reach an emulator).
-pub async fn load_config() -> aws_config::SdkConfig {
-    config_loader().load().await
+/// The SDK configuration of a function, from the environment Lambda gives
+/// it (see [`sdk_config`]).
+pub async fn load_config() -> SdkConfig {
+    sdk_config(&ProcessEnv)
 }
 
-/// The loader behind [`load_config`], for callers that override something
-/// (tests pin the region). It carries the one HTTPS client the SDK crates
-/// use (hyper 1, rustls on ring): they are built without a TLS feature of
-/// their own, which keeps aws-lc-rs and a second HTTP stack out of the
-/// binary.
-pub fn config_loader() -> aws_config::ConfigLoader {
-    use aws_smithy_http_client::{
-        Builder,
-        tls::{Provider, rustls_provider::CryptoMode},
-    };
-    let https = Builder::new()
-        .tls_provider(Provider::Rustls(CryptoMode::Ring))
-        .build_https();
-    aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(https)
+/// The SDK configuration for an environment: the region (`AWS_REGION`,
+/// else `AWS_DEFAULT_REGION`), the execution role's credentials
+/// (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`),
+/// and the `AWS_ENDPOINT_URL` / `AWS_ENDPOINT_URL_<SERVICE>` overrides that
+/// reach an emulator; standard retries; HTTP/1.1 over rustls on ring
+/// ([`crate::http`]).
+///
+/// Lambda hands a custom runtime its credentials in the environment, so
+/// the SDK's provider chain (profiles, SSO, web identity, ECS, IMDS) and
+/// its configuration loader are not built in: they were 0.3 MB of code
+/// every function kept resident.
+pub fn sdk_config(env: &(impl Env + ?Sized)) -> SdkConfig {
+    let mut builder = SdkConfig::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .http_client(LambdaHttpClient::default())
+        .sleep_impl(TokioSleep::new())
+        .time_source(SystemTimeSource::new())
+        .retry_config(RetryConfig::standard())
+        .service_config(EndpointOverrides::from_env(env));
+    if let Some(region) = env
+        .optional("AWS_REGION")
+        .or_else(|| env.optional("AWS_DEFAULT_REGION"))
+    {
+        builder.set_region(Some(Region::new(region)));
+    }
+    if let (Some(key), Some(secret)) = (
+        env.optional("AWS_ACCESS_KEY_ID"),
+        env.optional("AWS_SECRET_ACCESS_KEY"),
+    ) {
+        let credentials = Credentials::new(
+            key,
+            secret,
+            env.optional("AWS_SESSION_TOKEN"),
+            None,
+            "environment",
+        );
+        builder.set_credentials_provider(Some(SharedCredentialsProvider::new(credentials)));
+    }
+    if let Some(url) = env.optional("AWS_ENDPOINT_URL") {
+        builder.set_endpoint_url(Some(url));
+    }
+    builder.build()
+}
+
+/// `AWS_ENDPOINT_URL_<SERVICE>` (e.g. `AWS_ENDPOINT_URL_S3`,
+/// `AWS_ENDPOINT_URL_DYNAMODB`), read once: what the SDK asks its
+/// configuration for each client's endpoint, the way the SDK's loader
+/// answers.
+#[derive(Debug, Default)]
+struct EndpointOverrides(Vec<(String, String)>);
+
+impl EndpointOverrides {
+    const PREFIX: &str = "AWS_ENDPOINT_URL_";
+
+    fn from_env(env: &(impl Env + ?Sized)) -> Self {
+        const SERVICES: [&str; 6] = ["S3", "DYNAMODB", "SQS", "SFN", "EVENTBRIDGE", "STS"];
+        EndpointOverrides(
+            SERVICES
+                .iter()
+                .filter_map(|service| {
+                    let name = format!("{}{service}", Self::PREFIX);
+                    env.optional(&name).map(|url| (name, url))
+                })
+                .collect(),
+        )
+    }
+}
+
+impl LoadServiceConfig for EndpointOverrides {
+    fn load_config(&self, key: ServiceConfigKey<'_>) -> Option<String> {
+        // The SDK asks for `AWS_ENDPOINT_URL` of service id e.g. "DynamoDB".
+        let service = key.service_id().to_ascii_uppercase().replace(' ', "_");
+        let name = format!("{}_{service}", key.env());
+        self.0
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, url)| url.clone())
+    }
 }
 
 /// An S3 client. With a custom endpoint (an emulator, or an S3-compatible
 /// store) or `SLUICE_S3_FORCE_PATH_STYLE=true`, path-style addressing is
 /// used: virtual-hosted names like `bucket.127.0.0.1` do not resolve.
-pub fn s3_client(config: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
+pub fn s3_client(config: &SdkConfig) -> aws_sdk_s3::Client {
     let custom_endpoint =
         config.endpoint_url().is_some() || crate::config::optional("AWS_ENDPOINT_URL_S3").is_some();
     let forced = crate::config::optional("SLUICE_S3_FORCE_PATH_STYLE")

@@ -32,6 +32,7 @@ pub mod enrich_text;
 pub mod entry;
 pub mod error;
 pub mod events;
+pub mod http;
 pub mod idempotency;
 pub mod json_scan;
 pub mod limits;

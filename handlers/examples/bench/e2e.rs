@@ -203,7 +203,8 @@ pub fn run(tools: &Tools) -> Result<(), Error> {
         .enable_all()
         .build()?;
     let sdk = runtime.block_on(
-        sluice_handlers::aws::config_loader()
+        aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .http_client(sluice_handlers::http::LambdaHttpClient::default())
             .endpoint_url(format!("http://{}", moto.addr))
             .region(aws_config::Region::new("us-east-1"))
             .credentials_provider(aws_sdk_s3::config::Credentials::new(

@@ -213,7 +213,8 @@ fn cold_start(python: Option<&Path>) -> Result<(), Error> {
         .enable_all()
         .build()?;
     let client = runtime.block_on(async {
-        let sdk = sluice_handlers::aws::config_loader()
+        let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .http_client(sluice_handlers::http::LambdaHttpClient::default())
             .region(aws_config::Region::new("us-east-1"))
             .credentials_provider(aws_sdk_lambda::config::Credentials::new(
                 "testing", "testing", None, None, "bench",

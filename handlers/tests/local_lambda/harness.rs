@@ -188,7 +188,8 @@ impl Drop for LocalFunction {
 /// credentials.
 pub(crate) async fn sdk(env: &LocalEnv) -> aws_config::SdkConfig {
     let (key, secret) = crate::emulator::credentials();
-    sluice_handlers::aws::config_loader()
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(sluice_handlers::http::LambdaHttpClient::default())
         .endpoint_url(&env.moto)
         .region(aws_config::Region::new("us-east-1"))
         .credentials_provider(aws_sdk_s3::config::Credentials::new(
