@@ -163,3 +163,70 @@ where
         _ => StoreError::Transient(message),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use aws_credential_types::provider::ProvideCredentials;
+
+    use super::*;
+
+    fn key<'a>(service_id: &'a str) -> ServiceConfigKey<'a> {
+        ServiceConfigKey::builder()
+            .service_id(service_id)
+            .profile("endpoint_url")
+            .env("AWS_ENDPOINT_URL")
+            .build()
+            .expect("a complete key")
+    }
+
+    #[test]
+    fn a_service_endpoint_is_found_by_the_sdk_s_service_id() {
+        let env = [
+            ("AWS_ENDPOINT_URL_DYNAMODB", "http://127.0.0.1:4566"),
+            ("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:9000"),
+        ];
+        let overrides = EndpointOverrides::from_env(&env);
+        assert_eq!(
+            overrides.load_config(key("DynamoDB")).as_deref(),
+            Some("http://127.0.0.1:4566")
+        );
+        assert_eq!(
+            overrides.load_config(key("S3")).as_deref(),
+            Some("http://127.0.0.1:9000")
+        );
+        assert_eq!(overrides.load_config(key("SQS")), None);
+    }
+
+    #[tokio::test]
+    async fn region_credentials_and_endpoint_come_from_the_environment() {
+        let env = [
+            ("AWS_REGION", "eu-west-1"),
+            ("AWS_DEFAULT_REGION", "us-east-1"),
+            ("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE"),
+            ("AWS_SECRET_ACCESS_KEY", "secret"),
+            ("AWS_SESSION_TOKEN", "token"),
+            ("AWS_ENDPOINT_URL", "http://127.0.0.1:5000"),
+        ];
+        let config = sdk_config(&env);
+        assert_eq!(config.region().map(|r| r.as_ref()), Some("eu-west-1"));
+        assert_eq!(config.endpoint_url(), Some("http://127.0.0.1:5000"));
+        let credentials = config
+            .credentials_provider()
+            .expect("credentials")
+            .provide_credentials()
+            .await
+            .expect("resolved");
+        assert_eq!(credentials.access_key_id(), "AKIDEXAMPLE");
+        assert_eq!(credentials.session_token(), Some("token"));
+        assert!(config.http_client().is_some());
+        assert!(config.retry_config().is_some());
+    }
+
+    #[test]
+    fn without_credentials_or_region_none_is_invented() {
+        let config = sdk_config(&[("AWS_DEFAULT_REGION", "us-east-2")]);
+        assert_eq!(config.region().map(|r| r.as_ref()), Some("us-east-2"));
+        assert!(config.credentials_provider().is_none());
+        assert_eq!(config.endpoint_url(), None);
+    }
+}
