@@ -128,11 +128,7 @@ fn scaling(d: &EventSourceMappingPlan) -> Option<ScalingConfig> {
 /// Lambda checks the execution role when a mapping is created or changed;
 /// a grant written seconds ago may not be visible to it yet.
 fn settle(e: super::AwsError, d: &EventSourceMappingPlan) -> Error {
-    let message = e.message.as_deref().unwrap_or_default();
-    if e.has_code("InvalidParameterValueException")
-        && (message.contains("execution role does not have permissions")
-            || message.contains("cannot be assumed"))
-    {
+    if e.is_role_not_yet_usable() {
         Error::Waiting {
             what: format!(
                 "the execution role of {} to be usable with {} (IAM propagates in seconds)",

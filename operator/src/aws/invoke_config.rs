@@ -3,13 +3,13 @@
 //! attempt. It carries no tags: it belongs to the function, whose
 //! ownership was checked first.
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, time::Duration};
 
 use aws_sdk_lambda::types::{DestinationConfig, OnFailure};
 
 use super::{Aws, AwsResource, Drift, Service};
 use crate::{
-    Result,
+    Error, Result,
     plan::{InvokeConfigPlan, Kind},
 };
 
@@ -43,8 +43,27 @@ async fn put(aws: &Aws, d: &InvokeConfigPlan) -> Result<()> {
             .set_destination_config(destinations.clone())
             .send()
     })
-    .await?;
+    .await
+    .map_err(|e| settle(e, d))?;
     Ok(())
+}
+
+/// Lambda checks that the execution role may send to the on-failure
+/// destination; a grant written seconds ago may not be visible to it yet
+/// (seen at 1,000 pipelines: the role's policy and this call a moment
+/// apart).
+fn settle(e: super::AwsError, d: &InvokeConfigPlan) -> Error {
+    if e.is_role_not_yet_usable() {
+        Error::Waiting {
+            what: format!(
+                "the execution role of {} to be allowed its on-failure destination (IAM propagates in seconds)",
+                d.function
+            ),
+            after: Duration::from_secs(5),
+        }
+    } else {
+        e.into()
+    }
 }
 
 impl AwsResource for InvokeConfig {
@@ -157,5 +176,35 @@ impl AwsResource for InvokeConfig {
     ) -> Result<()> {
         // No tags of its own; a retained function keeps its settings.
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_destination_the_role_may_not_reach_yet_is_waited_for() {
+        let error = |message: &str| super::super::AwsError {
+            service: Service::Lambda,
+            operation: "PutFunctionEventInvokeConfig",
+            code: Some("InvalidParameterValueException".into()),
+            message: Some(message.into()),
+            status: Some(400),
+            class: super::super::ErrorClass::Client,
+        };
+        let plan = InvokeConfigPlan {
+            logical: "router".into(),
+            function: "sluice-team-a-orders-router-0123".into(),
+            maximum_retry_attempts: 2,
+            maximum_event_age_seconds: 3600,
+            on_failure_arn: Some("arn:aws:sqs:us-east-1:123456789012:q".into()),
+        };
+        let not_yet = error(
+            "The function execution role does not have permissions to call SendMessage on arn:aws:sqs:us-east-1:123456789012:q",
+        );
+        assert!(matches!(settle(not_yet, &plan), Error::Waiting { .. }));
+        let bad = error("MaximumRetryAttempts must be between 0 and 2");
+        assert!(matches!(settle(bad, &plan), Error::Aws(_)));
     }
 }

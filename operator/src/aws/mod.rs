@@ -277,6 +277,16 @@ impl AwsError {
     pub fn has_code(&self, code: &str) -> bool {
         self.code.as_deref() == Some(code)
     }
+
+    /// Whether Lambda refused a function's execution role that it checks
+    /// when a mapping or a destination is set: a role or grant written
+    /// seconds ago that IAM has not propagated yet.
+    pub fn is_role_not_yet_usable(&self) -> bool {
+        let message = self.message.as_deref().unwrap_or_default();
+        self.has_code("InvalidParameterValueException")
+            && (message.contains("execution role does not have permissions")
+                || message.contains("cannot be assumed"))
+    }
 }
 
 /// AWS clients by region, connected on first use, shared by the reconciler
