@@ -209,10 +209,9 @@ impl Context {
 
     /// Where a reconcile starts: the inventory this process last recorded
     /// for the pipeline, else the one in its status (after a restart the
-    /// watch cache is fresh and the status is authoritative).
-    /// The inventory to start from: the one this process last wrote, until
-    /// the watch cache shows it (then that copy is dropped, so a converged
-    /// fleet keeps one inventory per pipeline, the cache's).
+    /// watch cache is fresh and the status is authoritative). Once the
+    /// watch cache shows the recorded inventory, the copy is dropped, so a
+    /// converged fleet keeps one inventory per pipeline, the cache's.
     async fn recorded_inventory(&self, dp: &DataPipeline, status: &DataPipelineStatus) -> Progress {
         let uid = dp.uid().unwrap_or_default();
         let mut inventories = self.inventories.lock().await;
