@@ -13,7 +13,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::{kubectl, kubectl_ok, kubectl_stdin, repo_root, token};
+use crate::{kubectl, kubectl_ok, kubectl_stdin_ok, repo_root, token};
 
 /// The Deployment's pods carry this label (config/deploy/operator).
 const SELECTOR: &str = "app.kubernetes.io/name=sluice-operator";
@@ -142,12 +142,7 @@ impl PodOperator {
                 "subjects": [{"kind": "ServiceAccount", "name": "sluice-operator",
                               "namespace": namespace}]
             });
-            let out = kubectl_stdin(&["apply", "-f", "-"], &binding.to_string());
-            assert!(
-                out.status.success(),
-                "RoleBinding: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            kubectl_stdin_ok(&["apply", "-f", "-"], &binding.to_string());
         }
         let op = PodOperator {
             namespace,

@@ -9,7 +9,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::{Operator, kubectl, kubectl_ok, kubectl_stdin, manifest_as_json, sample_manifest};
+use crate::{Operator, kubectl, kubectl_ok, kubectl_stdin_ok, manifest_as_json, sample_manifest};
 
 /// The samples a fleet is made of, in turn.
 pub const SAMPLES: [&str; 5] = [
@@ -40,12 +40,7 @@ pub fn manifests(n: usize) -> Vec<serde_json::Value> {
 /// Creates every manifest in `ns` with one kubectl call.
 pub fn create(ns: &str, manifests: &[serde_json::Value]) {
     let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": manifests});
-    let out = kubectl_stdin(&["create", "-n", ns, "-f", "-"], &list.to_string());
-    assert!(
-        out.status.success(),
-        "create: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    kubectl_stdin_ok(&["create", "-n", ns, "-f", "-"], &list.to_string());
 }
 
 /// One pipeline as a poll saw it.

@@ -76,7 +76,11 @@ pub fn kubectl(args: &[&str]) -> Output {
 
 /// Runs kubectl, panics on failure, returns stdout.
 pub fn kubectl_ok(args: &[&str]) -> String {
-    let out = kubectl(args);
+    succeeded(args, kubectl(args))
+}
+
+/// kubectl's stdout, or a panic naming the command and its stderr.
+fn succeeded(args: &[&str], out: Output) -> String {
     assert!(
         out.status.success(),
         "kubectl {} failed: {}",
@@ -102,6 +106,11 @@ pub fn kubectl_stdin(args: &[&str], stdin: &str) -> Output {
         .write_all(stdin.as_bytes())
         .expect("write stdin");
     child.wait_with_output().expect("kubectl finishes")
+}
+
+/// [`kubectl_stdin`] that panics on failure, returns stdout.
+pub fn kubectl_stdin_ok(args: &[&str], stdin: &str) -> String {
+    succeeded(args, kubectl_stdin(args, stdin))
 }
 
 /// Installs (or updates) the CRD from `crds/` and waits until it is served.
@@ -149,13 +158,23 @@ pub fn free_port() -> u16 {
         .expect("free port")
 }
 
-/// GET `path` on an HTTP/1.0 server: `(status, body)`.
+/// GET `path` on an HTTP/1.0 server (no chunking): `(status, body)`.
 pub fn http_get(addr: std::net::SocketAddr, path: &str) -> Option<(u16, String)> {
+    http_get_within(addr, path, Duration::from_secs(5))
+}
+
+/// [`http_get`] waiting up to `read_timeout` for the answer.
+pub fn http_get_within(
+    addr: std::net::SocketAddr,
+    path: &str,
+    read_timeout: Duration,
+) -> Option<(u16, String)> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    stream.set_read_timeout(Some(read_timeout)).ok()?;
     write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).ok()?;
+    let response = String::from_utf8_lossy(&response);
     let status = response.split_whitespace().nth(1)?.parse().ok()?;
     let body = response
         .split_once("\r\n\r\n")
@@ -526,12 +545,7 @@ pub fn apply_and_wait(
     op: &Operator,
 ) -> Duration {
     let started = Instant::now();
-    let out = kubectl_stdin(&["apply", "-n", ns, "-f", "-"], manifest);
-    assert!(
-        out.status.success(),
-        "apply: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    kubectl_stdin_ok(&["apply", "-n", ns, "-f", "-"], manifest);
     let wait = kubectl(&[
         "wait",
         "-n",
@@ -652,16 +666,11 @@ pub fn poke_and_wait(ns: &str, name: &str, op: &Operator) {
 /// A YAML manifest as JSON, converted by kubectl (which applies either),
 /// so a test can edit it structurally.
 pub fn manifest_as_json(manifest: &str) -> serde_json::Value {
-    let out = kubectl_stdin(
+    let json = kubectl_stdin_ok(
         &["create", "--dry-run=client", "-o", "json", "-f", "-"],
         manifest,
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let mut doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let mut doc: serde_json::Value = serde_json::from_str(&json).expect("JSON");
     // kubectl fills in its current namespace; the tests apply with -n.
     if let Some(metadata) = doc["metadata"].as_object_mut() {
         metadata.remove("namespace");

@@ -3,8 +3,6 @@
 //! evaluating the alert rules, queried through its HTTP API.
 
 use std::{
-    io::{Read, Write},
-    net::TcpStream,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
@@ -15,22 +13,9 @@ use serde_json::Value;
 
 use crate::{free_port, token, tool};
 
-/// One GET over HTTP/1.0 (no chunking): `(status, body)`.
-pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .ok()?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).ok()?;
-    let response = String::from_utf8_lossy(&response);
-    let status = response.split_whitespace().nth(1)?.parse().ok()?;
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    Some((status, body))
+/// One GET to the local Prometheus; queries may take a while.
+fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    crate::http_get_within(([127, 0, 0, 1], port).into(), path, Duration::from_secs(10))
 }
 
 /// A Prometheus process with its own data directory, killed when dropped.

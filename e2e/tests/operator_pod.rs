@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use sluice_e2e::{
     Namespace, Operator, apply_and_wait, assert_nothing_left, cluster::Cordon, condition,
     delete_pipeline, get_pipeline, id_of, install_crd, kubectl, kubectl_ok, kubectl_stdin,
-    operator_user, s3, sample_manifest, sdk,
+    kubectl_stdin_ok, operator_user, s3, sample_manifest, sdk,
 };
 
 const NAME: &str = "event-triggered";
@@ -172,14 +172,9 @@ async fn a_deleted_operator_pod_is_replaced_and_converges_what_was_applied_meanw
     );
 
     // Applied while no operator runs: nobody reconciles it.
-    let out = kubectl_stdin(
+    kubectl_stdin_ok(
         &["apply", "-n", &ns.0, "-f", "-"],
         &sample_manifest("event-triggered.yaml"),
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
     );
     let dp = get_pipeline(&ns.0, NAME);
     assert!(

@@ -96,8 +96,11 @@ impl Connector {
         tcp.enforce_http(false);
         tcp.set_nodelay(true);
         tcp.set_connect_timeout(Some(timeouts.connect.unwrap_or(DEFAULT_CONNECT_TIMEOUT)));
+        // The system's certificates are read and parsed once per process,
+        // however many timeout settings ask for a pool.
+        static TLS: std::sync::OnceLock<rustls::ClientConfig> = std::sync::OnceLock::new();
         let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls_config())
+            .with_tls_config(TLS.get_or_init(tls_config).clone())
             .https_or_http()
             .enable_http1()
             .wrap_connector(tcp);
