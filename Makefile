@@ -13,6 +13,7 @@ export CARGO_TERM_COLOR ?= never
 HANDLERS_DIR = $(shell scripts/handlers.sh dir)
 OPERATOR_BIN := $(CARGO_TARGET_DIR)/debug/sluice-operator
 CRD := crds/datapipelines.sluice.dev.yaml
+POLICY_CRD := crds/sluicepolicies.sluice.dev.yaml
 # Handlers build for the host (x86_64 here). On a machine with the Rust
 # target and a linker for it: make handlers HANDLERS_TARGET=aarch64-unknown-linux-gnu
 export HANDLERS_TARGET ?=
@@ -45,6 +46,7 @@ tools-observability: ## install prometheus, promtool (Debian's package) and the 
 .PHONY: crds
 crds: ## regenerate the CRD YAML from the Rust types
 	cargo run --quiet -p sluice-operator --bin crdgen > $(CRD)
+	cargo run --quiet -p sluice-operator --bin crdgen policy > $(POLICY_CRD)
 
 .PHONY: handlers
 handlers: ## build the one Lambda executable of every handler (provided.al2023), zip it with a manifest (cached by content)
@@ -68,7 +70,8 @@ clippy:
 
 .PHONY: crd-check
 crd-check: ## fail when the committed CRD differs from the generator's output
-	@scripts/step.sh crd-check bash -c "cargo run --quiet -p sluice-operator --bin crdgen | diff -u $(CRD) - \
+	@scripts/step.sh crd-check bash -c "{ cargo run --quiet -p sluice-operator --bin crdgen | diff -u $(CRD) - \
+	  && cargo run --quiet -p sluice-operator --bin crdgen policy | diff -u $(POLICY_CRD) -; } \
 	  || { echo 'crds/ is stale: run make crds and commit'; exit 1; }"
 
 .PHONY: unit

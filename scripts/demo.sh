@@ -41,6 +41,19 @@ print("AWS_ACCESS_KEY_ID=%s\nAWS_SECRET_ACCESS_KEY=%s" % (u["accessKeyId"], u["s
   fi
 }
 
+# The permissions boundary every role the operator creates carries
+# (config/iam/pipeline-boundary.json): where the emulator enforces IAM, the
+# managed policy the harness made beside the operator's user; else its ARN
+# in the emulator's default account.
+permissions_boundary() {
+  if [[ "${SLUICE_HARNESS_IAM:-}" == enforce ]]; then
+    curl -sf -X POST "$AWS_ENDPOINT_URL/_sluice/iam/operator?prefix=sluice" |
+      python3 -c 'import json, sys; print(json.load(sys.stdin)["permissionsBoundaryArn"])'
+  else
+    echo "arn:aws:iam::123456789012:policy/sluice/sluice-pipeline-boundary"
+  fi
+}
+
 # The install of config/deploy with this machine's image, the emulator's
 # endpoint and the operator's keys: a kustomize overlay in DIR/deploy.
 deploy_overlay() {
@@ -66,6 +79,7 @@ patches:
   - target: {kind: Deployment, name: sluice-operator}
     patch: |-$env
       - {op: add, path: /spec/template/spec/containers/0/env/-, value: {name: SLUICE_RESYNC_SECONDS, value: "60"}}
+      - {op: add, path: /spec/template/spec/containers/0/env/-, value: {name: SLUICE_PERMISSIONS_BOUNDARY, value: "$(permissions_boundary)"}}
       - {op: add, path: /spec/template/spec/containers/0/envFrom, value: [{secretRef: {name: sluice-operator-aws}}]}
 YAML
 }
@@ -77,9 +91,10 @@ up() {
   local k="$SLUICE_KUBECTL"
   say "the node"
   "$k" get nodes -o wide
-  say "install the CRD"
-  "$k" apply -f "$ROOT/crds/"
-  "$k" wait --for=condition=Established crd/datapipelines.sluice.dev --timeout=60s
+  say "install the CRDs, the admission policy and the default SluicePolicy"
+  "$k" apply --server-side -f "$ROOT/crds/"
+  "$k" wait --for=condition=Established crd/datapipelines.sluice.dev crd/sluicepolicies.sluice.dev --timeout=60s
+  "$k" apply --server-side -f "$ROOT/config/deploy/admission/" -f "$ROOT/config/deploy/policy/"
 
   say "the operator's image, imported into the node's containerd (no registry)"
   local image; image="$("$ROOT/scripts/image.sh" load)"

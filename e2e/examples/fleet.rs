@@ -99,7 +99,14 @@ async fn run(n: usize, restart: bool, moto: &str, sdk: &aws_config::SdkConfig) -
         ..Row::default()
     };
     row.moto_probe_rps = moto_rps(sdk).await;
-    let ns = Namespace::create();
+    // The fleet's namespace is a platform's large tenant: a SluicePolicy of
+    // its own lets it hold the whole fleet (the default allows 25).
+    let policy_name = format!("fleet-{}", sluice_e2e::token());
+    let _policy = sluice_e2e::Policy::apply(
+        &policy_name,
+        serde_json::json!({"limits": {"pipelinesPerNamespace": n + 10}}),
+    );
+    let ns = Namespace::under_policy(&policy_name);
     let shaper = Shaper::start(moto, 1.0);
     // Long enough for one resync of the fleet to fit AWS's read quotas.
     let resync = if n >= 500 { 300 } else { 60 };

@@ -57,6 +57,10 @@ impl PodOperator {
             ("SLUICE_WATCH_NAMESPACES".into(), namespaces.join(",")),
             ("SLUICE_NAME_PREFIX".into(), prefix.into()),
             ("SLUICE_LOG".into(), "info".into()),
+            (
+                "SLUICE_PERMISSIONS_BOUNDARY".into(),
+                crate::permissions_boundary(prefix),
+            ),
         ];
         for var in [
             "AWS_ENDPOINT_URL",
@@ -144,6 +148,16 @@ impl PodOperator {
             });
             kubectl_stdin_ok(&["apply", "-f", "-"], &binding.to_string());
         }
+        // Policies and namespaces are cluster-scoped: read them everywhere.
+        let guardrails = serde_json::json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+            "metadata": {"name": format!("sluice-operator-guardrails-{namespace}")},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                        "name": "sluice-operator-guardrails"},
+            "subjects": [{"kind": "ServiceAccount", "name": "sluice-operator",
+                          "namespace": namespace}]
+        });
+        kubectl_stdin_ok(&["apply", "-f", "-"], &guardrails.to_string());
         let op = PodOperator {
             namespace,
             overlay,
@@ -274,6 +288,12 @@ impl Drop for PodOperator {
     fn drop(&mut self) {
         // The RoleBindings go with the watched namespaces.
         let _ = kubectl(&["delete", "namespace", &self.namespace, "--wait=false"]);
+        let _ = kubectl(&[
+            "delete",
+            "clusterrolebinding",
+            &format!("sluice-operator-guardrails-{}", self.namespace),
+            "--wait=false",
+        ]);
         let _ = std::fs::remove_dir_all(&self.overlay);
     }
 }

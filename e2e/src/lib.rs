@@ -113,22 +113,34 @@ pub fn kubectl_stdin_ok(args: &[&str], stdin: &str) -> String {
     succeeded(args, kubectl_stdin(args, stdin))
 }
 
-/// Installs (or updates) the CRD from `crds/` and waits until it is served.
+/// Installs (or updates) the CRDs from `crds/`, waits until they are
+/// served, and installs what a platform installs with them: the admission
+/// policy of `config/deploy/admission/` and the default SluicePolicy of
+/// `config/deploy/policy/` (which selects every namespace without a
+/// `sluice.dev/policy` label, so every test namespace but those that label
+/// themselves).
 pub fn install_crd() {
-    let crds = repo_root().join("crds");
-    kubectl_ok(&[
-        "apply",
-        "--server-side",
-        "--force-conflicts",
-        "-f",
-        crds.to_str().expect("path"),
-    ]);
-    kubectl_ok(&[
-        "wait",
-        "--for=condition=Established",
-        "crd/datapipelines.sluice.dev",
-        "--timeout=60s",
-    ]);
+    let apply = |dir: &str| {
+        let path = repo_root().join(dir);
+        kubectl_ok(&[
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "-f",
+            path.to_str().expect("path"),
+        ]);
+    };
+    apply("crds");
+    for crd in ["datapipelines.sluice.dev", "sluicepolicies.sluice.dev"] {
+        kubectl_ok(&[
+            "wait",
+            "--for=condition=Established",
+            &format!("crd/{crd}"),
+            "--timeout=60s",
+        ]);
+    }
+    apply("config/deploy/admission");
+    apply("config/deploy/policy");
 }
 
 /// A namespace of one test, deleted when dropped.
@@ -141,6 +153,56 @@ impl Namespace {
         let name = format!("e2e-{}", token());
         kubectl_ok(&["create", "namespace", &name]);
         Namespace(name)
+    }
+}
+
+impl Namespace {
+    /// Creates `e2e-<random>` labelled `sluice.dev/policy=<policy>`: the
+    /// shipped default policy does not select it; a policy of the test's
+    /// own ([`Policy`]) does.
+    pub fn under_policy(policy: &str) -> Self {
+        let ns = Self::create();
+        kubectl_ok(&[
+            "label",
+            "namespace",
+            &ns.0,
+            &format!("sluice.dev/policy={policy}"),
+        ]);
+        ns
+    }
+}
+
+/// A SluicePolicy of one test, selecting the namespaces labelled
+/// `sluice.dev/policy=<its name>`; deleted when dropped.
+#[derive(Debug)]
+pub struct Policy(pub String);
+
+impl Policy {
+    /// Creates (or replaces) policy `name` with `spec` (JSON of its
+    /// `spec`, without the selector, which it sets).
+    pub fn apply(name: &str, spec: serde_json::Value) -> Self {
+        Self::update(name, spec);
+        Policy(name.to_owned())
+    }
+
+    /// Replaces the spec of policy `name` (made by [`Policy::apply`]).
+    pub fn update(name: &str, spec: serde_json::Value) {
+        let mut spec = spec;
+        spec["namespaceSelector"] = serde_json::json!({"matchLabels": {"sluice.dev/policy": name}});
+        let policy = serde_json::json!({
+            "apiVersion": "sluice.dev/v1alpha1", "kind": "SluicePolicy",
+            "metadata": {"name": name}, "spec": spec
+        });
+        kubectl_stdin_ok(
+            &["apply", "--server-side", "--force-conflicts", "-f", "-"],
+            &policy.to_string(),
+        );
+    }
+}
+
+impl Drop for Policy {
+    fn drop(&mut self) {
+        let _ = kubectl(&["delete", "sluicepolicy", &self.0, "--wait=false"]);
     }
 }
 
@@ -220,12 +282,49 @@ pub struct Operator {
 /// harness makes one user per prefix, so a restarted operator gets the
 /// same keys.
 pub fn operator_user(prefix: &str) -> Option<(String, String)> {
+    operator_identity(prefix).map(|o| (o.access_key_id, o.secret_access_key))
+}
+
+/// What the operator of a name prefix acts as where the emulator enforces
+/// IAM: the keys of its IAM user and the ARN of the permissions boundary
+/// (config/iam/pipeline-boundary.json, created by the harness as a managed
+/// policy) its roles must carry.
+#[derive(Clone, Debug)]
+pub struct OperatorIdentity {
+    /// Access key id of the operator's IAM user.
+    pub access_key_id: String,
+    /// Its secret.
+    pub secret_access_key: String,
+    /// The boundary every role it creates carries.
+    pub permissions_boundary: String,
+}
+
+/// [`OperatorIdentity`] of the operator of `prefix`, where the emulator
+/// enforces IAM (`SLUICE_HARNESS_IAM=enforce`).
+pub fn operator_identity(prefix: &str) -> Option<OperatorIdentity> {
     if std::env::var("SLUICE_HARNESS_IAM").as_deref() != Ok("enforce") {
         return None;
     }
     let user = flow::harness("POST", &format!("iam/operator?prefix={prefix}"));
     let field = |name: &str| user[name].as_str().expect(name).to_owned();
-    Some((field("accessKeyId"), field("secretAccessKey")))
+    Some(OperatorIdentity {
+        access_key_id: field("accessKeyId"),
+        secret_access_key: field("secretAccessKey"),
+        permissions_boundary: field("permissionsBoundaryArn"),
+    })
+}
+
+/// The permissions boundary the operator of `prefix` is configured with:
+/// its harness-made boundary where IAM is enforced, else
+/// `SLUICE_PERMISSIONS_BOUNDARY`, else the ARN the shipped boundary gets in
+/// the emulator's default account (nothing checks it there).
+pub fn permissions_boundary(prefix: &str) -> String {
+    operator_identity(prefix)
+        .map(|o| o.permissions_boundary)
+        .or_else(|| std::env::var("SLUICE_PERMISSIONS_BOUNDARY").ok())
+        .unwrap_or_else(|| {
+            format!("arn:aws:iam::123456789012:policy/{prefix}/{prefix}-pipeline-boundary")
+        })
 }
 
 impl Operator {
@@ -293,6 +392,7 @@ impl Operator {
                 .env("AWS_SECRET_ACCESS_KEY", secret)
                 .env_remove("AWS_SESSION_TOKEN");
         }
+        command.env("SLUICE_PERMISSIONS_BOUNDARY", permissions_boundary(&prefix));
         command.envs(env.iter().copied());
         let child = command
             .env("SLUICE_HANDLERS_DIR", handlers)
@@ -613,6 +713,27 @@ pub fn condition<'a>(dp: &'a serde_json::Value, type_: &str) -> Option<&'a serde
         .as_array()?
         .iter()
         .find(|c| c["type"] == type_)
+}
+
+/// The SDK configuration of an AWS principal the harness hands out (keys),
+/// in `region`.
+pub async fn sdk_as(key: &str, secret: &str, region: &str) -> aws_config::SdkConfig {
+    use aws_config::Region;
+    use aws_sdk_s3::config::{Credentials, SharedCredentialsProvider};
+    sdk()
+        .await
+        .into_builder()
+        .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
+            key, secret, None, None, "harness",
+        )))
+        .region(Region::new(region.to_owned()))
+        .build()
+}
+
+/// The SDK configuration of the operator user of `prefix` (IAM enforced).
+pub async fn operator_sdk(prefix: &str) -> aws_config::SdkConfig {
+    let o = operator_identity(prefix).expect("the emulator enforces IAM");
+    sdk_as(&o.access_key_id, &o.secret_access_key, "us-east-1").await
 }
 
 /// SDK config for assertions against AWS.

@@ -9,26 +9,9 @@ use serde_json::{Value, json};
 use sluice_e2e::flow::harness;
 use sluice_e2e::{
     Namespace, Operator, apply_and_wait, condition, delete_pipeline, get_pipeline, id_of,
-    install_crd, s3, sample_manifest, sdk, token,
+    install_crd, operator_sdk, s3, sample_manifest, sdk, token,
 };
 use std::time::Duration;
-
-/// The SDK configuration of the operator user for `prefix`.
-async fn operator_sdk(prefix: &str) -> aws_config::SdkConfig {
-    let user = harness("POST", &format!("iam/operator?prefix={prefix}"));
-    let creds = Credentials::new(
-        user["accessKeyId"].as_str().expect("key"),
-        user["secretAccessKey"].as_str().expect("secret"),
-        None,
-        None,
-        "harness",
-    );
-    sdk()
-        .await
-        .into_builder()
-        .credentials_provider(SharedCredentialsProvider::new(creds))
-        .build()
-}
 
 fn denied(principal: &str, action: &str, resource: &str) -> bool {
     match harness("GET", "denials") {

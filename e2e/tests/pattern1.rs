@@ -102,7 +102,14 @@ async fn pattern1_sample_converges_updates_and_deletes() {
             .map(|m| m.as_str()),
         Some("Active")
     );
-    assert!(c.role().expect("role").ends_with(&format!(":role/{role}")));
+    // Every role lives under the installation's path, /<prefix>/.
+    assert!(
+        c.role()
+            .expect("role")
+            .ends_with(&format!(":role/{}/{role}", op.prefix)),
+        "{:?}",
+        c.role()
+    );
     let env = c
         .environment()
         .and_then(|e| e.variables())

@@ -100,6 +100,72 @@ fn is_lambda_invoke(resource: &str) -> bool {
             .is_some_and(|(_, rest)| rest.is_empty() || rest == ".waitForTaskToken")
 }
 
+/// A loop in a definition, if it has one: the states of a cycle of `Next`,
+/// `Default`, `Choices[].Next` and `Catch[].Next` edges in the top machine
+/// or a nested one, as `A → B → A`. (Retry is bounded by MaxAttempts and a
+/// Map by its items; a cycle of states is bounded by nothing.)
+pub fn find_loop(definition: &Value) -> Option<String> {
+    let states = definition.get("States").and_then(Value::as_object)?;
+    let targets = |state: &Value| -> Vec<String> {
+        let mut out = Vec::new();
+        let mut add = |v: Option<&Value>| {
+            if let Some(n) = v.and_then(Value::as_str) {
+                out.push(n.to_owned());
+            }
+        };
+        add(state.get("Next"));
+        add(state.get("Default"));
+        for list in ["Choices", "Catch"] {
+            for c in state
+                .get(list)
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                add(c.get("Next"));
+            }
+        }
+        out
+    };
+    // Depth-first, colouring states on the current path.
+    fn visit(
+        name: &str,
+        states: &serde_json::Map<String, Value>,
+        targets: &dyn Fn(&Value) -> Vec<String>,
+        path: &mut Vec<String>,
+        done: &mut BTreeSet<String>,
+    ) -> Option<String> {
+        if let Some(at) = path.iter().position(|p| p == name) {
+            let mut cycle = path[at..].to_vec();
+            cycle.push(name.to_owned());
+            return Some(cycle.join(" → "));
+        }
+        if done.contains(name) {
+            return None;
+        }
+        let state = states.get(name)?;
+        path.push(name.to_owned());
+        for next in targets(state) {
+            if let Some(found) = visit(&next, states, targets, path, done) {
+                return Some(found);
+            }
+        }
+        path.pop();
+        done.insert(name.to_owned());
+        None
+    }
+    let mut done = BTreeSet::new();
+    for name in states.keys() {
+        if let Some(found) = visit(name, states, &targets, &mut Vec::new(), &mut done) {
+            return Some(found);
+        }
+    }
+    states
+        .values()
+        .flat_map(children)
+        .find_map(|(_, inner)| find_loop(inner))
+}
+
 /// The nested state machines of a Parallel or Map state.
 fn children(state: &Value) -> Vec<(String, &Value)> {
     let mut out = Vec::new();
@@ -434,6 +500,33 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn a_loop_of_states_is_found_and_retries_are_not_loops() {
+        assert_eq!(
+            find_loop(&article()),
+            None,
+            "Retry and Catch to a Fail state"
+        );
+        let polling = json!({
+            "StartAt": "Check",
+            "States": {
+                "Check": {"Type": "Task", "Resource": "function:check", "Next": "Done?"},
+                "Done?": {"Type": "Choice",
+                          "Choices": [{"Variable": "$.done", "BooleanEquals": true, "Next": "End"}],
+                          "Default": "Wait"},
+                "Wait": {"Type": "Wait", "Seconds": 60, "Next": "Check"},
+                "End": {"Type": "Succeed"}
+            }
+        });
+        let found = find_loop(&polling).expect("a loop");
+        assert!(found.contains("Check") && found.contains("Wait"), "{found}");
+        let nested = json!({
+            "StartAt": "Fan",
+            "States": {"Fan": {"Type": "Parallel", "End": true, "Branches": [polling]}}
+        });
+        assert!(find_loop(&nested).is_some(), "inside a branch");
+    }
 
     /// The article's extract → transform → load → notify with Retry, Catch
     /// and Fail.

@@ -18,8 +18,11 @@ pub struct OperatorConfig {
     pub handlers_dir: PathBuf,
     /// How often a converged pipeline is re-read from AWS to correct drift.
     pub resync: Duration,
-    /// Permissions boundary attached to every role Sluice creates.
-    pub permissions_boundary: Option<String>,
+    /// Permissions boundary attached to every role Sluice creates: the
+    /// managed policy of `config/iam/pipeline-boundary.json`. Required: the
+    /// operator's own AWS policy lets it create and change roles only with
+    /// it, so leaked operator keys cannot make an unbounded role.
+    pub permissions_boundary: String,
     /// Address of the `/metrics`, `/livez` and `/readyz` server.
     pub admin_addr: SocketAddr,
     /// Watch only these namespaces (all namespaces when empty). The
@@ -162,13 +165,31 @@ impl OperatorConfig {
                 ),
             });
         }
+        let permissions_boundary = get("SLUICE_PERMISSIONS_BOUNDARY")
+            .map(|b| b.trim().to_owned())
+            .ok_or_else(|| ConfigError {
+                var: "SLUICE_PERMISSIONS_BOUNDARY",
+                message: "not set: every role Sluice creates carries a permissions boundary, the \
+                          managed policy of config/iam/pipeline-boundary.json; create it and set \
+                          its ARN, e.g. arn:aws:iam::123456789012:policy/sluice/sluice-pipeline-boundary"
+                    .into(),
+            })?;
+        if !is_policy_arn(&permissions_boundary) {
+            return Err(ConfigError {
+                var: "SLUICE_PERMISSIONS_BOUNDARY",
+                message: format!(
+                    "{permissions_boundary:?} is not an IAM managed policy ARN: expected \
+                     arn:<partition>:iam::<12-digit account>:policy/<path><name>"
+                ),
+            });
+        }
         Ok(OperatorConfig {
             default_region,
             allowed_regions,
             name_prefix,
             handlers_dir,
             resync,
-            permissions_boundary: get("SLUICE_PERMISSIONS_BOUNDARY"),
+            permissions_boundary,
             admin_addr,
             watch_namespaces,
             quotas: QuotaConfig { share, overrides },
@@ -177,6 +198,18 @@ impl OperatorConfig {
             health_window: Duration::from_secs(health_window),
         })
     }
+}
+
+/// `arn:<partition>:iam::<12 digits>:policy/<path><name>`.
+fn is_policy_arn(arn: &str) -> bool {
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    matches!(parts.as_slice(), ["arn", partition, "iam", "", account, resource]
+    if !partition.is_empty()
+        && account.len() == 12
+        && account.bytes().all(|b| b.is_ascii_digit())
+        && resource.strip_prefix("policy/").is_some_and(|name| {
+            !name.is_empty() && !name.ends_with('/')
+        }))
 }
 
 /// An RFC 1123 label, as Kubernetes namespace names are.
@@ -214,11 +247,15 @@ mod tests {
 
     use super::*;
 
+    const BOUNDARY: &str = "arn:aws:iam::123456789012:policy/sluice/sluice-pipeline-boundary";
+
     fn config(vars: &[(&str, &str)]) -> Result<OperatorConfig, ConfigError> {
-        let map: HashMap<String, String> = vars
+        let mut map: HashMap<String, String> = vars
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
+        map.entry("SLUICE_PERMISSIONS_BOUNDARY".into())
+            .or_insert_with(|| BOUNDARY.into());
         OperatorConfig::from_lookup(|k| map.get(k).cloned(), Some("eu-west-1".into()))
     }
 
@@ -275,6 +312,31 @@ mod tests {
         let err = config(&[("SLUICE_WATCH_NAMESPACES", "team-a,Team_B")]).expect_err("invalid");
         assert_eq!(err.var, "SLUICE_WATCH_NAMESPACES");
         assert!(err.message.contains("Team_B"), "{}", err.message);
+    }
+
+    #[test]
+    fn the_permissions_boundary_is_required_and_must_be_a_policy_arn() {
+        assert_eq!(config(&[]).expect("valid").permissions_boundary, BOUNDARY);
+        let missing = OperatorConfig::from_lookup(|_| None, Some("eu-west-1".into()))
+            .expect_err("no boundary");
+        assert_eq!(missing.var, "SLUICE_PERMISSIONS_BOUNDARY");
+        assert!(
+            missing.message.contains("pipeline-boundary.json"),
+            "{}",
+            missing.message
+        );
+        for bad in [
+            "sluice-pipeline-boundary",
+            "arn:aws:iam::123456789012:role/sluice/x",
+            "arn:aws:iam::1234:policy/x",
+            "arn:aws:iam::123456789012:policy/",
+        ] {
+            let err = config(&[("SLUICE_PERMISSIONS_BOUNDARY", bad)]).expect_err(bad);
+            assert_eq!(err.var, "SLUICE_PERMISSIONS_BOUNDARY");
+        }
+        let plain = "arn:aws:iam::123456789012:policy/boundary";
+        let c = config(&[("SLUICE_PERMISSIONS_BOUNDARY", plain)]).expect("valid");
+        assert_eq!(c.permissions_boundary, plain);
     }
 
     #[test]

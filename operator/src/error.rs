@@ -4,6 +4,9 @@ use std::time::Duration;
 
 use crate::aws::{AwsError, ErrorClass};
 
+/// The condition reason of [`Error::PolicyViolation`].
+pub const POLICY_VIOLATION: &str = "PolicyViolation";
+
 /// Everything a reconcile can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -11,6 +14,11 @@ pub enum Error {
     /// cannot help: the pipeline is `Stalled` until the spec changes.
     #[error("invalid spec: {0}")]
     InvalidSpec(String),
+
+    /// The pipeline is outside what its namespace's SluicePolicy allows.
+    /// Nothing changes in AWS until the spec or the policy does.
+    #[error("outside the namespace's policy: {0}")]
+    PolicyViolation(String),
 
     /// An AWS resource with a name this pipeline needs is owned by someone
     /// else. Sluice never modifies or deletes it.
@@ -53,6 +61,7 @@ impl Error {
     pub fn metric_label(&self) -> &'static str {
         match self {
             Error::InvalidSpec(_) => "invalid_spec",
+            Error::PolicyViolation(_) => "policy_violation",
             Error::Conflict(_) => "conflict",
             Error::Waiting { .. } => "waiting",
             Error::Aws(e) => match e.class {
@@ -71,7 +80,10 @@ impl Error {
     pub fn is_stalled(&self) -> bool {
         matches!(
             self,
-            Error::InvalidSpec(_) | Error::Conflict(_) | Error::Artifact(_)
+            Error::InvalidSpec(_)
+                | Error::PolicyViolation(_)
+                | Error::Conflict(_)
+                | Error::Artifact(_)
         )
     }
 
@@ -79,6 +91,7 @@ impl Error {
     pub fn reason(&self) -> &'static str {
         match self {
             Error::InvalidSpec(_) => "InvalidSpec",
+            Error::PolicyViolation(_) => POLICY_VIOLATION,
             Error::Conflict(_) => "OwnershipConflict",
             Error::Waiting { .. } => "WaitingForAWS",
             Error::Aws(e) => match e.class {
@@ -111,6 +124,7 @@ mod tests {
         };
         let errors = [
             Error::InvalidSpec(String::new()),
+            Error::PolicyViolation(String::new()),
             Error::Conflict(String::new()),
             Error::Waiting {
                 what: String::new(),

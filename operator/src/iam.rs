@@ -487,6 +487,114 @@ mod tests {
         assert!(same_policy(&doc, &parsed));
     }
 
+    /// The IAM documents the platform installs (config/iam/), as AWS stores
+    /// them: each within AWS's 6,144 characters of a managed policy (white
+    /// space not counted).
+    fn shipped(file: &str) -> Value {
+        let path = format!(
+            "{}/../config/iam/{file}",
+            std::env::var("CARGO_MANIFEST_DIR")
+                .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned())
+        );
+        let text = std::fs::read_to_string(&path).expect("policy file");
+        serde_json::from_str(&text.replace("ACCOUNT_ID", "123456789012")).expect("JSON")
+    }
+
+    #[test]
+    fn the_shipped_policies_fit_a_managed_policy() {
+        for file in [
+            "operator-policy.json",
+            "operator-policy-services.json",
+            "pipeline-boundary.json",
+        ] {
+            let compact = shipped(file).to_string();
+            let counted = compact.chars().filter(|c| !c.is_whitespace()).count();
+            assert!(counted <= 6144, "{file}: {counted} characters");
+        }
+    }
+
+    /// `*` and `?` as IAM matches them, case-sensitively.
+    fn glob(pattern: &str, value: &str) -> bool {
+        fn go(p: &[u8], v: &[u8]) -> bool {
+            match (p.first(), v.first()) {
+                (None, None) => true,
+                (Some(b'*'), _) => go(&p[1..], v) || (!v.is_empty() && go(p, &v[1..])),
+                (Some(b'?'), Some(_)) => go(&p[1..], &v[1..]),
+                (Some(a), Some(b)) if a == b => go(&p[1..], &v[1..]),
+                _ => false,
+            }
+        }
+        go(pattern.as_bytes(), value.as_bytes())
+    }
+
+    fn strings(v: &Value) -> Vec<String> {
+        match v {
+            Value::String(s) => vec![s.clone()],
+            Value::Array(a) => a
+                .iter()
+                .filter_map(|x| x.as_str().map(str::to_owned))
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Every grant of every role the samples make lies inside the
+    /// permissions boundary every role carries: a grant outside it would be
+    /// silently useless on AWS. (Conditions are the boundary's own, e.g.
+    /// `s3:ResourceAccount`, which the grants meet by naming this account's
+    /// buckets.)
+    #[test]
+    fn every_grant_of_the_samples_lies_inside_the_boundary() {
+        let boundary = shipped("pipeline-boundary.json");
+        let allows = |action: &str, resource: &str| {
+            boundary["Statement"]
+                .as_array()
+                .expect("statements")
+                .iter()
+                .any(|s| {
+                    s["Effect"] == "Allow"
+                        && strings(&s["Action"]).iter().any(|a| glob(a, action))
+                        && strings(&s["Resource"]).iter().any(|r| glob(r, resource))
+                })
+        };
+        let catalog = crate::plan::tests::catalog();
+        let id = crate::plan::tests::pid();
+        let id = crate::naming::PipelineId {
+            prefix: "sluice".into(),
+            ..id
+        };
+        for file in [
+            "event-triggered.yaml",
+            "fan-out.yaml",
+            "orchestrated.yaml",
+            "stream.yaml",
+            "periodic-batch.yaml",
+        ] {
+            let plan = crate::plan::plan(
+                &crate::plan::tests::sample(file),
+                crate::plan::PlanContext {
+                    id: &id,
+                    catalog: &catalog,
+                    permissions_boundary: None,
+                },
+            );
+            for role in &plan.roles {
+                for s in role.policy["Statement"].as_array().expect("statements") {
+                    for action in strings(&s["Action"]) {
+                        for resource in strings(&s["Resource"]) {
+                            assert!(
+                                allows(&action, &resource),
+                                "{file}: role {} is granted {action} on {resource}, outside \
+                                 config/iam/pipeline-boundary.json",
+                                role.logical
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn partitions() {
         assert_eq!(partition("us-east-1"), "aws");

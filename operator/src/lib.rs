@@ -7,7 +7,8 @@
 //! `reconcile`, [`health`] reads runtime figures from AWS on its own
 //! interval and writes the `Healthy` condition; [`events`] holds the event
 //! reasons both publish. The ground floor is pure and used by everything:
-//! [`crd`], [`naming`], [`plan`], [`config`], [`artifacts`], [`metrics`].
+//! [`crd`], [`naming`], [`plan`], [`policy`], [`config`], [`artifacts`],
+//! [`metrics`].
 
 pub mod artifacts;
 pub mod asl;
@@ -23,6 +24,7 @@ pub mod memory;
 pub mod metrics;
 pub mod naming;
 pub mod plan;
+pub mod policy;
 pub mod reconcile;
 pub mod schedule_expression;
 pub mod server;

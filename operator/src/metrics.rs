@@ -65,8 +65,9 @@ pub const OUTCOMES: [&str; 8] = [
 ];
 
 /// Categories of `sluice_reconcile_errors_total` ([`crate::Error::metric_label`]).
-pub const ERROR_CATEGORIES: [&str; 9] = [
+pub const ERROR_CATEGORIES: [&str; 10] = [
     "invalid_spec",
+    "policy_violation",
     "conflict",
     "waiting",
     "aws_throttled",

@@ -195,6 +195,13 @@ impl PipelineId {
         format!("{}-code-{hash}", self.prefix)
     }
 
+    /// The IAM path of every role this installation creates, `/<prefix>/`:
+    /// the operator's AWS policy creates, changes and passes roles under
+    /// this path only, each with the permissions boundary.
+    pub fn role_path(&self) -> String {
+        format!("/{}/", self.prefix)
+    }
+
     /// `namespace/name`, the value of [`TAG_PIPELINE`].
     pub fn pipeline_ref(&self) -> String {
         format!("{}/{}", self.namespace, self.name)

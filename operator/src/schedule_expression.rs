@@ -88,6 +88,75 @@ pub fn check(expression: &str) -> Result<(), String> {
     }
 }
 
+/// The shortest time between two runs of a valid expression, in minutes:
+/// a rate's period; for a cron expression, the shortest gap between two of
+/// the times of day its minutes and hours fields allow (the last of one day
+/// to the first of the next counted too), a lower bound whatever the day
+/// fields say; `None` for a one-time `at(...)`.
+pub fn shortest_interval_minutes(expression: &str) -> Option<u32> {
+    let e = expression.trim();
+    if let Some(rate) = e.strip_prefix("rate(").and_then(|r| r.strip_suffix(')')) {
+        let (n, unit) = rate.split_once(' ')?;
+        let n: u32 = n.parse().ok()?;
+        let per = match unit.trim_end_matches('s') {
+            "minute" => 1,
+            "hour" => 60,
+            "day" => 1440,
+            _ => return None,
+        };
+        return Some(n.saturating_mul(per));
+    }
+    let fields: Vec<&str> = e
+        .strip_prefix("cron(")?
+        .strip_suffix(')')?
+        .split_whitespace()
+        .collect();
+    let (minutes, hours) = (
+        cron_values(fields.first()?, 0, 59)?,
+        cron_values(fields.get(1)?, 0, 23)?,
+    );
+    let mut times: Vec<u32> = hours
+        .iter()
+        .flat_map(|h| minutes.iter().map(move |m| h * 60 + m))
+        .collect();
+    times.sort_unstable();
+    let first = *times.first()?;
+    let wrap = first + 1440 - times.last()?;
+    Some(
+        times
+            .windows(2)
+            .map(|w| w[1] - w[0])
+            .chain(std::iter::once(wrap))
+            .min()
+            .unwrap_or(1440),
+    )
+}
+
+/// The values one numeric cron field (minutes or hours) allows.
+fn cron_values(field: &str, low: u32, high: u32) -> Option<Vec<u32>> {
+    let mut values = std::collections::BTreeSet::new();
+    for part in field.split(',') {
+        let (range, step) = match part.split_once('/') {
+            Some((r, s)) => (r, s.parse::<u32>().ok().filter(|s| *s > 0)?),
+            None => (part, 1),
+        };
+        let (from, to) = match range {
+            "*" => (low, high),
+            r => match r.split_once('-') {
+                Some((a, b)) => (a.parse().ok()?, b.parse().ok()?),
+                // `a/n` runs from a to the end of the field.
+                None if part.contains('/') => (r.parse().ok()?, high),
+                None => {
+                    let v = r.parse().ok()?;
+                    (v, v)
+                }
+            },
+        };
+        values.extend((from..=to.min(high)).step_by(step as usize));
+    }
+    Some(values.into_iter().collect())
+}
+
 /// Every IANA time zone name the scheduler accepts (the tz database bundled
 /// with the operator).
 pub fn timezones() -> Vec<String> {
@@ -203,6 +272,25 @@ mod tests {
         assert!(is_timezone("America/New_York"));
         assert!(!is_timezone("Mars/Olympus_Mons"));
         assert!(timezones().len() > 300, "{}", timezones().len());
+    }
+
+    #[test]
+    fn the_shortest_interval_of_each_kind_of_expression() {
+        for (e, minutes) in [
+            ("rate(1 minute)", Some(1)),
+            ("rate(5 minutes)", Some(5)),
+            ("rate(2 hours)", Some(120)),
+            ("rate(1 day)", Some(1440)),
+            ("cron(0 1 * * ? *)", Some(1440)),
+            ("cron(0/15 8-17 ? * MON-FRI *)", Some(15)),
+            ("cron(* * * * ? *)", Some(1)),
+            ("cron(5,50 * * * ? *)", Some(15)),
+            ("cron(0 0,23 * * ? *)", Some(60)),
+            ("cron(10/20 3 * * ? *)", Some(20)),
+            ("at(2027-03-01T06:30:00)", None),
+        ] {
+            assert_eq!(shortest_interval_minutes(e), minutes, "{e}");
+        }
     }
 
     #[test]

@@ -683,3 +683,78 @@ async fn a_recorded_resource_whose_tags_were_removed_is_retagged() {
         .await
         .expect("cleanup");
 }
+
+/// A role an earlier version made at path `/` (no path then) is deleted and
+/// made again under the installation's path, and its function follows it
+/// to the new ARN: the operator's policy may create and pass roles only
+/// under the path.
+#[tokio::test]
+async fn a_role_of_an_earlier_version_moves_under_the_path() {
+    let h = Harness::new().await;
+    let plan = h.plan(&pattern1());
+    let role = &plan.roles[0];
+    let iam = aws_sdk_iam::Client::new(&h.sdk);
+    let tags: Vec<aws_sdk_iam::types::Tag> = role
+        .tags
+        .iter()
+        .map(|(k, v)| {
+            aws_sdk_iam::types::Tag::builder()
+                .key(k)
+                .value(v)
+                .build()
+                .expect("tag")
+        })
+        .collect();
+    let legacy = iam
+        .create_role()
+        .role_name(&role.name)
+        .assume_role_policy_document(role.trust_policy.to_string())
+        .set_tags(Some(tags))
+        .send()
+        .await
+        .expect("a role of an earlier version");
+    assert_eq!(legacy.role().expect("role").path(), "/");
+
+    let mut progress = Progress::default();
+    let mut converged = false;
+    for _ in 0..20 {
+        match apply(&h, &plan, &mut progress).await {
+            Ok(()) => {
+                converged = true;
+                break;
+            }
+            Err(Error::Waiting { after, .. }) => {
+                tokio::time::sleep(after.min(std::time::Duration::from_secs(1))).await
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert!(converged, "{:?}", progress.changes);
+    let moved = iam
+        .get_role()
+        .role_name(&role.name)
+        .send()
+        .await
+        .expect("the role");
+    let moved = moved.role().expect("role");
+    assert_eq!(moved.path(), role.path);
+    assert!(
+        progress
+            .changes
+            .iter()
+            .any(|c| c.kind == Kind::Role && c.what.contains("path")),
+        "{:?}",
+        progress.changes
+    );
+    let function = aws_sdk_lambda::Client::new(&h.sdk)
+        .get_function_configuration()
+        .function_name(&plan.functions[0].name)
+        .send()
+        .await
+        .expect("function");
+    assert_eq!(function.role(), Some(moved.arn()));
+
+    reconcile::cleanup(&h.aws, &h.id, Some(&plan), false, &mut progress)
+        .await
+        .expect("cleanup");
+}

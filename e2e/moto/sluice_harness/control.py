@@ -3,9 +3,21 @@
   GET  /_sluice/invocations[?function=NAME]  recent invocations (JSON list)
   GET  /_sluice/pending                      async events queued or running
   GET  /_sluice/denials                      the requests IAM refused (JSON list)
-  POST /_sluice/iam/operator?prefix=P        credentials of an IAM user holding
+  POST /_sluice/iam/operator?prefix=P[&regions=r1,r2]
+                                             credentials of an IAM user holding
                                              exactly config/iam/operator-policy.json
-                                             for names starting with P-
+                                             for names starting with P- (roles
+                                             under /P/) in those regions (default:
+                                             the harness's), and the ARN of the
+                                             pipeline roles' boundary
+                                             (config/iam/pipeline-boundary.json as
+                                             managed policy /P/P-pipeline-boundary)
+  POST /_sluice/iam/account?id=ACCOUNTID     credentials of an administrator of
+                                             another account (made once), for
+                                             cross-account tests
+  GET  /_sluice/iam/simulate?role=ARN&action=A&resource=R[&context.KEY=V]
+                                             whether the role may (its policies,
+                                             boundary, the resource's policy)
   POST /_sluice/schedules/fire?name=N[&group=G][&time=ISO]
                                              fire a schedule now, as its run
                                              scheduled at `time` (default: now)
@@ -28,7 +40,11 @@ from .lambda_runtime import History
 from .targets import FireError, fire
 
 PREFIX = "/_sluice/"
-POLICY = os.path.join(os.path.dirname(__file__), "..", "..", "..", "config", "iam", "operator-policy.json")
+POLICIES = [
+    os.path.join(os.path.dirname(__file__), "..", "..", "..", "config", "iam", name)
+    for name in ("operator-policy.json", "operator-policy-services.json")
+]
+BOUNDARY = os.path.join(os.path.dirname(__file__), "..", "..", "..", "config", "iam", "pipeline-boundary.json")
 
 
 def middleware(app):  # type: ignore[no-untyped-def]
@@ -57,11 +73,30 @@ def middleware(app):  # type: ignore[no-untyped-def]
             elif method == "GET" and route == "denials":
                 status, body = "200 OK", iam.denials()
             elif method == "POST" and route == "iam/operator":
-                creds = iam.operator_user(query["prefix"], POLICY)
-                status, body = "200 OK", {"accessKeyId": creds.access_key_id, "secretAccessKey": creds.secret_access_key}
+                regions = [r.strip() for r in query.get("regions", "").split(",") if r.strip()]
+                creds, boundary = iam.operator_user(query["prefix"], POLICIES, BOUNDARY, regions or None)
+                status, body = "200 OK", {
+                    "accessKeyId": creds.access_key_id,
+                    "secretAccessKey": creds.secret_access_key,
+                    "permissionsBoundaryArn": boundary,
+                }
+            elif method == "GET" and route == "iam/simulate":
+                # What a role may do, as IAM's SimulatePrincipalPolicy
+                # answers: its policies, its boundary and the resource's
+                # policy; `context.KEY=VALUE` adds a condition key.
+                context = {k[len("context.") :]: v for k, v in query.items() if k.startswith("context.")}
+                allowed = iam.role_may(query["role"], query["action"], query["resource"], context)
+                status, body = "200 OK", {"allowed": allowed}
+            elif method == "POST" and route == "iam/account":
+                creds = iam.account_admin(query["id"])
+                status, body = "200 OK", {
+                    "accessKeyId": creds.access_key_id,
+                    "secretAccessKey": creds.secret_access_key,
+                    "account": query["id"],
+                }
             elif method == "POST" and route == "schedules/fire":
                 status, body = "200 OK", fire(query["name"], query.get("group", "default"), scheduled=query.get("time"))
-        except (FireError, KeyError) as e:
+        except (FireError, KeyError, ValueError) as e:
             status, body = "400 Bad Request", {"error": str(e)}
         data = json.dumps(body).encode()
         start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])

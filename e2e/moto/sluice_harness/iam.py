@@ -3,17 +3,35 @@
 moto (INITIAL_NO_AUTH_ACTION_COUNT) checks a request's signature and its
 action, but it names the resource only for S3, SQS, IAM roles and STS
 AssumeRole (every other request is checked against "*", so a policy scoped
-to ARNs allows nothing) and it evaluates conditions only in trust policies.
-Here, once enforcement is on, each request is authorized as AWS would:
+to ARNs allows nothing), it evaluates conditions only in trust policies, and
+it lets any account reach any bucket. Here, once enforcement is on, each
+request is authorized as AWS would:
 
 - the IAM action (`lambda:InvokeFunction` for Invoke, `sqs:SendMessage` for
   SendMessageBatch, ...) on the ARN the request names, derived per service
-  from its parameters (`resources()` below);
+  from its parameters (`resources()` below); an IAM role by its real ARN,
+  path included (`role/sluice/sluice-x`);
 - every statement of the caller's identity policies (inline and attached)
-  and, for a role, its permissions boundary: an explicit Deny wins, else an
-  Allow is needed; Action/NotAction, Resource/NotResource and the condition
-  operators String*, Arn*, Bool and Null (…IfExists too) on the keys the
-  request carries (`iam:PassedToService`, `lambda:FunctionArn`);
+  and, for a role, its permissions boundary (a boundary naming a policy that
+  does not exist allows nothing): an explicit Deny wins, else an Allow is
+  needed; Action/NotAction, Resource/NotResource and the condition operators
+  String*, Arn*, Bool and Null (…IfExists too), with AWS's rule for a key
+  the request does not carry (a negated operator holds, others do not);
+  an operator this evaluator does not know fails closed both ways (an Allow
+  does not allow, a Deny denies);
+- the condition keys the request carries: `aws:RequestedRegion`,
+  `aws:PrincipalAccount`, `aws:PrincipalArn`, `iam:PermissionsBoundary`,
+  `iam:PolicyARN`, `iam:PassedToService`, `s3:ResourceAccount`,
+  `events:source` and `events:detail-type` (each PutEvents entry on its
+  own), `lambda:FunctionArn`, `sts:ExternalId`;
+- resource policies, account against account: an S3 bucket policy, an SQS
+  queue policy, a KMS key policy or a role's trust policy (sts:AssumeRole)
+  may grant a caller what its identity policies do not (same account), and
+  must grant it (another account: identity policies AND the resource policy;
+  KMS keys and trust policies: always, or delegate to the account); another
+  account's resource of any other service is refused;
+- S3's `x-amz-expected-bucket-owner`: a bucket owned by another account is
+  refused, whoever asks;
 - the actions a request implies: iam:PassRole for a role handed to Lambda,
   Step Functions, EventBridge or Scheduler (with iam:PassedToService), and
   the CloudWatch Logs delivery actions for a state machine that logs.
@@ -30,12 +48,14 @@ principal, action and resource, so a failing test names the missing grant.
 
 from __future__ import annotations
 
-import fnmatch
+import base64
 import io
 import json
 import os
+import re
 import threading
 import time
+from dataclasses import dataclass
 from urllib.parse import parse_qs, unquote, urlparse
 
 from moto import settings
@@ -48,9 +68,15 @@ from .context import Credentials, log
 
 ADMIN = Credentials("AKIASLUICEHARNESS000", "sluice-harness-admin-secret")
 ENABLED = os.environ.get("SLUICE_HARNESS_IAM", "") == "enforce"
+# The region the operator's policy allows by default (its "ALLOWED_REGION").
+REGION = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+
+_ADMIN_POLICY = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
+_ACCOUNT = re.compile(r"[0-9]{12}")
 
 _denials: list[dict] = []
 _lock = threading.Lock()
+_users_lock = threading.Lock()
 
 # Operations whose IAM action differs from their name.
 _ACTIONS = {
@@ -87,37 +113,92 @@ def _list(value) -> list:  # type: ignore[no-untyped-def]
     return value if isinstance(value, list) else [value]
 
 
+_compiled: dict[tuple[str, bool], re.Pattern] = {}
+
+
 def _glob(pattern: str, value: str, case: bool) -> bool:
-    if not case:
-        pattern, value = pattern.lower(), value.lower()
-    return fnmatch.fnmatchcase(value, pattern)
+    """IAM's wildcards: `*` any run of characters, `?` one (no [] classes)."""
+    key = (pattern, case)
+    compiled = _compiled.get(key)
+    if compiled is None:
+        regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
+        compiled = re.compile(regex, re.DOTALL | (0 if case else re.IGNORECASE))
+        _compiled[key] = compiled
+    return compiled.fullmatch(value) is not None
 
 
-def _condition(operator: str, key: str, expected, context: dict[str, str]) -> bool:  # type: ignore[no-untyped-def]
-    if_exists = operator.endswith("IfExists")
-    operator = operator.removesuffix("IfExists")
+def _arn_like(pattern: str, value: str) -> bool:
+    """ArnLike/ArnEquals: each of the six colon-separated parts on its own."""
+    p, v = pattern.split(":", 5), value.split(":", 5)
+    if len(p) != len(v):
+        return len(p) == 1 and _glob(pattern, value, True)
+    return all(_glob(a, b, True) for a, b in zip(p, v))
+
+
+def _scalar(value) -> str:  # type: ignore[no-untyped-def]
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+_NEGATED = {"StringNotEquals", "StringNotEqualsIgnoreCase", "StringNotLike", "ArnNotEquals", "ArnNotLike"}
+_POSITIVE = {"StringEquals", "StringEqualsIgnoreCase", "StringLike", "ArnEquals", "ArnLike", "Bool"}
+
+
+def _condition(operator: str, key: str, expected, context: dict[str, str]) -> bool | None:  # type: ignore[no-untyped-def]
+    """Whether one condition holds; None for an operator this evaluator does
+    not know (the caller fails closed: an Allow does not apply, a Deny does).
+
+    A key the request does not carry: a negated operator (StringNotEquals…)
+    holds, as on AWS; …IfExists holds; any other operator does not."""
+    base = operator.removesuffix("IfExists")
+    if_exists = base != operator
     actual = context.get(key.lower())
-    if operator == "Null":
-        return (actual is None) == (str(_list(expected)[0]).lower() == "true")
+    patterns = [_scalar(p) for p in _list(expected)]
+    if base == "Null":
+        if if_exists or len(patterns) != 1 or patterns[0].lower() not in ("true", "false"):
+            return None
+        return (actual is None) == (patterns[0].lower() == "true")
+    if base not in _NEGATED and base not in _POSITIVE:
+        return None
     if actual is None:
-        return if_exists
-    patterns = [str(p) for p in _list(expected)]
-    negate = "Not" in operator
-    base = operator.replace("Not", "")
-    if base in ("StringEquals", "ArnEquals"):
+        return if_exists or base in _NEGATED
+    actual = _scalar(actual)
+    positive = base.replace("Not", "")
+    if positive == "StringEquals":
         ok = actual in patterns
-    elif base == "StringEqualsIgnoreCase":
+    elif positive == "StringEqualsIgnoreCase":
         ok = actual.lower() in [p.lower() for p in patterns]
-    elif base in ("StringLike", "ArnLike"):
-        ok = any(fnmatch.fnmatchcase(actual, p) for p in patterns)
-    elif base == "Bool":
+    elif positive == "StringLike":
+        ok = any(_glob(p, actual, True) for p in patterns)
+    elif positive in ("ArnEquals", "ArnLike"):  # the same operator on AWS
+        ok = any(_arn_like(p, actual) for p in patterns)
+    else:  # Bool
         ok = actual.lower() in [p.lower() for p in patterns]
-    else:
-        return False  # an operator this evaluator does not know never allows
-    return not ok if negate else ok
+    return not ok if base in _NEGATED else ok
 
 
-def _statement_applies(statement: dict, action: str, resource: str, context: dict[str, str]) -> bool:
+def _conditions(statement: dict, context: dict[str, str]) -> bool | None:
+    """True when every condition holds, False when one does not, None when
+    none fails but one could not be evaluated."""
+    result: bool | None = True
+    block = statement.get("Condition") or {}
+    if not isinstance(block, dict):
+        return None
+    for operator, entries in block.items():
+        if not isinstance(entries, dict):
+            result = None
+            continue
+        for key, expected in entries.items():
+            held = _condition(operator, key, expected, context)
+            if held is False:
+                return False
+            if held is None:
+                result = None
+    return result
+
+
+def _targets(statement: dict, action: str, resource: str, resource_optional: bool = False) -> bool:
     if "NotAction" in statement:
         if any(_glob(a, action, False) for a in _list(statement["NotAction"])):
             return False
@@ -126,13 +207,24 @@ def _statement_applies(statement: dict, action: str, resource: str, context: dic
     if "NotResource" in statement:
         if any(_glob(r, resource, True) for r in _list(statement["NotResource"])):
             return False
-    elif not any(_glob(r, resource, True) for r in _list(statement.get("Resource"))):
-        return False
-    for operator, entries in (statement.get("Condition") or {}).items():
-        for key, expected in entries.items():
-            if not _condition(operator, key, expected, context):
-                return False
+    elif "Resource" in statement or not resource_optional:
+        if not any(_glob(r, resource, True) for r in _list(statement.get("Resource"))):
+            return False
     return True
+
+
+def _statement_applies(
+    statement: dict, action: str, resource: str, context: dict[str, str], resource_optional: bool = False
+) -> bool:
+    """Whether the statement applies to the request, failing closed: a
+    condition that cannot be evaluated keeps an Allow from applying and
+    makes a Deny apply."""
+    if not _targets(statement, action, resource, resource_optional):
+        return False
+    held = _conditions(statement, context)
+    if held is None:
+        return statement.get("Effect") == "Deny"
+    return held
 
 
 def decide(documents: list[dict], action: str, resource: str, context: dict[str, str]) -> str:
@@ -140,9 +232,11 @@ def decide(documents: list[dict], action: str, resource: str, context: dict[str,
     allowed = False
     for document in documents:
         for statement in _list(document.get("Statement")):
-            if _statement_applies(statement, action, resource, context):
-                if statement.get("Effect") == "Deny":
-                    return "Deny"
+            if not isinstance(statement, dict) or not _statement_applies(statement, action, resource, context):
+                continue
+            if statement.get("Effect") == "Deny":
+                return "Deny"
+            if statement.get("Effect") == "Allow":
                 allowed = True
     return "Allow" if allowed else "Implicit"
 
@@ -150,44 +244,249 @@ def decide(documents: list[dict], action: str, resource: str, context: dict[str,
 def _document(policy) -> dict:  # type: ignore[no-untyped-def]
     if isinstance(policy, dict) and "Statement" in policy:
         return policy
+    if isinstance(policy, (str, bytes)):
+        text = policy.decode() if isinstance(policy, bytes) else policy
+        try:
+            return json.loads(text)
+        except ValueError:
+            return json.loads(unquote(text))
     parsed = access_control.IAMPolicy(policy)._policy_json
     return parsed
 
 
-def _managed(account: str, arn: str) -> dict | None:
-    backend = iam_backends[account]["aws"]
-    try:
-        policy = backend.get_policy(arn)
-    except Exception:
+# What a permissions boundary that names no existing policy allows: nothing.
+_NOTHING: dict = {"Version": "2012-10-17", "Statement": []}
+
+
+def _boundary(account: str, arn: str | None) -> dict | None:
+    """A permissions boundary's document; None when there is no boundary,
+    and a document allowing nothing when the policy it names is missing."""
+    if not arn:
         return None
-    return _document(policy)
+    try:
+        return _document(iam_backends[account]["aws"].get_policy(arn))
+    except Exception:
+        return _NOTHING
 
 
 def role_documents(role_arn: str) -> tuple[list[dict], dict | None]:
-    """A role's identity policies and its permissions boundary."""
+    """A role's identity policies and its permissions boundary (a role ARN
+    with its path, as moto names it)."""
     account = role_arn.split(":")[4]
     backend = iam_backends[account]["aws"]
     role = backend.get_role_by_arn(role_arn)
     documents = []
     for name in backend.list_role_policies(role.name):
         _, document = backend.get_role_policy(role.name, name)
-        documents.append(json.loads(unquote(document)) if isinstance(document, str) else document)
+        documents.append(_document(document))
     attached, _ = backend.list_attached_role_policies(role.name)
     documents += [_document(p) for p in attached]
-    boundary_arn = getattr(role, "permissions_boundary_arn", None)
-    boundary = _managed(account, boundary_arn) if boundary_arn else None
-    return documents, boundary
+    return documents, _boundary(account, getattr(role, "permissions_boundary_arn", None))
+
+
+# -- principals and resource policies ------------------------------------------
+
+
+@dataclass
+class Caller:
+    """Who signed a request: the account, the user or role-session ARN, the
+    role's ARN (path included) for a session, and its policies."""
+
+    account: str
+    arn: str
+    role_arn: str | None
+    documents: list[dict]
+    boundary: dict | None
+
+
+def _caller(request) -> Caller:  # type: ignore[no-untyped-def]
+    key = request._access_key
+    account = request.account_id
+    role_arn = None
+    boundary = None
+    try:
+        documents = [_document(p) for p in key.collect_policies()]
+    except Exception:
+        documents = []
+    role_name = getattr(key, "_owner_role_name", None)
+    if role_name:
+        try:
+            role = iam_backends[account]["aws"].get_role(role_name)
+            role_arn = role.arn
+            boundary = _boundary(account, getattr(role, "permissions_boundary_arn", None))
+        except Exception:
+            documents = []  # the role is gone: nothing allows its sessions
+    return Caller(account, key.arn, role_arn, documents, boundary)
+
+
+def _principal_match(principal, caller: Caller) -> str | None:  # type: ignore[no-untyped-def]
+    """How a Principal element names the caller: "self" (its user or session
+    ARN), "role" (its role's ARN), "any" ("*"), "account" (its account id
+    or root), or None. Service, federated and canonical-user principals
+    never name a caller here."""
+    if principal == "*":
+        return "any"
+    if not isinstance(principal, dict):
+        return None
+    found: set[str] = set()
+    for value in _list(principal.get("AWS")):
+        value = str(value)
+        if value == "*":
+            found.add("any")
+        elif value in (caller.account, f"arn:aws:iam::{caller.account}:root"):
+            found.add("account")
+        elif value == caller.arn:
+            found.add("self")
+        elif caller.role_arn and value == caller.role_arn:
+            found.add("role")
+    for grade in ("self", "role", "any", "account"):
+        if grade in found:
+            return grade
+    return None
+
+
+def _resource_decision(
+    policy: dict, caller: Caller, action: str, resource: str, context: dict[str, str]
+) -> tuple[str, set[str]]:
+    """A resource policy's verdict for the caller: ("Deny", …) on an explicit
+    Deny naming it, else ("Allow", how it was named) or ("Implicit", ∅)."""
+    grades: set[str] = set()
+    for statement in _list(policy.get("Statement")):
+        if not isinstance(statement, dict):
+            continue
+        if "NotPrincipal" in statement:
+            grade = None if _principal_match(statement["NotPrincipal"], caller) else "any"
+        else:
+            grade = _principal_match(statement.get("Principal"), caller)
+        if grade is None:
+            continue
+        if not _statement_applies(statement, action, resource, context, resource_optional=True):
+            continue
+        if statement.get("Effect") == "Deny":
+            return "Deny", set()
+        if statement.get("Effect") == "Allow":
+            grades.add(grade)
+    return ("Allow" if grades else "Implicit"), grades
+
+
+@dataclass
+class _ResourcePolicy:
+    account: str
+    document: dict | None
+    kind: str  # "s3", "sqs", "kms" or "trust"
+    exists: bool
+
+
+def _json(policy) -> dict | None:  # type: ignore[no-untyped-def]
+    if not policy:
+        return None
+    try:
+        return _document(policy)
+    except Exception:
+        return _NOTHING
+
+
+def _resource_policy(action: str, resource: str) -> _ResourcePolicy | None:
+    """The resource policy that governs `resource`, where the harness models one."""
+    from moto.s3.models import s3_backends
+    from moto.sqs.models import sqs_backends
+
+    parts = resource.split(":", 5)
+    if len(parts) < 6 or parts[0] != "arn":
+        return None
+    service, region, account, rest = parts[2], parts[3], parts[4], parts[5]
+    if action == "sts:AssumeRole" and service == "iam":
+        try:
+            role = iam_backends[account]["aws"].get_role_by_arn(resource)
+        except Exception:
+            return _ResourcePolicy(account, None, "trust", False)
+        return _ResourcePolicy(account, _json(role.assume_role_policy_document), "trust", True)
+    if service == "s3" and action != "s3:CreateBucket":
+        name = rest.split("/", 1)[0]
+        owner = s3_backends.bucket_accounts.get(name)
+        if not owner:
+            return None  # no such bucket: moto answers NoSuchBucket
+        partition, owner_account = owner
+        bucket = s3_backends[owner_account][partition].buckets.get(name)
+        return _ResourcePolicy(owner_account, _json(getattr(bucket, "policy", None)), "s3", bucket is not None)
+    if service == "sqs" and _ACCOUNT.fullmatch(account):
+        queue = sqs_backends[account][region].queues.get(rest) if region else None
+        return _ResourcePolicy(account, _json(getattr(queue, "policy", None)), "sqs", queue is not None)
+    if service == "kms" and _ACCOUNT.fullmatch(account) and rest.startswith("key/"):
+        from moto.kms.models import kms_backends
+
+        key = kms_backends[account][region].keys.get(rest[4:]) if region else None
+        return _ResourcePolicy(account, _json(getattr(key, "policy", None)), "kms", key is not None)
+    return None
+
+
+def _resource_account(resource: str) -> str | None:
+    parts = resource.split(":", 5)
+    if len(parts) == 6 and parts[0] == "arn" and _ACCOUNT.fullmatch(parts[4]):
+        return parts[4]
+    return None
+
+
+def authorize(caller: Caller, action: str, resource: str, context: dict[str, str]) -> str:
+    """"Allow", or why not: "Deny" (an explicit Deny in any policy),
+    "Implicit" (nothing allows it) or "CrossAccount" (another account's
+    resource whose policy the harness does not model)."""
+    identity = decide(caller.documents, action, resource, context)
+    bounded = "Allow" if caller.boundary is None else decide([caller.boundary], action, resource, context)
+    if "Deny" in (identity, bounded):
+        return "Deny"
+    identity_allows = identity == "Allow" and bounded == "Allow"
+    try:
+        governing = _resource_policy(action, resource)
+    except Exception:
+        log.exception("reading the resource policy of %s", resource)
+        governing = None
+    if governing is None:
+        owner = _resource_account(resource)
+        if owner and owner != caller.account:
+            return "CrossAccount"
+        return "Allow" if identity_allows else "Implicit"
+    same = governing.account == caller.account
+    verdict, grades = (
+        _resource_decision(governing.document, caller, action, resource, context)
+        if governing.document
+        else ("Implicit", set())
+    )
+    if verdict == "Deny":
+        return "Deny"
+    # Same account, a grant naming the caller: its user or session ARN
+    # stands alone; its role's ARN or "*" still within the role's boundary.
+    alone = "self" in grades or (bool(grades & {"role", "any"}) and bounded == "Allow")
+    if governing.kind in ("kms", "trust"):
+        # A key policy or trust policy must grant; naming the account
+        # delegates to the account's IAM policies.
+        if governing.kind == "kms" and not governing.exists and same:
+            return "Allow" if identity_allows else "Implicit"  # moto answers NotFound
+        if same:
+            return "Allow" if alone or ("account" in grades and identity_allows) else "Implicit"
+        return "Allow" if grades and identity_allows else "Implicit"
+    if same:
+        return "Allow" if identity_allows or alone else "Implicit"
+    return "Allow" if grades and identity_allows else "Implicit"
 
 
 def role_may(role_arn: str, action: str, resource: str, context: dict[str, str] | None = None) -> bool:
+    """Whether a role (its identity policies, its boundary, the resource's
+    policy) may do `action` on `resource`, for the harness's own checks."""
     try:
         documents, boundary = role_documents(role_arn)
     except Exception:
         return False
+    account = role_arn.split(":")[4]
     context = {k.lower(): v for k, v in (context or {}).items()}
-    if decide(documents, action, resource, context) != "Allow":
-        return False
-    return boundary is None or decide([boundary], action, resource, context) == "Allow"
+    context.setdefault("aws:principalaccount", account)
+    context.setdefault("aws:principalarn", role_arn)
+    parts = resource.split(":")
+    if len(parts) > 3 and parts[3]:
+        context.setdefault("aws:requestedregion", parts[3])
+    session = f"arn:aws:sts::{account}:assumed-role/{role_arn.split('/')[-1]}/sluice-harness"
+    caller = Caller(account, session, role_arn, documents, boundary)
+    return authorize(caller, action, resource, context) == "Allow"
 
 
 # -- what a request asks for --------------------------------------------------
@@ -309,8 +608,16 @@ def _bus_arn(r: _Request, bus: str | None) -> str:
 def _events(r: _Request) -> list[tuple[str, str, dict]]:
     action = f"events:{r.operation}"
     if r.operation == "PutEvents":
-        buses = {e.get("EventBusName") for e in (r.params.get("Entries") or [])} or {None}
-        return [(action, _bus_arn(r, b), {}) for b in buses]
+        # Each entry is authorized on its own: its bus, its source.
+        needed = []
+        for entry in r.params.get("Entries") or [{}]:
+            context = {}
+            if entry.get("Source"):
+                context["events:source"] = entry["Source"]
+            if entry.get("DetailType"):
+                context["events:detail-type"] = entry["DetailType"]
+            needed.append((action, _bus_arn(r, entry.get("EventBusName")), context))
+        return needed
     if r.operation in ("CreateEventBus", "DeleteEventBus", "DescribeEventBus"):
         return [(action, _bus_arn(r, r.get("Name")), {})]
     if r.operation in ("TagResource", "UntagResource", "ListTagsForResource"):
@@ -356,24 +663,154 @@ def _logs(r: _Request) -> list[tuple[str, str, dict]]:
     return [(action, "*", {})]
 
 
+def queue_owner(url: str, default: str) -> tuple[str, str]:
+    """(account, name) of a queue URL (http://host/ACCOUNT/NAME) or name."""
+    path = urlparse(url).path if "://" in url else url
+    parts = [p for p in path.split("/") if p]
+    if len(parts) >= 2 and _ACCOUNT.fullmatch(parts[-2]):
+        return parts[-2], parts[-1]
+    return default, parts[-1] if parts else url
+
+
 def _sqs(r: _Request, moto_resource: str) -> list[tuple[str, str, dict]]:
     action = f"sqs:{_ACTIONS['sqs'].get(r.operation, r.operation)}"
+    url = r.get("QueueUrl")
+    if url:
+        account, name = queue_owner(url, r.account)
+        return [(action, f"arn:aws:sqs:{r.region}:{account}:{name}", {})]
+    name = r.get("QueueName")
+    if name:
+        account = r.get("QueueOwnerAWSAccountId") or r.account
+        return [(action, f"arn:aws:sqs:{r.region}:{account}:{name}", {})]
+    parts = [p for p in r.path.split("/") if p]
+    if len(parts) == 2 and _ACCOUNT.fullmatch(parts[0]):  # the query protocol's queue path
+        return [(action, f"arn:aws:sqs:{r.region}:{parts[0]}:{parts[1]}", {})]
     if moto_resource not in ("*", None):
         return [(action, moto_resource, {})]
-    name = r.get("QueueName")
-    if not name and r.get("QueueUrl"):
-        name = r.get("QueueUrl").rstrip("/").split("/")[-1]
-    if name:
-        return [(action, r.arn("sqs", name), {})]
     return [(action, "*", {})]
 
 
+def _s3(r: _Request, moto_resource: str) -> list[tuple[str, str, dict]]:
+    from moto.s3.models import s3_backends
+
+    action = f"s3:{_ACTIONS['s3'].get(r.operation, r.operation)}"
+    context: dict[str, str] = {}
+    bucket = (moto_resource or "").removeprefix("arn:aws:s3:::").split("/", 1)[0]
+    if bucket and bucket != "*":
+        owner = s3_backends.bucket_accounts.get(bucket)
+        if owner:
+            context["s3:resourceaccount"] = owner[1]
+        elif r.operation == "CreateBucket":
+            context["s3:resourceaccount"] = r.account
+    return [(action, moto_resource, context)]
+
+
+# Requests on an existing role that carry its boundary as iam:PermissionsBoundary.
+_ROLE_BOUNDARY_OPERATIONS = {
+    "PutRolePolicy",
+    "DeleteRolePolicy",
+    "UpdateAssumeRolePolicy",
+    "AttachRolePolicy",
+    "DetachRolePolicy",
+    "TagRole",
+    "UntagRole",
+    "DeleteRole",
+    "DeleteRolePermissionsBoundary",
+}
+
+
 def _iam(r: _Request, moto_resource: str) -> list[tuple[str, str, dict]]:
-    role = r.get("RoleName")
-    resource = moto_resource
-    if role and resource in ("*", None):
-        resource = f"arn:aws:iam::{r.account}:role/{role}"
-    return [(f"iam:{r.operation}", resource or "*", {})]
+    action = f"iam:{r.operation}"
+    backend = iam_backends[r.account]["aws"]
+    context: dict[str, str] = {}
+    if r.get("PolicyArn"):
+        context["iam:policyarn"] = r.get("PolicyArn")
+    role_name = r.get("RoleName")
+    if role_name:
+        try:
+            role = backend.get_role(role_name)
+        except Exception:
+            role = None
+        if r.operation == "CreateRole":
+            resource = f"arn:aws:iam::{r.account}:role{r.get('Path') or '/'}{role_name}"
+        elif role is not None:
+            resource = role.arn
+        else:
+            resource = f"arn:aws:iam::{r.account}:role/{role_name}"
+        if r.operation in ("CreateRole", "PutRolePermissionsBoundary"):
+            if r.get("PermissionsBoundary"):
+                context["iam:permissionsboundary"] = r.get("PermissionsBoundary")
+        elif r.operation in _ROLE_BOUNDARY_OPERATIONS and role is not None and role.permissions_boundary_arn:
+            context["iam:permissionsboundary"] = role.permissions_boundary_arn
+        return [(action, resource, context)]
+    user_name = r.get("UserName")
+    if user_name:
+        try:
+            resource = backend.get_user(user_name).arn
+        except Exception:
+            resource = f"arn:aws:iam::{r.account}:user{r.get('Path') or '/'}{user_name}"
+        return [(action, resource, context)]
+    if r.get("GroupName"):
+        return [(action, f"arn:aws:iam::{r.account}:group{r.get('Path') or '/'}{r.get('GroupName')}", context)]
+    if r.operation == "CreatePolicy" and r.get("PolicyName"):
+        return [(action, f"arn:aws:iam::{r.account}:policy{r.get('Path') or '/'}{r.get('PolicyName')}", context)]
+    if r.get("PolicyArn"):
+        return [(action, r.get("PolicyArn"), context)]
+    return [(action, moto_resource or "*", context)]
+
+
+def _sts(r: _Request) -> list[tuple[str, str, dict]]:
+    if r.operation == "AssumeRole":
+        context = {}
+        if r.get("ExternalId"):
+            context["sts:externalid"] = r.get("ExternalId")
+        if r.get("RoleSessionName"):
+            context["sts:rolesessionname"] = r.get("RoleSessionName")
+        return [("sts:AssumeRole", r.get("RoleArn") or "*", context)]
+    return [(f"sts:{r.operation}", "*", {})]
+
+
+def _key_arn(r: _Request, key: str) -> str:
+    from moto.kms.models import kms_backends
+
+    if key.startswith("arn:") and ":key/" in key:
+        return key
+    if key.startswith("alias/") or ":alias/" in key:
+        account = key.split(":")[4] if key.startswith("arn:") else r.account
+        region = key.split(":")[3] if key.startswith("arn:") else r.region
+        alias = "alias/" + key.split(":alias/")[1] if key.startswith("arn:") else key
+        try:
+            found = kms_backends[account][region].get_key_id_from_alias(alias)
+        except Exception:
+            found = None
+        if found:
+            return f"arn:aws:kms:{region}:{account}:key/{found}"
+        return f"arn:aws:kms:{region}:{account}:{alias}"
+    return r.arn("kms", f"key/{key}")
+
+
+def _blob_key(r: _Request) -> str | None:
+    """The key a moto ciphertext blob names (its first 36 bytes)."""
+    blob = r.params.get("CiphertextBlob")
+    try:
+        raw = base64.b64decode(blob) if isinstance(blob, str) else blob
+        return raw[:36].decode() if raw else None
+    except Exception:
+        return None
+
+
+def _kms(r: _Request) -> list[tuple[str, str, dict]]:
+    action = f"kms:{r.operation}"
+    if r.operation == "ReEncrypt":
+        source = r.get("SourceKeyId") or _blob_key(r)
+        needed = [("kms:ReEncryptFrom", _key_arn(r, source) if source else "*", {})]
+        destination = r.get("DestinationKeyId")
+        needed.append(("kms:ReEncryptTo", _key_arn(r, destination) if destination else "*", {}))
+        return needed
+    key = r.get("KeyId", "TargetKeyId")
+    if not key and r.operation == "Decrypt":
+        key = _blob_key(r)
+    return [(action, _key_arn(r, key) if key else "*", {})]
 
 
 def _passed_roles(r: _Request) -> list[tuple[str, str]]:
@@ -404,11 +841,10 @@ _LOG_DELIVERY = [
 ]
 
 
-def resources(req, moto_resource: str) -> list[tuple[str, str, dict]]:  # type: ignore[no-untyped-def]
-    """(IAM action, resource ARN, condition context) the request needs."""
+def resources(req, moto_resource: str, caller: Caller | None = None) -> list[tuple[str, str, dict]]:  # type: ignore[no-untyped-def]
+    """(IAM action, resource ARN, condition context) the request needs; each
+    context holds the request's own keys (aws:RequestedRegion…) too."""
     r = _Request(req)
-    if r.service == "s3":
-        return [(f"s3:{_ACTIONS['s3'].get(r.operation, r.operation)}", moto_resource, {})]
     handlers = {
         "lambda": _lambda,
         "dynamodb": _dynamodb,
@@ -417,9 +853,13 @@ def resources(req, moto_resource: str) -> list[tuple[str, str, dict]]:  # type: 
         "states": _states,
         "scheduler": _scheduler,
         "logs": _logs,
+        "sts": _sts,
+        "kms": _kms,
     }
     if r.service in handlers:
         needed = handlers[r.service](r)
+    elif r.service == "s3":
+        needed = _s3(r, moto_resource)
     elif r.service == "sqs":
         needed = _sqs(r, moto_resource)
     elif r.service == "iam":
@@ -430,43 +870,64 @@ def resources(req, moto_resource: str) -> list[tuple[str, str, dict]]:  # type: 
         needed.append(("iam:PassRole", role, {"iam:passedtoservice": service}))
     if r.service == "states" and (r.params.get("loggingConfiguration") or {}).get("destinations"):
         needed += [(a, "*", {}) for a in _LOG_DELIVERY]
-    return needed
+    base = {"aws:requestedregion": r.region, "aws:principalaccount": r.account}
+    if caller is not None:
+        base["aws:principalarn"] = caller.role_arn or caller.arn
+    return [(action, target, {**base, **context}) for action, target, context in needed]
 
 
 # -- the check moto calls -----------------------------------------------------
 
 
-def _principal_documents(request) -> tuple[list[dict], dict | None]:  # type: ignore[no-untyped-def]
-    key = request._access_key
-    documents = [_document(p) for p in key.collect_policies()]
-    boundary = None
-    role_name = getattr(key, "_owner_role_name", None)
-    if role_name:
-        try:
-            role = iam_backends[request.account_id]["aws"].get_role(role_name)
-            if getattr(role, "permissions_boundary_arn", None):
-                boundary = _managed(request.account_id, role.permissions_boundary_arn)
-        except Exception:
-            pass
-    return documents, boundary
+def _expected_owner_refused(request, resource: str) -> str | None:  # type: ignore[no-untyped-def]
+    """The bucket an S3 request expects another owner of, if any: AWS
+    refuses a request whose x-amz-expected-bucket-owner (or, for a copy,
+    x-amz-source-expected-bucket-owner) is not the bucket's owner, whoever
+    asks; moto ignores both headers."""
+    from moto.s3.models import s3_backends
+
+    headers = request._headers
+    checks = []
+    expected = headers.get("x-amz-expected-bucket-owner")
+    if expected:
+        checks.append((resource.removeprefix("arn:aws:s3:::").split("/", 1)[0], expected))
+    source_expected = headers.get("x-amz-source-expected-bucket-owner")
+    copy_source = headers.get("x-amz-copy-source")
+    if source_expected and copy_source:
+        checks.append((unquote(copy_source).lstrip("/").split("/", 1)[0], source_expected))
+    for bucket, owner in checks:
+        actual = s3_backends.bucket_accounts.get(bucket)
+        if actual and actual[1] != owner.strip():
+            return bucket
+    return None
 
 
 def install() -> None:
-    original = access_control.IAMRequestBase.check_action_permitted
-
     def check_action_permitted(self, resource: str) -> None:  # type: ignore[no-untyped-def]
-        if self._action in ("sts:GetCallerIdentity", "sts:AssumeRole"):
-            return original(self, resource)
-        documents, boundary = _principal_documents(self)
-        for action, target, context in resources(self, resource):
-            verdict = decide(documents, action, target, context)
-            if verdict == "Allow" and boundary is not None:
-                verdict = decide([boundary], action, target, context)
+        if self._action == "sts:GetCallerIdentity":  # always allowed, as on AWS
+            return
+        if self._action.startswith("s3:"):
+            bucket = _expected_owner_refused(self, resource or "")
+            if bucket:
+                _record(self._access_key.arn, self._action, f"arn:aws:s3:::{bucket}", self._action, "ExpectedBucketOwner")
+                self._raise_access_denied()
+        caller = _caller(self)
+        for action, target, context in resources(self, resource, caller):
+            verdict = authorize(caller, action, target, context)
             if verdict != "Allow":
                 _record(self._access_key.arn, action, target, self._action, verdict)
                 self._raise_access_denied()
 
     access_control.IAMRequestBase.check_action_permitted = check_action_permitted
+
+    # moto checks a bucket policy again on object requests, blind to the
+    # principal: a Deny naming one user refused everyone, and an Allow whose
+    # condition did not hold (a service principal's aws:SourceArn) counted
+    # as a Deny, with an empty 403. The check above has decided, principal
+    # and conditions included.
+    from moto.s3.models import FakeBucket
+
+    FakeBucket.get_permission = lambda self, action, resource: access_control.PermissionResult.NEUTRAL
 
     original_signature = access_control.IAMRequestBase.check_signature
 
@@ -530,60 +991,126 @@ def _record(principal: str, action: str, resource: str, request: str, verdict: s
 # -- principals ---------------------------------------------------------------
 
 
-def _user(name: str, document: dict, creds: Credentials | None = None) -> Credentials:
-    backend = iam_backends[DEFAULT_ACCOUNT_ID]["aws"]
-    try:
-        backend.get_user(name)
-    except Exception:
-        backend.create_user(region_name="us-east-1", user_name=name, path="/", tags=[])
-    backend.put_user_policy(name, "policy", json.dumps(document))
-    key = backend.create_access_key(name)
-    if creds is not None:
-        key.access_key_id = creds.access_key_id
-        key.secret_access_key = creds.secret_access_key
-    return Credentials(key.access_key_id, key.secret_access_key)
+_put: dict[tuple[str, str], str] = {}
+
+
+def _user(account: str, name: str, document: dict, creds: Credentials | None = None) -> Credentials:
+    """An IAM user `name` of `account` holding `document` as its policy
+    "policy" (put when the user is made or the document differs from the one
+    put last, so a test's own change to it stays), and its access key:
+    `creds` if given, else the key it has (one is made the first time)."""
+    backend = iam_backends[account]["aws"]
+    text = json.dumps(document)
+    with _users_lock:
+        try:
+            user = backend.get_user(name)
+        except Exception:
+            user = backend.create_user(region_name=REGION, user_name=name, path="/", tags=[])
+            _put.pop((account, name), None)
+        if _put.get((account, name)) != text:
+            backend.put_user_policy(name, "policy", text)
+            _put[(account, name)] = text
+        wanted = creds.access_key_id if creds is not None else None
+        key = next((k for k in user.access_keys if wanted in (None, k.access_key_id)), None)
+        if key is None:
+            key = backend.create_access_key(name)
+            if creds is not None:
+                # moto finds a key's account by its id (get_account_id_from).
+                backend.access_keys.pop(key.access_key_id, None)
+                key.access_key_id = creds.access_key_id
+                key.secret_access_key = creds.secret_access_key
+                backend.access_keys[key.access_key_id] = key
+        return Credentials(key.access_key_id, key.secret_access_key)
+
+
+def account_admin(account: str) -> Credentials:
+    """An administrator (`*`) of `account`: its requests act as that account
+    in moto, which tells accounts apart by the key's account."""
+    if not _ACCOUNT.fullmatch(account or ""):
+        raise ValueError(f"not an account id: {account!r}")
+    if account == DEFAULT_ACCOUNT_ID:
+        return _user(account, "sluice-harness-admin", _ADMIN_POLICY, ADMIN)
+    return _user(account, "sluice-harness-admin", _ADMIN_POLICY)
 
 
 def secret_of(access_key_id: str) -> str:
-    """The secret of an IAM user's key or of assumed-role credentials."""
-    backend = iam_backends[DEFAULT_ACCOUNT_ID]["aws"]
-    for user in backend.list_users("/", None, None):
-        for key in user.access_keys:
-            if key.access_key_id == access_key_id:
-                return key.secret_access_key
+    """The secret of an IAM user's key or of assumed-role credentials, in any account."""
     from moto.sts.models import sts_backends
 
-    for role in sts_backends[DEFAULT_ACCOUNT_ID]["aws"].assumed_roles:
-        if role.access_key_id == access_key_id:
-            return role.secret_access_key
+    for _, account in list(iam_backends.items()):
+        backend = account["aws"]
+        for user in backend.list_users("/", None, None):
+            for key in user.access_keys:
+                if key.access_key_id == access_key_id:
+                    return key.secret_access_key
+    for _, account in list(sts_backends.items()):
+        for role in account["aws"].assumed_roles:
+            if role.access_key_id == access_key_id:
+                return role.secret_access_key
     raise KeyError(access_key_id)
 
 
-_operators: dict[str, Credentials] = {}
+_NAME = re.compile(r"[A-Za-z0-9+=,.@_-]{1,64}")
+_SLUICE = re.compile(r"role/sluice/|policy/sluice/|sluice-")
 
 
-def operator_user(prefix: str, policy_path: str) -> Credentials:
-    """An IAM user holding exactly the documented operator policy, rendered
-    for `prefix` (ACCOUNT_ID and the `sluice-` name prefix replaced)."""
-    with _lock:
-        if prefix in _operators:
-            return _operators[prefix]
-    with open(policy_path, encoding="utf-8") as f:
-        text = f.read().replace("ACCOUNT_ID", DEFAULT_ACCOUNT_ID).replace("sluice-", f"{prefix}-")
-    creds = _user(f"operator-{prefix}", json.loads(text))
-    with _lock:
-        _operators[prefix] = creds
-    return creds
+def render(text: str, prefix: str, account: str, regions: list[str]) -> dict:
+    """A documented policy (config/iam/*.json) for the name prefix `prefix`:
+    ACCOUNT_ID → the account; `role/sluice/`, `policy/sluice/` and `sluice-`
+    → `role/P/`, `policy/P/` and `P-` in one pass (the code bucket's
+    `/sluice/handlers/` key prefix is fixed in code, so kept); the string
+    "ALLOWED_REGION" → one string per region."""
+    text = text.replace("ACCOUNT_ID", account)
+    text = _SLUICE.sub(lambda m: m.group(0).replace("sluice", prefix), text)
+    text = text.replace('"ALLOWED_REGION"', ", ".join(json.dumps(r) for r in regions))
+    return json.loads(text)
+
+
+def _managed_policy(account: str, path: str, name: str, document: dict) -> str:
+    """The ARN of managed policy `name` at `path`, created if missing."""
+    backend = iam_backends[account]["aws"]
+    arn = f"arn:aws:iam::{account}:policy{path}{name}"
+    with _users_lock:
+        try:
+            backend.get_policy(arn)
+        except Exception:
+            backend.create_policy(
+                description="The permissions boundary of every pipeline role (config/iam/pipeline-boundary.json)",
+                path=path,
+                policy_document=json.dumps(document),
+                policy_name=name,
+                tags=[],
+            )
+    return arn
+
+
+def operator_user(
+    prefix: str, policy_paths: list[str], boundary_path: str, regions: list[str] | None = None
+) -> tuple[Credentials, str]:
+    """An IAM user holding exactly the documented operator policies (their
+    statements in one document: the emulator sets no size limit) rendered
+    for `prefix` and `regions` (default: the harness's region), and the ARN
+    of the pipeline roles' boundary (`P-pipeline-boundary` at path `/P/`,
+    config/iam/pipeline-boundary.json rendered alike), created once."""
+    if not _NAME.fullmatch(prefix or ""):
+        raise ValueError(f"not a name prefix: {prefix!r}")
+    regions = [r for r in (regions or [REGION]) if r]
+    account = DEFAULT_ACCOUNT_ID
+    statements: list = []
+    for path in policy_paths:
+        with open(path, encoding="utf-8") as f:
+            statements += _list(render(f.read(), prefix, account, regions).get("Statement"))
+    policy = {"Version": "2012-10-17", "Statement": statements}
+    with open(boundary_path, encoding="utf-8") as f:
+        boundary = render(f.read(), prefix, account, regions)
+    boundary_arn = _managed_policy(account, f"/{prefix}/", f"{prefix}-pipeline-boundary", boundary)
+    return _user(account, f"operator-{prefix}", policy), boundary_arn
 
 
 def enable() -> None:
     """Creates the administrator the tests and tools act as, and turns on
     enforcement for every request from now on."""
     install()
-    _user(
-        "sluice-harness-admin",
-        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]},
-        ADMIN,
-    )
+    _user(DEFAULT_ACCOUNT_ID, "sluice-harness-admin", _ADMIN_POLICY, ADMIN)
     settings.INITIAL_NO_AUTH_ACTION_COUNT = 0
     log.info("IAM enforced: act as %s (the administrator) or a role", ADMIN.access_key_id)

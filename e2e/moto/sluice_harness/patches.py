@@ -310,8 +310,93 @@ def lambda_checks_the_execution_role() -> None:
     lambda_models.LambdaBackend.put_function_event_invoke_config = checked_put
 
 
+def iam_boundaries_must_exist() -> None:
+    """CreateRole and PutRolePermissionsBoundary: AWS refuses a boundary
+    naming no existing managed policy (NoSuchEntity, "Scope ARN: … does not
+    exist or is not attachable"); moto stored any well-formed ARN, and a
+    role bounded by nothing."""
+    from moto.iam.exceptions import NotFoundException
+    from moto.iam.models import IAMBackend
+
+    create_role = IAMBackend.create_role
+    put_boundary = IAMBackend.put_role_permissions_boundary
+
+    def check(backend, boundary) -> None:  # type: ignore[no-untyped-def]
+        if not boundary or not backend.policy_arn_regex.match(boundary):
+            return  # none, or malformed: moto's own check answers
+        try:
+            backend.get_policy(boundary)
+        except Exception:
+            raise NotFoundException(f"Scope ARN: {boundary} does not exist or is not attachable.") from None
+
+    def checked_create(self, role_name, assume_role_policy_document, path, permissions_boundary, *args, **kwargs):  # type: ignore[no-untyped-def]
+        check(self, permissions_boundary)
+        return create_role(self, role_name, assume_role_policy_document, path, permissions_boundary, *args, **kwargs)
+
+    def checked_put(self, role_name, permissions_boundary):  # type: ignore[no-untyped-def]
+        check(self, permissions_boundary)
+        return put_boundary(self, role_name, permissions_boundary)
+
+    IAMBackend.create_role = checked_create
+    IAMBackend.put_role_permissions_boundary = checked_put
+
+
+def queue_urls_name_their_account() -> None:
+    """SQS: a queue URL names its account (…/ACCOUNT/NAME) and AWS acts on
+    that account's queue (when its policy lets the caller); moto looked the
+    name up in the caller's own account, so another account's URL reached
+    the caller's queue of that name, or none."""
+    from moto.sqs import responses as sqs_responses
+
+    from .iam import queue_owner
+
+    def sqs_backend(self):  # type: ignore[no-untyped-def]
+        account = self.current_account
+        try:
+            url = self._get_param("QueueUrl")
+        except Exception:
+            url = None
+        if isinstance(url, str) and url:
+            account = queue_owner(url, account)[0]
+        else:
+            try:
+                owner = self._get_param("QueueOwnerAWSAccountId")
+            except Exception:
+                owner = None
+            if isinstance(owner, str) and owner.isdigit() and len(owner) == 12:
+                account = owner
+        return sqs_backends[account][self.region]
+
+    sqs_responses.SQSResponse.sqs_backend = property(sqs_backend)
+
+
+def key_arns_name_their_account() -> None:
+    """KMS: a key ARN names its account, and AWS uses that account's key
+    (when its key policy lets the caller); moto looked the key up in the
+    caller's own account."""
+    from moto.kms import responses as kms_responses
+    from moto.kms.models import kms_backends
+
+    def kms_backend(self):  # type: ignore[no-untyped-def]
+        account = self.current_account
+        try:
+            key = self._get_param("KeyId")
+        except Exception:
+            key = None
+        if isinstance(key, str) and key.startswith("arn:") and key.count(":") >= 5:
+            named = key.split(":")[4]
+            if named.isdigit() and len(named) == 12:
+                account = named
+        return kms_backends[account][self.region]
+
+    kms_responses.KmsResponse.kms_backend = property(kms_backend)
+
+
 def apply_all() -> None:
     service_lookup_is_cached()
+    iam_boundaries_must_exist()
+    queue_urls_name_their_account()
+    key_arns_name_their_account()
     lambda_checks_the_execution_role()
     state_machines_act_as_their_role()
     executions_get_names()

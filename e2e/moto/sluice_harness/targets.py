@@ -47,12 +47,18 @@ def _list(value) -> list:  # type: ignore[no-untyped-def]
 
 def resource_policy_allows(policy, service: str, action: str, resource: str, source_arn: str, account: str) -> bool:  # type: ignore[no-untyped-def]
     """Whether a resource policy lets `service` do `action` on `resource`
-    for `source_arn` (conditions on aws:SourceArn and aws:SourceAccount)."""
+    for `source_arn` (conditions on aws:SourceArn and aws:SourceAccount,
+    evaluated as for callers: a negated operator holds on a key absent, an
+    operator not evaluated here keeps an Allow from applying and makes a
+    Deny apply)."""
+    from .iam import _conditions
+
     if not policy:
         return False
     if isinstance(policy, str):
         policy = json.loads(policy)
     allowed = False
+    context = {"aws:sourcearn": source_arn, "aws:sourceaccount": account}
     for statement in _list(policy.get("Statement")):
         principal = statement.get("Principal")
         services = _list(principal.get("Service")) if isinstance(principal, dict) else []
@@ -63,30 +69,14 @@ def resource_policy_allows(policy, service: str, action: str, resource: str, sou
         resources = _list(statement.get("Resource")) or ["*"]
         if not any(fnmatch.fnmatchcase(resource, r) for r in resources):
             continue
-        if not _conditions_hold(statement.get("Condition") or {}, {"aws:sourcearn": source_arn, "aws:sourceaccount": account}):
+        held = _conditions(statement, context)
+        if held is False or (held is None and statement.get("Effect") != "Deny"):
             continue
         if statement.get("Effect") == "Deny":
             return False
-        allowed = True
+        if statement.get("Effect") == "Allow":
+            allowed = True
     return allowed
-
-
-def _conditions_hold(conditions: dict, context: dict[str, str]) -> bool:
-    for operator, entries in conditions.items():
-        for key, expected in entries.items():
-            actual = context.get(key.lower())
-            if actual is None:
-                return False
-            patterns = _list(expected)
-            if operator in ("ArnLike", "StringLike"):
-                ok = any(fnmatch.fnmatchcase(actual, p) for p in patterns)
-            elif operator in ("ArnEquals", "StringEquals"):
-                ok = actual in patterns
-            else:
-                return False  # an operator this check does not know: refuse
-            if not ok:
-                return False
-    return True
 
 
 def _payload(target: dict, event: dict) -> str:

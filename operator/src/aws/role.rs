@@ -19,6 +19,8 @@ use crate::{
 pub struct ObservedRole {
     /// Role ARN.
     pub arn: String,
+    /// IAM path (`/` for roles of Sluice before 0.2, which had none).
+    pub path: String,
     /// Trust policy.
     pub trust_policy: Option<Value>,
     /// The inline policy `sluice`, if present.
@@ -62,9 +64,10 @@ impl AwsResource for Role {
 
     fn arn(aws: &Aws, desired: &RolePlan) -> Option<String> {
         Some(format!(
-            "arn:{}:iam::{}:role/{}",
+            "arn:{}:iam::{}:role{}{}",
             aws.partition(),
             aws.account,
+            desired.path,
             desired.name
         ))
     }
@@ -104,6 +107,7 @@ impl AwsResource for Role {
         };
         Ok(Some(ObservedRole {
             arn: role.arn().to_owned(),
+            path: role.path().to_owned(),
             trust_policy: role.assume_role_policy_document().and_then(parse_policy),
             policy,
             inline_policies: inline.policy_names().to_vec(),
@@ -125,6 +129,12 @@ impl AwsResource for Role {
 
     fn diff(desired: &RolePlan, observed: &ObservedRole) -> Vec<Drift> {
         let mut drift = Vec::new();
+        if observed.path != desired.path {
+            // IAM cannot move a role: it is deleted and created again
+            // under the path the operator's policy allows.
+            drift.push(Drift::new("path", &desired.path, &observed.path));
+            return drift;
+        }
         if !observed
             .trust_policy
             .as_ref()
@@ -139,7 +149,11 @@ impl AwsResource for Role {
         {
             drift.push(Drift::new("policy", "(planned)", "(differs)"));
         }
-        if observed.permissions_boundary != desired.permissions_boundary {
+        // Sluice sets a boundary and never removes one (its AWS policy
+        // denies DeleteRolePermissionsBoundary).
+        if desired.permissions_boundary.is_some()
+            && observed.permissions_boundary != desired.permissions_boundary
+        {
             drift.push(Drift::new(
                 "permissionsBoundary",
                 &desired.permissions_boundary,
@@ -156,6 +170,7 @@ impl AwsResource for Role {
             aws.iam
                 .create_role()
                 .role_name(&d.name)
+                .path(&d.path)
                 .assume_role_policy_document(d.trust_policy.to_string())
                 .description(format!(
                     "Sluice execution role of function {} (managed; do not edit)",
@@ -165,12 +180,35 @@ impl AwsResource for Role {
                 .set_tags(Some(tag_list.clone()))
                 .send()
         })
-        .await?;
+        .await
+        .map_err(|e| {
+            if e.has_code("EntityAlreadyExists") {
+                // A role of this name deleted a moment ago (one of an
+                // earlier version's, moved under the path) that IAM still
+                // lists: it is gone within seconds.
+                Error::Waiting {
+                    what: format!(
+                        "IAM role {} to be deleted before it is created again",
+                        d.name
+                    ),
+                    after: std::time::Duration::from_secs(2),
+                }
+            } else {
+                e.into()
+            }
+        })?;
         put_policy(aws, d).await?;
         Ok(None)
     }
 
     async fn update(aws: &Aws, d: &RolePlan, o: &ObservedRole, drift: &[Drift]) -> Result<()> {
+        if drift.iter().any(|d| d.field == "path") {
+            // A role of an earlier version at path `/`: its functions keep
+            // its ARN until they are updated to the new one, moments later.
+            Self::delete(aws, &d.name, o).await?;
+            Self::create(aws, d).await?;
+            return Ok(());
+        }
         for item in drift {
             match item.field {
                 "trustPolicy" => {
@@ -184,8 +222,8 @@ impl AwsResource for Role {
                     .await?;
                 }
                 "policy" => put_policy(aws, d).await?,
-                "permissionsBoundary" => match &d.permissions_boundary {
-                    Some(arn) => {
+                "permissionsBoundary" => {
+                    if let Some(arn) = &d.permissions_boundary {
                         aws.call(Service::Iam, "PutRolePermissionsBoundary", || {
                             aws.iam
                                 .put_role_permissions_boundary()
@@ -195,16 +233,7 @@ impl AwsResource for Role {
                         })
                         .await?;
                     }
-                    None => {
-                        aws.call(Service::Iam, "DeleteRolePermissionsBoundary", || {
-                            aws.iam
-                                .delete_role_permissions_boundary()
-                                .role_name(&d.name)
-                                .send()
-                        })
-                        .await?;
-                    }
-                },
+                }
                 "tags" => {
                     let (set, remove) = tag_changes(&d.tags, &o.tags);
                     if !set.is_empty() {

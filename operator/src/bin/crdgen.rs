@@ -1,9 +1,14 @@
-//! Prints the DataPipeline CRD as YAML; `make crds` writes it to `crds/`.
+//! Prints Sluice's CRDs as YAML: `crdgen` the DataPipeline CRD, `crdgen
+//! policy` the SluicePolicy CRD; `make crds` writes both to `crds/`.
 
 use kube::CustomResourceExt;
-use sluice_operator::crd::DataPipeline;
+use sluice_operator::crd::{DataPipeline, SluicePolicy};
 
 fn main() -> Result<(), serde_yaml::Error> {
-    print!("{}", serde_yaml::to_string(&DataPipeline::crd())?);
+    let crd = match std::env::args().nth(1).as_deref() {
+        Some("policy") => SluicePolicy::crd(),
+        _ => DataPipeline::crd(),
+    };
+    print!("{}", serde_yaml::to_string(&crd)?);
     Ok(())
 }

@@ -285,7 +285,7 @@ impl Poller {
             PlanContext {
                 id: &pid,
                 catalog: &self.catalog,
-                permissions_boundary: self.config.permissions_boundary.as_deref(),
+                permissions_boundary: Some(&self.config.permissions_boundary),
             },
         );
         let inventory = dp

@@ -30,6 +30,8 @@ pub struct RolePlan {
     pub logical: String,
     /// IAM role name.
     pub name: String,
+    /// IAM path (`/<prefix>/`, [`crate::naming::PipelineId::role_path`]).
+    pub path: String,
     /// Trust policy.
     pub trust_policy: Value,
     /// The inline policy `sluice`.
@@ -238,6 +240,7 @@ pub fn plan(spec: &DataPipelineSpec, graph: &Graph<'_>, cx: PlanContext<'_>) -> 
         out.roles.push(RolePlan {
             logical: f.name.clone(),
             name: role.name.clone(),
+            path: graph.id.role_path(),
             trust_policy: iam::lambda_trust_policy(&graph.id.account),
             policy: iam::execution_policy(&ExecutionGrants {
                 partition: graph.partition.to_owned(),

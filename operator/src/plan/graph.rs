@@ -230,7 +230,10 @@ impl<'a> Graph<'a> {
 
         let role = |key: &str, logical: &str| {
             let name = id.aws_name(NameKind::Role, key);
-            let arn = format!("arn:{partition}:iam::{account}:role/{name}");
+            let arn = format!(
+                "arn:{partition}:iam::{account}:role{}{name}",
+                id.role_path()
+            );
             (logical.to_owned(), node(key, name, arn, None))
         };
         let roles = spec

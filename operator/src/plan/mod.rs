@@ -411,7 +411,10 @@ functions:
         let f = &p.functions[0];
         assert_eq!(f.memory_mib, 256);
         assert_eq!(f.timeout_seconds, 30);
-        assert!(f.role_arn.ends_with(&format!(":role/{}", p.roles[0].name)));
+        assert!(
+            f.role_arn
+                .ends_with(&format!(":role/sluice/{}", p.roles[0].name))
+        );
         assert_eq!(
             f.tags.get(naming::TAG_PIPELINE_UID).map(String::as_str),
             Some("uid-1")
@@ -810,7 +813,7 @@ functions:
         let workflow_role = role(&p, "workflow:etl");
         assert_eq!(
             machine.role_arn,
-            arn("iam", &format!("role/{}", workflow_role.name)).replace(":us-east-1:", "::")
+            arn("iam", &format!("role/sluice/{}", workflow_role.name)).replace(":us-east-1:", "::")
         );
         assert_eq!(
             workflow_role.trust_policy["Statement"][0]["Principal"]["Service"],
@@ -856,7 +859,7 @@ functions:
         assert_eq!(
             rule.targets[0].role_arn.as_deref(),
             Some(
-                arn("iam", &format!("role/{}", start.name))
+                arn("iam", &format!("role/sluice/{}", start.name))
                     .replace(":us-east-1:", "::")
                     .as_str()
             )
@@ -897,7 +900,7 @@ functions:
         let r = role(&p, "schedule:daily");
         assert_eq!(
             s.role_arn,
-            arn("iam", &format!("role/{}", r.name)).replace(":us-east-1:", "::")
+            arn("iam", &format!("role/sluice/{}", r.name)).replace(":us-east-1:", "::")
         );
         assert_eq!(
             r.trust_policy["Statement"][0]["Principal"]["Service"],

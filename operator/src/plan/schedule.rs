@@ -109,6 +109,7 @@ pub fn plan(
         roles.push(RolePlan {
             logical: role.logical.clone(),
             name: role.name.clone(),
+            path: id.role_path(),
             trust_policy: iam::service_trust_policy("scheduler.amazonaws.com", &id.account),
             policy: iam::service_policy(&grants),
             permissions_boundary: boundary.map(str::to_owned),

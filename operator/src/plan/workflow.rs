@@ -123,6 +123,7 @@ pub fn plan(spec: &DataPipelineSpec, graph: &Graph<'_>, boundary: Option<&str>) 
         out.roles.push(RolePlan {
             logical: role.logical.clone(),
             name: role.name.clone(),
+            path: id.role_path(),
             trust_policy: iam::service_trust_policy("states.amazonaws.com", &id.account),
             policy: iam::workflow_policy(&grants, logging.is_some(), w.tracing),
             permissions_boundary: boundary.map(str::to_owned),
@@ -134,6 +135,7 @@ pub fn plan(spec: &DataPipelineSpec, graph: &Graph<'_>, boundary: Option<&str>) 
             out.roles.push(RolePlan {
                 logical: start.logical.clone(),
                 name: start.name.clone(),
+                path: id.role_path(),
                 trust_policy: iam::service_trust_policy("events.amazonaws.com", &id.account),
                 policy: iam::service_policy(&grants),
                 permissions_boundary: boundary.map(str::to_owned),

@@ -830,7 +830,15 @@ mod tests {
     };
 
     fn config() -> OperatorConfig {
-        OperatorConfig::from_lookup(|_| None, Some("us-east-1".into())).expect("config")
+        OperatorConfig::from_lookup(
+            |k| {
+                (k == "SLUICE_PERMISSIONS_BOUNDARY").then(|| {
+                    "arn:aws:iam::123456789012:policy/sluice/sluice-pipeline-boundary".into()
+                })
+            },
+            Some("us-east-1".into()),
+        )
+        .expect("config")
     }
 
     #[test]
