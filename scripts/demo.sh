@@ -54,6 +54,12 @@ permissions_boundary() {
   fi
 }
 
+# The installation's secret: random, kept in DIR for the demo's lifetime.
+installation_id() {
+  [[ -s "$DIR/installation-id" ]] || (umask 077 && openssl rand -hex 16 >"$DIR/installation-id")
+  cat "$DIR/installation-id"
+}
+
 # The install of config/deploy with this machine's image, the emulator's
 # endpoint and the operator's keys: a kustomize overlay in DIR/deploy.
 deploy_overlay() {
@@ -74,6 +80,8 @@ images: [{name: sluice-operator, newName: ${image%:*}, newTag: ${image##*:}}]
 # The operator's AWS keys, in a Secret its pod's environment refers to.
 secretGenerator:
   - {name: sluice-operator-aws, namespace: sluice-system, envs: [aws-credentials.env]}
+  # The installation's secret (bucket names derive from it), made once per demo.
+  - {name: sluice-installation, namespace: sluice-system, literals: [id=$(installation_id)]}
 generatorOptions: {disableNameSuffixHash: true}
 patches:
   - target: {kind: Deployment, name: sluice-operator}

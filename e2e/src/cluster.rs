@@ -82,7 +82,20 @@ impl PodOperator {
                                    "value": {"name": name, "value": value}})
             })
             .collect();
-        let mut resources = vec![base.to_string_lossy().into_owned(), "namespace.json".into()];
+        let mut resources = vec![
+            base.to_string_lossy().into_owned(),
+            "namespace.json".into(),
+            "installation.json".into(),
+        ];
+        // The installation's secret, in the Secret the Deployment reads it
+        // from.
+        let installation = serde_json::json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "sluice-installation"},
+            "stringData": {"id": crate::installation_id(prefix)}
+        });
+        std::fs::write(overlay.join("installation.json"), installation.to_string())
+            .expect("installation secret");
         // The AWS keys, in a Secret the pod's environment refers to: where
         // the emulator enforces IAM, those of the operator's own IAM user
         // (never the administrator's the tests act as); else the
@@ -138,15 +151,7 @@ impl PodOperator {
             overlay.to_str().expect("path"),
         ]);
         for watched in namespaces {
-            let binding = serde_json::json!({
-                "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-                "metadata": {"name": format!("sluice-operator-{namespace}"), "namespace": watched},
-                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
-                            "name": "sluice-operator"},
-                "subjects": [{"kind": "ServiceAccount", "name": "sluice-operator",
-                              "namespace": namespace}]
-            });
-            kubectl_stdin_ok(&["apply", "-f", "-"], &binding.to_string());
+            bind(&namespace, watched);
         }
         // Policies and namespaces are cluster-scoped: read them everywhere.
         let guardrails = serde_json::json!({
@@ -158,6 +163,23 @@ impl PodOperator {
                           "namespace": namespace}]
         });
         kubectl_stdin_ok(&["apply", "-f", "-"], &guardrails.to_string());
+        // Only this operator writes the status of its namespaces'
+        // pipelines (config/deploy/admission/status-writer.yaml).
+        let status_writer = serde_json::json!({
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "ValidatingAdmissionPolicyBinding",
+            "metadata": {"name": format!("sluice-status-writer-{namespace}")},
+            "spec": {
+                "policyName": "sluice-status-writer",
+                "validationActions": ["Deny"],
+                "paramRef": {"name": "sluice-operator", "namespace": namespace,
+                             "parameterNotFoundAction": "Deny"},
+                "matchResources": {"namespaceSelector": {"matchExpressions": [
+                    {"key": "kubernetes.io/metadata.name", "operator": "In", "values": namespaces}
+                ]}}
+            }
+        });
+        kubectl_stdin_ok(&["apply", "-f", "-"], &status_writer.to_string());
         let op = PodOperator {
             namespace,
             overlay,
@@ -170,6 +192,12 @@ impl PodOperator {
     /// The operator's namespace.
     pub fn namespace(&self) -> &str {
         &self.namespace
+    }
+
+    /// Binds the operator's ClusterRole in `watched` again (a namespace
+    /// deleted and made again lost its RoleBinding).
+    pub fn bind(&self, watched: &str) {
+        bind(&self.namespace, watched);
     }
 
     /// The operator's pods (the Deployment's), as JSON.
@@ -284,6 +312,20 @@ impl PodOperator {
     }
 }
 
+/// Binds the ClusterRole of the operator of namespace `operator` in
+/// `watched`.
+fn bind(operator: &str, watched: &str) {
+    let binding = serde_json::json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+        "metadata": {"name": format!("sluice-operator-{operator}"), "namespace": watched},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                    "name": "sluice-operator"},
+        "subjects": [{"kind": "ServiceAccount", "name": "sluice-operator",
+                      "namespace": operator}]
+    });
+    kubectl_stdin_ok(&["apply", "-f", "-"], &binding.to_string());
+}
+
 impl Drop for PodOperator {
     fn drop(&mut self) {
         // The RoleBindings go with the watched namespaces.
@@ -292,6 +334,12 @@ impl Drop for PodOperator {
             "delete",
             "clusterrolebinding",
             &format!("sluice-operator-guardrails-{}", self.namespace),
+            "--wait=false",
+        ]);
+        let _ = kubectl(&[
+            "delete",
+            "validatingadmissionpolicybinding",
+            &format!("sluice-status-writer-{}", self.namespace),
             "--wait=false",
         ]);
         let _ = std::fs::remove_dir_all(&self.overlay);

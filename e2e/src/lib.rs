@@ -314,6 +314,14 @@ pub fn operator_identity(prefix: &str) -> Option<OperatorIdentity> {
     })
 }
 
+/// The installation secret (`SLUICE_INSTALLATION_ID`) the operator of
+/// `prefix` is given: derived from the prefix, so a restarted operator
+/// names buckets as before, and a test can compute the names an attacker
+/// could not.
+pub fn installation_id(prefix: &str) -> String {
+    format!("e2e-installation-{prefix}-0123456789")
+}
+
 /// The permissions boundary the operator of `prefix` is configured with:
 /// its harness-made boundary where IAM is enforced, else
 /// `SLUICE_PERMISSIONS_BOUNDARY`, else the ARN the shipped boundary gets in
@@ -393,6 +401,7 @@ impl Operator {
                 .env_remove("AWS_SESSION_TOKEN");
         }
         command.env("SLUICE_PERMISSIONS_BOUNDARY", permissions_boundary(&prefix));
+        command.env("SLUICE_INSTALLATION_ID", installation_id(&prefix));
         command.envs(env.iter().copied());
         let child = command
             .env("SLUICE_HANDLERS_DIR", handlers)
@@ -430,6 +439,14 @@ impl Operator {
             std::thread::sleep(Duration::from_millis(100));
         }
         op
+    }
+
+    /// Lets the operator watch `namespace` again after it was deleted and
+    /// made again (a pod's RoleBinding went with it).
+    pub fn rebind(&self, namespace: &str) {
+        if let Runner::Pod(pod) = &self.runner {
+            pod.bind(namespace);
+        }
     }
 
     /// The operator's Deployment, when it runs as a pod.

@@ -2,7 +2,7 @@
 //! with a message naming the field (OpenAPI bounds and CEL rules of the
 //! committed CRD); valid edge cases are accepted.
 
-use sluice_e2e::{Namespace, install_crd, kubectl_stdin};
+use sluice_e2e::{Namespace, Policy, install_crd, kubectl_stdin, token};
 
 fn manifest(spec: &str) -> String {
     format!(
@@ -23,6 +23,15 @@ fn apply(ns: &str, spec: &str, dry_run: bool) -> (bool, String) {
 }
 
 const REFUSED: &[(&str, &str, &[&str])] = &[
+    (
+        "a put on the account's default bus, which the default policy closes",
+        "functions: [{name: f, handler: router, uses: [{eventBus: default, access: put, env: EVENT_BUS}]}]",
+        &[
+            "spec.functions[].uses[].eventBus",
+            "SluicePolicy \"default\"",
+            "allow.defaultEventBus: false",
+        ],
+    ),
     (
         "memory below Lambda's minimum",
         "functions: [{name: f, handler: s3-json-transform, memoryMiB: 64}]",
@@ -234,14 +243,23 @@ fn edge_cases_that_are_valid_are_accepted() {
             "a schedule in a time zone, with a flexible window",
             "functions: [{name: f, handler: batch-aggregate}]\n  schedules: [{name: s, expression: 'cron(0/15 8-17 ? * MON-FRI *)', timezone: Europe/Paris, flexibleWindowMinutes: 5, target: {function: f}}]",
         ),
-        (
-            "a put on the account's default bus",
-            "functions: [{name: f, handler: router, uses: [{eventBus: default, access: put, env: EVENT_BUS}]}]",
-        ),
     ] {
         let (accepted, stderr) = apply(&ns.0, spec, true);
         assert!(accepted, "{what}: refused: {stderr}");
     }
+    // Where the platform opens the default bus, a put on it is accepted.
+    let open = format!("open-bus-{}", token());
+    let _policy = Policy::apply(
+        &open,
+        serde_json::json!({"allow": {"defaultEventBus": true}}),
+    );
+    let ns = Namespace::under_policy(&open);
+    let (accepted, stderr) = apply(
+        &ns.0,
+        "functions: [{name: f, handler: router, uses: [{eventBus: default, access: put, env: EVENT_BUS}]}]",
+        true,
+    );
+    assert!(accepted, "a put on the default bus where allowed: {stderr}");
 }
 
 #[test]

@@ -323,6 +323,42 @@ async fn fan_out_sample_converges_routes_corrects_drift_shrinks_and_deletes() {
         .and_then(|e| e.variables())
         .expect("env");
     assert_eq!(env.get("EVENT_BUS"), Some(&bus));
+    // Its events carry the pipeline's own source, the only one its role may
+    // put them with; its S3 grants hold for this account's buckets only.
+    let own_source = env
+        .get("SLUICE_EVENT_SOURCE")
+        .expect("the pipeline's event source")
+        .clone();
+    assert!(
+        own_source.starts_with(&format!("{}.{}.{NAME}.", op.prefix, ns.0)),
+        "{own_source}"
+    );
+    let policy = sluice_operator::iam::parse_policy(
+        iam.get_role_policy()
+            .role_name(id_of(&dp, "IAM::Role", "router"))
+            .policy_name("sluice")
+            .send()
+            .await
+            .expect("policy")
+            .policy_document(),
+    )
+    .expect("JSON");
+    let statements = policy["Statement"].as_array().expect("statements");
+    let conditioned = |action: &str| {
+        statements
+            .iter()
+            .find(|s| s["Action"].to_string().contains(action))
+            .map(|s| s["Condition"].clone())
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        conditioned("events:PutEvents")["StringEquals"]["events:source"],
+        own_source.as_str()
+    );
+    assert_eq!(
+        conditioned("s3:GetObject")["StringEquals"]["s3:ResourceAccount"],
+        "123456789012"
+    );
     let invoke = lambda
         .get_function_event_invoke_config()
         .function_name(&router)
@@ -361,14 +397,38 @@ async fn fan_out_sample_converges_routes_corrects_drift_shrinks_and_deletes() {
         Some("expires_at")
     );
 
-    // Routing, where the emulator routes: an event shaped like the router's
-    // reaches type-b's queue and no other.
+    // Routing, where the emulator routes: an event shaped like the router's,
+    // with another source (the one routers had before sources were the
+    // pipeline's), reaches no queue: the rules match the pipeline's own.
     let put = events
         .put_events()
         .entries(
             aws_sdk_eventbridge::types::PutEventsRequestEntry::builder()
                 .event_bus_name(&bus)
                 .source("sluice.router")
+                .detail_type("data-event")
+                .detail(
+                    json!({"bucket": "b", "key": "product_1.json", "data_type": "type_b"})
+                        .to_string(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .expect("put events");
+    assert_eq!(put.failed_entry_count(), 0);
+    assert_eq!(
+        visible_messages(&sqs, &id_of(&dp, "SQS::Queue", "type-b")).await,
+        0,
+        "an event of another source was routed"
+    );
+    // With the pipeline's source it reaches type-b's queue and no other.
+    let put = events
+        .put_events()
+        .entries(
+            aws_sdk_eventbridge::types::PutEventsRequestEntry::builder()
+                .event_bus_name(&bus)
+                .source(&own_source)
                 .detail_type("data-event")
                 .detail(
                     json!({"bucket": "b", "key": "product_1.json", "data_type": "type_b"})

@@ -30,6 +30,10 @@ fn operator_refuses(manifest: &Value, name: &str, policy: &Value) -> Vec<String>
         namespace: "ns".into(),
         name: NAME.into(),
         uid: "uid".into(),
+        namespace_uid: "ns-uid".into(),
+        installation: sluice_operator::config::Secret("e2e-installation-secret".into()),
+        adopt_from: None,
+        kept_bucket_names: Default::default(),
     };
     let plan = sluice_operator::plan::plan(
         &dp.spec,

@@ -42,6 +42,10 @@ async fn name_for(op: &Operator, ns: &str, kind: NameKind, logical: &str) -> Str
         namespace: ns.into(),
         name: NAME.into(),
         uid: String::new(),
+        namespace_uid: String::new(),
+        installation: sluice_operator::config::Secret(sluice_e2e::installation_id(&op.prefix)),
+        adopt_from: None,
+        kept_bucket_names: Default::default(),
     }
     .aws_name(kind, logical)
 }

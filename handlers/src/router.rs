@@ -12,8 +12,13 @@ use crate::publisher::{EventEntry, EventPublisher, publish_all};
 use crate::retry::Backoff;
 use crate::store::ObjectStore;
 
-/// `source` of the events the router publishes.
+/// `source` of the events the router publishes when no pipeline source is
+/// configured (a router run outside Sluice, in tests).
 pub const EVENT_SOURCE: &str = "sluice.router";
+/// The variable naming the pipeline's own event source: every event its
+/// functions publish carries it (their grant to put events is conditioned
+/// on it), and the rules of its buses match only it.
+pub const SOURCE_VAR: &str = "SLUICE_EVENT_SOURCE";
 /// `detail-type` of the events the router publishes.
 pub const DETAIL_TYPE: &str = "data-event";
 
@@ -22,15 +27,21 @@ pub const DETAIL_TYPE: &str = "data-event";
 pub struct RouterConfig {
     /// `EVENT_BUS`: bus name or ARN.
     pub event_bus: String,
+    /// `SLUICE_EVENT_SOURCE`, else [`EVENT_SOURCE`]: the `source` of every
+    /// event published.
+    pub source: String,
     /// Retry policy for failed PutEvents entries.
     pub backoff: Backoff,
 }
 
 impl RouterConfig {
-    /// Reads `EVENT_BUS`.
+    /// Reads `EVENT_BUS` and `SLUICE_EVENT_SOURCE`.
     pub fn from_env(env: &(impl Env + ?Sized)) -> Result<Self, ConfigError> {
         Ok(Self {
             event_bus: env.required("EVENT_BUS")?,
+            source: env
+                .optional(SOURCE_VAR)
+                .unwrap_or_else(|| EVENT_SOURCE.to_owned()),
             backoff: Backoff::default(),
         })
     }
@@ -166,7 +177,7 @@ pub async fn handle<S: ObjectStore, P: EventPublisher>(
             .map_err(|e| HandlerError::validation(format!("cannot serialize event detail: {e}")))?;
         entries.push(EventEntry {
             bus: config.event_bus.clone(),
-            source: EVENT_SOURCE.into(),
+            source: config.source.clone(),
             detail_type: DETAIL_TYPE.into(),
             detail: json,
         });
@@ -203,8 +214,21 @@ mod tests {
     fn config() -> RouterConfig {
         RouterConfig {
             event_bus: "pipeline-bus".into(),
+            source: EVENT_SOURCE.into(),
             backoff: Backoff::immediate(3),
         }
+    }
+
+    #[test]
+    fn the_source_is_the_pipelines_own_when_the_operator_names_it() {
+        let own = RouterConfig::from_env(&[
+            ("EVENT_BUS", "b"),
+            (SOURCE_VAR, "sluice.team-a.orders.0123456789abcdef"),
+        ])
+        .expect("valid");
+        assert_eq!(own.source, "sluice.team-a.orders.0123456789abcdef");
+        let plain = RouterConfig::from_env(&[("EVENT_BUS", "b")]).expect("valid");
+        assert_eq!(plain.source, EVENT_SOURCE);
     }
 
     fn record(key: &str) -> Value {

@@ -166,12 +166,26 @@ pub async fn send_listing<S: ObjectStore + ?Sized>(
 #[derive(Debug, Clone)]
 pub struct S3Store {
     client: aws_sdk_s3::Client,
+    expected_owner: Option<String>,
 }
 
 impl S3Store {
     /// Wraps an S3 client.
     pub fn new(client: aws_sdk_s3::Client) -> Self {
-        Self { client }
+        Self {
+            client,
+            expected_owner: None,
+        }
+    }
+
+    /// Every call names `account` as the bucket's owner
+    /// (`ExpectedBucketOwner`): S3 refuses it, whatever the bucket's policy
+    /// says, when another account owns the bucket, so a bucket of the same
+    /// name made first in another account (squatted) is never read from or
+    /// written to.
+    pub fn expecting_owner(mut self, account: Option<String>) -> Self {
+        self.expected_owner = account.filter(|a| !a.is_empty());
+        self
     }
 }
 
@@ -194,6 +208,7 @@ impl ObjectStore for S3Store {
             .get_object()
             .bucket(bucket)
             .key(key)
+            .set_expected_bucket_owner(self.expected_owner.clone())
             .send()
             .await
             .map_err(|e| classify_sdk_error(&e, &what()))?;
@@ -226,6 +241,7 @@ impl ObjectStore for S3Store {
         self.client
             .put_object()
             .bucket(bucket)
+            .set_expected_bucket_owner(self.expected_owner.clone())
             .key(key)
             .content_type(content_type)
             .body(ByteStream::from(body))
@@ -260,6 +276,7 @@ impl ObjectStore for S3Store {
             .client
             .list_objects_v2()
             .bucket(bucket)
+            .set_expected_bucket_owner(self.expected_owner.clone())
             .prefix(prefix)
             .max_keys(SIZED_PAGE_KEYS)
             .set_continuation_token(continuation)

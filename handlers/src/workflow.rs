@@ -274,22 +274,28 @@ pub const NOTIFY_DETAIL_TYPE: &str = "pipeline-run-succeeded";
 pub struct NotifyConfig {
     /// Bus name or ARN.
     pub event_bus: Option<String>,
+    /// `SLUICE_EVENT_SOURCE` (the pipeline's own source), else
+    /// [`NOTIFY_EVENT_SOURCE`].
+    pub source: String,
     /// Retry policy for a failed PutEvents entry.
     pub backoff: Backoff,
 }
 
 impl NotifyConfig {
-    /// Reads `NOTIFY_EVENT_BUS` (optional).
+    /// Reads `NOTIFY_EVENT_BUS` (optional) and `SLUICE_EVENT_SOURCE`.
     pub fn from_env(env: &(impl Env + ?Sized)) -> Self {
         Self {
             event_bus: env.optional("NOTIFY_EVENT_BUS"),
+            source: env
+                .optional(crate::router::SOURCE_VAR)
+                .unwrap_or_else(|| NOTIFY_EVENT_SOURCE.to_owned()),
             backoff: Backoff::default(),
         }
     }
 }
 
 /// `notify`: builds the run summary, publishes it when a bus is configured
-/// (event source `sluice.workflow`, detail-type `pipeline-run-succeeded`,
+/// (event source the pipeline's own, detail-type `pipeline-run-succeeded`,
 /// detail = the summary), logs and returns it. A summary EventBridge still
 /// rejects after the retries is a `RetryableError`, so the state machine's
 /// `Retry` covers it.
@@ -318,7 +324,7 @@ pub async fn notify<P: EventPublisher>(
         })?;
         let entry = EventEntry {
             bus: bus.clone(),
-            source: NOTIFY_EVENT_SOURCE.into(),
+            source: config.source.clone(),
             detail_type: NOTIFY_DETAIL_TYPE.into(),
             detail,
         };
@@ -509,6 +515,7 @@ mod tests {
         publisher.fail_entry("o1.json", 1);
         let config = NotifyConfig {
             event_bus: Some("runs".into()),
+            source: "sluice.team-a.orders.0123456789abcdef".into(),
             backoff: crate::retry::Backoff::immediate(3),
         };
         let summary = notify(&publisher, &config, loaded(), now())
@@ -522,7 +529,7 @@ mod tests {
         let published = publisher.published();
         assert_eq!(published.len(), 1);
         assert_eq!(published[0].bus, "runs");
-        assert_eq!(published[0].source, NOTIFY_EVENT_SOURCE);
+        assert_eq!(published[0].source, "sluice.team-a.orders.0123456789abcdef");
         assert_eq!(published[0].detail_type, NOTIFY_DETAIL_TYPE);
         let detail: NotifySummary =
             serde_json::from_str(&published[0].detail).expect("detail is the summary");
@@ -536,6 +543,7 @@ mod tests {
         publisher.fail_entry("o1.json", 99);
         let config = NotifyConfig {
             event_bus: Some("runs".into()),
+            source: NOTIFY_EVENT_SOURCE.into(),
             backoff: crate::retry::Backoff::immediate(2),
         };
         let error = notify(&publisher, &config, loaded(), now())

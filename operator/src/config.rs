@@ -23,6 +23,10 @@ pub struct OperatorConfig {
     /// operator's own AWS policy lets it create and change roles only with
     /// it, so leaked operator keys cannot make an unbounded role.
     pub permissions_boundary: String,
+    /// The installation's secret: salts bucket names (global across every
+    /// AWS account) so nobody can compute and squat them; its fingerprint
+    /// marks released resources. Keep it for the installation's lifetime.
+    pub installation_id: Secret,
     /// Address of the `/metrics`, `/livez` and `/readyz` server.
     pub admin_addr: SocketAddr,
     /// Watch only these namespaces (all namespaces when empty). The
@@ -39,6 +43,24 @@ pub struct OperatorConfig {
     pub health_interval: Option<Duration>,
     /// The window health figures cover.
     pub health_window: Duration,
+}
+
+/// A value never shown: `Debug` prints `(redacted)`, so a logged
+/// configuration or identity does not carry it.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl Secret {
+    /// The value itself, for the one place that uses it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("(redacted)")
+    }
 }
 
 /// A configuration variable that is set but invalid.
@@ -183,6 +205,28 @@ impl OperatorConfig {
                 ),
             });
         }
+        let installation_id = get("SLUICE_INSTALLATION_ID")
+            .map(|i| i.trim().to_owned())
+            .ok_or_else(|| ConfigError {
+                var: "SLUICE_INSTALLATION_ID",
+                message: "not set: a secret of this installation, at least 16 characters, e.g. \
+                          `openssl rand -hex 16`, kept for its lifetime: new buckets' names derive \
+                          from it so nobody can make them first in another account"
+                    .into(),
+            })?;
+        if installation_id.len() < 16
+            || installation_id.len() > 256
+            || !installation_id.bytes().all(|b| b.is_ascii_graphic())
+        {
+            return Err(ConfigError {
+                var: "SLUICE_INSTALLATION_ID",
+                message: format!(
+                    "{} characters: use 16 to 256 printable characters without spaces, e.g. \
+                     `openssl rand -hex 16`",
+                    installation_id.chars().count()
+                ),
+            });
+        }
         Ok(OperatorConfig {
             default_region,
             allowed_regions,
@@ -190,6 +234,7 @@ impl OperatorConfig {
             handlers_dir,
             resync,
             permissions_boundary,
+            installation_id: Secret(installation_id),
             admin_addr,
             watch_namespaces,
             quotas: QuotaConfig { share, overrides },
@@ -256,6 +301,8 @@ mod tests {
             .collect();
         map.entry("SLUICE_PERMISSIONS_BOUNDARY".into())
             .or_insert_with(|| BOUNDARY.into());
+        map.entry("SLUICE_INSTALLATION_ID".into())
+            .or_insert_with(|| "0123456789abcdef0123".into());
         OperatorConfig::from_lookup(|k| map.get(k).cloned(), Some("eu-west-1".into()))
     }
 
@@ -317,8 +364,11 @@ mod tests {
     #[test]
     fn the_permissions_boundary_is_required_and_must_be_a_policy_arn() {
         assert_eq!(config(&[]).expect("valid").permissions_boundary, BOUNDARY);
-        let missing = OperatorConfig::from_lookup(|_| None, Some("eu-west-1".into()))
-            .expect_err("no boundary");
+        let missing = OperatorConfig::from_lookup(
+            |k| (k == "SLUICE_INSTALLATION_ID").then(|| "0123456789abcdef0123".into()),
+            Some("eu-west-1".into()),
+        )
+        .expect_err("no boundary");
         assert_eq!(missing.var, "SLUICE_PERMISSIONS_BOUNDARY");
         assert!(
             missing.message.contains("pipeline-boundary.json"),
@@ -337,6 +387,30 @@ mod tests {
         let plain = "arn:aws:iam::123456789012:policy/boundary";
         let c = config(&[("SLUICE_PERMISSIONS_BOUNDARY", plain)]).expect("valid");
         assert_eq!(c.permissions_boundary, plain);
+    }
+
+    #[test]
+    fn the_installation_id_is_required_and_long_enough_to_be_a_secret() {
+        let missing = OperatorConfig::from_lookup(
+            |k| (k == "SLUICE_PERMISSIONS_BOUNDARY").then(|| BOUNDARY.into()),
+            Some("eu-west-1".into()),
+        )
+        .expect_err("no installation id");
+        assert_eq!(missing.var, "SLUICE_INSTALLATION_ID");
+        assert!(
+            missing.message.contains("openssl rand"),
+            "{}",
+            missing.message
+        );
+        let short = config(&[("SLUICE_INSTALLATION_ID", "abc")]).expect_err("short");
+        assert_eq!(short.var, "SLUICE_INSTALLATION_ID");
+        assert!(
+            !short.message.contains("abc"),
+            "a secret is never echoed: {}",
+            short.message
+        );
+        let c = config(&[]).expect("valid");
+        assert!(!format!("{c:?}").contains("0123456789abcdef0123"), "{c:?}");
     }
 
     #[test]

@@ -23,7 +23,7 @@ use kube::{
     },
 };
 use serde_json::json;
-use tokio::sync::{Mutex, Semaphore};
+use tokio::sync::Mutex;
 use tracing::{info, warn};
 
 use crate::{
@@ -38,7 +38,7 @@ use crate::{
     events::{self, EventType, Recorder},
     health::poller::Poller,
     metrics::Metrics,
-    naming::PipelineId,
+    naming::{ADOPT_FROM_ANNOTATION, PipelineId},
     plan::{self, Plan, PlanContext},
     policy::{self, Effective, Neighbours},
     reconcile::{
@@ -76,8 +76,9 @@ pub struct Context {
     /// Event recorder.
     pub recorder: Recorder,
     /// Reconciles running at once, across every watched namespace
-    /// (`SLUICE_MAX_CONCURRENT_RECONCILES`); waiters are served in order.
-    slots: Semaphore,
+    /// (`SLUICE_MAX_CONCURRENT_RECONCILES`); waiting namespaces take turns
+    /// ([`crate::fair::Slots`]).
+    slots: Arc<crate::fair::Slots>,
     failures: Mutex<HashMap<String, u32>>,
     /// When this process first saw each pipeline's current generation
     /// (by UID), and whether its time to Ready was recorded yet.
@@ -140,7 +141,7 @@ impl Context {
                 std::env::var("POD_NAME").ok(),
             ),
             regions: Arc::new(Regions::new(sdk, config.quotas.clone(), metrics.clone())),
-            slots: Semaphore::new(usize::from(config.max_concurrent_reconciles)),
+            slots: crate::fair::Slots::new(usize::from(config.max_concurrent_reconciles)),
             client,
             config,
             catalog,
@@ -152,6 +153,15 @@ impl Context {
             watched: std::sync::OnceLock::new(),
             policy_digests: std::sync::Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The UID of `namespace` (empty until the namespace cache holds it).
+    fn namespace_uid(&self, namespace: &str) -> String {
+        self.watched
+            .get()
+            .and_then(|w| w.namespaces.get(&ObjectRef::new(namespace)))
+            .and_then(|ns| ns.metadata.uid.clone())
+            .unwrap_or_default()
     }
 
     /// What the SluicePolicies selecting `namespace` combine to (the
@@ -602,10 +612,9 @@ fn key(dp: &DataPipeline) -> String {
 async fn reconcile(dp: Arc<DataPipeline>, ctx: Arc<Context>) -> Result<Action> {
     // A slot is held only while this pipeline works; waits for AWS to catch
     // up are requeues, which give it back.
-    // (The semaphore is never closed.)
-    let _slot = ctx.slots.acquire().await.ok();
-    let started = Instant::now();
     let ns = dp.namespace().unwrap_or_default();
+    let _slot = ctx.slots.acquire(&ns).await;
+    let started = Instant::now();
     let api: Api<DataPipeline> = Api::namespaced(ctx.client.clone(), &ns);
     // Set by apply or cleanup; stays "finalizer" when the helper only added
     // or removed the finalizer.
@@ -653,15 +662,17 @@ fn error_policy(dp: Arc<DataPipeline>, error: &Error, _ctx: Arc<Context>) -> Act
     }
 }
 
-fn pipeline_id(dp: &DataPipeline, ctx: &Context, aws: &Aws) -> PipelineId {
-    PipelineId {
-        prefix: ctx.config.name_prefix.clone(),
-        account: aws.account.clone(),
-        region: aws.region.clone(),
-        namespace: dp.namespace().unwrap_or_default(),
-        name: dp.name_any(),
-        uid: dp.uid().unwrap_or_default(),
+/// The pipeline's identity in AWS: its names, and what it may adopt: a
+/// resource released in its own namespace (by the namespace's UID), or in
+/// the earlier namespace its `sluice.dev/adopt-from-namespace-uid`
+/// annotation names where `effective` allows that.
+fn pipeline_id(dp: &DataPipeline, ctx: &Context, aws: &Aws, effective: &Effective) -> PipelineId {
+    let mut id = PipelineId::of(dp, &ctx.config, &aws.account, &aws.region);
+    id.namespace_uid = ctx.namespace_uid(&id.namespace);
+    if effective.values.allow.adoption_from_earlier_namespace {
+        id.adopt_from = dp.annotations().get(ADOPT_FROM_ANNOTATION).cloned();
     }
+    id
 }
 
 fn region(dp: &DataPipeline, ctx: &Context) -> String {
@@ -734,18 +745,18 @@ async fn converge(dp: &DataPipeline, ctx: &Context) -> Result<(Action, &'static 
         return unplanned(Error::InvalidSpec(problems)).await;
     }
     let aws = match ctx.aws(&region(dp, ctx)).await {
-        Ok(aws) => aws,
+        Ok(aws) => aws.for_tenant(&dp.namespace().unwrap_or_default()),
         Err(e) => return unplanned(e).await,
     };
-    let pid = pipeline_id(dp, ctx, &aws);
+    let namespace = dp.namespace().unwrap_or_default();
+    let effective = ctx.effective_policy(&namespace);
+    let pid = pipeline_id(dp, ctx, &aws, &effective);
     let plan = plan_for(dp, ctx, &pid);
     if let Err(problems) = reconcile::validate::validate_plan(&plan) {
         return unplanned(Error::InvalidSpec(problems)).await;
     }
     // The platform's guardrails: a pipeline outside its namespace's policy
     // changes nothing in AWS (and loses nothing) until it fits again.
-    let namespace = dp.namespace().unwrap_or_default();
-    let effective = ctx.effective_policy(&namespace);
     ctx.checked_against(dp, &effective);
     let problems = policy::check(
         &dp.spec,
@@ -959,8 +970,12 @@ async fn remove(dp: &DataPipeline, ctx: &Context) -> Result<Action> {
         // Never allowed, so nothing was created there.
         return Ok(Action::await_change());
     }
-    let aws = ctx.aws(&region).await?;
-    let pid = pipeline_id(dp, ctx, &aws);
+    let aws = ctx
+        .aws(&region)
+        .await?
+        .for_tenant(&dp.namespace().unwrap_or_default());
+    let namespace = dp.namespace().unwrap_or_default();
+    let pid = pipeline_id(dp, ctx, &aws, &ctx.effective_policy(&namespace));
     let plan = reconcile::validate(&dp.spec, &ctx.config, &ctx.catalog)
         .ok()
         .map(|()| plan_for(dp, ctx, &pid));
@@ -987,7 +1002,6 @@ async fn remove(dp: &DataPipeline, ctx: &Context) -> Result<Action> {
     ctx.forget_inventory(dp).await;
     // Its place under the namespace's limits is free: pipelines stalled by
     // them look again.
-    let namespace = dp.namespace().unwrap_or_default();
     ctx.retrigger(&ctx.stalled_by_policy(&namespace));
     if let Ok(mut digests) = ctx.policy_digests.lock() {
         digests.remove(&dp.uid().unwrap_or_default());

@@ -116,18 +116,44 @@ pub mod actions {
     pub const LAMBDA_INVOKE: &[&str] = &["lambda:InvokeFunction"];
 }
 
-/// The grants of one role: actions per resource ARN. Built from the graph's
-/// edges; never holds a wildcard resource.
+/// The grants of one role: actions per resource ARN, each under an
+/// optional condition. Built from the graph's edges; never holds a wildcard
+/// resource.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Grants {
-    by_resource: BTreeMap<String, BTreeSet<&'static str>>,
+    /// (resource, condition as JSON text) → actions.
+    by_resource: BTreeMap<(String, Option<String>), BTreeSet<&'static str>>,
+}
+
+/// The condition on every S3 grant: the bucket belongs to `account`, so a
+/// bucket of the same name another account made first (squatted) is never
+/// reached, whatever its own policy allows.
+pub fn in_account(account: &str) -> Value {
+    json!({"StringEquals": {"s3:ResourceAccount": account}})
+}
+
+/// The condition on every grant to put events: only with the pipeline's own
+/// `source` ([`crate::naming::PipelineId::event_source`]).
+pub fn with_source(source: &str) -> Value {
+    json!({"StringEquals": {"events:source": source}})
 }
 
 impl Grants {
     /// Allows `actions` on `resource` (an ARN; object ARNs end in `/*`).
     pub fn allow(&mut self, resource: impl Into<String>, actions: &[&'static str]) {
+        self.allow_if(resource, actions, None);
+    }
+
+    /// Allows `actions` on `resource` when `condition` (an IAM `Condition`
+    /// block) holds.
+    pub fn allow_if(
+        &mut self,
+        resource: impl Into<String>,
+        actions: &[&'static str],
+        condition: Option<&Value>,
+    ) {
         self.by_resource
-            .entry(resource.into())
+            .entry((resource.into(), condition.map(Value::to_string)))
             .or_default()
             .extend(actions.iter().copied());
     }
@@ -137,34 +163,42 @@ impl Grants {
         self.by_resource.is_empty()
     }
 
-    /// The actions granted on `resource`.
+    /// The actions granted on `resource`, under any condition.
     pub fn actions_on(&self, resource: &str) -> Vec<&'static str> {
         self.by_resource
-            .get(resource)
-            .map(|a| a.iter().copied().collect())
-            .unwrap_or_default()
+            .iter()
+            .filter(|((r, _), _)| r == resource)
+            .flat_map(|(_, actions)| actions.iter().copied())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect()
     }
 
-    /// One statement per distinct action set, listing every resource that
-    /// gets exactly that set, in a stable order.
+    /// One statement per distinct action set and condition, listing every
+    /// resource that gets exactly that set, in a stable order.
     pub fn statements(&self) -> Vec<Value> {
-        let mut by_actions: BTreeMap<Vec<&'static str>, Vec<&str>> = BTreeMap::new();
-        for (resource, actions) in &self.by_resource {
+        type Key<'a> = (Vec<&'static str>, Option<&'a str>);
+        let mut by_actions: BTreeMap<Key<'_>, Vec<&str>> = BTreeMap::new();
+        for ((resource, condition), actions) in &self.by_resource {
             by_actions
-                .entry(actions.iter().copied().collect())
+                .entry((actions.iter().copied().collect(), condition.as_deref()))
                 .or_default()
                 .push(resource);
         }
         by_actions
             .into_iter()
             .enumerate()
-            .map(|(index, (actions, resources))| {
-                json!({
+            .map(|(index, ((actions, condition), resources))| {
+                let mut statement = json!({
                     "Sid": format!("Grant{index}"),
                     "Effect": "Allow",
                     "Action": actions,
                     "Resource": resources,
-                })
+                });
+                if let Some(condition) = condition.and_then(|c| serde_json::from_str(c).ok()) {
+                    statement["Condition"] = condition;
+                }
+                statement
             })
             .collect()
     }

@@ -18,6 +18,7 @@ pub mod controller;
 pub mod crd;
 pub mod error;
 pub mod events;
+pub mod fair;
 pub mod health;
 pub mod iam;
 pub mod memory;

@@ -9,10 +9,20 @@
 //! (namespace, pipeline) pair whose name matches another's takes about
 //! 2^64 hash evaluations, not the minutes a 32-bit hash took.
 //!
+//! Bucket names, which are global across every AWS account, also hash the
+//! installation's secret (`SLUICE_INSTALLATION_ID`): nobody outside can
+//! compute a bucket name before the operator makes it and squat it in
+//! another account. A bucket an earlier version named without it keeps that
+//! name (the inventory records it).
+//!
 //! Ownership is read from tags: the owning pipeline's UID while it owns a
-//! resource; after a `Retain` deletion only [`TAG_RELEASED_BY`], naming the
-//! pipeline (namespace/name) that released it. Only that pipeline may adopt
-//! it again.
+//! resource; after a `Retain` deletion only the release marker: the
+//! pipeline (namespace/name) that released it ([`TAG_RELEASED_BY`]), the
+//! UID of the namespace it was in ([`TAG_RELEASED_FROM_NAMESPACE`]) and a
+//! fingerprint of the installation ([`TAG_INSTALLATION`]). Only a pipeline
+//! of that name, in that namespace (not a later one of the same name) and
+//! installation, may adopt it again, unless the platform allows adoption
+//! from an earlier namespace and the pipeline names it by its UID.
 
 use std::collections::BTreeMap;
 
@@ -32,6 +42,18 @@ pub const MANAGER: &str = "sluice-operator";
 /// pipeline as `namespace/name` (not its UID, which a recreated pipeline
 /// does not keep). Only a pipeline of that namespace and name adopts it.
 pub const TAG_RELEASED_BY: &str = "sluice.dev/released-by";
+
+/// Release-marker tag: the UID of the namespace the releasing pipeline was
+/// in, so a later namespace of the same name does not adopt by name alone.
+pub const TAG_RELEASED_FROM_NAMESPACE: &str = "sluice.dev/released-from-namespace-uid";
+/// Release-marker tag: a fingerprint of the installation that released
+/// the resource ([`PipelineId::installation_fingerprint`]).
+pub const TAG_INSTALLATION: &str = "sluice.dev/installation";
+/// The annotation by which a pipeline asks to adopt what a pipeline of its
+/// name released in an earlier namespace of its name, naming that
+/// namespace's UID (honoured only where the SluicePolicy allows
+/// `adoptionFromEarlierNamespace`).
+pub const ADOPT_FROM_ANNOTATION: &str = "sluice.dev/adopt-from-namespace-uid";
 
 /// Hex characters of the digest at the end of every name (64 bits).
 pub const HASH_HEX_LEN: usize = 16;
@@ -140,23 +162,71 @@ pub struct PipelineId {
     pub name: String,
     /// Kubernetes UID of the pipeline.
     pub uid: String,
+    /// UID of the pipeline's namespace: which incarnation of a namespace of
+    /// that name it is in.
+    pub namespace_uid: String,
+    /// The installation's secret (`SLUICE_INSTALLATION_ID`): salts bucket
+    /// names; only its fingerprint is ever written anywhere.
+    pub installation: crate::config::Secret,
+    /// The earlier namespace (its UID) the pipeline may adopt released
+    /// resources from: its `sluice.dev/adopt-from-namespace-uid`
+    /// annotation, where the namespace's SluicePolicy allows it.
+    pub adopt_from: Option<String>,
+    /// Bucket names the pipeline's inventory records: a bucket an earlier
+    /// version named without the installation's secret keeps its name.
+    pub kept_bucket_names: std::collections::BTreeSet<String>,
 }
 
 impl PipelineId {
-    /// The identity of pipeline `dp` in an account and region.
-    pub fn of(dp: &crate::crd::DataPipeline, prefix: &str, account: &str, region: &str) -> Self {
+    /// The identity of pipeline `dp` in an account and region, for naming:
+    /// the namespace's UID and what it may adopt are the controller's to
+    /// add ([`PipelineId::namespace_uid`], [`PipelineId::adopt_from`]).
+    pub fn of(
+        dp: &crate::crd::DataPipeline,
+        config: &crate::config::OperatorConfig,
+        account: &str,
+        region: &str,
+    ) -> Self {
         PipelineId {
-            prefix: prefix.to_owned(),
+            prefix: config.name_prefix.clone(),
             account: account.to_owned(),
             region: region.to_owned(),
             namespace: dp.metadata.namespace.clone().unwrap_or_default(),
             name: dp.metadata.name.clone().unwrap_or_default(),
             uid: dp.metadata.uid.clone().unwrap_or_default(),
+            namespace_uid: String::new(),
+            installation: config.installation_id.clone(),
+            adopt_from: None,
+            kept_bucket_names: dp
+                .status
+                .iter()
+                .flat_map(|s| &s.inventory)
+                .filter(|e| e.kind == crate::plan::Kind::Bucket.as_str())
+                .map(|e| e.id.clone())
+                .collect(),
         }
     }
 
-    /// The AWS name of a node of the given kind.
+    /// The AWS name of a node of the given kind. A bucket's hashes the
+    /// installation's secret too.
     pub fn aws_name(&self, kind: NameKind, logical: &str) -> String {
+        if kind != NameKind::Bucket {
+            return self.name_with(kind, logical, "");
+        }
+        let unsalted = self.unsalted_bucket_name(logical);
+        if self.kept_bucket_names.contains(&unsalted) {
+            return unsalted;
+        }
+        self.name_with(kind, logical, self.installation.expose())
+    }
+
+    /// The name an earlier version gave a bucket, without the installation's
+    /// secret: kept by a bucket the pipeline's inventory records under it.
+    pub fn unsalted_bucket_name(&self, logical: &str) -> String {
+        self.name_with(NameKind::Bucket, logical, "")
+    }
+
+    fn name_with(&self, kind: NameKind, logical: &str, salt: &str) -> String {
         let mut hasher = Sha256::new();
         for part in [
             self.prefix.as_str(),
@@ -170,6 +240,10 @@ impl PipelineId {
             hasher.update(part.as_bytes());
             hasher.update([0]);
         }
+        if !salt.is_empty() {
+            hasher.update(b"installation");
+            hasher.update(salt.as_bytes());
+        }
         let hash = hex::encode(&hasher.finalize()[..HASH_HEX_LEN / 2]);
         let readable = sanitize(&format!(
             "{}-{}-{}-{}",
@@ -182,8 +256,9 @@ impl PipelineId {
 
     /// The bucket holding the operator's code artifacts in this account and
     /// region, shared by every pipeline: `<prefix>-code-<16 hex>`, the hash
-    /// of (prefix, account, region), so two installations (prefixes) or
-    /// accounts never share one.
+    /// of (prefix, account, region) and the installation's secret, so two
+    /// installations or accounts never share one and nobody outside can
+    /// make it first.
     pub fn code_bucket(&self) -> String {
         let mut hasher = Sha256::new();
         for part in [&self.prefix, &self.account, &self.region] {
@@ -191,8 +266,40 @@ impl PipelineId {
             hasher.update([0]);
         }
         hasher.update(b"code");
+        hasher.update(self.installation.expose().as_bytes());
         let hash = hex::encode(&hasher.finalize()[..HASH_HEX_LEN / 2]);
         format!("{}-code-{hash}", self.prefix)
+    }
+
+    /// The `source` of every event the pipeline's functions publish:
+    /// `<prefix>.<namespace>.<pipeline>.<16 hex>` (the readable part cut to
+    /// fit EventBridge's 256 characters; the hash as in [`Self::aws_name`]).
+    /// Each function's grant to put events holds it as the
+    /// `events:source` condition, and the rules of the pipeline's buses
+    /// match only it, so no other pipeline can publish as this one.
+    pub fn event_source(&self) -> String {
+        let mut hasher = Sha256::new();
+        for part in [
+            self.prefix.as_str(),
+            self.account.as_str(),
+            self.region.as_str(),
+            self.namespace.as_str(),
+            self.name.as_str(),
+            "event-source",
+        ] {
+            hasher.update(part.as_bytes());
+            hasher.update([0]);
+        }
+        let hash = hex::encode(&hasher.finalize()[..HASH_HEX_LEN / 2]);
+        let readable = format!(
+            "{}.{}.{}",
+            sanitize(&self.prefix),
+            sanitize(&self.namespace),
+            sanitize(&self.name)
+        );
+        let room = 256 - hash.len() - 1;
+        let readable = &readable[..readable.len().min(room)];
+        format!("{readable}.{hash}")
     }
 
     /// The IAM path of every role this installation creates, `/<prefix>/`:
@@ -217,9 +324,26 @@ impl PipelineId {
         ])
     }
 
+    /// A fingerprint of the installation, the value of [`TAG_INSTALLATION`]:
+    /// 16 hex characters of a SHA-256 of its secret, which they do not
+    /// reveal.
+    pub fn installation_fingerprint(&self) -> String {
+        let mut hasher = Sha256::new();
+        hasher.update(b"sluice installation fingerprint\0");
+        hasher.update(self.installation.expose().as_bytes());
+        hex::encode(&hasher.finalize()[..HASH_HEX_LEN / 2])
+    }
+
     /// The tags a `Retain` deletion leaves: only the release marker.
     pub fn release_marker(&self) -> BTreeMap<String, String> {
-        BTreeMap::from([(TAG_RELEASED_BY.to_owned(), self.pipeline_ref())])
+        BTreeMap::from([
+            (TAG_RELEASED_BY.to_owned(), self.pipeline_ref()),
+            (
+                TAG_RELEASED_FROM_NAMESPACE.to_owned(),
+                self.namespace_uid.clone(),
+            ),
+            (TAG_INSTALLATION.to_owned(), self.installation_fingerprint()),
+        ])
     }
 
     /// Whose a found resource is, from its tags.
@@ -233,9 +357,35 @@ impl PipelineId {
                     .unwrap_or_else(|| "an unknown pipeline".to_owned()),
             },
             None => match tags.get(TAG_RELEASED_BY) {
-                Some(by) if *by == self.pipeline_ref() => Ownership::ReleasedToUs,
+                Some(by) if *by == self.pipeline_ref() => self.released_by_our_name(tags),
                 Some(by) => Ownership::ReleasedByOther { by: by.clone() },
                 None => Ownership::Unmarked,
+            },
+        }
+    }
+
+    /// A resource released by a pipeline of this namespace and name: ours
+    /// if it was released in this very namespace (its UID) by this
+    /// installation, or from the earlier namespace this pipeline may adopt
+    /// from. A marker of an earlier version (no namespace UID) is adopted
+    /// only with the annotation, whatever UID it names.
+    fn released_by_our_name(&self, tags: &BTreeMap<String, String>) -> Ownership {
+        let by = self.pipeline_ref();
+        if tags
+            .get(TAG_INSTALLATION)
+            .is_some_and(|i| *i != self.installation_fingerprint())
+        {
+            return Ownership::ReleasedByOther {
+                by: format!("{by} of another Sluice installation"),
+            };
+        }
+        match tags.get(TAG_RELEASED_FROM_NAMESPACE) {
+            Some(uid) if *uid == self.namespace_uid && !uid.is_empty() => Ownership::ReleasedToUs,
+            Some(uid) if self.adopt_from.as_ref() == Some(uid) => Ownership::ReleasedToUs,
+            None if self.adopt_from.is_some() => Ownership::ReleasedToUs,
+            found => Ownership::ReleasedFromEarlierNamespace {
+                by,
+                namespace_uid: found.cloned(),
             },
         }
     }
@@ -257,6 +407,15 @@ pub enum Ownership {
     ReleasedByOther {
         /// `namespace/name` from the release marker.
         by: String,
+    },
+    /// Released by a pipeline of this namespace and name, but in an
+    /// earlier namespace of that name (another UID): adopted only where
+    /// the platform allows it and the pipeline names that namespace.
+    ReleasedFromEarlierNamespace {
+        /// `namespace/name` from the release marker.
+        by: String,
+        /// That namespace's UID, if the marker has one.
+        namespace_uid: Option<String>,
     },
     /// Neither ownership tags nor a release marker: Sluice did not create it
     /// for this pipeline (or lost track of it), so it is not adopted by
@@ -301,7 +460,59 @@ mod tests {
             namespace: namespace.into(),
             name: name.into(),
             uid: "uid-1".into(),
+            namespace_uid: "ns-uid-1".into(),
+            installation: crate::config::Secret("installation-secret-1".into()),
+            adopt_from: None,
+            kept_bucket_names: Default::default(),
         }
+    }
+
+    #[test]
+    fn bucket_names_hash_the_installations_secret_and_other_names_do_not() {
+        let a = id("team-a", "orders");
+        let b = PipelineId {
+            installation: crate::config::Secret("installation-secret-2".into()),
+            ..a.clone()
+        };
+        assert_ne!(
+            a.aws_name(NameKind::Bucket, "input"),
+            b.aws_name(NameKind::Bucket, "input"),
+            "a bucket name cannot be computed without the secret"
+        );
+        assert_eq!(
+            a.aws_name(NameKind::Function, "f"),
+            b.aws_name(NameKind::Function, "f"),
+            "names that are not global across accounts are unchanged"
+        );
+        // The name an earlier version gave is the unsalted one, the same
+        // for every installation.
+        assert_eq!(
+            a.unsalted_bucket_name("input"),
+            b.unsalted_bucket_name("input")
+        );
+        assert_ne!(
+            a.unsalted_bucket_name("input"),
+            a.aws_name(NameKind::Bucket, "input")
+        );
+        // A bucket an earlier version made keeps its name (its inventory
+        // records it); a name the pipeline could not have had is ignored.
+        let kept = PipelineId {
+            kept_bucket_names: [a.unsalted_bucket_name("input"), "victims-bucket".into()].into(),
+            ..a.clone()
+        };
+        assert_eq!(
+            kept.aws_name(NameKind::Bucket, "input"),
+            a.unsalted_bucket_name("input")
+        );
+        assert_eq!(
+            kept.aws_name(NameKind::Bucket, "output"),
+            a.aws_name(NameKind::Bucket, "output")
+        );
+        // The fingerprint names the installation without giving its secret.
+        let fingerprint = a.installation_fingerprint();
+        assert_eq!(fingerprint.len(), 16);
+        assert!(!fingerprint.contains("secret"));
+        assert_ne!(fingerprint, b.installation_fingerprint());
     }
 
     #[test]
@@ -412,12 +623,63 @@ mod tests {
             marker.get(TAG_RELEASED_BY).map(String::as_str),
             Some("a/orders")
         );
+        assert_eq!(
+            marker.get(TAG_RELEASED_FROM_NAMESPACE).map(String::as_str),
+            Some("ns-uid-1")
+        );
         // The same namespace and name, recreated with a new UID, adopts.
         let recreated = PipelineId {
             uid: "uid-new".into(),
             ..a.clone()
         };
         assert_eq!(recreated.ownership(&marker), Ownership::ReleasedToUs);
+        // A namespace of the same name made again (another UID) does not...
+        let later = PipelineId {
+            uid: "uid-new".into(),
+            namespace_uid: "ns-uid-2".into(),
+            ..a.clone()
+        };
+        assert_eq!(
+            later.ownership(&marker),
+            Ownership::ReleasedFromEarlierNamespace {
+                by: "a/orders".into(),
+                namespace_uid: Some("ns-uid-1".into())
+            }
+        );
+        // ...unless it names that namespace (the policy allowing it)...
+        let adopting = PipelineId {
+            adopt_from: Some("ns-uid-1".into()),
+            ..later.clone()
+        };
+        assert_eq!(adopting.ownership(&marker), Ownership::ReleasedToUs);
+        let wrong = PipelineId {
+            adopt_from: Some("ns-uid-9".into()),
+            ..later.clone()
+        };
+        assert!(matches!(
+            wrong.ownership(&marker),
+            Ownership::ReleasedFromEarlierNamespace { .. }
+        ));
+        // ...and a marker of an earlier version, which names no namespace,
+        // is adopted only with the annotation.
+        let legacy = BTreeMap::from([(TAG_RELEASED_BY.to_owned(), "a/orders".to_owned())]);
+        assert!(matches!(
+            recreated.ownership(&legacy),
+            Ownership::ReleasedFromEarlierNamespace {
+                namespace_uid: None,
+                ..
+            }
+        ));
+        assert_eq!(adopting.ownership(&legacy), Ownership::ReleasedToUs);
+        // Another installation's release is not ours, whatever the name.
+        let elsewhere = PipelineId {
+            installation: crate::config::Secret("installation-secret-2".into()),
+            ..recreated.clone()
+        };
+        assert!(matches!(
+            elsewhere.ownership(&marker),
+            Ownership::ReleasedByOther { .. }
+        ));
         // Anyone else does not, whatever the name they hash to.
         assert_eq!(
             id("b", "orders").ownership(&marker),
@@ -433,6 +695,18 @@ mod tests {
         let mut both = other.tags("l");
         both.extend(marker);
         assert!(matches!(a.ownership(&both), Ownership::Foreign { .. }));
+    }
+
+    #[test]
+    fn event_sources_are_per_pipeline_readable_and_within_limits() {
+        let a = id("team-a", "orders").event_source();
+        assert!(a.starts_with("sluice.team-a.orders."), "{a}");
+        assert_ne!(a, id("team-b", "orders").event_source());
+        assert_ne!(id("a-b", "c").event_source(), id("a", "b-c").event_source());
+        assert_eq!(a, id("team-a", "orders").event_source(), "stable");
+        let long = id(&"n".repeat(63), &"p".repeat(253)).event_source();
+        assert!(long.len() <= 256, "{}", long.len());
+        assert!(!long.starts_with("aws."), "AWS reserves aws.* sources");
     }
 
     #[test]

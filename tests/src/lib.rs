@@ -66,6 +66,10 @@ impl Harness {
             namespace: "it".into(),
             name: format!("p-{t}"),
             uid: format!("uid-{t}"),
+            namespace_uid: format!("ns-uid-{t}"),
+            installation: sluice_operator::config::Secret(format!("it-installation-{t}")),
+            adopt_from: None,
+            kept_bucket_names: Default::default(),
         };
         let catalog = every_handler(b"v1");
         Harness {

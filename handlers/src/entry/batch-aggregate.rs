@@ -1,14 +1,14 @@
 //! Pattern 5 batch job: aggregates yesterday's objects into a daily summary.
 
 use crate::limits::IoLimits;
-use crate::{aws, batch_aggregate, config::ProcessEnv, logging, store::S3Store};
+use crate::{aws, batch_aggregate, config::ProcessEnv, logging};
 
 /// Runs the handler's runtime loop (logging is already initialised).
 pub(super) async fn run() -> Result<(), lambda_runtime::Error> {
     let config =
         batch_aggregate::BatchConfig::from_env(&ProcessEnv).map_err(logging::startup_error)?;
     let limits = IoLimits::from_env(&ProcessEnv).map_err(logging::startup_error)?;
-    let store = S3Store::new(aws::s3_client(&aws::load_config().await));
+    let store = aws::s3_store(&aws::load_config().await);
     let (store, config) = (&store, &config);
     logging::run(move |event| {
         batch_aggregate::handle_with(store, config, limits, event, chrono::Utc::now())

@@ -1,11 +1,11 @@
 //! Pattern 3 `extract` step: reads the S3 object named in the input.
 
-use crate::{aws, config::ProcessEnv, logging, store::S3Store, workflow};
+use crate::{aws, config::ProcessEnv, logging, workflow};
 
 /// Runs the handler's runtime loop (logging is already initialised).
 pub(super) async fn run() -> Result<(), lambda_runtime::Error> {
     let config = workflow::ExtractConfig::from_env(&ProcessEnv);
-    let store = S3Store::new(aws::s3_client(&aws::load_config().await));
+    let store = aws::s3_store(&aws::load_config().await);
     let (store, config) = (&store, &config);
     logging::run(move |input| workflow::extract(store, config, input)).await
 }

@@ -1,11 +1,11 @@
 //! Pattern 3 `load` step: writes the result to `OUTPUT_BUCKET`.
 
-use crate::{aws, config::ProcessEnv, logging, store::S3Store, workflow};
+use crate::{aws, config::ProcessEnv, logging, workflow};
 
 /// Runs the handler's runtime loop (logging is already initialised).
 pub(super) async fn run() -> Result<(), lambda_runtime::Error> {
     let config = workflow::LoadConfig::from_env(&ProcessEnv).map_err(logging::startup_error)?;
-    let store = S3Store::new(aws::s3_client(&aws::load_config().await));
+    let store = aws::s3_store(&aws::load_config().await);
     let (store, config) = (&store, &config);
     logging::run(move |input| workflow::load(store, config, input)).await
 }

@@ -1,14 +1,12 @@
 //! Pattern 2 router: S3 event → `data-event` on the `EVENT_BUS` bus.
 
-use crate::{
-    aws, config::ProcessEnv, logging, publisher::EventBridgePublisher, router, store::S3Store,
-};
+use crate::{aws, config::ProcessEnv, logging, publisher::EventBridgePublisher, router};
 
 /// Runs the handler's runtime loop (logging is already initialised).
 pub(super) async fn run() -> Result<(), lambda_runtime::Error> {
     let config = router::RouterConfig::from_env(&ProcessEnv).map_err(logging::startup_error)?;
     let sdk = aws::load_config().await;
-    let store = S3Store::new(aws::s3_client(&sdk));
+    let store = aws::s3_store(&sdk);
     let publisher = EventBridgePublisher::new(aws_sdk_eventbridge::Client::new(&sdk));
     let (store, publisher, config) = (&store, &publisher, &config);
     logging::run(move |event| router::handle(store, publisher, config, event)).await

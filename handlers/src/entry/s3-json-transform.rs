@@ -1,12 +1,12 @@
 //! Pattern 1 processor: S3 event → enriched JSON in `OUTPUT_BUCKET`.
 
-use crate::{aws, config::ProcessEnv, logging, s3_transform, store::S3Store};
+use crate::{aws, config::ProcessEnv, logging, s3_transform};
 
 /// Runs the handler's runtime loop (logging is already initialised).
 pub(super) async fn run() -> Result<(), lambda_runtime::Error> {
     let config =
         s3_transform::TransformConfig::from_env(&ProcessEnv).map_err(logging::startup_error)?;
-    let store = S3Store::new(aws::s3_client(&aws::load_config().await));
+    let store = aws::s3_store(&aws::load_config().await);
     let (store, config) = (&store, &config);
     // The event's JSON text: each record is parsed into just what is read.
     logging::run_raw(move |event| s3_transform::handle(store, config, event, chrono::Utc::now()))

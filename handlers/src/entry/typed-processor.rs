@@ -6,9 +6,7 @@ use crate::{
     aws,
     config::ProcessEnv,
     idempotency::{self, DynamoIdempotency, IdempotencyConfig},
-    logging,
-    store::S3Store,
-    typed_processor,
+    logging, typed_processor,
 };
 
 /// Runs the handler's runtime loop (logging is already initialised).
@@ -18,7 +16,7 @@ pub(super) async fn run() -> Result<(), lambda_runtime::Error> {
     let idempotency_config =
         IdempotencyConfig::from_env(&ProcessEnv).map_err(logging::startup_error)?;
     let sdk = aws::load_config().await;
-    let store = S3Store::new(aws::s3_client(&sdk));
+    let store = aws::s3_store(&sdk);
     let idempotency =
         idempotency_config.map(|c| DynamoIdempotency::new(aws_sdk_dynamodb::Client::new(&sdk), c));
     let (store, idempotency, config) = (&store, idempotency.as_ref(), &config);

@@ -1,6 +1,10 @@
 //! S3 buckets: created private (all public access blocked), tagged, and on
 //! deletion emptied only when the spec says `emptyOnDelete`; otherwise a
-//! non-empty bucket blocks deletion instead of losing data.
+//! non-empty bucket blocks deletion instead of losing data. Every call but
+//! CreateBucket names this account as the bucket's owner
+//! (`ExpectedBucketOwner`): a bucket of the same name in another account
+//! (bucket names are global) is refused by S3 itself, whatever its own
+//! policy allows, and so never adopted or written.
 
 use std::collections::BTreeMap;
 
@@ -49,6 +53,7 @@ pub(crate) async fn put_tags(
         aws.s3
             .put_bucket_tagging()
             .bucket(bucket)
+            .expected_bucket_owner(&aws.account)
             .tagging(tagging.clone())
             .send()
     })
@@ -61,6 +66,7 @@ pub(crate) async fn block_public_access(aws: &Aws, bucket: &str) -> Result<()> {
         aws.s3
             .put_public_access_block()
             .bucket(bucket)
+            .expected_bucket_owner(&aws.account)
             .public_access_block_configuration(
                 PublicAccessBlockConfiguration::builder()
                     .block_public_acls(true)
@@ -95,7 +101,11 @@ impl AwsResource for Bucket {
     async fn observe(aws: &Aws, id: &str) -> Result<Option<ObservedBucket>> {
         match aws
             .call(Service::S3, "HeadBucket", || {
-                aws.s3.head_bucket().bucket(id).send()
+                aws.s3
+                    .head_bucket()
+                    .bucket(id)
+                    .expected_bucket_owner(&aws.account)
+                    .send()
             })
             .await
         {
@@ -103,15 +113,22 @@ impl AwsResource for Bucket {
             Err(e) if e.status == Some(404) || e.is_not_found() => return Ok(None),
             Err(e) if e.status == Some(403) => {
                 return Err(Error::Conflict(format!(
-                    "S3 bucket {id} exists in another AWS account (bucket names are global); \
-                     choose another operator name prefix"
+                    "S3 bucket {id} is owned by another AWS account, or refuses this one (S3 \
+                     answered 403 to a request expecting this account as its owner); bucket \
+                     names are global and Sluice never adopts, reads or writes a bucket of \
+                     another account: rename the bucket in the spec, or delete the other \
+                     bucket if it is yours"
                 )));
             }
             Err(e) => return Err(e.into()),
         }
         let tags = match aws
             .call(Service::S3, "GetBucketTagging", || {
-                aws.s3.get_bucket_tagging().bucket(id).send()
+                aws.s3
+                    .get_bucket_tagging()
+                    .bucket(id)
+                    .expected_bucket_owner(&aws.account)
+                    .send()
             })
             .await
         {
@@ -125,7 +142,11 @@ impl AwsResource for Bucket {
         };
         let private = match aws
             .call(Service::S3, "GetPublicAccessBlock", || {
-                aws.s3.get_public_access_block().bucket(id).send()
+                aws.s3
+                    .get_public_access_block()
+                    .bucket(id)
+                    .expected_bucket_owner(&aws.account)
+                    .send()
             })
             .await
         {
@@ -220,7 +241,11 @@ impl AwsResource for Bucket {
         // The caller decides whether emptying is allowed (see `empty`).
         match aws
             .call(Service::S3, "DeleteBucket", || {
-                aws.s3.delete_bucket().bucket(id).send()
+                aws.s3
+                    .delete_bucket()
+                    .bucket(id)
+                    .expected_bucket_owner(&aws.account)
+                    .send()
             })
             .await
         {
@@ -278,6 +303,7 @@ pub async fn empty(aws: &Aws, bucket: &str) -> Result<u64> {
                 aws.s3
                     .list_object_versions()
                     .bucket(bucket)
+                    .expected_bucket_owner(&aws.account)
                     .max_keys(1000)
                     .send()
             })
@@ -315,6 +341,7 @@ pub async fn empty(aws: &Aws, bucket: &str) -> Result<u64> {
             aws.s3
                 .delete_objects()
                 .bucket(bucket)
+                .expected_bucket_owner(&aws.account)
                 .delete(delete.clone())
                 .send()
         })

@@ -39,7 +39,7 @@ use aws_smithy_runtime_api::client::{orchestrator::HttpResponse, result::SdkErro
 use crate::{
     Error, Result,
     metrics::Metrics,
-    naming::{Ownership, PipelineId, TAG_RELEASED_BY},
+    naming::{ADOPT_FROM_ANNOTATION, Ownership, PipelineId, TAG_RELEASED_BY},
 };
 use quota::QuotaConfig;
 use ratelimit::RateLimiter;
@@ -354,6 +354,9 @@ pub struct Aws {
     pub cloudwatch: aws_sdk_cloudwatch::Client,
     limits: Arc<Limiters>,
     metrics: Metrics,
+    /// Whose calls these are (a pipeline's namespace): each quota bucket's
+    /// calls are shared fairly between tenants ([`crate::fair`]).
+    tenant: Arc<str>,
     /// Code artifacts known to be in S3 (`bucket/key`), [`code`].
     code_uploaded: Arc<tokio::sync::Mutex<std::collections::HashSet<String>>>,
 }
@@ -429,6 +432,7 @@ impl Aws {
                 buckets: Mutex::new(HashMap::new()),
             }),
             metrics,
+            tenant: Arc::from(""),
             code_uploaded: Default::default(),
         };
         let identity = aws
@@ -473,7 +477,7 @@ impl Aws {
         let mut throttles = 0;
         let mut transients = 0;
         loop {
-            limiter.acquire().await;
+            limiter.acquire_as(&self.tenant).await;
             self.metrics.aws_call(service.as_str(), operation, read);
             let started = std::time::Instant::now();
             let result = f()
@@ -500,6 +504,15 @@ impl Aws {
                 }
                 _ => return Err(e),
             }
+        }
+    }
+
+    /// The same clients, calling for `tenant` (a pipeline's namespace): its
+    /// calls take their turn with other tenants' at every quota bucket.
+    pub fn for_tenant(&self, tenant: &str) -> Aws {
+        Aws {
+            tenant: Arc::from(tenant),
+            ..self.clone()
         }
     }
 
@@ -666,6 +679,21 @@ fn refusal(
             "{kind} {id} was released by pipeline {by} (tag {TAG_RELEASED_BY}={by}) and only \
              that pipeline may adopt it; Sluice will not modify or delete it"
         )),
+        Ownership::ReleasedFromEarlierNamespace { by, namespace_uid } => Some(format!(
+            "{kind} {id} was released by pipeline {by} in an earlier namespace of this name \
+             ({}; this one is {}); a namespace made again under a departed team's name does not \
+             adopt its resources by name; if it is this team's, the platform may allow \
+             allow.adoptionFromEarlierNamespace in its SluicePolicy and the pipeline be annotated \
+             {ADOPT_FROM_ANNOTATION}={}; Sluice will not modify or delete it",
+            namespace_uid.as_deref().map_or(
+                "a namespace UID not recorded, released by an earlier version".to_owned(),
+                |u| format!("UID {u}")
+            ),
+            pipeline.namespace_uid,
+            namespace_uid
+                .as_deref()
+                .unwrap_or("<the earlier namespace's UID>")
+        )),
         Ownership::Unmarked => Some(format!(
             "{kind} {id} exists without Sluice's ownership tags or a release marker, so this \
              pipeline did not create it and will not adopt it by name; delete or rename it, or, \
@@ -754,6 +782,9 @@ pub fn removable(
         )),
         Ownership::Foreign { owner } => Err(format!("belongs to {owner}")),
         Ownership::ReleasedByOther { by } => Err(format!("released by {by}")),
+        Ownership::ReleasedFromEarlierNamespace { by, .. } => {
+            Err(format!("released by {by} in an earlier namespace"))
+        }
         Ownership::Unmarked => Err("not marked as Sluice's".into()),
     }
 }

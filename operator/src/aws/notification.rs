@@ -115,6 +115,7 @@ async fn put(
         aws.s3
             .put_bucket_notification_configuration()
             .bucket(bucket)
+            .expected_bucket_owner(&aws.account)
             .notification_configuration(configuration.clone())
             .send()
     })
@@ -145,6 +146,7 @@ impl AwsResource for Notification {
                 aws.s3
                     .get_bucket_notification_configuration()
                     .bucket(id)
+                    .expected_bucket_owner(&aws.account)
                     .send()
             })
             .await

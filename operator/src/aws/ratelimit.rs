@@ -1,25 +1,51 @@
-//! A client-side rate limit (GCRA: a token bucket without a refill task).
+//! A client-side rate limit (GCRA: a token bucket), shared fairly between
+//! tenants.
 //!
 //! AWS's control-plane quotas are token buckets per account and region
-//! ([`super::quota`]); one limiter stands for one of them. Waiters are
-//! served in the order they arrived (the lock is fair), so a pipeline with
-//! many resources, making its calls one after another, gets the same turn
-//! as every other pipeline waiting on the bucket. When AWS throttles anyway
-//! (another client of the account used the bucket), [`RateLimiter::throttled`]
-//! pushes every waiter of the bucket back, not just the caller: the
-//! bucket's whole traffic slows down, as AWS asks.
+//! ([`super::quota`]); one limiter stands for one of them. While the bucket
+//! has tokens, a call goes at once. Once callers wait, they queue per tenant
+//! (the pipeline's namespace) and the bucket's tokens go to the tenants in
+//! turn ([`crate::fair::FairQueue`]): a namespace that applied 500
+//! pipelines waits behind its own calls, not in front of another
+//! namespace's. Within a tenant, first come, first served. When AWS
+//! throttles anyway (another client of the account used the bucket),
+//! [`RateLimiter::throttled`] pushes every waiter of the bucket back, not
+//! just the caller: the bucket's whole traffic slows down, as AWS asks.
 
-use std::time::Duration;
+use std::{
+    sync::{Arc, Mutex, PoisonError},
+    time::Duration,
+};
 
-use tokio::{sync::Mutex, time::Instant};
+use tokio::{sync::oneshot, time::Instant};
+
+use crate::fair::FairQueue;
 
 /// Limits calls to `rate` per second after a burst of `burst` calls.
 #[derive(Debug)]
 pub struct RateLimiter {
     interval: Duration,
     burst: Duration,
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
     /// Theoretical arrival time of the next call.
-    tat: Mutex<Option<Instant>>,
+    tat: Option<Instant>,
+    /// Callers waiting for a token, by tenant.
+    waiters: FairQueue<oneshot::Sender<()>>,
+    /// A task hands out tokens to the waiters.
+    dispatching: bool,
+}
+
+impl State {
+    /// When the next token is there, from `now`.
+    fn next_token(&self, now: Instant, burst: Duration) -> (Instant, Instant) {
+        let current = self.tat.map_or(now, |t| t.max(now));
+        let allowed_at = current.checked_sub(burst).unwrap_or(now).max(now);
+        (current, allowed_at)
+    }
 }
 
 impl RateLimiter {
@@ -36,8 +62,12 @@ impl RateLimiter {
         RateLimiter {
             interval,
             burst: interval.mul_f64((burst.floor().max(1.0)) - 1.0),
-            tat: Mutex::new(None),
+            state: Mutex::new(State::default()),
         }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// AWS throttled a call of this bucket (the `attempt`-th time in a
@@ -51,27 +81,72 @@ impl RateLimiter {
             .mul_f64(f64::from(2u32.saturating_pow(attempt.min(16))))
             .min(Duration::from_secs(5))
             .mul_f64(0.5 + rand::random::<f64>() / 2.0);
-        let mut tat = self.tat.lock().await;
+        let mut state = self.state();
         let now = Instant::now();
         // Every later call waits until the bucket is empty again plus the
         // back-off: the burst is spent.
         let resume = now + backoff + self.burst;
-        let current = tat.map_or(now, |t| t.max(now));
-        *tat = Some(current.max(resume));
+        let current = state.tat.map_or(now, |t| t.max(now));
+        state.tat = Some(current.max(resume));
         (current.max(resume) - self.burst).saturating_duration_since(now)
     }
 
-    /// Waits until a call is allowed.
-    pub async fn acquire(&self) {
-        let wait_until = {
-            let mut tat = self.tat.lock().await;
+    /// Waits until a call is allowed (one tenant).
+    pub async fn acquire(self: &Arc<Self>) {
+        self.acquire_as("").await;
+    }
+
+    /// Waits until a call of `tenant` is allowed: at once while the bucket
+    /// has tokens and nobody waits, else in `tenant`'s turn.
+    pub async fn acquire_as(self: &Arc<Self>, tenant: &str) {
+        let receiver = {
+            let mut state = self.state();
             let now = Instant::now();
-            let current = tat.map_or(now, |t| t.max(now));
-            let allowed_at = current.checked_sub(self.burst).unwrap_or(now).max(now);
-            *tat = Some(current + self.interval);
-            allowed_at
+            let (current, allowed_at) = state.next_token(now, self.burst);
+            if state.waiters.is_empty() && allowed_at <= now {
+                state.tat = Some(current + self.interval);
+                return;
+            }
+            let (sender, receiver) = oneshot::channel();
+            state.waiters.push(tenant, sender);
+            if !state.dispatching {
+                state.dispatching = true;
+                tokio::spawn(self.clone().dispatch());
+            }
+            receiver
         };
-        tokio::time::sleep_until(wait_until).await;
+        // Err only when the runtime shuts down the dispatcher: go.
+        let _ = receiver.await;
+    }
+
+    /// Hands each token, when the bucket has one, to the next waiter in
+    /// turn; ends when nobody waits.
+    async fn dispatch(self: Arc<Self>) {
+        loop {
+            let wait_until = {
+                let mut state = self.state();
+                if state.waiters.is_empty() {
+                    state.dispatching = false;
+                    return;
+                }
+                state.next_token(Instant::now(), self.burst).1
+            };
+            tokio::time::sleep_until(wait_until).await;
+            let mut state = self.state();
+            let now = Instant::now();
+            let (current, allowed_at) = state.next_token(now, self.burst);
+            // A throttle moved the next token later meanwhile.
+            if allowed_at > now {
+                continue;
+            }
+            // A waiter that gave up does not take the token.
+            while let Some(waiter) = state.waiters.pop() {
+                if waiter.send(()).is_ok() {
+                    state.tat = Some(current + self.interval);
+                    break;
+                }
+            }
+        }
     }
 }
 
@@ -81,7 +156,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn bursts_then_holds_the_rate() {
-        let limiter = RateLimiter::new(10.0);
+        let limiter = Arc::new(RateLimiter::new(10.0));
         let start = Instant::now();
         for _ in 0..10 {
             limiter.acquire().await;
@@ -101,7 +176,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_large_bucket_refills_slowly() {
-        let limiter = RateLimiter::with_burst(1.0, 20.0);
+        let limiter = Arc::new(RateLimiter::with_burst(1.0, 20.0));
         let start = Instant::now();
         for _ in 0..20 {
             limiter.acquire().await;
@@ -117,7 +192,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_throttle_holds_back_every_caller_of_the_bucket() {
-        let limiter = RateLimiter::with_burst(10.0, 10.0);
+        let limiter = Arc::new(RateLimiter::with_burst(10.0, 10.0));
         let start = Instant::now();
         for _ in 0..5 {
             limiter.acquire().await;
@@ -138,10 +213,46 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn fractional_rates_space_calls_out() {
-        let limiter = RateLimiter::new(0.5);
+        let limiter = Arc::new(RateLimiter::new(0.5));
         let start = Instant::now();
         limiter.acquire().await;
         limiter.acquire().await;
         assert!(start.elapsed() >= Duration::from_secs(2));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_waiting_tenant_gets_the_next_token_whatever_another_queued() {
+        // 1 call a second; one namespace queues 30 calls, then another
+        // namespace asks for one.
+        let limiter = Arc::new(RateLimiter::with_burst(1.0, 1.0));
+        limiter.acquire_as("big").await;
+        let start = Instant::now();
+        let mut big = Vec::new();
+        for _ in 0..30 {
+            let l = limiter.clone();
+            big.push(tokio::spawn(async move { l.acquire_as("big").await }));
+            tokio::task::yield_now().await;
+        }
+        let l = limiter.clone();
+        let small = tokio::spawn(async move {
+            l.acquire_as("small").await;
+            Instant::now()
+        });
+        let served = small.await.expect("small");
+        // Its turn comes second: after one of big's, not after all 30.
+        assert!(
+            served - start <= Duration::from_millis(2100),
+            "{:?}",
+            served - start
+        );
+        for b in big {
+            b.await.expect("big");
+        }
+        // The bucket's rate held for everyone: 31 calls at 1 a second.
+        assert!(
+            start.elapsed() >= Duration::from_secs(30),
+            "{:?}",
+            start.elapsed()
+        );
     }
 }

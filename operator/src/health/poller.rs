@@ -276,10 +276,10 @@ impl Poller {
         }
         let region = dp.spec.region_or(&self.config.default_region);
         let aws = match self.regions.get(&region).await {
-            Ok(aws) => aws,
+            Ok(aws) => aws.for_tenant(&dp.namespace().unwrap_or_default()),
             Err(e) => return Outcome::Unavailable(unavailable(&e.to_string())),
         };
-        let pid = PipelineId::of(dp, &self.config.name_prefix, &aws.account, &aws.region);
+        let pid = PipelineId::of(dp, &self.config, &aws.account, &aws.region);
         let plan = plan::plan(
             &dp.spec,
             PlanContext {

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use super::Graph;
 use crate::crd::DataPipelineSpec;
@@ -78,6 +78,38 @@ pub fn plan_buses(spec: &DataPipelineSpec, graph: &Graph<'_>) -> Vec<EventBusPla
         .collect()
 }
 
+/// A tenant's rule pattern as Sluice writes it: kept to the pipeline's own
+/// events. On the pipeline's own bus, `source` is the pipeline's (its
+/// functions may publish only with it, [`crate::iam::with_source`]); on the
+/// account's default bus, which carries every team's events, `$or` admits
+/// only events published with that source or about the pipeline's own
+/// buckets and workflows (their ARNs, and the prefix of their executions'),
+/// whatever else the pattern says. Validation refuses patterns that set
+/// these keys themselves.
+pub fn confine(pattern: &Value, on_default_bus: bool, graph: &Graph<'_>) -> Value {
+    let mut confined = pattern.clone();
+    let Some(fields) = confined.as_object_mut() else {
+        return confined;
+    };
+    let source = json!([graph.id.event_source()]);
+    if !on_default_bus {
+        fields.insert("source".into(), source);
+        return confined;
+    }
+    let mut resources: Vec<Value> = graph.buckets.values().map(|b| json!(b.arn)).collect();
+    for w in graph.workflows.values() {
+        resources.push(json!(w.arn));
+        // arn:…:stateMachine:NAME → arn:…:execution:NAME:<id>
+        let execution = w.arn.replacen(":stateMachine:", ":execution:", 1);
+        resources.push(json!({"prefix": format!("{execution}:")}));
+    }
+    fields.insert(
+        "$or".into(),
+        json!([{"source": source}, {"resources": resources}]),
+    );
+    confined
+}
+
 /// The rules of `spec` with their targets.
 pub fn plan_rules(spec: &DataPipelineSpec, graph: &Graph<'_>) -> Vec<RulePlan> {
     spec.rules
@@ -125,7 +157,7 @@ pub fn plan_rules(spec: &DataPipelineSpec, graph: &Graph<'_>) -> Vec<RulePlan> {
                 name: rule.node.name.clone(),
                 bus: rule.bus.clone(),
                 arn: rule.node.arn.clone(),
-                pattern: r.pattern.clone(),
+                pattern: confine(&r.pattern, r.event_bus.is_none(), graph),
                 enabled: r.enabled,
                 targets,
                 tags: graph.id.tags(&r.name),

@@ -313,6 +313,12 @@ fn plan_edges(spec: &DataPipelineSpec, graph: &Graph<'_>, f: &FunctionSpec) -> E
     let mut environment = f.environment.clone();
     environment.insert("SLUICE_PIPELINE".into(), id.pipeline_ref());
     environment.insert("SLUICE_FUNCTION".into(), f.name.clone());
+    // What the handlers hold every call to: events carry the pipeline's
+    // own source; buckets must be this account's.
+    environment.insert("SLUICE_EVENT_SOURCE".into(), id.event_source());
+    environment.insert("SLUICE_BUCKET_OWNER".into(), id.account.clone());
+    let own_account = iam::in_account(&id.account);
+    let own_source = iam::with_source(&id.event_source());
     let mut statements = BTreeMap::new();
     let mut mappings = Vec::new();
 
@@ -338,12 +344,13 @@ fn plan_edges(spec: &DataPipelineSpec, graph: &Graph<'_>, f: &FunctionSpec) -> E
         let var = use_env(u);
         let value = if let Some(b) = &u.bucket {
             graph.buckets.get(b).map(|node| {
+                let objects = format!("{}/*", node.arn);
                 if u.access.reads() {
-                    grants.allow(format!("{}/*", node.arn), actions::S3_GET_OBJECTS);
-                    grants.allow(node.arn.clone(), actions::S3_LIST);
+                    grants.allow_if(&objects, actions::S3_GET_OBJECTS, Some(&own_account));
+                    grants.allow_if(node.arn.clone(), actions::S3_LIST, Some(&own_account));
                 }
                 if u.access.writes() {
-                    grants.allow(format!("{}/*", node.arn), actions::S3_PUT_OBJECTS);
+                    grants.allow_if(&objects, actions::S3_PUT_OBJECTS, Some(&own_account));
                 }
                 node.name.clone()
             })
@@ -351,7 +358,7 @@ fn plan_edges(spec: &DataPipelineSpec, graph: &Graph<'_>, f: &FunctionSpec) -> E
             send_to(&mut grants, q).and(graph.queues.get(q).map(|q| q.url.clone()))
         } else if let Some(b) = &u.event_bus {
             graph.buses.get(b).map(|node| {
-                grants.allow(node.arn.clone(), actions::EVENTS_PUT);
+                grants.allow_if(node.arn.clone(), actions::EVENTS_PUT, Some(&own_source));
                 node.name.clone()
             })
         } else if let Some(t) = &u.table {
@@ -410,7 +417,11 @@ fn plan_edges(spec: &DataPipelineSpec, graph: &Graph<'_>, f: &FunctionSpec) -> E
         if let Some(b) = &t.bucket
             && let Some(node) = graph.buckets.get(&b.name)
         {
-            grants.allow(format!("{}/*", node.arn), actions::S3_GET_OBJECTS);
+            grants.allow_if(
+                format!("{}/*", node.arn),
+                actions::S3_GET_OBJECTS,
+                Some(&own_account),
+            );
             let sid = format!("{STATEMENT_PREFIX}s3-{}", b.name);
             statements.insert(
                 sid.clone(),

@@ -296,6 +296,10 @@ pub(crate) mod tests {
             namespace: "data".into(),
             name: "orders".into(),
             uid: "uid-1".into(),
+            namespace_uid: "ns-uid-1".into(),
+            installation: crate::config::Secret("0123456789abcdef0123".into()),
+            adopt_from: None,
+            kept_bucket_names: Default::default(),
         }
     }
 

@@ -265,6 +265,41 @@ fn validate_rules(
             ));
         }
         validate_pattern(&format!("{at}.pattern"), &r.pattern, problems);
+        // The keys Sluice writes into a pattern to keep the rule to this
+        // pipeline's own events (plan::events::confine).
+        let written: &[(&str, &str)] = if r.event_bus.is_some() {
+            &[(
+                "source",
+                "a rule on the pipeline's own bus matches only the pipeline's own events, whose \
+                 source Sluice sets (every event its functions publish carries it); remove source",
+            )]
+        } else {
+            &[
+                (
+                    "$or",
+                    "Sluice confines a rule on the account's default bus to events of this \
+                     pipeline's own buckets and workflows or its own source, written as $or; \
+                     match alternatives with a list of values instead",
+                ),
+                (
+                    "resources",
+                    "Sluice confines a rule on the account's default bus to this pipeline's own \
+                     buckets and workflows by their ARNs; remove resources",
+                ),
+            ]
+        };
+        for (key, why) in written {
+            if r.pattern.get(key).is_some() {
+                problems.push(format!("{at}.pattern.{key}: {why}"));
+            }
+        }
+        if r.event_bus.is_none() && spec.buckets.is_empty() && spec.workflows.is_empty() {
+            problems.push(format!(
+                "{at}.eventBus: a rule on the account's default bus matches only events of this \
+                 pipeline's own buckets and workflows or its own source, and it has neither \
+                 buckets nor workflows; declare a bus in spec.eventBuses and name it here"
+            ));
+        }
         if r.targets.is_empty() || r.targets.len() > 5 {
             problems.push(format!(
                 "{at}.targets: {} targets; a rule has 1 to 5 (EventBridge's limit)",
@@ -425,12 +460,26 @@ fn validate_function(
     problems: &mut Vec<String>,
 ) {
     let at = format!("spec.functions[{i}]");
-    if catalog.get(&f.handler).is_none() {
-        problems.push(format!(
+    match catalog.get(&f.handler) {
+        None => problems.push(format!(
             "{at}.handler: {:?} is not a built-in handler; available: {}",
             f.handler,
             catalog.names().join(", ")
-        ));
+        )),
+        // What a built-in handler reads and writes comes from the edges
+        // that grant it, never from a value written by hand, which could
+        // name a resource outside the pipeline.
+        Some(artifact) => {
+            for (var, edge) in &artifact.required_env {
+                if f.environment.contains_key(var) {
+                    problems.push(format!(
+                        "{at}.environment.{var}: handler {} takes {var} from an edge of the \
+                         function, not from environment; remove it and add {edge}",
+                        f.handler
+                    ));
+                }
+            }
+        }
     }
     if !(128..=10240).contains(&f.memory_mib) {
         problems.push(format!(
@@ -814,6 +863,17 @@ pub fn validate_plan(plan: &Plan) -> Result<(), String> {
             ));
         }
     }
+    for r in &plan.rules {
+        let size = r.pattern.to_string().len();
+        if size > MAX_EVENT_PATTERN_BYTES {
+            problems.push(format!(
+                "spec.rules[name={}].pattern: {size} bytes as JSON with what Sluice adds to keep \
+                 it to the pipeline's own events; EventBridge allows {MAX_EVENT_PATTERN_BYTES}; \
+                 shorten it",
+                r.logical
+            ));
+        }
+    }
     if problems.is_empty() {
         Ok(())
     } else {
@@ -831,10 +891,12 @@ mod tests {
 
     fn config() -> OperatorConfig {
         OperatorConfig::from_lookup(
-            |k| {
-                (k == "SLUICE_PERMISSIONS_BOUNDARY").then(|| {
-                    "arn:aws:iam::123456789012:policy/sluice/sluice-pipeline-boundary".into()
-                })
+            |k| match k {
+                "SLUICE_PERMISSIONS_BOUNDARY" => {
+                    Some("arn:aws:iam::123456789012:policy/sluice/sluice-pipeline-boundary".into())
+                }
+                "SLUICE_INSTALLATION_ID" => Some("0123456789abcdef0123".into()),
+                _ => None,
             },
             Some("us-east-1".into()),
         )
@@ -1123,5 +1185,43 @@ mod tests {
             w[0].contains("function extract (handler extract, a workflow step) is unreachable"),
             "{w:?}"
         );
+    }
+
+    #[test]
+    fn a_variable_a_handler_takes_from_an_edge_cannot_be_set_by_hand() {
+        let mut spec = sample("periodic-batch.yaml");
+        spec.functions[0]
+            .environment
+            .insert("SOURCE_BUCKET".into(), "another-teams-bucket".into());
+        let err = problems(&spec);
+        assert!(
+            err.contains("spec.functions[0].environment.SOURCE_BUCKET: handler batch-aggregate takes SOURCE_BUCKET from an edge")
+                && err.contains("uses: {bucket: <source>, access: read, env: SOURCE_BUCKET}"),
+            "{err}"
+        );
+        // A variable the handler does not take is the team's own.
+        let mut spec = sample("periodic-batch.yaml");
+        spec.functions[0]
+            .environment
+            .insert("REPORT_TITLE".into(), "daily".into());
+        assert_eq!(validate(&spec, &config(), &catalog()), Ok(()));
+    }
+
+    #[test]
+    fn sluice_writes_the_keys_that_keep_a_rule_to_its_pipelines_events() {
+        let mut spec = sample("fan-out.yaml");
+        spec.rules[0].pattern["source"] = serde_json::json!(["sluice.router"]);
+        let err = problems(&spec);
+        assert!(
+            err.contains("spec.rules[0].pattern.source: a rule on the pipeline's own bus"),
+            "{err}"
+        );
+        let mut spec = sample("fan-out.yaml");
+        spec.rules[0].event_bus = None;
+        spec.rules[0].pattern["resources"] = serde_json::json!(["arn:aws:s3:::victim"]);
+        spec.rules[0].pattern["$or"] = serde_json::json!([{"a": ["b"]}, {"c": ["d"]}]);
+        let err = problems(&spec);
+        assert!(err.contains("spec.rules[0].pattern.resources"), "{err}");
+        assert!(err.contains("spec.rules[0].pattern.$or"), "{err}");
     }
 }
