@@ -113,6 +113,7 @@ up() {
   fi
   deploy_overlay "$image"
   "$k" apply -k "$DIR/deploy"
+  "$k" apply -f "$ROOT/config/deploy/status-writer-binding.yaml"
   "$k" rollout status -n sluice-system deployment/sluice-operator --timeout=120s
   say "kubectl get pods -n sluice-system"
   "$k" get pods -n sluice-system -o wide

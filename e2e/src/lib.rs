@@ -322,6 +322,23 @@ pub fn installation_id(prefix: &str) -> String {
     format!("e2e-installation-{prefix}-0123456789")
 }
 
+/// The fingerprint of that installation, which release markers carry.
+pub fn installation_fingerprint(prefix: &str) -> String {
+    sluice_operator::naming::PipelineId {
+        prefix: prefix.to_owned(),
+        account: String::new(),
+        region: String::new(),
+        namespace: String::new(),
+        name: String::new(),
+        uid: String::new(),
+        namespace_uid: String::new(),
+        installation: sluice_operator::config::Secret(installation_id(prefix)),
+        adopt_from: None,
+        kept_bucket_names: Default::default(),
+    }
+    .installation_fingerprint()
+}
+
 /// The permissions boundary the operator of `prefix` is configured with:
 /// its harness-made boundary where IAM is enforced, else
 /// `SLUICE_PERMISSIONS_BOUNDARY`, else the ARN the shipped boundary gets in

@@ -203,6 +203,7 @@ spec:
         );
     }
 
+    sluice_e2e::flow::empty_buckets(&s3, &t).await;
     delete_pipeline(&tenant.0, "listener", &op);
     sluice_e2e::flow::empty_buckets(&s3, &v).await;
     delete_pipeline(&victim.0, "orchestrated", &op);

@@ -177,9 +177,19 @@ async fn fan_out_sample_converges_routes_corrects_drift_shrinks_and_deletes() {
             .expect("rule");
         let pattern: Value =
             serde_json::from_str(described.event_pattern().expect("pattern")).expect("JSON");
+        // ...matching the pipeline's own events only.
+        let source = pattern["source"][0]
+            .as_str()
+            .expect("the pipeline's source")
+            .to_owned();
+        assert!(
+            source.starts_with(&format!("{}.{}.{NAME}.", op.prefix, ns.0)),
+            "{source}"
+        );
         assert_eq!(
             pattern,
-            json!({"detail-type": ["data-event"], "detail": {"data_type": [format!("type_{t}")]}})
+            json!({"detail-type": ["data-event"], "detail": {"data_type": [format!("type_{t}")]},
+                   "source": [source]})
         );
         let targets = events
             .list_targets_by_rule()

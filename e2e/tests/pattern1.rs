@@ -335,12 +335,26 @@ async fn retain_keeps_every_resource_with_only_the_release_marker() {
         .await
         .expect("function retained");
     // Sluice's tags are gone but for the marker naming the releasing
-    // pipeline: only a pipeline of this namespace and name adopts them.
-    let marker = vec![(
-        "sluice.dev/released-by".to_owned(),
-        format!("{}/{NAME}", ns.0),
-    )];
-    let sluice_only = |tags: Vec<(String, String)>| -> Vec<(String, String)> {
+    // pipeline, its namespace (by UID) and the installation: only a
+    // pipeline of this namespace and name, in this very namespace, adopts
+    // them.
+    let namespace_uid = kubectl_ok(&["get", "namespace", &ns.0, "-o", "jsonpath={.metadata.uid}"]);
+    let marker: std::collections::BTreeMap<String, String> = [
+        (
+            "sluice.dev/released-by".to_owned(),
+            format!("{}/{NAME}", ns.0),
+        ),
+        (
+            "sluice.dev/released-from-namespace-uid".to_owned(),
+            namespace_uid,
+        ),
+        (
+            "sluice.dev/installation".to_owned(),
+            sluice_e2e::installation_fingerprint(&op.prefix),
+        ),
+    ]
+    .into();
+    let sluice_only = |tags: Vec<(String, String)>| -> std::collections::BTreeMap<String, String> {
         tags.into_iter()
             .filter(|(k, _)| k.starts_with("sluice.dev/"))
             .collect()

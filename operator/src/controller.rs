@@ -498,16 +498,11 @@ pub async fn run(ctx: Arc<Context>, readiness: Readiness) -> Result<()> {
                 .reflect(writer)
                 .applied_objects()
                 .predicate_filter(spec_or_metadata, Default::default());
-            // At most as many reconciles started as may run (the slots
-            // below): the others wait as a scheduler entry of a few hundred
-            // bytes rather than as a reconcile future holding its pipeline,
-            // about 12 KiB each when a fleet's resyncs queue at AWS's quotas.
-            Controller::for_stream(changes, reader)
-                .with_config(
-                    kube::runtime::controller::Config::default()
-                        .concurrency(ctx.config.max_concurrent_reconciles),
-                )
-                .reconcile_on(receiver)
+            // Every reconcile starts at once and waits for a slot in turn
+            // with the other namespaces' (`reconcile`): a runner limit
+            // would queue them first come, first served, and one
+            // namespace's 500 would go before another's one.
+            Controller::for_stream(changes, reader).reconcile_on(receiver)
         })
         .collect();
     let _ = ctx.watched.set(Watched {
@@ -611,9 +606,18 @@ fn key(dp: &DataPipeline) -> String {
 
 async fn reconcile(dp: Arc<DataPipeline>, ctx: Arc<Context>) -> Result<Action> {
     // A slot is held only while this pipeline works; waits for AWS to catch
-    // up are requeues, which give it back.
+    // up are requeues, which give it back. Namespaces take turns at the
+    // slots, so every reconcile is started at once and waits here: as this
+    // small future, the reconcile's own (about 12 KiB) being made only once
+    // it holds a slot.
     let ns = dp.namespace().unwrap_or_default();
-    let _slot = ctx.slots.acquire(&ns).await;
+    let slot = ctx.slots.acquire(&ns).await;
+    let result = Box::pin(reconcile_in_slot(dp, ctx, ns)).await;
+    drop(slot);
+    result
+}
+
+async fn reconcile_in_slot(dp: Arc<DataPipeline>, ctx: Arc<Context>, ns: String) -> Result<Action> {
     let started = Instant::now();
     let api: Api<DataPipeline> = Api::namespaced(ctx.client.clone(), &ns);
     // Set by apply or cleanup; stays "finalizer" when the helper only added

@@ -241,13 +241,25 @@ pub fn execution_policy(g: &ExecutionGrants) -> Value {
             "Resource": ["*"],
         }));
     }
-    json!({"Version": "2012-10-17", "Statement": statements})
+    document(statements)
 }
 
 /// A policy granting exactly `grants` (no logs), for the roles a service
 /// assumes: a rule's, a schedule's.
 pub fn service_policy(grants: &Grants) -> Value {
-    json!({"Version": "2012-10-17", "Statement": grants.statements()})
+    document(grants.statements())
+}
+
+/// A policy document of `statements`. AWS refuses a policy without a
+/// statement, so a role granted nothing (a workflow of Pass and Choice
+/// states only) gets one that says so: everything denied.
+fn document(statements: Vec<Value>) -> Value {
+    let statements = if statements.is_empty() {
+        vec![json!({"Sid": "GrantedNothing", "Effect": "Deny", "Action": "*", "Resource": "*"})]
+    } else {
+        statements
+    };
+    json!({"Version": "2012-10-17", "Statement": statements})
 }
 
 /// The actions Step Functions needs to deliver execution logs to
@@ -290,7 +302,7 @@ pub fn workflow_policy(grants: &Grants, logging: bool, tracing: bool) -> Value {
             "Resource": ["*"],
         }));
     }
-    json!({"Version": "2012-10-17", "Statement": statements})
+    document(statements)
 }
 
 /// A trust policy letting `service` (e.g. `states.amazonaws.com`) assume a
@@ -627,6 +639,18 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_role_granted_nothing_has_a_policy_aws_accepts() {
+        let empty = workflow_policy(&Grants::default(), false, false);
+        let statements = empty["Statement"].as_array().expect("statements");
+        assert_eq!(statements.len(), 1, "AWS refuses an empty Statement list");
+        assert_eq!(statements[0]["Effect"], "Deny");
+        assert_eq!(
+            service_policy(&Grants::default())["Statement"][0]["Effect"],
+            "Deny"
+        );
     }
 
     #[test]

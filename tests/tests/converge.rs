@@ -89,9 +89,11 @@ async fn pattern1_converges_with_exact_wiring() {
         {"Effect": "Allow",
          "Action": ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
          "Resource": format!("arn:aws:logs:us-east-1:{}:log-group:/aws/lambda/{}:*", h.id.account, f.name)},
-        {"Effect": "Allow", "Action": "s3:GetObject", "Resource": format!("arn:aws:s3:::{input}/*")},
+        {"Effect": "Allow", "Action": "s3:GetObject", "Resource": format!("arn:aws:s3:::{input}/*"),
+         "Condition": {"StringEquals": {"s3:ResourceAccount": h.id.account}}},
         {"Effect": "Allow", "Action": ["s3:AbortMultipartUpload", "s3:PutObject"],
-         "Resource": format!("arn:aws:s3:::{processed}/*")}
+         "Resource": format!("arn:aws:s3:::{processed}/*"),
+         "Condition": {"StringEquals": {"s3:ResourceAccount": h.id.account}}}
     ]});
     assert!(iam::same_policy(&doc, &expected), "policy was {doc:#}");
 
@@ -416,13 +418,17 @@ async fn delete_removes_everything_and_retain_only_releases() {
         .send()
         .await
         .expect("kept");
-    // Only the release marker is left, naming the pipeline (not its UID).
+    // Only the release marker is left, naming the pipeline (not its UID),
+    // its namespace's UID and the installation.
     let tags = f.tags().cloned().unwrap_or_default();
     assert_eq!(
         tags,
-        std::collections::HashMap::from([(TAG_RELEASED_BY.to_owned(), h.id.pipeline_ref())]),
+        h.id.release_marker()
+            .into_iter()
+            .collect::<std::collections::HashMap<_, _>>(),
         "{tags:?}"
     );
+    assert_eq!(tags[TAG_RELEASED_BY], h.id.pipeline_ref());
 
     // The released resources are adopted again by the same pipeline (the
     // same namespace and name, even under a new UID)...

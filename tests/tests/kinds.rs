@@ -129,7 +129,9 @@ async fn every_kind_is_released_adopted_by_its_pipeline_and_deleted() {
         .await
         .expect("release");
     assert!(again.inventory().is_empty());
-    let marker = BTreeMap::from([(TAG_RELEASED_BY.to_owned(), h.id.pipeline_ref())]);
+    // The pipeline (not its UID), its namespace's UID and the installation.
+    let marker = h.id.release_marker();
+    assert_eq!(marker[TAG_RELEASED_BY], h.id.pipeline_ref());
     for entry in &inventory {
         let kind = Kind::parse(&entry.kind).expect("kind");
         if !taggable.contains(&kind) {

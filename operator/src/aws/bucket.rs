@@ -288,9 +288,12 @@ pub async fn empty_if_owned(
     id: &str,
     recorded: bool,
 ) -> Result<u64> {
-    match Bucket::observe(aws, id).await? {
-        Some(o) if super::removable(pipeline, &o.tags, recorded).is_ok() => empty(aws, id).await,
-        _ => Ok(0),
+    match Bucket::observe(aws, id).await {
+        Ok(Some(o)) if super::removable(pipeline, &o.tags, recorded).is_ok() => {
+            empty(aws, id).await
+        }
+        Ok(_) | Err(Error::Conflict(_)) => Ok(0),
+        Err(e) => Err(e),
     }
 }
 

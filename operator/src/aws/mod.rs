@@ -800,8 +800,13 @@ pub async fn remove<R: AwsResource>(
     retain: bool,
     recorded: bool,
 ) -> Result<Removal> {
-    let Some(observed) = R::observe(aws, id).await? else {
-        return Ok(Removal::Absent);
+    let observed = match R::observe(aws, id).await {
+        Ok(Some(observed)) => observed,
+        Ok(None) => return Ok(Removal::Absent),
+        // Found under our name but not ours to read (a bucket of another
+        // account): never deleted, and no reason to keep the pipeline.
+        Err(Error::Conflict(why)) => return Ok(Removal::Skipped(why)),
+        Err(e) => return Err(e),
     };
     if let Some(Err(why)) = R::tags(&observed).map(|t| removable(pipeline, t, recorded)) {
         return Ok(Removal::Skipped(why));

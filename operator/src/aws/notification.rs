@@ -158,6 +158,15 @@ impl AwsResource for Notification {
             // named root element. Reading it as "no configuration" is safe:
             // at worst one extra Put rewrites the same configuration.
             Err(e) if e.status == Some(200) && e.code.is_none() => return Ok(None),
+            // The bucket is another account's (the call names this one as
+            // owner): its notifications are not this pipeline's.
+            Err(e) if e.status == Some(403) => {
+                return Err(Error::Conflict(format!(
+                    "S3 bucket {id} is owned by another AWS account (S3 answered 403 to a request \
+                     expecting this account as its owner); Sluice will not read or change its \
+                     notifications"
+                )));
+            }
             Err(e) => return Err(e.into()),
         };
         let mut lambdas: Vec<LambdaNotification> = out
