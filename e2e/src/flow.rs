@@ -35,6 +35,35 @@ pub fn harness(method: &str, path: &str) -> Value {
     serde_json::from_str(body).expect("JSON")
 }
 
+/// `s` percent-encoded for a query string.
+pub fn url_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Whether the emulator's IAM would let `role` do `action` on `resource`
+/// with the condition keys `context`, as IAM's SimulatePrincipalPolicy
+/// answers (its policies, its boundary, the resource's policy).
+pub fn role_may(role: &str, action: &str, resource: &str, context: &[(&str, &str)]) -> bool {
+    let mut path = format!(
+        "iam/simulate?role={}&action={action}&resource={}",
+        url_encode(role),
+        url_encode(resource)
+    );
+    for (k, v) in context {
+        path.push_str(&format!("&context.{k}={}", url_encode(v)));
+    }
+    harness("GET", &path)["allowed"]
+        .as_bool()
+        .expect("a verdict")
+}
+
 /// The invocations of one function the harness ran, oldest first.
 pub fn invocations(function: &str) -> Vec<Value> {
     match harness("GET", &format!("invocations?function={function}")) {

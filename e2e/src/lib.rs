@@ -741,6 +741,18 @@ pub fn id_of(dp: &serde_json::Value, kind: &str, logical: &str) -> String {
         .unwrap_or_else(|| panic!("{kind} {logical} not in the inventory: {dp:#}"))
 }
 
+/// The ARN of one inventory entry.
+pub fn arn_of(dp: &serde_json::Value, kind: &str, logical: &str) -> String {
+    dp["status"]["inventory"]
+        .as_array()
+        .expect("inventory")
+        .iter()
+        .find(|e| e["kind"] == kind && e["name"] == logical)
+        .and_then(|e| e["arn"].as_str())
+        .unwrap_or_else(|| panic!("{kind} {logical} has no ARN: {dp:#}"))
+        .to_owned()
+}
+
 /// One status condition of a pipeline, if present.
 pub fn condition<'a>(dp: &'a serde_json::Value, type_: &str) -> Option<&'a serde_json::Value> {
     dp["status"]["conditions"]

@@ -7,27 +7,16 @@
 
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::json;
 use sluice_e2e::{
-    Namespace, Operator, Policy, apply_and_wait, condition, delete_pipeline,
-    flow::{harness, take_messages, wait_for},
+    Namespace, Operator, Policy, apply_and_wait, arn_of, condition, delete_pipeline,
+    flow::{harness, role_may, take_messages, wait_for},
     get_pipeline, id_of, install_crd, installation_id, kubectl, kubectl_ok, kubectl_stdin,
     kubectl_stdin_ok, manifest_as_json, s3, sample_manifest, sdk, sdk_as, token,
 };
 use sluice_operator::naming::{NameKind, PipelineId, TAG_RELEASED_BY};
 
 const LIMIT: Duration = Duration::from_secs(60);
-
-fn arn_of(dp: &Value, kind: &str, logical: &str) -> String {
-    dp["status"]["inventory"]
-        .as_array()
-        .expect("inventory")
-        .iter()
-        .find(|e| e["kind"] == kind && e["name"] == logical)
-        .and_then(|e| e["arn"].as_str())
-        .unwrap_or_else(|| panic!("{kind} {logical} has no ARN: {dp:#}"))
-        .to_owned()
-}
 
 async fn function_env(function: &str, var: &str) -> String {
     aws_sdk_lambda::Client::new(&sdk().await)
@@ -41,33 +30,6 @@ async fn function_env(function: &str, var: &str) -> String {
         .and_then(|v| v.get(var))
         .cloned()
         .unwrap_or_else(|| panic!("{function} has no {var}"))
-}
-
-fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
-/// Whether the emulator's IAM would let `role` do `action` on `resource`
-/// with the condition keys `context`.
-fn may(role: &str, action: &str, resource: &str, context: &[(&str, &str)]) -> bool {
-    let mut path = format!(
-        "iam/simulate?role={}&action={action}&resource={}",
-        encode(role),
-        encode(resource)
-    );
-    for (k, v) in context {
-        path.push_str(&format!("&context.{k}={}", encode(v)));
-    }
-    harness("GET", &path)["allowed"]
-        .as_bool()
-        .expect("a verdict")
 }
 
 /// Wiretap and forgery on the account's default bus. A tenant allowed the
@@ -185,7 +147,7 @@ spec:
     )
     .await;
     let default_bus = "arn:aws:events:us-east-1:123456789012:event-bus/default";
-    assert!(may(
+    assert!(role_may(
         &talker_role,
         "events:PutEvents",
         default_bus,
@@ -193,7 +155,7 @@ spec:
     ));
     for forged in [victims.as_str(), "aws.s3", "sluice.router"] {
         assert!(
-            !may(
+            !role_may(
                 &talker_role,
                 "events:PutEvents",
                 default_bus,

@@ -15,22 +15,11 @@ use sluice_e2e::flow::{
     wait_for,
 };
 use sluice_e2e::{
-    Namespace, Operator, apply_and_wait, delete_pipeline, get_pipeline, id_of, install_crd, s3,
-    sample_manifest, sdk,
+    Namespace, Operator, apply_and_wait, arn_of, delete_pipeline, get_pipeline, id_of, install_crd,
+    s3, sample_manifest, sdk,
 };
 
 const LIMIT: Duration = Duration::from_secs(60);
-
-fn arn_of(dp: &Value, kind: &str, logical: &str) -> String {
-    dp["status"]["inventory"]
-        .as_array()
-        .expect("inventory")
-        .iter()
-        .find(|e| e["kind"] == kind && e["name"] == logical)
-        .and_then(|e| e["arn"].as_str())
-        .unwrap_or_else(|| panic!("{kind} {logical} has no ARN: {dp:#}"))
-        .to_owned()
-}
 
 fn failed(entries: &[Value]) -> usize {
     entries.iter().filter(|e| !e["error"].is_null()).count()

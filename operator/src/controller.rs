@@ -10,7 +10,6 @@ use std::{
 };
 
 use futures::{StreamExt, channel::mpsc};
-use k8s_openapi::api::core::v1::Namespace;
 use kube::{
     Api, Client, ResourceExt,
     api::{ListParams, Patch, PatchParams},
@@ -18,8 +17,7 @@ use kube::{
         Controller, WatchStreamExt,
         controller::Action,
         finalizer::{Event as FinalizerEvent, finalizer},
-        reflector::{self, ObjectRef, Store},
-        watcher,
+        reflector, watcher,
     },
 };
 use serde_json::json;
@@ -31,16 +29,14 @@ use crate::{
     artifacts::Catalog,
     aws::{Aws, ErrorClass, Regions},
     config::OperatorConfig,
-    crd::{
-        DataPipeline, DataPipelineStatus, DeletionPolicy, FunctionStatus, InventoryEntry,
-        SluicePolicy,
-    },
+    crd::{DataPipeline, DataPipelineStatus, DeletionPolicy, FunctionStatus, InventoryEntry},
     events::{self, EventType, Recorder},
+    guardrails::{self, Guardrails},
     health::poller::Poller,
     metrics::Metrics,
     naming::{ADOPT_FROM_ANNOTATION, PipelineId},
     plan::{self, Plan, PlanContext},
-    policy::{self, Effective, Neighbours},
+    policy::{self, Effective},
     reconcile::{
         self, Progress,
         status::{self, Verdict},
@@ -93,28 +89,9 @@ pub struct Context {
     /// resource created a moment ago (and, with its tags not yet visible,
     /// take it for someone else's).
     inventories: Mutex<HashMap<String, Vec<InventoryEntry>>>,
-    /// The watch caches reconciles read beside their own pipeline: every
-    /// watched pipeline (namespace-wide policy limits), the SluicePolicies
-    /// and the namespaces (their labels select policies). Set once by
-    /// [`run`] before the first reconcile.
-    watched: std::sync::OnceLock<Watched>,
-    /// A digest of the policy each pipeline was last checked against (by
-    /// UID): a policy or namespace change that alters it reconciles the
-    /// pipeline again.
-    policy_digests: std::sync::Mutex<HashMap<String, u64>>,
-}
-
-/// The watch caches of [`Context::watched`] and where to ask for a
-/// reconcile of a pipeline they show.
-struct Watched {
-    pipelines: Vec<Store<DataPipeline>>,
-    policies: Store<SluicePolicy>,
-    namespaces: Store<Namespace>,
-    /// One trigger per controller: its namespace (`None`: all) and sender.
-    triggers: Vec<(
-        Option<String>,
-        mpsc::UnboundedSender<ObjectRef<DataPipeline>>,
-    )>,
+    /// The platform's guardrails as the watch caches show them; set once
+    /// by [`run`] before the first reconcile.
+    guardrails: std::sync::OnceLock<Guardrails>,
 }
 
 impl std::fmt::Debug for Context {
@@ -150,138 +127,20 @@ impl Context {
             generations: Mutex::new(HashMap::new()),
             converged_plans: Mutex::new(HashMap::new()),
             inventories: Mutex::new(HashMap::new()),
-            watched: std::sync::OnceLock::new(),
-            policy_digests: std::sync::Mutex::new(HashMap::new()),
+            guardrails: std::sync::OnceLock::new(),
         }
     }
 
-    /// The UID of `namespace` (empty until the namespace cache holds it).
-    fn namespace_uid(&self, namespace: &str) -> String {
-        self.watched
-            .get()
-            .and_then(|w| w.namespaces.get(&ObjectRef::new(namespace)))
-            .and_then(|ns| ns.metadata.uid.clone())
-            .unwrap_or_default()
+    /// The guardrails, once [`run`] has set them.
+    fn guardrails(&self) -> Option<&Guardrails> {
+        self.guardrails.get()
     }
 
     /// What the SluicePolicies selecting `namespace` combine to (the
-    /// built-in default when none does, or before the caches are set).
+    /// built-in default before the caches are set).
     pub fn effective_policy(&self, namespace: &str) -> Effective {
-        let Some(watched) = self.watched.get() else {
-            return Effective::default();
-        };
-        let labels = watched
-            .namespaces
-            .get(&ObjectRef::new(namespace))
-            .and_then(|ns| ns.metadata.labels.clone())
-            .unwrap_or_default();
-        let policies = watched.policies.state();
-        Effective::for_namespace(
-            policies
-                .iter()
-                .map(|p| (p.metadata.name.as_deref().unwrap_or(""), &p.spec)),
-            &labels,
-        )
-    }
-
-    /// The pipelines of `namespace` the namespace-wide limits count:
-    /// oldest first, those being deleted left out.
-    fn neighbours(&self, namespace: &str) -> Neighbours {
-        let Some(watched) = self.watched.get() else {
-            return Neighbours::default();
-        };
-        let mut pipelines: Vec<Arc<DataPipeline>> = watched
-            .pipelines
-            .iter()
-            .flat_map(Store::state)
-            .filter(|p| {
-                p.metadata.namespace.as_deref() == Some(namespace)
-                    && p.metadata.deletion_timestamp.is_none()
-            })
-            .collect();
-        pipelines.sort_by(|a, b| {
-            let created = |p: &DataPipeline| p.metadata.creation_timestamp.as_ref().map(|t| t.0);
-            created(a)
-                .cmp(&created(b))
-                .then_with(|| a.name_any().cmp(&b.name_any()))
-        });
-        Neighbours {
-            pipelines: pipelines
-                .iter()
-                .map(|p| {
-                    (
-                        p.uid().unwrap_or_default(),
-                        policy::reserved_concurrency(&p.spec),
-                    )
-                })
-                .collect(),
-        }
-    }
-
-    /// Records the policy a pipeline was checked against.
-    fn checked_against(&self, dp: &DataPipeline, effective: &Effective) {
-        if let Ok(mut digests) = self.policy_digests.lock() {
-            digests.insert(dp.uid().unwrap_or_default(), policy_digest(effective));
-        }
-    }
-
-    /// Asks for a reconcile of every pipeline whose policy is no longer the
-    /// one it was checked against (a policy or a namespace's labels
-    /// changed), and of `also` (pipelines a deletion may have freed room
-    /// for).
-    fn retrigger(&self, also: &[ObjectRef<DataPipeline>]) {
-        let Some(watched) = self.watched.get() else {
-            return;
-        };
-        let stale: Vec<ObjectRef<DataPipeline>> = {
-            let Ok(digests) = self.policy_digests.lock() else {
-                return;
-            };
-            let mut effective: HashMap<String, u64> = HashMap::new();
-            watched
-                .pipelines
-                .iter()
-                .flat_map(Store::state)
-                .filter(|p| {
-                    let ns = p.namespace().unwrap_or_default();
-                    let now = *effective
-                        .entry(ns.clone())
-                        .or_insert_with(|| policy_digest(&self.effective_policy(&ns)));
-                    digests
-                        .get(&p.uid().unwrap_or_default())
-                        .is_some_and(|seen| *seen != now)
-                })
-                .map(|p| ObjectRef::from_obj(p.as_ref()))
-                .collect()
-        };
-        for obj in stale.iter().chain(also) {
-            for (namespace, sender) in &watched.triggers {
-                if namespace.is_none() || namespace.as_deref() == obj.namespace.as_deref() {
-                    let _ = sender.unbounded_send(obj.clone());
-                }
-            }
-        }
-    }
-
-    /// The pipelines of `namespace` stalled by their policy.
-    fn stalled_by_policy(&self, namespace: &str) -> Vec<ObjectRef<DataPipeline>> {
-        let Some(watched) = self.watched.get() else {
-            return Vec::new();
-        };
-        watched
-            .pipelines
-            .iter()
-            .flat_map(Store::state)
-            .filter(|p| p.metadata.namespace.as_deref() == Some(namespace))
-            .filter(|p| {
-                p.status.as_ref().is_some_and(|s| {
-                    s.conditions.iter().any(|c| {
-                        c.type_ == status::STALLED && c.reason == crate::error::POLICY_VIOLATION
-                    })
-                })
-            })
-            .map(|p| ObjectRef::from_obj(p.as_ref()))
-            .collect()
+        self.guardrails()
+            .map_or_else(Effective::default, |g| g.effective(namespace))
     }
 
     /// AWS clients for a region, connected on first use.
@@ -420,56 +279,19 @@ pub async fn run(ctx: Arc<Context>, readiness: Readiness) -> Result<()> {
         api.list(&ListParams::default().limit(1)).await?;
     }
     // The platform's SluicePolicies and the namespaces' labels that select
-    // them: cached before the first reconcile, so none is checked against a
-    // policy not yet read. Listed once first, so a missing CRD or RBAC
-    // rule stops the operator with the API's answer.
-    Api::<SluicePolicy>::all(ctx.client.clone())
-        .list(&ListParams::default().limit(1))
-        .await?;
-    Api::<Namespace>::all(ctx.client.clone())
-        .list(&ListParams::default().limit(1))
-        .await?;
-    let (policies, policy_writer) = reflector::store::<SluicePolicy>();
-    let (namespaces, namespace_writer) = reflector::store::<Namespace>();
-    let policy_changes = watcher(
-        Api::<SluicePolicy>::all(ctx.client.clone()),
-        Default::default(),
-    )
-    .default_backoff()
-    .reflect(policy_writer)
-    .touched_objects()
-    .map(|_| ());
-    let namespace_changes = watcher(
-        Api::<Namespace>::all(ctx.client.clone()),
-        Default::default(),
-    )
-    .default_backoff()
-    .modify(|ns| {
-        ns.metadata.managed_fields = None;
-        ns.metadata.annotations = None;
-    })
-    .reflect(namespace_writer)
-    .applied_objects()
-    .predicate_filter(
-        |ns: &Namespace| {
-            use std::hash::{Hash, Hasher};
-            let mut h = std::collections::hash_map::DefaultHasher::new();
-            ns.labels().hash(&mut h);
-            Some(h.finish())
-        },
-        Default::default(),
-    )
-    .map(|_| ());
+    // them, cached before the first reconcile, so none is checked against a
+    // policy not yet read; their changes reconcile the pipelines they
+    // concern again.
+    let (policies, namespaces, changes) = guardrails::watch(&ctx.client).await?;
     let guardrails = {
         let ctx = ctx.clone();
-        tokio::spawn(
-            futures::stream::select(policy_changes, namespace_changes).for_each(move |()| {
-                ctx.retrigger(&[]);
-                futures::future::ready(())
-            }),
-        )
+        tokio::spawn(changes.for_each(move |()| {
+            if let Some(g) = ctx.guardrails() {
+                g.retrigger(&[]);
+            }
+            futures::future::ready(())
+        }))
     };
-    // The writers live in the task above, so these return once listed.
     let _ = policies.wait_until_ready().await;
     let _ = namespaces.wait_until_ready().await;
     readiness.set_ready();
@@ -505,12 +327,12 @@ pub async fn run(ctx: Arc<Context>, readiness: Readiness) -> Result<()> {
             Controller::for_stream(changes, reader).reconcile_on(receiver)
         })
         .collect();
-    let _ = ctx.watched.set(Watched {
-        pipelines: controllers.iter().map(Controller::store).collect(),
+    let _ = ctx.guardrails.set(Guardrails::new(
+        controllers.iter().map(Controller::store).collect(),
         policies,
         namespaces,
         triggers,
-    });
+    ));
     // Health reads the pipelines the controllers' watches hold.
     let stores = controllers.iter().map(Controller::store).collect();
     let health = tokio::spawn(ctx.health_poller().run(stores));
@@ -672,7 +494,10 @@ fn error_policy(dp: Arc<DataPipeline>, error: &Error, _ctx: Arc<Context>) -> Act
 /// annotation names where `effective` allows that.
 fn pipeline_id(dp: &DataPipeline, ctx: &Context, aws: &Aws, effective: &Effective) -> PipelineId {
     let mut id = PipelineId::of(dp, &ctx.config, &aws.account, &aws.region);
-    id.namespace_uid = ctx.namespace_uid(&id.namespace);
+    id.namespace_uid = ctx
+        .guardrails()
+        .map(|g| g.namespace_uid(&id.namespace))
+        .unwrap_or_default();
     if effective.values.allow.adoption_from_earlier_namespace {
         id.adopt_from = dp.annotations().get(ADOPT_FROM_ANNOTATION).cloned();
     }
@@ -755,19 +580,25 @@ async fn converge(dp: &DataPipeline, ctx: &Context) -> Result<(Action, &'static 
     let namespace = dp.namespace().unwrap_or_default();
     let effective = ctx.effective_policy(&namespace);
     let pid = pipeline_id(dp, ctx, &aws, &effective);
+    let neighbours = ctx
+        .guardrails()
+        .map(|g| g.neighbours(&namespace))
+        .unwrap_or_default();
     let plan = plan_for(dp, ctx, &pid);
     if let Err(problems) = reconcile::validate::validate_plan(&plan) {
         return unplanned(Error::InvalidSpec(problems)).await;
     }
     // The platform's guardrails: a pipeline outside its namespace's policy
     // changes nothing in AWS (and loses nothing) until it fits again.
-    ctx.checked_against(dp, &effective);
+    if let Some(g) = ctx.guardrails() {
+        g.checked_against(dp, &effective);
+    }
     let problems = policy::check(
         &dp.spec,
         &plan,
         &aws.region,
         &dp.uid().unwrap_or_default(),
-        &ctx.neighbours(&namespace),
+        &neighbours,
         &effective,
     );
     if !problems.is_empty() {
@@ -801,14 +632,6 @@ fn was_ready(status: &DataPipelineStatus, generation: Option<i64>) -> bool {
     status.conditions.iter().any(|c| {
         c.type_ == status::READY && c.status == "True" && c.observed_generation == generation
     })
-}
-
-/// A digest of an effective policy, to tell when a pipeline's changed.
-fn policy_digest(effective: &Effective) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    format!("{effective:?}").hash(&mut h);
-    h.finish()
 }
 
 /// A digest of a plan, to tell a changed plan from drift in AWS.
@@ -1004,11 +827,8 @@ async fn remove(dp: &DataPipeline, ctx: &Context) -> Result<Action> {
         return Err(e);
     }
     ctx.forget_inventory(dp).await;
-    // Its place under the namespace's limits is free: pipelines stalled by
-    // them look again.
-    ctx.retrigger(&ctx.stalled_by_policy(&namespace));
-    if let Ok(mut digests) = ctx.policy_digests.lock() {
-        digests.remove(&dp.uid().unwrap_or_default());
+    if let Some(g) = ctx.guardrails() {
+        g.deleted(dp);
     }
     ctx.converged_plans
         .lock()

@@ -603,12 +603,8 @@ mod tests {
                         && strings(&s["Resource"]).iter().any(|r| glob(r, resource))
                 })
         };
-        let catalog = crate::plan::tests::catalog();
-        let id = crate::plan::tests::pid();
-        let id = crate::naming::PipelineId {
-            prefix: "sluice".into(),
-            ..id
-        };
+        // The plans' prefix is `sluice`, as the boundary file's.
+        assert_eq!(crate::plan::tests::pid().prefix, "sluice");
         for file in [
             "event-triggered.yaml",
             "fan-out.yaml",
@@ -616,14 +612,7 @@ mod tests {
             "stream.yaml",
             "periodic-batch.yaml",
         ] {
-            let plan = crate::plan::plan(
-                &crate::plan::tests::sample(file),
-                crate::plan::PlanContext {
-                    id: &id,
-                    catalog: &catalog,
-                    permissions_boundary: None,
-                },
-            );
+            let plan = crate::plan::tests::plan_of(&crate::plan::tests::sample(file));
             for role in &plan.roles {
                 for s in role.policy["Statement"].as_array().expect("statements") {
                     for action in strings(&s["Action"]) {

@@ -2,7 +2,8 @@
 //! serverless data pipelines on AWS.
 //!
 //! The arrows point one way: [`controller`] (kube wiring, finalizer, error
-//! policy) → [`reconcile`] (validate → plan → apply → status) → [`aws`] (one
+//! policy; [`guardrails`], the platform's policies as its caches see them;
+//! [`fair`], the namespaces' turns at slots and quotas) → [`reconcile`] (validate → plan → apply → status) → [`aws`] (one
 //! module per AWS resource kind behind one trait) and [`iam`]. Beside
 //! `reconcile`, [`health`] reads runtime figures from AWS on its own
 //! interval and writes the `Healthy` condition; [`events`] holds the event
@@ -19,6 +20,7 @@ pub mod crd;
 pub mod error;
 pub mod events;
 pub mod fair;
+pub mod guardrails;
 pub mod health;
 pub mod iam;
 pub mod memory;

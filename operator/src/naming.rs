@@ -226,7 +226,10 @@ impl PipelineId {
         self.name_with(NameKind::Bucket, logical, "")
     }
 
-    fn name_with(&self, kind: NameKind, logical: &str, salt: &str) -> String {
+    /// A SHA-256 over the pipeline's place (prefix, account, region,
+    /// namespace, name) and `more`, each part ended by a NUL so `a-b`+`c`
+    /// and `a`+`b-c` differ.
+    fn digest(&self, more: &[&str]) -> Sha256 {
         let mut hasher = Sha256::new();
         for part in [
             self.prefix.as_str(),
@@ -234,12 +237,18 @@ impl PipelineId {
             self.region.as_str(),
             self.namespace.as_str(),
             self.name.as_str(),
-            kind.tag(),
-            logical,
-        ] {
+        ]
+        .iter()
+        .chain(more)
+        {
             hasher.update(part.as_bytes());
             hasher.update([0]);
         }
+        hasher
+    }
+
+    fn name_with(&self, kind: NameKind, logical: &str, salt: &str) -> String {
+        let mut hasher = self.digest(&[kind.tag(), logical]);
         if !salt.is_empty() {
             hasher.update(b"installation");
             hasher.update(salt.as_bytes());
@@ -278,18 +287,7 @@ impl PipelineId {
     /// `events:source` condition, and the rules of the pipeline's buses
     /// match only it, so no other pipeline can publish as this one.
     pub fn event_source(&self) -> String {
-        let mut hasher = Sha256::new();
-        for part in [
-            self.prefix.as_str(),
-            self.account.as_str(),
-            self.region.as_str(),
-            self.namespace.as_str(),
-            self.name.as_str(),
-            "event-source",
-        ] {
-            hasher.update(part.as_bytes());
-            hasher.update([0]);
-        }
+        let hasher = self.digest(&["event-source"]);
         let hash = hex::encode(&hasher.finalize()[..HASH_HEX_LEN / 2]);
         let readable = format!(
             "{}.{}.{}",

@@ -493,7 +493,7 @@ mod tests {
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement;
 
     use super::*;
-    use crate::plan::tests::sample;
+    use crate::plan::tests::{plan_of, sample};
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs
@@ -504,19 +504,6 @@ mod tests {
 
     fn policy(yaml: &str) -> SluicePolicySpec {
         serde_yaml::from_str(yaml).expect("policy")
-    }
-
-    fn plan_of(spec: &DataPipelineSpec) -> Plan {
-        let catalog = crate::plan::tests::catalog();
-        let id = crate::plan::tests::pid();
-        crate::plan::plan(
-            spec,
-            crate::plan::PlanContext {
-                id: &id,
-                catalog: &catalog,
-                permissions_boundary: None,
-            },
-        )
     }
 
     fn problems(spec: &DataPipelineSpec, effective: &Effective) -> Vec<String> {

@@ -346,20 +346,7 @@ pub fn problems(t: &Target, r: &Reading, limits: &HealthSpec, window: &Window) -
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::tests::{pid, sample};
-
-    fn plan_of(spec: &DataPipelineSpec) -> Plan {
-        let catalog = crate::plan::tests::catalog();
-        let id = pid();
-        crate::plan::plan(
-            spec,
-            crate::plan::PlanContext {
-                id: &id,
-                catalog: &catalog,
-                permissions_boundary: None,
-            },
-        )
-    }
+    use crate::plan::tests::{plan_of, sample};
 
     fn fan_out(logical: &str) -> Target {
         let spec = sample("fan-out.yaml");

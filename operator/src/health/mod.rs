@@ -357,20 +357,7 @@ pub fn assess(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::tests::{catalog, pid, sample};
-
-    fn plan_of(spec: &DataPipelineSpec) -> Plan {
-        let catalog = catalog();
-        let id = pid();
-        crate::plan::plan(
-            spec,
-            crate::plan::PlanContext {
-                id: &id,
-                catalog: &catalog,
-                permissions_boundary: None,
-            },
-        )
-    }
+    use crate::plan::tests::{plan_of, sample};
 
     fn ready_inventory(plan: &Plan) -> Vec<InventoryEntry> {
         plan.ids()

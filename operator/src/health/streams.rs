@@ -116,21 +116,12 @@ pub fn problems(t: &Target, r: &Reading, limits: &HealthSpec, window: &Window) -
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::tests::{catalog, pid, sample};
+    use crate::plan::tests::sample;
 
     #[test]
     fn a_consumer_behind_its_stream_is_named_with_the_stream() {
         let spec = sample("stream.yaml");
-        let catalog = catalog();
-        let id = pid();
-        let plan = crate::plan::plan(
-            &spec,
-            crate::plan::PlanContext {
-                id: &id,
-                catalog: &catalog,
-                permissions_boundary: None,
-            },
-        );
+        let plan = crate::plan::tests::plan_of(&spec);
         let t = targets(&spec, &plan);
         assert_eq!(t.len(), 1);
         assert_eq!(

@@ -318,7 +318,8 @@ functions:
         .expect("valid spec")
     }
 
-    fn plan_of(spec: &DataPipelineSpec) -> Plan {
+    /// The plan of `spec` for [`pid`] with every built-in handler.
+    pub(crate) fn plan_of(spec: &DataPipelineSpec) -> Plan {
         let catalog = catalog();
         let id = pid();
         plan(
