@@ -118,14 +118,6 @@ pub fn s3_client(config: &SdkConfig) -> aws_sdk_s3::Client {
     aws_sdk_s3::Client::from_conf(s3_config)
 }
 
-/// The object store of a function: S3, every call expecting the bucket to
-/// be owned by the function's own account (`SLUICE_BUCKET_OWNER`, which the
-/// operator sets; see [`crate::store::S3Store::expecting_owner`]).
-pub fn s3_store(config: &SdkConfig) -> crate::store::S3Store {
-    crate::store::S3Store::new(s3_client(config))
-        .expecting_owner(crate::config::optional("SLUICE_BUCKET_OWNER"))
-}
-
 /// Error codes meaning "this does not exist".
 const NOT_FOUND_CODES: &[&str] = &[
     "NoSuchKey",

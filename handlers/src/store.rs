@@ -178,6 +178,14 @@ impl S3Store {
         }
     }
 
+    /// The object store of a function: S3, every call expecting the bucket
+    /// to be owned by the function's own account (`SLUICE_BUCKET_OWNER`,
+    /// which the operator sets).
+    pub fn for_function(config: &aws_types::SdkConfig) -> Self {
+        Self::new(crate::aws::s3_client(config))
+            .expecting_owner(crate::config::optional("SLUICE_BUCKET_OWNER"))
+    }
+
     /// Every call names `account` as the bucket's owner
     /// (`ExpectedBucketOwner`): S3 refuses it, whatever the bucket's policy
     /// says, when another account owns the bucket, so a bucket of the same

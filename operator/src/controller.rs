@@ -493,7 +493,13 @@ fn error_policy(dp: Arc<DataPipeline>, error: &Error, _ctx: Arc<Context>) -> Act
 /// the earlier namespace its `sluice.dev/adopt-from-namespace-uid`
 /// annotation names where `effective` allows that.
 fn pipeline_id(dp: &DataPipeline, ctx: &Context, aws: &Aws, effective: &Effective) -> PipelineId {
-    let mut id = PipelineId::of(dp, &ctx.config, &aws.account, &aws.region);
+    let mut id = PipelineId::of(
+        dp,
+        &ctx.config,
+        &aws.account,
+        &aws.region,
+        plan::recorded_buckets(dp),
+    );
     id.namespace_uid = ctx
         .guardrails()
         .map(|g| g.namespace_uid(&id.namespace))

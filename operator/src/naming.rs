@@ -178,14 +178,17 @@ pub struct PipelineId {
 }
 
 impl PipelineId {
-    /// The identity of pipeline `dp` in an account and region, for naming:
-    /// the namespace's UID and what it may adopt are the controller's to
-    /// add ([`PipelineId::namespace_uid`], [`PipelineId::adopt_from`]).
+    /// The identity of pipeline `dp` in an account and region, for naming,
+    /// keeping the bucket names its inventory records
+    /// ([`crate::plan::recorded_buckets`]): the namespace's UID and what
+    /// it may adopt are the controller's to add
+    /// ([`PipelineId::namespace_uid`], [`PipelineId::adopt_from`]).
     pub fn of(
         dp: &crate::crd::DataPipeline,
         config: &crate::config::OperatorConfig,
         account: &str,
         region: &str,
+        kept_bucket_names: std::collections::BTreeSet<String>,
     ) -> Self {
         PipelineId {
             prefix: config.name_prefix.clone(),
@@ -197,13 +200,7 @@ impl PipelineId {
             namespace_uid: String::new(),
             installation: config.installation_id.clone(),
             adopt_from: None,
-            kept_bucket_names: dp
-                .status
-                .iter()
-                .flat_map(|s| &s.inventory)
-                .filter(|e| e.kind == crate::plan::Kind::Bucket.as_str())
-                .map(|e| e.id.clone())
-                .collect(),
+            kept_bucket_names,
         }
     }
 

@@ -8,7 +8,7 @@ pub(super) async fn run() -> Result<(), lambda_runtime::Error> {
     let config =
         batch_aggregate::BatchConfig::from_env(&ProcessEnv).map_err(logging::startup_error)?;
     let limits = IoLimits::from_env(&ProcessEnv).map_err(logging::startup_error)?;
-    let store = aws::s3_store(&aws::load_config().await);
+    let store = crate::store::S3Store::for_function(&aws::load_config().await);
     let (store, config) = (&store, &config);
     logging::run(move |event| {
         batch_aggregate::handle_with(store, config, limits, event, chrono::Utc::now())

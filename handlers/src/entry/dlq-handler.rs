@@ -7,7 +7,7 @@ use crate::{aws, config::ProcessEnv, dlq, logging, queue::SqsSender};
 pub(super) async fn run() -> Result<(), lambda_runtime::Error> {
     let config = dlq::DlqConfig::from_env(&ProcessEnv).map_err(logging::startup_error)?;
     let sdk = aws::load_config().await;
-    let store = aws::s3_store(&sdk);
+    let store = crate::store::S3Store::for_function(&sdk);
     let sender = SqsSender::new(aws_sdk_sqs::Client::new(&sdk));
     let (store, sender, config) = (&store, &sender, &config);
     logging::run(move |event| dlq::handle(store, sender, config, event, chrono::Utc::now())).await

@@ -5,7 +5,7 @@ use crate::{aws, config::ProcessEnv, logging, workflow};
 /// Runs the handler's runtime loop (logging is already initialised).
 pub(super) async fn run() -> Result<(), lambda_runtime::Error> {
     let config = workflow::LoadConfig::from_env(&ProcessEnv).map_err(logging::startup_error)?;
-    let store = aws::s3_store(&aws::load_config().await);
+    let store = crate::store::S3Store::for_function(&aws::load_config().await);
     let (store, config) = (&store, &config);
     logging::run(move |input| workflow::load(store, config, input)).await
 }

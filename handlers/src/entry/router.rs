@@ -6,7 +6,7 @@ use crate::{aws, config::ProcessEnv, logging, publisher::EventBridgePublisher, r
 pub(super) async fn run() -> Result<(), lambda_runtime::Error> {
     let config = router::RouterConfig::from_env(&ProcessEnv).map_err(logging::startup_error)?;
     let sdk = aws::load_config().await;
-    let store = aws::s3_store(&sdk);
+    let store = crate::store::S3Store::for_function(&sdk);
     let publisher = EventBridgePublisher::new(aws_sdk_eventbridge::Client::new(&sdk));
     let (store, publisher, config) = (&store, &publisher, &config);
     logging::run(move |event| router::handle(store, publisher, config, event)).await

@@ -6,7 +6,7 @@ use crate::{aws, config::ProcessEnv, logging, s3_transform};
 pub(super) async fn run() -> Result<(), lambda_runtime::Error> {
     let config =
         s3_transform::TransformConfig::from_env(&ProcessEnv).map_err(logging::startup_error)?;
-    let store = aws::s3_store(&aws::load_config().await);
+    let store = crate::store::S3Store::for_function(&aws::load_config().await);
     let (store, config) = (&store, &config);
     // The event's JSON text: each record is parsed into just what is read.
     logging::run_raw(move |event| s3_transform::handle(store, config, event, chrono::Utc::now()))

@@ -16,7 +16,7 @@ pub(super) async fn run() -> Result<(), lambda_runtime::Error> {
     let idempotency_config =
         IdempotencyConfig::from_env(&ProcessEnv).map_err(logging::startup_error)?;
     let sdk = aws::load_config().await;
-    let store = aws::s3_store(&sdk);
+    let store = crate::store::S3Store::for_function(&sdk);
     let idempotency =
         idempotency_config.map(|c| DynamoIdempotency::new(aws_sdk_dynamodb::Client::new(&sdk), c));
     let (store, idempotency, config) = (&store, idempotency.as_ref(), &config);

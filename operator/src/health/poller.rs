@@ -279,7 +279,13 @@ impl Poller {
             Ok(aws) => aws.for_tenant(&dp.namespace().unwrap_or_default()),
             Err(e) => return Outcome::Unavailable(unavailable(&e.to_string())),
         };
-        let pid = PipelineId::of(dp, &self.config, &aws.account, &aws.region);
+        let pid = PipelineId::of(
+            dp,
+            &self.config,
+            &aws.account,
+            &aws.region,
+            plan::recorded_buckets(dp),
+        );
         let plan = plan::plan(
             &dp.spec,
             PlanContext {

@@ -202,6 +202,17 @@ impl Plan {
     }
 }
 
+/// The bucket names a pipeline's inventory records (those an earlier
+/// version named keep their names: [`PipelineId::aws_name`]).
+pub fn recorded_buckets(dp: &crate::crd::DataPipeline) -> BTreeSet<String> {
+    dp.status
+        .iter()
+        .flat_map(|s| &s.inventory)
+        .filter(|e| e.kind == Kind::Bucket.as_str())
+        .map(|e| e.id.clone())
+        .collect()
+}
+
 /// Inputs of planning besides the spec.
 #[derive(Clone, Copy, Debug)]
 pub struct PlanContext<'a> {
