@@ -28,7 +28,7 @@ show_aws() {
 }
 
 # The operator's AWS keys, as an env file: where the emulator enforces IAM,
-# those of a user holding exactly config/iam/operator-policy.json, as on AWS
+# those of a user holding exactly config/iam/operator-policy*.json, as on AWS
 # (never the administrator's keys the rest of the demo acts with).
 operator_credentials() {
   if [[ "${SLUICE_HARNESS_IAM:-}" == enforce ]]; then
@@ -109,7 +109,7 @@ up() {
   echo "$image"
   say "install the operator (config/deploy): namespace sluice-system, ServiceAccount, ClusterRole, Deployment"
   if [[ "${SLUICE_HARNESS_IAM:-}" == enforce ]]; then
-    echo "its AWS keys (Secret sluice-system/sluice-operator-aws): IAM user operator-sluice, policy config/iam/operator-policy.json"
+    echo "its AWS keys (Secret sluice-system/sluice-operator-aws): IAM user operator-sluice, policies config/iam/operator-policy*.json, roles bounded by config/iam/pipeline-boundary.json"
   fi
   deploy_overlay "$image"
   "$k" apply -k "$DIR/deploy"

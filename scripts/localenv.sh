@@ -120,7 +120,8 @@ up() {
   # SLUICE_HARNESS_DELAY_FACTOR (default 1) scales AWS's documented waits.
   # IAM is enforced on every request unless SLUICE_HARNESS_IAM=off: clients
   # act as the harness's administrator (the keys in DIR/env), the operator
-  # as a user holding config/iam/operator-policy.json, handlers as their roles.
+  # as a user holding config/iam/operator-policy*.json (roles it makes carry
+  # config/iam/pipeline-boundary.json), handlers as their roles.
   # SLUICE_MOTO_LAUNCHER picks another launcher (make bench-fleet:
   # e2e/moto/fleet_launcher.py, without deliveries).
   SLUICE_HARNESS_DIR="$DIR/harness" SLUICE_HARNESS_IAM="$iam" \
