@@ -42,16 +42,12 @@ print("AWS_ACCESS_KEY_ID=%s\nAWS_SECRET_ACCESS_KEY=%s" % (u["accessKeyId"], u["s
 }
 
 # The permissions boundary every role the operator creates carries
-# (config/iam/pipeline-boundary.json): where the emulator enforces IAM, the
-# managed policy the harness made beside the operator's user; else its ARN
-# in the emulator's default account.
+# (config/iam/pipeline-boundary.json): the managed policy the harness makes
+# for the prefix (whether or not it enforces IAM: the emulator, as AWS,
+# refuses a role whose boundary names no policy).
 permissions_boundary() {
-  if [[ "${SLUICE_HARNESS_IAM:-}" == enforce ]]; then
-    curl -sf -X POST "$AWS_ENDPOINT_URL/_sluice/iam/operator?prefix=sluice" |
-      python3 -c 'import json, sys; print(json.load(sys.stdin)["permissionsBoundaryArn"])'
-  else
-    echo "arn:aws:iam::123456789012:policy/sluice/sluice-pipeline-boundary"
-  fi
+  curl -sf -X POST "$AWS_ENDPOINT_URL/_sluice/iam/operator?prefix=sluice" |
+    python3 -c 'import json, sys; print(json.load(sys.stdin)["permissionsBoundaryArn"])'
 }
 
 # The installation's secret: random, kept in DIR for the demo's lifetime.

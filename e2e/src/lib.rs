@@ -340,16 +340,17 @@ pub fn installation_fingerprint(prefix: &str) -> String {
 }
 
 /// The permissions boundary the operator of `prefix` is configured with:
-/// its harness-made boundary where IAM is enforced, else
-/// `SLUICE_PERMISSIONS_BOUNDARY`, else the ARN the shipped boundary gets in
-/// the emulator's default account (nothing checks it there).
+/// `SLUICE_PERMISSIONS_BOUNDARY` where set (a real account), else the one
+/// the emulator's harness makes for the prefix (it exists whether or not
+/// IAM is enforced: the emulator, as AWS, refuses a role whose boundary
+/// names no policy).
 pub fn permissions_boundary(prefix: &str) -> String {
-    operator_identity(prefix)
-        .map(|o| o.permissions_boundary)
-        .or_else(|| std::env::var("SLUICE_PERMISSIONS_BOUNDARY").ok())
-        .unwrap_or_else(|| {
-            format!("arn:aws:iam::123456789012:policy/{prefix}/{prefix}-pipeline-boundary")
-        })
+    std::env::var("SLUICE_PERMISSIONS_BOUNDARY").unwrap_or_else(|_| {
+        flow::harness("POST", &format!("iam/operator?prefix={prefix}"))["permissionsBoundaryArn"]
+            .as_str()
+            .expect("the harness's boundary")
+            .to_owned()
+    })
 }
 
 impl Operator {
