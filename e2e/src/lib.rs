@@ -797,6 +797,26 @@ pub fn s3(sdk: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
     )
 }
 
+/// Sets a bucket's tags to the one tag `key=value` (an attacker's forged
+/// release marker, say).
+pub async fn tag_bucket(s3: &aws_sdk_s3::Client, bucket: &str, key: &str, value: &str) {
+    let tag = aws_sdk_s3::types::Tag::builder()
+        .key(key)
+        .value(value)
+        .build()
+        .expect("tag");
+    let tagging = aws_sdk_s3::types::Tagging::builder()
+        .tag_set(tag)
+        .build()
+        .expect("tagging");
+    s3.put_bucket_tagging()
+        .bucket(bucket)
+        .tagging(tagging)
+        .send()
+        .await
+        .expect("tags");
+}
+
 /// The difference between two [`Operator::aws_calls`] readings, without
 /// the operations that did not change.
 pub fn calls_between(

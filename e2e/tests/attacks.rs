@@ -216,24 +216,7 @@ async fn a_bucket_made_first_in_another_account_is_never_adopted_or_used() {
         .await
         .expect("the attacker's bucket");
     let marker = format!("{}/{name}", victim.0);
-    attacker
-        .put_bucket_tagging()
-        .bucket(&squatted)
-        .tagging(
-            aws_sdk_s3::types::Tagging::builder()
-                .tag_set(
-                    aws_sdk_s3::types::Tag::builder()
-                        .key(TAG_RELEASED_BY)
-                        .value(&marker)
-                        .build()
-                        .expect("tag"),
-                )
-                .build()
-                .expect("tagging"),
-        )
-        .send()
-        .await
-        .expect("marker");
+    sluice_e2e::tag_bucket(&attacker, &squatted, TAG_RELEASED_BY, &marker).await;
     let open = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
         "Principal": "*", "Action": "s3:*",
         "Resource": [format!("arn:aws:s3:::{squatted}"), format!("arn:aws:s3:::{squatted}/*")]}]});

@@ -115,23 +115,7 @@ async fn a_released_bucket_is_adopted_only_by_the_pipeline_that_released_it() {
         .send()
         .await
         .expect("planted bucket");
-    s3.put_bucket_tagging()
-        .bucket(&b_input)
-        .tagging(
-            aws_sdk_s3::types::Tagging::builder()
-                .tag_set(
-                    aws_sdk_s3::types::Tag::builder()
-                        .key(TAG_RELEASED_BY)
-                        .value(&marker)
-                        .build()
-                        .expect("tag"),
-                )
-                .build()
-                .expect("tagging"),
-        )
-        .send()
-        .await
-        .expect("marker");
+    sluice_e2e::tag_bucket(&s3, &b_input, TAG_RELEASED_BY, &marker).await;
     put(&s3, &b_input, "orders/2.txt", "also team A's").await;
 
     apply_and_wait(&b.0, NAME, &retained_sample(), "Stalled", &op);

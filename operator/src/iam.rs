@@ -605,13 +605,7 @@ mod tests {
         };
         // The plans' prefix is `sluice`, as the boundary file's.
         assert_eq!(crate::plan::tests::pid().prefix, "sluice");
-        for file in [
-            "event-triggered.yaml",
-            "fan-out.yaml",
-            "orchestrated.yaml",
-            "stream.yaml",
-            "periodic-batch.yaml",
-        ] {
+        for file in crate::plan::tests::SAMPLES {
             let plan = crate::plan::tests::plan_of(&crate::plan::tests::sample(file));
             for role in &plan.roles {
                 for s in role.policy["Statement"].as_array().expect("statements") {

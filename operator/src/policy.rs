@@ -519,13 +519,7 @@ mod tests {
 
     #[test]
     fn every_sample_passes_the_built_in_default() {
-        for file in [
-            "event-triggered.yaml",
-            "fan-out.yaml",
-            "orchestrated.yaml",
-            "stream.yaml",
-            "periodic-batch.yaml",
-        ] {
+        for file in crate::plan::tests::SAMPLES {
             let spec = sample(file);
             assert_eq!(
                 problems(&spec, &Effective::default()),

@@ -287,6 +287,15 @@ pub(crate) mod tests {
         Catalog::from_artifacts(artifacts)
     }
 
+    /// Every sample of `config/samples/`, one per pattern of the article.
+    pub(crate) const SAMPLES: [&str; 5] = [
+        "event-triggered.yaml",
+        "fan-out.yaml",
+        "orchestrated.yaml",
+        "stream.yaml",
+        "periodic-batch.yaml",
+    ];
+
     /// A sample of `config/samples/`, as a spec.
     pub(crate) fn sample(file: &str) -> DataPipelineSpec {
         let path = format!(

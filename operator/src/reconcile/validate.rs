@@ -969,13 +969,7 @@ mod tests {
 
     #[test]
     fn the_samples_are_valid_and_meet_their_handlers_needs() {
-        for file in [
-            "event-triggered.yaml",
-            "fan-out.yaml",
-            "stream.yaml",
-            "orchestrated.yaml",
-            "periodic-batch.yaml",
-        ] {
+        for file in crate::plan::tests::SAMPLES {
             let spec = sample(file);
             assert_eq!(validate(&spec, &config(), &catalog()), Ok(()), "{file}");
             assert_eq!(validate_plan(&plan_of(&spec)), Ok(()), "{file}");
