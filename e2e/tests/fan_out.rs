@@ -410,46 +410,37 @@ async fn fan_out_sample_converges_routes_corrects_drift_shrinks_and_deletes() {
     // Routing, where the emulator routes: an event shaped like the router's,
     // with another source (the one routers had before sources were the
     // pipeline's), reaches no queue: the rules match the pipeline's own.
-    let put = events
-        .put_events()
-        .entries(
-            aws_sdk_eventbridge::types::PutEventsRequestEntry::builder()
-                .event_bus_name(&bus)
-                .source("sluice.router")
-                .detail_type("data-event")
-                .detail(
-                    json!({"bucket": "b", "key": "product_1.json", "data_type": "type_b"})
-                        .to_string(),
+    let put_event = |source: String| {
+        let events = events.clone();
+        let bus = bus.clone();
+        async move {
+            events
+                .put_events()
+                .entries(
+                    aws_sdk_eventbridge::types::PutEventsRequestEntry::builder()
+                        .event_bus_name(&bus)
+                        .source(source)
+                        .detail_type("data-event")
+                        .detail(
+                            json!({"bucket": "b", "key": "product_1.json", "data_type": "type_b"})
+                                .to_string(),
+                        )
+                        .build(),
                 )
-                .build(),
-        )
-        .send()
-        .await
-        .expect("put events");
-    assert_eq!(put.failed_entry_count(), 0);
+                .send()
+                .await
+                .expect("put events")
+                .failed_entry_count()
+        }
+    };
+    assert_eq!(put_event("sluice.router".to_owned()).await, 0);
     assert_eq!(
         visible_messages(&sqs, &id_of(&dp, "SQS::Queue", "type-b")).await,
         0,
         "an event of another source was routed"
     );
     // With the pipeline's source it reaches type-b's queue and no other.
-    let put = events
-        .put_events()
-        .entries(
-            aws_sdk_eventbridge::types::PutEventsRequestEntry::builder()
-                .event_bus_name(&bus)
-                .source(&own_source)
-                .detail_type("data-event")
-                .detail(
-                    json!({"bucket": "b", "key": "product_1.json", "data_type": "type_b"})
-                        .to_string(),
-                )
-                .build(),
-        )
-        .send()
-        .await
-        .expect("put events");
-    assert_eq!(put.failed_entry_count(), 0);
+    assert_eq!(put_event(own_source.clone()).await, 0);
     assert_eq!(
         visible_messages(&sqs, &id_of(&dp, "SQS::Queue", "type-b")).await,
         1
