@@ -19,7 +19,15 @@
 #   - prometheus and promtool from Debian's package (fetched with apt-get
 #     download and unpacked: no root, no service), pinned by upstream
 #     version; argocd-health, a runner of Argo CD's Lua health checks,
-#     built from e2e/tools/argocd-health (gopher-lua as Argo CD pins it).
+#     built from e2e/tools/argocd-health (gopher-lua as Argo CD pins it);
+#   - the CRDs of prometheus-operator, Argo CD and Flux, as their Go
+#     modules hold them (e2e/tools/third-party-crds.txt; downloaded, not
+#     built), for server-side dry runs of the objects the chart and
+#     config/gitops render for them;
+#   - helm, built from its Go module helm.sh/helm/v4 (pinned in
+#     e2e/tools/helm/go.mod; its own module and build, because it brings
+#     newer k8s.io libraries than the control plane's; about 2 minutes on
+#     2 cores, once).
 # A warm cache makes every step a no-op. Prints nothing but progress on stderr.
 #
 #   scripts/tools.sh            install the control plane and moto
@@ -31,6 +39,9 @@
 #                               install moto and the Python baseline (make bench)
 #   scripts/tools.sh install-observability
 #                               install prometheus, promtool and argocd-health
+#   scripts/tools.sh install-helm
+#                               install helm and the third-party CRDs (the
+#                               chart's and config/gitops' tests)
 #   scripts/tools.sh install-render
 #                               install matplotlib (scripts/dashboards.py render)
 #   scripts/tools.sh k8s-version
@@ -39,13 +50,15 @@
 #                               kubectl, kube-controller-manager, kube-scheduler,
 #                               kubelet, kube-proxy, moto_server, python,
 #                               cargo-lambda, bench-python, prometheus, promtool,
-#                               argocd-health, render-python)
+#                               argocd-health, helm, third-party-crds,
+#                               render-python)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 CACHE="${SLUICE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/sluice}"
 
 k8s_version() { awk '$1 == "require" && $2 == "k8s.io/kubernetes" {print $3}' "$ROOT/e2e/tools/controlplane/go.mod"; }
+helm_version() { awk '$1 == "require" && $2 == "helm.sh/helm/v4" {print $3}' "$ROOT/e2e/tools/helm/go.mod"; }
 etcd_version() { awk '$1 == "require" && $2 == "go.etcd.io/etcd/server/v3" {print $3}' "$ROOT/e2e/tools/etcd/go.mod"; }
 moto_stamp() { sha256sum "$ROOT/e2e/requirements.txt" | cut -c1-12; }
 cargo_lambda_stamp() { sha256sum "$ROOT/e2e/requirements-lambda.txt" | cut -c1-12; }
@@ -53,6 +66,7 @@ bench_stamp() { sha256sum "$ROOT/handlers/examples/bench/requirements.txt" | cut
 
 # The suffix names the build recipe: bump it when go_build's flags change.
 k8s_dir() { echo "$CACHE/bin/kubernetes-$(k8s_version)-r3"; }
+helm_dir() { echo "$CACHE/bin/helm-$(helm_version)"; }
 etcd_dir() { echo "$CACHE/bin/etcd-$(etcd_version)"; }
 venv_dir() { echo "$CACHE/venv-$(moto_stamp)"; }
 cargo_lambda_dir() { echo "$CACHE/venv-cargo-lambda-$(cargo_lambda_stamp)"; }
@@ -156,6 +170,34 @@ install_argocd_health() {
   go_build "$ROOT/e2e/tools/argocd-health" "$dir" "" .
 }
 
+install_helm() {
+  local dir; dir="$(helm_dir)"
+  if [[ -x "$dir/helm" ]]; then return; fi
+  log "building helm $(helm_version) from its Go module: about 2 minutes on 2 cores, once (cached after)"
+  # `helm version` prints the version the release build stamps.
+  go_build "$ROOT/e2e/tools/helm" "$dir" "-X helm.sh/helm/v4/internal/version.version=$(helm_version)" \
+    helm.sh/helm/v4/cmd/helm
+}
+
+third_party_crds_dir() { echo "$CACHE/crds-$(sha256sum "$ROOT/e2e/tools/third-party-crds.txt" | cut -c1-12)"; }
+
+install_third_party_crds() {
+  local dir; dir="$(third_party_crds_dir)"
+  if [[ -f "$dir/.complete" ]]; then return; fi
+  local tmp="$dir.tmp.$$" module path src
+  rm -rf "$tmp"; mkdir -p "$tmp"
+  while read -r module path; do
+    [[ -z "$module" || "$module" == \#* ]] && continue
+    src=$(cd "$ROOT/e2e/tools/helm" && go mod download -json "$module" |
+      python3 -c 'import json, sys; d = json.load(sys.stdin); print(d.get("Dir") or sys.exit(d.get("Error")))')
+    cp "$src/$path" "$tmp/"
+    chmod 644 "$tmp/$(basename "$path")"
+  done <"$ROOT/e2e/tools/third-party-crds.txt"
+  touch "$tmp/.complete"
+  rm -rf "$dir"; mv "$tmp" "$dir"
+  log "fetched $(ls "$dir" | wc -l) third-party CRDs into $dir"
+}
+
 install_cargo_lambda() { pip_venv "$(cargo_lambda_dir)" "$ROOT/e2e/requirements-lambda.txt"; }
 
 # Debian's packages the one-node cluster and the image build need.
@@ -203,6 +245,10 @@ case "${1:-install}" in
     install_prometheus
     install_argocd_health
     ;;
+  install-helm)
+    install_helm
+    install_third_party_crds
+    ;;
   install-render)
     install_render
     ;;
@@ -217,9 +263,11 @@ case "${1:-install}" in
       bench-python) echo "$(bench_dir)/bin/python" ;;
       prometheus | promtool) echo "$(prometheus_dir)/$2" ;;
       argocd-health) echo "$(argocd_health_dir)/argocd-health" ;;
+      helm) echo "$(helm_dir)/helm" ;;
+      third-party-crds) third_party_crds_dir ;;
       render-python) echo "$(render_dir)/bin/python" ;;
-      *) echo "unknown tool: $2 (etcd, kube-apiserver, kubectl, kube-controller-manager, kube-scheduler, kubelet, kube-proxy, moto_server, python, cargo-lambda, bench-python, prometheus, promtool, argocd-health, render-python)" >&2; exit 2 ;;
+      *) echo "unknown tool: $2 (etcd, kube-apiserver, kubectl, kube-controller-manager, kube-scheduler, kubelet, kube-proxy, moto_server, python, cargo-lambda, bench-python, prometheus, promtool, argocd-health, helm, third-party-crds, render-python)" >&2; exit 2 ;;
     esac
     ;;
-  *) echo "usage: $0 [install | install-cargo-lambda | install-cluster | install-bench | install-observability | install-render | k8s-version | path NAME]" >&2; exit 2 ;;
+  *) echo "usage: $0 [install | install-cargo-lambda | install-cluster | install-bench | install-observability | install-helm | install-render | k8s-version | path NAME]" >&2; exit 2 ;;
 esac
