@@ -12,8 +12,9 @@ export CARGO_TERM_COLOR ?= never
 # the content they are built from (scripts/handlers.sh).
 HANDLERS_DIR = $(shell scripts/handlers.sh dir)
 OPERATOR_BIN := $(CARGO_TARGET_DIR)/debug/sluice-operator
-CRD := crds/datapipelines.sluice.dev.yaml
-POLICY_CRD := crds/sluicepolicies.sluice.dev.yaml
+# The chart's crds/ (crds/ at the root links to it).
+CRD := charts/sluice/crds/datapipelines.sluice.dev.yaml
+POLICY_CRD := charts/sluice/crds/sluicepolicies.sluice.dev.yaml
 # Handlers build for the host (x86_64 here). On a machine with the Rust
 # target and a linker for it: make handlers HANDLERS_TARGET=aarch64-unknown-linux-gnu
 export HANDLERS_TARGET ?=
@@ -42,6 +43,10 @@ tools-bench: ## install moto and the Python baseline of make bench (boto3), cach
 .PHONY: tools-observability
 tools-observability: ## install prometheus, promtool (Debian's package) and the Argo CD health-check runner (cached by version)
 	@scripts/step.sh tools-observability scripts/tools.sh install-observability
+
+.PHONY: tools-helm
+tools-helm: ## build helm from its Go module (the chart's tests; cached by version)
+	@scripts/step.sh tools-helm scripts/tools.sh install-helm
 
 .PHONY: crds
 crds: ## regenerate the CRD YAML from the Rust types
@@ -72,7 +77,7 @@ clippy:
 crd-check: ## fail when the committed CRD differs from the generator's output
 	@scripts/step.sh crd-check bash -c "{ cargo run --quiet -p sluice-operator --bin crdgen | diff -u $(CRD) - \
 	  && cargo run --quiet -p sluice-operator --bin crdgen policy | diff -u $(POLICY_CRD) -; } \
-	  || { echo 'crds/ is stale: run make crds and commit'; exit 1; }"
+	  || { echo 'charts/sluice/crds/ is stale: run make crds and commit'; exit 1; }"
 
 .PHONY: unit
 unit: ## unit tests (no network)
@@ -84,7 +89,7 @@ unit: ## unit tests (no network)
 # The emulator's harness runs AWS's documented waits (retry delays,
 # visibility timeouts, batching windows) 50 times faster.
 .PHONY: env-tests
-env-tests: tools tools-lambda tools-observability tools-cluster handlers build image
+env-tests: tools tools-lambda tools-observability tools-helm tools-cluster handlers build image
 	@scripts/step.sh build-tests cargo test --no-run --tests -p sluice-integration-tests -p sluice-e2e \
 	  -p sluice-handlers --features sluice-handlers/env-tests
 	@ENV_DIR=$$(mktemp -d /tmp/sluice-test.XXXXXX); \
@@ -94,7 +99,8 @@ env-tests: tools tools-lambda tools-observability tools-cluster handlers build i
 	export SLUICE_OPERATOR_BIN=$(OPERATOR_BIN) SLUICE_HANDLERS_DIR=$(HANDLERS_DIR); \
 	SLUICE_OPERATOR_IMAGE=$$(scripts/step.sh image-load scripts/image.sh load); export SLUICE_OPERATOR_IMAGE; \
 	export SLUICE_PROMETHEUS=$$(scripts/tools.sh path prometheus) SLUICE_PROMTOOL=$$(scripts/tools.sh path promtool) \
-	  SLUICE_ARGOCD_HEALTH=$$(scripts/tools.sh path argocd-health); \
+	  SLUICE_ARGOCD_HEALTH=$$(scripts/tools.sh path argocd-health) SLUICE_HELM=$$(scripts/tools.sh path helm) \
+	  SLUICE_THIRD_PARTY_CRDS=$$(scripts/tools.sh path third-party-crds); \
 	scripts/step.sh integration cargo test -p sluice-integration-tests -- --test-threads 4; \
 	scripts/step.sh e2e cargo test -p sluice-e2e -- --test-threads 2; \
 	export SLUICE_CARGO_LAMBDA=$$(scripts/tools.sh path cargo-lambda) SLUICE_LAMBDA_BIN_DIR=$(HANDLERS_DIR); \
@@ -135,11 +141,11 @@ test: ## everything CI runs: format, lints, CRD check, unit, integration, e2e
 test-steps: fmt-check clippy crd-check unit env-tests
 
 .PHONY: demo
-demo: tools tools-cluster handlers build image ## a one-node cluster, the operator as a Deployment, the Pattern 1 sample: apply, show, delete, tear down
+demo: tools tools-helm tools-cluster handlers build image ## a one-node cluster, the operator as a Deployment, the Pattern 1 sample: apply, show, delete, tear down
 	@scripts/step.sh demo scripts/demo.sh run $(DEMO_DIR)
 
 .PHONY: demo-up
-demo-up: tools tools-cluster handlers build image ## like demo, but leave it running
+demo-up: tools tools-helm tools-cluster handlers build image ## like demo, but leave it running
 	scripts/demo.sh up $(DEMO_DIR)
 
 .PHONY: demo-down

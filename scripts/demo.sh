@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # The Pattern 1 demo: a real one-node cluster (scripts/localenv.sh --cluster),
 # moto (whose harness runs the deployed handler code), the operator's image
-# built here and run as a Deployment under its ServiceAccount (config/deploy:
-# least-privilege ClusterRole, Pod Security "restricted", probes on /livez
-# and /readyz), and the event-triggered sample applied with kubectl; then an
-# order goes in and the processed order comes out.
+# built here and installed with `helm install` of charts/sluice (two
+# replicas, one leading; least-privilege ClusterRole, Pod Security
+# "restricted", probes on /livez and /readyz), and the event-triggered
+# sample applied with kubectl; then an order goes in and the processed
+# order comes out.
 #
 #   scripts/demo.sh run  [DIR]   up, apply, wait for Ready, show, delete, tear down
 #   scripts/demo.sh up   [DIR]   up, apply, wait for Ready, show, leave running
@@ -12,7 +13,8 @@
 #   scripts/demo.sh drop DIR FILE  put FILE into the running sample's input
 #                                bucket and print the processed object
 #
-# Expects `make tools handlers build` to have run (the Makefile does that);
+# Expects `make tools tools-helm handlers build` to have run (the Makefile
+# does that);
 # builds the image (scripts/image.sh) if it is not cached.
 set -euo pipefail
 
@@ -56,36 +58,21 @@ installation_id() {
   cat "$DIR/installation-id"
 }
 
-# The install of config/deploy with this machine's image, the emulator's
-# endpoint and the operator's keys: a kustomize overlay in DIR/deploy.
-deploy_overlay() {
-  local image="$1" overlay="$DIR/deploy" base
-  mkdir -p "$overlay"
-  base="$(python3 -c 'import os, sys; print(os.path.relpath(sys.argv[1], sys.argv[2]))' "$ROOT/config/deploy" "$overlay")"
-  local env="" name
-  for name in AWS_ENDPOINT_URL AWS_ENDPOINT_URL_CLOUDWATCH AWS_REGION; do
-    env+="
-      - {op: add, path: /spec/template/spec/containers/0/env/-, value: {name: $name, value: \"${!name}\"}}"
-  done
-  (umask 077 && operator_credentials >"$overlay/aws-credentials.env")
-  cat >"$overlay/kustomization.yaml" <<YAML
-apiVersion: kustomize.config.k8s.io/v1beta1
-kind: Kustomization
-resources: [$base]
-images: [{name: sluice-operator, newName: ${image%:*}, newTag: ${image##*:}}]
-# The operator's AWS keys, in a Secret its pod's environment refers to.
-secretGenerator:
-  - {name: sluice-operator-aws, namespace: sluice-system, envs: [aws-credentials.env]}
-  # The installation's secret (bucket names derive from it), made once per demo.
-  - {name: sluice-installation, namespace: sluice-system, literals: [id=$(installation_id)]}
-generatorOptions: {disableNameSuffixHash: true}
-patches:
-  - target: {kind: Deployment, name: sluice-operator}
-    patch: |-$env
-      - {op: add, path: /spec/template/spec/containers/0/env/-, value: {name: SLUICE_RESYNC_SECONDS, value: "60"}}
-      - {op: add, path: /spec/template/spec/containers/0/env/-, value: {name: SLUICE_PERMISSIONS_BOUNDARY, value: "$(permissions_boundary)"}}
-      - {op: add, path: /spec/template/spec/containers/0/envFrom, value: [{secretRef: {name: sluice-operator-aws}}]}
-YAML
+# The chart's values for this machine: its image, the emulator's endpoint,
+# the operator's keys (a Secret), the boundary and the installation's id.
+values() {
+  local image="$1"
+  python3 - "$image" "$(permissions_boundary)" "$(installation_id)" <<'PY'
+import json, os, sys
+image, boundary, installation = sys.argv[1:]
+repository, tag = image.rsplit(":", 1)
+aws = {"region": os.environ["AWS_REGION"], "endpointUrl": os.environ["AWS_ENDPOINT_URL"],
+       "permissionsBoundary": boundary, "credentialsSecret": "sluice-operator-aws"}
+if os.environ.get("AWS_ENDPOINT_URL_CLOUDWATCH"):
+    aws["serviceEndpointUrls"] = {"CLOUDWATCH": os.environ["AWS_ENDPOINT_URL_CLOUDWATCH"]}
+print(json.dumps({"image": {"repository": repository, "tag": tag}, "aws": aws,
+                  "installation": {"id": installation}, "reconcile": {"resyncSeconds": 60}}))
+PY
 }
 
 up() {
@@ -95,22 +82,21 @@ up() {
   local k="$SLUICE_KUBECTL"
   say "the node"
   "$k" get nodes -o wide
-  say "install the CRDs, the admission policy and the default SluicePolicy"
-  "$k" apply --server-side -f "$ROOT/crds/"
-  "$k" wait --for=condition=Established crd/datapipelines.sluice.dev crd/sluicepolicies.sluice.dev --timeout=60s
-  "$k" apply --server-side -f "$ROOT/config/deploy/admission/" -f "$ROOT/config/deploy/policy/"
-
   say "the operator's image, imported into the node's containerd (no registry)"
   local image; image="$("$ROOT/scripts/image.sh" load)"
   echo "$image"
-  say "install the operator (config/deploy): namespace sluice-system, ServiceAccount, ClusterRole, Deployment"
+  say "helm install sluice charts/sluice: CRDs, admission policies, default SluicePolicy, two operator pods"
   if [[ "${SLUICE_HARNESS_IAM:-}" == enforce ]]; then
     echo "its AWS keys (Secret sluice-system/sluice-operator-aws): IAM user operator-sluice, policies config/iam/operator-policy*.json, roles bounded by config/iam/pipeline-boundary.json"
   fi
-  deploy_overlay "$image"
-  "$k" apply -k "$DIR/deploy"
-  "$k" apply -f "$ROOT/config/deploy/status-writer-binding.yaml"
-  "$k" rollout status -n sluice-system deployment/sluice-operator --timeout=120s
+  "$k" create namespace sluice-system --dry-run=client -o yaml | "$k" apply -f -
+  "$k" label namespace sluice-system --overwrite pod-security.kubernetes.io/enforce=restricted
+  (umask 077 && operator_credentials >"$DIR/aws-credentials.env")
+  "$k" create secret generic sluice-operator-aws -n sluice-system --from-env-file="$DIR/aws-credentials.env" \
+    --dry-run=client -o yaml | "$k" apply -f -
+  values "$image" >"$DIR/values.json"
+  "$("$ROOT/scripts/tools.sh" path helm)" upgrade --install sluice "$ROOT/charts/sluice" \
+    --namespace sluice-system --values "$DIR/values.json" --wait --timeout 180s
   say "kubectl get pods -n sluice-system"
   "$k" get pods -n sluice-system -o wide
 

@@ -1,101 +1,126 @@
-//! The operator as a pod, installed the way a user installs it: the
-//! ServiceAccount, ClusterRole and Deployment of `config/deploy/operator`
-//! (a kustomize overlay sets the image, the namespace and the environment),
-//! in a namespace of its own with Pod Security `restricted` enforced, and the
-//! ClusterRole bound only in the namespaces it watches. Used when
-//! `SLUICE_OPERATOR_IMAGE` names the operator's image (`make env-tests` loads
-//! it into the local cluster's containerd with `scripts/image.sh load`).
+//! The operator as a pod, installed the way a user installs it: the Helm
+//! chart `charts/sluice` with real `helm install` (`SLUICE_HELM`), in a
+//! namespace of its own with Pod Security `restricted` enforced, in the
+//! chart's namespaced mode (a Role and RoleBinding in each namespace it
+//! watches). The cluster-scoped admission policies and default policy come
+//! from [`crate::install_crd`], once for every test. Used when
+//! `SLUICE_OPERATOR_IMAGE` names the operator's image (`make env-tests`
+//! loads it into the local cluster's containerd with `scripts/image.sh
+//! load`).
 
 use std::{
     net::SocketAddr,
-    path::{Component, Path, PathBuf},
+    path::PathBuf,
     sync::Mutex,
     time::{Duration, Instant},
 };
 
-use crate::{kubectl, kubectl_ok, kubectl_stdin_ok, repo_root, token};
+use crate::{helm_ok, kubectl, kubectl_ok, kubectl_stdin_ok, token};
 
-/// The Deployment's pods carry this label (config/deploy/operator).
+/// The Deployment's pods carry this label (charts/sluice).
 const SELECTOR: &str = "app.kubernetes.io/name=sluice-operator";
-/// The admin port of config/deploy/operator/deployment.yaml.
+/// The admin port of the chart's default values.
 const ADMIN_PORT: u16 = 8080;
 /// The Secret holding the operator's AWS keys, in its namespace.
 const CREDENTIALS_SECRET: &str = "sluice-operator-aws";
+/// The operator's ServiceAccount, as the tests' RBAC checks name it.
+pub const SERVICE_ACCOUNT: &str = "sluice-operator";
 
-/// One operator Deployment and the namespace it runs in.
+/// One operator release and the namespace it runs in.
 #[derive(Debug)]
 pub struct PodOperator {
     namespace: String,
-    overlay: PathBuf,
+    /// The values file of its release.
+    values: PathBuf,
     /// The admin address of the pod last seen serving, until it stops.
     admin: Mutex<Option<SocketAddr>>,
 }
 
-/// `path` relative to the directory `from` (both absolute): kustomize
-/// refuses absolute paths to a base.
-fn relative(path: &Path, from: &Path) -> PathBuf {
-    let depth = from
-        .components()
-        .filter(|c| matches!(c, Component::Normal(_)))
-        .count();
-    let mut rel: PathBuf = std::iter::repeat_n("..", depth).collect();
-    rel.push(path.strip_prefix("/").expect("absolute path"));
-    rel
+/// Where an operator variable the tests set goes in the chart's values;
+/// the rest go to `extraEnv`.
+const VALUES_OF_VARIABLES: &[(&str, &[&str])] = &[
+    (
+        "SLUICE_HEALTH_INTERVAL_SECONDS",
+        &["health", "intervalSeconds"],
+    ),
+    ("SLUICE_HEALTH_WINDOW_SECONDS", &["health", "windowSeconds"]),
+    ("SLUICE_RESYNC_SECONDS", &["reconcile", "resyncSeconds"]),
+    ("SLUICE_LOG", &["log", "level"]),
+];
+
+/// The chart's values for one test's operator: its image, the namespaces
+/// it watches, its AWS settings and the environment `extra`.
+pub fn values(
+    image: &str,
+    namespaces: &[&str],
+    prefix: &str,
+    extra: &[(&str, &str)],
+) -> serde_json::Value {
+    let (repository, tag) = image.rsplit_once(':').expect("image NAME:TAG");
+    let env = |var: &str| std::env::var(var).unwrap_or_default();
+    let mut values = serde_json::json!({
+        "image": {"repository": repository, "tag": tag},
+        // One pod per test's operator (two cores run them all); the HA
+        // tests ask for two.
+        "replicaCount": 1,
+        "leaderElection": {"enabled": false},
+        "serviceAccount": {"name": SERVICE_ACCOUNT},
+        "watchNamespaces": namespaces,
+        "namePrefix": prefix,
+        "aws": {
+            "region": env("AWS_REGION"),
+            "endpointUrl": env("AWS_ENDPOINT_URL"),
+            "permissionsBoundary": crate::permissions_boundary(prefix),
+        },
+        "installation": {"id": crate::installation_id(prefix)},
+        "log": {"level": "info"},
+        // Installed once for every test by install_crd.
+        "admission": {"create": false},
+        "defaultPolicy": {"create": false},
+        "podDisruptionBudget": {"enabled": false},
+        "extraEnv": [],
+    });
+    if let Ok(url) = std::env::var("AWS_ENDPOINT_URL_CLOUDWATCH") {
+        values["aws"]["serviceEndpointUrls"] = serde_json::json!({"CLOUDWATCH": url});
+    }
+    for (name, value) in extra {
+        if *name == "SLUICE_NAME_PREFIX" {
+            // `prefix` is it already (namePrefix).
+            assert_eq!(*value, prefix, "SLUICE_NAME_PREFIX");
+            continue;
+        }
+        match VALUES_OF_VARIABLES.iter().find(|(var, _)| var == name) {
+            Some((_, path)) => {
+                let number = value.parse::<u64>().map(serde_json::Value::from);
+                values[path[0]][path[1]] = number.unwrap_or_else(|_| (*value).into());
+            }
+            None => values["extraEnv"]
+                .as_array_mut()
+                .expect("extraEnv")
+                .push(serde_json::json!({"name": name, "value": value})),
+        }
+    }
+    values
 }
 
 impl PodOperator {
     /// Installs the operator watching `namespaces` with AWS name prefix
-    /// `prefix`, image `image` and the extra environment `extra`, and waits
-    /// until a pod of it is ready.
+    /// `prefix`, image `image` and the extra environment `extra` with
+    /// `helm install`, and waits until a pod of it is ready.
     pub fn start(image: &str, namespaces: &[&str], prefix: &str, extra: &[(&str, &str)]) -> Self {
+        Self::start_release(values(image, namespaces, prefix, extra), prefix)
+    }
+
+    /// Installs a release of the chart with `values` (see [`values`]).
+    pub fn start_release(mut values: serde_json::Value, prefix: &str) -> Self {
         let namespace = format!("sluice-op-{}", token());
-        let overlay = std::env::temp_dir().join(&namespace);
-        std::fs::create_dir_all(&overlay).expect("overlay directory");
-        let base = relative(&repo_root().join("config/deploy/operator"), &overlay);
-        let (name, tag) = image.rsplit_once(':').expect("image NAME:TAG");
-        let mut env: Vec<(String, String)> = vec![
-            ("SLUICE_WATCH_NAMESPACES".into(), namespaces.join(",")),
-            ("SLUICE_NAME_PREFIX".into(), prefix.into()),
-            ("SLUICE_LOG".into(), "info".into()),
-            (
-                "SLUICE_PERMISSIONS_BOUNDARY".into(),
-                crate::permissions_boundary(prefix),
-            ),
-        ];
-        for var in [
-            "AWS_ENDPOINT_URL",
-            "AWS_ENDPOINT_URL_CLOUDWATCH",
-            "AWS_REGION",
-        ] {
-            if let Ok(value) = std::env::var(var) {
-                env.push((var.into(), value));
-            }
-        }
-        for (name, value) in extra {
-            env.retain(|(n, _)| n != name);
-            env.push(((*name).into(), (*value).into()));
-        }
-        let mut patch: Vec<serde_json::Value> = env
-            .iter()
-            .map(|(name, value)| {
-                serde_json::json!({"op": "add", "path": "/spec/template/spec/containers/0/env/-",
-                                   "value": {"name": name, "value": value}})
-            })
-            .collect();
-        let mut resources = vec![
-            base.to_string_lossy().into_owned(),
-            "namespace.json".into(),
-            "installation.json".into(),
-        ];
-        // The installation's secret, in the Secret the Deployment reads it
-        // from.
-        let installation = serde_json::json!({
-            "apiVersion": "v1", "kind": "Secret",
-            "metadata": {"name": "sluice-installation"},
-            "stringData": {"id": crate::installation_id(prefix)}
+        let ns = serde_json::json!({
+            "apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": namespace, "labels": {
+                "pod-security.kubernetes.io/enforce": "restricted",
+                "pod-security.kubernetes.io/enforce-version": "latest"}}
         });
-        std::fs::write(overlay.join("installation.json"), installation.to_string())
-            .expect("installation secret");
+        kubectl_stdin_ok(&["apply", "-f", "-"], &ns.to_string());
         // The AWS keys, in a Secret the pod's environment refers to: where
         // the emulator enforces IAM, those of the operator's own IAM user
         // (never the administrator's the tests act as); else the
@@ -109,80 +134,27 @@ impl PodOperator {
         if let Some((key, secret)) = keys {
             let credentials = serde_json::json!({
                 "apiVersion": "v1", "kind": "Secret",
-                "metadata": {"name": CREDENTIALS_SECRET},
+                "metadata": {"name": CREDENTIALS_SECRET, "namespace": namespace},
                 "stringData": {"AWS_ACCESS_KEY_ID": key, "AWS_SECRET_ACCESS_KEY": secret}
             });
-            std::fs::write(overlay.join("credentials.json"), credentials.to_string())
-                .expect("credentials");
-            resources.push("credentials.json".into());
-            patch.push(serde_json::json!({
-                "op": "add", "path": "/spec/template/spec/containers/0/envFrom",
-                "value": [{"secretRef": {"name": CREDENTIALS_SECRET}}]}));
+            kubectl_stdin_ok(&["apply", "-f", "-"], &credentials.to_string());
+            values["aws"]["credentialsSecret"] = CREDENTIALS_SECRET.into();
         }
-        let kustomization = serde_json::json!({
-            "apiVersion": "kustomize.config.k8s.io/v1beta1",
-            "kind": "Kustomization",
-            "namespace": namespace,
-            "resources": resources,
-            "images": [{"name": "sluice-operator", "newName": name, "newTag": tag}],
-            "patches": [{"target": {"kind": "Deployment", "name": "sluice-operator"},
-                         "patch": serde_json::to_string(&patch).expect("patch")}],
-        });
-        // JSON is YAML: kustomize reads both.
-        std::fs::write(
-            overlay.join("kustomization.yaml"),
-            kustomization.to_string(),
-        )
-        .expect("kustomization");
-        let ns = serde_json::json!({
-            "apiVersion": "v1", "kind": "Namespace",
-            "metadata": {"name": namespace, "labels": {
-                "pod-security.kubernetes.io/enforce": "restricted",
-                "pod-security.kubernetes.io/enforce-version": "latest"}}
-        });
-        std::fs::write(overlay.join("namespace.json"), ns.to_string()).expect("namespace");
-        // Server-side apply: tests starting at once all apply the shared
-        // ClusterRole without racing to create it.
-        kubectl_ok(&[
-            "apply",
-            "--server-side",
-            "--force-conflicts",
-            "-k",
-            overlay.to_str().expect("path"),
+        let file = std::env::temp_dir().join(format!("{namespace}-values.json"));
+        // JSON is YAML: helm reads both.
+        std::fs::write(&file, values.to_string()).expect("values file");
+        helm_ok(&[
+            "install",
+            &namespace,
+            &crate::chart_dir().to_string_lossy(),
+            "--namespace",
+            &namespace,
+            "--values",
+            &file.to_string_lossy(),
         ]);
-        for watched in namespaces {
-            bind(&namespace, watched);
-        }
-        // Policies and namespaces are cluster-scoped: read them everywhere.
-        let guardrails = serde_json::json!({
-            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-            "metadata": {"name": format!("sluice-operator-guardrails-{namespace}")},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
-                        "name": "sluice-operator-guardrails"},
-            "subjects": [{"kind": "ServiceAccount", "name": "sluice-operator",
-                          "namespace": namespace}]
-        });
-        kubectl_stdin_ok(&["apply", "-f", "-"], &guardrails.to_string());
-        // Only this operator writes the status of its namespaces'
-        // pipelines (config/deploy/admission/status-writer.yaml).
-        let status_writer = serde_json::json!({
-            "apiVersion": "admissionregistration.k8s.io/v1",
-            "kind": "ValidatingAdmissionPolicyBinding",
-            "metadata": {"name": format!("sluice-status-writer-{namespace}")},
-            "spec": {
-                "policyName": "sluice-status-writer",
-                "validationActions": ["Deny"],
-                "paramRef": {"name": "sluice-operator", "namespace": namespace,
-                             "parameterNotFoundAction": "Deny"},
-                "matchResources": {"namespaceSelector": {"matchExpressions": [
-                    {"key": "kubernetes.io/metadata.name", "operator": "In", "values": namespaces}
-                ]}}
-            }
-        });
-        kubectl_stdin_ok(&["apply", "-f", "-"], &status_writer.to_string());
         let op = PodOperator {
             namespace,
-            overlay,
+            values: file,
             admin: Mutex::new(None),
         };
         op.wait_ready(Duration::from_secs(120));
@@ -194,10 +166,20 @@ impl PodOperator {
         &self.namespace
     }
 
-    /// Binds the operator's ClusterRole in `watched` again (a namespace
-    /// deleted and made again lost its RoleBinding).
+    /// The release's Role and RoleBinding in `watched` again (a namespace
+    /// deleted and made again lost them): `helm upgrade` with the same
+    /// values makes what is missing.
     pub fn bind(&self, watched: &str) {
-        bind(&self.namespace, watched);
+        let _ = watched;
+        helm_ok(&[
+            "upgrade",
+            &self.namespace,
+            &crate::chart_dir().to_string_lossy(),
+            "--namespace",
+            &self.namespace,
+            "--values",
+            &self.values.to_string_lossy(),
+        ]);
     }
 
     /// The operator's pods (the Deployment's), as JSON.
@@ -312,37 +294,13 @@ impl PodOperator {
     }
 }
 
-/// Binds the ClusterRole of the operator of namespace `operator` in
-/// `watched`.
-fn bind(operator: &str, watched: &str) {
-    let binding = serde_json::json!({
-        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-        "metadata": {"name": format!("sluice-operator-{operator}"), "namespace": watched},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
-                    "name": "sluice-operator"},
-        "subjects": [{"kind": "ServiceAccount", "name": "sluice-operator",
-                      "namespace": operator}]
-    });
-    kubectl_stdin_ok(&["apply", "-f", "-"], &binding.to_string());
-}
-
 impl Drop for PodOperator {
     fn drop(&mut self) {
-        // The RoleBindings go with the watched namespaces.
+        // The release's cluster-scoped objects and its Roles in the watched
+        // namespaces, then its namespace.
+        let _ = crate::helm(&["uninstall", &self.namespace, "--namespace", &self.namespace]);
         let _ = kubectl(&["delete", "namespace", &self.namespace, "--wait=false"]);
-        let _ = kubectl(&[
-            "delete",
-            "clusterrolebinding",
-            &format!("sluice-operator-guardrails-{}", self.namespace),
-            "--wait=false",
-        ]);
-        let _ = kubectl(&[
-            "delete",
-            "validatingadmissionpolicybinding",
-            &format!("sluice-status-writer-{}", self.namespace),
-            "--wait=false",
-        ]);
-        let _ = std::fs::remove_dir_all(&self.overlay);
+        let _ = std::fs::remove_file(&self.values);
     }
 }
 
@@ -362,18 +320,5 @@ impl Cordon {
 impl Drop for Cordon {
     fn drop(&mut self) {
         let _ = kubectl(&["uncordon", &self.0]);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_base_path_is_made_relative_to_the_overlay() {
-        assert_eq!(
-            relative(Path::new("/work/repo/config/deploy"), Path::new("/tmp/op")),
-            PathBuf::from("../../work/repo/config/deploy")
-        );
     }
 }

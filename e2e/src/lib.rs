@@ -113,24 +113,49 @@ pub fn kubectl_stdin_ok(args: &[&str], stdin: &str) -> String {
     succeeded(args, kubectl_stdin(args, stdin))
 }
 
-/// Installs (or updates) the CRDs from `crds/`, waits until they are
-/// served, and installs what a platform installs with them: the admission
-/// policy of `config/deploy/admission/` and the default SluicePolicy of
-/// `config/deploy/policy/` (which selects every namespace without a
+/// The Helm chart, `charts/sluice`.
+pub fn chart_dir() -> PathBuf {
+    repo_root().join("charts/sluice")
+}
+
+/// Runs helm (`SLUICE_HELM`, built by `scripts/tools.sh install-helm`)
+/// against the cluster of `KUBECONFIG`.
+pub fn helm(args: &[&str]) -> Output {
+    let bin = required(
+        "SLUICE_HELM",
+        "path of helm (scripts/tools.sh install-helm; scripts/tools.sh path helm)",
+    );
+    Command::new(bin).args(args).output().expect("helm runs")
+}
+
+/// [`helm`] that panics on failure, returns stdout.
+pub fn helm_ok(args: &[&str]) -> String {
+    let out = helm(args);
+    assert!(
+        out.status.success(),
+        "helm {} failed:\n{}{}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Installs (or updates) the CRDs from the chart's `crds/`, waits until
+/// they are served, and installs what a platform installs with them, as
+/// the chart renders them: the admission policies and the default
+/// SluicePolicy (which selects every namespace without a
 /// `sluice.dev/policy` label, so every test namespace but those that label
-/// themselves).
+/// themselves). Each test's operator is a release that leaves those out.
 pub fn install_crd() {
-    let apply = |dir: &str| {
-        let path = repo_root().join(dir);
-        kubectl_ok(&[
-            "apply",
-            "--server-side",
-            "--force-conflicts",
-            "-f",
-            path.to_str().expect("path"),
-        ]);
-    };
-    apply("crds");
+    let crds = chart_dir().join("crds");
+    kubectl_ok(&[
+        "apply",
+        "--server-side",
+        "--force-conflicts",
+        "-f",
+        crds.to_str().expect("path"),
+    ]);
     for crd in ["datapipelines.sluice.dev", "sluicepolicies.sluice.dev"] {
         kubectl_ok(&[
             "wait",
@@ -139,8 +164,45 @@ pub fn install_crd() {
             "--timeout=60s",
         ]);
     }
-    apply("config/deploy/admission");
-    apply("config/deploy/policy");
+    let shared = helm_ok(&[
+        "template",
+        "sluice",
+        &chart_dir().to_string_lossy(),
+        "--namespace",
+        "sluice-system",
+        "--set",
+        "aws.permissionsBoundary=arn:aws:iam::123456789012:policy/unused",
+        "--show-only",
+        "templates/admission/pipeline-guardrails.yaml",
+        "--show-only",
+        "templates/admission/status-writer.yaml",
+        "--show-only",
+        "templates/default-policy.yaml",
+    ]);
+    kubectl_stdin_ok(
+        &["apply", "--server-side", "--force-conflicts", "-f", "-"],
+        &shared,
+    );
+}
+
+/// Installs the CRDs of prometheus-operator, Argo CD and Flux that
+/// `scripts/tools.sh install-helm` fetched from their Go modules
+/// (`SLUICE_THIRD_PARTY_CRDS`), and waits until they are served: objects
+/// rendered for those projects then pass a server-side dry run only if
+/// their schemas accept them.
+pub fn install_third_party_crds() {
+    let dir = required(
+        "SLUICE_THIRD_PARTY_CRDS",
+        "directory of third-party CRDs (scripts/tools.sh path third-party-crds)",
+    );
+    kubectl_ok(&["apply", "--server-side", "--force-conflicts", "-f", &dir]);
+    kubectl_ok(&[
+        "wait",
+        "--for=condition=Established",
+        "--timeout=60s",
+        "-f",
+        &dir,
+    ]);
 }
 
 /// A namespace of one test, deleted when dropped.
@@ -420,6 +482,8 @@ impl Operator {
         }
         command.env("SLUICE_PERMISSIONS_BOUNDARY", permissions_boundary(&prefix));
         command.env("SLUICE_INSTALLATION_ID", installation_id(&prefix));
+        // One process: no Lease to elect it.
+        command.env("SLUICE_LEADER_ELECTION", "false");
         command.envs(env.iter().copied());
         let child = command
             .env("SLUICE_HANDLERS_DIR", handlers)

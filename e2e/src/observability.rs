@@ -201,35 +201,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_configmap_carries_exactly_the_dashboards() {
-        let raw =
-            std::fs::read_to_string(repo_root().join("config/grafana/dashboards-configmap.yaml"))
-                .expect("configmap");
-        let cm: serde_yaml::Value = serde_yaml::from_str(&raw).expect("YAML");
-        assert_eq!(
-            cm["metadata"]["labels"]["grafana_dashboard"].as_str(),
-            Some("1")
-        );
-        let data = cm["data"].as_mapping().expect("data");
-        let files = dashboard_files();
-        assert_eq!(data.len(), files.len(), "one entry per dashboard");
-        for file in files {
-            let name = file.file_name().and_then(|n| n.to_str()).expect("name");
-            let embedded: Value =
-                serde_json::from_str(data.get(name).and_then(|v| v.as_str()).unwrap_or_else(
-                    || panic!("{name} missing: run scripts/dashboards.py configmap"),
-                ))
-                .expect("JSON");
-            let on_disk: Value =
-                serde_json::from_str(&std::fs::read_to_string(&file).expect("file")).expect("JSON");
-            assert!(
-                embedded == on_disk,
-                "{name} differs from its ConfigMap entry: run scripts/dashboards.py configmap"
-            );
-        }
-    }
-
-    #[test]
     fn every_dashboard_panel_has_a_query_and_the_pipeline_board_its_variables() {
         let queries = dashboard_queries();
         assert!(queries.len() >= 15, "{}", queries.len());

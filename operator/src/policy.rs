@@ -4,14 +4,14 @@
 //! namespace it watches, and a refusal stalls the pipeline with reason
 //! `PolicyViolation` before any AWS call. The static rules are also
 //! refused at admission by the ValidatingAdmissionPolicy of
-//! `config/deploy/admission/` (`e2e/tests/policy.rs` holds the two to the
+//! `charts/sluice/templates/admission/` (`e2e/tests/policy.rs` holds the two to the
 //! same answers).
 //!
 //! Several policies selecting one namespace combine to the most
 //! restrictive: the smallest of each maximum, a feature only where every
 //! one allows it, the regions and keys every one lists. A namespace no
 //! policy selects gets the built-in default ([`SluicePolicySpec::default`],
-//! the same values as `config/deploy/policy/default.yaml`).
+//! the same values as `charts/sluice/files/default-policy.yaml`).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -531,7 +531,7 @@ mod tests {
 
     #[test]
     fn the_shipped_default_policy_is_the_built_in_one() {
-        let raw = include_str!("../../config/deploy/policy/default.yaml");
+        let raw = include_str!("../../charts/sluice/files/default-policy.yaml");
         let shipped: crate::crd::SluicePolicy = serde_yaml::from_str(raw).expect("policy");
         let mut spec = shipped.spec.clone();
         spec.namespace_selector = None;

@@ -1,5 +1,5 @@
 //! Prints Sluice's CRDs as YAML: `crdgen` the DataPipeline CRD, `crdgen
-//! policy` the SluicePolicy CRD; `make crds` writes both to `crds/`.
+//! policy` the SluicePolicy CRD; `make crds` writes both to `charts/sluice/crds/`.
 
 use kube::CustomResourceExt;
 use sluice_operator::crd::{DataPipeline, SluicePolicy};

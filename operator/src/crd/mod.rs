@@ -354,11 +354,11 @@ mod tests {
 
     #[test]
     fn the_committed_crd_matches_the_types() {
-        let committed = include_str!("../../../crds/datapipelines.sluice.dev.yaml");
+        let committed = include_str!("../../../charts/sluice/crds/datapipelines.sluice.dev.yaml");
         let generated = serde_yaml::to_string(&DataPipeline::crd()).expect("CRD serialises");
         assert!(
             committed == generated,
-            "crds/ is stale: run `make crds` and commit the result"
+            "charts/sluice/crds/ is stale: run `make crds` and commit the result"
         );
     }
 

@@ -1,0 +1,361 @@
+//! The Helm chart (`charts/sluice`) as helm and the API server see it:
+//! `helm lint --strict` and `helm template` with each values file of
+//! `charts/sluice/ci/`, every rendered object accepted by a server-side dry
+//! run (in a namespace enforcing Pod Security `restricted`), and the values
+//! the schema or the templates must refuse refused with a message naming
+//! the value. Needs `SLUICE_HELM` and a kube-apiserver (`KUBECONFIG`).
+
+use std::collections::BTreeMap;
+
+use serde_yaml::Value;
+use sluice_e2e::{
+    Namespace, chart_dir, helm, helm_ok, install_crd, install_third_party_crds, kubectl_ok,
+    kubectl_stdin,
+};
+
+/// The values files of `charts/sluice/ci/`.
+fn values_files() -> Vec<std::path::PathBuf> {
+    let mut files: Vec<_> = std::fs::read_dir(chart_dir().join("ci"))
+        .expect("charts/sluice/ci")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 4, "{files:?}");
+    files
+}
+
+/// `helm template` of the chart into `namespace` with `args`.
+fn render(namespace: &str, args: &[&str]) -> String {
+    let chart = chart_dir();
+    let mut all = vec![
+        "template",
+        "sluice",
+        chart.to_str().expect("path"),
+        "--namespace",
+        namespace,
+    ];
+    all.extend_from_slice(args);
+    helm_ok(&all)
+}
+
+/// The objects of a multi-document YAML stream.
+fn objects(rendered: &str) -> Vec<Value> {
+    let mut docs = vec![String::new()];
+    for line in rendered.lines() {
+        if line == "---" {
+            docs.push(String::new());
+        } else {
+            let doc = docs.last_mut().expect("a document");
+            doc.push_str(line);
+            doc.push('\n');
+        }
+    }
+    docs.iter()
+        .map(|d| serde_yaml::from_str::<Value>(d).expect("rendered YAML"))
+        .filter(|v| !v.is_null())
+        .collect()
+}
+
+#[test]
+fn every_values_file_lints_strictly_and_renders_objects_the_api_server_accepts() {
+    install_crd();
+    // prometheus-operator's CRDs, as its Go module publishes them, so the
+    // API server validates the ServiceMonitor and PrometheusRule too.
+    install_third_party_crds();
+    let ns = Namespace::create();
+    kubectl_ok(&[
+        "label",
+        "namespace",
+        &ns.0,
+        "pod-security.kubernetes.io/enforce=restricted",
+        "pod-security.kubernetes.io/warn=restricted",
+    ]);
+    let team = Namespace::create();
+    let chart = chart_dir();
+    let mut counts = BTreeMap::new();
+    for file in values_files() {
+        let name = file.file_name().and_then(|n| n.to_str()).expect("name");
+        let values = file.to_str().expect("path");
+        let lint = helm_ok(&[
+            "lint",
+            "--strict",
+            chart.to_str().expect("path"),
+            "-f",
+            values,
+        ]);
+        assert!(lint.contains("0 chart(s) failed"), "{name}: {lint}");
+        // The namespaced file's watched namespaces, made real here.
+        let watched = format!("watchNamespaces={{{},{}}}", ns.0, team.0);
+        let mut args = vec!["-f", values];
+        if name.starts_with("namespaced") {
+            args.extend(["--set", &watched]);
+        }
+        let rendered = render(&ns.0, &args);
+        let objects = objects(&rendered);
+        counts.insert(name.to_owned(), objects.len());
+        let stream: String = objects
+            .iter()
+            .map(|o| format!("---\n{}", serde_yaml::to_string(o).expect("YAML")))
+            .collect();
+        let out = kubectl_stdin(
+            &[
+                "apply",
+                "--server-side",
+                "--force-conflicts",
+                "--field-manager=chart-dry-run",
+                "--dry-run=server",
+                "-f",
+                "-",
+            ],
+            &stream,
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success(),
+            "{name}: the API server refused objects:\n{stderr}"
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).lines().count(),
+            objects.len(),
+            "{name}: one line per object accepted"
+        );
+        // Pod Security "restricted" (warn=restricted): no warning.
+        assert!(
+            !stderr.contains("PodSecurity"),
+            "{name}: the operator's pod would violate restricted:\n{stderr}"
+        );
+    }
+    println!("rendered objects per values file: {counts:?}");
+}
+
+#[test]
+fn what_the_chart_renders_follows_its_values() {
+    // Cluster mode: a ClusterRole bound cluster-wide, no Role elsewhere.
+    let default = objects(&render(
+        "sluice-system",
+        &["-f", &values_path("default-values.yaml")],
+    ));
+    let kinds = |objects: &[Value]| -> Vec<String> {
+        objects
+            .iter()
+            .map(|o| {
+                format!(
+                    "{}/{}",
+                    o["kind"].as_str().unwrap_or_default(),
+                    o["metadata"]["name"].as_str().unwrap_or_default()
+                )
+            })
+            .collect()
+    };
+    let default_kinds = kinds(&default);
+    for expected in [
+        "ClusterRole/sluice-operator",
+        "ClusterRoleBinding/sluice-operator",
+        "ClusterRole/sluice-operator-guardrails",
+        "Role/sluice-operator-leader-election",
+        "Deployment/sluice-operator",
+        "PodDisruptionBudget/sluice-operator",
+        "SluicePolicy/default",
+        "ValidatingAdmissionPolicy/sluice-pipeline-guardrails",
+        "ValidatingAdmissionPolicy/sluice-status-writer",
+        "ValidatingAdmissionPolicyBinding/sluice-operator-status-writer",
+    ] {
+        assert!(
+            default_kinds.iter().any(|k| k == expected),
+            "{expected} missing from {default_kinds:?}"
+        );
+    }
+    let deployment = default
+        .iter()
+        .find(|o| o["kind"] == "Deployment")
+        .expect("Deployment");
+    assert_eq!(deployment["spec"]["replicas"], 2);
+    assert_eq!(deployment["spec"]["strategy"]["type"], "RollingUpdate");
+    let env: BTreeMap<String, String> =
+        deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+            .as_sequence()
+            .expect("env")
+            .iter()
+            .filter_map(|e| {
+                Some((
+                    e["name"].as_str()?.to_owned(),
+                    e["value"].as_str()?.to_owned(),
+                ))
+            })
+            .collect();
+    assert_eq!(env["SLUICE_LEADER_ELECTION"], "true");
+    assert_eq!(env["SLUICE_LEASE_NAME"], "sluice-operator");
+    assert!(!env.contains_key("SLUICE_WATCH_NAMESPACES"), "{env:?}");
+
+    // Namespaced mode: a Role and RoleBinding per watched namespace, no
+    // cluster-wide binding of the pipelines' rights, the status writer
+    // bound in those namespaces only, no cluster-scoped shared objects.
+    let namespaced = objects(&render(
+        "sluice-teams",
+        &["-f", &values_path("namespaced-values.yaml")],
+    ));
+    let namespaced_kinds = kinds(&namespaced);
+    for watched in ["team-a", "team-b"] {
+        assert_eq!(
+            namespaced
+                .iter()
+                .filter(|o| o["metadata"]["namespace"] == watched)
+                .count(),
+            2,
+            "{watched}: {namespaced_kinds:?}"
+        );
+    }
+    assert!(
+        !namespaced_kinds
+            .iter()
+            .any(|k| k == "ClusterRoleBinding/sluice-operator"
+                || k.starts_with("ValidatingAdmissionPolicy/")
+                || k.starts_with("SluicePolicy/")),
+        "{namespaced_kinds:?}"
+    );
+    let binding = namespaced
+        .iter()
+        .find(|o| o["kind"] == "ValidatingAdmissionPolicyBinding")
+        .expect("status-writer binding");
+    assert_eq!(
+        binding["spec"]["matchResources"]["namespaceSelector"]["matchExpressions"][0]["values"],
+        serde_yaml::to_value(["team-a", "team-b"]).expect("YAML")
+    );
+
+    // The observability file: the PrometheusRule is the promtool-tested
+    // file's rules, the dashboards ConfigMap holds exactly the dashboards,
+    // the CRDs are templated and kept on uninstall.
+    let observed = objects(&render(
+        "sluice-system",
+        &["-f", &values_path("observability-values.yaml")],
+    ));
+    let rule = observed
+        .iter()
+        .find(|o| o["kind"] == "PrometheusRule")
+        .expect("PrometheusRule");
+    let file: Value = serde_yaml::from_str(
+        &std::fs::read_to_string(chart_dir().join("files/prometheus/sluice-rules.yaml"))
+            .expect("rules"),
+    )
+    .expect("rules YAML");
+    assert_eq!(rule["spec"], file["spec"]);
+    assert_eq!(
+        rule["metadata"]["labels"]["release"],
+        "kube-prometheus-stack"
+    );
+    let dashboards = observed
+        .iter()
+        .find(|o| o["kind"] == "ConfigMap")
+        .expect("dashboards ConfigMap");
+    assert_eq!(dashboards["metadata"]["labels"]["grafana_dashboard"], "1");
+    let data = dashboards["data"].as_mapping().expect("data");
+    let dir = chart_dir().join("files/dashboards");
+    let files: Vec<_> = std::fs::read_dir(&dir)
+        .expect("dashboards")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    assert_eq!(data.len(), files.len());
+    for path in files {
+        let name = path.file_name().and_then(|n| n.to_str()).expect("name");
+        let embedded: serde_json::Value =
+            serde_json::from_str(data[name].as_str().expect("entry")).expect("JSON");
+        let on_disk: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).expect("file")).expect("JSON");
+        assert!(embedded == on_disk, "{name} differs in the ConfigMap");
+    }
+    let crds: Vec<_> = observed
+        .iter()
+        .filter(|o| o["kind"] == "CustomResourceDefinition")
+        .collect();
+    assert_eq!(crds.len(), 2);
+    for crd in crds {
+        assert_eq!(
+            crd["metadata"]["annotations"]["helm.sh/resource-policy"],
+            "keep"
+        );
+    }
+    assert!(observed.iter().any(|o| o["kind"] == "NetworkPolicy"));
+}
+
+fn values_path(file: &str) -> String {
+    chart_dir()
+        .join("ci")
+        .join(file)
+        .to_string_lossy()
+        .into_owned()
+}
+
+#[test]
+fn values_the_chart_cannot_run_with_are_refused_naming_the_value() {
+    let base = values_path("default-values.yaml");
+    let chart = chart_dir();
+    let refused = |set: &[&str], expected: &str| {
+        let mut args = vec![
+            "template",
+            "sluice",
+            chart.to_str().expect("path"),
+            "-f",
+            &base,
+        ];
+        for s in set {
+            args.extend(["--set", s]);
+        }
+        let out = helm(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{set:?} was accepted");
+        assert!(
+            stderr.contains(expected),
+            "{set:?}: expected {expected:?} in:\n{stderr}"
+        );
+    };
+    // The schema: unknown keys (a typo) and wrong types or formats.
+    refused(
+        &["replicas=2"],
+        "additional properties 'replicas' not allowed",
+    );
+    refused(&["leaderElection.enable=true"], "/leaderElection");
+    refused(&["replicaCount=two"], "/replicaCount");
+    refused(&["namePrefix=Team_A"], "/namePrefix");
+    refused(&["watchNamespaces[0]=Team_A"], "/watchNamespaces/0");
+    refused(&["image.digest=latest"], "/image/digest");
+    refused(
+        &["aws.permissionsBoundary=AdministratorAccess"],
+        "/aws/permissionsBoundary",
+    );
+    refused(&["aws.region=Ireland"], "/aws/region");
+    refused(&["aws.quotaShare=2"], "/aws/quotaShare");
+    refused(&["installation.id=short"], "/installation/id");
+    refused(&["health.windowSeconds=90"], "/health/windowSeconds");
+    refused(&["log.format=xml"], "/log/format");
+    // The templates: what needs two values at once, and what is required.
+    refused(
+        &["leaderElection.enabled=false"],
+        "need leaderElection.enabled: true",
+    );
+    refused(
+        &["leaderElection.renewDeadlineSeconds=15"],
+        "renewDeadlineSeconds (15) must be less than leaseDurationSeconds (15)",
+    );
+    refused(
+        &["leaderElection.retryPeriodSeconds=10"],
+        "retryPeriodSeconds (10) must be less than renewDeadlineSeconds (10)",
+    );
+    refused(
+        &["aws.permissionsBoundary="],
+        "aws.permissionsBoundary is required",
+    );
+    // And the smallest valid change is accepted (the refusals above are
+    // about the value, not the file).
+    helm_ok(&[
+        "template",
+        "sluice",
+        chart.to_str().expect("path"),
+        "-f",
+        &base,
+        "--set",
+        "replicaCount=1",
+        "--set",
+        "leaderElection.enabled=false",
+    ]);
+}
