@@ -1,6 +1,6 @@
 //! The platform's guardrails, end to end: a SluicePolicy selecting a
 //! namespace by its labels is enforced by the real API server at admission
-//! (the ValidatingAdmissionPolicy of config/deploy/admission/) for what a
+//! (the ValidatingAdmissionPolicy of charts/sluice/templates/admission/) for what a
 //! spec alone decides, and by the operator for the rest (`PolicyViolation`);
 //! tightening a policy stalls a running pipeline without deleting anything,
 //! and loosening it (or freeing room in the namespace) lets it converge.
