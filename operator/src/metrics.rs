@@ -68,7 +68,7 @@ pub const OUTCOMES: [&str; 8] = [
 ];
 
 /// Categories of `sluice_reconcile_errors_total` ([`crate::Error::metric_label`]).
-pub const ERROR_CATEGORIES: [&str; 10] = [
+pub const ERROR_CATEGORIES: [&str; 11] = [
     "invalid_spec",
     "policy_violation",
     "conflict",
@@ -79,6 +79,7 @@ pub const ERROR_CATEGORIES: [&str; 10] = [
     "kube",
     "artifact",
     "finalizer",
+    "not_leader",
 ];
 
 const ERROR_CLASSES: [&str; 3] = ["throttled", "transient", "client"];
