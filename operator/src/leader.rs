@@ -1134,6 +1134,11 @@ mod tests {
     }
 
     fn replica(server: &FakeStore, identity: &str) -> Replica {
+        replica_stopping_in(server, identity, Duration::from_secs(1))
+    }
+
+    /// A replica whose controller takes `stopping` to stop once told to.
+    fn replica_stopping_in(server: &FakeStore, identity: &str, stopping: Duration) -> Replica {
         let store = server.view();
         let fence = Fence::closed();
         let metrics = Metrics::new();
@@ -1152,10 +1157,10 @@ mod tests {
             r.fetch_add(1, Ordering::SeqCst);
             let guard = Running(r.clone());
             async move {
-                // A controller: runs until told to stop, then takes a
-                // second to let its reconciles finish.
+                // A controller: runs until told to stop, then lets its
+                // reconciles finish.
                 stop.await;
-                sleep(Duration::from_secs(1)).await;
+                sleep(stopping).await;
                 drop(guard);
                 Ok(())
             }
@@ -1318,5 +1323,34 @@ mod tests {
         assert_eq!(a.running.load(Ordering::SeqCst), 1);
         assert!(!b.fence.is_open());
         assert_eq!(b.started.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn reconciles_that_do_not_finish_are_dropped_after_the_grace_or_a_second_signal() {
+        let server = FakeStore::default();
+        let a = replica_stopping_in(&server, "a", Duration::from_secs(3600));
+        pass(3000).await;
+        assert!(a.fence.is_open());
+        a.signal.unbounded_send(()).expect("signal");
+        pass(GRACEFUL_STOP.as_millis() as u64 - 1000).await;
+        assert!(!a.task.is_finished(), "waiting for the reconciles");
+        assert!(a.fence.is_open(), "renewing meanwhile");
+        assert_eq!(server.record().expect("lease").holder, "a");
+        pass(1500).await;
+        assert!(a.task.is_finished(), "dropped after the grace");
+        assert_eq!(a.running.load(Ordering::SeqCst), 0);
+        assert_eq!(server.record().expect("lease").holder(), None, "released");
+
+        let b = replica_stopping_in(&server, "b", Duration::from_secs(3600));
+        pass(3000).await;
+        assert!(b.fence.is_open());
+        b.signal.unbounded_send(()).expect("signal");
+        pass(500).await;
+        b.signal.unbounded_send(()).expect("signal");
+        pass(200).await;
+        assert!(b.task.is_finished(), "dropped at the second signal");
+        assert_eq!(b.running.load(Ordering::SeqCst), 0);
+        assert!(!b.fence.is_open());
+        assert_eq!(server.record().expect("lease").holder(), None, "released");
     }
 }
