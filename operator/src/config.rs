@@ -245,6 +245,185 @@ impl OperatorConfig {
     }
 }
 
+/// Where the in-cluster service account's namespace is mounted.
+pub const SERVICE_ACCOUNT_NAMESPACE_FILE: &str =
+    "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
+
+/// Leader election on a `coordination.k8s.io/v1` Lease ([`crate::leader`]):
+/// which Lease, who this replica is, and the timing. The timing rule, which
+/// [`LeaderElection::from_lookup`] enforces, is explained in
+/// [`crate::leader`]: `renew deadline ≥ 2 × retry period`, and `lease
+/// duration − renew deadline ≥ 2 s` and `≥ lease duration / 10`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LeaderElection {
+    /// The Lease's name (`SLUICE_LEASE_NAME`).
+    pub lease_name: String,
+    /// The Lease's namespace (`SLUICE_LEASE_NAMESPACE`, else `POD_NAMESPACE`,
+    /// else the service account's namespace).
+    pub lease_namespace: String,
+    /// This replica's name in the Lease's `holderIdentity` (`POD_NAME`, else
+    /// the host's name and a random suffix).
+    pub identity: String,
+    /// How long a Lease not renewed stays held, as the standbys judge it
+    /// from when they saw it change.
+    pub lease_duration: std::time::Duration,
+    /// How long after its last successful renewal started the leader stops
+    /// writing and stops its controller, unless it renewed since.
+    pub renew_deadline: std::time::Duration,
+    /// How often the leader renews and the standbys look at the Lease.
+    pub retry_period: std::time::Duration,
+}
+
+impl LeaderElection {
+    /// Reads leader election's configuration from the process environment
+    /// and, for the namespace, the in-cluster service account's. `None`:
+    /// `SLUICE_LEADER_ELECTION=false`.
+    pub fn from_env() -> Result<Option<Self>, ConfigError> {
+        let in_cluster = std::fs::read_to_string(SERVICE_ACCOUNT_NAMESPACE_FILE).ok();
+        Self::from_lookup(|k| std::env::var(k).ok(), in_cluster, host_identity)
+    }
+
+    /// Reads the configuration through `get`; `in_cluster_namespace` is the
+    /// content of [`SERVICE_ACCOUNT_NAMESPACE_FILE`], if there is one, and
+    /// `default_identity` names this replica when `POD_NAME` is not set.
+    pub fn from_lookup(
+        get: impl Fn(&str) -> Option<String>,
+        in_cluster_namespace: Option<String>,
+        default_identity: impl FnOnce() -> String,
+    ) -> Result<Option<Self>, ConfigError> {
+        let get = |k: &str| {
+            get(k)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
+        match get("SLUICE_LEADER_ELECTION") {
+            None => {}
+            Some(v) if v.eq_ignore_ascii_case("true") => {}
+            Some(v) if v.eq_ignore_ascii_case("false") => return Ok(None),
+            Some(v) => {
+                return Err(ConfigError {
+                    var: "SLUICE_LEADER_ELECTION",
+                    message: format!(
+                        "{v:?} is not valid: expected true (the default: replicas elect a \
+                         leader on a Lease) or false (one process, which always leads)"
+                    ),
+                });
+            }
+        }
+        let lease_name = get("SLUICE_LEASE_NAME").unwrap_or_else(|| "sluice-operator".into());
+        if !is_dns_subdomain(&lease_name) {
+            return Err(ConfigError {
+                var: "SLUICE_LEASE_NAME",
+                message: format!(
+                    "{lease_name:?} is not a valid Lease name: use up to 253 lowercase letters, \
+                     digits, '-' or '.', starting and ending with a letter or digit"
+                ),
+            });
+        }
+        let lease_namespace = match (get("SLUICE_LEASE_NAMESPACE"), get("POD_NAMESPACE")) {
+            (Some(ns), _) => ("SLUICE_LEASE_NAMESPACE", ns),
+            (None, Some(ns)) => ("POD_NAMESPACE", ns),
+            (None, None) => match in_cluster_namespace
+                .map(|ns| ns.trim().to_owned())
+                .filter(|ns| !ns.is_empty())
+            {
+                Some(ns) => ("SLUICE_LEASE_NAMESPACE", ns),
+                None => {
+                    return Err(ConfigError {
+                        var: "SLUICE_LEASE_NAMESPACE",
+                        message: format!(
+                            "leader election is on (SLUICE_LEADER_ELECTION) and there is no \
+                             namespace for its Lease: neither SLUICE_LEASE_NAMESPACE nor \
+                             POD_NAMESPACE is set and {SERVICE_ACCOUNT_NAMESPACE_FILE} does not \
+                             exist (not running in a pod); set SLUICE_LEASE_NAMESPACE, or \
+                             SLUICE_LEADER_ELECTION=false to run one process that always leads"
+                        ),
+                    });
+                }
+            },
+        };
+        let (var, lease_namespace) = lease_namespace;
+        if !is_dns_label(&lease_namespace) {
+            return Err(ConfigError {
+                var,
+                message: format!(
+                    "{lease_namespace:?} is not a namespace name: use 1 to 63 lowercase \
+                     letters, digits or '-', starting and ending with a letter or digit"
+                ),
+            });
+        }
+        let identity = get("POD_NAME").unwrap_or_else(default_identity);
+        let seconds = |var, default| {
+            parse(
+                &get,
+                var,
+                default,
+                |v: &u64| (1..=3600).contains(v),
+                "a whole number of seconds from 1 to 3600",
+            )
+        };
+        let lease = seconds("SLUICE_LEASE_DURATION_SECONDS", 15)?;
+        let renew = seconds("SLUICE_LEASE_RENEW_DEADLINE_SECONDS", 10)?;
+        let retry = seconds("SLUICE_LEASE_RETRY_PERIOD_SECONDS", 2)?;
+        // The margin covers clock-rate differences between replicas over a
+        // lease duration and an AWS write in flight when the fence closes.
+        let margin = lease.saturating_sub(renew);
+        if renew >= lease || margin < 2 || margin * 10 < lease {
+            return Err(ConfigError {
+                var: "SLUICE_LEASE_RENEW_DEADLINE_SECONDS",
+                message: format!(
+                    "{renew} is not valid with SLUICE_LEASE_DURATION_SECONDS={lease}: the renew \
+                     deadline must be shorter than the lease duration by at least 2 seconds and \
+                     by at least a tenth of the lease duration (the margin for clock-rate \
+                     differences and AWS calls in flight when a leader stops), so at most {}",
+                    lease.saturating_sub(2.max(lease.div_ceil(10)))
+                ),
+            });
+        }
+        if retry * 2 > renew {
+            return Err(ConfigError {
+                var: "SLUICE_LEASE_RETRY_PERIOD_SECONDS",
+                message: format!(
+                    "{retry} is not valid with SLUICE_LEASE_RENEW_DEADLINE_SECONDS={renew}: the \
+                     retry period must be at most half the renew deadline, so that a failed \
+                     renewal is tried again before the deadline, so at most {}",
+                    renew / 2
+                ),
+            });
+        }
+        Ok(Some(LeaderElection {
+            lease_name,
+            lease_namespace,
+            identity,
+            lease_duration: std::time::Duration::from_secs(lease),
+            renew_deadline: std::time::Duration::from_secs(renew),
+            retry_period: std::time::Duration::from_secs(retry),
+        }))
+    }
+}
+
+/// This host's name and a random suffix: a replica's identity outside a pod
+/// (where `POD_NAME` is not set), unique even for two processes on a host.
+fn host_identity() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "sluice-operator".into());
+    format!("{host}-{:08x}", rand::random::<u32>())
+}
+
+/// An RFC 1123 subdomain, as most Kubernetes object names are.
+fn is_dns_subdomain(name: &str) -> bool {
+    (1..=253).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name.ends_with(|c: char| c.is_ascii_alphanumeric())
+}
+
 /// `arn:<partition>:iam::<12 digits>:policy/<path><name>`.
 fn is_policy_arn(arn: &str) -> bool {
     let parts: Vec<&str> = arn.splitn(6, ':').collect();
@@ -411,6 +590,124 @@ mod tests {
         );
         let c = config(&[]).expect("valid");
         assert!(!format!("{c:?}").contains("0123456789abcdef0123"), "{c:?}");
+    }
+
+    fn leader(
+        vars: &[(&str, &str)],
+        in_cluster: Option<&str>,
+    ) -> Result<Option<LeaderElection>, ConfigError> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        LeaderElection::from_lookup(
+            |k| map.get(k).cloned(),
+            in_cluster.map(str::to_owned),
+            || "host-0badcafe".into(),
+        )
+    }
+
+    #[test]
+    fn leader_election_is_on_by_default_with_client_go_timing() {
+        let l = leader(
+            &[("POD_NAMESPACE", "sluice-system"), ("POD_NAME", "op-1")],
+            None,
+        )
+        .expect("valid")
+        .expect("on");
+        assert_eq!(
+            l,
+            LeaderElection {
+                lease_name: "sluice-operator".into(),
+                lease_namespace: "sluice-system".into(),
+                identity: "op-1".into(),
+                lease_duration: Duration::from_secs(15),
+                renew_deadline: Duration::from_secs(10),
+                retry_period: Duration::from_secs(2),
+            }
+        );
+        assert_eq!(
+            leader(&[("SLUICE_LEADER_ELECTION", "false")], None).expect("valid"),
+            None,
+            "off needs no namespace"
+        );
+        let err = leader(&[("SLUICE_LEADER_ELECTION", "yes")], None).expect_err("invalid");
+        assert_eq!(err.var, "SLUICE_LEADER_ELECTION");
+        assert!(err.message.contains("true") && err.message.contains("false"));
+    }
+
+    #[test]
+    fn the_lease_namespace_comes_from_the_variable_the_pod_or_the_service_account() {
+        let ns = |vars: &[(&str, &str)], file| {
+            leader(vars, file)
+                .expect("valid")
+                .expect("on")
+                .lease_namespace
+        };
+        assert_eq!(ns(&[], Some("from-file\n")), "from-file");
+        assert_eq!(ns(&[("POD_NAMESPACE", "pod")], Some("file")), "pod");
+        assert_eq!(
+            ns(
+                &[("SLUICE_LEASE_NAMESPACE", "mine"), ("POD_NAMESPACE", "pod")],
+                Some("file")
+            ),
+            "mine"
+        );
+        let err = leader(&[], None).expect_err("nowhere to put the Lease");
+        assert_eq!(err.var, "SLUICE_LEASE_NAMESPACE");
+        assert!(
+            err.message.contains("SLUICE_LEADER_ELECTION=false")
+                && err.message.contains("POD_NAMESPACE"),
+            "{}",
+            err.message
+        );
+        let err = leader(&[("POD_NAMESPACE", "Bad_NS")], None).expect_err("invalid");
+        assert_eq!(err.var, "POD_NAMESPACE");
+        let err = leader(&[("SLUICE_LEASE_NAME", "-x")], Some("ns")).expect_err("invalid");
+        assert_eq!(err.var, "SLUICE_LEASE_NAME");
+    }
+
+    #[test]
+    fn without_a_pod_name_the_identity_is_the_hosts_with_a_suffix() {
+        let l = leader(&[], Some("ns")).expect("valid").expect("on");
+        assert_eq!(l.identity, "host-0badcafe");
+        assert!(super::host_identity().len() > 9);
+        assert_ne!(super::host_identity(), super::host_identity());
+    }
+
+    #[test]
+    fn lease_timing_leaves_a_margin_and_a_second_try() {
+        let timing = |lease: &str, renew: &str, retry: &str| {
+            leader(
+                &[
+                    ("SLUICE_LEASE_DURATION_SECONDS", lease),
+                    ("SLUICE_LEASE_RENEW_DEADLINE_SECONDS", renew),
+                    ("SLUICE_LEASE_RETRY_PERIOD_SECONDS", retry),
+                ],
+                Some("ns"),
+            )
+        };
+        // Quick settings for tests, and slow ones.
+        assert!(timing("4", "2", "1").is_ok());
+        assert!(timing("60", "40", "5").is_ok());
+        assert!(timing("100", "90", "5").is_ok());
+        for (lease, renew, retry, var) in [
+            ("15", "15", "2", "SLUICE_LEASE_RENEW_DEADLINE_SECONDS"),
+            ("15", "20", "2", "SLUICE_LEASE_RENEW_DEADLINE_SECONDS"),
+            ("15", "14", "2", "SLUICE_LEASE_RENEW_DEADLINE_SECONDS"),
+            ("100", "91", "5", "SLUICE_LEASE_RENEW_DEADLINE_SECONDS"),
+            ("15", "10", "10", "SLUICE_LEASE_RETRY_PERIOD_SECONDS"),
+            ("15", "10", "6", "SLUICE_LEASE_RETRY_PERIOD_SECONDS"),
+            ("15", "10", "0", "SLUICE_LEASE_RETRY_PERIOD_SECONDS"),
+            ("soon", "10", "2", "SLUICE_LEASE_DURATION_SECONDS"),
+        ] {
+            let err = timing(lease, renew, retry).expect_err(lease);
+            assert_eq!(err.var, var, "{lease} {renew} {retry}: {}", err.message);
+        }
+        let err = timing("15", "14", "2").expect_err("no margin");
+        assert!(err.message.contains("at most 13"), "{}", err.message);
+        let err = timing("15", "10", "6").expect_err("no second try");
+        assert!(err.message.contains("at most 5"), "{}", err.message);
     }
 
     #[test]

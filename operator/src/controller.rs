@@ -33,6 +33,7 @@ use crate::{
     events::{self, EventType, Recorder},
     guardrails::{self, Guardrails},
     health::poller::Poller,
+    leader::{Fence, Stop},
     metrics::Metrics,
     naming::{ADOPT_FROM_ANNOTATION, PipelineId},
     plan::{self, Plan, PlanContext},
@@ -103,13 +104,16 @@ impl std::fmt::Debug for Context {
 }
 
 impl Context {
-    /// A context for the controller.
+    /// A context for the controller. Writes to AWS and to pipelines'
+    /// status are made only while `fence` is open
+    /// ([`Fence::always_open`] without leader election).
     pub fn new(
         client: Client,
         config: OperatorConfig,
         catalog: Catalog,
         sdk: aws_config::SdkConfig,
         metrics: Metrics,
+        fence: Fence,
     ) -> Self {
         Context {
             recorder: Recorder::new(
@@ -117,7 +121,12 @@ impl Context {
                 FIELD_MANAGER,
                 std::env::var("POD_NAME").ok(),
             ),
-            regions: Arc::new(Regions::new(sdk, config.quotas.clone(), metrics.clone())),
+            regions: Arc::new(Regions::new(
+                sdk,
+                config.quotas.clone(),
+                metrics.clone(),
+                fence,
+            )),
             slots: crate::fair::Slots::new(usize::from(config.max_concurrent_reconciles)),
             client,
             config,
@@ -129,6 +138,34 @@ impl Context {
             inventories: Mutex::new(HashMap::new()),
             guardrails: std::sync::OnceLock::new(),
         }
+    }
+
+    /// A context for a new term as leader: the same clients, rate limits,
+    /// fence, metrics and recorder, and none of this one's memory of
+    /// pipelines (inventories, converged plans, generations, backoffs,
+    /// guardrails), which another leader may have made stale since; as
+    /// after a restart, the pipelines' status is authoritative.
+    pub fn fresh(&self) -> Self {
+        Context {
+            client: self.client.clone(),
+            config: self.config.clone(),
+            catalog: self.catalog.clone(),
+            regions: self.regions.clone(),
+            metrics: self.metrics.clone(),
+            recorder: self.recorder.clone(),
+            slots: crate::fair::Slots::new(usize::from(self.config.max_concurrent_reconciles)),
+            failures: Mutex::new(HashMap::new()),
+            generations: Mutex::new(HashMap::new()),
+            converged_plans: Mutex::new(HashMap::new()),
+            inventories: Mutex::new(HashMap::new()),
+            guardrails: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Whether this replica may write (to AWS and to pipelines' status)
+    /// now: it leads, or leader election is off.
+    pub fn may_write(&self) -> bool {
+        self.regions.fence().is_open()
     }
 
     /// The guardrails, once [`run`] has set them.
@@ -261,11 +298,10 @@ impl Context {
     }
 }
 
-/// Runs the controller until SIGTERM/SIGINT: one watch of every namespace,
-/// or, with `SLUICE_WATCH_NAMESPACES`, one controller per listed namespace
-/// (each with its own watch, so the operator needs no cluster-wide read).
-pub async fn run(ctx: Arc<Context>, readiness: Readiness) -> Result<()> {
-    let apis: Vec<Api<DataPipeline>> = if ctx.config.watch_namespaces.is_empty() {
+/// The pipelines' APIs the controller watches: every namespace's, or each
+/// of `SLUICE_WATCH_NAMESPACES`.
+fn pipeline_apis(ctx: &Context) -> Vec<Api<DataPipeline>> {
+    if ctx.config.watch_namespaces.is_empty() {
         vec![Api::all(ctx.client.clone())]
     } else {
         ctx.config
@@ -273,7 +309,58 @@ pub async fn run(ctx: Arc<Context>, readiness: Readiness) -> Result<()> {
             .iter()
             .map(|ns| Api::namespaced(ctx.client.clone(), ns))
             .collect()
-    };
+    }
+}
+
+/// Whether the controller could run: lists DataPipelines where it watches
+/// them, SluicePolicies and namespaces, one item each. An error means a CRD
+/// is missing or RBAC forbids a watch. [`run`] checks it first; a standby
+/// checks it once to be Ready without running the controller.
+pub async fn preflight(ctx: &Context) -> Result<()> {
+    for api in pipeline_apis(ctx) {
+        api.list(&ListParams::default().limit(1)).await?;
+    }
+    Api::<crate::crd::SluicePolicy>::all(ctx.client.clone())
+        .list(&ListParams::default().limit(1))
+        .await?;
+    Api::<k8s_openapi::api::core::v1::Namespace>::all(ctx.client.clone())
+        .list(&ListParams::default().limit(1))
+        .await?;
+    Ok(())
+}
+
+/// Aborts a spawned task when dropped: the controller's helpers stop with
+/// it, also when its future is dropped (its leader lost the Lease).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Runs the controller until SIGTERM/SIGINT: one watch of every namespace,
+/// or, with `SLUICE_WATCH_NAMESPACES`, one controller per listed namespace
+/// (each with its own watch, so the operator needs no cluster-wide read).
+/// Without leader election; [`run_until`] with it.
+pub async fn run(ctx: Arc<Context>, readiness: Readiness) -> Result<()> {
+    run_controllers(ctx, readiness, None).await
+}
+
+/// Runs the controller, as the leader, until `stop` resolves: then no
+/// reconcile starts and those in flight finish. Dropping the future stops
+/// everything at once (reconciles and the health poller included). Signals
+/// are the caller's ([`crate::leader::Elector`]).
+pub async fn run_until(ctx: Arc<Context>, readiness: Readiness, stop: Stop) -> Result<()> {
+    run_controllers(ctx, readiness, Some(stop)).await
+}
+
+async fn run_controllers(
+    ctx: Arc<Context>,
+    readiness: Readiness,
+    stop: Option<Stop>,
+) -> Result<()> {
+    let apis = pipeline_apis(&ctx);
     // Fail fast (and stay unready) when the CRD is missing or RBAC forbids the watch.
     for api in &apis {
         api.list(&ListParams::default().limit(1)).await?;
@@ -283,14 +370,14 @@ pub async fn run(ctx: Arc<Context>, readiness: Readiness) -> Result<()> {
     // policy not yet read; their changes reconcile the pipelines they
     // concern again.
     let (policies, namespaces, changes) = guardrails::watch(&ctx.client).await?;
-    let guardrails = {
+    let _guardrails = {
         let ctx = ctx.clone();
-        tokio::spawn(changes.for_each(move |()| {
+        AbortOnDrop(tokio::spawn(changes.for_each(move |()| {
             if let Some(g) = ctx.guardrails() {
                 g.retrigger(&[]);
             }
             futures::future::ready(())
-        }))
+        })))
     };
     let _ = policies.wait_until_ready().await;
     let _ = namespaces.wait_until_ready().await;
@@ -315,7 +402,7 @@ pub async fn run(ctx: Arc<Context>, readiness: Readiness) -> Result<()> {
             // health poller's — which would each cost a full set of AWS reads.
             let (reader, writer) = reflector::store();
             let changes = watcher(api, watcher::Config::default().any_semantic())
-                .default_backoff()
+                .backoff(watch_backoff())
                 .modify(slim)
                 .reflect(writer)
                 .applied_objects()
@@ -335,21 +422,39 @@ pub async fn run(ctx: Arc<Context>, readiness: Readiness) -> Result<()> {
     ));
     // Health reads the pipelines the controllers' watches hold.
     let stores = controllers.iter().map(Controller::store).collect();
-    let health = tokio::spawn(ctx.health_poller().run(stores));
+    let _health = AbortOnDrop(tokio::spawn(ctx.health_poller().run(stores)));
     let controllers = controllers.into_iter().map(|controller| {
-        controller
-            .shutdown_on_signal()
-            .run(reconcile, error_policy, ctx.clone())
-            .for_each(|result| async move {
-                if let Err(e) = result {
-                    warn!(error = %e, "reconcile failed");
-                }
-            })
+        match &stop {
+            None => controller.shutdown_on_signal(),
+            Some(stop) => controller.graceful_shutdown_on(stop.clone()),
+        }
+        .run(reconcile, error_policy, ctx.clone())
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                warn!(error = %e, "reconcile failed");
+            }
+        })
     });
     futures::future::join_all(controllers).await;
-    health.abort();
-    guardrails.abort();
     Ok(())
+}
+
+/// The backoff of every watch the operator runs (the pipelines', and the
+/// guardrails' SluicePolicies and namespaces): 250 ms doubling to 1 s,
+/// each wait jittered up to twice as long, so at most 2 s. Not kube's
+/// `default_backoff`, which grows to 30 s (client-go's reflector values):
+/// after an API server restart the watches were still waiting out that
+/// backoff long after it was back, and a pipeline created then took 32 s
+/// to converge. A watch failing for as long as the API server is down
+/// costs one cheap request per one to two seconds, from one replica.
+pub(crate) fn watch_backoff() -> kube::runtime::watcher::ExponentialBackoff {
+    backon::ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(250))
+        .with_max_delay(Duration::from_secs(1))
+        .with_factor(2.0)
+        .with_jitter()
+        .without_max_times()
+        .into()
 }
 
 /// How a reconcile ended, for `sluice_reconciles_total{outcome}`.
@@ -440,6 +545,10 @@ async fn reconcile(dp: Arc<DataPipeline>, ctx: Arc<Context>) -> Result<Action> {
 }
 
 async fn reconcile_in_slot(dp: Arc<DataPipeline>, ctx: Arc<Context>, ns: String) -> Result<Action> {
+    // Not even the finalizer is written by a replica that stopped leading.
+    if !ctx.may_write() {
+        return Err(Error::NotLeader("no reconcile"));
+    }
     let started = Instant::now();
     let api: Api<DataPipeline> = Api::namespaced(ctx.client.clone(), &ns);
     // Set by apply or cleanup; stays "finalizer" when the helper only added
@@ -481,6 +590,8 @@ fn error_policy(dp: Arc<DataPipeline>, error: &Error, _ctx: Arc<Context>) -> Act
     };
     match inner {
         Some(Error::Waiting { after, .. }) => Action::requeue(*after),
+        // The controller is being stopped; nothing to warn about.
+        _ if error.is_not_leader() => Action::requeue(Duration::from_secs(5)),
         _ => {
             warn!(pipeline = %key(&dp), error = %error, "will retry");
             Action::requeue(Duration::from_secs(15))
@@ -655,6 +766,12 @@ async fn finish(
     plan: Option<&Plan>,
     result: Result<()>,
 ) -> Result<(Action, &'static str)> {
+    // A write refused because this replica stopped leading: no event, no
+    // status; the leader reconciles the pipeline.
+    let result = match result {
+        Err(e) if e.is_not_leader() => return Err(e),
+        result => result,
+    };
     let generation = dp.metadata.generation;
     // An update while the spec and the plan are what was last converged
     // sets back a change made outside Sluice.
@@ -817,6 +934,9 @@ async fn remove(dp: &DataPipeline, ctx: &Context) -> Result<Action> {
     let result = reconcile::cleanup(&aws, &pid, plan.as_ref(), retain, &mut progress).await;
     publish_changes(ctx, dp, &progress.changes, false).await;
     if let Err(e) = result {
+        if e.is_not_leader() {
+            return Err(e);
+        }
         publish(ctx, dp, EventType::Warning, "CleanupFailed", &e.to_string()).await;
         let mut status = previous.clone();
         status.inventory = progress.inventory();
@@ -910,6 +1030,9 @@ async fn write_status(
         && previous.warnings == status.warnings;
     if unchanged {
         return Ok(());
+    }
+    if !ctx.may_write() {
+        return Err(Error::NotLeader("status not written"));
     }
     let api: Api<DataPipeline> =
         Api::namespaced(ctx.client.clone(), &dp.namespace().unwrap_or_default());
@@ -1010,6 +1133,22 @@ mod tests {
                 .keys()
                 .collect::<Vec<_>>(),
             ["team"]
+        );
+    }
+
+    #[test]
+    fn watches_back_off_for_at_most_two_seconds() {
+        let waits: Vec<Duration> = super::watch_backoff().take(50).collect();
+        assert_eq!(waits.len(), 50, "never gives up");
+        assert!(waits[0] >= Duration::from_millis(250), "{waits:?}");
+        assert!(waits[0] < Duration::from_millis(500), "{waits:?}");
+        assert!(
+            waits.iter().all(|w| *w < Duration::from_secs(2)),
+            "{waits:?}"
+        );
+        assert!(
+            waits[10..].iter().all(|w| *w >= Duration::from_secs(1)),
+            "{waits:?}"
         );
     }
 

@@ -51,6 +51,12 @@ pub enum Error {
     /// Adding or removing the finalizer failed.
     #[error("finalizer: {0}")]
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
+
+    /// This replica is not the leader (its write fence is closed), so it
+    /// wrote nothing: the controller is being stopped. (Refused AWS
+    /// writes are [`Error::Aws`] of class [`ErrorClass::NotLeader`].)
+    #[error("not the leader: {0}")]
+    NotLeader(&'static str),
 }
 
 /// Result with the operator's [`Error`].
@@ -68,10 +74,12 @@ impl Error {
                 ErrorClass::Throttled => "aws_throttled",
                 ErrorClass::Transient => "aws_transient",
                 ErrorClass::Client => "aws_client",
+                ErrorClass::NotLeader => "not_leader",
             },
             Error::Kube(_) => "kube",
             Error::Artifact(_) => "artifact",
             Error::Finalizer(_) => "finalizer",
+            Error::NotLeader(_) => "not_leader",
         }
     }
 
@@ -98,10 +106,30 @@ impl Error {
                 ErrorClass::Throttled => "AWSThrottled",
                 ErrorClass::Transient => "AWSUnavailable",
                 ErrorClass::Client => "AWSError",
+                ErrorClass::NotLeader => "NotLeader",
             },
             Error::Kube(_) => "KubernetesError",
             Error::Artifact(_) => "HandlerArtifactMissing",
             Error::Finalizer(_) => "FinalizerError",
+            Error::NotLeader(_) => "NotLeader",
+        }
+    }
+
+    /// Whether this replica refused to write because it is not the leader
+    /// (also inside a finalizer error): nothing to report on the pipeline,
+    /// the controller is being stopped and the leader reconciles it.
+    pub fn is_not_leader(&self) -> bool {
+        use kube::runtime::finalizer::Error as Finalizer;
+        match self {
+            Error::NotLeader(_) => true,
+            Error::Aws(e) => e.class == ErrorClass::NotLeader,
+            Error::Finalizer(e) => match e.as_ref() {
+                Finalizer::ApplyFailed(inner) | Finalizer::CleanupFailed(inner) => {
+                    inner.is_not_leader()
+                }
+                _ => false,
+            },
+            _ => false,
         }
     }
 }
@@ -133,7 +161,9 @@ mod tests {
             aws(ErrorClass::Throttled),
             aws(ErrorClass::Transient),
             aws(ErrorClass::Client),
+            aws(ErrorClass::NotLeader),
             Error::Artifact(String::new()),
+            Error::NotLeader("x"),
         ];
         for e in &errors {
             assert!(

@@ -316,7 +316,7 @@ pub async fn publish(
 
 /// The longest prefix of `s` of at most `max` bytes that ends on a
 /// character boundary.
-fn truncated(s: &str, max: usize) -> &str {
+pub(crate) fn truncated(s: &str, max: usize) -> &str {
     let mut end = s.len().min(max);
     while !s.is_char_boundary(end) {
         end -= 1;

@@ -23,6 +23,7 @@ pub mod fair;
 pub mod guardrails;
 pub mod health;
 pub mod iam;
+pub mod leader;
 pub mod memory;
 pub mod metrics;
 pub mod naming;

@@ -1,12 +1,14 @@
 //! The operator binary: wires configuration, AWS, Kubernetes, the admin
-//! server and the controller together. All logic lives in the library.
+//! server, leader election and the controller together. All logic lives in
+//! the library.
 
 use std::{process::ExitCode, sync::Arc};
 
 use sluice_operator::{
     artifacts::Catalog,
-    config::OperatorConfig,
+    config::{LeaderElection, OperatorConfig},
     controller::{self, Context},
+    leader::{self, Elector, Fence, KubeLease},
     metrics::Metrics,
     server::{self, Readiness},
 };
@@ -53,6 +55,7 @@ async fn run() -> Result<(), String> {
     let sdk = sluice_operator::aws::config_loader().load().await;
     let config = OperatorConfig::from_env(sdk.region().map(|r| r.to_string()))
         .map_err(|e| format!("invalid configuration: {e}"))?;
+    let election = LeaderElection::from_env().map_err(|e| format!("invalid configuration: {e}"))?;
     let catalog = Catalog::load(&config.handlers_dir)?;
     info!(handlers = ?catalog.names(), region = %config.default_region, "starting sluice-operator");
 
@@ -71,12 +74,70 @@ async fn run() -> Result<(), String> {
     let admin = tokio::spawn(server::serve(listener, metrics.clone(), readiness.clone()));
     let trim = tokio::spawn(sluice_operator::memory::release_periodically());
 
-    let ctx = Arc::new(Context::new(client, config, catalog, sdk, metrics));
-    let result = controller::run(ctx, readiness)
-        .await
-        .map_err(|e| e.to_string());
+    let result = match election {
+        None => {
+            // One process, which always leads: the controller handles
+            // SIGTERM/SIGINT itself, as it always did.
+            info!("leader election is off (SLUICE_LEADER_ELECTION=false)");
+            metrics.set_leader(true);
+            let fence = Fence::always_open();
+            let ctx = Arc::new(Context::new(client, config, catalog, sdk, metrics, fence));
+            controller::run(ctx, readiness)
+                .await
+                .map_err(|e| e.to_string())
+        }
+        Some(election) => elect(election, client, config, catalog, sdk, metrics, readiness).await,
+    };
     admin.abort();
     trim.abort();
     info!("stopped");
     result
+}
+
+/// Runs as one of several replicas: Ready once the controller could run
+/// (CRDs and RBAC), then a standby until this replica holds the Lease,
+/// the controller only while it leads ([`leader`]).
+async fn elect(
+    election: LeaderElection,
+    client: kube::Client,
+    config: OperatorConfig,
+    catalog: Catalog,
+    sdk: aws_config::SdkConfig,
+    metrics: Metrics,
+    readiness: Readiness,
+) -> Result<(), String> {
+    // Ours from now on, in both states: a standby exits, a leader stops
+    // its controller and releases the Lease first.
+    let mut signals = leader::shutdown_signals()
+        .map_err(|e| format!("cannot listen for SIGTERM and SIGINT: {e}"))?;
+    let fence = Fence::closed();
+    let ctx = Context::new(
+        client.clone(),
+        config,
+        catalog,
+        sdk,
+        metrics.clone(),
+        fence.clone(),
+    );
+    tokio::select! {
+        checked = controller::preflight(&ctx) => checked.map_err(|e| e.to_string())?,
+        Some(()) = futures::StreamExt::next(&mut signals) => {
+            info!("stopping before the first look at the Lease");
+            return Ok(());
+        }
+    }
+    readiness.set_ready();
+    info!(
+        identity = %election.identity,
+        lease = %election.lease_name,
+        namespace = %election.lease_namespace,
+        "leader election: standing by until this replica holds the Lease"
+    );
+    let store = KubeLease::new(client, &election, ctx.recorder.clone(), metrics.clone());
+    Elector::new(store, election, fence, metrics)
+        .run(signals, |stop| {
+            controller::run_until(Arc::new(ctx.fresh()), readiness.clone(), stop)
+        })
+        .await
+        .map_err(|e| e.to_string())
 }

@@ -7,8 +7,8 @@
 use std::{collections::BTreeMap, sync::Arc};
 
 use prometheus::{
-    Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// The operator's metrics, cheap to clone.
@@ -36,6 +36,9 @@ struct Inner {
     error_ratio: GaugeVec,
     failed_executions: GaugeVec,
     iterator_age: GaugeVec,
+    leader: IntGauge,
+    leader_transitions: IntCounterVec,
+    fenced_writes: IntCounter,
 }
 
 /// What one health poll measured for one pipeline, for its gauges.
@@ -65,7 +68,7 @@ pub const OUTCOMES: [&str; 8] = [
 ];
 
 /// Categories of `sluice_reconcile_errors_total` ([`crate::Error::metric_label`]).
-pub const ERROR_CATEGORIES: [&str; 10] = [
+pub const ERROR_CATEGORIES: [&str; 11] = [
     "invalid_spec",
     "policy_violation",
     "conflict",
@@ -76,6 +79,7 @@ pub const ERROR_CATEGORIES: [&str; 10] = [
     "kube",
     "artifact",
     "finalizer",
+    "not_leader",
 ];
 
 const ERROR_CLASSES: [&str; 3] = ["throttled", "transient", "client"];
@@ -83,6 +87,11 @@ const ERROR_CLASSES: [&str; 3] = ["throttled", "transient", "client"];
 /// What `sluice_kubernetes_writes_total` counts: the reconciler's status
 /// patches, the health poller's, events, and finalizer patches.
 pub const KUBE_WRITES: [&str; 4] = ["status", "health_status", "event", "finalizer"];
+
+/// Transitions of `sluice_leader_transitions_total`: this replica became
+/// the leader, stopped leading because it could not renew (or saw another
+/// holder), or released the Lease on shutdown.
+pub const LEADER_TRANSITIONS: [&str; 3] = ["acquired", "lost", "released"];
 
 /// Condition types counted by `sluice_pipelines`.
 pub const CENSUS_CONDITIONS: [&str; 4] = ["Ready", "Reconciling", "Stalled", "Healthy"];
@@ -237,6 +246,32 @@ impl Metrics {
             "sluice_pipeline_iterator_age_seconds",
             "Highest iterator age of the pipeline's stream consumers over the health window",
         );
+        let leader = IntGauge::new(
+            "sluice_leader",
+            "1 while this replica is the leader (holds the Lease and runs the controller and \
+             the health poller), else 0; always 1 with SLUICE_LEADER_ELECTION=false",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(leader.clone()))
+            .expect("unique metric");
+        let leader_transitions = counter(
+            "sluice_leader_transitions_total",
+            "Leadership transitions of this replica (acquired, lost, released)",
+            &["transition"],
+        );
+        for transition in LEADER_TRANSITIONS {
+            leader_transitions.with_label_values(&[transition]);
+        }
+        let fenced_writes = IntCounter::new(
+            "sluice_leader_fenced_writes_total",
+            "AWS writes refused, unsent, because this replica was not the leader (its Lease \
+             not renewed within the renew deadline)",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(fenced_writes.clone()))
+            .expect("unique metric");
         // Every known label value starts at 0, so the series exist before
         // the first event and `rate()` sees the first increment.
         for outcome in OUTCOMES {
@@ -271,7 +306,45 @@ impl Metrics {
             error_ratio,
             failed_executions,
             iterator_age,
+            leader,
+            leader_transitions,
+            fenced_writes,
         }))
+    }
+
+    /// Sets `sluice_leader`.
+    pub fn set_leader(&self, leading: bool) {
+        self.0.leader.set(i64::from(leading));
+    }
+
+    /// Counts one leadership transition of [`LEADER_TRANSITIONS`].
+    pub fn leader_transition(&self, transition: &'static str) {
+        self.0
+            .leader_transitions
+            .with_label_values(&[transition])
+            .inc();
+    }
+
+    /// Counts one AWS write refused because this replica is not the leader.
+    pub fn fenced_write(&self) {
+        self.0.fenced_writes.inc();
+    }
+
+    /// Drops what only the leader measures (the census and the per-pipeline
+    /// gauges), so a replica that stopped leading does not go on exporting
+    /// its last figures beside the new leader's.
+    pub fn standby(&self) {
+        self.0.pipelines.reset();
+        self.0.pipeline_ready.reset();
+        self.0.pipeline_healthy.reset();
+        for gauge in [
+            &self.0.dead_letters,
+            &self.0.error_ratio,
+            &self.0.failed_executions,
+            &self.0.iterator_age,
+        ] {
+            gauge.reset();
+        }
     }
 
     /// Counts one AWS call (and starts its error series at 0).
@@ -534,6 +607,40 @@ mod tests {
             m.render()
                 .contains(r#"sluice_pipelines{condition="Ready",status="True"} 0"#)
         );
+    }
+
+    #[test]
+    fn leadership_is_exported_and_a_standby_drops_the_leaders_figures() {
+        let m = Metrics::new();
+        let text = m.render();
+        assert!(text.contains("sluice_leader 0"), "{text}");
+        assert!(
+            text.contains(r#"sluice_leader_transitions_total{transition="lost"} 0"#),
+            "{text}"
+        );
+        assert!(
+            text.contains("sluice_leader_fenced_writes_total 0"),
+            "{text}"
+        );
+        m.set_leader(true);
+        m.leader_transition("acquired");
+        m.fenced_write();
+        m.pipeline_ready("ns", "p", true);
+        m.census(&BTreeMap::new());
+        let text = m.render();
+        assert!(text.contains("sluice_leader 1"), "{text}");
+        assert!(
+            text.contains(r#"sluice_leader_transitions_total{transition="acquired"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains("sluice_leader_fenced_writes_total 1"),
+            "{text}"
+        );
+        m.standby();
+        let text = m.render();
+        assert!(!text.contains(r#"pipeline="p""#), "{text}");
+        assert!(!text.contains("sluice_pipelines{"), "{text}");
     }
 
     #[test]

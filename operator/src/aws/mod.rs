@@ -3,8 +3,10 @@
 //! rate limit per quota bucket of AWS ([`quota`]: Lambda's control plane,
 //! `GetFunction` and `GetPolicy` are three), throttling retried inside that
 //! limit as flow control, a counter per operation split into reads and
-//! writes (steady state must make zero writes), and classification of
-//! errors into throttled, transient and client errors.
+//! writes (steady state must make zero writes), classification of errors
+//! into throttled, transient and client errors, and the leader's write
+//! fence: a replica that is not the leader sends no write
+//! ([`crate::leader::Fence`]).
 
 pub mod bucket;
 pub mod code;
@@ -38,6 +40,7 @@ use aws_smithy_runtime_api::client::{orchestrator::HttpResponse, result::SdkErro
 
 use crate::{
     Error, Result,
+    leader::Fence,
     metrics::Metrics,
     naming::{ADOPT_FROM_ANNOTATION, Ownership, PipelineId, TAG_RELEASED_BY},
 };
@@ -147,6 +150,9 @@ pub enum ErrorClass {
     Transient,
     /// A 4xx the caller may inspect by [`AwsError::code`].
     Client,
+    /// Not sent: a write while this replica is not the leader (its write
+    /// fence is closed). Not retried; the controller is being stopped.
+    NotLeader,
 }
 
 impl ErrorClass {
@@ -156,6 +162,7 @@ impl ErrorClass {
             ErrorClass::Throttled => "throttled",
             ErrorClass::Transient => "transient",
             ErrorClass::Client => "client",
+            ErrorClass::NotLeader => "not_leader",
         }
     }
 }
@@ -180,6 +187,15 @@ pub struct AwsError {
 
 impl fmt::Display for AwsError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.class == ErrorClass::NotLeader {
+            return write!(
+                f,
+                "not the leader: {} {} was not sent: {}",
+                self.service.as_str(),
+                self.operation,
+                self.message.as_deref().unwrap_or_default()
+            );
+        }
         write!(f, "{} {} failed", self.service.as_str(), self.operation)?;
         if let Some(code) = &self.code {
             write!(f, ": {code}")?;
@@ -211,6 +227,22 @@ const THROTTLING_CODES: [&str; 8] = [
 ];
 
 impl AwsError {
+    /// A write refused because this replica's write fence is closed.
+    pub fn not_leader(service: Service, operation: &'static str) -> Self {
+        AwsError {
+            service,
+            operation,
+            code: None,
+            message: Some(
+                "this replica does not hold the leader Lease (or did not renew it within the \
+                 renew deadline), so it may not write to AWS"
+                    .into(),
+            ),
+            status: None,
+            class: ErrorClass::NotLeader,
+        }
+    }
+
     fn from_sdk<E>(
         service: Service,
         operation: &'static str,
@@ -296,16 +328,23 @@ pub struct Regions {
     sdk: aws_config::SdkConfig,
     limits: QuotaConfig,
     metrics: Metrics,
+    fence: Fence,
     connected: tokio::sync::Mutex<std::collections::HashMap<String, Aws>>,
 }
 
 impl Regions {
-    /// Connects nothing yet.
-    pub fn new(sdk: aws_config::SdkConfig, limits: QuotaConfig, metrics: Metrics) -> Self {
+    /// Connects nothing yet. Every client's writes go through `fence`.
+    pub fn new(
+        sdk: aws_config::SdkConfig,
+        limits: QuotaConfig,
+        metrics: Metrics,
+        fence: Fence,
+    ) -> Self {
         Regions {
             sdk,
             limits,
             metrics,
+            fence,
             connected: tokio::sync::Mutex::new(std::collections::HashMap::new()),
         }
     }
@@ -316,10 +355,17 @@ impl Regions {
         if let Some(aws) = connected.get(region) {
             return Ok(aws.clone());
         }
-        let aws =
-            Aws::connect(&self.sdk, region, self.limits.clone(), self.metrics.clone()).await?;
+        let aws = Aws::connect(&self.sdk, region, self.limits.clone(), self.metrics.clone())
+            .await?
+            .with_fence(self.fence.clone());
         connected.insert(region.to_owned(), aws.clone());
         Ok(aws)
+    }
+
+    /// Whether this replica may write now (to AWS, and to pipelines'
+    /// status).
+    pub fn fence(&self) -> &Fence {
+        &self.fence
     }
 }
 
@@ -359,6 +405,9 @@ pub struct Aws {
     tenant: Arc<str>,
     /// Code artifacts known to be in S3 (`bucket/key`), [`code`].
     code_uploaded: Arc<tokio::sync::Mutex<std::collections::HashSet<String>>>,
+    /// Open while this replica may write: writes are refused, unsent,
+    /// while it is closed.
+    fence: Fence,
 }
 
 /// One limiter per quota bucket of AWS, made on first use.
@@ -406,35 +455,7 @@ impl Aws {
             .retry_config(aws_config::retry::RetryConfig::disabled())
             .build();
         let sts = aws_sdk_sts::Client::new(&sdk);
-        let s3 = aws_sdk_s3::Client::from_conf(
-            aws_sdk_s3::config::Builder::from(&sdk)
-                // moto and other emulators only speak path-style; real S3
-                // accepts it too for the bucket-level calls Sluice makes.
-                .force_path_style(std::env::var_os("AWS_ENDPOINT_URL").is_some())
-                .build(),
-        );
-        let mut aws = Aws {
-            account: String::new(),
-            region: region.to_owned(),
-            s3,
-            lambda: aws_sdk_lambda::Client::new(&sdk),
-            iam: aws_sdk_iam::Client::new(&sdk),
-            sqs: aws_sdk_sqs::Client::new(&sdk),
-            events: aws_sdk_eventbridge::Client::new(&sdk),
-            kinesis: aws_sdk_kinesis::Client::new(&sdk),
-            dynamodb: aws_sdk_dynamodb::Client::new(&sdk),
-            sfn: aws_sdk_sfn::Client::new(&sdk),
-            scheduler: aws_sdk_scheduler::Client::new(&sdk),
-            logs: aws_sdk_cloudwatchlogs::Client::new(&sdk),
-            cloudwatch: aws_sdk_cloudwatch::Client::new(&sdk),
-            limits: Arc::new(Limiters {
-                config: limits,
-                buckets: Mutex::new(HashMap::new()),
-            }),
-            metrics,
-            tenant: Arc::from(""),
-            code_uploaded: Default::default(),
-        };
+        let mut aws = Self::unconnected(&sdk, region, limits, metrics);
         let identity = aws
             .call(Service::Sts, "GetCallerIdentity", || {
                 sts.get_caller_identity().send()
@@ -454,8 +475,51 @@ impl Aws {
         Ok(aws)
     }
 
+    /// The clients of `sdk`'s region, without the account id: nothing is
+    /// called yet.
+    fn unconnected(
+        sdk: &aws_config::SdkConfig,
+        region: &str,
+        limits: QuotaConfig,
+        metrics: Metrics,
+    ) -> Self {
+        let s3 = aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::config::Builder::from(sdk)
+                // moto and other emulators only speak path-style; real S3
+                // accepts it too for the bucket-level calls Sluice makes.
+                .force_path_style(std::env::var_os("AWS_ENDPOINT_URL").is_some())
+                .build(),
+        );
+        Aws {
+            account: String::new(),
+            region: region.to_owned(),
+            s3,
+            lambda: aws_sdk_lambda::Client::new(sdk),
+            iam: aws_sdk_iam::Client::new(sdk),
+            sqs: aws_sdk_sqs::Client::new(sdk),
+            events: aws_sdk_eventbridge::Client::new(sdk),
+            kinesis: aws_sdk_kinesis::Client::new(sdk),
+            dynamodb: aws_sdk_dynamodb::Client::new(sdk),
+            sfn: aws_sdk_sfn::Client::new(sdk),
+            scheduler: aws_sdk_scheduler::Client::new(sdk),
+            logs: aws_sdk_cloudwatchlogs::Client::new(sdk),
+            cloudwatch: aws_sdk_cloudwatch::Client::new(sdk),
+            limits: Arc::new(Limiters {
+                config: limits,
+                buckets: Mutex::new(HashMap::new()),
+            }),
+            metrics,
+            tenant: Arc::from(""),
+            code_uploaded: Default::default(),
+            fence: Fence::always_open(),
+        }
+    }
+
     /// Makes one AWS call: waits for its quota bucket's limiter, counts it,
-    /// times it and classifies a failure. A throttled call is retried
+    /// times it and classifies a failure. A write is sent only while the
+    /// write fence is open, checked just before each attempt (the limiter
+    /// may have held it for a while): else it fails at once, unsent and
+    /// not retried, with [`ErrorClass::NotLeader`]. A throttled call is retried
     /// inside the limiter (which then holds back the bucket's every caller,
     /// [`RateLimiter::throttled`]) up to [`THROTTLE_RETRIES`] times; a read
     /// that failed in transit is retried twice. Writes that failed in
@@ -478,6 +542,15 @@ impl Aws {
         let mut transients = 0;
         loop {
             limiter.acquire_as(&self.tenant).await;
+            if !read && !self.fence.is_open() {
+                self.metrics.fenced_write();
+                tracing::warn!(
+                    service = service.as_str(),
+                    operation,
+                    "not the leader: AWS write refused, unsent"
+                );
+                return Err(AwsError::not_leader(service, operation));
+            }
             self.metrics.aws_call(service.as_str(), operation, read);
             let started = std::time::Instant::now();
             let result = f()
@@ -505,6 +578,11 @@ impl Aws {
                 _ => return Err(e),
             }
         }
+    }
+
+    /// The same clients, writing only while `fence` is open.
+    pub fn with_fence(self, fence: Fence) -> Aws {
+        Aws { fence, ..self }
     }
 
     /// The same clients, calling for `tenant` (a pipeline's namespace): its
@@ -845,4 +923,77 @@ pub(crate) fn tag_drift(
 ) -> Option<Drift> {
     let (set, remove) = tag_changes(want, have);
     (!set.is_empty() || !remove.is_empty()).then(|| Drift::new("tags", set, remove))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use aws_sdk_lambda::operation::create_function::CreateFunctionError;
+
+    use super::*;
+
+    type Sdk<T> = std::result::Result<T, SdkError<CreateFunctionError, HttpResponse>>;
+
+    fn offline(metrics: &Metrics) -> Aws {
+        let sdk = aws_config::SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-1"))
+            .build();
+        Aws::unconnected(&sdk, "us-east-1", QuotaConfig::default(), metrics.clone())
+    }
+
+    #[tokio::test]
+    async fn a_closed_fence_refuses_writes_unsent_and_lets_reads_through() {
+        let metrics = Metrics::new();
+        let fence = Fence::closed();
+        let aws = offline(&metrics)
+            .with_fence(fence.clone())
+            .for_tenant("team-a");
+        let sent = AtomicU32::new(0);
+        let send = || async {
+            sent.fetch_add(1, Ordering::SeqCst);
+            Sdk::Ok(())
+        };
+        let e = aws
+            .call(Service::Lambda, "CreateFunction", send)
+            .await
+            .expect_err("fenced");
+        assert_eq!(e.class, ErrorClass::NotLeader);
+        assert!(
+            e.to_string()
+                .starts_with("not the leader: lambda CreateFunction was not sent"),
+            "{e}"
+        );
+        assert_eq!(sent.load(Ordering::SeqCst), 0, "not sent, not retried");
+        assert_eq!(metrics.aws_totals(), (0, 0), "not counted as a call");
+        assert!(
+            metrics
+                .render()
+                .contains("sluice_leader_fenced_writes_total 1")
+        );
+        let error = Error::from(e);
+        assert!(error.is_not_leader() && !error.is_stalled());
+
+        aws.call(Service::Lambda, "GetFunction", send)
+            .await
+            .expect("a read");
+        assert_eq!(sent.load(Ordering::SeqCst), 1);
+
+        fence.open_until(tokio::time::Instant::now() + Duration::from_secs(10));
+        aws.call(Service::Lambda, "CreateFunction", send)
+            .await
+            .expect("the leader writes");
+        assert_eq!(sent.load(Ordering::SeqCst), 2);
+        assert_eq!(metrics.aws_totals(), (1, 1));
+    }
+
+    #[tokio::test]
+    async fn without_leader_election_writes_are_never_fenced() {
+        let metrics = Metrics::new();
+        let aws = offline(&metrics);
+        aws.call(Service::Lambda, "CreateFunction", || async { Sdk::Ok(()) })
+            .await
+            .expect("always open");
+    }
 }

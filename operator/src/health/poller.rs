@@ -357,6 +357,10 @@ impl Poller {
         if same_condition && old_health == new_health {
             return;
         }
+        if !self.regions.fence().is_open() {
+            debug!(pipeline = %dp.name_any(), "not the leader: health status not written");
+            return;
+        }
         let api: Api<DataPipeline> =
             Api::namespaced(self.client.clone(), &dp.namespace().unwrap_or_default());
         let mut patch_status = json!({ "conditions": [healthy] });
