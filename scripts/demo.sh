@@ -97,8 +97,9 @@ up() {
   values "$image" >"$DIR/values.json"
   "$("$ROOT/scripts/tools.sh" path helm)" upgrade --install sluice "$ROOT/charts/sluice" \
     --namespace sluice-system --values "$DIR/values.json" --wait --timeout 180s
-  say "kubectl get pods -n sluice-system"
+  say "kubectl get pods -n sluice-system; the leader (kubectl get lease)"
   "$k" get pods -n sluice-system -o wide
+  "$k" get lease -n sluice-system sluice-operator -o custom-columns=LEASE:.metadata.name,HOLDER:.spec.holderIdentity,RENEWED:.spec.renewTime
 
   say "apply the Pattern 1 sample (config/samples/event-triggered.yaml)"
   local start=$SECONDS

@@ -11,6 +11,11 @@
 #
 #   scripts/localenv.sh up [DIR] [--cluster]   start; writes DIR/env (source it) and DIR/kubeconfig
 #   scripts/localenv.sh down [DIR]             stop everything started in DIR and remove DIR
+#   scripts/localenv.sh restart-apiserver DIR SECONDS
+#                                              kill the API server (SIGKILL), wait SECONDS,
+#                                              start it again as before and wait until it is
+#                                              ready (what a control-plane upgrade does to
+#                                              clients; e2e/tests/apiserver_restart.rs)
 #
 # DIR defaults to $SLUICE_ENV_DIR or /tmp/sluice-env. Tools come from
 # scripts/tools.sh (built once, cached outside the repository).
@@ -19,13 +24,17 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 CMD="${1:-up}"
 shift || true
-CLUSTER=0 DIR=""
-for arg in "$@"; do
-  case "$arg" in
-    --cluster) CLUSTER=1 ;;
-    *) DIR="$arg" ;;
-  esac
-done
+CLUSTER=0 DIR="" RESTART_AFTER=""
+if [[ "$CMD" == restart-apiserver ]]; then
+  DIR="${1:-}" RESTART_AFTER="${2:-}"
+else
+  for arg in "$@"; do
+    case "$arg" in
+      --cluster) CLUSTER=1 ;;
+      *) DIR="$arg" ;;
+    esac
+  done
+fi
 DIR="${DIR:-${SLUICE_ENV_DIR:-/tmp/sluice-env}}"
 TOOLS="$ROOT/scripts/tools.sh"
 # shellcheck source=scripts/cluster.sh
@@ -51,8 +60,24 @@ wait_for() {
 
 start() { # start NAME COMMAND...: runs in the background, logs to DIR/NAME.log
   local name="$1"; shift
-  "$@" >"$DIR/$name.log" 2>&1 &
+  "$@" >>"$DIR/$name.log" 2>&1 &
   echo "$!" >"$DIR/$name.pid"
+  # The command, to start it again (restart-apiserver).
+  printf '%q ' "$@" >"$DIR/$name.cmd"
+}
+
+restart_apiserver() {
+  local seconds="${1:?usage: $0 restart-apiserver DIR SECONDS}"
+  [[ -f "$DIR/kube-apiserver.pid" && -f "$DIR/kube-apiserver.cmd" ]] || { log "no API server in $DIR"; return 1; }
+  local pid; pid="$(cat "$DIR/kube-apiserver.pid")"
+  kill -9 "$pid"
+  while kill -0 "$pid" 2>/dev/null; do sleep 0.05; done
+  log "kube-apiserver killed; starting it again in ${seconds}s"
+  sleep "$seconds"
+  local cmd; cmd="$(cat "$DIR/kube-apiserver.cmd")"
+  eval "start kube-apiserver $cmd"
+  wait_for kube-apiserver 120 "$("$TOOLS" path kubectl)" --kubeconfig "$DIR/kubeconfig" get --raw /readyz
+  log "kube-apiserver ready again"
 }
 
 make_certs() {
@@ -235,5 +260,6 @@ down() {
 case "$CMD" in
   up) up ;;
   down) down ;;
-  *) echo "usage: $0 up|down [DIR] [--cluster]" >&2; exit 2 ;;
+  restart-apiserver) restart_apiserver "$RESTART_AFTER" ;;
+  *) echo "usage: $0 up|down [DIR] [--cluster] | restart-apiserver DIR SECONDS" >&2; exit 2 ;;
 esac

@@ -60,10 +60,10 @@ pub fn values(
     let env = |var: &str| std::env::var(var).unwrap_or_default();
     let mut values = serde_json::json!({
         "image": {"repository": repository, "tag": tag},
-        // One pod per test's operator (two cores run them all); the HA
-        // tests ask for two.
+        // One pod per test's operator (two cores run them all), elected
+        // on its Lease as every install is; the HA tests ask for two.
         "replicaCount": 1,
-        "leaderElection": {"enabled": false},
+        "leaderElection": {"enabled": true},
         "serviceAccount": {"name": SERVICE_ACCOUNT},
         "watchNamespaces": namespaces,
         "namePrefix": prefix,
@@ -151,6 +151,10 @@ impl PodOperator {
             &namespace,
             "--values",
             &file.to_string_lossy(),
+            // Until the Deployment's pods are Ready.
+            "--wait",
+            "--timeout",
+            "180s",
         ]);
         let op = PodOperator {
             namespace,
@@ -179,6 +183,64 @@ impl PodOperator {
             &self.namespace,
             "--values",
             &self.values.to_string_lossy(),
+        ]);
+    }
+
+    /// The release's name (the operator's namespace).
+    pub fn release(&self) -> &str {
+        &self.namespace
+    }
+
+    /// The name of the Deployment, the Lease and the release's other
+    /// objects (the chart's `<release>-operator`).
+    pub fn fullname(&self) -> String {
+        format!("{}-operator", self.namespace)
+    }
+
+    /// The pod named by the replicas' Lease, if any.
+    pub fn lease_holder(&self) -> Option<String> {
+        let out = kubectl(&[
+            "get",
+            "lease",
+            "-n",
+            &self.namespace,
+            &self.fullname(),
+            "-o",
+            "jsonpath={.spec.holderIdentity}",
+        ]);
+        let holder = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        (out.status.success() && !holder.is_empty()).then_some(holder)
+    }
+
+    /// The admin address of the running pod `name`, if it has an IP.
+    pub fn admin_of(&self, name: &str) -> Option<SocketAddr> {
+        let pod = self
+            .pods()
+            .into_iter()
+            .find(|p| p["metadata"]["name"] == name)?;
+        let ip = pod["status"]["podIP"].as_str()?.parse().ok()?;
+        Some(SocketAddr::new(ip, ADMIN_PORT))
+    }
+
+    /// `helm upgrade` of the release with its values changed by `change`,
+    /// waiting until the Deployment rolled.
+    pub fn upgrade(&self, change: impl FnOnce(&mut serde_json::Value)) {
+        let mut values: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&self.values).expect("values file"))
+                .expect("values JSON");
+        change(&mut values);
+        std::fs::write(&self.values, values.to_string()).expect("values file");
+        helm_ok(&[
+            "upgrade",
+            &self.namespace,
+            &crate::chart_dir().to_string_lossy(),
+            "--namespace",
+            &self.namespace,
+            "--values",
+            &self.values.to_string_lossy(),
+            "--wait",
+            "--timeout",
+            "180s",
         ]);
     }
 

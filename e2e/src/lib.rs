@@ -445,6 +445,15 @@ impl Operator {
         Self::start_process(namespaces, prefix, env)
     }
 
+    /// A release of the chart with `values` ([`cluster::values`], changed
+    /// by the caller: e.g. two replicas), as pods.
+    pub fn start_release(values: serde_json::Value, prefix: &str) -> Self {
+        Operator {
+            runner: Runner::Pod(cluster::PodOperator::start_release(values, prefix)),
+            prefix: prefix.to_owned(),
+        }
+    }
+
     /// Like [`Operator::start_with`], always as a process on this host,
     /// even on the cluster: for tests that put something of their own on a
     /// loopback port between the operator and AWS (the fleet test's quota

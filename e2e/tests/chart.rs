@@ -334,12 +334,12 @@ fn values_the_chart_cannot_run_with_are_refused_naming_the_value() {
         "need leaderElection.enabled: true",
     );
     refused(
-        &["leaderElection.renewDeadlineSeconds=15"],
-        "renewDeadlineSeconds (15) must be less than leaseDurationSeconds (15)",
+        &["leaderElection.renewDeadlineSeconds=14"],
+        "renewDeadlineSeconds (14) must be less than leaseDurationSeconds (15) by at least 2 s",
     );
     refused(
-        &["leaderElection.retryPeriodSeconds=10"],
-        "retryPeriodSeconds (10) must be less than renewDeadlineSeconds (10)",
+        &["leaderElection.retryPeriodSeconds=6"],
+        "retryPeriodSeconds (6) must be at most half of renewDeadlineSeconds (10)",
     );
     refused(
         &["aws.permissionsBoundary="],
@@ -358,4 +358,68 @@ fn values_the_chart_cannot_run_with_are_refused_naming_the_value() {
         "--set",
         "leaderElection.enabled=false",
     ]);
+}
+
+#[test]
+fn every_values_file_gives_the_operator_a_configuration_it_accepts() {
+    for file in values_files() {
+        let name = file.file_name().and_then(|n| n.to_str()).expect("name");
+        let rendered = objects(&render(
+            "sluice-system",
+            &["-f", file.to_str().expect("path")],
+        ));
+        let deployment = rendered
+            .iter()
+            .find(|o| o["kind"] == "Deployment")
+            .expect("Deployment");
+        // The environment as the kubelet gives it: literal values, the
+        // pod's own fields, and a stand-in for the Secret's installation id.
+        let env: BTreeMap<String, String> = deployment["spec"]["template"]["spec"]["containers"][0]
+            ["env"]
+            .as_sequence()
+            .expect("env")
+            .iter()
+            .map(|e| {
+                let key = e["name"].as_str().expect("name").to_owned();
+                let value = match &e["value"] {
+                    Value::String(v) => v.clone(),
+                    _ if e["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name" => {
+                        "sluice-operator-5d8f-x1".into()
+                    }
+                    _ if e["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace" => {
+                        "sluice-system".into()
+                    }
+                    _ if e["valueFrom"]["secretKeyRef"]["key"] == "id" => {
+                        "0123456789abcdef0123456789abcdef".into()
+                    }
+                    other => panic!("{name}: {key} = {other:?}"),
+                };
+                (key, value)
+            })
+            .collect();
+        let config = sluice_operator::config::OperatorConfig::from_lookup(
+            |k| env.get(k).cloned(),
+            Some("us-east-1".into()),
+        )
+        .unwrap_or_else(|e| panic!("{name}: the operator refuses {e}"));
+        let election = sluice_operator::config::LeaderElection::from_lookup(
+            |k| env.get(k).cloned(),
+            None,
+            || "host".into(),
+        )
+        .unwrap_or_else(|e| panic!("{name}: the operator refuses {e}"));
+        // What the values said is what the operator runs with.
+        let values: Value =
+            serde_yaml::from_str(&std::fs::read_to_string(&file).expect("values")).expect("YAML");
+        if let Some(prefix) = values["namePrefix"].as_str() {
+            assert_eq!(config.name_prefix, prefix, "{name}");
+        }
+        if let Some(watched) = values["watchNamespaces"].as_sequence() {
+            assert_eq!(config.watch_namespaces.len(), watched.len(), "{name}");
+        }
+        let election = election.expect("leader election on");
+        assert_eq!(election.lease_namespace, "sluice-system", "{name}");
+        assert_eq!(election.identity, "sluice-operator-5d8f-x1", "{name}");
+        assert_eq!(election.lease_name, "sluice-operator", "{name}");
+    }
 }

@@ -83,11 +83,14 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- fail (printf "replicaCount: %d replicas need leaderElection.enabled: true (else every replica writes to AWS); set replicaCount: 1 to run without leader election" (int .Values.replicaCount)) -}}
 {{- end -}}
 {{- if $le.enabled -}}
-{{- if ge (int $le.renewDeadlineSeconds) (int $le.leaseDurationSeconds) -}}
-{{- fail (printf "leaderElection.renewDeadlineSeconds (%d) must be less than leaseDurationSeconds (%d): the leader stops writing before another may take the lease" (int $le.renewDeadlineSeconds) (int $le.leaseDurationSeconds)) -}}
+{{- $lease := int $le.leaseDurationSeconds -}}
+{{- $renew := int $le.renewDeadlineSeconds -}}
+{{- $margin := max 2 (div (add $lease 9) 10) -}}
+{{- if gt (add $renew $margin) $lease -}}
+{{- fail (printf "leaderElection.renewDeadlineSeconds (%d) must be less than leaseDurationSeconds (%d) by at least %d s (2 s and a tenth of the lease): the leader stops writing that long before another may take the lease" $renew $lease $margin) -}}
 {{- end -}}
-{{- if ge (int $le.retryPeriodSeconds) (int $le.renewDeadlineSeconds) -}}
-{{- fail (printf "leaderElection.retryPeriodSeconds (%d) must be less than renewDeadlineSeconds (%d): the leader tries to renew several times before it gives up" (int $le.retryPeriodSeconds) (int $le.renewDeadlineSeconds)) -}}
+{{- if gt (mul 2 (int $le.retryPeriodSeconds)) $renew -}}
+{{- fail (printf "leaderElection.retryPeriodSeconds (%d) must be at most half of renewDeadlineSeconds (%d): a failed renewal is tried again before the deadline" (int $le.retryPeriodSeconds) $renew) -}}
 {{- end -}}
 {{- end -}}
 {{- if and .Values.installation.id (ne .Values.installation.existingSecret "sluice-installation") -}}
