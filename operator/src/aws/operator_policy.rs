@@ -584,6 +584,26 @@ mod tests {
     }
 
     #[test]
+    fn the_committed_policies_are_the_generators_output() {
+        for (document, committed) in [
+            (
+                Document::Core,
+                include_str!("../../../config/iam/operator-policy.json"),
+            ),
+            (
+                Document::Services,
+                include_str!("../../../config/iam/operator-policy-services.json"),
+            ),
+        ] {
+            assert!(
+                committed == render(document),
+                "config/iam is stale ({}): run make policy and commit",
+                document.file()
+            );
+        }
+    }
+
+    #[test]
     fn each_statement_is_in_one_document_once() {
         let mut sids = BTreeSet::new();
         for document in Document::ALL {
