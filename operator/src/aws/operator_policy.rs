@@ -459,14 +459,29 @@ mod tests {
 
     use super::*;
 
-    /// `Aws::call(Service::X, "Operation", …)` in the operator's sources,
-    /// outside their tests: (service variant, operation) → the files.
-    fn calls_in_the_sources() -> BTreeMap<Call, BTreeSet<String>> {
-        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    /// The calls `Aws::call(Service::X, "Operation", …)` in one source
+    /// file, outside its unit tests (which call fakes, not AWS), however
+    /// rustfmt breaks the lines; `Err` with the count of calls whose
+    /// service or operation is not a literal.
+    fn calls_in(text: &str) -> Result<Vec<Call>, usize> {
         let call = regex::Regex::new(r#"\.call\(\s*Service::(\w+)\s*,\s*"(\w+)""#).expect("regex");
         let any_call = regex::Regex::new(r"\.call\(").expect("regex");
         let tests = regex::Regex::new(r"#\[cfg\(test\)\]\s*(pub(\(crate\))?\s+)?mod tests\b")
             .expect("regex");
+        let code = tests.find(text).map_or(text, |m| &text[..m.start()]);
+        let found: Vec<Call> = call
+            .captures_iter(code)
+            .map(|c| (c[1].to_owned(), c[2].to_owned()))
+            .collect();
+        match any_call.find_iter(code).count() - found.len() {
+            0 => Ok(found),
+            other => Err(other),
+        }
+    }
+
+    /// The calls in the operator's sources → the files that make them.
+    fn calls_in_the_sources() -> BTreeMap<Call, BTreeSet<String>> {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
         let mut found: BTreeMap<Call, BTreeSet<String>> = BTreeMap::new();
         let mut dirs = vec![root.clone()];
         let mut files = 0;
@@ -482,33 +497,61 @@ mod tests {
                 }
                 files += 1;
                 let text = std::fs::read_to_string(&path).expect("a source file");
-                // A module's unit tests call fakes, not AWS.
-                let code = tests
-                    .find(&text)
-                    .map_or(text.as_str(), |m| &text[..m.start()]);
                 let name = path
                     .strip_prefix(&root)
                     .expect("under src/")
                     .display()
                     .to_string();
-                let literal = call.captures_iter(code).count();
-                let all = any_call.find_iter(code).count();
-                assert_eq!(
-                    literal, all,
-                    "{name}: every Aws::call names its service and operation literally \
-                     (`.call(Service::X, \"Operation\", …)`), so that the operator's policy can be \
-                     checked against the calls"
-                );
-                for c in call.captures_iter(code) {
-                    found
-                        .entry((c[1].to_owned(), c[2].to_owned()))
-                        .or_default()
-                        .insert(name.clone());
+                let calls = calls_in(&text).unwrap_or_else(|n| {
+                    panic!(
+                        "{name}: {n} Aws::call(s) without a literal service and operation; \
+                         every call names both (`.call(Service::X, \"Operation\", …)`) so that \
+                         the operator's policy can be checked against the calls"
+                    )
+                });
+                for c in calls {
+                    found.entry(c).or_default().insert(name.clone());
                 }
             }
         }
         assert!(files > 50, "found only {files} source files under {root:?}");
         found
+    }
+
+    #[test]
+    fn calls_are_found_however_rustfmt_breaks_them() {
+        let text = r#"
+            let a = aws.call(Service::Sqs, "CreateQueue", || x()).await;
+            let b = aws
+                .call(Service::StepFunctions, "DescribeStateMachine", || {
+                    y()
+                })
+                .await;
+            let c = aws
+                .call(
+                    Service::DynamoDb,
+                    "UpdateTable",
+                    || z(),
+                )
+                .await;
+            #[cfg(test)]
+            mod tests {
+                fn t() { aws.call(Service::Lambda, "CreateFunction", send); }
+            }
+        "#;
+        let call = |s: &str, o: &str| (s.to_owned(), o.to_owned());
+        assert_eq!(
+            calls_in(text),
+            Ok(vec![
+                call("Sqs", "CreateQueue"),
+                call("StepFunctions", "DescribeStateMachine"),
+                call("DynamoDb", "UpdateTable"),
+            ])
+        );
+        assert_eq!(
+            calls_in(r#"aws.call(service, OPERATION, f); aws.call(Service::S3, "HeadBucket", f);"#),
+            Err(1)
+        );
     }
 
     /// (service variant, operation): `("StepFunctions", "CreateStateMachine")`.
