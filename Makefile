@@ -15,6 +15,10 @@ OPERATOR_BIN := $(CARGO_TARGET_DIR)/debug/sluice-operator
 # The chart's crds/ (crds/ at the root links to it).
 CRD := charts/sluice/crds/datapipelines.sluice.dev.yaml
 POLICY_CRD := charts/sluice/crds/sluicepolicies.sluice.dev.yaml
+# The operator's own AWS policy, two managed policies generated from the
+# code (operator/src/aws/operator_policy.rs).
+OPERATOR_POLICY := config/iam/operator-policy.json
+OPERATOR_POLICY_SERVICES := config/iam/operator-policy-services.json
 # Handlers build for the host (x86_64 here). On a machine with the Rust
 # target and a linker for it: make handlers HANDLERS_TARGET=aarch64-unknown-linux-gnu
 export HANDLERS_TARGET ?=
@@ -53,6 +57,13 @@ crds: ## regenerate the CRD YAML from the Rust types
 	cargo run --quiet -p sluice-operator --bin crdgen > $(CRD)
 	cargo run --quiet -p sluice-operator --bin crdgen policy > $(POLICY_CRD)
 
+.PHONY: policy
+policy: ## regenerate the operator's AWS policy (config/iam/operator-policy*.json) from what each AWS kind declares
+	cargo run --quiet -p sluice-operator --bin policygen core > $(OPERATOR_POLICY).tmp
+	mv $(OPERATOR_POLICY).tmp $(OPERATOR_POLICY)
+	cargo run --quiet -p sluice-operator --bin policygen services > $(OPERATOR_POLICY_SERVICES).tmp
+	mv $(OPERATOR_POLICY_SERVICES).tmp $(OPERATOR_POLICY_SERVICES)
+
 .PHONY: handlers
 handlers: ## build the one Lambda executable of every handler (provided.al2023), zip it with a manifest (cached by content)
 	@scripts/step.sh handlers scripts/handlers.sh build
@@ -78,6 +89,12 @@ crd-check: ## fail when the committed CRD differs from the generator's output
 	@scripts/step.sh crd-check bash -c "{ cargo run --quiet -p sluice-operator --bin crdgen | diff -u $(CRD) - \
 	  && cargo run --quiet -p sluice-operator --bin crdgen policy | diff -u $(POLICY_CRD) -; } \
 	  || { echo 'charts/sluice/crds/ is stale: run make crds and commit'; exit 1; }"
+
+.PHONY: policy-check
+policy-check: ## fail when the committed operator policy differs from the generator's output
+	@scripts/step.sh policy-check bash -c "{ cargo run --quiet -p sluice-operator --bin policygen core | diff -u $(OPERATOR_POLICY) - \
+	  && cargo run --quiet -p sluice-operator --bin policygen services | diff -u $(OPERATOR_POLICY_SERVICES) -; } \
+	  || { echo 'config/iam is stale: run make policy and commit'; exit 1; }"
 
 .PHONY: unit
 unit: ## unit tests (no network)
@@ -131,14 +148,14 @@ bench-fleet: tools handlers ## N = 10, 100, 1,000 pipelines through an AWS quota
 	  $(CARGO_TARGET_DIR)/debug/examples/fleet $(FLEET_SIZES)
 
 .PHONY: test
-test: ## everything CI runs: format, lints, CRD check, unit, integration, e2e
+test: ## everything CI runs: format, lints, CRD and operator policy checks, unit, integration, e2e
 	@log=$$(mktemp); start=$$SECONDS; set +e; \
 	$(MAKE) --no-print-directory test-steps 2>&1 | tee "$$log"; rc=$${PIPESTATUS[0]}; \
 	echo "make test: exit $$rc after $$((SECONDS - start)) s"; \
 	scripts/test-summary.sh "$$log"; rm -f "$$log"; exit $$rc
 
 .PHONY: test-steps
-test-steps: fmt-check clippy crd-check unit env-tests
+test-steps: fmt-check clippy crd-check policy-check unit env-tests
 
 .PHONY: demo
 demo: tools tools-helm tools-cluster handlers build image ## a one-node cluster, the operator as a Deployment, the Pattern 1 sample: apply, show, delete, tear down

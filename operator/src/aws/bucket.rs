@@ -13,12 +13,52 @@ use aws_sdk_s3::types::{
     PublicAccessBlockConfiguration, Tag, Tagging,
 };
 
+use super::operator_policy::{Action, Document, Statement};
 use super::{Aws, AwsResource, Drift, Service, tag_drift};
 use crate::{
     Error, Result,
     naming::{OWNERSHIP_TAG_KEYS, PipelineId},
     plan::{BucketPlan, Kind},
 };
+
+/// Every bucket Sluice makes (a pipeline's, and the operator's code
+/// bucket), and their objects.
+pub const BUCKETS: &[&str] = &["arn:aws:s3:::sluice-*", "arn:aws:s3:::sluice-*/*"];
+
+/// What the operator's AWS policy allows for buckets
+/// ([`super::operator_policy`]).
+pub const POLICY: &[Statement] = &[Statement::allow(
+    "Buckets",
+    Document::Core,
+    &[
+        Action::calls(Service::S3, "CreateBucket"),
+        Action::calls(Service::S3, "DeleteBucket"),
+        Action::calls_as(Service::S3, "HeadBucket", "ListBucket"),
+        Action::calls_as(Service::S3, "ListObjectVersions", "ListBucketVersions"),
+        Action::calls(Service::S3, "GetBucketTagging"),
+        Action::calls(Service::S3, "PutBucketTagging"),
+        // Tags given to CreateBucket.
+        Action::implied(Service::S3, "TagResource", &[(Service::S3, "CreateBucket")]),
+        Action::calls_as(
+            Service::S3,
+            "GetPublicAccessBlock",
+            "GetBucketPublicAccessBlock",
+        ),
+        Action::calls_as(
+            Service::S3,
+            "PutPublicAccessBlock",
+            "PutBucketPublicAccessBlock",
+        ),
+        Action::calls_as(Service::S3, "DeleteObjects", "DeleteObject"),
+        // DeleteObjects naming versions (emptying a bucket deletes them all).
+        Action::implied(
+            Service::S3,
+            "DeleteObjectVersion",
+            &[(Service::S3, "DeleteObjects")],
+        ),
+    ],
+    BUCKETS,
+)];
 
 /// A bucket as found.
 #[derive(Clone, Debug)]

@@ -16,6 +16,7 @@ use aws_sdk_s3::{
     types::{BucketLocationConstraint, CreateBucketConfiguration},
 };
 
+use super::operator_policy::{Action, Document, Statement};
 use super::{Aws, AwsError, Service, bucket};
 use crate::{
     Error, Result,
@@ -23,6 +24,40 @@ use crate::{
     naming::{MANAGER, TAG_MANAGED_BY},
     plan::CodeLocation,
 };
+
+/// What the operator's AWS policy allows for code artifacts
+/// ([`super::operator_policy`]): the code bucket is one of the buckets
+/// (`<prefix>-code-<16 hex>`), and only its `sluice/handlers/` keys are
+/// read and written.
+pub const POLICY: &[Statement] = &[
+    Statement::allow(
+        "Buckets",
+        Document::Core,
+        &[
+            Action::calls(Service::S3, "CreateBucket"),
+            Action::implied(Service::S3, "TagResource", &[(Service::S3, "CreateBucket")]),
+        ],
+        super::bucket::BUCKETS,
+    ),
+    Statement::allow(
+        "CodeArtifacts",
+        Document::Core,
+        &[
+            Action::calls_as(Service::S3, "HeadObject", "GetObject"),
+            // Lambda reads the object with the caller's permissions.
+            Action::implied(
+                Service::S3,
+                "GetObject",
+                &[
+                    (Service::Lambda, "CreateFunction"),
+                    (Service::Lambda, "UpdateFunctionCode"),
+                ],
+            ),
+            Action::calls(Service::S3, "PutObject"),
+        ],
+        &["arn:aws:s3:::sluice-code-*/sluice/handlers/*"],
+    ),
+];
 
 /// Metadata key holding the artifact's SHA-256 on its object.
 const SHA256_METADATA: &str = "sha256";

@@ -5,12 +5,29 @@ use std::collections::BTreeMap;
 
 use aws_sdk_eventbridge::types::Tag;
 
+use super::operator_policy::{Action, Document, Statement};
 use super::{Aws, AwsResource, Drift, Service, tag_changes, tag_drift};
 use crate::{
     Error, Result,
     naming::OWNERSHIP_TAG_KEYS,
     plan::{EventBusPlan, Kind},
 };
+
+/// What the operator's AWS policy allows for event buses
+/// ([`super::operator_policy`]).
+pub const POLICY: &[Statement] = &[Statement::allow(
+    "EventBuses",
+    Document::Services,
+    &[
+        Action::calls(Service::Events, "CreateEventBus"),
+        Action::calls(Service::Events, "DeleteEventBus"),
+        Action::calls(Service::Events, "DescribeEventBus"),
+        Action::calls(Service::Events, "TagResource"),
+        Action::calls(Service::Events, "UntagResource"),
+        Action::calls(Service::Events, "ListTagsForResource"),
+    ],
+    &["arn:aws:events:*:ACCOUNT_ID:event-bus/sluice-*"],
+)];
 
 /// A bus as found.
 #[derive(Clone, Debug, Default)]

@@ -13,11 +13,40 @@ use aws_sdk_lambda::types::{
     OnFailure, ScalingConfig,
 };
 
+use super::operator_policy::{Action, Condition, Document, Statement};
 use super::{Aws, AwsResource, Drift, Service};
 use crate::{
     Error, Result,
     plan::{EventSourceMappingPlan, Kind, function::SourceKind},
 };
+
+/// What the operator's AWS policy allows for event source mappings
+/// ([`super::operator_policy`]): a mapping's ARN names only its UUID, so
+/// the function it invokes is the condition. Listing is authorized on `*`
+/// only.
+pub const POLICY: &[Statement] = &[
+    Statement::allow(
+        "EventSourceMappings",
+        Document::Services,
+        &[
+            Action::calls(Service::Lambda, "CreateEventSourceMapping"),
+            Action::calls(Service::Lambda, "UpdateEventSourceMapping"),
+            Action::calls(Service::Lambda, "DeleteEventSourceMapping"),
+        ],
+        &["arn:aws:lambda:*:ACCOUNT_ID:event-source-mapping:*"],
+    )
+    .when(&[Condition::one(
+        "ArnLike",
+        "lambda:FunctionArn",
+        "arn:aws:lambda:*:ACCOUNT_ID:function:sluice-*",
+    )]),
+    Statement::allow(
+        "ListEventSourceMappings",
+        Document::Services,
+        &[Action::calls(Service::Lambda, "ListEventSourceMappings")],
+        &["*"],
+    ),
+];
 
 /// A mapping as found, with Lambda's defaults filled in.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

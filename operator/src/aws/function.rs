@@ -13,6 +13,7 @@ use aws_sdk_lambda::types::{
     TracingMode as AwsTracingMode,
 };
 
+use super::operator_policy::{Action, Document, Statement};
 use super::{Aws, AwsResource, Drift, Service, tag_changes, tag_drift};
 use crate::{
     Error, Result,
@@ -20,6 +21,36 @@ use crate::{
     naming::OWNERSHIP_TAG_KEYS,
     plan::{FunctionPlan, Kind, RUNTIME},
 };
+
+/// Every function Sluice makes.
+pub const FUNCTIONS: &[&str] = &["arn:aws:lambda:*:ACCOUNT_ID:function:sluice-*"];
+
+/// What the operator's AWS policy allows for functions
+/// ([`super::operator_policy`]). The execution role passed to Lambda is
+/// allowed in [`super::role::POLICY`]; the code object Lambda reads, in
+/// [`super::code::POLICY`].
+pub const POLICY: &[Statement] = &[Statement::allow(
+    "Functions",
+    Document::Services,
+    &[
+        Action::calls(Service::Lambda, "GetFunction"),
+        Action::calls(Service::Lambda, "CreateFunction"),
+        Action::calls(Service::Lambda, "DeleteFunction"),
+        Action::calls(Service::Lambda, "UpdateFunctionCode"),
+        Action::calls(Service::Lambda, "UpdateFunctionConfiguration"),
+        Action::calls(Service::Lambda, "TagResource"),
+        Action::calls(Service::Lambda, "UntagResource"),
+        // GetFunction returns the tags only to a caller allowed ListTags.
+        Action::implied(
+            Service::Lambda,
+            "ListTags",
+            &[(Service::Lambda, "GetFunction")],
+        ),
+        Action::calls(Service::Lambda, "PutFunctionConcurrency"),
+        Action::calls(Service::Lambda, "DeleteFunctionConcurrency"),
+    ],
+    FUNCTIONS,
+)];
 
 /// A function as found.
 #[derive(Clone, Debug, Default)]

@@ -7,11 +7,26 @@ use std::{collections::BTreeMap, time::Duration};
 
 use aws_sdk_lambda::types::{DestinationConfig, OnFailure};
 
+use super::operator_policy::{Action, Document, Statement};
 use super::{Aws, AwsResource, Drift, Service};
 use crate::{
     Error, Result,
     plan::{InvokeConfigPlan, Kind},
 };
+
+/// What the operator's AWS policy allows for functions' event invoke
+/// configurations ([`super::operator_policy`]): part of the functions'
+/// statement.
+pub const POLICY: &[Statement] = &[Statement::allow(
+    "Functions",
+    Document::Services,
+    &[
+        Action::calls(Service::Lambda, "GetFunctionEventInvokeConfig"),
+        Action::calls(Service::Lambda, "PutFunctionEventInvokeConfig"),
+        Action::calls(Service::Lambda, "DeleteFunctionEventInvokeConfig"),
+    ],
+    super::function::FUNCTIONS,
+)];
 
 /// The settings as found.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

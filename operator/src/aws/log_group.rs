@@ -3,12 +3,38 @@
 
 use std::collections::BTreeMap;
 
+use super::operator_policy::{Action, Document, Statement};
 use super::{Aws, AwsResource, Drift, Service, tag_changes, tag_drift};
 use crate::{
     Result,
     naming::OWNERSHIP_TAG_KEYS,
     plan::{Kind, LogGroupPlan},
 };
+
+/// What the operator's AWS policy allows for workflows' log groups
+/// ([`super::operator_policy`]). `DescribeLogGroups` is authorized on `*`
+/// only.
+pub const POLICY: &[Statement] = &[
+    Statement::allow(
+        "WorkflowLogGroups",
+        Document::Services,
+        &[
+            Action::calls(Service::Logs, "CreateLogGroup"),
+            Action::calls(Service::Logs, "DeleteLogGroup"),
+            Action::calls(Service::Logs, "PutRetentionPolicy"),
+            Action::calls(Service::Logs, "TagResource"),
+            Action::calls(Service::Logs, "UntagResource"),
+            Action::calls(Service::Logs, "ListTagsForResource"),
+        ],
+        &["arn:aws:logs:*:ACCOUNT_ID:log-group:/aws/vendedlogs/states/sluice-*"],
+    ),
+    Statement::allow(
+        "FindLogGroups",
+        Document::Services,
+        &[Action::calls(Service::Logs, "DescribeLogGroups")],
+        &["*"],
+    ),
+];
 
 /// A log group as found.
 #[derive(Clone, Debug, Default)]

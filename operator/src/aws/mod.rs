@@ -16,6 +16,7 @@ pub mod function;
 pub mod invoke_config;
 pub mod log_group;
 pub mod notification;
+pub mod operator_policy;
 pub mod permissions;
 pub mod queue;
 pub mod quota;
@@ -93,8 +94,14 @@ pub enum Service {
 }
 
 impl Service {
-    /// Metric label.
+    /// Metric label: the service's IAM prefix ([`Service::iam_prefix`]).
     pub fn as_str(self) -> &'static str {
+        self.iam_prefix()
+    }
+
+    /// The prefix of the service's IAM actions (`states:CreateStateMachine`,
+    /// `events:PutRule`), which is also the service part of its ARNs.
+    pub const fn iam_prefix(self) -> &'static str {
         match self {
             Service::Lambda => "lambda",
             Service::Iam => "iam",
@@ -111,6 +118,19 @@ impl Service {
         }
     }
 }
+
+/// What the operator's AWS policy allows for the calls of this module
+/// ([`operator_policy`]): the account id, learned on connecting.
+pub const POLICY: &[operator_policy::Statement] = {
+    use operator_policy::{Action, Document, Statement};
+    &[Statement::allow(
+        "Identity",
+        Document::Core,
+        // Needs no permission on AWS; named so that the policy says so.
+        &[Action::calls(Service::Sts, "GetCallerIdentity")],
+        &["*"],
+    )]
+};
 
 /// Whether an operation reads or writes, from its name: AWS names every
 /// read `Get*`, `Head*`, `List*` or `Describe*`.

@@ -10,11 +10,32 @@ use aws_sdk_s3::types::{
     NotificationConfiguration, NotificationConfigurationFilter, S3KeyFilter,
 };
 
+use super::operator_policy::{Action, Document, Statement};
 use super::{Aws, AwsResource, Drift, Service};
 use crate::{
     Error, Result,
     plan::{Kind, LambdaNotification, NotificationPlan},
 };
+
+/// What the operator's AWS policy allows for bucket notifications
+/// ([`super::operator_policy`]): part of the buckets' statement.
+pub const POLICY: &[Statement] = &[Statement::allow(
+    "Buckets",
+    Document::Core,
+    &[
+        Action::calls_as(
+            Service::S3,
+            "GetBucketNotificationConfiguration",
+            "GetBucketNotification",
+        ),
+        Action::calls_as(
+            Service::S3,
+            "PutBucketNotificationConfiguration",
+            "PutBucketNotification",
+        ),
+    ],
+    super::bucket::BUCKETS,
+)];
 
 /// The destinations found on a bucket.
 #[derive(Clone, Debug, Default, PartialEq)]

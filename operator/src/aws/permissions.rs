@@ -6,11 +6,25 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
+use super::operator_policy::{Action, Document, Statement};
 use super::{Aws, AwsResource, Drift, Service};
 use crate::{
     Result,
     plan::{InvokeStatement, Kind, PermissionsPlan, STATEMENT_PREFIX},
 };
+
+/// What the operator's AWS policy allows for functions' permissions
+/// ([`super::operator_policy`]): part of the functions' statement.
+pub const POLICY: &[Statement] = &[Statement::allow(
+    "Functions",
+    Document::Services,
+    &[
+        Action::calls(Service::Lambda, "GetPolicy"),
+        Action::calls(Service::Lambda, "AddPermission"),
+        Action::calls(Service::Lambda, "RemovePermission"),
+    ],
+    super::function::FUNCTIONS,
+)];
 
 /// The Sluice statements found in a function's policy, by sid.
 #[derive(Clone, Debug, Default, PartialEq)]

@@ -9,6 +9,7 @@ use std::{collections::BTreeMap, time::Duration};
 use aws_sdk_sqs::types::QueueAttributeName;
 use serde_json::Value;
 
+use super::operator_policy::{Action, Document, Statement};
 use super::{Aws, AwsResource, Drift, Service, tag_changes, tag_drift};
 use crate::{
     Error, Result,
@@ -16,6 +17,27 @@ use crate::{
     naming::OWNERSHIP_TAG_KEYS,
     plan::{Kind, QueuePlan, queue::Redrive},
 };
+
+/// Every queue Sluice makes.
+pub const QUEUES: &[&str] = &["arn:aws:sqs:*:ACCOUNT_ID:sluice-*"];
+
+/// What the operator's AWS policy allows for queues
+/// ([`super::operator_policy`]).
+pub const POLICY: &[Statement] = &[Statement::allow(
+    "Queues",
+    Document::Services,
+    &[
+        Action::calls(Service::Sqs, "CreateQueue"),
+        Action::calls(Service::Sqs, "DeleteQueue"),
+        Action::calls(Service::Sqs, "GetQueueUrl"),
+        Action::calls(Service::Sqs, "GetQueueAttributes"),
+        Action::calls(Service::Sqs, "SetQueueAttributes"),
+        Action::calls(Service::Sqs, "TagQueue"),
+        Action::calls(Service::Sqs, "UntagQueue"),
+        Action::calls(Service::Sqs, "ListQueueTags"),
+    ],
+    QUEUES,
+)];
 
 /// A queue as found.
 #[derive(Clone, Debug, Default)]

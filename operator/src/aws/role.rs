@@ -6,13 +6,146 @@ use std::collections::BTreeMap;
 use aws_sdk_iam::types::Tag;
 use serde_json::Value;
 
-use super::{Aws, AwsResource, Drift, Service, tag_changes, tag_drift};
+use super::{
+    Aws, AwsResource, Drift, Service,
+    operator_policy::{Action, Condition, Document, Statement},
+    tag_changes, tag_drift,
+};
 use crate::{
     Error, Result,
     iam::{parse_policy, same_policy},
     naming::OWNERSHIP_TAG_KEYS,
     plan::{INLINE_POLICY, Kind, RolePlan},
 };
+
+/// Roles Sluice makes: under the path `/<prefix>/`, with the boundary.
+const BOUNDED_ROLES: &[&str] = &["arn:aws:iam::ACCOUNT_ID:role/sluice/sluice-*"];
+
+/// The permissions boundary every role Sluice makes carries
+/// (config/iam/pipeline-boundary.json).
+const BOUNDARY: &str = "arn:aws:iam::ACCOUNT_ID:policy/sluice/sluice-pipeline-boundary";
+
+/// What the operator's AWS policy allows and denies for roles
+/// ([`super::operator_policy`]). Roles are made and changed only under the
+/// path and only with the boundary, and passed only to the services that
+/// run as them; roles of earlier versions (at path `/`) may only be read
+/// and deleted. The explicit Denies hold whatever else a policy attached
+/// to the operator allows: the boundary is never removed or changed, and
+/// no role is made or given a policy without it.
+pub const POLICY: &[Statement] = &[
+    Statement::allow(
+        "ReadRoles",
+        Document::Core,
+        &[
+            Action::calls(Service::Iam, "GetRole"),
+            Action::calls(Service::Iam, "ListRolePolicies"),
+            Action::calls(Service::Iam, "GetRolePolicy"),
+        ],
+        &[
+            "arn:aws:iam::ACCOUNT_ID:role/sluice/sluice-*",
+            "arn:aws:iam::ACCOUNT_ID:role/sluice-*",
+        ],
+    ),
+    Statement::allow(
+        "CreateAndChangeRolesOnlyWithTheBoundary",
+        Document::Core,
+        &[
+            Action::calls(Service::Iam, "CreateRole"),
+            Action::calls(Service::Iam, "PutRolePolicy"),
+            Action::calls(Service::Iam, "DeleteRolePolicy"),
+            Action::calls(Service::Iam, "PutRolePermissionsBoundary"),
+            Action::calls(Service::Iam, "UpdateAssumeRolePolicy"),
+        ],
+        BOUNDED_ROLES,
+    )
+    .when(&[Condition::one(
+        "StringEquals",
+        "iam:PermissionsBoundary",
+        BOUNDARY,
+    )]),
+    Statement::allow(
+        "TagAndDeleteBoundedRoles",
+        Document::Core,
+        &[
+            Action::calls(Service::Iam, "TagRole"),
+            Action::calls(Service::Iam, "UntagRole"),
+            Action::calls(Service::Iam, "DeleteRole"),
+        ],
+        BOUNDED_ROLES,
+    ),
+    Statement::allow(
+        "RetireRolesOfEarlierVersions",
+        Document::Core,
+        &[
+            Action::calls(Service::Iam, "DeleteRolePolicy"),
+            Action::calls(Service::Iam, "DeleteRole"),
+        ],
+        &["arn:aws:iam::ACCOUNT_ID:role/sluice-*"],
+    ),
+    Statement::allow(
+        "PassRolesToTheirServicesOnly",
+        Document::Core,
+        &[Action::implied(
+            Service::Iam,
+            "PassRole",
+            &[
+                (Service::Lambda, "CreateFunction"),
+                (Service::Lambda, "UpdateFunctionConfiguration"),
+                (Service::StepFunctions, "CreateStateMachine"),
+                (Service::StepFunctions, "UpdateStateMachine"),
+                (Service::Events, "PutTargets"),
+                (Service::Scheduler, "CreateSchedule"),
+                (Service::Scheduler, "UpdateSchedule"),
+            ],
+        )],
+        BOUNDED_ROLES,
+    )
+    .when(&[Condition::any(
+        "StringEquals",
+        "iam:PassedToService",
+        &[
+            "lambda.amazonaws.com",
+            "states.amazonaws.com",
+            "events.amazonaws.com",
+            "scheduler.amazonaws.com",
+        ],
+    )]),
+    Statement::deny(
+        "NeverRemoveTheBoundary",
+        Document::Core,
+        &[Action::guard(Service::Iam, "DeleteRolePermissionsBoundary")],
+        &["*"],
+    ),
+    Statement::deny(
+        "NeverChangeTheBoundaryPolicy",
+        Document::Core,
+        &[
+            Action::guard(Service::Iam, "CreatePolicyVersion"),
+            Action::guard(Service::Iam, "DeletePolicy"),
+            Action::guard(Service::Iam, "DeletePolicyVersion"),
+            Action::guard(Service::Iam, "SetDefaultPolicyVersion"),
+            Action::guard(Service::Iam, "TagPolicy"),
+            Action::guard(Service::Iam, "UntagPolicy"),
+        ],
+        &[BOUNDARY],
+    ),
+    Statement::deny(
+        "NeverCreateRolesElsewhere",
+        Document::Core,
+        &[
+            Action::guard(Service::Iam, "CreateRole"),
+            Action::guard(Service::Iam, "PutRolePolicy"),
+            Action::guard(Service::Iam, "AttachRolePolicy"),
+            Action::guard(Service::Iam, "PutRolePermissionsBoundary"),
+        ],
+        &["*"],
+    )
+    .when(&[Condition::one(
+        "StringNotEquals",
+        "iam:PermissionsBoundary",
+        BOUNDARY,
+    )]),
+];
 
 /// An IAM role as found.
 #[derive(Clone, Debug)]

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use aws_sdk_eventbridge::types::{InputTransformer, RuleState, SqsParameters, Target};
 use serde_json::Value;
 
+use super::operator_policy::{Action, Document, Statement};
 use super::{
     Aws, AwsResource, Drift, Service,
     event_bus::{converge_tags, read_tags, release_tags, tag_list},
@@ -16,6 +17,31 @@ use crate::{
     Error, Result,
     plan::{Kind, RulePlan, TargetPlan},
 };
+
+/// What the operator's AWS policy allows for rules
+/// ([`super::operator_policy`]), on the default bus and on the pipeline's
+/// own buses; their tags through the helpers of [`super::event_bus`]. A
+/// target's role passed to EventBridge is allowed in
+/// [`super::role::POLICY`].
+pub const POLICY: &[Statement] = &[Statement::allow(
+    "Rules",
+    Document::Services,
+    &[
+        Action::calls(Service::Events, "PutRule"),
+        Action::calls(Service::Events, "DeleteRule"),
+        Action::calls(Service::Events, "DescribeRule"),
+        Action::calls(Service::Events, "PutTargets"),
+        Action::calls(Service::Events, "RemoveTargets"),
+        Action::calls(Service::Events, "ListTargetsByRule"),
+        Action::calls(Service::Events, "TagResource"),
+        Action::calls(Service::Events, "UntagResource"),
+        Action::calls(Service::Events, "ListTagsForResource"),
+    ],
+    &[
+        "arn:aws:events:*:ACCOUNT_ID:rule/sluice-*",
+        "arn:aws:events:*:ACCOUNT_ID:rule/sluice-*/sluice-*",
+    ],
+)];
 
 /// A rule as found.
 #[derive(Clone, Debug, Default)]

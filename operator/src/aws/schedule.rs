@@ -15,11 +15,28 @@ use aws_sdk_scheduler::{
 };
 use serde_json::Value;
 
+use super::operator_policy::{Action, Document, Statement};
 use super::{Aws, AwsResource, Drift, Service};
 use crate::{
     Error, Result,
     plan::{Kind, SchedulePlan, schedule::SCHEDULE_GROUP},
 };
+
+/// What the operator's AWS policy allows for schedules
+/// ([`super::operator_policy`]): in the default group, which carries no
+/// tags (a schedule's ownership is in its description). The role passed
+/// to Scheduler is allowed in [`super::role::POLICY`].
+pub const POLICY: &[Statement] = &[Statement::allow(
+    "Schedules",
+    Document::Services,
+    &[
+        Action::calls(Service::Scheduler, "CreateSchedule"),
+        Action::calls(Service::Scheduler, "UpdateSchedule"),
+        Action::calls(Service::Scheduler, "DeleteSchedule"),
+        Action::calls(Service::Scheduler, "GetSchedule"),
+    ],
+    &["arn:aws:scheduler:*:ACCOUNT_ID:schedule/default/sluice-*"],
+)];
 
 /// The scheduler's default retry policy, what it reports when none was set.
 const DEFAULT_RETRY: (i32, i32) = (185, 86_400);

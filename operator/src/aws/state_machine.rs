@@ -11,12 +11,64 @@ use aws_sdk_sfn::types::{
 };
 use serde_json::Value;
 
+use super::operator_policy::{Action, Document, Statement};
 use super::{Aws, AwsResource, Drift, Service, tag_changes, tag_drift};
 use crate::{
     Error, Result,
     naming::OWNERSHIP_TAG_KEYS,
     plan::{Kind, StateMachinePlan, workflow::WorkflowLogging},
 };
+
+/// What the operator's AWS policy allows for state machines
+/// ([`super::operator_policy`]). The role passed to Step Functions is
+/// allowed in [`super::role::POLICY`].
+pub const POLICY: &[Statement] = &[Statement::allow(
+    "StateMachines",
+    Document::Services,
+    &[
+        Action::calls(Service::StepFunctions, "CreateStateMachine"),
+        Action::calls(Service::StepFunctions, "UpdateStateMachine"),
+        Action::calls(Service::StepFunctions, "DeleteStateMachine"),
+        Action::calls(Service::StepFunctions, "DescribeStateMachine"),
+        Action::calls(Service::StepFunctions, "TagResource"),
+        Action::calls(Service::StepFunctions, "UntagResource"),
+        Action::calls(Service::StepFunctions, "ListTagsForResource"),
+    ],
+    &["arn:aws:states:*:ACCOUNT_ID:stateMachine:sluice-*"],
+)];
+
+/// What the operator's AWS policy allows for state machines' logging
+/// ([`super::operator_policy`]): a machine that logs makes Step Functions
+/// check, of whoever creates or updates it, CloudWatch Logs' delivery
+/// actions and `logs:DescribeLogGroups`, authorized on `*` only.
+pub const LOG_DELIVERY_POLICY: &[Statement] = &[
+    Statement::allow(
+        "FindLogGroups",
+        Document::Services,
+        &[Action::implied(Service::Logs, "DescribeLogGroups", LOGGING)],
+        &["*"],
+    ),
+    Statement::allow(
+        "WorkflowLogDelivery",
+        Document::Services,
+        &[
+            Action::implied(Service::Logs, "CreateLogDelivery", LOGGING),
+            Action::implied(Service::Logs, "GetLogDelivery", LOGGING),
+            Action::implied(Service::Logs, "UpdateLogDelivery", LOGGING),
+            Action::implied(Service::Logs, "DeleteLogDelivery", LOGGING),
+            Action::implied(Service::Logs, "ListLogDeliveries", LOGGING),
+            Action::implied(Service::Logs, "PutResourcePolicy", LOGGING),
+            Action::implied(Service::Logs, "DescribeResourcePolicies", LOGGING),
+        ],
+        &["*"],
+    ),
+];
+
+/// The calls that configure a state machine's logging.
+const LOGGING: &[(Service, &str)] = &[
+    (Service::StepFunctions, "CreateStateMachine"),
+    (Service::StepFunctions, "UpdateStateMachine"),
+];
 
 /// A state machine as found.
 #[derive(Clone, Debug, Default)]

@@ -7,12 +7,34 @@ use std::{collections::BTreeMap, time::Duration};
 
 use aws_sdk_kinesis::types::{EncryptionType, ScalingType, StreamMode, StreamModeDetails};
 
+use super::operator_policy::{Action, Document, Statement};
 use super::{Aws, AwsResource, Drift, Service, tag_changes, tag_drift};
 use crate::{
     Error, Result,
     naming::OWNERSHIP_TAG_KEYS,
     plan::{Kind, StreamPlan},
 };
+
+/// What the operator's AWS policy allows for streams
+/// ([`super::operator_policy`]). Encryption is only ever started.
+pub const POLICY: &[Statement] = &[Statement::allow(
+    "Streams",
+    Document::Services,
+    &[
+        Action::calls(Service::Kinesis, "CreateStream"),
+        Action::calls(Service::Kinesis, "DeleteStream"),
+        Action::calls(Service::Kinesis, "DescribeStreamSummary"),
+        Action::calls(Service::Kinesis, "ListTagsForStream"),
+        Action::calls(Service::Kinesis, "AddTagsToStream"),
+        Action::calls(Service::Kinesis, "RemoveTagsFromStream"),
+        Action::calls(Service::Kinesis, "UpdateShardCount"),
+        Action::calls(Service::Kinesis, "UpdateStreamMode"),
+        Action::calls(Service::Kinesis, "IncreaseStreamRetentionPeriod"),
+        Action::calls(Service::Kinesis, "DecreaseStreamRetentionPeriod"),
+        Action::calls(Service::Kinesis, "StartStreamEncryption"),
+    ],
+    &["arn:aws:kinesis:*:ACCOUNT_ID:stream/sluice-*"],
+)];
 
 /// A stream as found.
 #[derive(Clone, Debug, Default)]

@@ -11,6 +11,7 @@ use aws_sdk_dynamodb::types::{
     TimeToLiveSpecification,
 };
 
+use super::operator_policy::{Action, Document, Statement};
 use super::{Aws, AwsResource, Drift, Service, tag_changes, tag_drift};
 use crate::{
     Error, Result,
@@ -18,6 +19,25 @@ use crate::{
     naming::OWNERSHIP_TAG_KEYS,
     plan::{Kind, TablePlan},
 };
+
+/// What the operator's AWS policy allows for tables
+/// ([`super::operator_policy`]).
+pub const POLICY: &[Statement] = &[Statement::allow(
+    "Tables",
+    Document::Services,
+    &[
+        Action::calls(Service::DynamoDb, "CreateTable"),
+        Action::calls(Service::DynamoDb, "DeleteTable"),
+        Action::calls(Service::DynamoDb, "DescribeTable"),
+        Action::calls(Service::DynamoDb, "UpdateTable"),
+        Action::calls(Service::DynamoDb, "DescribeTimeToLive"),
+        Action::calls(Service::DynamoDb, "UpdateTimeToLive"),
+        Action::calls(Service::DynamoDb, "TagResource"),
+        Action::calls(Service::DynamoDb, "UntagResource"),
+        Action::calls(Service::DynamoDb, "ListTagsOfResource"),
+    ],
+    &["arn:aws:dynamodb:*:ACCOUNT_ID:table/sluice-*"],
+)];
 
 /// A table as found.
 #[derive(Clone, Debug, Default)]

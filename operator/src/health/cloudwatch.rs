@@ -8,7 +8,18 @@ use std::time::Duration;
 use aws_sdk_cloudwatch::types::{Dimension, Metric, MetricDataQuery, MetricStat};
 use aws_smithy_types::DateTime;
 
+use crate::aws::operator_policy::{Action, Document, Statement};
 use crate::aws::{Aws, AwsError, Service};
+
+/// What the operator's AWS policy allows for runtime health's metrics
+/// ([`crate::aws::operator_policy`]): `GetMetricData` is read-only and not
+/// resource-scoped.
+pub const POLICY: &[Statement] = &[Statement::allow(
+    "HealthMetrics",
+    Document::Core,
+    &[Action::calls(Service::CloudWatch, "GetMetricData")],
+    &["*"],
+)];
 
 /// Most queries one `GetMetricData` call takes (an AWS limit).
 pub const MAX_QUERIES_PER_CALL: usize = 500;

@@ -14,11 +14,24 @@ use super::{
     cloudwatch::{Batch, Readings, Stat},
     format_age, reasons,
 };
+use crate::aws::operator_policy::{Action, Document, Statement};
 use crate::{
     aws::{Aws, AwsError, Service},
     crd::{DataPipelineSpec, DeadLetterQueueHealth, HealthSpec, coarse, coarse_age},
     plan::{Plan, graph::dead_letter_name},
 };
+
+/// What the operator's AWS policy allows for reading dead-letter queues'
+/// depth ([`crate::aws::operator_policy`]): part of the queues' statement.
+pub const POLICY: &[Statement] = &[Statement::allow(
+    "Queues",
+    Document::Services,
+    &[
+        Action::calls(Service::Sqs, "GetQueueUrl"),
+        Action::calls(Service::Sqs, "GetQueueAttributes"),
+    ],
+    crate::aws::queue::QUEUES,
+)];
 
 /// Built-in handler that archives dead letters.
 pub const DLQ_HANDLER: &str = "dlq-handler";
