@@ -26,6 +26,36 @@ pub async fn sdk_config() -> aws_config::SdkConfig {
     sluice_operator::aws::config_loader().load().await
 }
 
+/// An IAM user of the emulator holding exactly the operator's policy
+/// (`config/iam/operator-policy*.json`) for names starting with
+/// `prefix`, made by the harness (`POST /_sluice/iam/operator`): its key,
+/// its secret and the ARN of the pipeline roles' boundary.
+pub fn operator_user(prefix: &str) -> (String, String, String) {
+    use std::io::{Read, Write};
+    let endpoint = std::env::var("AWS_ENDPOINT_URL").expect("AWS_ENDPOINT_URL");
+    let address = endpoint
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned();
+    let mut stream = std::net::TcpStream::connect(&address).expect("connect to the emulator");
+    write!(
+        stream,
+        "POST /_sluice/iam/operator?prefix={prefix} HTTP/1.0\r\nHost: {address}\r\nContent-Length: 0\r\n\r\n"
+    )
+    .expect("request");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("response");
+    let (head, body) = response.split_once("\r\n\r\n").expect("HTTP response");
+    assert!(head.contains(" 200 "), "{head}\n{body}");
+    let user: serde_json::Value = serde_json::from_str(body).expect("JSON");
+    let field = |k: &str| user[k].as_str().expect(k).to_owned();
+    (
+        field("accessKeyId"),
+        field("secretAccessKey"),
+        field("permissionsBoundaryArn"),
+    )
+}
+
 /// A short random lowercase token.
 pub fn token() -> String {
     let n: u64 = rand::random();
@@ -43,24 +73,41 @@ pub struct Harness {
     pub id: PipelineId,
     /// Artifacts (fake zips written by the harness).
     pub catalog: Catalog,
-    /// Raw SDK config, for assertions with plain SDK clients.
+    /// Raw SDK config, for assertions with plain SDK clients: the
+    /// administrator's, who may plant and inspect anything.
     pub sdk: aws_config::SdkConfig,
+    /// The boundary every role of this identity carries.
+    pub boundary: String,
 }
 
 impl Harness {
-    /// A harness with a fresh identity in `us-east-1`.
+    /// A harness with a fresh identity in `us-east-1`, calling AWS as the
+    /// operator does: as an IAM user holding exactly the operator's policy
+    /// for the identity's prefix, so every call the AWS layer makes here is
+    /// one that policy must allow (the emulator enforces IAM).
     pub async fn new() -> Self {
         let sdk = sdk_config().await;
         let metrics = Metrics::new();
         // The client-side limits have unit tests of their own; here they
         // would only stretch every test to AWS's pace.
         let fast = QuotaConfig::scaled(20.0);
-        let aws = Aws::connect(&sdk, "us-east-1", fast, metrics.clone())
+        let t = token();
+        let prefix = format!("it{}", &t[..4]);
+        let (key, secret, boundary) = operator_user(&prefix);
+        let operator = {
+            use aws_sdk_s3::config::{Credentials, SharedCredentialsProvider};
+            sdk.clone()
+                .into_builder()
+                .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
+                    key, secret, None, None, "operator",
+                )))
+                .build()
+        };
+        let aws = Aws::connect(&operator, "us-east-1", fast, metrics.clone())
             .await
             .expect("connect to the emulator");
-        let t = token();
         let id = PipelineId {
-            prefix: format!("it{}", &t[..4]),
+            prefix,
             account: aws.account.clone(),
             region: "us-east-1".into(),
             namespace: "it".into(),
@@ -78,6 +125,7 @@ impl Harness {
             id,
             catalog,
             sdk,
+            boundary,
         }
     }
 
@@ -88,7 +136,7 @@ impl Harness {
             PlanContext {
                 id: &self.id,
                 catalog: &self.catalog,
-                permissions_boundary: None,
+                permissions_boundary: Some(&self.boundary),
             },
         )
     }

@@ -342,6 +342,12 @@ impl AwsResource for Role {
             Self::create(aws, d).await?;
             return Ok(());
         }
+        // The boundary first: the operator may change a role's trust and
+        // inline policy only while the role carries the boundary
+        // (`iam:PermissionsBoundary` in its policy), so a role whose
+        // boundary was removed by hand gets it back before anything else.
+        let mut drift: Vec<&Drift> = drift.iter().collect();
+        drift.sort_by_key(|d| d.field != "permissionsBoundary");
         for item in drift {
             match item.field {
                 "trustPolicy" => {
