@@ -154,7 +154,21 @@ up() {
   wait_for etcd 60 curl -sf "http://127.0.0.1:$etcd_port/health"
 
   local c="$DIR/pki"
+  # An audit log of what ServiceAccounts do (the operators' pods): the
+  # RBAC coverage test (e2e/tests/coverage.rs) checks every rule the chart
+  # grants was used, and nothing was refused.
+  cat >"$DIR/audit-policy.yaml" <<'AUDIT'
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+  - level: Metadata
+    userGroups: ["system:serviceaccounts"]
+  - level: None
+AUDIT
   start kube-apiserver "$("$TOOLS" path kube-apiserver)" \
+    --audit-policy-file "$DIR/audit-policy.yaml" --audit-log-path "$DIR/audit.log" \
+    --audit-log-format json --audit-log-maxsize 200 \
     --etcd-servers "http://127.0.0.1:$etcd_port" \
     --bind-address "$listen" --advertise-address "$listen" --secure-port "$api_port" \
     --tls-cert-file "$c/apiserver.crt" --tls-private-key-file "$c/apiserver.key" \

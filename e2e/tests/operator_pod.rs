@@ -100,6 +100,42 @@ async fn a_deleted_operator_pod_is_replaced_and_converges_what_was_applied_meanw
         "datapipelines.sluice.dev",
         sa.1
     ));
+    assert!(!operator_can(
+        sa.0,
+        "update",
+        "datapipelines.sluice.dev",
+        sa.1
+    ));
+    // Its Lease, in its own namespace only, and never deleted; the
+    // guardrails' cluster-scoped objects, read only.
+    assert!(operator_can(
+        sa.0,
+        "update",
+        "leases.coordination.k8s.io",
+        sa.0
+    ));
+    assert!(!operator_can(
+        sa.0,
+        "update",
+        "leases.coordination.k8s.io",
+        sa.1
+    ));
+    assert!(!operator_can(
+        sa.0,
+        "delete",
+        "leases.coordination.k8s.io",
+        sa.0
+    ));
+    assert!(!operator_can(sa.0, "get", "secrets", sa.0));
+    assert!(operator_can(sa.0, "list", "sluicepolicies.sluice.dev", ""));
+    assert!(!operator_can(
+        sa.0,
+        "create",
+        "sluicepolicies.sluice.dev",
+        ""
+    ));
+    assert!(operator_can(sa.0, "watch", "namespaces", ""));
+    assert!(!operator_can(sa.0, "patch", "namespaces", ""));
 
     // Its AWS keys come from a Secret of its namespace, not from literals
     // in its spec; where the emulator enforces IAM they are its own IAM

@@ -67,7 +67,7 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- define "sluice.pipelineRules" }}
   - apiGroups: [sluice.dev]
     resources: [datapipelines]
-    verbs: [get, list, watch, patch]
+    verbs: [list, watch, patch]
   - apiGroups: [sluice.dev]
     resources: [datapipelines/status]
     verbs: [patch]

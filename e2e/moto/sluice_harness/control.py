@@ -3,6 +3,8 @@
   GET  /_sluice/invocations[?function=NAME]  recent invocations (JSON list)
   GET  /_sluice/pending                      async events queued or running
   GET  /_sluice/denials                      the requests IAM refused (JSON list)
+  GET  /_sluice/iam/allowed?principal=S      the actions IAM allowed so far to the
+                                             principals whose ARN contains S
   POST /_sluice/iam/operator?prefix=P[&regions=r1,r2]
                                              credentials of an IAM user holding
                                              exactly config/iam/operator-policy.json
@@ -72,6 +74,8 @@ def middleware(app):  # type: ignore[no-untyped-def]
                 status, body = "200 OK", {"secretAccessKey": iam.secret_of(query["key"])}
             elif method == "GET" and route == "denials":
                 status, body = "200 OK", iam.denials()
+            elif method == "GET" and route == "iam/allowed":
+                status, body = "200 OK", iam.allowed(query.get("principal", ""))
             elif method == "POST" and route == "iam/operator":
                 regions = [r.strip() for r in query.get("regions", "").split(",") if r.strip()]
                 creds, boundary = iam.operator_user(query["prefix"], POLICIES, BOUNDARY, regions or None)

@@ -104,6 +104,18 @@ def denials() -> list[dict]:
         return list(_denials)
 
 
+# The actions IAM allowed, by principal ARN: which of an operator policy's
+# grants the run needed (e2e/tests/coverage.rs).
+_allowed: dict[str, set[str]] = {}
+
+
+def allowed(principal_contains: str) -> list[str]:
+    """The actions allowed so far to the principals whose ARN contains
+    `principal_contains`, sorted."""
+    with _lock:
+        return sorted({a for p, acts in _allowed.items() if principal_contains in p for a in acts})
+
+
 # -- policy evaluation --------------------------------------------------------
 
 
@@ -917,6 +929,8 @@ def install() -> None:
             if verdict != "Allow":
                 _record(self._access_key.arn, action, target, self._action, verdict)
                 self._raise_access_denied()
+            with _lock:
+                _allowed.setdefault(self._access_key.arn, set()).add(action)
 
     access_control.IAMRequestBase.check_action_permitted = check_action_permitted
 
