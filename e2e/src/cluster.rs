@@ -175,15 +175,7 @@ impl PodOperator {
     /// values makes what is missing.
     pub fn bind(&self, watched: &str) {
         let _ = watched;
-        helm_ok(&[
-            "upgrade",
-            &self.namespace,
-            &crate::chart_dir().to_string_lossy(),
-            "--namespace",
-            &self.namespace,
-            "--values",
-            &self.values.to_string_lossy(),
-        ]);
+        self.upgrade(|_| {});
     }
 
     /// The release's name (the operator's namespace).

@@ -31,9 +31,9 @@ use crate::{
     config::OperatorConfig,
     crd::{DataPipeline, DataPipelineStatus, DeletionPolicy, FunctionStatus, InventoryEntry},
     events::{self, EventType, Recorder},
+    fence::Fence,
     guardrails::{self, Guardrails},
     health::poller::Poller,
-    leader::{Fence, Stop},
     metrics::Metrics,
     naming::{ADOPT_FROM_ANNOTATION, PipelineId},
     plan::{self, Plan, PlanContext},
@@ -402,7 +402,7 @@ async fn run_controllers(
             // health poller's — which would each cost a full set of AWS reads.
             let (reader, writer) = reflector::store();
             let changes = watcher(api, watcher::Config::default().any_semantic())
-                .backoff(watch_backoff())
+                .backoff(crate::watch::backoff())
                 .modify(slim)
                 .reflect(writer)
                 .applied_objects()
@@ -439,23 +439,10 @@ async fn run_controllers(
     Ok(())
 }
 
-/// The backoff of every watch the operator runs (the pipelines', and the
-/// guardrails' SluicePolicies and namespaces): 250 ms doubling to 1 s,
-/// each wait jittered up to twice as long, so at most 2 s. Not kube's
-/// `default_backoff`, which grows to 30 s (client-go's reflector values):
-/// after an API server restart the watches were still waiting out that
-/// backoff long after it was back, and a pipeline created then took 32 s
-/// to converge. A watch failing for as long as the API server is down
-/// costs one cheap request per one to two seconds, from one replica.
-pub(crate) fn watch_backoff() -> kube::runtime::watcher::ExponentialBackoff {
-    backon::ExponentialBuilder::default()
-        .with_min_delay(Duration::from_millis(250))
-        .with_max_delay(Duration::from_secs(1))
-        .with_factor(2.0)
-        .with_jitter()
-        .without_max_times()
-        .into()
-}
+/// Tells a leader's controller to stop gracefully: it resolves when the
+/// leader is asked to stop ([`crate::leader::Elector`]; the leader drops
+/// the controller anyway after its grace).
+pub type Stop = futures::future::Shared<futures::future::BoxFuture<'static, ()>>;
 
 /// How a reconcile ended, for `sluice_reconciles_total{outcome}`.
 mod outcome {
@@ -1133,22 +1120,6 @@ mod tests {
                 .keys()
                 .collect::<Vec<_>>(),
             ["team"]
-        );
-    }
-
-    #[test]
-    fn watches_back_off_for_at_most_two_seconds() {
-        let waits: Vec<Duration> = super::watch_backoff().take(50).collect();
-        assert_eq!(waits.len(), 50, "never gives up");
-        assert!(waits[0] >= Duration::from_millis(250), "{waits:?}");
-        assert!(waits[0] < Duration::from_millis(500), "{waits:?}");
-        assert!(
-            waits.iter().all(|w| *w < Duration::from_secs(2)),
-            "{waits:?}"
-        );
-        assert!(
-            waits[10..].iter().all(|w| *w >= Duration::from_secs(1)),
-            "{waits:?}"
         );
     }
 

@@ -54,14 +54,14 @@ pub async fn watch(
     namespaces_api.list(&ListParams::default().limit(1)).await?;
     let (policies, policy_writer) = reflector::store::<SluicePolicy>();
     let (namespaces, namespace_writer) = reflector::store::<Namespace>();
-    // A short backoff, as the pipelines' watches: see `watch_backoff`.
+    // A short backoff, as the pipelines' watches: see `crate::watch::backoff`.
     let policy_changes = watcher(policies_api, Default::default())
-        .backoff(crate::controller::watch_backoff())
+        .backoff(crate::watch::backoff())
         .reflect(policy_writer)
         .touched_objects()
         .map(|_| ());
     let namespace_changes = watcher(namespaces_api, Default::default())
-        .backoff(crate::controller::watch_backoff())
+        .backoff(crate::watch::backoff())
         // Only labels and the UID are read.
         .modify(|ns| {
             ns.metadata.managed_fields = None;

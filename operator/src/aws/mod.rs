@@ -6,7 +6,7 @@
 //! writes (steady state must make zero writes), classification of errors
 //! into throttled, transient and client errors, and the leader's write
 //! fence: a replica that is not the leader sends no write
-//! ([`crate::leader::Fence`]).
+//! ([`crate::fence::Fence`]).
 
 pub mod bucket;
 pub mod code;
@@ -41,7 +41,7 @@ use aws_smithy_runtime_api::client::{orchestrator::HttpResponse, result::SdkErro
 
 use crate::{
     Error, Result,
-    leader::Fence,
+    fence::Fence,
     metrics::Metrics,
     naming::{ADOPT_FROM_ANNOTATION, Ownership, PipelineId, TAG_RELEASED_BY},
 };
@@ -118,19 +118,6 @@ impl Service {
         }
     }
 }
-
-/// What the operator's AWS policy allows for the calls of this module
-/// ([`operator_policy`]): the account id, learned on connecting.
-pub const POLICY: &[operator_policy::Statement] = {
-    use operator_policy::{Action, Document, Statement};
-    &[Statement::allow(
-        "Identity",
-        Document::Core,
-        // Needs no permission on AWS; named so that the policy says so.
-        &[Action::calls(Service::Sts, "GetCallerIdentity")],
-        &["*"],
-    )]
-};
 
 /// Whether an operation reads or writes, from its name: AWS names every
 /// read `Get*`, `Head*`, `List*` or `Describe*`.

@@ -1,12 +1,12 @@
 //! Prints the operator's AWS policies as the code declares them
-//! (`sluice_operator::aws::operator_policy`): `policygen core`
+//! (`sluice_operator::policygen`): `policygen core`
 //! config/iam/operator-policy.json, `policygen services`
 //! config/iam/operator-policy-services.json. `make policy` writes both;
 //! `make policy-check` (in `make test`) fails when the committed files differ.
 
 use std::process::ExitCode;
 
-use sluice_operator::aws::operator_policy::{Document, render};
+use sluice_operator::{aws::operator_policy::Document, policygen::render};
 
 fn main() -> ExitCode {
     match std::env::args()
