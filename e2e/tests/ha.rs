@@ -15,7 +15,7 @@ use std::{
 
 use sluice_e2e::{
     Namespace, Operator, apply_and_wait, assert_nothing_left, cluster, condition, delete_pipeline,
-    get_pipeline, http_get, ids, install_crd, kubectl, kubectl_ok, kubectl_stdin_ok,
+    fleet, get_pipeline, http_get, install_crd, kubectl, kubectl_ok, kubectl_stdin_ok,
     sample_manifest, sdk, token,
 };
 
@@ -301,66 +301,6 @@ fn wait_ready(ns: &str, name: &str, op: &cluster::PodOperator) {
     );
 }
 
-/// Each function, role and state machine the inventories list exists in
-/// AWS once, and none of the prefix is outside them.
-async fn assert_aws_matches_inventories(
-    sdk: &aws_config::SdkConfig,
-    prefix: &str,
-    dps: &[serde_json::Value],
-) {
-    let listed = |kind: &str| -> BTreeSet<String> {
-        dps.iter()
-            .flat_map(|dp| ids(dp, kind))
-            .map(|(_, id)| id)
-            .collect()
-    };
-    let lambda = aws_sdk_lambda::Client::new(sdk);
-    let functions: Vec<String> = lambda
-        .list_functions()
-        .send()
-        .await
-        .expect("functions")
-        .functions()
-        .iter()
-        .filter_map(|f| f.function_name())
-        .filter(|n| n.starts_with(prefix))
-        .map(str::to_owned)
-        .collect();
-    assert_eq!(
-        functions.iter().cloned().collect::<BTreeSet<_>>(),
-        listed("Lambda::Function")
-    );
-    assert_eq!(functions.len(), listed("Lambda::Function").len());
-    let sfn = aws_sdk_sfn::Client::new(sdk);
-    let machines: Vec<String> = sfn
-        .list_state_machines()
-        .send()
-        .await
-        .expect("state machines")
-        .state_machines()
-        .iter()
-        .map(|m| m.name().to_owned())
-        .filter(|n| n.starts_with(prefix))
-        .collect();
-    assert_eq!(
-        machines.len(),
-        listed("StepFunctions::StateMachine").len(),
-        "{machines:?}"
-    );
-    let iam = aws_sdk_iam::Client::new(sdk);
-    let roles: BTreeSet<String> = iam
-        .list_roles()
-        .send()
-        .await
-        .expect("roles")
-        .roles()
-        .iter()
-        .map(|r| r.role_name().to_owned())
-        .filter(|n| n.starts_with(prefix))
-        .collect();
-    assert_eq!(roles, listed("IAM::Role"));
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_leader_killed_or_frozen_mid_convergence_leaves_no_duplicate_and_no_orphan() {
     install_crd();
@@ -443,10 +383,13 @@ async fn a_leader_killed_or_frozen_mid_convergence_leaves_no_duplicate_and_no_or
         metric(frozen_addr, "sluice_leader_fenced_writes_total", "")
     );
 
-    // No duplicate, no orphan.
+    // No duplicate, orphaned or missing resource: everything under the
+    // prefix, listed from the emulator, against the inventories.
     let dps = [get_pipeline(&ns.0, &first), get_pipeline(&ns.0, &second)];
     let sdk = sdk().await;
-    assert_aws_matches_inventories(&sdk, &prefix, &dps).await;
+    let in_aws = fleet::in_aws(&sdk, &prefix).await;
+    let problems = fleet::problems(&in_aws, &fleet::inventories(&ns.0));
+    assert!(problems.is_empty(), "{problems:#?}");
     let s3 = sluice_e2e::s3(&sdk);
     for dp in &dps {
         sluice_e2e::flow::empty_buckets(&s3, dp).await;

@@ -115,29 +115,18 @@ impl Context {
         metrics: Metrics,
         fence: Fence,
     ) -> Self {
-        Context {
-            recorder: Recorder::new(
-                client.clone(),
-                FIELD_MANAGER,
-                std::env::var("POD_NAME").ok(),
-            ),
-            regions: Arc::new(Regions::new(
-                sdk,
-                config.quotas.clone(),
-                metrics.clone(),
-                fence,
-            )),
-            slots: crate::fair::Slots::new(usize::from(config.max_concurrent_reconciles)),
-            client,
-            config,
-            catalog,
-            metrics,
-            failures: Mutex::new(HashMap::new()),
-            generations: Mutex::new(HashMap::new()),
-            converged_plans: Mutex::new(HashMap::new()),
-            inventories: Mutex::new(HashMap::new()),
-            guardrails: std::sync::OnceLock::new(),
-        }
+        let recorder = Recorder::new(
+            client.clone(),
+            FIELD_MANAGER,
+            std::env::var("POD_NAME").ok(),
+        );
+        let regions = Arc::new(Regions::new(
+            sdk,
+            config.quotas.clone(),
+            metrics.clone(),
+            fence,
+        ));
+        Self::remembering_nothing(client, config, catalog, regions, metrics, recorder)
     }
 
     /// A context for a new term as leader: the same clients, rate limits,
@@ -146,14 +135,33 @@ impl Context {
     /// guardrails), which another leader may have made stale since; as
     /// after a restart, the pipelines' status is authoritative.
     pub fn fresh(&self) -> Self {
+        Self::remembering_nothing(
+            self.client.clone(),
+            self.config.clone(),
+            self.catalog.clone(),
+            self.regions.clone(),
+            self.metrics.clone(),
+            self.recorder.clone(),
+        )
+    }
+
+    /// A context of these clients with no memory of any pipeline yet.
+    fn remembering_nothing(
+        client: Client,
+        config: OperatorConfig,
+        catalog: Catalog,
+        regions: Arc<Regions>,
+        metrics: Metrics,
+        recorder: Recorder,
+    ) -> Self {
         Context {
-            client: self.client.clone(),
-            config: self.config.clone(),
-            catalog: self.catalog.clone(),
-            regions: self.regions.clone(),
-            metrics: self.metrics.clone(),
-            recorder: self.recorder.clone(),
-            slots: crate::fair::Slots::new(usize::from(self.config.max_concurrent_reconciles)),
+            slots: crate::fair::Slots::new(usize::from(config.max_concurrent_reconciles)),
+            client,
+            config,
+            catalog,
+            regions,
+            metrics,
+            recorder,
             failures: Mutex::new(HashMap::new()),
             generations: Mutex::new(HashMap::new()),
             converged_plans: Mutex::new(HashMap::new()),
