@@ -75,7 +75,17 @@ pub fn check(expression: &str) -> Result<(), String> {
         }
     } else if e.starts_with("at(") {
         if matches(&AT, e) {
-            Ok(())
+            // The pattern admits 31 days in every month: AWS refuses a day
+            // the calendar does not have (30 February, 31 April).
+            let inner = &e[3..e.len() - 1];
+            match chrono::NaiveDateTime::parse_from_str(inner, "%Y-%m-%dT%H:%M:%S") {
+                Ok(_) => Ok(()),
+                Err(_) => Err(format!(
+                    "{e:?} names a day the calendar does not have ({}); \
+                     at(yyyy-mm-ddThh:mm:ss) of a real date",
+                    &inner[..10]
+                )),
+            }
         } else {
             Err(format!(
                 "{e:?} is not a valid one-time expression: at(yyyy-mm-ddThh:mm:ss)"
@@ -258,6 +268,18 @@ mod tests {
             ("rate(5 minute)", "minutes"),
             ("rate(5 weeks)", "rate"),
             ("at(2027-13-01T00:00:00)", "at(yyyy-mm-ddThh:mm:ss)"),
+            (
+                "at(2031-02-30T10:00:00)",
+                "the calendar does not have (2031-02-30)",
+            ),
+            (
+                "at(2027-04-31T10:00:00)",
+                "the calendar does not have (2027-04-31)",
+            ),
+            (
+                "at(2027-02-29T10:00:00)",
+                "the calendar does not have (2027-02-29)",
+            ),
             ("daily", "cron(...), rate(...) or at(...)"),
         ] {
             let err = check(e).expect_err(e);

@@ -767,11 +767,26 @@ fn validate_schedules(
                 ));
             }
         }
-        let when = |d: &Option<String>| {
-            d.as_deref()
-                .and_then(|d| chrono::DateTime::parse_from_rfc3339(d).ok())
+        // The schema's pattern admits 30 February: a date that does not
+        // parse is refused here, never dropped on the way to AWS.
+        let mut when = |field: &str, d: &Option<String>| {
+            let d = d.as_deref()?;
+            match chrono::DateTime::parse_from_rfc3339(d) {
+                Ok(t) => Some(t),
+                Err(_) => {
+                    problems.push(format!(
+                        "{at}.{field}: {d:?} is not a date and time that exists: RFC 3339, \
+                         e.g. 2027-02-01T00:00:00Z"
+                    ));
+                    None
+                }
+            }
         };
-        if let (Some(start), Some(end)) = (when(&s.start_date), when(&s.end_date))
+        let (start, end) = (
+            when("startDate", &s.start_date),
+            when("endDate", &s.end_date),
+        );
+        if let (Some(start), Some(end)) = (start, end)
             && start >= end
         {
             problems.push(format!(
@@ -1144,6 +1159,23 @@ mod tests {
             "{err}"
         );
         assert!(err.contains("spec.schedules[0].endDate"), "{err}");
+        // Days the calendar does not have: refused, not dropped.
+        let mut spec = sample("periodic-batch.yaml");
+        spec.schedules[0].start_date = Some("2031-02-30T10:00:00Z".into());
+        spec.schedules[0].end_date = Some("2031-04-31T10:00:00+02:00".into());
+        let err = problems(&spec);
+        assert!(
+            err.contains("spec.schedules[0].startDate: \"2031-02-30T10:00:00Z\" is not a date"),
+            "{err}"
+        );
+        assert!(
+            err.contains("spec.schedules[0].endDate: \"2031-04-31T10:00:00+02:00\" is not a date"),
+            "{err}"
+        );
+        spec.schedules[0].start_date = Some("2028-02-29T10:00:00Z".into());
+        spec.schedules[0].end_date = None;
+        spec.schedules[0].expression = "at(2028-02-29T12:00:00)".into();
+        assert_eq!(validate(&spec, &config(), &catalog()), Ok(()));
         let mut spec = sample("periodic-batch.yaml");
         spec.queues[0].fifo = true;
         spec.schedules[0].target = serde_yaml::from_str("{queue: batch-failures}").expect("target");
