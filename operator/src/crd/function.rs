@@ -121,7 +121,8 @@ pub struct QueueDestination {
 #[serde(rename_all = "camelCase")]
 pub struct IdempotencySpec {
     /// Logical name of a table in `spec.tables` whose partition key is a
-    /// string attribute named `id`; its TTL attribute should be `expires_at`.
+    /// string attribute named `pk` (the handlers' key attribute); its TTL
+    /// attribute should be `expires_at`.
     #[schemars(length(min = 1, max = 40))]
     pub table: String,
 }
