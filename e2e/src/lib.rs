@@ -76,18 +76,39 @@ pub fn kubectl(args: &[&str]) -> Output {
 
 /// Runs kubectl, panics on failure, returns stdout.
 pub fn kubectl_ok(args: &[&str]) -> String {
-    succeeded(args, kubectl(args))
+    succeeded("kubectl", args, kubectl(args))
 }
 
-/// kubectl's stdout, or a panic naming the command and its stderr.
-fn succeeded(args: &[&str], out: Output) -> String {
+/// A tool's stdout, or a panic naming the command, its stdout and stderr.
+fn succeeded(tool: &str, args: &[&str], out: Output) -> String {
     assert!(
         out.status.success(),
-        "kubectl {} failed: {}",
+        "{tool} {} failed:\n{}{}",
         args.join(" "),
+        String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The objects of a multi-document YAML stream (`---` lines between them;
+/// empty documents left out), as `helm template` and manifest files hold
+/// them.
+pub fn yaml_documents(text: &str) -> Vec<serde_yaml::Value> {
+    let mut docs = vec![String::new()];
+    for line in text.lines() {
+        if line == "---" {
+            docs.push(String::new());
+        } else {
+            let doc = docs.last_mut().expect("a document");
+            doc.push_str(line);
+            doc.push('\n');
+        }
+    }
+    docs.iter()
+        .map(|d| serde_yaml::from_str::<serde_yaml::Value>(d).expect("YAML"))
+        .filter(|v| !v.is_null())
+        .collect()
 }
 
 /// Runs kubectl with `stdin` as input (for `apply -f -`).
@@ -110,7 +131,7 @@ pub fn kubectl_stdin(args: &[&str], stdin: &str) -> Output {
 
 /// [`kubectl_stdin`] that panics on failure, returns stdout.
 pub fn kubectl_stdin_ok(args: &[&str], stdin: &str) -> String {
-    succeeded(args, kubectl_stdin(args, stdin))
+    succeeded("kubectl", args, kubectl_stdin(args, stdin))
 }
 
 /// The Helm chart, `charts/sluice`.
@@ -130,15 +151,7 @@ pub fn helm(args: &[&str]) -> Output {
 
 /// [`helm`] that panics on failure, returns stdout.
 pub fn helm_ok(args: &[&str]) -> String {
-    let out = helm(args);
-    assert!(
-        out.status.success(),
-        "helm {} failed:\n{}{}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    succeeded("helm", args, helm(args))
 }
 
 /// Installs (or updates) the CRDs from the chart's `crds/`, waits until

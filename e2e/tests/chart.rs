@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use serde_yaml::Value;
 use sluice_e2e::{
     Namespace, chart_dir, helm, helm_ok, install_crd, install_third_party_crds, kubectl_ok,
-    kubectl_stdin,
+    kubectl_stdin, yaml_documents,
 };
 
 /// The values files of `charts/sluice/ci/`.
@@ -37,24 +37,6 @@ fn render(namespace: &str, args: &[&str]) -> String {
     ];
     all.extend_from_slice(args);
     helm_ok(&all)
-}
-
-/// The objects of a multi-document YAML stream.
-fn objects(rendered: &str) -> Vec<Value> {
-    let mut docs = vec![String::new()];
-    for line in rendered.lines() {
-        if line == "---" {
-            docs.push(String::new());
-        } else {
-            let doc = docs.last_mut().expect("a document");
-            doc.push_str(line);
-            doc.push('\n');
-        }
-    }
-    docs.iter()
-        .map(|d| serde_yaml::from_str::<Value>(d).expect("rendered YAML"))
-        .filter(|v| !v.is_null())
-        .collect()
 }
 
 #[test]
@@ -92,7 +74,7 @@ fn every_values_file_lints_strictly_and_renders_objects_the_api_server_accepts()
             args.extend(["--set", &watched]);
         }
         let rendered = render(&ns.0, &args);
-        let objects = objects(&rendered);
+        let objects = yaml_documents(&rendered);
         counts.insert(name.to_owned(), objects.len());
         let stream: String = objects
             .iter()
@@ -132,7 +114,7 @@ fn every_values_file_lints_strictly_and_renders_objects_the_api_server_accepts()
 #[test]
 fn what_the_chart_renders_follows_its_values() {
     // Cluster mode: a ClusterRole bound cluster-wide, no Role elsewhere.
-    let default = objects(&render(
+    let default = yaml_documents(&render(
         "sluice-system",
         &["-f", &values_path("default-values.yaml")],
     ));
@@ -191,7 +173,7 @@ fn what_the_chart_renders_follows_its_values() {
     // Namespaced mode: a Role and RoleBinding per watched namespace, no
     // cluster-wide binding of the pipelines' rights, the status writer
     // bound in those namespaces only, no cluster-scoped shared objects.
-    let namespaced = objects(&render(
+    let namespaced = yaml_documents(&render(
         "sluice-teams",
         &["-f", &values_path("namespaced-values.yaml")],
     ));
@@ -226,7 +208,7 @@ fn what_the_chart_renders_follows_its_values() {
     // The observability file: the PrometheusRule is the promtool-tested
     // file's rules, the dashboards ConfigMap holds exactly the dashboards,
     // the CRDs are templated and kept on uninstall.
-    let observed = objects(&render(
+    let observed = yaml_documents(&render(
         "sluice-system",
         &["-f", &values_path("observability-values.yaml")],
     ));
@@ -364,7 +346,7 @@ fn values_the_chart_cannot_run_with_are_refused_naming_the_value() {
 fn every_values_file_gives_the_operator_a_configuration_it_accepts() {
     for file in values_files() {
         let name = file.file_name().and_then(|n| n.to_str()).expect("name");
-        let rendered = objects(&render(
+        let rendered = yaml_documents(&render(
             "sluice-system",
             &["-f", file.to_str().expect("path")],
         ));

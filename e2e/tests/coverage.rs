@@ -57,10 +57,7 @@ fn granted() -> BTreeSet<(String, String, String)> {
             .expect("path"),
     ]);
     let mut out = BTreeSet::new();
-    for doc in rendered.split("\n---\n") {
-        let Ok(object) = serde_yaml::from_str::<serde_yaml::Value>(doc) else {
-            continue;
-        };
+    for object in sluice_e2e::yaml_documents(&rendered) {
         if !matches!(object["kind"].as_str(), Some("Role" | "ClusterRole")) {
             continue;
         }

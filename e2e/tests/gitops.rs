@@ -22,12 +22,11 @@ fn objects(tool: &str) -> Vec<(String, Value)> {
     for file in files {
         let name = file.file_name().and_then(|n| n.to_str()).expect("name");
         let raw = std::fs::read_to_string(&file).expect("file");
-        for doc in raw.split("\n---\n") {
-            let value: Value = serde_yaml::from_str(doc).expect("YAML");
-            if !value.is_null() {
-                out.push((name.to_owned(), value));
-            }
-        }
+        out.extend(
+            sluice_e2e::yaml_documents(&raw)
+                .into_iter()
+                .map(|value| (name.to_owned(), value)),
+        );
     }
     out
 }

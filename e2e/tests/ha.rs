@@ -210,20 +210,7 @@ async fn one_replica_writes_and_a_deleted_leader_hands_over_at_once() {
     assert!(handover < LEASE, "{handover:?}");
     // The standby, or the Deployment's replacement pod if it was quicker.
     assert_ne!(new_leader, leader);
-    let wait = kubectl(&[
-        "wait",
-        "-n",
-        &ns.0,
-        "--for=condition=Ready",
-        "dp/second",
-        "--timeout=120s",
-    ]);
-    assert!(
-        wait.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&wait.stderr),
-        op.diagnostics()
-    );
+    wait_ready(&ns.0, "second", op);
     println!(
         "pipeline applied at the hand-over Ready after {:?}",
         started.elapsed()
