@@ -37,13 +37,19 @@ pub struct Artifact {
     pub required_env: BTreeMap<String, String>,
 }
 
+/// A hex SHA-256 as Lambda reports a zip's `CodeSha256` (base64 of the
+/// digest's bytes); text that is not hex is returned as it is.
+pub fn hex_to_base64(hex_digest: &str) -> String {
+    match hex::decode(hex_digest) {
+        Ok(bytes) => base64::engine::general_purpose::STANDARD.encode(bytes),
+        Err(_) => hex_digest.to_owned(),
+    }
+}
+
 impl Artifact {
     /// The digest as Lambda reports `CodeSha256` (base64).
     pub fn code_sha256(&self) -> String {
-        match hex::decode(&self.sha256) {
-            Ok(bytes) => base64::engine::general_purpose::STANDARD.encode(bytes),
-            Err(_) => self.sha256.clone(),
-        }
+        hex_to_base64(&self.sha256)
     }
 
     /// Reads the zip and checks it against the manifest, so a zip replaced

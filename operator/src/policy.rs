@@ -153,6 +153,19 @@ impl Effective {
             let before = out.values.kms_keys.len();
             out.values.kms_keys.retain(|k| p.kms_keys.contains(k));
             tighten!("kmsKeys", out.values.kms_keys.len() < before);
+            let before = out.values.code_buckets.len();
+            out.values
+                .code_buckets
+                .retain(|b| p.code_buckets.contains(b));
+            tighten!("codeBuckets", out.values.code_buckets.len() < before);
+            let before = out.values.image_repositories.len();
+            out.values
+                .image_repositories
+                .retain(|r| p.image_repositories.contains(r));
+            tighten!(
+                "imageRepositories",
+                out.values.image_repositories.len() < before
+            );
         }
         out
     }
@@ -168,9 +181,11 @@ impl Effective {
 }
 
 /// Every field a policy sets, as written in its spec.
-const FIELDS: [&str; 20] = [
+const FIELDS: [&str; 22] = [
     "regions",
     "kmsKeys",
+    "codeBuckets",
+    "imageRepositories",
     "allow.defaultEventBus",
     "allow.provisionedStreams",
     "allow.provisionedTables",
@@ -190,6 +205,49 @@ const FIELDS: [&str; 20] = [
     "limits.queueRetentionSeconds",
     "limits.scheduleIntervalMinutes",
 ];
+
+/// A team's own code comes only from the buckets and repositories the
+/// policy lists: the operator reads the object (and Lambda copies it) with
+/// the operator's credentials, so an unlisted bucket would let a tenant run
+/// code the platform never allowed, or read another tenant's.
+fn own_code(spec: &DataPipelineSpec, effective: &Effective) -> Vec<String> {
+    let v = &effective.values;
+    let listed = |list: &[String]| {
+        if list.is_empty() {
+            "none".to_owned()
+        } else {
+            list.join(", ")
+        }
+    };
+    let mut problems = Vec::new();
+    for (i, f) in spec.functions.iter().enumerate() {
+        let Some(code) = &f.code else { continue };
+        if let Some(s3) = &code.s3
+            && !v.code_buckets.contains(&s3.bucket)
+        {
+            problems.push(format!(
+                "spec.functions[{i}].code.s3.bucket: {:?} is not a bucket {} lets this namespace \
+                 take code from (codeBuckets: {}); ask the platform team to list it",
+                s3.bucket,
+                effective.by("codeBuckets"),
+                listed(&v.code_buckets)
+            ));
+        }
+        if let Some(image) = &code.image {
+            let repository = image.uri.split('@').next().unwrap_or_default();
+            if !v.image_repositories.iter().any(|r| r == repository) {
+                problems.push(format!(
+                    "spec.functions[{i}].code.image.uri: repository {repository:?} is not one {} \
+                     lets this namespace run images from (imageRepositories: {}); ask the \
+                     platform team to list it",
+                    effective.by("imageRepositories"),
+                    listed(&v.image_repositories)
+                ));
+            }
+        }
+    }
+    problems
+}
 
 /// The pipelines of one namespace, as far as its namespace-wide limits
 /// count them: oldest first (creation time, then name), those being
@@ -420,6 +478,7 @@ pub fn check(
             v.regions.join(", ")
         ));
     }
+    problems.extend(own_code(spec, effective));
     let keys: BTreeSet<&str> = v.kms_keys.iter().map(String::as_str).collect();
     let encrypted =
         spec.queues

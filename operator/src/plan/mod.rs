@@ -22,8 +22,9 @@ use std::collections::BTreeSet;
 pub use bucket::{BucketPlan, LambdaNotification, NotificationPlan};
 pub use events::{EventBusPlan, RulePlan, TargetPlan};
 pub use function::{
-    CodeLocation, EventSourceMappingPlan, FunctionPlan, INLINE_POLICY, InvokeConfigPlan,
-    InvokeStatement, PermissionsPlan, RUNTIME, RolePlan, STATEMENT_PREFIX,
+    CodeLocation, CodePlan, EPHEMERAL_STORAGE_MIB, EventSourceMappingPlan, FunctionPlan,
+    INLINE_POLICY, InvokeConfigPlan, InvokeStatement, PermissionsPlan, RUNTIME, RolePlan,
+    STATEMENT_PREFIX, ZipCode,
 };
 pub use graph::Graph;
 pub use queue::QueuePlan;

@@ -12,7 +12,7 @@ use crate::{
     config::OperatorConfig,
     crd::{DataPipelineSpec, FunctionSpec},
     plan::{
-        Plan,
+        CodePlan, Plan,
         function::use_env,
         graph::dead_letter_name,
         table::{IDEMPOTENCY_PARTITION_KEY, IDEMPOTENCY_TTL_ATTRIBUTE},
@@ -460,22 +460,28 @@ fn validate_function(
     problems: &mut Vec<String>,
 ) {
     let at = format!("spec.functions[{i}]");
-    match catalog.get(&f.handler) {
-        None => problems.push(format!(
-            "{at}.handler: {:?} is not a built-in handler; available: {}",
-            f.handler,
+    let field = if f.handler.is_some() {
+        format!("{at}.handler")
+    } else {
+        format!("{at}.code.builtin")
+    };
+    match f.builtin().map(|h| (h, catalog.get(h))) {
+        // The team's own code: what it reads comes from its edges too, but
+        // its variables are its own.
+        None => {}
+        Some((handler, None)) => problems.push(format!(
+            "{field}: {handler:?} is not a built-in handler; available: {}",
             catalog.names().join(", ")
         )),
         // What a built-in handler reads and writes comes from the edges
         // that grant it, never from a value written by hand, which could
         // name a resource outside the pipeline.
-        Some(artifact) => {
+        Some((handler, Some(artifact))) => {
             for (var, edge) in &artifact.required_env {
                 if f.environment.contains_key(var) {
                     problems.push(format!(
-                        "{at}.environment.{var}: handler {} takes {var} from an edge of the \
-                         function, not from environment; remove it and add {edge}",
-                        f.handler
+                        "{at}.environment.{var}: handler {handler} takes {var} from an edge of \
+                         the function, not from environment; remove it and add {edge}"
                     ));
                 }
             }
@@ -817,7 +823,7 @@ pub fn warnings(spec: &DataPipelineSpec) -> Vec<String> {
         .collect();
     spec.functions
         .iter()
-        .filter(|f| STEPS.contains(&f.handler.as_str()))
+        .filter(|f| f.builtin().is_some_and(|h| STEPS.contains(&h)))
         .filter(|f| f.triggers.is_empty() && !in_workflows.contains(&f.name))
         .filter(|f| {
             !spec.rules.iter().any(|r| {
@@ -833,7 +839,9 @@ pub fn warnings(spec: &DataPipelineSpec) -> Vec<String> {
             format!(
                 "function {} (handler {}, a workflow step) is unreachable: no workflow, trigger, \
                  rule or schedule runs it; name it in a workflow's Task (Resource: function:{})",
-                f.name, f.handler, f.name
+                f.name,
+                f.builtin().unwrap_or_default(),
+                f.name
             )
         })
         .collect()
@@ -861,12 +869,17 @@ pub fn validate_plan(plan: &Plan) -> Result<(), String> {
     let mut problems = Vec::new();
     for f in &plan.functions {
         let at = format!("spec.functions[name={}]", f.logical);
-        for (var, edge) in &f.artifact.required_env {
-            if !f.environment.contains_key(var) {
-                problems.push(format!(
-                    "{at}: handler {} needs {var}, which no edge of the function sets; add {edge}",
-                    f.handler
-                ));
+        if let CodePlan::Builtin {
+            handler, artifact, ..
+        } = &f.code
+        {
+            for (var, edge) in &artifact.required_env {
+                if !f.environment.contains_key(var) {
+                    problems.push(format!(
+                        "{at}: handler {handler} needs {var}, which no edge of the function \
+                         sets; add {edge}"
+                    ));
+                }
             }
         }
         let size: usize = f.environment.iter().map(|(k, v)| k.len() + v.len()).sum();
@@ -926,7 +939,7 @@ mod tests {
     #[test]
     fn unknown_handler_names_the_field_and_the_choices() {
         let mut spec = pattern1();
-        spec.functions[0].handler = "nope".into();
+        spec.functions[0].handler = Some("nope".into());
         let err = validate(&spec, &config(), &catalog()).expect_err("invalid");
         assert!(err.contains("spec.functions[0].handler"), "{err}");
         assert!(err.contains("s3-json-transform"), "{err}");
