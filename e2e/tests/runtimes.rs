@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_lambda::types::{Environment, FunctionCode, PackageType, Runtime};
 use serde_json::{Value, json};
-use sluice_e2e::flow::{invocations, keys, object_text};
+use sluice_e2e::flow::{invocations, keys, object_text, take_messages, wait_for};
 use sluice_e2e::{repo_root, s3, sdk, token, zip};
 
 /// A role for this test's functions, allowed to put objects into one
@@ -56,6 +56,10 @@ impl Setup {
             {"Effect": "Allow", "Action": "s3:PutObject",
              "Resource": format!("arn:aws:s3:::{allowed}/*")},
             {"Effect": "Allow",
+             "Action": ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes",
+                        "sqs:ChangeMessageVisibility"],
+             "Resource": format!("arn:aws:sqs:*:*:{prefix}-*")},
+            {"Effect": "Allow",
              "Action": ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
              "Resource": "*"}]});
         iam.put_role_policy()
@@ -86,6 +90,19 @@ impl Setup {
         code: Vec<u8>,
         variables: &[(&str, &str)],
     ) -> String {
+        self.function_with_timeout(name, runtime, handler, code, variables, 30)
+            .await
+    }
+
+    async fn function_with_timeout(
+        &self,
+        name: &str,
+        runtime: &str,
+        handler: &str,
+        code: Vec<u8>,
+        variables: &[(&str, &str)],
+        timeout: i32,
+    ) -> String {
         let name = format!("{}-{name}", self.prefix);
         let mut environment = Environment::builder();
         for (k, v) in variables {
@@ -97,7 +114,7 @@ impl Setup {
             .runtime(Runtime::from(runtime))
             .handler(handler)
             .role(&self.role_arn)
-            .timeout(30)
+            .timeout(timeout)
             .memory_size(256)
             .environment(environment.build())
             .code(FunctionCode::builder().zip_file(Blob::new(code)).build())
@@ -134,16 +151,18 @@ fn fixture(path: &str) -> Vec<u8> {
 
 /// The Python and the Node fixture (e2e/fixtures/) answer the same way:
 /// the event, GREETING, the caller's ARN, the status of a put they were
-/// asked for; `{"fail": ...}` raises a FixtureError.
+/// asked for; `{"fail": ...}` raises a FixtureError; `{"sleep": s}`
+/// outlives a timeout of 1 s.
 async fn runs_with_its_environment_and_role(runtime: &str, handler: &str, file: &str, path: &str) {
     let setup = Setup::new(&runtime[..4]).await;
     let greeting = format!("hello from {runtime}");
+    let code = zip::stored(&[(file, &fixture(path))]);
     let name = setup
         .function(
             "fn",
             runtime,
             handler,
-            zip::stored(&[(file, &fixture(path))]),
+            code.clone(),
             &[("GREETING", &greeting)],
         )
         .await;
@@ -188,6 +207,20 @@ async fn runs_with_its_environment_and_role(runtime: &str, handler: &str, file: 
     assert_eq!(error.as_deref(), Some("Unhandled"), "{answer}");
     assert_eq!(answer["errorType"], "FixtureError", "{answer}");
     assert_eq!(answer["errorMessage"], "boom", "{answer}");
+
+    // The function's timeout holds for this runtime's process too.
+    let slow = setup
+        .function_with_timeout("slow", runtime, handler, code, &[], 1)
+        .await;
+    let started = Instant::now();
+    let (error, answer) = setup.invoke(&slow, &json!({"sleep": 20})).await;
+    assert_eq!(error.as_deref(), Some("Unhandled"), "{answer}");
+    assert_eq!(answer["errorType"], "Sandbox.Timedout", "{answer}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -267,6 +300,156 @@ async fn the_python_example_reports_good_records_and_returns_the_bad_ones() {
             .is_some_and(|t| t.starts_with("20") && t.ends_with('Z')),
         "{report}"
     );
+}
+
+/// examples/python-function behind a real queue, as the own-code sample
+/// runs it: an event source mapping with ReportBatchItemFailures polled by
+/// the harness as the function's role. The good record's report is
+/// written once; the bad record alone comes back and, after
+/// maxReceiveCount receives, lands in the dead-letter queue.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_python_example_behind_a_queue_retries_only_the_bad_record() {
+    let setup = Setup::new("pyq").await;
+    let sqs = aws_sdk_sqs::Client::new(&sdk().await);
+    let dead = sqs
+        .create_queue()
+        .queue_name(format!("{}-dead", setup.prefix))
+        .send()
+        .await
+        .expect("dead-letter queue");
+    let dead_url = dead.queue_url().expect("url").to_owned();
+    let dead_arn = format!("arn:aws:sqs:us-east-1:123456789012:{}-dead", setup.prefix);
+    let source = format!("{}-counted", setup.prefix);
+    let url = sqs
+        .create_queue()
+        .queue_name(&source)
+        .attributes(
+            aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout,
+            "2",
+        )
+        .attributes(
+            aws_sdk_sqs::types::QueueAttributeName::RedrivePolicy,
+            json!({"deadLetterTargetArn": dead_arn, "maxReceiveCount": 2}).to_string(),
+        )
+        .send()
+        .await
+        .expect("queue")
+        .queue_url()
+        .expect("url")
+        .to_owned();
+    let name = setup
+        .function(
+            "report",
+            "python3.12",
+            "handler.handler",
+            zip::stored(&[(
+                "handler.py",
+                &fixture("examples/python-function/handler.py"),
+            )]),
+            &[("OUTPUT_BUCKET", &setup.allowed)],
+        )
+        .await;
+    let good = json!({"bucket": "incoming", "key": "b.txt", "words": 5, "lines": 1});
+    sqs.send_message_batch()
+        .queue_url(&url)
+        .entries(
+            aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()
+                .id("good")
+                .message_body(good.to_string())
+                .build()
+                .expect("entry"),
+        )
+        .entries(
+            aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()
+                .id("bad")
+                .message_body("{\"bucket\": 1}")
+                .build()
+                .expect("entry"),
+        )
+        .send()
+        .await
+        .expect("send");
+    setup
+        .lambda
+        .create_event_source_mapping()
+        .function_name(&name)
+        .event_source_arn(format!("arn:aws:sqs:us-east-1:123456789012:{source}"))
+        .batch_size(10)
+        .maximum_batching_window_in_seconds(1)
+        .function_response_types(
+            aws_sdk_lambda::types::FunctionResponseType::ReportBatchItemFailures,
+        )
+        .send()
+        .await
+        .expect("event source mapping");
+
+    let dead_bodies = wait_for(
+        "the bad record in the dead-letter queue",
+        Duration::from_secs(90),
+        || {
+            let (sqs, dead_url) = (sqs.clone(), dead_url.clone());
+            async move {
+                let bodies = take_messages(&sqs, &dead_url).await;
+                (!bodies.is_empty()).then_some(bodies)
+            }
+        },
+    )
+    .await;
+    assert_eq!(dead_bodies, vec!["{\"bucket\": 1}".to_owned()]);
+    assert_eq!(
+        keys(&setup.s3, &setup.allowed, "reports/").await,
+        vec!["reports/b.txt.json".to_owned()]
+    );
+    // The good record was not handed back: once the source queue is
+    // drained, the dead-letter queue got nothing more (a batch failed as a
+    // whole would have sent the good record there too).
+    wait_for("the source queue drained", Duration::from_secs(60), || {
+        let (sqs, url) = (sqs.clone(), url.clone());
+        async move {
+            let attributes = sqs
+                .get_queue_attributes()
+                .queue_url(&url)
+                .attribute_names(aws_sdk_sqs::types::QueueAttributeName::All)
+                .send()
+                .await
+                .expect("attributes");
+            let count = |name| {
+                attributes
+                    .attributes()
+                    .and_then(|a| a.get(&name))
+                    .map_or(0, |v| v.parse::<u64>().expect("a count"))
+            };
+            (count(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+                + count(
+                    aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
+                )
+                == 0)
+                .then_some(())
+        }
+    })
+    .await;
+    assert!(take_messages(&sqs, &dead_url).await.is_empty());
+    let runs = invocations(&name);
+    assert!(runs.len() >= 2, "the bad record was retried: {runs:?}");
+    assert!(runs.iter().all(|r| r["error"].is_null()), "{runs:?}");
+    setup
+        .lambda
+        .delete_event_source_mapping()
+        .uuid(
+            setup
+                .lambda
+                .list_event_source_mappings()
+                .function_name(&name)
+                .send()
+                .await
+                .expect("mappings")
+                .event_source_mappings()[0]
+                .uuid()
+                .expect("uuid"),
+        )
+        .send()
+        .await
+        .expect("mapping deleted");
 }
 
 /// An image function: converged with its digest as AWS reports it, never
