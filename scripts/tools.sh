@@ -239,6 +239,17 @@ install_runtime_python() { pip_venv "$(runtime_python_dir)" "$ROOT/e2e/requireme
 install_node_ric() {
   local dir; dir="$(node_ric_dir)"
   if [[ -f "$dir/.complete" ]]; then return; fi
+  # What its build needs, from Debian's packages when missing (Debian's
+  # nodejs is older than the Node this was tested with, 20).
+  local missing=() cmd
+  for cmd in node:nodejs npm:npm cmake:cmake g++:g++ make:make; do
+    command -v "${cmd%%:*}" >/dev/null || missing+=("${cmd#*:}")
+  done
+  if ((${#missing[@]})); then
+    log "installing Debian packages: ${missing[*]}"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
   local nodedir
   nodedir="$(dirname "$(dirname "$(command -v node)")")"
   [[ -f "$nodedir/include/node/node_api.h" ]] || nodedir=/usr
