@@ -40,6 +40,10 @@ tools-cluster: ## install Debian's containerd, runc, CNI plugins, iptables and b
 tools-lambda: ## install cargo-lambda, the Lambda Runtime API emulator of the handler tests (cached by version)
 	@scripts/step.sh tools-lambda scripts/tools.sh install-cargo-lambda
 
+.PHONY: tools-runtimes
+tools-runtimes: ## install AWS's Python and Node runtime interface clients the local Lambda harness runs python3.12/3.13 and nodejs22.x functions with (cached by version)
+	@scripts/step.sh tools-runtimes scripts/tools.sh install-runtimes
+
 .PHONY: tools-bench
 tools-bench: ## install moto and the Python baseline of make bench (boto3), cached by version
 	@scripts/step.sh tools-bench scripts/tools.sh install-bench
@@ -111,7 +115,7 @@ unit: ## unit tests (no network)
 # The emulator's harness runs AWS's documented waits (retry delays,
 # visibility timeouts, batching windows) 50 times faster.
 .PHONY: env-tests
-env-tests: tools tools-lambda tools-observability tools-helm tools-cluster handlers build image
+env-tests: tools tools-lambda tools-runtimes tools-observability tools-helm tools-cluster handlers build image
 	@scripts/step.sh build-tests cargo test --no-run --tests -p sluice-integration-tests -p sluice-e2e \
 	  -p sluice-handlers --features sluice-handlers/env-tests
 	@ENV_DIR=$$(mktemp -d /tmp/sluice-test.XXXXXX); \
@@ -164,11 +168,11 @@ test: ## everything CI runs: format, lints, CRD and operator policy checks, unit
 test-steps: fmt-check clippy crd-check policy-check unit env-tests
 
 .PHONY: demo
-demo: tools tools-helm tools-cluster handlers build image ## a one-node cluster, the operator as a Deployment, the Pattern 1 sample: apply, show, delete, tear down
+demo: tools tools-helm tools-cluster tools-runtimes handlers build image ## a one-node cluster, the operator as a Deployment, the Pattern 1 sample: apply, show, delete, tear down
 	@scripts/step.sh demo scripts/demo.sh run $(DEMO_DIR)
 
 .PHONY: demo-up
-demo-up: tools tools-helm tools-cluster handlers build image ## like demo, but leave it running
+demo-up: tools tools-helm tools-cluster tools-runtimes handlers build image ## like demo, but leave it running
 	scripts/demo.sh up $(DEMO_DIR)
 
 .PHONY: demo-down
