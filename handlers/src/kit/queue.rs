@@ -9,8 +9,8 @@ use aws_lambda_events::sqs::SqsMessageAttribute;
 use aws_sdk_sqs::primitives::Blob;
 use aws_sdk_sqs::types::MessageAttributeValue;
 
-use crate::aws::classify_sdk_error;
-use crate::error::StoreError;
+use crate::kit::aws::classify_sdk_error;
+use crate::kit::error::StoreError;
 
 /// SQS allows at most 10 message attributes per message.
 pub const MAX_MESSAGE_ATTRIBUTES: usize = 10;
