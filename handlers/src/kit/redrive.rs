@@ -16,7 +16,9 @@ use aws_lambda_events::sqs::{SqsMessage, SqsMessageAttribute};
 use crate::kit::config::{ConfigError, Env};
 use crate::kit::error::VALIDATION_ERROR_TYPE;
 use crate::kit::idempotency::idempotency_key;
-use crate::kit::queue::{MAX_DELAY_SECONDS, MAX_MESSAGE_ATTRIBUTES, OutgoingMessage, is_fifo};
+use crate::kit::queue::{
+    MAX_DELAY_SECONDS, MAX_MESSAGE_ATTRIBUTES, OutgoingMessage, is_fifo, is_queue_url,
+};
 use crate::kit::sqs::message_id;
 
 /// Message attribute counting how often a message was redriven.
@@ -67,7 +69,7 @@ impl RedriveConfig {
                         ),
                     )
                 })?;
-            if !(url.starts_with("https://") || url.starts_with("http://")) {
+            if !is_queue_url(url) {
                 return Err(invalid(
                     "REDRIVE_TARGETS",
                     &targets,
