@@ -20,9 +20,13 @@ use sluice_e2e::{
 
 const NAME: &str = "own-code";
 
-/// The template crate's zip, built (or found in the cache) by the
+/// The template crate's zip: the one `make test` built
+/// (`SLUICE_OWN_CODE_ZIP`), else built (or found in the cache) by the
 /// project's script.
 fn rust_zip() -> Vec<u8> {
+    if let Ok(path) = std::env::var("SLUICE_OWN_CODE_ZIP") {
+        return std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    }
     let out = std::process::Command::new(repo_root().join("scripts/own-code.sh"))
         .args(["build", "examples/rust-function"])
         .current_dir(repo_root())
@@ -82,6 +86,26 @@ fn manifest(bucket: &str, rust_key: &str, rust_sha: &str, version: &str) -> Stri
         }
     }
     dp.to_string()
+}
+
+/// Deletes the team's code bucket, every version of every object first.
+async fn remove_bucket(s3: &aws_sdk_s3::Client, bucket: &str) {
+    let versions = s3
+        .list_object_versions()
+        .bucket(bucket)
+        .send()
+        .await
+        .expect("versions");
+    for v in versions.versions() {
+        s3.delete_object()
+            .bucket(bucket)
+            .key(v.key().expect("key"))
+            .set_version_id(v.version_id().map(str::to_owned))
+            .send()
+            .await
+            .expect("delete version");
+    }
+    s3.delete_bucket().bucket(bucket).send().await.expect("delete bucket");
 }
 
 fn writes(calls: &std::collections::BTreeMap<String, u64>) -> Vec<(&String, &u64)> {
@@ -271,6 +295,7 @@ async fn own_rust_and_python_code_runs_updates_by_version_and_is_held_to_its_edg
 
     sluice_e2e::flow::empty_buckets(&s3, &get_pipeline(&ns.0, NAME)).await;
     delete_pipeline(&ns.0, NAME, &op);
+    remove_bucket(&s3, &bucket).await;
     sluice_e2e::assert_nothing_left(&sdk, &op.prefix).await;
 }
 
@@ -340,5 +365,6 @@ async fn code_the_policy_does_not_list_or_that_is_not_what_it_claims_is_stalled(
         "{message}"
     );
     delete_pipeline(&ns.0, NAME, &op);
+    remove_bucket(&s3, &bucket).await;
     sluice_e2e::assert_nothing_left(&sdk, &op.prefix).await;
 }

@@ -11,8 +11,8 @@ use aws_lambda_events::sqs::{SqsBatchResponse, SqsMessage};
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::error::HandlerError;
-use crate::events::RawRecords;
+use crate::kit::error::HandlerError;
+use crate::kit::events::RawRecords;
 
 /// A parsed message, or the id of a record that is not a valid message
 /// with the reason.

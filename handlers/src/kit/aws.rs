@@ -13,9 +13,9 @@ use aws_types::{
 };
 
 use crate::{
-    config::{Env, ProcessEnv},
-    error::StoreError,
-    http::LambdaHttpClient,
+    kit::config::{Env, ProcessEnv},
+    kit::error::StoreError,
+    kit::http::LambdaHttpClient,
 };
 
 /// The SDK configuration of a function, from the environment Lambda gives
@@ -29,7 +29,7 @@ pub async fn load_config() -> SdkConfig {
 /// (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`),
 /// and the `AWS_ENDPOINT_URL` / `AWS_ENDPOINT_URL_<SERVICE>` overrides that
 /// reach an emulator; standard retries; HTTP/1.1 over rustls on ring
-/// ([`crate::http`]).
+/// ([`crate::kit::http`]).
 ///
 /// Lambda hands a custom runtime its credentials in the environment, so
 /// the SDK's provider chain (profiles, SSO, web identity, ECS, IMDS) and
@@ -108,9 +108,9 @@ impl LoadServiceConfig for EndpointOverrides {
 /// store) or `SLUICE_S3_FORCE_PATH_STYLE=true`, path-style addressing is
 /// used: virtual-hosted names like `bucket.127.0.0.1` do not resolve.
 pub fn s3_client(config: &SdkConfig) -> aws_sdk_s3::Client {
-    let custom_endpoint =
-        config.endpoint_url().is_some() || crate::config::optional("AWS_ENDPOINT_URL_S3").is_some();
-    let forced = crate::config::optional("SLUICE_S3_FORCE_PATH_STYLE")
+    let custom_endpoint = config.endpoint_url().is_some()
+        || crate::kit::config::optional("AWS_ENDPOINT_URL_S3").is_some();
+    let forced = crate::kit::config::optional("SLUICE_S3_FORCE_PATH_STYLE")
         .is_some_and(|v| v.eq_ignore_ascii_case("true") || v == "1");
     let s3_config = aws_sdk_s3::config::Builder::from(config)
         .force_path_style(custom_endpoint || forced)

@@ -14,8 +14,8 @@ use serde::Deserialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
 
-use crate::error::HandlerError;
-use crate::json_scan::{self, Invalid, Scanner};
+use crate::kit::error::HandlerError;
+use crate::kit::json_scan::{self, Invalid, Scanner};
 
 /// The `Records` array of an S3 / SQS / Kinesis event, unparsed.
 #[derive(Debug, Default, Deserialize)]
@@ -150,7 +150,7 @@ struct S3Object {
 /// object, or why the record is malformed. An event that is not an object
 /// with a `Records` array (when present) is an error.
 ///
-/// From the event's JSON text, one pass of [`crate::json_scan`] reads each
+/// From the event's JSON text, one pass of `kit::json_scan` reads each
 /// record's `s3.bucket.name`, `s3.object.key` and `s3.object.sequencer` and
 /// skips everything else; from a [`Value`], [`parse_s3_record`] reads each.
 pub fn s3_objects<P: Payload + ?Sized>(

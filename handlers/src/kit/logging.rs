@@ -15,15 +15,15 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 use tracing::level_filters::LevelFilter;
 
-use crate::error::HandlerError;
+use crate::kit::error::HandlerError;
 
 /// Installs a JSON subscriber. The level comes from `RUST_LOG`, else from
 /// Lambda's `AWS_LAMBDA_LOG_LEVEL` (advanced logging controls), else `info`.
 /// A level, not per-target directives: see [`level`].
 pub fn init() {
     let level = level(
-        crate::config::optional("RUST_LOG").as_deref(),
-        crate::config::optional("AWS_LAMBDA_LOG_LEVEL").as_deref(),
+        crate::kit::config::optional("RUST_LOG").as_deref(),
+        crate::kit::config::optional("AWS_LAMBDA_LOG_LEVEL").as_deref(),
     );
     // A second init (tests) is harmless; ignore the error.
     let _ = tracing_subscriber::fmt()
@@ -92,7 +92,7 @@ where
 }
 
 /// [`run`] for handlers that parse the payload themselves, from the JSON
-/// text Lambda delivered ([`crate::events::Payload`]): a large batch is then
+/// text Lambda delivered ([`crate::kit::events::Payload`]): a large batch is then
 /// parsed once, straight into the handler's types, instead of into a
 /// [`Value`] first. A payload that is not JSON at all is still the
 /// runtime's own error, as with [`run`].
@@ -146,7 +146,7 @@ where
 
 /// Logs a configuration error at startup and converts it for `main`, so
 /// the init failure is readable in the function's logs.
-pub fn startup_error(error: crate::config::ConfigError) -> lambda_runtime::Error {
+pub fn startup_error(error: crate::kit::config::ConfigError) -> lambda_runtime::Error {
     tracing::error!(error = %error, "invalid configuration");
     error.to_string().into()
 }

@@ -5,12 +5,12 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::config::{ConfigError, Env};
-use crate::error::HandlerError;
-use crate::events::{RawRecords, S3ObjectRef, json_kind, parse_s3_record};
-use crate::publisher::{EventEntry, EventPublisher, publish_all};
-use crate::retry::Backoff;
-use crate::store::ObjectStore;
+use crate::kit::config::{ConfigError, Env};
+use crate::kit::error::HandlerError;
+use crate::kit::events::{RawRecords, S3ObjectRef, json_kind, parse_s3_record};
+use crate::kit::publisher::{EventEntry, EventPublisher, publish_all};
+use crate::kit::retry::Backoff;
+use crate::kit::store::ObjectStore;
 
 /// `source` of the events the router publishes when no pipeline source is
 /// configured (a router run outside Sluice, in tests).
@@ -207,8 +207,8 @@ pub async fn handle<S: ObjectStore, P: EventPublisher>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::publisher::MemoryPublisher;
-    use crate::store::MemoryStore;
+    use crate::kit::publisher::MemoryPublisher;
+    use crate::kit::store::MemoryStore;
     use serde_json::json;
 
     fn config() -> RouterConfig {

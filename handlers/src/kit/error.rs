@@ -109,8 +109,8 @@ impl From<HandlerError> for Diagnostic {
     }
 }
 
-/// Errors from the storage/messaging traits ([`crate::store::ObjectStore`],
-/// [`crate::table::ItemTable`], ...), before a handler decides what they mean.
+/// Errors from the storage/messaging traits ([`crate::kit::store::ObjectStore`],
+/// [`crate::kit::dynamo::ItemTable`], ...), before a handler decides what they mean.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
     /// The object/item does not exist.

@@ -18,10 +18,10 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::{
-    aws::classify_sdk_error,
-    config::{ConfigError, Env},
-    error::{HandlerError, StoreError},
-    events::{RawRecords, S3ObjectRef, parse_s3_record},
+    kit::aws::classify_sdk_error,
+    kit::config::{ConfigError, Env},
+    kit::error::{HandlerError, StoreError},
+    kit::events::{RawRecords, S3ObjectRef, parse_s3_record},
 };
 
 /// Configuration from the environment.

@@ -18,15 +18,15 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use tokio::sync::Semaphore;
 
-use crate::config::{ConfigError, Env};
-use crate::enrich::timestamp;
-use crate::error::{HandlerError, StoreError};
-use crate::events::json_kind;
-use crate::json_scan::{self, Invalid, Scanner};
-use crate::limits::IoLimits;
-use crate::numbers::Amount;
-use crate::s3_transform::JSON_CONTENT_TYPE;
-use crate::store::{ObjectStore, send_listing};
+use crate::builtin::s3_transform::JSON_CONTENT_TYPE;
+use crate::kit::config::{ConfigError, Env};
+use crate::kit::error::{HandlerError, StoreError};
+use crate::kit::events::json_kind;
+use crate::kit::json_scan::{self, Invalid, Scanner};
+use crate::kit::limits::IoLimits;
+use crate::kit::numbers::Amount;
+use crate::kit::store::{ObjectStore, send_listing};
+use crate::kit::time::timestamp;
 
 /// Configuration of `batch-aggregate`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -389,7 +389,7 @@ pub async fn handle_with<S: ObjectStore>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::MemoryStore;
+    use crate::kit::store::MemoryStore;
     use chrono::TimeZone;
     use serde_json::json;
 

@@ -2,11 +2,12 @@
 //! `processed_at` and, when the document has `items`, compute
 //! `total_items = Σ quantity` and `total_value = Σ quantity × price`.
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
-use crate::events::json_kind;
-use crate::numbers::Amount;
+use crate::kit::events::json_kind;
+use crate::kit::numbers::Amount;
+use crate::kit::time::timestamp;
 
 /// Totals over a document's `items`.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -15,12 +16,6 @@ pub struct Totals {
     pub total_items: Amount,
     /// Σ quantity × price.
     pub total_value: Amount,
-}
-
-/// Formats a timestamp the way every handler writes `processed_at`:
-/// RFC 3339, UTC, millisecond precision, `Z` suffix.
-pub fn timestamp(now: DateTime<Utc>) -> String {
-    now.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
 /// Parses and enriches a document. Errors are messages describing what is

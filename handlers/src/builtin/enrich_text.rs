@@ -1,10 +1,10 @@
-//! The article's JSON transformation ([`crate::enrich`]) applied to a
+//! The article's JSON transformation ([`crate::builtin::enrich`]) applied to a
 //! document's JSON text, in the buffer it was read into.
 //!
 //! A document of 10 MB parsed into a [`Value`] takes several times its size
 //! in memory and most of the handler's time, and only `items` is needed to
 //! compute anything. Here serde_json checks the text without building
-//! anything, [`crate::json_scan`] finds the top-level members and reads
+//! anything, `kit::json_scan` finds the top-level members and reads
 //! `quantity` and `price` of each item as numbers, and the output is made by
 //! moving the members' text down over the gaps between them and appending
 //! the new fields: no second buffer, so a transform's peak memory is about
@@ -22,9 +22,9 @@ use std::ops::Range;
 
 use serde_json::{Map, Value};
 
-use crate::enrich::Totals;
-use crate::json_scan::{self, Invalid, Scanner};
-use crate::numbers::Amount;
+use crate::builtin::enrich::Totals;
+use crate::kit::json_scan::{self, Invalid, Scanner};
+use crate::kit::numbers::Amount;
 
 /// Bytes the new fields take besides the extra ones: `processed_at` and
 /// two totals, with room to spare. Callers reading a document to enrich it
@@ -42,7 +42,7 @@ pub fn headroom(extra: &Map<String, Value>) -> usize {
 
 /// Enriches the JSON document in `body`, in place: see the module
 /// documentation. Errors describe what is wrong with the input, with the
-/// same words as [`crate::enrich::enrich_bytes`]; on error `body` is left
+/// same words as [`crate::builtin::enrich::enrich_bytes`]; on error `body` is left
 /// as it was.
 pub fn enrich_in_place(
     body: &mut Vec<u8>,
@@ -163,7 +163,7 @@ fn plan(body: &[u8], extra: &Map<String, Value>) -> Result<Plan, String> {
 }
 
 /// Reads the `items` value: Σ quantity and Σ quantity × price, with
-/// [`crate::enrich::compute_totals`]'s rules and messages (the first
+/// [`crate::builtin::enrich::compute_totals`]'s rules and messages (the first
 /// problem found, reported once the whole text is known to be JSON).
 fn totals(scanner: &mut Scanner<'_>, text: &str) -> Result<Result<Totals, String>, Invalid> {
     if scanner.peek() != Some(b'[') {
@@ -228,7 +228,7 @@ fn totals(scanner: &mut Scanner<'_>, text: &str) -> Result<Result<Totals, String
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::enrich::enrich;
+    use crate::builtin::enrich::enrich;
     use chrono::TimeZone;
     use serde_json::json;
 

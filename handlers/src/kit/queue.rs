@@ -1,5 +1,6 @@
-//! SQS SendMessage behind a trait (the dead-letter handler's redrive), with
-//! the SDK implementation and an in-memory one.
+//! SQS SendMessage behind a trait (the dead-letter handler's redrive, a
+//! team's function sending its results on), with the SDK implementation and
+//! an in-memory one.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -9,8 +10,8 @@ use aws_lambda_events::sqs::SqsMessageAttribute;
 use aws_sdk_sqs::primitives::Blob;
 use aws_sdk_sqs::types::MessageAttributeValue;
 
-use crate::aws::classify_sdk_error;
-use crate::error::StoreError;
+use crate::kit::aws::classify_sdk_error;
+use crate::kit::error::StoreError;
 
 /// SQS allows at most 10 message attributes per message.
 pub const MAX_MESSAGE_ATTRIBUTES: usize = 10;
@@ -32,6 +33,21 @@ pub struct OutgoingMessage {
     pub group_id: Option<String>,
     /// FIFO queues: the deduplication id.
     pub deduplication_id: Option<String>,
+}
+
+impl OutgoingMessage {
+    /// A message with `body` for the queue at `queue_url`, without
+    /// attributes, delay, group or deduplication id.
+    pub fn new(queue_url: impl Into<String>, body: impl Into<String>) -> Self {
+        Self {
+            queue_url: queue_url.into(),
+            body: body.into(),
+            attributes: BTreeMap::new(),
+            delay_seconds: 0,
+            group_id: None,
+            deduplication_id: None,
+        }
+    }
 }
 
 /// Whether a queue URL names a FIFO queue.
@@ -59,6 +75,37 @@ impl SqsSender {
     pub fn new(client: aws_sdk_sqs::Client) -> Self {
         Self { client }
     }
+
+    /// The sender of a function, on its SDK configuration
+    /// ([`crate::kit::aws::load_config`]).
+    pub fn for_function(config: &aws_types::SdkConfig) -> Self {
+        Self::new(aws_sdk_sqs::Client::new(config))
+    }
+
+    /// The URL of a queue named by its URL (returned as it is: what the
+    /// operator puts in the `env` of a `uses` edge to a queue) or by its
+    /// name (looked up with GetQueueUrl, which needs `sqs:GetQueueUrl`).
+    pub async fn queue_url(&self, name_or_url: &str) -> Result<String, StoreError> {
+        if is_queue_url(name_or_url) {
+            return Ok(name_or_url.to_owned());
+        }
+        let output = self
+            .client
+            .get_queue_url()
+            .queue_name(name_or_url)
+            .send()
+            .await
+            .map_err(|e| classify_sdk_error(&e, &format!("GetQueueUrl {name_or_url}")))?;
+        output.queue_url.ok_or_else(|| {
+            StoreError::Transient(format!("GetQueueUrl {name_or_url}: no URL in the answer"))
+        })
+    }
+}
+
+/// Whether `text` is a queue URL rather than a queue name (which cannot
+/// contain `:` or `/`).
+pub fn is_queue_url(text: &str) -> bool {
+    text.starts_with("https://") || text.starts_with("http://")
 }
 
 fn to_sdk_attribute(attribute: &SqsMessageAttribute) -> Result<MessageAttributeValue, StoreError> {
@@ -140,5 +187,30 @@ impl QueueSender for MemorySender {
         }
         state.sent.push(message.clone());
         Ok(format!("sent-{}", state.sent.len()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_told_from_names() {
+        assert!(is_queue_url(
+            "https://sqs.us-east-1.amazonaws.com/123456789012/orders"
+        ));
+        assert!(is_queue_url("http://127.0.0.1:5000/123456789012/orders"));
+        assert!(!is_queue_url("orders"));
+        assert!(!is_queue_url("orders.fifo"));
+    }
+
+    #[tokio::test]
+    async fn the_memory_sender_records_and_fails_on_request() {
+        let sender = MemorySender::new();
+        sender.fail_next(StoreError::Transient("throttled".into()));
+        let message = OutgoingMessage::new("https://q", "{}");
+        assert!(sender.send(&message).await.is_err());
+        assert_eq!(sender.send(&message).await.as_deref(), Ok("sent-1"));
+        assert_eq!(sender.sent(), vec![message]);
     }
 }

@@ -9,7 +9,7 @@
 //! 1,769 MB): a small function could not drive more connections (each TLS
 //! handshake costs CPU) and would only hold their buffers.
 
-use crate::config::{ConfigError, Env};
+use crate::kit::config::{ConfigError, Env};
 
 /// Memory of a function whose setting is unknown (Lambda's minimum).
 pub const DEFAULT_MEMORY_MB: u64 = 128;

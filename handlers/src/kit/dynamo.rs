@@ -11,10 +11,10 @@ use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Number, Value};
 
-use crate::aws::classify_sdk_error;
-use crate::error::StoreError;
-use crate::limits::IoLimits;
-use crate::retry::{Backoff, Sent, send_in_concurrent_batches};
+use crate::kit::aws::classify_sdk_error;
+use crate::kit::error::StoreError;
+use crate::kit::limits::IoLimits;
+use crate::kit::retry::{Backoff, Sent, send_in_concurrent_batches};
 
 /// BatchWriteItem accepts at most 25 put requests per call.
 pub const MAX_BATCH_WRITE_ITEMS: usize = 25;

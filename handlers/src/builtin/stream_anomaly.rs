@@ -27,15 +27,15 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
 
-use crate::config::{ConfigError, Env};
-use crate::dynamo::{
+use crate::kit::config::{ConfigError, Env};
+use crate::kit::dynamo::{
     AttrValue, Item, ItemTable, MAX_ITEM_BYTES, ParseError, item_size, write_all_concurrently,
 };
-use crate::enrich::timestamp;
-use crate::error::HandlerError;
-use crate::events::{Payload, json_kind};
-use crate::limits::IoLimits;
-use crate::retry::Backoff;
+use crate::kit::error::HandlerError;
+use crate::kit::events::{Payload, json_kind};
+use crate::kit::limits::IoLimits;
+use crate::kit::retry::Backoff;
+use crate::kit::time::timestamp;
 
 /// Partition key of the results table.
 pub const KEY_ATTRIBUTE: &str = "id";
@@ -148,7 +148,7 @@ struct KinesisEvent<'a> {
 }
 
 /// The fields of a Kinesis record the handler reads. Parsed leniently, as
-/// [`crate::events`] explains: a record of the wrong shape, or a field of the
+/// [`crate::kit::events`] explains: a record of the wrong shape, or a field of the
 /// wrong type, reads as a missing field and fails that record only.
 #[derive(Debug, Default)]
 struct KinesisRecord<'a> {
@@ -534,7 +534,7 @@ pub async fn handle_with<T: ItemTable, P: Payload>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dynamo::MemoryTable;
+    use crate::kit::dynamo::MemoryTable;
     use chrono::TimeZone;
     use serde_json::json;
 

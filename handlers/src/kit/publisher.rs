@@ -8,9 +8,9 @@ use std::sync::Mutex;
 use aws_sdk_eventbridge::types::PutEventsRequestEntry;
 use serde::Serialize;
 
-use crate::aws::classify_sdk_error;
-use crate::error::StoreError;
-use crate::retry::{Backoff, Sent, send_in_batches};
+use crate::kit::aws::classify_sdk_error;
+use crate::kit::error::StoreError;
+use crate::kit::retry::{Backoff, Sent, send_in_batches};
 
 /// PutEvents accepts at most 10 entries per call.
 pub const MAX_PUT_EVENTS_ENTRIES: usize = 10;

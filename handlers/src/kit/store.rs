@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use aws_sdk_s3::primitives::ByteStream;
 
-use crate::aws::classify_sdk_error;
-use crate::error::StoreError;
+use crate::kit::aws::classify_sdk_error;
+use crate::kit::error::StoreError;
 
 /// One page of a listing.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -182,8 +182,8 @@ impl S3Store {
     /// to be owned by the function's own account (`SLUICE_BUCKET_OWNER`,
     /// which the operator sets).
     pub fn for_function(config: &aws_types::SdkConfig) -> Self {
-        Self::new(crate::aws::s3_client(config))
-            .expecting_owner(crate::config::optional("SLUICE_BUCKET_OWNER"))
+        Self::new(crate::kit::aws::s3_client(config))
+            .expecting_owner(crate::kit::config::optional("SLUICE_BUCKET_OWNER"))
     }
 
     /// Every call names `account` as the bucket's owner

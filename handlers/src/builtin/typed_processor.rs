@@ -9,14 +9,14 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use crate::config::{ConfigError, Env};
-use crate::error::HandlerError;
-use crate::events::S3ObjectRef;
-use crate::idempotency::{IdempotencyStore, Once, idempotency_key, once};
-use crate::router::{RouteDetail, valid_data_type};
-use crate::s3_transform::{OUTPUT_PREFIX, transform_object};
-use crate::sqs::{message_id, process_batch};
-use crate::store::ObjectStore;
+use crate::builtin::router::{RouteDetail, valid_data_type};
+use crate::builtin::s3_transform::{OUTPUT_PREFIX, transform_object};
+use crate::kit::config::{ConfigError, Env};
+use crate::kit::error::HandlerError;
+use crate::kit::events::S3ObjectRef;
+use crate::kit::idempotency::{IdempotencyStore, Once, idempotency_key, once};
+use crate::kit::sqs::{message_id, process_batch};
+use crate::kit::store::ObjectStore;
 
 /// Configuration of `typed-processor`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -161,9 +161,9 @@ pub async fn handle<S: ObjectStore, I: IdempotencyStore>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::StoreError;
-    use crate::idempotency::MemoryIdempotency;
-    use crate::store::MemoryStore;
+    use crate::kit::error::StoreError;
+    use crate::kit::idempotency::MemoryIdempotency;
+    use crate::kit::store::MemoryStore;
     use chrono::TimeZone;
     use serde_json::json;
     use std::time::Duration;
@@ -304,7 +304,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_message_another_invocation_is_processing_is_retried() {
-        use crate::idempotency::{Claim, IdempotencyStore as _};
+        use crate::kit::idempotency::{Claim, IdempotencyStore as _};
         let store = MemoryStore::new();
         store.insert("in", "a.json", "{}");
         let idem = MemoryIdempotency::new(Duration::from_secs(3600));

@@ -4,42 +4,32 @@
 //! the failure reason — so it can be inspected and replayed. Archiving is
 //! idempotent (the key is the message id).
 //!
-//! **Redrive** (optional, `REDRIVE_TARGETS`): after archiving, a message is
-//! sent back to the queue it came from, after a delay, so a transient
-//! outage does not need a human. It is not redriven when its failure was a
+//! **Redrive** (optional, `REDRIVE_TARGETS`; [`crate::kit::redrive`]): after
+//! archiving, a message is sent back to the queue it came from, after a
+//! delay, so a transient outage does not need a human. It is not redriven when its failure was a
 //! validation error (retrying cannot help), when it has been redriven
 //! `REDRIVE_MAX` times already (counted in the `sluice-redrive-count`
 //! message attribute), or when its DLQ has no target. The archive records
 //! the decision either way.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsMessage, SqsMessageAttribute};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::config::{ConfigError, Env};
-use crate::enrich::timestamp;
-use crate::error::{HandlerError, StoreError, VALIDATION_ERROR_TYPE};
-use crate::idempotency::idempotency_key;
-use crate::queue::{
-    MAX_DELAY_SECONDS, MAX_MESSAGE_ATTRIBUTES, OutgoingMessage, QueueSender, is_fifo,
-};
-use crate::s3_transform::JSON_CONTENT_TYPE;
-use crate::sqs::{message_id, process_batch};
-use crate::store::ObjectStore;
+use crate::builtin::s3_transform::JSON_CONTENT_TYPE;
+use crate::kit::config::{ConfigError, Env};
+use crate::kit::error::{HandlerError, StoreError};
+use crate::kit::queue::QueueSender;
+use crate::kit::redrive::{RedriveConfig, plan_redrive, redrive_count};
+use crate::kit::sqs::{message_id, process_batch};
+use crate::kit::store::ObjectStore;
+use crate::kit::time::timestamp;
 
 /// Key prefix of archived messages.
 pub const ARCHIVE_PREFIX: &str = "dead-letters/";
-
-/// Message attribute counting how often a message was redriven.
-pub const REDRIVE_COUNT_ATTRIBUTE: &str = "sluice-redrive-count";
-/// Default `REDRIVE_MAX`.
-pub const DEFAULT_MAX_REDRIVES: u32 = 2;
-/// Default `REDRIVE_DELAY_SECONDS`.
-pub const DEFAULT_REDRIVE_DELAY: Duration = Duration::from_secs(300);
 
 /// Configuration of `dlq-handler`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,97 +40,13 @@ pub struct DlqConfig {
     pub redrive: Option<RedriveConfig>,
 }
 
-/// Where and how often dead letters go back.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RedriveConfig {
-    /// DLQ name → URL of the queue its messages came from.
-    pub targets: BTreeMap<String, String>,
-    /// Redrives per message (`REDRIVE_MAX`, default 2).
-    pub max_redrives: u32,
-    /// Delay before a redriven message is visible (`REDRIVE_DELAY_SECONDS`,
-    /// default 300, at most 900; ignored by FIFO queues).
-    pub delay: Duration,
-}
-
 impl DlqConfig {
-    /// Reads `ARCHIVE_BUCKET` and, optionally, `REDRIVE_TARGETS`
-    /// (`<dlq-name>=<queue-url>` pairs separated by commas), `REDRIVE_MAX`
-    /// and `REDRIVE_DELAY_SECONDS`.
+    /// Reads `ARCHIVE_BUCKET` and, optionally, redrive's `REDRIVE_TARGETS`,
+    /// `REDRIVE_MAX` and `REDRIVE_DELAY_SECONDS` ([`RedriveConfig::from_env`]).
     pub fn from_env(env: &(impl Env + ?Sized)) -> Result<Self, ConfigError> {
-        let archive_bucket = env.required("ARCHIVE_BUCKET")?;
-        let Some(targets) = env.optional("REDRIVE_TARGETS") else {
-            return Ok(Self {
-                archive_bucket,
-                redrive: None,
-            });
-        };
-        let invalid = |name: &str, value: &str, reason: String| ConfigError::Invalid {
-            name: name.to_owned(),
-            value: value.to_owned(),
-            reason,
-        };
-        let mut parsed = BTreeMap::new();
-        for pair in targets.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            let (dlq, url) = pair
-                .split_once('=')
-                .map(|(d, u)| (d.trim(), u.trim()))
-                .filter(|(d, u)| !d.is_empty() && !u.is_empty())
-                .ok_or_else(|| {
-                    invalid(
-                        "REDRIVE_TARGETS",
-                        &targets,
-                        format!(
-                            "{pair:?} is not <dlq-name>=<queue-url>, e.g. \
-                             orders-dlq=https://sqs.us-east-1.amazonaws.com/123456789012/orders"
-                        ),
-                    )
-                })?;
-            if !(url.starts_with("https://") || url.starts_with("http://")) {
-                return Err(invalid(
-                    "REDRIVE_TARGETS",
-                    &targets,
-                    format!("the target of {dlq} must be a queue URL (https://...), not {url:?}"),
-                ));
-            }
-            if is_fifo(url) != dlq.ends_with(".fifo") {
-                return Err(invalid(
-                    "REDRIVE_TARGETS",
-                    &targets,
-                    format!("{dlq} and {url} must both be FIFO queues or both standard"),
-                ));
-            }
-            parsed.insert(dlq.to_owned(), url.to_owned());
-        }
-        let max = env.optional("REDRIVE_MAX");
-        let max_redrives = match max.as_deref() {
-            None => DEFAULT_MAX_REDRIVES,
-            Some(value) => value
-                .parse::<u32>()
-                .ok()
-                .filter(|n| (1..=100).contains(n))
-                .ok_or_else(|| {
-                    invalid(
-                        "REDRIVE_MAX",
-                        value,
-                        "must be a whole number from 1 to 100".into(),
-                    )
-                })?,
-        };
-        let delay = env.seconds("REDRIVE_DELAY_SECONDS", DEFAULT_REDRIVE_DELAY)?;
-        if delay.as_secs() > u64::from(MAX_DELAY_SECONDS) {
-            return Err(invalid(
-                "REDRIVE_DELAY_SECONDS",
-                &delay.as_secs().to_string(),
-                format!("SQS delays a message at most {MAX_DELAY_SECONDS} seconds"),
-            ));
-        }
         Ok(Self {
-            archive_bucket,
-            redrive: Some(RedriveConfig {
-                targets: parsed,
-                max_redrives,
-                delay,
-            }),
+            archive_bucket: env.required("ARCHIVE_BUCKET")?,
+            redrive: RedriveConfig::from_env(env)?,
         })
     }
 }
@@ -278,86 +184,6 @@ pub fn archive_record(message: &SqsMessage, now: DateTime<Utc>) -> ArchivedMessa
     }
 }
 
-/// How often `message` was redriven already.
-pub fn redrive_count(message: &SqsMessage) -> u32 {
-    message
-        .message_attributes
-        .get(REDRIVE_COUNT_ATTRIBUTE)
-        .and_then(|a| a.string_value.as_deref())
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0)
-}
-
-/// Decides whether and where `message` goes back (pure): the message to
-/// send, or why not.
-pub fn plan_redrive(
-    message: &SqsMessage,
-    record: &ArchivedMessage,
-    config: &RedriveConfig,
-) -> Result<OutgoingMessage, String> {
-    let Some(target) = config.targets.get(&record.queue) else {
-        return Err(format!("no redrive target for queue {}", record.queue));
-    };
-    if record
-        .failure_reason
-        .as_deref()
-        .is_some_and(|r| r.contains(VALIDATION_ERROR_TYPE))
-    {
-        return Err("the failure was a validation error; retrying cannot help".into());
-    }
-    let count = redrive_count(message);
-    if count >= config.max_redrives {
-        return Err(format!(
-            "redriven {count} times already (REDRIVE_MAX={})",
-            config.max_redrives
-        ));
-    }
-    // Reserved names (AWS., Amazon.) cannot be set by a sender.
-    let mut attributes: BTreeMap<_, _> = message
-        .message_attributes
-        .iter()
-        .filter(|(name, _)| {
-            let lower = name.to_ascii_lowercase();
-            name.as_str() != REDRIVE_COUNT_ATTRIBUTE
-                && !lower.starts_with("aws.")
-                && !lower.starts_with("amazon.")
-        })
-        .map(|(name, value)| (name.clone(), value.clone()))
-        .collect();
-    if attributes.len() >= MAX_MESSAGE_ATTRIBUTES {
-        return Err(format!(
-            "the message has {} attributes; SQS allows {MAX_MESSAGE_ATTRIBUTES}, so the \
-             redrive counter cannot be added",
-            attributes.len()
-        ));
-    }
-    let mut counter = SqsMessageAttribute::default();
-    counter.data_type = Some("Number".into());
-    counter.string_value = Some((count + 1).to_string());
-    attributes.insert(REDRIVE_COUNT_ATTRIBUTE.to_owned(), counter);
-    let (delay_seconds, group_id, deduplication_id) = if is_fifo(target) {
-        let Some(group) = message.attributes.get("MessageGroupId").cloned() else {
-            return Err("a FIFO message without MessageGroupId cannot be redriven".into());
-        };
-        let dedup = idempotency_key(format!("{}:{}", record.message_id, count + 1).as_bytes());
-        (0, Some(group), Some(dedup))
-    } else {
-        (
-            u32::try_from(config.delay.as_secs()).unwrap_or(MAX_DELAY_SECONDS),
-            None,
-            None,
-        )
-    };
-    Ok(OutgoingMessage {
-        queue_url: target.clone(),
-        body: message.body.clone().unwrap_or_default(),
-        attributes,
-        delay_seconds,
-        group_id,
-        deduplication_id,
-    })
-}
-
 /// The archive key of a record.
 pub fn archive_key(record: &ArchivedMessage) -> String {
     let id: String = record
@@ -393,10 +219,14 @@ async fn archive_and_redrive<S: ObjectStore, Q: QueueSender>(
     now: DateTime<Utc>,
 ) -> bool {
     let mut record = archive_record(message, now);
-    let planned = config
-        .redrive
-        .as_ref()
-        .map(|redrive| plan_redrive(message, &record, redrive));
+    let planned = config.redrive.as_ref().map(|redrive| {
+        plan_redrive(
+            message,
+            &record.queue,
+            record.failure_reason.as_deref(),
+            redrive,
+        )
+    });
     record.redrive = planned.as_ref().map(|planned| match planned {
         Ok(outgoing) => Redrive::Sent {
             target: outgoing.queue_url.clone(),
@@ -482,10 +312,13 @@ pub async fn handle<S: ObjectStore, Q: QueueSender>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::queue::MemorySender;
-    use crate::store::MemoryStore;
+    use crate::kit::idempotency::idempotency_key;
+    use crate::kit::queue::MemorySender;
+    use crate::kit::redrive::{DEFAULT_MAX_REDRIVES, REDRIVE_COUNT_ATTRIBUTE};
+    use crate::kit::store::MemoryStore;
     use chrono::TimeZone;
     use serde_json::json;
+    use std::time::Duration;
 
     fn now() -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2024, 6, 5, 11, 0, 0)

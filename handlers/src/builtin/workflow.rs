@@ -11,14 +11,15 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::config::{ConfigError, Env};
-use crate::enrich::{enrich, timestamp};
-use crate::error::HandlerError;
-use crate::events::{RawRecords, json_kind, parse_s3_record, required_str};
-use crate::publisher::{EventEntry, EventPublisher, publish_all};
-use crate::retry::Backoff;
-use crate::s3_transform::{JSON_CONTENT_TYPE, OUTPUT_PREFIX};
-use crate::store::ObjectStore;
+use crate::builtin::enrich::enrich;
+use crate::builtin::s3_transform::{JSON_CONTENT_TYPE, OUTPUT_PREFIX};
+use crate::kit::config::{ConfigError, Env};
+use crate::kit::error::HandlerError;
+use crate::kit::events::{RawRecords, json_kind, parse_s3_record, required_str};
+use crate::kit::publisher::{EventEntry, EventPublisher, publish_all};
+use crate::kit::retry::Backoff;
+use crate::kit::store::ObjectStore;
+use crate::kit::time::timestamp;
 
 /// Step Functions' limit on a state's input/output (256 KiB).
 pub const MAX_STATE_PAYLOAD_BYTES: usize = 256 * 1024;
@@ -287,7 +288,7 @@ impl NotifyConfig {
         Self {
             event_bus: env.optional("NOTIFY_EVENT_BUS"),
             source: env
-                .optional(crate::router::SOURCE_VAR)
+                .optional(crate::builtin::router::SOURCE_VAR)
                 .unwrap_or_else(|| NOTIFY_EVENT_SOURCE.to_owned()),
             backoff: Backoff::default(),
         }
@@ -341,9 +342,9 @@ pub async fn notify<P: EventPublisher>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::StoreError;
-    use crate::publisher::MemoryPublisher;
-    use crate::store::MemoryStore;
+    use crate::kit::error::StoreError;
+    use crate::kit::publisher::MemoryPublisher;
+    use crate::kit::store::MemoryStore;
     use chrono::TimeZone;
     use lambda_runtime::Diagnostic;
     use serde_json::json;
@@ -516,7 +517,7 @@ mod tests {
         let config = NotifyConfig {
             event_bus: Some("runs".into()),
             source: "sluice.team-a.orders.0123456789abcdef".into(),
-            backoff: crate::retry::Backoff::immediate(3),
+            backoff: crate::kit::retry::Backoff::immediate(3),
         };
         let summary = notify(&publisher, &config, loaded(), now())
             .await
@@ -544,7 +545,7 @@ mod tests {
         let config = NotifyConfig {
             event_bus: Some("runs".into()),
             source: NOTIFY_EVENT_SOURCE.into(),
-            backoff: crate::retry::Backoff::immediate(2),
+            backoff: crate::kit::retry::Backoff::immediate(2),
         };
         let error = notify(&publisher, &config, loaded(), now())
             .await

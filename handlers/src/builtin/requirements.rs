@@ -9,10 +9,10 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use crate::config::{ConfigError, Env};
+use crate::kit::config::{ConfigError, Env};
 
 /// The requirements file, as built into the crate.
-pub const REQUIREMENTS_JSON: &str = include_str!("../requirements.json");
+pub const REQUIREMENTS_JSON: &str = include_str!("../../requirements.json");
 
 /// One handler's requirements.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -31,8 +31,9 @@ pub fn all() -> Result<BTreeMap<String, Requirements>, serde_json::Error> {
 /// at init, so a test can hold the requirements file to the code.
 pub fn load_config(handler: &str, env: &(impl Env + ?Sized)) -> Result<(), ConfigError> {
     use crate::{
-        batch_aggregate, dlq, idempotency, router, s3_transform, start_workflow, stream_anomaly,
-        typed_processor, workflow,
+        builtin::batch_aggregate, builtin::dlq, builtin::router, builtin::s3_transform,
+        builtin::start_workflow, builtin::stream_anomaly, builtin::typed_processor,
+        builtin::workflow, kit::idempotency,
     };
     match handler {
         "batch-aggregate" => batch_aggregate::BatchConfig::from_env(env).map(drop),

@@ -1,9 +1,9 @@
 //! Pattern 1 — event-triggered processing: every object named by an S3
-//! event is read, enriched ([`crate::enrich`]) and written to
+//! event is read, enriched ([`crate::builtin::enrich`]) and written to
 //! `OUTPUT_BUCKET` under `processed/<key>`.
 //!
 //! The object is read into one buffer sized from its length, enriched in
-//! that buffer as text ([`crate::enrich_text`]: parsed once, only `items`
+//! that buffer as text ([`crate::builtin::enrich_text`]: parsed once, only `items`
 //! read into numbers, no `Value` tree) and written from it, so a 10 MB
 //! object costs about 10 MB of memory and one pass of parsing.
 
@@ -11,12 +11,12 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::config::{ConfigError, Env};
-use crate::enrich::timestamp;
-use crate::enrich_text::{enrich_in_place, headroom};
-use crate::error::HandlerError;
-use crate::events::{Payload, S3ObjectRef, s3_objects};
-use crate::store::ObjectStore;
+use crate::builtin::enrich_text::{enrich_in_place, headroom};
+use crate::kit::config::{ConfigError, Env};
+use crate::kit::error::HandlerError;
+use crate::kit::events::{Payload, S3ObjectRef, s3_objects};
+use crate::kit::store::ObjectStore;
+use crate::kit::time::timestamp;
 
 /// Prefix of every output key.
 pub const OUTPUT_PREFIX: &str = "processed/";
@@ -159,8 +159,8 @@ pub async fn handle<S: ObjectStore, P: Payload>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::StoreError;
-    use crate::store::MemoryStore;
+    use crate::kit::error::StoreError;
+    use crate::kit::store::MemoryStore;
     use chrono::TimeZone;
     use serde_json::json;
 

@@ -44,9 +44,9 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailur
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 
-use crate::aws::classify_sdk_error;
-use crate::config::{ConfigError, Env};
-use crate::error::{HandlerError, StoreError};
+use crate::kit::aws::classify_sdk_error;
+use crate::kit::config::{ConfigError, Env};
+use crate::kit::error::{HandlerError, StoreError};
 
 /// Partition key attribute of the idempotency table.
 pub const KEY_ATTRIBUTE: &str = "pk";
@@ -187,7 +187,9 @@ where
             return Err(HandlerError::retryable(format!(
                 "another invocation is processing this record (its claim lasts until \
                  {}); retry later",
-                crate::enrich::timestamp(DateTime::from_timestamp(lease_until, 0).unwrap_or(now))
+                crate::kit::time::timestamp(
+                    DateTime::from_timestamp(lease_until, 0).unwrap_or(now)
+                )
             )));
         }
     }
@@ -372,7 +374,7 @@ impl IdempotencyStore for DynamoIdempotency {
             )
             .item(
                 "claimed_at",
-                AttributeValue::S(crate::enrich::timestamp(now)),
+                AttributeValue::S(crate::kit::time::timestamp(now)),
             )
             .condition_expression(
                 "attribute_not_exists(#pk) OR #exp < :now \

@@ -18,7 +18,7 @@
 use std::borrow::Cow;
 use std::ops::Range;
 
-use crate::numbers::Amount;
+use crate::kit::numbers::Amount;
 
 /// The text is not JSON. Where and why comes from [`invalid_json`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
