@@ -105,7 +105,11 @@ async fn remove_bucket(s3: &aws_sdk_s3::Client, bucket: &str) {
             .await
             .expect("delete version");
     }
-    s3.delete_bucket().bucket(bucket).send().await.expect("delete bucket");
+    s3.delete_bucket()
+        .bucket(bucket)
+        .send()
+        .await
+        .expect("delete bucket");
 }
 
 fn writes(calls: &std::collections::BTreeMap<String, u64>) -> Vec<(&String, &u64)> {
@@ -201,6 +205,7 @@ async fn own_rust_and_python_code_runs_updates_by_version_and_is_held_to_its_edg
     // Held to its edges: word-count may read `incoming` only. Invoked with
     // an event naming `reports`, its read is denied by IAM.
     let word_count = id_of(&dp, "Lambda::Function", "word-count");
+    let word_count_role = id_of(&dp, "IAM::Role", "word-count");
     let event = json!({"Records": [{"eventSource": "aws:s3", "eventName": "ObjectCreated:Put",
         "s3": {"bucket": {"name": reports}, "object": {"key": "reports/fox.txt.json"}}}]});
     let out = lambda
@@ -215,7 +220,7 @@ async fn own_rust_and_python_code_runs_updates_by_version_and_is_held_to_its_edg
             d["principal"]
                 .as_str()
                 .unwrap_or_default()
-                .contains(&word_count)
+                .contains(&format!("assumed-role/{word_count_role}/"))
                 && d["action"] == "s3:GetObject"
                 && d["resource"]
                     .as_str()
@@ -226,8 +231,10 @@ async fn own_rust_and_python_code_runs_updates_by_version_and_is_held_to_its_edg
     };
     assert!(
         denied,
-        "word-count read a bucket it has no edge to (function error: {:?})",
-        out.function_error()
+        "word-count ({word_count_role}) read a bucket it has no edge to (function error: {:?}); \
+         denials: {:#}",
+        out.function_error(),
+        harness("GET", "denials")
     );
 
     // A new version of the Python code: one UpdateFunctionCode, no other write.

@@ -580,12 +580,67 @@ mod tests {
     fn every_sample_passes_the_built_in_default() {
         for file in crate::plan::tests::SAMPLES {
             let spec = sample(file);
-            assert_eq!(
-                problems(&spec, &Effective::default()),
-                Vec::<String>::new(),
-                "{file}"
-            );
+            let found = problems(&spec, &Effective::default());
+            if file == "own-code.yaml" {
+                // A team's own code only from buckets the platform lists.
+                assert_eq!(found.len(), 2, "{found:?}");
+                assert!(
+                    found
+                        .iter()
+                        .all(|p| p.contains(".code.s3.bucket") && p.contains("codeBuckets: none")),
+                    "{found:?}"
+                );
+                let listing = SluicePolicySpec {
+                    code_buckets: vec!["team-code".into()],
+                    ..Default::default()
+                };
+                let listed = Effective::combine(&[("teams", &listing)]);
+                assert_eq!(problems(&spec, &listed), Vec::<String>::new());
+                continue;
+            }
+            assert_eq!(found, Vec::<String>::new(), "{file}");
         }
+    }
+
+    #[test]
+    fn images_only_from_listed_repositories_and_lists_narrow() {
+        let mut spec = sample("own-code.yaml");
+        spec.functions[0].code = Some(crate::crd::CodeSpec {
+            builtin: None,
+            s3: None,
+            image: Some(crate::crd::ImageCode {
+                uri: format!(
+                    "123456789012.dkr.ecr.us-east-1.amazonaws.com/team/app@sha256:{}",
+                    "a".repeat(64)
+                ),
+            }),
+            runtime: None,
+            handler: None,
+            architecture: None,
+        });
+        let both = SluicePolicySpec {
+            code_buckets: vec!["team-code".into()],
+            image_repositories: vec![
+                "123456789012.dkr.ecr.us-east-1.amazonaws.com/team/app".into(),
+            ],
+            ..Default::default()
+        };
+        let narrower = SluicePolicySpec {
+            code_buckets: vec!["team-code".into()],
+            ..Default::default()
+        };
+        assert_eq!(
+            problems(&spec, &Effective::combine(&[("both", &both)])),
+            Vec::<String>::new()
+        );
+        let combined = Effective::combine(&[("both", &both), ("narrower", &narrower)]);
+        let found = problems(&spec, &combined);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(
+            found[0].contains("spec.functions[0].code.image.uri")
+                && found[0].contains("SluicePolicy \"narrower\""),
+            "{found:?}"
+        );
     }
 
     #[test]

@@ -431,6 +431,45 @@ def key_arns_name_their_account() -> None:
     kms_responses.KmsResponse.kms_backend = property(kms_backend)
 
 
+def lambda_code_honours_object_versions() -> None:
+    """CreateFunction and UpdateFunctionCode with `S3ObjectVersion`: AWS
+    copies that version of the object; moto ignored the version and copied
+    whatever the key held last, so a function pinned to an older version
+    ran the newest code (and an out-of-band update "back" to a version was
+    a no-op). A version that does not exist is refused as AWS refuses it."""
+    from moto.s3.models import s3_backends
+
+    original_set = lambda_models.LambdaFunction._set_function_code
+
+    def set_function_code(self, updated_spec):  # type: ignore[no-untyped-def]
+        original_set(self, updated_spec)
+        if not isinstance(updated_spec, dict) or updated_spec.get("DryRun"):
+            return
+        version = updated_spec.get("S3ObjectVersion")
+        if not version or "S3Bucket" not in updated_spec or "S3Key" not in updated_spec:
+            return
+        key = None
+        try:
+            key = s3_backends[self.account_id][self.partition].get_object(
+                updated_spec["S3Bucket"], updated_spec["S3Key"], version_id=version
+            )
+        except Exception:
+            key = None
+        if key is None:
+            raise lambda_models.InvalidParameterValueException(
+                "Error occurred while GetObject. S3 Error Code: NoSuchVersion. S3 Error Message: "
+                "The specified version does not exist."
+            )
+        (
+            self.code_bytes,
+            self.code_size,
+            self.code_sha_256,
+            self.code_digest,
+        ) = lambda_models._s3_content(key)
+
+    lambda_models.LambdaFunction._set_function_code = set_function_code
+
+
 def apply_all() -> None:
     service_lookup_is_cached()
     iam_boundaries_must_exist()
@@ -446,6 +485,7 @@ def apply_all() -> None:
     s3_invokes_asynchronously()
     lambda_runs_code()
     image_functions_report_their_digest()
+    lambda_code_honours_object_versions()
     event_source_mappings_poll()
     patch_rules()
     patch_s3_to_default_bus()

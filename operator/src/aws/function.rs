@@ -665,7 +665,7 @@ mod tests {
             environment: d.environment.clone(),
             // Never configured: Lambda reports nothing or PassThrough.
             tracing: None,
-            architectures: vec!["x86_64".into()],
+            architectures: vec![d.code.architecture().to_owned()],
             reserved_concurrency: None,
             tags: d.tags.clone(),
         }
@@ -702,6 +702,73 @@ mod tests {
             .map(|d| d.field)
             .collect();
         assert_eq!(fields, vec!["architecture"]);
+    }
+
+    fn zip(version: Option<&str>, sha256: Option<String>) -> CodePlan {
+        CodePlan::Zip(crate::plan::ZipCode {
+            field: "spec.functions[0].code".into(),
+            bucket: "team-code".into(),
+            key: "app.zip".into(),
+            version_id: version.map(str::to_owned),
+            sha256,
+            runtime: "python3.12".into(),
+            handler: "handler.handler".into(),
+            architecture: "arm64".into(),
+        })
+    }
+
+    #[test]
+    fn a_teams_zip_is_compared_by_its_digest_runtime_and_handler() {
+        let mut d = desired();
+        d.code = zip(Some("v1"), Some("ab".repeat(32)));
+        let o = observed(&d);
+        assert_eq!(
+            o.code_sha256,
+            Some(crate::artifacts::hex_to_base64(&"ab".repeat(32)))
+        );
+        assert_eq!(Function::diff(&d, &o), vec![]);
+        // Changed out of band: another zip, another handler.
+        let mut changed = o.clone();
+        changed.code_sha256 = Some("other".into());
+        changed.handler = Some("other.handler".into());
+        let fields: Vec<_> = Function::diff(&d, &changed)
+            .into_iter()
+            .map(|d| d.field)
+            .collect();
+        assert_eq!(fields, vec!["code", "handler"]);
+        // A version pin not yet resolved compares no code (nothing deploys
+        // before it is resolved) but still everything else.
+        d.code = zip(Some("v1"), None);
+        assert_eq!(Function::diff(&d, &changed).len(), 1);
+    }
+
+    #[test]
+    fn an_image_is_compared_by_its_uri_and_digest_and_never_turned_into_a_zip() {
+        let mut d = desired();
+        let digest = "c".repeat(64);
+        d.code = CodePlan::Image {
+            uri: format!("123456789012.dkr.ecr.us-east-1.amazonaws.com/app@sha256:{digest}"),
+            architecture: "x86_64".into(),
+        };
+        let mut o = observed(&d);
+        o.package_type = Some("Image".into());
+        o.image_uri = Some(format!(
+            "123456789012.dkr.ecr.us-east-1.amazonaws.com/app@sha256:{digest}"
+        ));
+        assert_eq!(o.code_sha256.as_deref(), Some(digest.as_str()));
+        assert_eq!(Function::diff(&d, &o), vec![]);
+        o.image_uri = Some("123456789012.dkr.ecr.us-east-1.amazonaws.com/app@sha256:dd".into());
+        let fields: Vec<_> = Function::diff(&d, &o)
+            .into_iter()
+            .map(|d| d.field)
+            .collect();
+        assert_eq!(fields, vec!["code"]);
+        o.package_type = Some("Zip".into());
+        let fields: Vec<_> = Function::diff(&d, &o)
+            .into_iter()
+            .map(|d| d.field)
+            .collect();
+        assert_eq!(fields[0], "packageType");
     }
 
     #[test]

@@ -289,12 +289,13 @@ pub(crate) mod tests {
     }
 
     /// Every sample of `config/samples/`, one per pattern of the article.
-    pub(crate) const SAMPLES: [&str; 5] = [
+    pub(crate) const SAMPLES: [&str; 6] = [
         "event-triggered.yaml",
         "fan-out.yaml",
         "orchestrated.yaml",
         "stream.yaml",
         "periodic-batch.yaml",
+        "own-code.yaml",
     ];
 
     /// A sample of `config/samples/`, as a spec.
