@@ -507,6 +507,18 @@ impl Access {
     pub fn writes(self) -> bool {
         matches!(self, Access::Write | Access::ReadWrite)
     }
+
+    /// As the spec spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Access::Read => "read",
+            Access::Write => "write",
+            Access::ReadWrite => "readWrite",
+            Access::Send => "send",
+            Access::Put => "put",
+            Access::Start => "start",
+        }
+    }
 }
 
 impl FunctionSpec {

@@ -353,7 +353,11 @@ pub fn plan(spec: &DataPipelineSpec, graph: &Graph<'_>, cx: PlanContext<'_>) -> 
         else {
             continue;
         };
-        let edges = plan_edges(spec, graph, f);
+        let required = f
+            .builtin()
+            .and_then(|h| cx.catalog.get(h))
+            .map(|a| &a.required_env);
+        let edges = plan_edges(spec, graph, f, required);
         out.roles.push(RolePlan {
             logical: f.name.clone(),
             name: role.name.clone(),
@@ -447,6 +451,60 @@ fn code_plan(
     }))
 }
 
+/// For each variable a built-in handler requires (`required`: variable →
+/// the edge that would set it, as `handlers/requirements.json` words it)
+/// and no edge names with `env:` (nor `environment`), the indices of the
+/// function's `uses` edges that could give it: of the kind and access the
+/// requirement names, without an `env:` of their own. Exactly one, and it
+/// gives it; several, and the spec must say which.
+pub fn edge_candidates(
+    f: &FunctionSpec,
+    required: &BTreeMap<String, String>,
+) -> BTreeMap<String, Vec<usize>> {
+    let mut out = BTreeMap::new();
+    for (var, hint) in required {
+        if f.environment.contains_key(var) || f.uses.iter().any(|u| u.env.as_ref() == Some(var)) {
+            continue;
+        }
+        let Some((kind, access)) = crate::artifacts::edge_need(hint) else {
+            continue;
+        };
+        let candidates: Vec<usize> = f
+            .uses
+            .iter()
+            .enumerate()
+            .filter(|(_, u)| u.env.is_none() && use_kind(u) == Some(kind.as_str()))
+            .filter(|(_, u)| match access.as_str() {
+                "read" => u.access.reads(),
+                "write" => u.access.writes(),
+                other => u.access.as_str() == other,
+            })
+            .map(|(i, _)| i)
+            .collect();
+        out.insert(var.clone(), candidates);
+    }
+    out
+}
+
+/// The kind of node a `uses` edge names, as the spec spells the field.
+pub fn use_kind(u: &crate::crd::UseSpec) -> Option<&'static str> {
+    if u.bucket.is_some() {
+        Some("bucket")
+    } else if u.queue.is_some() {
+        Some("queue")
+    } else if u.event_bus.is_some() {
+        Some("eventBus")
+    } else if u.table.is_some() {
+        Some("table")
+    } else if u.stream.is_some() {
+        Some("stream")
+    } else if u.workflow.is_some() {
+        Some("workflow")
+    } else {
+        None
+    }
+}
+
 /// What one function's edges imply.
 struct Edges {
     grants: Grants,
@@ -455,7 +513,12 @@ struct Edges {
     mappings: Vec<EventSourceMappingPlan>,
 }
 
-fn plan_edges(spec: &DataPipelineSpec, graph: &Graph<'_>, f: &FunctionSpec) -> Edges {
+fn plan_edges(
+    spec: &DataPipelineSpec,
+    graph: &Graph<'_>,
+    f: &FunctionSpec,
+    required: Option<&BTreeMap<String, String>>,
+) -> Edges {
     let id = graph.id;
     let function_name = graph
         .functions
@@ -493,6 +556,7 @@ fn plan_edges(spec: &DataPipelineSpec, graph: &Graph<'_>, f: &FunctionSpec) -> E
         Some(q.node.arn.clone())
     };
 
+    let mut values = Vec::with_capacity(f.uses.len());
     for u in &f.uses {
         let var = use_env(u);
         let value = if let Some(b) = &u.bucket {
@@ -546,8 +610,20 @@ fn plan_edges(spec: &DataPipelineSpec, graph: &Graph<'_>, f: &FunctionSpec) -> E
         } else {
             None
         };
-        if let (Some(var), Some(value)) = (var, value) {
+        if let (Some(var), Some(value)) = (var, value.clone()) {
             environment.insert(var, value);
+        }
+        values.push(value);
+    }
+    // A variable the built-in handler requires, from the one edge that
+    // can give it (several: validation asks which).
+    if let Some(required) = required {
+        for (var, candidates) in edge_candidates(f, required) {
+            if let [only] = candidates[..]
+                && let Some(Some(value)) = values.get(only)
+            {
+                environment.insert(var, value.clone());
+            }
         }
     }
 

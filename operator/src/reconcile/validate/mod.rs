@@ -13,7 +13,7 @@ use crate::{
     crd::{DataPipelineSpec, FunctionSpec},
     plan::{
         CodePlan, Plan,
-        function::use_env,
+        function::{edge_candidates, use_env, use_kind},
         graph::dead_letter_name,
         table::{IDEMPOTENCY_PARTITION_KEY, IDEMPOTENCY_TTL_ATTRIBUTE},
     },
@@ -482,6 +482,38 @@ fn validate_function(
                     problems.push(format!(
                         "{at}.environment.{var}: handler {handler} takes {var} from an edge of \
                          the function, not from environment; remove it and add {edge}"
+                    ));
+                }
+            }
+            // Only a real ambiguity asks which edge gives a variable.
+            for (var, candidates) in edge_candidates(f, &artifact.required_env) {
+                if candidates.len() > 1 {
+                    let listed: Vec<String> = candidates
+                        .iter()
+                        .map(|&k| {
+                            let u = &f.uses[k];
+                            format!(
+                                "uses[{k}] ({} {})",
+                                use_kind(u).unwrap_or("?"),
+                                [
+                                    &u.bucket,
+                                    &u.queue,
+                                    &u.event_bus,
+                                    &u.table,
+                                    &u.stream,
+                                    &u.workflow
+                                ]
+                                .into_iter()
+                                .find_map(|n| n.as_deref())
+                                .unwrap_or("?")
+                            )
+                        })
+                        .collect();
+                    problems.push(format!(
+                        "{at}.uses: handler {handler} needs {var}, and {} edges could give it: {}; \
+                         add env: {var} to the one that should",
+                        candidates.len(),
+                        listed.join(", ")
                     ));
                 }
             }
@@ -1015,6 +1047,48 @@ mod tests {
                 && err.contains("uses: {eventBus: <bus>, access: put, env: EVENT_BUS}"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn the_one_edge_that_can_give_a_handlers_variable_gives_it() {
+        let mut spec = sample("fan-out.yaml");
+        // The router's bus edge without `env: EVENT_BUS`: it is the only
+        // edge that can give EVENT_BUS, so it does.
+        spec.functions[0].uses[0].env = None;
+        assert_eq!(validate(&spec, &config(), &catalog()), Ok(()));
+        let plan = plan_of(&spec);
+        assert_eq!(validate_plan(&plan), Ok(()));
+        let router = plan
+            .functions
+            .iter()
+            .find(|f| f.logical == "router")
+            .expect("router");
+        assert_eq!(
+            router.environment.get("EVENT_BUS"),
+            router.environment.get("EVENT_BUS_MAIN"),
+        );
+        assert!(router.environment.contains_key("EVENT_BUS"));
+    }
+
+    #[test]
+    fn two_edges_that_could_give_a_handlers_variable_are_named() {
+        let mut spec = sample("fan-out.yaml");
+        spec.functions[0].uses[0].env = None;
+        let mut second = spec.functions[0].uses[0].clone();
+        second.event_bus = Some("audit".into());
+        spec.functions[0].uses.push(second);
+        spec.event_buses.push(spec.event_buses[0].clone());
+        spec.event_buses[1].name = "audit".into();
+        let err = validate(&spec, &config(), &catalog()).expect_err("ambiguous");
+        assert!(
+            err.contains("spec.functions[0].uses: handler router needs EVENT_BUS")
+                && err.contains("uses[0] (eventBus main), uses[1] (eventBus audit)")
+                && err.contains("add env: EVENT_BUS"),
+            "{err}"
+        );
+        // Saying which settles it.
+        spec.functions[0].uses[1].env = Some("EVENT_BUS".into());
+        assert_eq!(validate(&spec, &config(), &catalog()), Ok(()));
     }
 
     #[test]
