@@ -268,6 +268,29 @@ const REFUSED: &[(&str, &str, &[&str])] = &[
         ],
     ),
     (
+        "a subnet id that is not one",
+        "functions: [{name: f, handler: router, vpc: {subnetIds: [my-subnet], securityGroupIds: [sg-01234567]}}]",
+        &["spec.functions[0].vpc.subnetIds[0]"],
+    ),
+    (
+        "a VPC without security groups",
+        "functions: [{name: f, handler: router, vpc: {subnetIds: [subnet-01234567], securityGroupIds: []}}]",
+        &["spec.functions[0].vpc.securityGroupIds"],
+    ),
+    (
+        "a layer named without its version",
+        "functions: [{name: f, handler: router, layers: ['arn:aws:lambda:us-east-1:123456789012:layer:deps']}]",
+        &["spec.functions[0].layers[0]"],
+    ),
+    (
+        "layers on an image",
+        "functions: [{name: f, code: {image: {uri: '123456789012.dkr.ecr.us-east-1.amazonaws.com/app@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef'}}, layers: ['arn:aws:lambda:us-east-1:123456789012:layer:deps:1']}]",
+        &[
+            "spec.functions[0]",
+            "layers are not allowed with code.image",
+        ],
+    ),
+    (
         "ephemeral storage below Lambda's 512 MiB",
         "functions: [{name: f, handler: router, ephemeralStorageMiB: 256}]",
         &["spec.functions[0].ephemeralStorageMiB", "512"],
@@ -306,6 +329,10 @@ fn edge_cases_that_are_valid_are_accepted() {
         (
             "a team's zip pinned by version, and one pinned by digest",
             "functions: [{name: f, code: {s3: {bucket: team-code, key: app.zip, versionId: v1}, runtime: python3.12, handler: pkg/app.handler}}, {name: g, code: {s3: {bucket: team-code, key: app.zip, sha256: 0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef}, runtime: nodejs22.x, handler: index.handler, architecture: arm64}, ephemeralStorageMiB: 2048}]",
+        ),
+        (
+            "a function in a VPC with a layer",
+            "functions: [{name: f, handler: router, layers: ['arn:aws:lambda:eu-west-1:123456789012:layer:deps:3'], vpc: {subnetIds: [subnet-01234567, subnet-0123456789abcdef0], securityGroupIds: [sg-01234567]}}]",
         ),
         (
             "an image pinned by digest, and a built-in handler as code",

@@ -230,6 +230,22 @@ const NOT_EVALUATED_BY_THE_EMULATOR: &[(&str, &str)] = &[
         "Lambda reads a team's image with it; the emulator runs no images",
     ),
     (
+        "ec2:DescribeSecurityGroups",
+        "Lambda checks a function's security groups with it; the emulator checks none",
+    ),
+    (
+        "ec2:DescribeSubnets",
+        "Lambda checks a function's subnets with it; the emulator checks none",
+    ),
+    (
+        "ec2:DescribeVpcs",
+        "Lambda checks a function's VPC with it; the emulator checks none",
+    ),
+    (
+        "lambda:GetLayerVersion",
+        "Lambda reads a function's layers with it; the emulator never asks IAM",
+    ),
+    (
         "s3:GetBucketPublicAccessBlock",
         "the emulator never asks IAM about a bucket's public access block",
     ),

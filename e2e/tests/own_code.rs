@@ -300,9 +300,88 @@ async fn own_rust_and_python_code_runs_updates_by_version_and_is_held_to_its_edg
     })
     .await;
 
+    // A layer and a VPC, where the policy lists them: the function's
+    // configuration, and its role may make network interfaces in exactly
+    // those subnets. (The emulator checks neither ids nor layer contents.)
+    let layer = lambda
+        .publish_layer_version()
+        .layer_name(format!("{}-team-layer", op.prefix))
+        .content(
+            aws_sdk_lambda::types::LayerVersionContentInput::builder()
+                .zip_file(aws_sdk_lambda::primitives::Blob::new(zip::stored(&[(
+                    "python/teamlib.py",
+                    b"NAME = 'team'\n",
+                )])))
+                .build(),
+        )
+        .send()
+        .await
+        .expect("layer")
+        .layer_version_arn()
+        .expect("layer ARN")
+        .to_owned();
+    let (subnet, group) = ("subnet-0123456789abcdef0", "sg-0123456789abcdef0");
+    Policy::update(
+        &policy_name,
+        json!({"codeBuckets": [bucket], "layers": [layer.rsplit_once(':').expect("versioned").0],
+               "subnets": [subnet], "securityGroups": [group]}),
+    );
+    let mut dp_vpc: Value =
+        serde_json::from_str(&manifest(&bucket, &rust_key, &rust_sha, &v2)).expect("JSON");
+    dp_vpc["spec"]["functions"][1]["layers"] = json!([layer]);
+    dp_vpc["spec"]["functions"][1]["vpc"] =
+        json!({"subnetIds": [subnet], "securityGroupIds": [group]});
+    kubectl_stdin_ok(&["apply", "-n", &ns.0, "-f", "-"], &dp_vpc.to_string());
+    let config = wait_for("the layer and the VPC", Duration::from_secs(60), || {
+        let (lambda, summarize) = (lambda.clone(), summarize.clone());
+        async move {
+            let c = lambda
+                .get_function_configuration()
+                .function_name(summarize)
+                .send()
+                .await
+                .ok()?;
+            (!c.layers().is_empty()).then_some(c)
+        }
+    })
+    .await;
+    assert_eq!(config.layers()[0].arn(), Some(layer.as_str()));
+    let vpc = config.vpc_config().expect("VPC");
+    assert_eq!(vpc.subnet_ids(), [subnet]);
+    assert_eq!(vpc.security_group_ids(), [group]);
+    let iam = aws_sdk_iam::Client::new(&sdk);
+    let policy = iam
+        .get_role_policy()
+        .role_name(id_of(&dp, "IAM::Role", "summarize"))
+        .policy_name("sluice")
+        .send()
+        .await
+        .expect("role policy");
+    let policy = percent_encoding::percent_decode_str(policy.policy_document())
+        .decode_utf8()
+        .expect("UTF-8")
+        .into_owned();
+    assert!(
+        policy.contains("NetworkInterfacesInItsSubnets")
+            && policy.contains(&format!("subnet/{subnet}"))
+            && policy.contains(&format!("security-group/{group}")),
+        "{policy}"
+    );
+
     sluice_e2e::flow::empty_buckets(&s3, &get_pipeline(&ns.0, NAME)).await;
     delete_pipeline(&ns.0, NAME, &op);
     remove_bucket(&s3, &bucket).await;
+    let (layer_name, layer_version) = layer
+        .rsplit_once(':')
+        .map(|(l, v)| (l.rsplit(':').next().expect("name").to_owned(), v))
+        .expect("versioned");
+    lambda
+        .delete_layer_version()
+        .layer_name(layer_name)
+        .version_number(layer_version.parse().expect("version"))
+        .send()
+        .await
+        .expect("delete layer");
     sluice_e2e::assert_nothing_left(&sdk, &op.prefix).await;
 }
 

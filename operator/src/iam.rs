@@ -219,6 +219,17 @@ pub struct ExecutionGrants {
     pub grants: Grants,
     /// X-Ray tracing is `Active`.
     pub xray: bool,
+    /// In a VPC: the network interfaces Lambda makes with the role.
+    pub vpc: Option<NetworkAccess>,
+}
+
+/// The subnets and security groups of a function in a VPC.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NetworkAccess {
+    /// Subnet ids.
+    pub subnet_ids: Vec<String>,
+    /// Security group ids.
+    pub security_group_ids: Vec<String>,
 }
 
 /// The inline execution policy of a function's role.
@@ -233,6 +244,47 @@ pub fn execution_policy(g: &ExecutionGrants) -> Value {
         )],
     })];
     statements.extend(g.grants.statements());
+    if let Some(net) = &g.vpc {
+        // What Lambda does with the role to put the function in the VPC
+        // (AWS's AWSLambdaVPCAccessExecutionRole, scoped): make interfaces
+        // only in these subnets with these groups, manage only interfaces
+        // of this account and region. The two Describe actions take no
+        // resource (EC2 has none for them).
+        let ec2 = |what: &str| format!("arn:{}:ec2:{}:{}:{what}", g.partition, g.region, g.account);
+        let mut create: Vec<String> = net
+            .subnet_ids
+            .iter()
+            .map(|s| ec2(&format!("subnet/{s}")))
+            .chain(
+                net.security_group_ids
+                    .iter()
+                    .map(|sg| ec2(&format!("security-group/{sg}"))),
+            )
+            .collect();
+        create.push(ec2("network-interface/*"));
+        statements.push(json!({
+            "Sid": "NetworkInterfacesInItsSubnets",
+            "Effect": "Allow",
+            "Action": ["ec2:CreateNetworkInterface"],
+            "Resource": create,
+        }));
+        statements.push(json!({
+            "Sid": "ManageNetworkInterfaces",
+            "Effect": "Allow",
+            "Action": [
+                "ec2:AssignPrivateIpAddresses",
+                "ec2:DeleteNetworkInterface",
+                "ec2:UnassignPrivateIpAddresses"
+            ],
+            "Resource": [ec2("network-interface/*")],
+        }));
+        statements.push(json!({
+            "Sid": "DescribeNetwork",
+            "Effect": "Allow",
+            "Action": ["ec2:DescribeNetworkInterfaces", "ec2:DescribeSubnets"],
+            "Resource": ["*"],
+        }));
+    }
     if g.xray {
         statements.push(json!({
             "Sid": "WriteTraces",
@@ -437,6 +489,7 @@ mod tests {
             function_name: "fn-1".into(),
             grants,
             xray: false,
+            vpc: None,
         }
     }
 
@@ -605,8 +658,18 @@ mod tests {
         };
         // The plans' prefix is `sluice`, as the boundary file's.
         assert_eq!(crate::plan::tests::pid().prefix, "sluice");
-        for file in crate::plan::tests::SAMPLES {
-            let plan = crate::plan::tests::plan_of(&crate::plan::tests::sample(file));
+        // Every sample, and own-code's with its Python function in a VPC.
+        let mut in_vpc = crate::plan::tests::sample("own-code.yaml");
+        in_vpc.functions[1].vpc = Some(crate::crd::VpcSpec {
+            subnet_ids: vec!["subnet-0123456789abcdef0".into()],
+            security_group_ids: vec!["sg-01234567".into()],
+        });
+        let specs = crate::plan::tests::SAMPLES
+            .iter()
+            .map(|file| (*file, crate::plan::tests::sample(file)))
+            .chain([("own-code.yaml in a VPC", in_vpc)]);
+        for (file, spec) in specs {
+            let plan = crate::plan::tests::plan_of(&spec);
             for role in &plan.roles {
                 for s in role.policy["Statement"].as_array().expect("statements") {
                     for action in strings(&s["Action"]) {
@@ -622,6 +685,30 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_function_in_a_vpc_makes_interfaces_only_in_its_subnets() {
+        let mut g = grants();
+        g.vpc = Some(NetworkAccess {
+            subnet_ids: vec!["subnet-0123456789abcdef0".into()],
+            security_group_ids: vec!["sg-01234567".into()],
+        });
+        let doc = execution_policy(&g);
+        assert_eq!(
+            grants_on(&doc, "ec2:CreateNetworkInterface"),
+            [
+                "arn:aws:ec2:us-east-1:123456789012:subnet/subnet-0123456789abcdef0",
+                "arn:aws:ec2:us-east-1:123456789012:security-group/sg-01234567",
+                "arn:aws:ec2:us-east-1:123456789012:network-interface/*",
+            ]
+        );
+        assert_eq!(
+            grants_on(&doc, "ec2:DeleteNetworkInterface"),
+            ["arn:aws:ec2:us-east-1:123456789012:network-interface/*"]
+        );
+        // Out of a VPC: no EC2 at all.
+        assert!(grants_on(&execution_policy(&grants()), "ec2:DescribeSubnets").is_empty());
     }
 
     #[test]

@@ -158,6 +158,18 @@ impl Effective {
                 .code_buckets
                 .retain(|b| p.code_buckets.contains(b));
             tighten!("codeBuckets", out.values.code_buckets.len() < before);
+            macro_rules! narrow {
+                ($($f:ident => $path:literal),* $(,)?) => {$(
+                    let before = out.values.$f.len();
+                    out.values.$f.retain(|x| p.$f.contains(x));
+                    tighten!($path, out.values.$f.len() < before);
+                )*};
+            }
+            narrow!(
+                layers => "layers",
+                subnets => "subnets",
+                security_groups => "securityGroups",
+            );
             let before = out.values.image_repositories.len();
             out.values
                 .image_repositories
@@ -181,11 +193,14 @@ impl Effective {
 }
 
 /// Every field a policy sets, as written in its spec.
-const FIELDS: [&str; 22] = [
+const FIELDS: [&str; 25] = [
     "regions",
     "kmsKeys",
     "codeBuckets",
     "imageRepositories",
+    "layers",
+    "subnets",
+    "securityGroups",
     "allow.defaultEventBus",
     "allow.provisionedStreams",
     "allow.provisionedTables",
@@ -221,6 +236,39 @@ fn own_code(spec: &DataPipelineSpec, effective: &Effective) -> Vec<String> {
     };
     let mut problems = Vec::new();
     for (i, f) in spec.functions.iter().enumerate() {
+        for (k, layer) in f.layers.iter().enumerate() {
+            let unversioned = layer.rsplit_once(':').map_or(layer.as_str(), |(l, _)| l);
+            if !v.layers.iter().any(|l| l == unversioned) {
+                problems.push(format!(
+                    "spec.functions[{i}].layers[{k}]: {unversioned:?} is not a layer {} lets this \
+                     namespace use (layers: {}); ask the platform team to list it",
+                    effective.by("layers"),
+                    listed(&v.layers)
+                ));
+            }
+        }
+        if let Some(vpc) = &f.vpc {
+            for (field, ids, allowed, by) in [
+                ("subnetIds", &vpc.subnet_ids, &v.subnets, "subnets"),
+                (
+                    "securityGroupIds",
+                    &vpc.security_group_ids,
+                    &v.security_groups,
+                    "securityGroups",
+                ),
+            ] {
+                for (k, id) in ids.iter().enumerate() {
+                    if !allowed.contains(id) {
+                        problems.push(format!(
+                            "spec.functions[{i}].vpc.{field}[{k}]: {id:?} is not one {} lets this \
+                             namespace's functions use ({by}: {}); ask the platform team to list it",
+                            effective.by(by),
+                            listed(allowed)
+                        ));
+                    }
+                }
+            }
+        }
         let Some(code) = &f.code else { continue };
         if let Some(s3) = &code.s3
             && !v.code_buckets.contains(&s3.bucket)
@@ -600,6 +648,45 @@ mod tests {
             }
             assert_eq!(found, Vec::<String>::new(), "{file}");
         }
+    }
+
+    #[test]
+    fn layers_subnets_and_security_groups_only_where_listed() {
+        let mut spec = sample("own-code.yaml");
+        spec.functions[1].layers =
+            vec!["arn:aws:lambda:us-east-1:123456789012:layer:team-deps:7".into()];
+        spec.functions[1].vpc = Some(crate::crd::VpcSpec {
+            subnet_ids: vec!["subnet-0123456789abcdef0".into()],
+            security_group_ids: vec!["sg-01234567".into()],
+        });
+        let code = SluicePolicySpec {
+            code_buckets: vec!["team-code".into()],
+            ..Default::default()
+        };
+        let found = problems(&spec, &Effective::combine(&[("code", &code)]));
+        assert_eq!(found.len(), 3, "{found:?}");
+        assert!(
+            found[0].contains("spec.functions[1].layers[0]"),
+            "{found:?}"
+        );
+        assert!(
+            found[1].contains("spec.functions[1].vpc.subnetIds[0]"),
+            "{found:?}"
+        );
+        assert!(
+            found[2].contains("spec.functions[1].vpc.securityGroupIds[0]"),
+            "{found:?}"
+        );
+        let all = SluicePolicySpec {
+            layers: vec!["arn:aws:lambda:us-east-1:123456789012:layer:team-deps".into()],
+            subnets: vec!["subnet-0123456789abcdef0".into()],
+            security_groups: vec!["sg-01234567".into()],
+            ..code
+        };
+        assert_eq!(
+            problems(&spec, &Effective::combine(&[("all", &all)])),
+            Vec::<String>::new()
+        );
     }
 
     #[test]

@@ -53,6 +53,7 @@ pub const DECLARED: &[&[Statement]] = &[
     crate::health::cloudwatch::POLICY,
     crate::aws::function::POLICY,
     crate::aws::function::IMAGE_POLICY,
+    crate::aws::function::NETWORK_AND_LAYERS_POLICY,
     crate::aws::permissions::POLICY,
     crate::aws::invoke_config::POLICY,
     crate::aws::event_source_mapping::POLICY,

@@ -1074,13 +1074,15 @@ def render(text: str, prefix: str, account: str, regions: list[str]) -> dict:
     → `role/P/`, `policy/P/` and `P-` in one pass (the code bucket's
     `/sluice/handlers/` key prefix is fixed in code, so kept); the string
     "ALLOWED_REGION" → one string per region; the teams' code bucket
-    CODE_BUCKET → `P-team-code` and image repository IMAGE_REPOSITORY →
-    `P-team-images` (what a platform team lists in its SluicePolicies)."""
+    CODE_BUCKET → `P-team-code`, image repository IMAGE_REPOSITORY →
+    `P-team-images` and layer LAYER_ARN → the account's layer
+    `P-team-layer` (what a platform team lists in its SluicePolicies)."""
     text = text.replace("ACCOUNT_ID", account)
     text = _SLUICE.sub(lambda m: m.group(0).replace("sluice", prefix), text)
     text = text.replace('"ALLOWED_REGION"', ", ".join(json.dumps(r) for r in regions))
     text = text.replace("CODE_BUCKET", f"{prefix}-team-code")
     text = text.replace("IMAGE_REPOSITORY", f"{prefix}-team-images")
+    text = text.replace("LAYER_ARN", f"arn:aws:lambda:*:{account}:layer:{prefix}-team-layer")
     return json.loads(text)
 
 

@@ -12,7 +12,7 @@ use std::{collections::BTreeMap, time::Duration};
 
 use aws_sdk_lambda::types::{
     Architecture, Environment, EphemeralStorage, FunctionCode, LastUpdateStatus, PackageType,
-    Runtime, State, TracingConfig, TracingMode as AwsTracingMode,
+    Runtime, State, TracingConfig, TracingMode as AwsTracingMode, VpcConfig,
 };
 
 use super::operator_policy::{Action, Document, Statement};
@@ -87,6 +87,58 @@ pub const IMAGE_POLICY: &[Statement] = &[Statement::allow(
     IMAGE_REPOSITORIES,
 )];
 
+/// What the operator's AWS policy allows for functions in a VPC and with
+/// layers: Lambda checks, with the caller's permissions, that the subnets,
+/// security groups and VPC exist (EC2's Describe actions take no
+/// resource), and reads each layer version (`LAYER_ARN`, which whoever
+/// installs the policy replaces with each layer the SluicePolicies list).
+pub const NETWORK_AND_LAYERS_POLICY: &[Statement] = &[
+    Statement::allow(
+        "FunctionNetworks",
+        Document::Services,
+        &[
+            Action::implied(
+                Service::Ec2,
+                "DescribeSecurityGroups",
+                &[
+                    (Service::Lambda, "CreateFunction"),
+                    (Service::Lambda, "UpdateFunctionConfiguration"),
+                ],
+            ),
+            Action::implied(
+                Service::Ec2,
+                "DescribeSubnets",
+                &[
+                    (Service::Lambda, "CreateFunction"),
+                    (Service::Lambda, "UpdateFunctionConfiguration"),
+                ],
+            ),
+            Action::implied(
+                Service::Ec2,
+                "DescribeVpcs",
+                &[
+                    (Service::Lambda, "CreateFunction"),
+                    (Service::Lambda, "UpdateFunctionConfiguration"),
+                ],
+            ),
+        ],
+        &["*"],
+    ),
+    Statement::allow(
+        "TeamLayers",
+        Document::Services,
+        &[Action::implied(
+            Service::Lambda,
+            "GetLayerVersion",
+            &[
+                (Service::Lambda, "CreateFunction"),
+                (Service::Lambda, "UpdateFunctionConfiguration"),
+            ],
+        )],
+        &["LAYER_ARN:*"],
+    ),
+];
+
 /// A function as found.
 #[derive(Clone, Debug, Default)]
 pub struct ObservedFunction {
@@ -104,6 +156,10 @@ pub struct ObservedFunction {
     pub image_uri: Option<String>,
     /// Ephemeral storage in MiB.
     pub ephemeral_storage_mib: Option<i32>,
+    /// Layer version ARNs.
+    pub layers: Vec<String>,
+    /// Subnets and security groups (sorted), when in a VPC.
+    pub vpc: Option<crate::plan::VpcPlan>,
     /// Execution role ARN.
     pub role: Option<String>,
     /// Runtime.
@@ -155,12 +211,59 @@ async fn code(aws: &Aws, d: &FunctionPlan) -> Result<FunctionCode> {
     })
 }
 
+/// Lambda takes an image from ECR and layers of the function's own region
+/// only: said before AWS says it, naming the field.
+fn check_region(aws: &Aws, d: &FunctionPlan) -> Result<()> {
+    if let CodePlan::Image { uri, .. } = &d.code {
+        let region = uri
+            .split(".dkr.ecr.")
+            .nth(1)
+            .and_then(|r| r.split('.').next());
+        if region != Some(aws.region.as_str()) {
+            return Err(Error::InvalidSpec(format!(
+                "function {}: code.image.uri is in region {}, and Lambda runs images of the \
+                 function's own region ({}) only: push the image to ECR there",
+                d.logical,
+                region.unwrap_or("?"),
+                aws.region
+            )));
+        }
+    }
+    for (k, layer) in d.layers.iter().enumerate() {
+        let region = layer.split(':').nth(3);
+        if region != Some(aws.region.as_str()) {
+            return Err(Error::InvalidSpec(format!(
+                "function {}: layers[{k}] is in region {}, and Lambda adds layers of the \
+                 function's own region ({}) only",
+                d.logical,
+                region.unwrap_or("?"),
+                aws.region
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// After a create or code update from S3: forgets an upload Lambda could
 /// not read ([`super::code::check_readable`]).
 async fn check_readable<T>(aws: &Aws, d: &FunctionPlan, result: &Result<T, super::AwsError>) {
     if let CodePlan::Builtin { at, .. } = &d.code {
         super::code::check_readable(aws, at, result).await;
     }
+}
+
+/// The VPC configuration to send: none to a function never in a VPC,
+/// empty lists to take one out.
+fn vpc_config(d: &FunctionPlan) -> VpcConfig {
+    let (subnets, groups) = d
+        .vpc
+        .as_ref()
+        .map(|v| (v.subnet_ids.clone(), v.security_group_ids.clone()))
+        .unwrap_or_default();
+    VpcConfig::builder()
+        .set_subnet_ids(Some(subnets))
+        .set_security_group_ids(Some(groups))
+        .build()
 }
 
 fn ephemeral_storage(d: &FunctionPlan) -> EphemeralStorage {
@@ -298,6 +401,23 @@ impl AwsResource for Function {
             package_type: c.package_type().map(|p| p.as_str().to_owned()),
             image_uri: out.code().and_then(|c| c.image_uri()).map(str::to_owned),
             ephemeral_storage_mib: c.ephemeral_storage().map(|e| e.size()),
+            layers: c
+                .layers()
+                .iter()
+                .filter_map(|l| l.arn().map(str::to_owned))
+                .collect(),
+            vpc: c.vpc_config().and_then(|v| {
+                let mut subnet_ids = v.subnet_ids().to_vec();
+                let mut security_group_ids = v.security_group_ids().to_vec();
+                subnet_ids.sort();
+                security_group_ids.sort();
+                (!subnet_ids.is_empty() || !security_group_ids.is_empty()).then_some(
+                    crate::plan::VpcPlan {
+                        subnet_ids,
+                        security_group_ids,
+                    },
+                )
+            }),
             role: c.role().map(str::to_owned),
             runtime: c.runtime().map(|r| r.as_str().to_owned()),
             handler: c.handler().map(str::to_owned),
@@ -375,6 +495,12 @@ impl AwsResource for Function {
         if o.handler.as_deref() != d.code.handler() {
             drift.push(Drift::new("handler", d.code.handler(), &o.handler));
         }
+        if o.layers != d.layers {
+            drift.push(Drift::new("layers", &d.layers, &o.layers));
+        }
+        if o.vpc != d.vpc {
+            drift.push(Drift::new("vpc", &d.vpc, &o.vpc));
+        }
         let storage = o.ephemeral_storage_mib.unwrap_or(EPHEMERAL_STORAGE_MIB);
         if storage != d.ephemeral_storage_mib {
             drift.push(Drift::new(
@@ -413,6 +539,7 @@ impl AwsResource for Function {
     }
 
     async fn create(aws: &Aws, d: &FunctionPlan) -> Result<Option<String>> {
+        check_region(aws, d)?;
         let code = code(aws, d).await?;
         let result = aws
             .call(Service::Lambda, "CreateFunction", || {
@@ -428,6 +555,8 @@ impl AwsResource for Function {
                     .memory_size(d.memory_mib)
                     .timeout(d.timeout_seconds)
                     .ephemeral_storage(ephemeral_storage(d))
+                    .set_layers((!d.layers.is_empty()).then(|| d.layers.clone()))
+                    .set_vpc_config(d.vpc.is_some().then(|| vpc_config(d)))
                     .environment(environment(d))
                     .tracing_config(tracing_config(d.tracing))
                     .description(description(d))
@@ -458,6 +587,8 @@ impl AwsResource for Function {
                     | "runtime"
                     | "handler"
                     | "ephemeralStorageMiB"
+                    | "layers"
+                    | "vpc"
                     | "memoryMiB"
                     | "timeoutSeconds"
                     | "environment"
@@ -513,6 +644,7 @@ impl AwsResource for Function {
             return Ok(());
         }
         ready_for_update(o)?;
+        check_region(aws, d)?;
         let conflict = |e: super::AwsError| -> Error {
             if e.has_code("ResourceConflictException") {
                 wait(format!("an update of function {} is in progress", d.name))
@@ -559,6 +691,8 @@ impl AwsResource for Function {
                 .memory_size(d.memory_mib)
                 .timeout(d.timeout_seconds)
                 .ephemeral_storage(ephemeral_storage(d))
+                .set_layers(Some(d.layers.clone()))
+                .vpc_config(vpc_config(d))
                 .environment(environment(d))
                 .tracing_config(tracing_config(d.tracing))
                 .send()
@@ -639,6 +773,8 @@ mod tests {
                 },
             },
             ephemeral_storage_mib: EPHEMERAL_STORAGE_MIB,
+            layers: Vec::new(),
+            vpc: None,
             memory_mib: 256,
             timeout_seconds: 30,
             environment: BTreeMap::from([("A".into(), "secret-value".into())]),
@@ -657,6 +793,8 @@ mod tests {
             package_type: Some("Zip".into()),
             image_uri: None,
             ephemeral_storage_mib: None,
+            layers: d.layers.clone(),
+            vpc: d.vpc.clone(),
             role: Some(d.role_arn.clone()),
             runtime: d.code.runtime().map(str::to_owned),
             handler: d.code.handler().map(str::to_owned),
@@ -769,6 +907,25 @@ mod tests {
             .map(|d| d.field)
             .collect();
         assert_eq!(fields[0], "packageType");
+    }
+
+    #[test]
+    fn layers_and_a_vpc_are_configuration_drift() {
+        let mut d = desired();
+        d.layers = vec!["arn:aws:lambda:us-east-1:1:layer:deps:3".into()];
+        d.vpc = Some(crate::plan::VpcPlan {
+            subnet_ids: vec!["subnet-01234567".into()],
+            security_group_ids: vec!["sg-01234567".into()],
+        });
+        let mut o = observed(&d);
+        assert_eq!(Function::diff(&d, &o), vec![]);
+        o.layers.clear();
+        o.vpc = None;
+        let fields: Vec<_> = Function::diff(&d, &o)
+            .into_iter()
+            .map(|d| d.field)
+            .collect();
+        assert_eq!(fields, vec!["layers", "vpc"]);
     }
 
     #[test]

@@ -94,6 +94,10 @@ pub enum Service {
     /// Amazon ECR: never called; Lambda reads teams' images with the
     /// operator's permissions ([`function::IMAGE_POLICY`]).
     Ecr,
+    /// Amazon EC2: never called; Lambda checks a function's subnets and
+    /// security groups with the operator's permissions
+    /// ([`function::NETWORK_AND_LAYERS_POLICY`]).
+    Ec2,
 }
 
 impl Service {
@@ -119,6 +123,7 @@ impl Service {
             Service::Logs => "logs",
             Service::CloudWatch => "cloudwatch",
             Service::Ecr => "ecr",
+            Service::Ec2 => "ec2",
         }
     }
 }

@@ -12,7 +12,8 @@ use super::CodeSpec;
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [
-    {"rule": "has(self.handler) != has(self.code)", "message": "a function sets exactly one of handler (a built-in handler's name; the same as code.builtin) or code (builtin, s3 or image)"}
+    {"rule": "has(self.handler) != has(self.code)", "message": "a function sets exactly one of handler (a built-in handler's name; the same as code.builtin) or code (builtin, s3 or image)"},
+    {"rule": "!has(self.layers) || size(self.layers) == 0 || !has(self.code) || !has(self.code.image)", "message": "layers are not allowed with code.image: Lambda adds layers to zips only; put what the layer holds in the image"}
 ]))]
 pub struct FunctionSpec {
     /// Logical name, unique within the pipeline (lowercase letters, digits and '-').
@@ -48,6 +49,26 @@ pub struct FunctionSpec {
         {"rule": "self <= 900", "message": "must be at most 900 seconds (Lambda's limit); work that runs longer belongs in a workflow (Step Functions), not a single function"}
     ]))]
     pub timeout_seconds: i32,
+
+    /// Lambda layers, by version ARN (at most 5; not with an image), each
+    /// of a layer the namespace's SluicePolicy lists in `layers`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 5))]
+    #[schemars(inner(
+        length(min = 1, max = 140),
+        regex(
+            pattern = r"^arn:aws[a-zA-Z-]*:lambda:[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-[0-9]:[0-9]{12}:layer:[a-zA-Z0-9_-]+:[0-9]+$"
+        )
+    ))]
+    pub layers: Vec<String>,
+
+    /// The VPC subnets and security groups the function's network
+    /// interfaces go in, for code that must reach private databases: the
+    /// role gets the network-interface permissions Lambda needs, and
+    /// nothing more. Each id must be one the namespace's SluicePolicy lists
+    /// (`subnets`, `securityGroups`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vpc: Option<VpcSpec>,
 
     /// Ephemeral storage (`/tmp`) in MiB (Lambda allows 512 to 10240;
     /// default 512).
@@ -98,6 +119,22 @@ pub struct FunctionSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0, max = 100000))]
     pub reserved_concurrency: Option<i32>,
+}
+
+/// A function's place in a VPC.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VpcSpec {
+    /// Subnets (Lambda takes at most 16), in one VPC; two or more in
+    /// different Availability Zones keep the function up when one fails.
+    #[schemars(length(min = 1, max = 16))]
+    #[schemars(inner(regex(pattern = r"^subnet-([0-9a-f]{8}|[0-9a-f]{17})$")))]
+    pub subnet_ids: Vec<String>,
+
+    /// Security groups (Lambda takes at most 5).
+    #[schemars(length(min = 1, max = 5))]
+    #[schemars(inner(regex(pattern = r"^sg-([0-9a-f]{8}|[0-9a-f]{17})$")))]
+    pub security_group_ids: Vec<String>,
 }
 
 /// Retries and the failure destination of asynchronous invocations.

@@ -73,6 +73,25 @@ pub struct SluicePolicySpec {
     #[schemars(length(max = 64))]
     pub image_repositories: Vec<String>,
 
+    /// Lambda layers pipelines may use, by ARN without the version
+    /// (`arn:aws:lambda:<region>:<account>:layer:<name>`: every version).
+    /// Empty: none.
+    #[serde(default)]
+    #[schemars(length(max = 64))]
+    pub layers: Vec<String>,
+
+    /// VPC subnets (`subnet-…`) pipelines' functions may put network
+    /// interfaces in. Empty: none (functions stay out of VPCs).
+    #[serde(default)]
+    #[schemars(length(max = 64))]
+    pub subnets: Vec<String>,
+
+    /// Security groups (`sg-…`) pipelines' functions may use in a VPC.
+    /// Empty: none.
+    #[serde(default)]
+    #[schemars(length(max = 64))]
+    pub security_groups: Vec<String>,
+
     /// Features that are off unless allowed.
     #[serde(default)]
     pub allow: PolicyAllow,

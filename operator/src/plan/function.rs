@@ -55,6 +55,10 @@ pub struct FunctionPlan {
     pub code: CodePlan,
     /// Ephemeral storage (`/tmp`) in MiB.
     pub ephemeral_storage_mib: i32,
+    /// Layer version ARNs, in order.
+    pub layers: Vec<String>,
+    /// Subnets and security groups, when in a VPC.
+    pub vpc: Option<VpcPlan>,
     /// Memory in MiB.
     pub memory_mib: i32,
     /// Timeout in seconds.
@@ -67,6 +71,16 @@ pub struct FunctionPlan {
     pub tracing: TracingMode,
     /// Ownership tags.
     pub tags: BTreeMap<String, String>,
+}
+
+/// A function's subnets and security groups, each sorted (Lambda reports
+/// them in no particular order).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VpcPlan {
+    /// Subnet ids.
+    pub subnet_ids: Vec<String>,
+    /// Security group ids.
+    pub security_group_ids: Vec<String>,
 }
 
 /// Lambda's default (and smallest) ephemeral storage, MiB.
@@ -370,6 +384,10 @@ pub fn plan(spec: &DataPipelineSpec, graph: &Graph<'_>, cx: PlanContext<'_>) -> 
                 function_name: function.name.clone(),
                 grants: edges.grants,
                 xray: f.tracing == TracingMode::Active,
+                vpc: vpc_plan(f).map(|v| iam::NetworkAccess {
+                    subnet_ids: v.subnet_ids,
+                    security_group_ids: v.security_group_ids,
+                }),
             }),
             permissions_boundary: cx.permissions_boundary.map(str::to_owned),
             tags: graph.id.tags(&f.name),
@@ -381,6 +399,8 @@ pub fn plan(spec: &DataPipelineSpec, graph: &Graph<'_>, cx: PlanContext<'_>) -> 
                 role_arn: role.arn.clone(),
                 code,
                 ephemeral_storage_mib: f.ephemeral_storage_mib.unwrap_or(EPHEMERAL_STORAGE_MIB),
+                layers: f.layers.clone(),
+                vpc: vpc_plan(f),
                 memory_mib: f.memory_mib,
                 timeout_seconds: f.timeout_seconds,
                 reserved_concurrency: f.reserved_concurrency,
@@ -412,6 +432,20 @@ pub fn plan(spec: &DataPipelineSpec, graph: &Graph<'_>, cx: PlanContext<'_>) -> 
         out.event_source_mappings.extend(edges.mappings);
     }
     out
+}
+
+fn vpc_plan(f: &FunctionSpec) -> Option<VpcPlan> {
+    let vpc = f.vpc.as_ref()?;
+    let sorted = |ids: &[String]| {
+        let mut ids = ids.to_vec();
+        ids.sort();
+        ids.dedup();
+        ids
+    };
+    Some(VpcPlan {
+        subnet_ids: sorted(&vpc.subnet_ids),
+        security_group_ids: sorted(&vpc.security_group_ids),
+    })
 }
 
 /// What function `f` (the `i`th) runs; `None` for a built-in handler the

@@ -24,7 +24,7 @@ pub use events::{EventBusPlan, RulePlan, TargetPlan};
 pub use function::{
     CodeLocation, CodePlan, EPHEMERAL_STORAGE_MIB, EventSourceMappingPlan, FunctionPlan,
     INLINE_POLICY, InvokeConfigPlan, InvokeStatement, PermissionsPlan, RUNTIME, RolePlan,
-    STATEMENT_PREFIX, ZipCode,
+    STATEMENT_PREFIX, VpcPlan, ZipCode,
 };
 pub use graph::Graph;
 pub use queue::QueuePlan;
