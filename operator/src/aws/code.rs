@@ -228,8 +228,9 @@ fn unreadable(z: &ZipCode, e: AwsError) -> Error {
     }
 }
 
-/// Reads the whole object once, hashing it as it streams (never held).
-async fn read_digest(aws: &Aws, z: &ZipCode) -> Result<(String, u64)> {
+/// The pinned object's body: all of it, or bytes `range` (HTTP `bytes=`
+/// syntax).
+async fn get(aws: &Aws, z: &ZipCode, range: Option<String>) -> Result<ByteStream> {
     let out = aws
         .call(Service::S3, "GetObject", || {
             aws.s3
@@ -237,11 +238,17 @@ async fn read_digest(aws: &Aws, z: &ZipCode) -> Result<(String, u64)> {
                 .bucket(&z.bucket)
                 .key(&z.key)
                 .set_version_id(z.version_id.clone())
+                .set_range(range.clone())
                 .send()
         })
         .await
         .map_err(|e| unreadable(z, e))?;
-    let mut body = out.body;
+    Ok(out.body)
+}
+
+/// Reads the whole object once, hashing it as it streams (never held).
+async fn read_digest(aws: &Aws, z: &ZipCode) -> Result<(String, u64)> {
+    let mut body = get(aws, z, None).await?;
     let mut hasher = Sha256::new();
     let mut size = 0u64;
     while let Some(chunk) = body
@@ -257,20 +264,8 @@ async fn read_digest(aws: &Aws, z: &ZipCode) -> Result<(String, u64)> {
 
 /// Bytes `range` (HTTP `bytes=` syntax) of the pinned object.
 async fn read_range(aws: &Aws, z: &ZipCode, range: String) -> Result<Vec<u8>> {
-    let out = aws
-        .call(Service::S3, "GetObject", || {
-            aws.s3
-                .get_object()
-                .bucket(&z.bucket)
-                .key(&z.key)
-                .set_version_id(z.version_id.clone())
-                .range(range.clone())
-                .send()
-        })
-        .await
-        .map_err(|e| unreadable(z, e))?;
-    let bytes = out
-        .body
+    let bytes = get(aws, z, Some(range))
+        .await?
         .collect()
         .await
         .map_err(|e| Error::InvalidSpec(format!("{}.s3: reading the object: {e}", z.field)))?;
