@@ -385,6 +385,27 @@ async fn own_rust_and_python_code_runs_updates_by_version_and_is_held_to_its_edg
     sluice_e2e::assert_nothing_left(&sdk, &op.prefix).await;
 }
 
+/// Waits until the pipeline's status names every one of `needles`; the
+/// status then.
+async fn status_naming(ns: &str, needles: &[&str]) -> String {
+    let needles: Vec<String> = needles.iter().map(|n| (*n).to_owned()).collect();
+    wait_for(
+        &format!("the status naming {needles:?}"),
+        Duration::from_secs(60),
+        || {
+            let (ns, needles) = (ns.to_owned(), needles.clone());
+            async move {
+                let status = get_pipeline(&ns, NAME)["status"].to_string();
+                needles
+                    .iter()
+                    .all(|n| status.contains(n.as_str()))
+                    .then_some(status)
+            }
+        },
+    )
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn code_the_policy_does_not_list_or_that_is_not_what_it_claims_is_stalled() {
     install_crd();
@@ -399,57 +420,55 @@ async fn code_the_policy_does_not_list_or_that_is_not_what_it_claims_is_stalled(
         .send()
         .await
         .expect("bucket");
-    // A Python zip without the module its handler names, and a Rust zip
-    // whose pinned digest is not the object's.
+    // The real Rust zip (an x86-64 bootstrap), and a Python zip without
+    // the module its handler names.
+    let rust = rust_zip();
+    let rust_sha = hex_sha256(&rust);
     let python = zip::stored(&[("other.py", b"def handler(e, c):\n    return e\n")]);
-    s3.put_object()
-        .bucket(&bucket)
-        .key("summarize/handler.zip")
-        .body(ByteStream::from(python.clone()))
-        .send()
-        .await
-        .expect("put");
-    let rust = zip::stored(&[("bootstrap", b"#!/bin/sh\n")]);
-    s3.put_object()
-        .bucket(&bucket)
-        .key("word-count/w.zip")
-        .body(ByteStream::from(rust))
-        .send()
-        .await
-        .expect("put");
-    let mut dp: Value =
-        serde_yaml::from_str(&sample_manifest("own-code.yaml")).expect("sample YAML");
-    dp["spec"]["functions"][0]["code"]["s3"] =
-        json!({"bucket": bucket, "key": "word-count/w.zip", "sha256": "0".repeat(64)});
-    dp["spec"]["functions"][1]["code"]["s3"] = json!({"bucket": bucket,
-        "key": "summarize/handler.zip", "sha256": hex_sha256(&python)});
+    for (key, body) in [
+        ("word-count/w.zip", rust),
+        ("summarize/handler.zip", python.clone()),
+    ] {
+        s3.put_object()
+            .bucket(&bucket)
+            .key(key)
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .expect("put");
+    }
+    let spec = |architecture: &str, rust_pin: &str| {
+        let mut dp: Value =
+            serde_yaml::from_str(&sample_manifest("own-code.yaml")).expect("sample YAML");
+        dp["spec"]["functions"][0]["code"]["s3"] =
+            json!({"bucket": bucket, "key": "word-count/w.zip", "sha256": rust_pin});
+        dp["spec"]["functions"][0]["code"]["architecture"] = json!(architecture);
+        dp["spec"]["functions"][1]["code"]["s3"] = json!({"bucket": bucket,
+            "key": "summarize/handler.zip", "sha256": hex_sha256(&python)});
+        dp.to_string()
+    };
+    let apply = |manifest: String| kubectl_stdin_ok(&["apply", "-n", &ns.0, "-f", "-"], &manifest);
 
     // Not listed in the namespace's policy: refused before anything is made.
     let _policy = Policy::apply(&policy_name, json!({}));
-    let stalled = apply_and_wait(&ns.0, NAME, &dp.to_string(), "Stalled", &op);
-    let status = get_pipeline(&ns.0, NAME)["status"].clone();
-    let message = status.to_string();
-    assert!(
-        message.contains("spec.functions[0].code.s3.bucket") && message.contains("codeBuckets"),
-        "{status:#}"
-    );
+    let stalled = apply_and_wait(&ns.0, NAME, &spec("arm64", &rust_sha), "Stalled", &op);
+    status_naming(&ns.0, &["spec.functions[0].code.s3.bucket", "codeBuckets"]).await;
     println!("unlisted bucket: Stalled {:.2} s", stalled.as_secs_f64());
 
-    // Listed: the wrong digest and the missing module are named.
+    // Listed: a bootstrap built for x86-64 declared arm64 (its ELF header).
     Policy::update(&policy_name, json!({"codeBuckets": [bucket]}));
-    let message = wait_for("the code problems named", Duration::from_secs(60), || {
-        let ns = ns.0.clone();
-        async move {
-            let status = get_pipeline(&ns, NAME)["status"].to_string();
-            (status.contains("code.s3.sha256") || status.contains("code.handler")).then_some(status)
-        }
-    })
+    status_naming(
+        &ns.0,
+        &["spec.functions[0].code.architecture", "built for x86_64"],
+    )
     .await;
-    assert!(
-        message.contains("spec.functions[0].code.s3.sha256")
-            || message.contains("spec.functions[1].code.handler"),
-        "{message}"
-    );
+    // The right architecture: the Python zip lacks handler.py.
+    apply(spec("x86_64", &rust_sha));
+    status_naming(&ns.0, &["spec.functions[1].code.handler", "handler.py"]).await;
+    // A pin that is not the object's digest.
+    apply(spec("x86_64", &"0".repeat(64)));
+    status_naming(&ns.0, &["spec.functions[0].code.s3.sha256", &rust_sha]).await;
+
     delete_pipeline(&ns.0, NAME, &op);
     remove_bucket(&s3, &bucket).await;
     sluice_e2e::assert_nothing_left(&sdk, &op.prefix).await;

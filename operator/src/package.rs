@@ -163,6 +163,80 @@ pub fn entry_point_files(runtime: &str, handler: &str) -> Vec<String> {
     }
 }
 
+/// What is wrong with a package, and the field of `functions[].code` it
+/// concerns (`s3`, `handler`, `architecture`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    /// The field under `code`.
+    pub field: &'static str,
+    /// What is wrong and what would be right.
+    pub message: String,
+}
+
+/// Lambda's limits and the runtime's entry point, against a zip's
+/// entries: the `bootstrap` entry to check [`check_machine`] on, for a
+/// `provided.*` runtime.
+pub fn check_contents<'a>(
+    entries: &'a [Entry],
+    runtime: &str,
+    handler: &str,
+) -> Result<Option<&'a Entry>, Problem> {
+    let unzipped: u64 = entries.iter().map(|e| e.size).sum();
+    if unzipped > UNZIPPED_LIMIT {
+        return Err(Problem {
+            field: "s3",
+            message: format!(
+                "the zip is {unzipped} bytes unzipped; Lambda takes at most {UNZIPPED_LIMIT} \
+                 (250 MB) with its layers: make it smaller, or use a container image \
+                 (code.image, up to 10 GB)"
+            ),
+        });
+    }
+    let candidates = entry_point_files(runtime, handler);
+    if !candidates.is_empty() && !entries.iter().any(|e| candidates.contains(&e.name)) {
+        return Err(Problem {
+            field: "handler",
+            message: format!(
+                "{handler:?} needs {} in the zip, which holds no such file",
+                candidates.join(" or ")
+            ),
+        });
+    }
+    if !runtime.starts_with("provided") {
+        return Ok(None);
+    }
+    match entries.iter().find(|e| e.name == "bootstrap") {
+        Some(bootstrap) => Ok(Some(bootstrap)),
+        None => Err(Problem {
+            field: "s3",
+            message: format!(
+                "runtime {runtime} starts the file bootstrap at the zip's root, and this zip has none"
+            ),
+        }),
+    }
+}
+
+/// A `bootstrap` (its first bytes, `head`) against the function's
+/// architecture: an ELF executable of the other one cannot start; a script
+/// runs on either.
+pub fn check_machine(head: &[u8], architecture: &str) -> Result<(), Problem> {
+    match elf_machine(head) {
+        Some(machine) if machine.to_string() != architecture => Err(Problem {
+            field: "architecture",
+            message: format!(
+                "bootstrap is built for {machine}, and the function is {architecture}: set \
+                 architecture: {machine}, or build for {architecture} (cargo lambda build {})",
+                if architecture == "arm64" {
+                    "--arm64"
+                } else {
+                    "--x86-64"
+                }
+            ),
+        }),
+        _ => Ok(()),
+    }
+}
+
 fn u16_at(b: &[u8], at: usize) -> u16 {
     u16::from_le_bytes([b[at], b[at + 1]])
 }
@@ -252,6 +326,58 @@ pub(crate) mod tests {
         }
         assert_eq!(elf_machine(&elf(62)), Some(Machine::X86_64));
         assert_eq!(elf_machine(b"#!/bin/sh\nexec ./app\n"), None);
+    }
+
+    fn entry(name: &str, size: u64) -> Entry {
+        Entry {
+            name: name.into(),
+            method: 8,
+            compressed: size / 3,
+            size,
+            offset: 0,
+        }
+    }
+
+    #[test]
+    fn lambdas_limits_and_the_entry_point_are_checked_naming_the_field() {
+        let big = [
+            entry("bootstrap", 200_000_000),
+            entry("data.bin", 70_000_000),
+        ];
+        let err = check_contents(&big, "provided.al2023", "bootstrap").expect_err("too big");
+        assert_eq!(err.field, "s3");
+        assert!(err.message.contains("270000000 bytes unzipped"), "{err:?}");
+        let python = [entry("lib/util.py", 10)];
+        let err = check_contents(&python, "python3.12", "handler.handler").expect_err("no module");
+        assert_eq!(err.field, "handler");
+        assert!(err.message.contains("handler.py"), "{err:?}");
+        let python = [entry("handler.py", 10)];
+        assert_eq!(
+            check_contents(&python, "python3.13", "handler.handler"),
+            Ok(None)
+        );
+        let node = [entry("index.mjs", 10)];
+        assert_eq!(
+            check_contents(&node, "nodejs22.x", "index.handler"),
+            Ok(None)
+        );
+        let err =
+            check_contents(&python, "provided.al2023", "bootstrap").expect_err("no bootstrap");
+        assert!(err.message.contains("has none"), "{err:?}");
+        let rust = [entry("bootstrap", 10)];
+        assert_eq!(
+            check_contents(&rust, "provided.al2023", "bootstrap").map(|b| b.map(|e| &e.name)),
+            Ok(Some(&"bootstrap".to_owned()))
+        );
+    }
+
+    #[test]
+    fn a_bootstrap_of_the_other_architecture_is_refused() {
+        let err = check_machine(&elf(62), "arm64").expect_err("x86-64 on arm64");
+        assert_eq!(err.field, "architecture");
+        assert!(err.message.contains("built for x86_64"), "{err:?}");
+        assert!(check_machine(&elf(183), "arm64").is_ok());
+        assert!(check_machine(b"#!/bin/sh\nexec ./app\n", "arm64").is_ok());
     }
 
     #[test]

@@ -302,30 +302,10 @@ pub async fn verify(aws: &Aws, z: &ZipCode) -> Result<()> {
         read_range(aws, z, format!("bytes={at}-{}", at + len - 1)).await?
     };
     let entries = package::entries(&directory).map_err(&invalid)?;
-    let unzipped: u64 = entries.iter().map(|e| e.size).sum();
-    if unzipped > package::UNZIPPED_LIMIT {
-        return Err(invalid(format!(
-            "the zip is {unzipped} bytes unzipped; Lambda takes at most {} (250 MB) with its \
-             layers: make it smaller, or use a container image (code.image, up to 10 GB)",
-            package::UNZIPPED_LIMIT
-        )));
-    }
-    let candidates = package::entry_point_files(&z.runtime, &z.handler);
-    if !candidates.is_empty() && !entries.iter().any(|e| candidates.contains(&e.name)) {
-        return Err(Error::InvalidSpec(format!(
-            "{}.handler: {:?} needs {} in the zip, which holds no such file",
-            z.field,
-            z.handler,
-            candidates.join(" or ")
-        )));
-    }
-    if z.runtime.starts_with("provided") {
-        let Some(bootstrap) = entries.iter().find(|e| e.name == "bootstrap") else {
-            return Err(invalid(format!(
-                "runtime {} starts the file bootstrap at the zip's root, and this zip has none",
-                z.runtime
-            )));
-        };
+    let problem =
+        |p: package::Problem| Error::InvalidSpec(format!("{}.{}: {}", z.field, p.field, p.message));
+    let bootstrap = package::check_contents(&entries, &z.runtime, &z.handler).map_err(problem)?;
+    if let Some(bootstrap) = bootstrap {
         let header = read_range(
             aws,
             z,
@@ -343,22 +323,7 @@ pub async fn verify(aws: &Aws, z: &ZipCode) -> Result<()> {
         )
         .await?;
         let head = package::first_bytes(bootstrap, &data, 64).map_err(&invalid)?;
-        if let Some(machine) = package::elf_machine(&head)
-            && machine.to_string() != z.architecture
-        {
-            return Err(Error::InvalidSpec(format!(
-                "{}.architecture: bootstrap is built for {machine}, and the function is {}: \
-                 set architecture: {machine}, or build for {} (cargo lambda build --{})",
-                z.field,
-                z.architecture,
-                z.architecture,
-                if z.architecture == "arm64" {
-                    "arm64"
-                } else {
-                    "x86-64"
-                }
-            )));
-        }
+        package::check_machine(&head, &z.architecture).map_err(problem)?;
     }
     aws.code_verified.lock().await.insert(place);
     Ok(())
