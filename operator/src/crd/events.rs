@@ -42,6 +42,7 @@ pub struct RuleSpec {
     /// The event pattern, written as YAML (a JSON object), e.g.
     /// `{detail-type: [data-event], detail: {data_type: [type_a]}}`.
     #[schemars(schema_with = "crate::crd::free_form_object")]
+    #[serde(deserialize_with = "crate::crd::free_form")]
     pub pattern: Value,
 
     /// Where matching events go (1 to 5 targets, EventBridge's limit).
