@@ -9,7 +9,8 @@
 //! | A pattern is at most 4,096 characters (2,048 by default; the quota can be raised to 4,096) | here and on the plan | "Amazon EventBridge quotas" (Event pattern size) |
 //! | A pattern nests at most [`MAX_FREE_FORM_DEPTH`] levels | admission (CRD schema) and here | Sluice's own limit: a deeper object breaks reading the list (serde's limit of 128) |
 //! | 1 to 5 targets per rule, ids unique | schema and here | PutTargets |
-//! | A FIFO queue target needs a message group id | here | PutTargets (SqsParameters) |
+//! | A FIFO queue target needs a message group id, and content-based deduplication on the queue (a generated `<queue>-dlq` takes its queue's) | here | PutTargets, SqsParameters |
+//! | A queue target (a generated `<queue>-dlq` too) gets a queue policy letting exactly its rules send | plan (`plan::queue`) | "Permissions for Amazon SQS" (EventBridge User Guide) |
 //! | `InputPathsMap`: at most 100 entries; keys `[A-Za-z0-9_-]+` (so never `AWS.`); values JSON paths in dot notation, at most 256 characters | here | InputTransformer (API reference) |
 //! | `InputTemplate`: 1 to 8,192 characters; every `<placeholder>` defined in `InputPathsMap` or one of `aws.events.*` | schema and here | InputTransformer, "Transforming target input" |
 
@@ -20,7 +21,10 @@ use serde_json::{Map, Value};
 use super::Declared;
 #[cfg(test)]
 use crate::crd::MAX_FREE_FORM_DEPTH;
-use crate::crd::{DataPipelineSpec, InputTransformer};
+use crate::{
+    crd::{DataPipelineSpec, InputTransformer},
+    plan::graph::dead_letter_name,
+};
 
 /// EventBridge's limit on an event pattern, in characters (the quota's
 /// highest value; 2,048 by default).
@@ -123,6 +127,24 @@ pub(super) fn validate_rules(
                         problems.push(format!(
                             "{at}.queue: {q:?} is not declared in spec.queues ({})",
                             queues.hint()
+                        ));
+                    }
+                    // SqsParameters: "If you specify an SQS FIFO queue as a
+                    // target, the queue must have content-based
+                    // deduplication enabled." A generated dead-letter queue
+                    // deduplicates as its queue does.
+                    if fifo.contains(q.as_str())
+                        && let Some((k, source)) = spec
+                            .queues
+                            .iter()
+                            .enumerate()
+                            .find(|(_, s)| s.name == *q || dead_letter_name(&s.name) == *q)
+                        && !source.content_based_deduplication
+                    {
+                        problems.push(format!(
+                            "{at}.queue: {q:?} is a FIFO queue without content-based \
+                             deduplication, and EventBridge sends to a FIFO queue only with it; \
+                             set spec.queues[{k}].contentBasedDeduplication: true"
                         ));
                     }
                     if fifo.contains(q.as_str()) && t.message_group_id.is_none() {

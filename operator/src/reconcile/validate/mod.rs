@@ -3,12 +3,14 @@
 //! that the emulator does not. Pure; every error names the field, the bad
 //! value and what would be valid.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 mod events;
+mod queues;
 
 pub use events::MAX_EVENT_PATTERN_CHARS;
 use events::validate_rules;
+use queues::validate_queues;
 
 use crate::{
     artifacts::Catalog,
@@ -168,7 +170,7 @@ pub fn validate(
     let functions = Declared::new(spec.functions.iter().map(|f| f.name.as_str()));
     let workflows = Declared::new(spec.workflows.iter().map(|w| w.name.as_str()));
 
-    validate_queues(spec, &queues, &mut problems);
+    validate_queues(spec, &queues, &fifo, &mut problems);
     validate_rules(
         spec,
         &buses,
@@ -197,73 +199,6 @@ pub fn validate(
         Ok(())
     } else {
         Err(problems.join("; "))
-    }
-}
-
-fn validate_queues(spec: &DataPipelineSpec, queues: &Declared<'_>, problems: &mut Vec<String>) {
-    let own: BTreeMap<&str, &crate::crd::QueueSpec> =
-        spec.queues.iter().map(|q| (q.name.as_str(), q)).collect();
-    for (i, q) in spec.queues.iter().enumerate() {
-        let at = format!("spec.queues[{i}]");
-        if let Some(d) = &q.dead_letter {
-            let derived = dead_letter_name(&q.name);
-            match &d.queue {
-                None => {
-                    if own.contains_key(derived.as_str()) {
-                        problems.push(format!(
-                            "{at}.deadLetter: Sluice creates the dead-letter queue {derived:?}, \
-                             but a queue of that name is declared; name it in deadLetter.queue \
-                             or rename the other queue"
-                        ));
-                    }
-                }
-                Some(target) if target == &q.name => problems.push(format!(
-                    "{at}.deadLetter.queue: a queue cannot be its own dead-letter queue"
-                )),
-                Some(target) => match own.get(target.as_str()) {
-                    None => problems.push(format!(
-                        "{at}.deadLetter.queue: {target:?} is not declared in spec.queues ({})",
-                        queues.hint()
-                    )),
-                    Some(t) if t.fifo != q.fifo => problems.push(format!(
-                        "{at}.deadLetter.queue: {target:?} is {} but {:?} is {}; a queue's \
-                         dead-letter queue must be of the same type",
-                        if t.fifo { "FIFO" } else { "standard" },
-                        q.name,
-                        if q.fifo { "FIFO" } else { "standard" },
-                    )),
-                    Some(_) => {}
-                },
-            }
-        }
-        // A redrive chain must end: no cycles through named dead-letter queues.
-        let mut seen = BTreeSet::from([q.name.as_str()]);
-        let mut next = q.dead_letter.as_ref().and_then(|d| d.queue.as_deref());
-        while let Some(n) = next {
-            if !seen.insert(n) {
-                problems.push(format!(
-                    "{at}.deadLetter.queue: the dead-letter queues of {:?} form a cycle through {n:?}",
-                    q.name
-                ));
-                break;
-            }
-            next = own
-                .get(n)
-                .and_then(|x| x.dead_letter.as_ref())
-                .and_then(|d| d.queue.as_deref());
-        }
-        // Lambda refuses a queue source whose visibility timeout is shorter
-        // than the function's timeout.
-        if let Some(visibility) = q.visibility_timeout_seconds
-            && let Some(longest) = crate::plan::queue::longest_consumer_timeout(spec, &q.name)
-            && visibility < longest
-        {
-            problems.push(format!(
-                "{at}.visibilityTimeoutSeconds: {visibility} is shorter than the {longest} s \
-                 timeout of a function it triggers; Lambda requires at least the function's \
-                 timeout (AWS advises 6 ×); leave it out to derive it"
-            ));
-        }
     }
 }
 
@@ -883,6 +818,40 @@ mod tests {
             err.contains("spec.rules[0].targets[0].messageGroupId"),
             "{err}"
         );
+        assert!(
+            err.contains(
+                "spec.functions[1].triggers[0].queue.batchingWindowSeconds: 5 s, but \"type-a\" \
+                 is a FIFO queue"
+            ),
+            "{err}"
+        );
+        let a = spec
+            .queues
+            .iter()
+            .position(|q| q.name == "type-a")
+            .expect("type-a");
+        assert!(
+            err.contains(&format!(
+                "spec.rules[0].targets[0].queue: \"type-a\" is a FIFO queue without content-based \
+                 deduplication, and EventBridge sends to a FIFO queue only with it; set \
+                 spec.queues[{a}].contentBasedDeduplication: true"
+            )),
+            "{err}"
+        );
+        // Its generated dead-letter queue deduplicates as it does.
+        spec.rules[0].targets[0].queue = Some("type-a-dlq".into());
+        let err = problems(&spec);
+        assert!(
+            err.contains(&format!(
+                "spec.rules[0].targets[0].queue: \"type-a-dlq\" is a FIFO queue without \
+                 content-based deduplication, and EventBridge sends to a FIFO queue only with it; \
+                 set spec.queues[{a}].contentBasedDeduplication: true"
+            )),
+            "{err}"
+        );
+        spec.queues[a].content_based_deduplication = true;
+        let err = problems(&spec);
+        assert!(!err.contains("content-based"), "{err}");
     }
 
     #[test]
