@@ -7,10 +7,12 @@ use std::collections::BTreeSet;
 
 mod events;
 mod queues;
+mod workflows;
 
 pub use events::MAX_EVENT_PATTERN_CHARS;
 use events::validate_rules;
 use queues::validate_queues;
+use workflows::validate_workflows;
 
 use crate::{
     artifacts::Catalog,
@@ -456,35 +458,6 @@ fn validate_function(
     }
 }
 
-fn validate_workflows(
-    spec: &DataPipelineSpec,
-    buckets: &Declared<'_>,
-    functions: &Declared<'_>,
-    problems: &mut Vec<String>,
-) {
-    for (i, w) in spec.workflows.iter().enumerate() {
-        let at = format!("spec.workflows[{i}]");
-        if check_depth(&format!("{at}.definition"), &w.definition, problems) {
-            problems.extend(crate::asl::validate(
-                &format!("{at}.definition"),
-                &w.definition,
-                &functions.0,
-            ));
-        }
-        for (j, t) in w.triggers.iter().enumerate() {
-            if let Some(b) = &t.bucket
-                && !buckets.has(&b.name)
-            {
-                problems.push(format!(
-                    "{at}.triggers[{j}].bucket.name: {:?} is not declared in spec.buckets ({})",
-                    b.name,
-                    buckets.hint()
-                ));
-            }
-        }
-    }
-}
-
 fn validate_schedules(
     spec: &DataPipelineSpec,
     functions: &Declared<'_>,
@@ -923,6 +896,31 @@ mod tests {
         let err = problems(&spec);
         assert!(
             err.contains("spec.functions[0].asyncInvocation.onFailure.queue: \"router-failures\" is a FIFO queue"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn an_express_workflow_waits_for_no_task_token() {
+        let mut spec = sample("orchestrated.yaml");
+        let d = &mut spec.workflows[0].definition;
+        let first = d["StartAt"].as_str().expect("StartAt").to_owned();
+        let function = d["States"][&first]["Resource"]
+            .as_str()
+            .and_then(|r| r.strip_prefix("function:"))
+            .expect("a function: task first")
+            .to_owned();
+        d["States"][&first]["Resource"] =
+            serde_json::json!("arn:aws:states:::lambda:invoke.waitForTaskToken");
+        d["States"][&first]["Parameters"] = serde_json::json!({"FunctionName": function});
+        assert_eq!(validate(&spec, &config(), &catalog()), Ok(()));
+        spec.workflows[0].type_ = crate::crd::WorkflowType::Express;
+        let err = problems(&spec);
+        assert!(
+            err.contains(&format!(
+                "spec.workflows[0].definition.States.{first}.Resource: \
+                 \"arn:aws:states:::lambda:invoke.waitForTaskToken\" uses the .waitForTaskToken"
+            )),
             "{err}"
         );
     }
