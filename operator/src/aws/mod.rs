@@ -783,7 +783,7 @@ fn refusal(
             "{kind} {id} exists without Sluice's ownership tags or a release marker, so this \
              pipeline did not create it and will not adopt it by name; delete or rename it, or, \
              if it is this pipeline's, tag it {TAG_RELEASED_BY}={}",
-            pipeline.pipeline_ref()
+            pipeline.pipeline_tag()
         )),
     }
 }
