@@ -6,6 +6,7 @@
 use std::collections::BTreeSet;
 
 mod events;
+mod kms;
 mod queues;
 mod workflows;
 
@@ -172,6 +173,7 @@ pub fn validate(
     let functions = Declared::new(spec.functions.iter().map(|f| f.name.as_str()));
     let workflows = Declared::new(spec.workflows.iter().map(|w| w.name.as_str()));
 
+    kms::validate_kms_keys(spec, region, &mut problems);
     validate_queues(spec, &queues, &fifo, &mut problems);
     validate_rules(
         spec,
