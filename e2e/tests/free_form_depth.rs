@@ -87,6 +87,35 @@ fn free_form_objects_deeper_than_the_limit_are_refused_at_admission() {
         true,
     );
     assert!(ok, "{err}");
+    // A definition too large for the policy's CEL cost limit (~50,000
+    // nodes, ~390 KB) is admitted, not refused: the operator checks it.
+    let states: serde_json::Map<String, Value> = (0..1200)
+        .map(|i| {
+            let mut state = json!({
+                "Type": "Pass",
+                "Parameters": (0..8)
+                    .map(|j| (format!("k{j}"), json!({"a": [1, 2, {"b": "c"}]})))
+                    .collect::<serde_json::Map<_, _>>(),
+            });
+            if i + 1 < 1200 {
+                state["Next"] = json!(format!("S{}", i + 1));
+            } else {
+                state["End"] = json!(true);
+            }
+            (format!("S{i}"), state)
+        })
+        .collect();
+    let big =
+        json!({"workflows": [{"name": "w", "definition": {"StartAt": "S0", "States": states}}]});
+    let out = kubectl_stdin(
+        &["create", "-n", &ns.0, "--dry-run=server", "-f", "-"],
+        &pipeline(big),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]

@@ -700,6 +700,12 @@ mod tests {
             )),
             "{got}"
         );
+        // One too deep to parse at all was read as the marker.
+        let got = pattern_problems(json!({ crate::crd::TOO_DEEP: true }));
+        assert!(
+            got.contains("spec.rules[0].pattern: nests more than 127 levels"),
+            "{got}"
+        );
         assert_eq!(depth(&json!({"a": [1]})), 2);
         assert_eq!(depth(&json!(1)), 0);
     }

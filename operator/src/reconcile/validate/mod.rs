@@ -48,7 +48,7 @@ fn check_depth(at: &str, value: &serde_json::Value, problems: &mut Vec<String>) 
         _ => {
             problems.push(format!(
                 "{at}: nests {} levels; Sluice accepts at most {MAX_FREE_FORM_DEPTH}",
-                levels.map_or("more than 100".into(), |l| l.to_string())
+                levels.map_or("more than 127".into(), |l| l.to_string())
             ));
             false
         }
