@@ -737,7 +737,7 @@ async fn converge(dp: &DataPipeline, ctx: &Context) -> Result<(Action, &'static 
     let result = reconcile::apply(&aws, &pid, &plan, &mut progress).await;
     {
         let mut rejected = ctx.rejected_plans.lock().await;
-        if matches!(result, Err(Error::Rejected { .. })) {
+        if result.as_ref().is_err_and(Error::is_rejected) {
             rejected.insert(uid, digest);
         } else {
             rejected.remove(&uid);

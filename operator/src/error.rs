@@ -107,7 +107,17 @@ impl Error {
                 | Error::Conflict(_)
                 | Error::Artifact(_)
                 | Error::Rejected { .. }
-        )
+        ) || self.is_rejected()
+    }
+
+    /// Whether AWS refused a value of the spec (see
+    /// [`AwsError::is_rejected`]), wherever the call was made.
+    pub fn is_rejected(&self) -> bool {
+        match self {
+            Error::Rejected { .. } => true,
+            Error::Aws(e) => e.is_rejected(),
+            _ => false,
+        }
     }
 
     /// The condition reason for this error (CamelCase, as kstatus expects).
@@ -117,6 +127,7 @@ impl Error {
             Error::PolicyViolation(_) => POLICY_VIOLATION,
             Error::Conflict(_) => "OwnershipConflict",
             Error::Waiting { .. } => "WaitingForAWS",
+            Error::Aws(e) if e.is_rejected() => AWS_REJECTED,
             Error::Aws(e) => match e.class {
                 ErrorClass::Throttled => "AWSThrottled",
                 ErrorClass::Transient => "AWSUnavailable",
@@ -234,6 +245,22 @@ mod tests {
             )
             .is_rejected()
         );
+        // Nor code Lambda could not read from S3 (uploaded again), nor a
+        // queue's visibility timeout SQS has not applied yet.
+        assert!(
+            !aws(
+                "InvalidParameterValueException",
+                "Error occurred while GetObject. S3 Error Code: NoSuchKey."
+            )
+            .is_rejected()
+        );
+        assert!(
+            !aws(
+                "InvalidParameterValueException",
+                "Queue visibility timeout: 30 seconds is less than Function timeout: 60 seconds"
+            )
+            .is_rejected()
+        );
         // A throttle or a 5xx with such a code is not a refusal.
         let mut busy = aws("ValidationException", "x");
         busy.class = ErrorClass::Transient;
@@ -248,6 +275,10 @@ mod tests {
         };
         assert!(e.is_stalled());
         assert_eq!(e.reason(), "AWSRejected");
+        // Also where no resource is named.
+        let bare = Error::Aws(aws("ValidationException", "x"));
+        assert!(bare.is_stalled() && bare.reason() == "AWSRejected");
+        assert!(!Error::Aws(aws("ResourceConflictException", "x")).is_stalled());
         assert_eq!(
             e.to_string(),
             "AWS refused SQS::Queue work: sqs CreateQueue failed: InvalidAttributeValue: Invalid \

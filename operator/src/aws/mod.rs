@@ -273,16 +273,26 @@ pub const REJECTED_CODES: [&str; 22] = [
 
 impl AwsError {
     /// Whether AWS refused the value itself ([`REJECTED_CODES`]): retrying
-    /// without a spec change cannot help. Lambda's "role cannot be
-    /// assumed", an InvalidParameterValueException while IAM propagates, is
-    /// not one.
+    /// without a spec change cannot help. Not one: what Lambda answers with
+    /// InvalidParameterValueException while something settles ([`Self::is_settling`]).
     pub fn is_rejected(&self) -> bool {
         self.class == ErrorClass::Client
             && self
                 .code
                 .as_deref()
                 .is_some_and(|c| REJECTED_CODES.contains(&c))
-            && !self.is_role_not_yet_usable()
+            && !self.is_settling()
+    }
+
+    /// Lambda's InvalidParameterValueException while something settles: a
+    /// new role or grant not yet visible to it, code it could not read from
+    /// S3 (uploaded again on the next pass), a queue's visibility timeout
+    /// changed moments ago (SQS takes up to a minute to apply it).
+    pub fn is_settling(&self) -> bool {
+        let message = self.message.as_deref().unwrap_or_default();
+        self.is_role_not_yet_usable()
+            || (self.has_code("InvalidParameterValueException")
+                && (message.contains("S3") || message.contains("isibility timeout")))
     }
 
     /// A write refused because this replica's write fence is closed.
