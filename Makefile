@@ -12,6 +12,10 @@ export CARGO_TERM_COLOR ?= never
 # the content they are built from (scripts/handlers.sh).
 HANDLERS_DIR = $(shell scripts/handlers.sh dir)
 OPERATOR_BIN := $(CARGO_TARGET_DIR)/debug/sluice-operator
+# A team's own Rust function (scripts/own-code.sh): make own-code builds
+# CRATE (the template by default); the tests get the template's zip.
+CRATE ?= examples/rust-function
+OWN_CODE_ZIP = $(shell scripts/own-code.sh dir examples/rust-function)
 # The chart's crds/ (crds/ at the root links to it).
 CRD := charts/sluice/crds/datapipelines.sluice.dev.yaml
 POLICY_CRD := charts/sluice/crds/sluicepolicies.sluice.dev.yaml
@@ -42,6 +46,10 @@ tools-cluster: ## install Debian's containerd, runc, CNI plugins, iptables and b
 tools-lambda: ## install cargo-lambda, the Lambda Runtime API emulator of the handler tests (cached by version)
 	@scripts/step.sh tools-lambda scripts/tools.sh install-cargo-lambda
 
+.PHONY: tools-runtimes
+tools-runtimes: ## install AWS's Python and Node runtime interface clients the local Lambda harness runs python3.12/3.13 and nodejs22.x functions with (cached by version)
+	@scripts/step.sh tools-runtimes scripts/tools.sh install-runtimes
+
 .PHONY: tools-bench
 tools-bench: ## install moto and the Python baseline of make bench (boto3), cached by version
 	@scripts/step.sh tools-bench scripts/tools.sh install-bench
@@ -70,6 +78,15 @@ policy: ## regenerate the operator's AWS policy (config/iam/operator-policy*.jso
 .PHONY: handlers
 handlers: ## build the one Lambda executable of every handler (provided.al2023), zip it with a manifest (cached by content)
 	@scripts/step.sh handlers scripts/handlers.sh build
+
+.PHONY: own-code
+own-code: tools-lambda ## build a team's Rust function into a zip (CRATE=examples/rust-function, ARCH=arm64 optional; cached by content); with BUCKET=b [KEY_PREFIX=p], upload it by digest and print the code: block
+	@scripts/step.sh own-code scripts/own-code.sh $(if $(BUCKET),upload,build) $(CRATE) $(if $(filter arm64,$(ARCH)),--arm64) \
+	  $(if $(BUCKET),--bucket $(BUCKET)) $(if $(KEY_PREFIX),--key-prefix $(KEY_PREFIX))
+
+.PHONY: own-code-template
+own-code-template: tools-lambda
+	@scripts/step.sh own-code-template scripts/own-code.sh build examples/rust-function >/dev/null
 
 .PHONY: build
 build: ## build the operator
@@ -115,14 +132,14 @@ unit: ## unit tests (no network)
 # The emulator's harness runs AWS's documented waits (retry delays,
 # visibility timeouts, batching windows) 50 times faster.
 .PHONY: env-tests
-env-tests: tools tools-lambda tools-observability tools-helm tools-cluster handlers build image
+env-tests: tools tools-lambda tools-runtimes tools-observability tools-helm tools-cluster handlers own-code-template build image
 	@scripts/step.sh build-tests cargo test --no-run --tests -p sluice-integration-tests -p sluice-e2e \
 	  -p sluice-handlers --features sluice-handlers/env-tests
 	@ENV_DIR=$$(mktemp -d /tmp/sluice-test.XXXXXX); \
 	trap 'scripts/localenv.sh down '"$$ENV_DIR" EXIT; \
 	SLUICE_HARNESS_DELAY_FACTOR=0.02 scripts/step.sh localenv scripts/localenv.sh up "$$ENV_DIR" --cluster; \
 	source "$$ENV_DIR/env"; \
-	export SLUICE_OPERATOR_BIN=$(OPERATOR_BIN) SLUICE_HANDLERS_DIR=$(HANDLERS_DIR); \
+	export SLUICE_OPERATOR_BIN=$(OPERATOR_BIN) SLUICE_HANDLERS_DIR=$(HANDLERS_DIR) SLUICE_OWN_CODE_ZIP=$(OWN_CODE_ZIP); \
 	SLUICE_OPERATOR_IMAGE=$$(scripts/step.sh image-load scripts/image.sh load); export SLUICE_OPERATOR_IMAGE; \
 	export SLUICE_PROMETHEUS=$$(scripts/tools.sh path prometheus) SLUICE_PROMTOOL=$$(scripts/tools.sh path promtool) \
 	  SLUICE_ARGOCD_HEALTH=$$(scripts/tools.sh path argocd-health) SLUICE_HELM=$$(scripts/tools.sh path helm) \
@@ -168,11 +185,11 @@ test: ## everything CI runs: format, lints, CRD and operator policy checks, unit
 test-steps: fmt-check clippy crd-check policy-check unit env-tests
 
 .PHONY: demo
-demo: tools tools-helm tools-cluster handlers build image ## a one-node cluster, the operator as a Deployment, the Pattern 1 sample: apply, show, delete, tear down
+demo: tools tools-helm tools-cluster tools-runtimes handlers build image ## a one-node cluster, the operator as a Deployment, the Pattern 1 sample: apply, show, delete, tear down
 	@scripts/step.sh demo scripts/demo.sh run $(DEMO_DIR)
 
 .PHONY: demo-up
-demo-up: tools tools-helm tools-cluster handlers build image ## like demo, but leave it running
+demo-up: tools tools-helm tools-cluster tools-runtimes handlers build image ## like demo, but leave it running
 	scripts/demo.sh up $(DEMO_DIR)
 
 .PHONY: demo-down

@@ -147,6 +147,10 @@ case "$CMD" in
     "$SLUICE_KUBECTL" delete -f "$SAMPLE" --wait --timeout=120s
     say "AWS resources after delete"
     show_aws
+    say "next: your own code"
+    echo "config/samples/own-code.yaml runs a team's Rust function (examples/rust-function) and Python"
+    echo "function (examples/python-function), each pinned by digest or object version; build and"
+    echo "upload with scripts/own-code.sh; e2e/tests/own_code.rs runs it end to end locally"
     ;;
   up)
     up
@@ -159,6 +163,7 @@ Sluice is running. Try:
   kubectl get pods -A
   scripts/demo.sh drop $DIR config/samples/data/order.json  # a file in, the processed one printed
   kubectl logs -n sluice-system deploy/sluice-operator -f
+  less config/samples/own-code.yaml  # your own code: a Rust and a Python function (scripts/own-code.sh)
   tail -f $DIR/harness/lambda-*.log  # what the function printed (also in CloudWatch Logs)
   make demo-down                  # stop everything
 EOF_HELP

@@ -149,7 +149,11 @@ up() {
   # config/iam/pipeline-boundary.json), handlers as their roles.
   # SLUICE_MOTO_LAUNCHER picks another launcher (make bench-fleet:
   # e2e/moto/fleet_launcher.py, without deliveries).
+  # Python and Node functions run with AWS's runtime interface clients
+  # (scripts/tools.sh install-runtimes); until they are installed, invoking
+  # such a function fails saying so.
   SLUICE_HARNESS_DIR="$DIR/harness" SLUICE_HARNESS_IAM="$iam" \
+    SLUICE_HARNESS_PYTHON_RUNTIME="$("$TOOLS" path runtime-python)" SLUICE_HARNESS_NODE_RIC="$("$TOOLS" path node-ric)" \
     start moto "$("$TOOLS" path python)" "${SLUICE_MOTO_LAUNCHER:-$ROOT/e2e/moto/launcher.py}" -H "$listen" -p "$moto_port"
   wait_for etcd 60 curl -sf "http://127.0.0.1:$etcd_port/health"
 

@@ -16,6 +16,8 @@ The executable itself is copied beside it, so tests can run the very binary
 the zip holds.
 
 usage: package-handlers.py [--architecture x86_64|arm64] BINARY OUT_DIR NAME...
+       package-handlers.py --zip BINARY ZIP   (the zip alone, the same way: a team's
+                                               function, scripts/own-code.sh; prints its SHA-256)
 """
 
 import hashlib
@@ -29,10 +31,11 @@ ZIP_NAME = "sluice-handlers.zip"
 REQUIREMENTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "handlers", "requirements.json")
 
 
-def package(binary: str, out_dir: str) -> dict:
+def write_zip(binary: str, path: str) -> tuple[str, int]:
+    """Writes `binary` as `bootstrap` (0755) into the zip at `path`,
+    reproducibly; returns the zip's SHA-256 (hex) and the binary's size."""
     if not os.path.isfile(binary):
-        sys.exit(f"package-handlers: {binary} not found: build it first (make handlers)")
-    path = os.path.join(out_dir, ZIP_NAME)
+        sys.exit(f"package-handlers: {binary} not found: build it first")
     tmp = path + ".tmp"
     info = zipfile.ZipInfo("bootstrap", date_time=(1980, 1, 1, 0, 0, 0))
     info.external_attr = (0o100755 << 16)
@@ -43,14 +46,24 @@ def package(binary: str, out_dir: str) -> dict:
     with zipfile.ZipFile(tmp, "w") as z:
         z.writestr(info, data, compresslevel=9)
     os.replace(tmp, path)
-    shutil.copy2(binary, os.path.join(out_dir, "bootstrap"))
     with open(path, "rb") as f:
-        digest = hashlib.sha256(f.read()).hexdigest()
-    return {"zip": ZIP_NAME, "sha256": digest, "size": os.path.getsize(path), "binarySize": len(data)}
+        return hashlib.sha256(f.read()).hexdigest(), len(data)
+
+
+def package(binary: str, out_dir: str) -> dict:
+    path = os.path.join(out_dir, ZIP_NAME)
+    digest, binary_size = write_zip(binary, path)
+    shutil.copy2(binary, os.path.join(out_dir, "bootstrap"))
+    return {"zip": ZIP_NAME, "sha256": digest, "size": os.path.getsize(path), "binarySize": binary_size}
 
 
 def main() -> None:
     args = sys.argv[1:]
+    if args[:1] == ["--zip"]:
+        if len(args) != 3:
+            sys.exit(__doc__)
+        print(write_zip(args[1], args[2])[0])
+        return
     architecture = "x86_64"
     if args[:1] == ["--architecture"]:
         architecture, args = args[1], args[2:]

@@ -14,6 +14,14 @@
 #     virtualenv (seconds, where `cargo install` took 13 to 42 minutes);
 #   - for the one-node cluster and the operator's image, Debian's containerd,
 #     runc, CNI plugins, iptables and buildah, with apt-get when missing;
+#   - the runtimes the local Lambda harness runs python3.12/3.13 and
+#     nodejs22.x functions with: AWS's runtime interface clients,
+#     awslambdaric (PyPI's manylinux wheel, with boto3, pinned in
+#     e2e/requirements-runtime-python.txt) in its own virtualenv, and
+#     aws-lambda-ric (npm, pinned by e2e/tools/node-ric/package-lock.json;
+#     its install builds curl, aws-lambda-cpp and a Node addon from the
+#     sources it ships, about 2 to 4 minutes on 2 cores, once, against the
+#     machine's Node headers) in a directory named by the lock's hash;
 #   - boto3 for the Python baseline of `make bench`, pinned in
 #     handlers/examples/bench/requirements.txt, in its own virtualenv;
 #   - prometheus and promtool from Debian's package (fetched with apt-get
@@ -33,6 +41,9 @@
 #   scripts/tools.sh            install the control plane and moto
 #   scripts/tools.sh install-cargo-lambda
 #                               install cargo-lambda (handler integration tests)
+#   scripts/tools.sh install-runtimes
+#                               install the Python and Node runtime interface
+#                               clients of the local Lambda harness
 #   scripts/tools.sh install-cluster
 #                               install Debian's packages of the cluster and image
 #   scripts/tools.sh install-bench
@@ -49,7 +60,8 @@
 #   scripts/tools.sh path NAME  print the path of one tool (etcd, kube-apiserver,
 #                               kubectl, kube-controller-manager, kube-scheduler,
 #                               kubelet, kube-proxy, moto_server, python,
-#                               cargo-lambda, bench-python, prometheus, promtool,
+#                               cargo-lambda, runtime-python, node-ric,
+#                               bench-python, prometheus, promtool,
 #                               argocd-health, helm, third-party-crds,
 #                               render-python)
 set -euo pipefail
@@ -71,6 +83,8 @@ etcd_dir() { echo "$CACHE/bin/etcd-$(etcd_version)"; }
 venv_dir() { echo "$CACHE/venv-$(moto_stamp)"; }
 cargo_lambda_dir() { echo "$CACHE/venv-cargo-lambda-$(cargo_lambda_stamp)"; }
 bench_dir() { echo "$CACHE/venv-bench-$(bench_stamp)"; }
+runtime_python_dir() { echo "$CACHE/venv-runtime-python-$(sha256sum "$ROOT/e2e/requirements-runtime-python.txt" | cut -c1-12)"; }
+node_ric_dir() { echo "$CACHE/node-ric-$(cat "$ROOT"/e2e/tools/node-ric/package{,-lock}.json | sha256sum | cut -c1-12)"; }
 
 log() { echo "tools: $*" >&2; }
 
@@ -216,6 +230,41 @@ install_cluster_packages() {
   log "installed in $((SECONDS - start)) s"
 }
 
+install_runtime_python() { pip_venv "$(runtime_python_dir)" "$ROOT/e2e/requirements-runtime-python.txt"; }
+
+# aws-lambda-ric, exactly as the lock pins it. Its install scripts build
+# curl and aws-lambda-cpp (cmake, a C++ compiler, make) and node-gyp builds
+# its addon against the headers of the machine's Node (--nodedir: node-gyp
+# would download them otherwise). It declares node >= 22; Node 20 runs it.
+install_node_ric() {
+  local dir; dir="$(node_ric_dir)"
+  if [[ -f "$dir/.complete" ]]; then return; fi
+  # What its build needs, from Debian's packages when missing (Debian's
+  # nodejs is older than the Node this was tested with, 20).
+  local missing=() cmd
+  for cmd in node:nodejs npm:npm cmake:cmake g++:g++ make:make; do
+    command -v "${cmd%%:*}" >/dev/null || missing+=("${cmd#*:}")
+  done
+  if ((${#missing[@]})); then
+    log "installing Debian packages: ${missing[*]}"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+  local nodedir
+  nodedir="$(dirname "$(dirname "$(command -v node)")")"
+  [[ -f "$nodedir/include/node/node_api.h" ]] || nodedir=/usr
+  log "building aws-lambda-ric from npm into $dir: about 2 to 4 minutes on 2 cores, once (cached after)"
+  local start=$SECONDS tmp="$dir.tmp.$$"
+  rm -rf "$tmp"; mkdir -p "$tmp"
+  cp "$ROOT"/e2e/tools/node-ric/package{,-lock}.json "$tmp/"
+  (cd "$tmp" && npm ci --no-audit --no-fund --loglevel=error --nodedir="$nodedir" >&2)
+  # The package's own directory holds index.mjs and its built addon.
+  [[ -f "$tmp/node_modules/aws-lambda-ric/rapid-client.node" ]] || { log "aws-lambda-ric built no addon"; return 1; }
+  touch "$tmp/.complete"
+  rm -rf "$dir"; mv "$tmp" "$dir"
+  log "built in $((SECONDS - start)) s"
+}
+
 install_bench_python() { pip_venv "$(bench_dir)" "$ROOT/handlers/examples/bench/requirements.txt"; }
 
 case "${1:-install}" in
@@ -227,6 +276,12 @@ case "${1:-install}" in
   install-cargo-lambda)
     # Only the handlers' integration tests and the benchmark need it.
     install_cargo_lambda
+    ;;
+  install-runtimes)
+    # The local Lambda harness's Python and Node runtimes (python3.12/3.13,
+    # nodejs22.x functions).
+    install_runtime_python
+    install_node_ric
     ;;
   install-cluster)
     install_cluster_packages
@@ -261,13 +316,15 @@ case "${1:-install}" in
       python) echo "$(venv_dir)/bin/python" ;;
       cargo-lambda) echo "$(cargo_lambda_dir)/bin/cargo-lambda" ;;
       bench-python) echo "$(bench_dir)/bin/python" ;;
+      runtime-python) echo "$(runtime_python_dir)/bin/python" ;;
+      node-ric) echo "$(node_ric_dir)/node_modules/aws-lambda-ric" ;;
       prometheus | promtool) echo "$(prometheus_dir)/$2" ;;
       argocd-health) echo "$(argocd_health_dir)/argocd-health" ;;
       helm) echo "$(helm_dir)/helm" ;;
       third-party-crds) third_party_crds_dir ;;
       render-python) echo "$(render_dir)/bin/python" ;;
-      *) echo "unknown tool: $2 (etcd, kube-apiserver, kubectl, kube-controller-manager, kube-scheduler, kubelet, kube-proxy, moto_server, python, cargo-lambda, bench-python, prometheus, promtool, argocd-health, helm, third-party-crds, render-python)" >&2; exit 2 ;;
+      *) echo "unknown tool: $2 (etcd, kube-apiserver, kubectl, kube-controller-manager, kube-scheduler, kubelet, kube-proxy, moto_server, python, cargo-lambda, runtime-python, node-ric, bench-python, prometheus, promtool, argocd-health, helm, third-party-crds, render-python)" >&2; exit 2 ;;
     esac
     ;;
-  *) echo "usage: $0 [install | install-cargo-lambda | install-cluster | install-bench | install-observability | install-helm | install-render | k8s-version | path NAME]" >&2; exit 2 ;;
+  *) echo "usage: $0 [install | install-cargo-lambda | install-runtimes | install-cluster | install-bench | install-observability | install-helm | install-render | k8s-version | path NAME]" >&2; exit 2 ;;
 esac

@@ -24,6 +24,7 @@ pub mod flow;
 pub mod observability;
 pub mod prometheus;
 pub mod shaper;
+pub mod zip;
 
 /// Path of a tool the tests run: `$var` when set, else what
 /// `scripts/tools.sh path <name>` says (installed by `make tools-observability`).

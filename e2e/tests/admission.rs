@@ -208,6 +208,70 @@ const REFUSED: &[(&str, &str, &[&str])] = &[
             "shards is set exactly when mode is Provisioned",
         ],
     ),
+    (
+        "an image named by a tag, which can move",
+        "functions: [{name: f, code: {image: {uri: '123456789012.dkr.ecr.us-east-1.amazonaws.com/app:latest'}}}]",
+        &[
+            "spec.functions[0].code.image.uri",
+            "pin the image by digest",
+        ],
+    ),
+    (
+        "an image outside Amazon ECR",
+        "functions: [{name: f, code: {image: {uri: 'docker.io/library/app@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef'}}}]",
+        &["spec.functions[0].code.image.uri", "Amazon ECR image URI"],
+    ),
+    (
+        "an S3 key without a version or digest",
+        "functions: [{name: f, code: {s3: {bucket: team-code, key: app.zip}, runtime: python3.12, handler: app.handler}}]",
+        &["spec.functions[0].code.s3", "pin the object"],
+    ),
+    (
+        "a digest that is not 64 hex digits",
+        "functions: [{name: f, code: {s3: {bucket: team-code, key: app.zip, sha256: abc}, runtime: python3.12, handler: app.handler}}]",
+        &["spec.functions[0].code.s3.sha256"],
+    ),
+    (
+        "a zip without a runtime",
+        "functions: [{name: f, code: {s3: {bucket: team-code, key: app.zip, versionId: v1}, handler: app.handler}}]",
+        &["spec.functions[0].code", "runtime is required with code.s3"],
+    ),
+    (
+        "a Python runtime with a handler that is not module.function",
+        "functions: [{name: f, code: {s3: {bucket: team-code, key: app.zip, versionId: v1}, runtime: python3.12, handler: bootstrap}}]",
+        &[
+            "spec.functions[0].code",
+            "a Python handler is module.function",
+        ],
+    ),
+    (
+        "a Node runtime with a handler that is not file.function",
+        "functions: [{name: f, code: {s3: {bucket: team-code, key: app.zip, versionId: v1}, runtime: nodejs22.x, handler: index}}]",
+        &["spec.functions[0].code", "a Node handler is file.function"],
+    ),
+    (
+        "a runtime Sluice does not take",
+        "functions: [{name: f, code: {s3: {bucket: team-code, key: app.zip, versionId: v1}, runtime: python2.7, handler: app.handler}}]",
+        &["spec.functions[0].code.runtime", "python3.12"],
+    ),
+    (
+        "both a handler and code",
+        "functions: [{name: f, handler: router, code: {builtin: router}}]",
+        &["spec.functions[0]", "exactly one of handler"],
+    ),
+    (
+        "an architecture for a built-in handler",
+        "functions: [{name: f, code: {builtin: router, architecture: arm64}}]",
+        &[
+            "spec.functions[0].code",
+            "architecture is not allowed with code.builtin",
+        ],
+    ),
+    (
+        "ephemeral storage below Lambda's 512 MiB",
+        "functions: [{name: f, handler: router, ephemeralStorageMiB: 256}]",
+        &["spec.functions[0].ephemeralStorageMiB", "512"],
+    ),
 ];
 
 #[test]
@@ -238,6 +302,14 @@ fn edge_cases_that_are_valid_are_accepted() {
         (
             "a batch above 10 with a batching window",
             "queues: [{name: q}]\n  functions: [{name: f, handler: typed-processor, triggers: [{queue: {name: q, batchSize: 500, batchingWindowSeconds: 5}}]}]",
+        ),
+        (
+            "a team's zip pinned by version, and one pinned by digest",
+            "functions: [{name: f, code: {s3: {bucket: team-code, key: app.zip, versionId: v1}, runtime: python3.12, handler: pkg/app.handler}}, {name: g, code: {s3: {bucket: team-code, key: app.zip, sha256: 0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef}, runtime: nodejs22.x, handler: index.handler, architecture: arm64}, ephemeralStorageMiB: 2048}]",
+        ),
+        (
+            "an image pinned by digest, and a built-in handler as code",
+            "functions: [{name: f, code: {image: {uri: '123456789012.dkr.ecr.eu-west-1.amazonaws.com/team/app@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef'}}}, {name: g, code: {builtin: router}}]",
         ),
         (
             "a schedule in a time zone, with a flexible window",

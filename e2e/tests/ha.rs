@@ -284,8 +284,9 @@ fn wait_ready(ns: &str, name: &str, op: &cluster::PodOperator) {
     ]);
     assert!(
         wait.status.success(),
-        "{}\n{}",
+        "{}\nthe pipeline's status: {:#}\n{}",
         String::from_utf8_lossy(&wait.stderr),
+        get_pipeline(ns, name)["status"],
         op.diagnostics()
     );
 }

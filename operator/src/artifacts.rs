@@ -37,13 +37,38 @@ pub struct Artifact {
     pub required_env: BTreeMap<String, String>,
 }
 
+/// The edge a requirement's hint names (`uses: {eventBus: <bus>, access:
+/// put, env: EVENT_BUS}`): its kind (`eventBus`) and access (`put`).
+pub fn edge_need(hint: &str) -> Option<(String, String)> {
+    let inner = hint.trim().strip_prefix("uses:")?.trim();
+    let inner = inner.strip_prefix('{')?.strip_suffix('}')?;
+    let mut kind = None;
+    let mut access = None;
+    for part in inner.split(',') {
+        let (key, value) = part.split_once(':')?;
+        let (key, value) = (key.trim(), value.trim());
+        match key {
+            "access" => access = Some(value.to_owned()),
+            "env" => {}
+            other => kind = Some(other.to_owned()),
+        }
+    }
+    Some((kind?, access?))
+}
+
+/// A hex SHA-256 as Lambda reports a zip's `CodeSha256` (base64 of the
+/// digest's bytes); text that is not hex is returned as it is.
+pub fn hex_to_base64(hex_digest: &str) -> String {
+    match hex::decode(hex_digest) {
+        Ok(bytes) => base64::engine::general_purpose::STANDARD.encode(bytes),
+        Err(_) => hex_digest.to_owned(),
+    }
+}
+
 impl Artifact {
     /// The digest as Lambda reports `CodeSha256` (base64).
     pub fn code_sha256(&self) -> String {
-        match hex::decode(&self.sha256) {
-            Ok(bytes) => base64::engine::general_purpose::STANDARD.encode(bytes),
-            Err(_) => self.sha256.clone(),
-        }
+        hex_to_base64(&self.sha256)
     }
 
     /// Reads the zip and checks it against the manifest, so a zip replaced

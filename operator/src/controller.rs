@@ -720,6 +720,11 @@ async fn converge(dp: &DataPipeline, ctx: &Context) -> Result<(Action, &'static 
     if !problems.is_empty() {
         return unplanned(Error::PolicyViolation(problems.join("; "))).await;
     }
+    // A team's zip pinned by version: the digest it holds, read once.
+    let plan = match crate::aws::code::resolve(&aws, plan).await {
+        Ok(plan) => plan,
+        Err(e) => return unplanned(e).await,
+    };
     // AWS refused a value of this very plan: the same request would be
     // refused again. It stays Stalled until the spec changes.
     let uid = dp.uid().unwrap_or_default();
@@ -757,10 +762,13 @@ fn converged_before(dp: &DataPipeline, catalog: &Catalog) -> bool {
     };
     was_ready(status, dp.metadata.generation)
         && status.observed_generation == dp.metadata.generation
-        && status.functions.iter().all(|f| {
-            catalog
-                .get(&f.handler)
-                .is_some_and(|a| a.code_sha256() == f.code_sha256)
+        && status.functions.iter().all(|f| match &f.handler {
+            // Built-in code changes with the operator's artifact.
+            Some(handler) => catalog
+                .get(handler)
+                .is_some_and(|a| a.code_sha256() == f.code_sha256),
+            // A team's code changes only with the spec.
+            None => true,
         })
 }
 
@@ -917,8 +925,9 @@ async fn finish(
             })
             .map(|f| FunctionStatus {
                 name: f.logical.clone(),
-                handler: f.handler.clone(),
-                code_sha256: f.artifact.code_sha256(),
+                handler: f.code.builtin().map(str::to_owned),
+                source: f.code.builtin().is_none().then(|| f.code.source()),
+                code_sha256: f.code.code_sha256().unwrap_or_default(),
             })
             .collect();
     }

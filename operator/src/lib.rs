@@ -31,6 +31,7 @@ pub mod leader;
 pub mod memory;
 pub mod metrics;
 pub mod naming;
+pub mod package;
 pub mod plan;
 pub mod policy;
 pub mod policygen;

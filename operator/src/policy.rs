@@ -153,6 +153,19 @@ impl Effective {
             let before = out.values.kms_keys.len();
             out.values.kms_keys.retain(|k| p.kms_keys.contains(k));
             tighten!("kmsKeys", out.values.kms_keys.len() < before);
+            let before = out.values.code_buckets.len();
+            out.values
+                .code_buckets
+                .retain(|b| p.code_buckets.contains(b));
+            tighten!("codeBuckets", out.values.code_buckets.len() < before);
+            let before = out.values.image_repositories.len();
+            out.values
+                .image_repositories
+                .retain(|r| p.image_repositories.contains(r));
+            tighten!(
+                "imageRepositories",
+                out.values.image_repositories.len() < before
+            );
         }
         out
     }
@@ -168,9 +181,11 @@ impl Effective {
 }
 
 /// Every field a policy sets, as written in its spec.
-const FIELDS: [&str; 20] = [
+const FIELDS: [&str; 22] = [
     "regions",
     "kmsKeys",
+    "codeBuckets",
+    "imageRepositories",
     "allow.defaultEventBus",
     "allow.provisionedStreams",
     "allow.provisionedTables",
@@ -190,6 +205,49 @@ const FIELDS: [&str; 20] = [
     "limits.queueRetentionSeconds",
     "limits.scheduleIntervalMinutes",
 ];
+
+/// A team's own code comes only from the buckets and repositories the
+/// policy lists: the operator reads the object (and Lambda copies it) with
+/// the operator's credentials, so an unlisted bucket would let a tenant run
+/// code the platform never allowed, or read another tenant's.
+fn own_code(spec: &DataPipelineSpec, effective: &Effective) -> Vec<String> {
+    let v = &effective.values;
+    let listed = |list: &[String]| {
+        if list.is_empty() {
+            "none".to_owned()
+        } else {
+            list.join(", ")
+        }
+    };
+    let mut problems = Vec::new();
+    for (i, f) in spec.functions.iter().enumerate() {
+        let Some(code) = &f.code else { continue };
+        if let Some(s3) = &code.s3
+            && !v.code_buckets.contains(&s3.bucket)
+        {
+            problems.push(format!(
+                "spec.functions[{i}].code.s3.bucket: {:?} is not a bucket {} lets this namespace \
+                 take code from (codeBuckets: {}); ask the platform team to list it",
+                s3.bucket,
+                effective.by("codeBuckets"),
+                listed(&v.code_buckets)
+            ));
+        }
+        if let Some(image) = &code.image {
+            let repository = image.uri.split('@').next().unwrap_or_default();
+            if !v.image_repositories.iter().any(|r| r == repository) {
+                problems.push(format!(
+                    "spec.functions[{i}].code.image.uri: repository {repository:?} is not one {} \
+                     lets this namespace run images from (imageRepositories: {}); ask the \
+                     platform team to list it",
+                    effective.by("imageRepositories"),
+                    listed(&v.image_repositories)
+                ));
+            }
+        }
+    }
+    problems
+}
 
 /// The pipelines of one namespace, as far as its namespace-wide limits
 /// count them: oldest first (creation time, then name), those being
@@ -420,6 +478,7 @@ pub fn check(
             v.regions.join(", ")
         ));
     }
+    problems.extend(own_code(spec, effective));
     let keys: BTreeSet<&str> = v.kms_keys.iter().map(String::as_str).collect();
     let encrypted =
         spec.queues
@@ -521,12 +580,67 @@ mod tests {
     fn every_sample_passes_the_built_in_default() {
         for file in crate::plan::tests::SAMPLES {
             let spec = sample(file);
-            assert_eq!(
-                problems(&spec, &Effective::default()),
-                Vec::<String>::new(),
-                "{file}"
-            );
+            let found = problems(&spec, &Effective::default());
+            if file == "own-code.yaml" {
+                // A team's own code only from buckets the platform lists.
+                assert_eq!(found.len(), 2, "{found:?}");
+                assert!(
+                    found
+                        .iter()
+                        .all(|p| p.contains(".code.s3.bucket") && p.contains("codeBuckets: none")),
+                    "{found:?}"
+                );
+                let listing = SluicePolicySpec {
+                    code_buckets: vec!["team-code".into()],
+                    ..Default::default()
+                };
+                let listed = Effective::combine(&[("teams", &listing)]);
+                assert_eq!(problems(&spec, &listed), Vec::<String>::new());
+                continue;
+            }
+            assert_eq!(found, Vec::<String>::new(), "{file}");
         }
+    }
+
+    #[test]
+    fn images_only_from_listed_repositories_and_lists_narrow() {
+        let mut spec = sample("own-code.yaml");
+        spec.functions[0].code = Some(crate::crd::CodeSpec {
+            builtin: None,
+            s3: None,
+            image: Some(crate::crd::ImageCode {
+                uri: format!(
+                    "123456789012.dkr.ecr.us-east-1.amazonaws.com/team/app@sha256:{}",
+                    "a".repeat(64)
+                ),
+            }),
+            runtime: None,
+            handler: None,
+            architecture: None,
+        });
+        let both = SluicePolicySpec {
+            code_buckets: vec!["team-code".into()],
+            image_repositories: vec![
+                "123456789012.dkr.ecr.us-east-1.amazonaws.com/team/app".into(),
+            ],
+            ..Default::default()
+        };
+        let narrower = SluicePolicySpec {
+            code_buckets: vec!["team-code".into()],
+            ..Default::default()
+        };
+        assert_eq!(
+            problems(&spec, &Effective::combine(&[("both", &both)])),
+            Vec::<String>::new()
+        );
+        let combined = Effective::combine(&[("both", &both), ("narrower", &narrower)]);
+        let found = problems(&spec, &combined);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(
+            found[0].contains("spec.functions[0].code.image.uri")
+                && found[0].contains("SluicePolicy \"narrower\""),
+            "{found:?}"
+        );
     }
 
     #[test]

@@ -63,7 +63,7 @@ async fn pattern1_converges_with_exact_wiring() {
     assert_eq!(c.handler(), Some("s3-json-transform"));
     assert_eq!(c.runtime().map(|r| r.as_str()), Some("provided.al2023"));
     assert_eq!(c.role(), Some(f.role_arn.as_str()));
-    assert_eq!(c.code_sha256(), Some(f.artifact.code_sha256().as_str()));
+    assert_eq!(c.code_sha256(), f.code.code_sha256().as_deref());
     let env = c
         .environment()
         .and_then(|e| e.variables())
@@ -270,11 +270,11 @@ async fn a_code_change_is_deployed_by_its_digest() {
         .expect("function");
     assert_eq!(
         c.code_sha256(),
-        Some(plan2.functions[0].artifact.code_sha256().as_str())
+        plan2.functions[0].code.code_sha256().as_deref()
     );
     assert_ne!(
-        plan.functions[0].artifact.code_sha256(),
-        plan2.functions[0].artifact.code_sha256()
+        plan.functions[0].code.code_sha256(),
+        plan2.functions[0].code.code_sha256()
     );
 
     reconcile::cleanup(&h.aws, &h.id, Some(&plan2), false, &mut again)

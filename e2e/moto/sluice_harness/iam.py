@@ -1073,10 +1073,14 @@ def render(text: str, prefix: str, account: str, regions: list[str]) -> dict:
     ACCOUNT_ID → the account; `role/sluice/`, `policy/sluice/` and `sluice-`
     → `role/P/`, `policy/P/` and `P-` in one pass (the code bucket's
     `/sluice/handlers/` key prefix is fixed in code, so kept); the string
-    "ALLOWED_REGION" → one string per region."""
+    "ALLOWED_REGION" → one string per region; the teams' code bucket
+    CODE_BUCKET → `P-team-code` and image repository IMAGE_REPOSITORY →
+    `P-team-images` (what a platform team lists in its SluicePolicies)."""
     text = text.replace("ACCOUNT_ID", account)
     text = _SLUICE.sub(lambda m: m.group(0).replace("sluice", prefix), text)
     text = text.replace('"ALLOWED_REGION"', ", ".join(json.dumps(r) for r in regions))
+    text = text.replace("CODE_BUCKET", f"{prefix}-team-code")
+    text = text.replace("IMAGE_REPOSITORY", f"{prefix}-team-images")
     return json.loads(text)
 
 

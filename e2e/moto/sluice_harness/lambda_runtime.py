@@ -1,15 +1,33 @@
 """Runs a function's deployed code the way Lambda does, on this machine.
 
-Each execution environment is the function's `bootstrap` (unpacked from the
-zip moto stored, so what runs is exactly what the operator deployed) started
-with the function's environment, `_HANDLER`, the variables Lambda sets, and
-credentials of its execution role assumed as lambda.amazonaws.com, talking to
-a Lambda Runtime API served here (GET .../invocation/next, POST
-.../response and .../error, POST .../init/error). Environments stay warm, one
-invocation at a time each, and are replaced when the code or configuration
-changes. An invocation that outlives the function's timeout kills its
-environment and fails with Lambda's `Sandbox.Timedout`; a runtime that exits
-fails with `Runtime.ExitError`.
+Each execution environment is a process started from the zip moto stored
+(unpacked, so what runs is exactly what the operator deployed), chosen by
+the function's `Runtime`:
+
+- `provided.al2023`, `provided.al2`: the zip's `bootstrap`;
+- `python3.12`, `python3.13`: AWS's runtime interface client
+  (`python -m awslambdaric <Handler>`, awslambdaric from PyPI, with boto3 as
+  Lambda's Python runtime ships it) from the virtualenv
+  `$SLUICE_HARNESS_PYTHON_RUNTIME` names;
+- `nodejs22.x`: AWS's runtime interface client for Node (aws-lambda-ric from
+  npm, its `index.mjs`) from the directory `$SLUICE_HARNESS_NODE_RIC` names,
+  run by the machine's `node`.
+
+The interpreters are the machine's (Python 3.11, Node 20 here), whatever
+minor version the function declares. Any other runtime, a runtime whose
+client is not installed, and container images (`PackageType: Image`) fail
+their invocation with `InvalidRuntimeException` and a message saying why,
+at once.
+
+Every process gets the function's environment, `_HANDLER`, the variables
+Lambda sets, and credentials of its execution role assumed as
+lambda.amazonaws.com, and talks to a Lambda Runtime API served here (GET
+.../invocation/next, POST .../response and .../error, POST
+.../init/error). Environments stay warm, one invocation at a time each, and
+are replaced when the code or configuration changes. An invocation that
+outlives the function's timeout kills its environment and fails with
+Lambda's `Sandbox.Timedout`; a runtime that exits fails with
+`Runtime.ExitError`.
 """
 
 from __future__ import annotations
@@ -20,6 +38,7 @@ import json
 import os
 import queue
 import shutil
+import socket
 import subprocess
 import threading
 import time
@@ -32,6 +51,9 @@ from .context import Emulator, log
 from .roles import RoleError, assume
 
 API = "/2018-06-01/runtime"
+PROVIDED_RUNTIMES = ("provided.al2023", "provided.al2")
+PYTHON_RUNTIMES = ("python3.12", "python3.13")
+NODE_RUNTIMES = ("nodejs22.x",)
 # At most this many environments per function, like a reserved concurrency.
 MAX_ENVIRONMENTS = int(os.environ.get("SLUICE_HARNESS_MAX_ENVIRONMENTS", "4"))
 
@@ -47,6 +69,8 @@ class Result:
     duration_ms: float = 0.0
     max_memory_mib: int = 0
     request_id: str = ""
+    # The first invocation of its environment (the process started for it).
+    cold: bool = False
 
     @property
     def failed(self) -> bool:
@@ -69,11 +93,53 @@ class _Invocation:
     error_type: str | None = None
 
 
+class Unrunnable(Exception):
+    """A function the harness cannot run: the invocation fails at once with
+    `error_type` and this message, as Lambda fails one it cannot start."""
+
+    def __init__(self, error_type: str, message: str) -> None:
+        super().__init__(message)
+        self.error_type = error_type
+
+
+def _runtime_command(fn, code_dir: str) -> list[str]:  # type: ignore[no-untyped-def]
+    """The process of one execution environment of `fn`, by its Runtime."""
+    runtime = fn.run_time or ""
+    if runtime in PROVIDED_RUNTIMES:
+        return [os.path.join(code_dir, "bootstrap")]
+    if runtime in PYTHON_RUNTIMES:
+        python = os.environ.get("SLUICE_HARNESS_PYTHON_RUNTIME", "")
+        if not os.access(python, os.X_OK):
+            raise Unrunnable(
+                "InvalidRuntimeException",
+                f"the local harness runs {runtime} with awslambdaric, which is not installed "
+                f"(SLUICE_HARNESS_PYTHON_RUNTIME={python!r}; run `make tools-runtimes`)",
+            )
+        return [python, "-m", "awslambdaric", fn.handler or ""]
+    if runtime in NODE_RUNTIMES:
+        ric = os.path.join(os.environ.get("SLUICE_HARNESS_NODE_RIC", ""), "index.mjs")
+        node = shutil.which("node")
+        if node is None or not os.path.isfile(ric):
+            raise Unrunnable(
+                "InvalidRuntimeException",
+                f"the local harness runs {runtime} with node and aws-lambda-ric, which are not installed "
+                f"(node: {node}, SLUICE_HARNESS_NODE_RIC index.mjs: {ric!r}; run `make tools-runtimes`)",
+            )
+        return [node, ric, fn.handler or ""]
+    raise Unrunnable(
+        "InvalidRuntimeException",
+        f"the local harness cannot run runtime {runtime!r}: it runs "
+        + ", ".join(PROVIDED_RUNTIMES + PYTHON_RUNTIMES + NODE_RUNTIMES),
+    )
+
+
 class Environment:
     """One warm execution environment: a process and its Runtime API."""
 
     def __init__(self, fn, key: str, code_dir: str) -> None:  # type: ignore[no-untyped-def]
+        command = _runtime_command(fn, code_dir)
         self.key = key
+        self.invocations = 0
         self.function_name = fn.function_name
         self.function_arn = fn.function_arn
         self.timeout = float(fn.timeout)
@@ -112,12 +178,18 @@ class Environment:
             "AWS_DEFAULT_REGION": fn.region,
             "AWS_ENDPOINT_URL": Emulator.endpoint,
         }
+        if fn.run_time in PYTHON_RUNTIMES:
+            # Lambda's Python runtime imports the handler from /var/task.
+            env["PYTHONPATH"] = code_dir
+            env["PYTHONUNBUFFERED"] = "1"
+        if fn.run_time in NODE_RUNTIMES:
+            env["NODE_PATH"] = os.path.join(code_dir, "node_modules")
         env.update(fn.environment_vars or {})
         env.update(creds.env())
         # Lambda reserves these; a function's own values never replace them.
         env["AWS_ENDPOINT_URL"] = Emulator.endpoint
         self._process = subprocess.Popen(
-            [os.path.join(code_dir, "bootstrap")],
+            command,
             cwd=code_dir,
             env=env,
             stdin=subprocess.DEVNULL,
@@ -134,6 +206,14 @@ class Environment:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+
+            def setup(self) -> None:
+                super().setup()
+                # A reply's header and body go out in two writes; on the
+                # runtime's kept-alive connection Nagle's algorithm held the
+                # body until the runtime's delayed ACK: 40 ms added to every
+                # warm invocation, whatever the runtime.
+                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
             def log_message(self, *_args) -> None:  # type: ignore[no-untyped-def]
                 return
@@ -240,6 +320,8 @@ class Environment:
             return "\n".join(self._lines[mark:])
 
     def invoke(self, payload: bytes) -> Result:
+        cold = self.invocations == 0
+        self.invocations += 1
         request_id = str(uuid.uuid4())
         started = time.monotonic()
         deadline_ms = int((time.time() + self.timeout) * 1000)
@@ -284,6 +366,7 @@ class Environment:
             duration_ms=duration,
             max_memory_mib=memory,
             request_id=request_id,
+            cold=cold,
         )
 
     def kill(self) -> None:
@@ -311,6 +394,7 @@ def _key(fn) -> str:  # type: ignore[no-untyped-def]
     config = json.dumps(
         [
             fn.code_sha_256,
+            fn.run_time,
             fn.handler,
             fn.role,
             int(fn.memory_size),
@@ -378,6 +462,7 @@ class History:
                     "error": result.error_type,
                     "durationMs": round(result.duration_ms, 3),
                     "maxMemoryMiB": result.max_memory_mib,
+                    "coldStart": result.cold,
                     "at": time.time(),
                 }
             )
@@ -398,17 +483,25 @@ class Runtimes:
 
     @classmethod
     def _code_dir(cls, fn) -> str:  # type: ignore[no-untyped-def]
+        if fn.package_type == "Image":
+            raise Unrunnable(
+                "InvalidRuntimeException",
+                f"images are converged but not run locally: {fn.code.get('ImageUri')} "
+                "(the local harness runs zip functions only; see e2e/moto/README.md)",
+            )
         digest = hashlib.sha256(fn.code_bytes).hexdigest()[:16]
         path = os.path.join(Emulator.state_dir, "code", digest)
-        if not os.path.exists(os.path.join(path, "bootstrap")):
+        if not os.path.exists(os.path.join(path, ".unpacked")):
             staging = f"{path}.{uuid.uuid4().hex}"
             with zipfile.ZipFile(io.BytesIO(fn.code_bytes)) as archive:
                 archive.extractall(staging)
             bootstrap = os.path.join(staging, "bootstrap")
-            if not os.path.exists(bootstrap):
+            if fn.run_time in PROVIDED_RUNTIMES and not os.path.exists(bootstrap):
                 shutil.rmtree(staging, ignore_errors=True)
                 raise FileNotFoundError("the deployment package holds no bootstrap")
-            os.chmod(bootstrap, 0o755)
+            if os.path.exists(bootstrap):
+                os.chmod(bootstrap, 0o755)
+            open(os.path.join(staging, ".unpacked"), "w").close()
             try:
                 os.rename(staging, path)
             except OSError:  # another thread unpacked it first
@@ -424,6 +517,11 @@ class Runtimes:
             environment = cls._acquire(fn, key)
         except RoleError as e:
             return _failure("AccessDeniedException", f"Lambda was unable to assume the execution role: {e}")
+        except Unrunnable as e:
+            result = _failure(e.error_type, str(e))
+            History.add(fn.function_name, result)
+            log.info("invoke %s: %s", fn.function_name, e)
+            return result
         except (OSError, zipfile.BadZipFile) as e:
             return _failure("Runtime.InvalidEntrypoint", f"cannot start the function's code: {e}")
         try:

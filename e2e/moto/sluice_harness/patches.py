@@ -112,6 +112,45 @@ def lambda_runs_code() -> None:
     lambda_models.LambdaFunction.invoke = invoke_function
 
 
+def _image_repository(uri: str) -> str:
+    """`registry/repo` of an image URI, without its tag or digest."""
+    name = uri.split("@", 1)[0]
+    slash = name.rfind("/")
+    colon = name.rfind(":")
+    return name[:colon] if colon > slash else name
+
+
+def image_functions_report_their_digest() -> None:
+    """A function of `PackageType: Image`: AWS resolves the image to its
+    digest and reports it as the function's CodeSha256 (the hex after
+    `sha256:`, what GetFunctionConfiguration gives to find the digest) and
+    as GetFunction's `Code.ResolvedImageUri` (`registry/repo@sha256:HEX`).
+    moto, not looking images up (MOTO_LAMBDA_STUB_ECR, its default), made
+    CodeSha256 the SHA-256 of the URI's text, and ResolvedImageUri from the
+    URI cut at its first `:` (`repo@sha256@sha256:...` for a pinned one).
+    A URI pinned by digest now reports that digest; a tag alone cannot be
+    resolved here (no registry) and keeps moto's stand-in."""
+    original_set = lambda_models.LambdaFunction._set_function_code
+    original_get = lambda_models.LambdaFunction.get_code
+
+    def set_function_code(self, updated_spec):  # type: ignore[no-untyped-def]
+        original_set(self, updated_spec)
+        uri = updated_spec.get("ImageUri") if isinstance(updated_spec, dict) else None
+        if uri and "@sha256:" in uri:
+            self.code_sha_256 = uri.rsplit("@sha256:", 1)[1]
+            self.code_size = 0
+
+    def get_code(self):  # type: ignore[no-untyped-def]
+        response = original_get(self)
+        uri = self.code.get("ImageUri")
+        if uri and "Code" in response:
+            response["Code"]["ResolvedImageUri"] = f"{_image_repository(uri)}@sha256:{self.code_sha_256}"
+        return response
+
+    lambda_models.LambdaFunction._set_function_code = set_function_code
+    lambda_models.LambdaFunction.get_code = get_code
+
+
 def event_source_mappings_poll() -> None:
     """Lambda polls SQS and Kinesis (moto fired SQS mappings inside
     SendMessage and never read Kinesis); see sources.py."""
@@ -392,6 +431,45 @@ def key_arns_name_their_account() -> None:
     kms_responses.KmsResponse.kms_backend = property(kms_backend)
 
 
+def lambda_code_honours_object_versions() -> None:
+    """CreateFunction and UpdateFunctionCode with `S3ObjectVersion`: AWS
+    copies that version of the object; moto ignored the version and copied
+    whatever the key held last, so a function pinned to an older version
+    ran the newest code (and an out-of-band update "back" to a version was
+    a no-op). A version that does not exist is refused as AWS refuses it."""
+    from moto.s3.models import s3_backends
+
+    original_set = lambda_models.LambdaFunction._set_function_code
+
+    def set_function_code(self, updated_spec):  # type: ignore[no-untyped-def]
+        original_set(self, updated_spec)
+        if not isinstance(updated_spec, dict) or updated_spec.get("DryRun"):
+            return
+        version = updated_spec.get("S3ObjectVersion")
+        if not version or "S3Bucket" not in updated_spec or "S3Key" not in updated_spec:
+            return
+        key = None
+        try:
+            key = s3_backends[self.account_id][self.partition].get_object(
+                updated_spec["S3Bucket"], updated_spec["S3Key"], version_id=version
+            )
+        except Exception:
+            key = None
+        if key is None:
+            raise lambda_models.InvalidParameterValueException(
+                "Error occurred while GetObject. S3 Error Code: NoSuchVersion. S3 Error Message: "
+                "The specified version does not exist."
+            )
+        (
+            self.code_bytes,
+            self.code_size,
+            self.code_sha_256,
+            self.code_digest,
+        ) = lambda_models._s3_content(key)
+
+    lambda_models.LambdaFunction._set_function_code = set_function_code
+
+
 def apply_all() -> None:
     service_lookup_is_cached()
     iam_boundaries_must_exist()
@@ -406,6 +484,8 @@ def apply_all() -> None:
     s3_notification_destinations()
     s3_invokes_asynchronously()
     lambda_runs_code()
+    image_functions_report_their_digest()
+    lambda_code_honours_object_versions()
     event_source_mappings_poll()
     patch_rules()
     patch_s3_to_default_bus()

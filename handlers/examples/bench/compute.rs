@@ -15,12 +15,12 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use serde_json::value::RawValue;
-use sluice_handlers::batch_aggregate::{self, BatchConfig};
-use sluice_handlers::dynamo::MemoryTable;
-use sluice_handlers::retry::Backoff;
-use sluice_handlers::s3_transform::{self, TransformConfig};
-use sluice_handlers::store::MemoryStore;
-use sluice_handlers::stream_anomaly::{self, StreamConfig};
+use sluice_handlers::builtin::batch_aggregate::{self, BatchConfig};
+use sluice_handlers::builtin::s3_transform::{self, TransformConfig};
+use sluice_handlers::builtin::stream_anomaly::{self, StreamConfig};
+use sluice_handlers::kit::dynamo::MemoryTable;
+use sluice_handlers::kit::retry::Backoff;
+use sluice_handlers::kit::store::MemoryStore;
 
 use crate::data;
 use crate::{Error, vm_hwm_kib};

@@ -204,7 +204,7 @@ pub fn run(tools: &Tools) -> Result<(), Error> {
         .build()?;
     let sdk = runtime.block_on(
         aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .http_client(sluice_handlers::http::LambdaHttpClient::default())
+            .http_client(sluice_handlers::kit::http::LambdaHttpClient::default())
             .endpoint_url(format!("http://{}", moto.addr))
             .region(aws_config::Region::new("us-east-1"))
             .credentials_provider(aws_sdk_s3::config::Credentials::new(
@@ -651,7 +651,7 @@ async fn setup(sdk: &aws_config::SdkConfig) -> Result<Vec<Scenario>, Error> {
             runs: PYTHON_BATCH_RUNS,
         },
         floor: Floor::Aggregate {
-            concurrency: sluice_handlers::limits::IoLimits::default().requests,
+            concurrency: sluice_handlers::kit::limits::IoLimits::default().requests,
         },
     });
     Ok(scenarios)

@@ -214,7 +214,7 @@ fn cold_start(python: Option<&Path>) -> Result<(), Error> {
         .build()?;
     let client = runtime.block_on(async {
         let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .http_client(sluice_handlers::http::LambdaHttpClient::default())
+            .http_client(sluice_handlers::kit::http::LambdaHttpClient::default())
             .region(aws_config::Region::new("us-east-1"))
             .credentials_provider(aws_sdk_lambda::config::Credentials::new(
                 "testing", "testing", None, None, "bench",

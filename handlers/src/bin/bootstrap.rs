@@ -2,7 +2,7 @@
 //! `bootstrap` and names the handler in `_HANDLER` (see
 //! `sluice_handlers::entry`).
 
-use sluice_handlers::{entry, logging};
+use sluice_handlers::{entry, kit::logging};
 
 // One thread: a function has at most about one vCPU below 1,769 MB, its
 // I/O is concurrent on one thread, and each worker thread would cost stack

@@ -7,7 +7,7 @@
 //! `Handler` to the handler's name (`s3-json-transform`, `router`, ...), so
 //! one size-optimised link serves every function instead of one per
 //! handler. Each file here reads its configuration, builds its AWS clients
-//! and runs its library function under [`crate::logging::run`]; the file
+//! and runs its library function under [`crate::kit::logging::run`]; the file
 //! name is the handler's name.
 
 #[path = "batch-aggregate.rs"]

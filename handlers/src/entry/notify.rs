@@ -1,7 +1,10 @@
 //! Pattern 3 `notify` step: returns the run's summary and, with
 //! `NOTIFY_EVENT_BUS` set, publishes it to that EventBridge bus.
 
-use crate::{aws, config::ProcessEnv, logging, publisher::EventBridgePublisher, workflow};
+use crate::{
+    builtin::workflow, kit::aws, kit::config::ProcessEnv, kit::logging,
+    kit::publisher::EventBridgePublisher,
+};
 
 /// Runs the handler's runtime loop (logging is already initialised).
 pub(super) async fn run() -> Result<(), lambda_runtime::Error> {

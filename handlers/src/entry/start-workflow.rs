@@ -1,10 +1,10 @@
 //! Pattern 3 trigger: objects in an S3 event start `STATE_MACHINE_ARN`.
 
 use crate::{
-    aws,
-    config::ProcessEnv,
-    logging,
-    start_workflow::{self, StepFunctionsStarter},
+    builtin::start_workflow::{self, StepFunctionsStarter},
+    kit::aws,
+    kit::config::ProcessEnv,
+    kit::logging,
 };
 
 /// Runs the handler's runtime loop (logging is already initialised).

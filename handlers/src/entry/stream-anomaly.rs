@@ -1,8 +1,11 @@
 //! Pattern 4 stream processor: Kinesis batch → anomaly-scored items in
 //! `RESULTS_TABLE`, with a partial batch response.
 
-use crate::limits::IoLimits;
-use crate::{aws, config::ProcessEnv, dynamo::DynamoTable, logging, stream_anomaly};
+use crate::kit::limits::IoLimits;
+use crate::{
+    builtin::stream_anomaly, kit::aws, kit::config::ProcessEnv, kit::dynamo::DynamoTable,
+    kit::logging,
+};
 
 /// Runs the handler's runtime loop (logging is already initialised).
 pub(super) async fn run() -> Result<(), lambda_runtime::Error> {

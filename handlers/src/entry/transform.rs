@@ -1,6 +1,6 @@
 //! Pattern 3 `transform` step: adds `processed_at` and the totals.
 
-use crate::{logging, workflow};
+use crate::{builtin::workflow, kit::logging};
 
 /// Runs the handler's runtime loop (logging is already initialised).
 pub(super) async fn run() -> Result<(), lambda_runtime::Error> {

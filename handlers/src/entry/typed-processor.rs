@@ -3,10 +3,11 @@
 //! Idempotent when `IDEMPOTENCY_TABLE` is set.
 
 use crate::{
-    aws,
-    config::ProcessEnv,
-    idempotency::{self, DynamoIdempotency, IdempotencyConfig},
-    logging, typed_processor,
+    builtin::typed_processor,
+    kit::aws,
+    kit::config::ProcessEnv,
+    kit::idempotency::{self, DynamoIdempotency, IdempotencyConfig},
+    kit::logging,
 };
 
 /// Runs the handler's runtime loop (logging is already initialised).
@@ -16,7 +17,7 @@ pub(super) async fn run() -> Result<(), lambda_runtime::Error> {
     let idempotency_config =
         IdempotencyConfig::from_env(&ProcessEnv).map_err(logging::startup_error)?;
     let sdk = aws::load_config().await;
-    let store = crate::store::S3Store::for_function(&sdk);
+    let store = crate::kit::store::S3Store::for_function(&sdk);
     let idempotency =
         idempotency_config.map(|c| DynamoIdempotency::new(aws_sdk_dynamodb::Client::new(&sdk), c));
     let (store, idempotency, config) = (&store, idempotency.as_ref(), &config);

@@ -189,7 +189,7 @@ impl Drop for LocalFunction {
 pub(crate) async fn sdk(env: &LocalEnv) -> aws_config::SdkConfig {
     let (key, secret) = crate::emulator::credentials();
     aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .http_client(sluice_handlers::http::LambdaHttpClient::default())
+        .http_client(sluice_handlers::kit::http::LambdaHttpClient::default())
         .endpoint_url(&env.moto)
         .region(aws_config::Region::new("us-east-1"))
         .credentials_provider(aws_sdk_s3::config::Credentials::new(

@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::{Value, json};
-use sluice_handlers::idempotency::{
+use sluice_handlers::builtin::router::RouteDetail;
+use sluice_handlers::kit::idempotency::{
     COMPLETED, IN_PROGRESS, LEASE_ATTRIBUTE, STATUS_ATTRIBUTE, TTL_ATTRIBUTE, idempotency_key,
     scoped_key,
 };
-use sluice_handlers::router::RouteDetail;
 
 use crate::harness::*;
 

@@ -1,4 +1,6 @@
-//! Code artifacts in S3: each artifact is uploaded once per account and
+//! Code in S3: the built-in handlers' artifact, and the teams' own zips.
+//!
+//! Each built-in artifact is uploaded once per account and
 //! region, to the operator's code bucket under a key naming its SHA-256
 //! ([`crate::plan::CodeLocation`]), and every function is created or
 //! updated from there. Lambda copies the code at that moment, so the object
@@ -11,6 +13,8 @@
 
 use std::collections::BTreeMap;
 
+use sha2::{Digest, Sha256};
+
 use aws_sdk_s3::{
     primitives::ByteStream,
     types::{BucketLocationConstraint, CreateBucketConfiguration},
@@ -22,7 +26,8 @@ use crate::{
     Error, Result,
     artifacts::Artifact,
     naming::{MANAGER, TAG_MANAGED_BY},
-    plan::CodeLocation,
+    package,
+    plan::{CodeLocation, CodePlan, Plan, ZipCode},
 };
 
 /// What the operator's AWS policy allows for code artifacts
@@ -58,6 +63,36 @@ pub const POLICY: &[Statement] = &[
         &["arn:aws:s3:::sluice-code-*/sluice/handlers/*"],
     ),
 ];
+
+/// The buckets the platform lists for teams' code: `"CODE_BUCKET"`, which
+/// whoever installs the policy replaces with each bucket of the
+/// SluicePolicies' `codeBuckets` (and the harness with its test bucket).
+/// The operator reads the zip to check it, and Lambda copies it with the
+/// operator's permissions.
+pub const TEAM_CODE: &[&str] = &["arn:aws:s3:::CODE_BUCKET/*"];
+
+/// What the operator's AWS policy allows for teams' code
+/// ([`super::operator_policy`]).
+pub const TEAM_POLICY: &[Statement] = &[Statement::allow(
+    "TeamCode",
+    Document::Core,
+    &[
+        Action::calls_as(Service::S3, "HeadObject", "GetObject"),
+        Action::calls(Service::S3, "GetObject"),
+        // With a versionId, S3 checks GetObjectVersion instead (and Lambda
+        // reads the version with the caller's permissions).
+        Action::implied(
+            Service::S3,
+            "GetObjectVersion",
+            &[
+                (Service::S3, "GetObject"),
+                (Service::Lambda, "CreateFunction"),
+                (Service::Lambda, "UpdateFunctionCode"),
+            ],
+        ),
+    ],
+    TEAM_CODE,
+)];
 
 /// Metadata key holding the artifact's SHA-256 on its object.
 const SHA256_METADATA: &str = "sha256";
@@ -124,6 +159,236 @@ pub async fn check_readable<T>(aws: &Aws, at: &CodeLocation, result: &Result<T, 
 fn lambda_could_not_read(e: &AwsError) -> bool {
     e.has_code("InvalidParameterValueException")
         && e.message.as_deref().is_some_and(|m| m.contains("S3"))
+}
+
+/// Resolves the digest of every zip pinned by object version: the
+/// version's SHA-256, read once per process (a version never changes), so
+/// drift is detected against the code the version holds.
+pub async fn resolve(aws: &Aws, mut plan: Plan) -> Result<Plan> {
+    for f in &mut plan.functions {
+        if let CodePlan::Zip(z) = &mut f.code
+            && z.sha256.is_none()
+        {
+            z.sha256 = Some(digest(aws, z).await?);
+        }
+    }
+    Ok(plan)
+}
+
+/// The SHA-256 (hex) of a version-pinned zip, cached per process.
+async fn digest(aws: &Aws, z: &ZipCode) -> Result<String> {
+    let place = object(z);
+    if let Some(known) = aws.code_digests.lock().await.get(&place) {
+        return Ok(known.clone());
+    }
+    let (sha256, _size) = read_digest(aws, z).await?;
+    aws.code_digests.lock().await.insert(place, sha256.clone());
+    Ok(sha256)
+}
+
+fn object(z: &ZipCode) -> String {
+    format!(
+        "s3://{}/{}?versionId={}",
+        z.bucket,
+        z.key,
+        z.version_id.as_deref().unwrap_or("")
+    )
+}
+
+/// What a missing or unreadable object means for the pipeline: the spec
+/// names code that is not there (or not readable by the operator), so it
+/// is `Stalled` on that field until the spec changes or the object
+/// appears (the slow resync looks again).
+fn unreadable(z: &ZipCode, e: AwsError) -> Error {
+    if e.status == Some(404)
+        || e.is_not_found()
+        || e.has_code("NoSuchKey")
+        || e.has_code("NoSuchVersion")
+        || e.has_code("NoSuchBucket")
+    {
+        Error::InvalidSpec(format!(
+            "{}.s3: no object s3://{}/{}{} (upload it first, or correct the pin)",
+            z.field,
+            z.bucket,
+            z.key,
+            z.version_id
+                .as_deref()
+                .map(|v| format!(" version {v}"))
+                .unwrap_or_default()
+        ))
+    } else if e.status == Some(403) || e.has_code("AccessDenied") {
+        Error::InvalidSpec(format!(
+            "{}.s3: the operator may not read s3://{}/{}: the bucket must be one the operator's \
+             IAM policy lists in its TeamCode statement (and the namespace's SluicePolicy in \
+             codeBuckets)",
+            z.field, z.bucket, z.key
+        ))
+    } else {
+        e.into()
+    }
+}
+
+/// Reads the whole object once, hashing it as it streams (never held).
+async fn read_digest(aws: &Aws, z: &ZipCode) -> Result<(String, u64)> {
+    let out = aws
+        .call(Service::S3, "GetObject", || {
+            aws.s3
+                .get_object()
+                .bucket(&z.bucket)
+                .key(&z.key)
+                .set_version_id(z.version_id.clone())
+                .send()
+        })
+        .await
+        .map_err(|e| unreadable(z, e))?;
+    let mut body = out.body;
+    let mut hasher = Sha256::new();
+    let mut size = 0u64;
+    while let Some(chunk) = body
+        .try_next()
+        .await
+        .map_err(|e| Error::InvalidSpec(format!("{}.s3: reading the object: {e}", z.field)))?
+    {
+        size += chunk.len() as u64;
+        hasher.update(&chunk);
+    }
+    Ok((hex::encode(hasher.finalize()), size))
+}
+
+/// Bytes `range` (HTTP `bytes=` syntax) of the pinned object.
+async fn read_range(aws: &Aws, z: &ZipCode, range: String) -> Result<Vec<u8>> {
+    let out = aws
+        .call(Service::S3, "GetObject", || {
+            aws.s3
+                .get_object()
+                .bucket(&z.bucket)
+                .key(&z.key)
+                .set_version_id(z.version_id.clone())
+                .range(range.clone())
+                .send()
+        })
+        .await
+        .map_err(|e| unreadable(z, e))?;
+    let bytes = out
+        .body
+        .collect()
+        .await
+        .map_err(|e| Error::InvalidSpec(format!("{}.s3: reading the object: {e}", z.field)))?;
+    Ok(bytes.to_vec())
+}
+
+/// Before the zip is deployed: what Lambda would refuse, or run wrongly,
+/// refused first, naming the field. The object must have the pinned
+/// SHA-256; unzipped it must fit Lambda's 250 MB; the runtime's entry
+/// point must be in it; a `bootstrap` must be built for the function's
+/// architecture. Checked once per process per pinned object.
+pub async fn verify(aws: &Aws, z: &ZipCode) -> Result<()> {
+    let place = format!("{}#{}", object(z), z.sha256.as_deref().unwrap_or(""));
+    if aws.code_verified.lock().await.contains(&place) {
+        return Ok(());
+    }
+    let (sha256, size) = read_digest(aws, z).await?;
+    if let Some(pinned) = &z.sha256
+        && *pinned != sha256
+    {
+        return Err(Error::InvalidSpec(format!(
+            "{}.s3.sha256: the object s3://{}/{} has SHA-256 {sha256}, not the pinned {pinned}: \
+             it was replaced, or the pin is wrong",
+            z.field, z.bucket, z.key
+        )));
+    }
+    let invalid = |what: String| Error::InvalidSpec(format!("{}.s3: {what}", z.field));
+    let tail_start = size.saturating_sub(package::TAIL);
+    let tail = read_range(aws, z, format!("bytes={tail_start}-")).await?;
+    let (at, len) = package::central_directory(&tail, size).map_err(&invalid)?;
+    let directory = if at >= tail_start {
+        tail[(at - tail_start) as usize..(at - tail_start + len) as usize].to_vec()
+    } else {
+        read_range(aws, z, format!("bytes={at}-{}", at + len - 1)).await?
+    };
+    let entries = package::entries(&directory).map_err(&invalid)?;
+    let unzipped: u64 = entries.iter().map(|e| e.size).sum();
+    if unzipped > package::UNZIPPED_LIMIT {
+        return Err(invalid(format!(
+            "the zip is {unzipped} bytes unzipped; Lambda takes at most {} (250 MB) with its \
+             layers: make it smaller, or use a container image (code.image, up to 10 GB)",
+            package::UNZIPPED_LIMIT
+        )));
+    }
+    let candidates = package::entry_point_files(&z.runtime, &z.handler);
+    if !candidates.is_empty() && !entries.iter().any(|e| candidates.contains(&e.name)) {
+        return Err(Error::InvalidSpec(format!(
+            "{}.handler: {:?} needs {} in the zip, which holds no such file",
+            z.field,
+            z.handler,
+            candidates.join(" or ")
+        )));
+    }
+    if z.runtime.starts_with("provided") {
+        let Some(bootstrap) = entries.iter().find(|e| e.name == "bootstrap") else {
+            return Err(invalid(format!(
+                "runtime {} starts the file bootstrap at the zip's root, and this zip has none",
+                z.runtime
+            )));
+        };
+        let header = read_range(
+            aws,
+            z,
+            format!("bytes={}-{}", bootstrap.offset, bootstrap.offset + 29),
+        )
+        .await?;
+        let start = package::data_offset(bootstrap, &header).map_err(&invalid)?;
+        let data = read_range(
+            aws,
+            z,
+            format!(
+                "bytes={start}-{}",
+                start + bootstrap.compressed.clamp(1, 4096) - 1
+            ),
+        )
+        .await?;
+        let head = package::first_bytes(bootstrap, &data, 64).map_err(&invalid)?;
+        if let Some(machine) = package::elf_machine(&head)
+            && machine.to_string() != z.architecture
+        {
+            return Err(Error::InvalidSpec(format!(
+                "{}.architecture: bootstrap is built for {machine}, and the function is {}: \
+                 set architecture: {machine}, or build for {} (cargo lambda build --{})",
+                z.field,
+                z.architecture,
+                z.architecture,
+                if z.architecture == "arm64" {
+                    "arm64"
+                } else {
+                    "x86-64"
+                }
+            )));
+        }
+    }
+    aws.code_verified.lock().await.insert(place);
+    Ok(())
+}
+
+/// After a create or code update of a team's zip, `deployed` the
+/// `CodeSha256` Lambda answered: the object changed between the check and
+/// Lambda's copy when it differs, so the check is forgotten and the
+/// pipeline says so.
+pub async fn check_deployed(aws: &Aws, z: &ZipCode, deployed: Option<&str>) -> Result<()> {
+    let Some(want) = z.sha256.as_deref().map(crate::artifacts::hex_to_base64) else {
+        return Ok(());
+    };
+    if deployed.is_some_and(|d| d != want) {
+        aws.code_verified.lock().await.clear();
+        return Err(Error::InvalidSpec(format!(
+            "{}.s3: Lambda deployed code with SHA-256 {} from s3://{}/{}, not the pinned one: \
+             the object was replaced while it was deployed",
+            z.field,
+            deployed.unwrap_or_default(),
+            z.bucket,
+            z.key
+        )));
+    }
+    Ok(())
 }
 
 async fn put(aws: &Aws, artifact: &Artifact, at: &CodeLocation) -> Result<()> {

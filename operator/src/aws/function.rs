@@ -1,7 +1,9 @@
-//! Lambda functions running a built-in handler on `provided.al2023`.
+//! Lambda functions: a built-in handler on `provided.al2023`, the team's
+//! zip from S3, or the team's container image ([`CodePlan`]).
 //!
-//! Code changes are detected by comparing the artifact's SHA-256 with the
-//! `CodeSha256` Lambda reports, never by the code's location. Lambda allows
+//! Code changes are detected by comparing the code's SHA-256 (a zip's, or
+//! an image's digest) with the `CodeSha256` Lambda reports, never by the
+//! code's location. Lambda allows
 //! one update at a time, so an update only starts when the function is
 //! `Active` and its last update `Successful`; otherwise the reconcile waits
 //! and comes back, and code and configuration are never updated in one go.
@@ -9,8 +11,8 @@
 use std::{collections::BTreeMap, time::Duration};
 
 use aws_sdk_lambda::types::{
-    Architecture, Environment, FunctionCode, LastUpdateStatus, Runtime, State, TracingConfig,
-    TracingMode as AwsTracingMode,
+    Architecture, Environment, EphemeralStorage, FunctionCode, LastUpdateStatus, PackageType,
+    Runtime, State, TracingConfig, TracingMode as AwsTracingMode,
 };
 
 use super::operator_policy::{Action, Document, Statement};
@@ -19,7 +21,7 @@ use crate::{
     Error, Result,
     crd::TracingMode,
     naming::OWNERSHIP_TAG_KEYS,
-    plan::{FunctionPlan, Kind, RUNTIME},
+    plan::{CodePlan, EPHEMERAL_STORAGE_MIB, FunctionPlan, Kind},
 };
 
 /// Every function Sluice makes.
@@ -52,6 +54,39 @@ pub const POLICY: &[Statement] = &[Statement::allow(
     FUNCTIONS,
 )];
 
+/// The repositories the platform lists for teams' images:
+/// `"IMAGE_REPOSITORY"`, which whoever installs the policy replaces with
+/// each repository of the SluicePolicies' `imageRepositories` (as
+/// `<name>`, in the account and region that hold it).
+pub const IMAGE_REPOSITORIES: &[&str] = &["arn:aws:ecr:*:*:repository/IMAGE_REPOSITORY"];
+
+/// What the operator's AWS policy allows for teams' images: Lambda reads
+/// the image with the permissions of whoever creates or updates the
+/// function.
+pub const IMAGE_POLICY: &[Statement] = &[Statement::allow(
+    "TeamImages",
+    Document::Services,
+    &[
+        Action::implied(
+            Service::Ecr,
+            "BatchGetImage",
+            &[
+                (Service::Lambda, "CreateFunction"),
+                (Service::Lambda, "UpdateFunctionCode"),
+            ],
+        ),
+        Action::implied(
+            Service::Ecr,
+            "GetDownloadUrlForLayer",
+            &[
+                (Service::Lambda, "CreateFunction"),
+                (Service::Lambda, "UpdateFunctionCode"),
+            ],
+        ),
+    ],
+    IMAGE_REPOSITORIES,
+)];
+
 /// A function as found.
 #[derive(Clone, Debug, Default)]
 pub struct ObservedFunction {
@@ -61,8 +96,14 @@ pub struct ObservedFunction {
     pub state: Option<String>,
     /// `InProgress`, `Successful`, `Failed`.
     pub last_update_status: Option<String>,
-    /// Base64 SHA-256 of the deployed code.
+    /// Base64 SHA-256 of the deployed zip; an image's digest.
     pub code_sha256: Option<String>,
+    /// `Zip` or `Image`.
+    pub package_type: Option<String>,
+    /// The image a function of package type `Image` runs.
+    pub image_uri: Option<String>,
+    /// Ephemeral storage in MiB.
+    pub ephemeral_storage_mib: Option<i32>,
     /// Execution role ARN.
     pub role: Option<String>,
     /// Runtime.
@@ -89,14 +130,58 @@ pub struct ObservedFunction {
 #[derive(Debug)]
 pub struct Function;
 
-/// The function's code in S3, uploaded first if this process has not seen
-/// it there yet ([`super::code`]).
+/// Where Lambda takes the function's code from: the built-in artifact in
+/// the code bucket (uploaded first if this process has not seen it there
+/// yet), the team's zip (checked first, [`super::code::verify`]), or the
+/// image.
 async fn code(aws: &Aws, d: &FunctionPlan) -> Result<FunctionCode> {
-    super::code::ensure_uploaded(aws, &d.artifact, &d.code).await?;
-    Ok(FunctionCode::builder()
-        .s3_bucket(&d.code.bucket)
-        .s3_key(&d.code.key)
-        .build())
+    Ok(match &d.code {
+        CodePlan::Builtin { artifact, at, .. } => {
+            super::code::ensure_uploaded(aws, artifact, at).await?;
+            FunctionCode::builder()
+                .s3_bucket(&at.bucket)
+                .s3_key(&at.key)
+                .build()
+        }
+        CodePlan::Zip(z) => {
+            super::code::verify(aws, z).await?;
+            FunctionCode::builder()
+                .s3_bucket(&z.bucket)
+                .s3_key(&z.key)
+                .set_s3_object_version(z.version_id.clone())
+                .build()
+        }
+        CodePlan::Image { uri, .. } => FunctionCode::builder().image_uri(uri).build(),
+    })
+}
+
+/// After a create or code update from S3: forgets an upload Lambda could
+/// not read ([`super::code::check_readable`]).
+async fn check_readable<T>(aws: &Aws, d: &FunctionPlan, result: &Result<T, super::AwsError>) {
+    if let CodePlan::Builtin { at, .. } = &d.code {
+        super::code::check_readable(aws, at, result).await;
+    }
+}
+
+fn ephemeral_storage(d: &FunctionPlan) -> EphemeralStorage {
+    EphemeralStorage::builder()
+        .size(d.ephemeral_storage_mib)
+        .build()
+        .expect("size is set")
+}
+
+fn description(d: &FunctionPlan) -> String {
+    match &d.code {
+        CodePlan::Builtin { handler, .. } => format!(
+            "Sluice function {} running built-in handler {handler} (managed; do not edit)",
+            d.logical
+        ),
+        other => format!(
+            "Sluice function {} running {} (managed; do not edit)",
+            d.logical,
+            other.source()
+        ),
+    }
 }
 
 /// Sets the reserved concurrency a new function asks for (a new function
@@ -210,6 +295,9 @@ impl AwsResource for Function {
                 .last_update_status()
                 .map(|s: &LastUpdateStatus| s.as_str().to_owned()),
             code_sha256: c.code_sha256().map(str::to_owned),
+            package_type: c.package_type().map(|p| p.as_str().to_owned()),
+            image_uri: out.code().and_then(|c| c.image_uri()).map(str::to_owned),
+            ephemeral_storage_mib: c.ephemeral_storage().map(|e| e.size()),
             role: c.role().map(str::to_owned),
             runtime: c.runtime().map(|r| r.as_str().to_owned()),
             handler: c.handler().map(str::to_owned),
@@ -245,29 +333,55 @@ impl AwsResource for Function {
 
     fn diff(d: &FunctionPlan, o: &ObservedFunction) -> Vec<Drift> {
         let mut drift = Vec::new();
-        let code = d.artifact.code_sha256();
-        if o.code_sha256.as_deref() != Some(code.as_str()) {
+        // Lambda reports Zip when the function was made from a zip.
+        let package_type = o.package_type.as_deref().unwrap_or("Zip");
+        if package_type != d.code.package_type() {
+            drift.push(Drift::new(
+                "packageType",
+                d.code.package_type(),
+                package_type,
+            ));
+        }
+        // A version pin not yet resolved has no digest to compare: code
+        // is only deployed once it is ([`super::code::resolve`]).
+        if let Some(code) = d.code.code_sha256()
+            && o.code_sha256.as_deref() != Some(code.as_str())
+        {
             drift.push(Drift::new("code", &code, &o.code_sha256));
         }
+        if let CodePlan::Image { uri, .. } = &d.code
+            && o.image_uri.as_deref() != Some(uri.as_str())
+        {
+            drift.push(Drift::new("code", uri, &o.image_uri));
+        }
+        drift.dedup_by(|a, b| a.field == b.field);
         // Lambda reports x86_64 when no architecture was given.
         let architecture = o.architectures.first().map_or("x86_64", String::as_str);
-        if architecture != d.artifact.architecture {
+        if architecture != d.code.architecture() {
             drift.push(Drift::new(
                 "architecture",
-                &d.artifact.architecture,
+                d.code.architecture(),
                 architecture,
             ));
         }
         if o.role.as_deref() != Some(d.role_arn.as_str()) {
             drift.push(Drift::new("role", &d.role_arn, &o.role));
         }
-        if o.runtime.as_deref() != Some(RUNTIME) {
-            drift.push(Drift::new("runtime", RUNTIME, &o.runtime));
+        if o.runtime.as_deref() != d.code.runtime() {
+            drift.push(Drift::new("runtime", d.code.runtime(), &o.runtime));
         }
         // One `bootstrap` serves every built-in handler; `Handler` (which
         // Lambda passes as `_HANDLER`) names the one this function runs.
-        if o.handler.as_deref() != Some(d.handler.as_str()) {
-            drift.push(Drift::new("handler", &d.handler, &o.handler));
+        if o.handler.as_deref() != d.code.handler() {
+            drift.push(Drift::new("handler", d.code.handler(), &o.handler));
+        }
+        let storage = o.ephemeral_storage_mib.unwrap_or(EPHEMERAL_STORAGE_MIB);
+        if storage != d.ephemeral_storage_mib {
+            drift.push(Drift::new(
+                "ephemeralStorageMiB",
+                d.ephemeral_storage_mib,
+                storage,
+            ));
         }
         if o.memory_mib != Some(d.memory_mib) {
             drift.push(Drift::new("memoryMiB", d.memory_mib, o.memory_mib));
@@ -305,25 +419,27 @@ impl AwsResource for Function {
                 aws.lambda
                     .create_function()
                     .function_name(&d.name)
-                    .runtime(Runtime::from(RUNTIME))
-                    .handler(&d.handler)
+                    .package_type(PackageType::from(d.code.package_type()))
+                    .set_runtime(d.code.runtime().map(Runtime::from))
+                    .set_handler(d.code.handler().map(str::to_owned))
                     .role(&d.role_arn)
                     .code(code.clone())
-                    .architectures(Architecture::from(d.artifact.architecture.as_str()))
+                    .architectures(Architecture::from(d.code.architecture()))
                     .memory_size(d.memory_mib)
                     .timeout(d.timeout_seconds)
+                    .ephemeral_storage(ephemeral_storage(d))
                     .environment(environment(d))
                     .tracing_config(tracing_config(d.tracing))
-                    .description(format!(
-                        "Sluice function {} running built-in handler {} (managed; do not edit)",
-                        d.logical, d.handler
-                    ))
+                    .description(description(d))
                     .set_tags(Some(d.tags.clone().into_iter().collect()))
                     .send()
             })
             .await;
-        super::code::check_readable(aws, &d.code, &result).await;
-        result.map_err(|e| create_error(e, d))?;
+        check_readable(aws, d, &result).await;
+        let out = result.map_err(|e| create_error(e, d))?;
+        if let CodePlan::Zip(z) = &d.code {
+            super::code::check_deployed(aws, z, out.code_sha256()).await?;
+        }
         set_concurrency(aws, d).await?;
         Ok(None)
     }
@@ -341,6 +457,7 @@ impl AwsResource for Function {
                 "role"
                     | "runtime"
                     | "handler"
+                    | "ephemeralStorageMiB"
                     | "memoryMiB"
                     | "timeoutSeconds"
                     | "environment"
@@ -383,6 +500,14 @@ impl AwsResource for Function {
                 .await?;
             }
         }
+        if fields.contains(&"packageType") {
+            return Err(Error::InvalidSpec(format!(
+                "function {} runs a {} package, and Lambda cannot change a function between a zip \
+                 and an image: rename the function (functions[].name) to replace it",
+                d.logical,
+                o.package_type.as_deref().unwrap_or("Zip")
+            )));
+        }
         let needs_code = fields.contains(&"code") || fields.contains(&"architecture");
         if !needs_code && !needs_config {
             return Ok(());
@@ -395,20 +520,26 @@ impl AwsResource for Function {
                 e.into()
             }
         };
-        if fields.contains(&"code") {
-            super::code::ensure_uploaded(aws, &d.artifact, &d.code).await?;
+        if needs_code {
+            let code = code(aws, d).await?;
             let result = aws
                 .call(Service::Lambda, "UpdateFunctionCode", || {
                     aws.lambda
                         .update_function_code()
                         .function_name(&d.name)
-                        .s3_bucket(&d.code.bucket)
-                        .s3_key(&d.code.key)
+                        .set_s3_bucket(code.s3_bucket().map(str::to_owned))
+                        .set_s3_key(code.s3_key().map(str::to_owned))
+                        .set_s3_object_version(code.s3_object_version().map(str::to_owned))
+                        .set_image_uri(code.image_uri().map(str::to_owned))
+                        .architectures(Architecture::from(d.code.architecture()))
                         .send()
                 })
                 .await;
-            super::code::check_readable(aws, &d.code, &result).await;
-            result.map_err(conflict)?;
+            check_readable(aws, d, &result).await;
+            let out = result.map_err(conflict)?;
+            if let CodePlan::Zip(z) = &d.code {
+                super::code::check_deployed(aws, z, out.code_sha256()).await?;
+            }
             if needs_config {
                 // The configuration follows once the code update finished.
                 return Err(wait(format!(
@@ -423,10 +554,11 @@ impl AwsResource for Function {
                 .update_function_configuration()
                 .function_name(&d.name)
                 .role(&d.role_arn)
-                .runtime(Runtime::from(RUNTIME))
-                .handler(&d.handler)
+                .set_runtime(d.code.runtime().map(Runtime::from))
+                .set_handler(d.code.handler().map(str::to_owned))
                 .memory_size(d.memory_mib)
                 .timeout(d.timeout_seconds)
+                .ephemeral_storage(ephemeral_storage(d))
                 .environment(environment(d))
                 .tracing_config(tracing_config(d.tracing))
                 .send()
@@ -490,20 +622,23 @@ mod tests {
             logical: "p".into(),
             name: "fn".into(),
             role_arn: "arn:aws:iam::1:role/r".into(),
-            handler: "s3-json-transform".into(),
-            artifact: Artifact {
-                name: "s3-json-transform".into(),
-                zip: "z".into(),
-                sha256: "00".repeat(32),
-                size: 1,
-                dir: Default::default(),
-                architecture: "x86_64".into(),
-                required_env: Default::default(),
+            code: CodePlan::Builtin {
+                handler: "s3-json-transform".into(),
+                artifact: Artifact {
+                    name: "s3-json-transform".into(),
+                    zip: "z".into(),
+                    sha256: "00".repeat(32),
+                    size: 1,
+                    dir: Default::default(),
+                    architecture: "x86_64".into(),
+                    required_env: Default::default(),
+                },
+                at: crate::plan::CodeLocation {
+                    bucket: "b".into(),
+                    key: "k".into(),
+                },
             },
-            code: crate::plan::CodeLocation {
-                bucket: "b".into(),
-                key: "k".into(),
-            },
+            ephemeral_storage_mib: EPHEMERAL_STORAGE_MIB,
             memory_mib: 256,
             timeout_seconds: 30,
             environment: BTreeMap::from([("A".into(), "secret-value".into())]),
@@ -518,16 +653,19 @@ mod tests {
             arn: "arn".into(),
             state: Some("Active".into()),
             last_update_status: Some("Successful".into()),
-            code_sha256: Some(d.artifact.code_sha256()),
+            code_sha256: d.code.code_sha256(),
+            package_type: Some("Zip".into()),
+            image_uri: None,
+            ephemeral_storage_mib: None,
             role: Some(d.role_arn.clone()),
-            runtime: Some(RUNTIME.into()),
-            handler: Some(d.handler.clone()),
+            runtime: d.code.runtime().map(str::to_owned),
+            handler: d.code.handler().map(str::to_owned),
             memory_mib: Some(d.memory_mib),
             timeout_seconds: Some(d.timeout_seconds),
             environment: d.environment.clone(),
             // Never configured: Lambda reports nothing or PassThrough.
             tracing: None,
-            architectures: vec!["x86_64".into()],
+            architectures: vec![d.code.architecture().to_owned()],
             reserved_concurrency: None,
             tags: d.tags.clone(),
         }
@@ -556,12 +694,81 @@ mod tests {
     fn an_architecture_change_is_seen() {
         let mut d = desired();
         let o = observed(&d);
-        d.artifact.architecture = "arm64".into();
+        if let CodePlan::Builtin { artifact, .. } = &mut d.code {
+            artifact.architecture = "arm64".into();
+        }
         let fields: Vec<_> = Function::diff(&d, &o)
             .into_iter()
             .map(|d| d.field)
             .collect();
         assert_eq!(fields, vec!["architecture"]);
+    }
+
+    fn zip(version: Option<&str>, sha256: Option<String>) -> CodePlan {
+        CodePlan::Zip(crate::plan::ZipCode {
+            field: "spec.functions[0].code".into(),
+            bucket: "team-code".into(),
+            key: "app.zip".into(),
+            version_id: version.map(str::to_owned),
+            sha256,
+            runtime: "python3.12".into(),
+            handler: "handler.handler".into(),
+            architecture: "arm64".into(),
+        })
+    }
+
+    #[test]
+    fn a_teams_zip_is_compared_by_its_digest_runtime_and_handler() {
+        let mut d = desired();
+        d.code = zip(Some("v1"), Some("ab".repeat(32)));
+        let o = observed(&d);
+        assert_eq!(
+            o.code_sha256,
+            Some(crate::artifacts::hex_to_base64(&"ab".repeat(32)))
+        );
+        assert_eq!(Function::diff(&d, &o), vec![]);
+        // Changed out of band: another zip, another handler.
+        let mut changed = o.clone();
+        changed.code_sha256 = Some("other".into());
+        changed.handler = Some("other.handler".into());
+        let fields: Vec<_> = Function::diff(&d, &changed)
+            .into_iter()
+            .map(|d| d.field)
+            .collect();
+        assert_eq!(fields, vec!["code", "handler"]);
+        // A version pin not yet resolved compares no code (nothing deploys
+        // before it is resolved) but still everything else.
+        d.code = zip(Some("v1"), None);
+        assert_eq!(Function::diff(&d, &changed).len(), 1);
+    }
+
+    #[test]
+    fn an_image_is_compared_by_its_uri_and_digest_and_never_turned_into_a_zip() {
+        let mut d = desired();
+        let digest = "c".repeat(64);
+        d.code = CodePlan::Image {
+            uri: format!("123456789012.dkr.ecr.us-east-1.amazonaws.com/app@sha256:{digest}"),
+            architecture: "x86_64".into(),
+        };
+        let mut o = observed(&d);
+        o.package_type = Some("Image".into());
+        o.image_uri = Some(format!(
+            "123456789012.dkr.ecr.us-east-1.amazonaws.com/app@sha256:{digest}"
+        ));
+        assert_eq!(o.code_sha256.as_deref(), Some(digest.as_str()));
+        assert_eq!(Function::diff(&d, &o), vec![]);
+        o.image_uri = Some("123456789012.dkr.ecr.us-east-1.amazonaws.com/app@sha256:dd".into());
+        let fields: Vec<_> = Function::diff(&d, &o)
+            .into_iter()
+            .map(|d| d.field)
+            .collect();
+        assert_eq!(fields, vec!["code"]);
+        o.package_type = Some("Zip".into());
+        let fields: Vec<_> = Function::diff(&d, &o)
+            .into_iter()
+            .map(|d| d.field)
+            .collect();
+        assert_eq!(fields[0], "packageType");
     }
 
     #[test]

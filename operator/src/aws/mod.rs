@@ -91,6 +91,9 @@ pub enum Service {
     Logs,
     /// Amazon CloudWatch (metrics, read by runtime health).
     CloudWatch,
+    /// Amazon ECR: never called; Lambda reads teams' images with the
+    /// operator's permissions ([`function::IMAGE_POLICY`]).
+    Ecr,
 }
 
 impl Service {
@@ -115,6 +118,7 @@ impl Service {
             Service::Scheduler => "scheduler",
             Service::Logs => "logs",
             Service::CloudWatch => "cloudwatch",
+            Service::Ecr => "ecr",
         }
     }
 }
@@ -473,6 +477,10 @@ pub struct Aws {
     tenant: Arc<str>,
     /// Code artifacts known to be in S3 (`bucket/key`), [`code`].
     code_uploaded: Arc<tokio::sync::Mutex<std::collections::HashSet<String>>>,
+    /// SHA-256 (hex) of teams' zips pinned by object version, [`code`].
+    code_digests: Arc<tokio::sync::Mutex<HashMap<String, String>>>,
+    /// Teams' zips checked before deploying them, [`code::verify`].
+    code_verified: Arc<tokio::sync::Mutex<std::collections::HashSet<String>>>,
     /// Open while this replica may write: writes are refused, unsent,
     /// while it is closed.
     fence: Fence,
@@ -579,6 +587,8 @@ impl Aws {
             metrics,
             tenant: Arc::from(""),
             code_uploaded: Default::default(),
+            code_digests: Default::default(),
+            code_verified: Default::default(),
             fence: Fence::always_open(),
         }
     }

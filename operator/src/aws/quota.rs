@@ -111,6 +111,8 @@ pub fn quota(service: Service, operation: &str) -> (&'static str, Quota) {
         },
         Service::DynamoDb => ("dynamodb", Quota::per_second(2500.0)),
         Service::CloudWatch => ("cloudwatch", Quota::per_second(50.0)),
+        // Never called (Lambda reads images); ECR's API default.
+        Service::Ecr => ("ecr", Quota::per_second(20.0)),
         Service::S3 if is_read(operation) => ("s3:read", Quota::per_second(5500.0)),
         Service::S3 => ("s3:write", Quota::per_second(3500.0)),
         Service::Iam => ("iam", Quota::per_second(20.0)),

@@ -6,9 +6,14 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::CodeSpec;
+
 /// A Lambda function.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "has(self.handler) != has(self.code)", "message": "a function sets exactly one of handler (a built-in handler's name; the same as code.builtin) or code (builtin, s3 or image)"}
+]))]
 pub struct FunctionSpec {
     /// Logical name, unique within the pipeline (lowercase letters, digits and '-').
     #[schemars(
@@ -17,12 +22,19 @@ pub struct FunctionSpec {
     )]
     pub name: String,
 
-    /// Built-in handler from the `sluice-handlers` crate, e.g. `s3-json-transform`.
+    /// Built-in handler from the `sluice-handlers` crate, e.g.
+    /// `s3-json-transform`: short for `code: {builtin: ...}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(
         length(min = 1, max = 64),
         regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
     )]
-    pub handler: String,
+    pub handler: Option<String>,
+
+    /// What the function runs: a built-in handler, the team's zip in S3 or
+    /// the team's container image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<CodeSpec>,
 
     /// Memory in MiB (Lambda allows 128 to 10240).
     #[serde(rename = "memoryMiB", default = "default_memory")]
@@ -36,6 +48,16 @@ pub struct FunctionSpec {
         {"rule": "self <= 900", "message": "must be at most 900 seconds (Lambda's limit); work that runs longer belongs in a workflow (Step Functions), not a single function"}
     ]))]
     pub timeout_seconds: i32,
+
+    /// Ephemeral storage (`/tmp`) in MiB (Lambda allows 512 to 10240;
+    /// default 512).
+    #[serde(
+        rename = "ephemeralStorageMiB",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(range(min = 512, max = 10240))]
+    pub ephemeral_storage_mib: Option<i32>,
 
     /// X-Ray tracing mode.
     #[serde(default)]
@@ -484,5 +506,27 @@ impl Access {
     /// Whether the grant includes writing.
     pub fn writes(self) -> bool {
         matches!(self, Access::Write | Access::ReadWrite)
+    }
+
+    /// As the spec spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Access::Read => "read",
+            Access::Write => "write",
+            Access::ReadWrite => "readWrite",
+            Access::Send => "send",
+            Access::Put => "put",
+            Access::Start => "start",
+        }
+    }
+}
+
+impl FunctionSpec {
+    /// The built-in handler the function runs (`handler`, or
+    /// `code.builtin`), if it runs one.
+    pub fn builtin(&self) -> Option<&str> {
+        self.handler
+            .as_deref()
+            .or_else(|| self.code.as_ref().and_then(|c| c.builtin.as_deref()))
     }
 }

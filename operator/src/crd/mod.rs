@@ -9,6 +9,7 @@
 //! [`crate::reconcile::validate`] before any AWS call.
 
 mod bucket;
+mod code;
 mod depth;
 mod events;
 mod function;
@@ -21,6 +22,7 @@ mod table;
 mod workflow;
 
 pub use bucket::*;
+pub use code::*;
 pub use depth::depth_policy;
 pub use events::*;
 pub use function::*;
@@ -408,9 +410,15 @@ pub struct InventoryEntry {
 pub struct FunctionStatus {
     /// Logical function name.
     pub name: String,
-    /// Built-in handler deployed.
-    pub handler: String,
-    /// Base64 SHA-256 of the deployed zip, as Lambda reports `CodeSha256`.
+    /// Built-in handler deployed (absent for the team's own code).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handler: Option<String>,
+    /// Where the team's own code comes from: `s3://bucket/key` (with
+    /// `?versionId=`) or the image URI (absent for a built-in handler).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// What Lambda reports as `CodeSha256`: the base64 SHA-256 of the
+    /// deployed zip, an image's digest.
     pub code_sha256: String,
 }
 

@@ -59,6 +59,20 @@ pub struct SluicePolicySpec {
     #[schemars(length(max = 64))]
     pub kms_keys: Vec<String>,
 
+    /// S3 buckets (names) pipelines may take their functions' own code
+    /// from (`functions[].code.s3.bucket`). Empty: none (built-in handlers
+    /// and images only, as far as `imageRepositories` allows images).
+    #[serde(default)]
+    #[schemars(length(max = 64))]
+    pub code_buckets: Vec<String>,
+
+    /// Amazon ECR repositories (`<account>.dkr.ecr.<region>.amazonaws.com/<name>`)
+    /// pipelines may run container images from (`functions[].code.image`).
+    /// Empty: none.
+    #[serde(default)]
+    #[schemars(length(max = 64))]
+    pub image_repositories: Vec<String>,
+
     /// Features that are off unless allowed.
     #[serde(default)]
     pub allow: PolicyAllow,

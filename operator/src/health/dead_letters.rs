@@ -135,7 +135,7 @@ pub fn targets(spec: &DataPipelineSpec, plan: &Plan) -> Vec<Target> {
             let archiver = spec
                 .functions
                 .iter()
-                .filter(|f| f.handler == DLQ_HANDLER)
+                .filter(|f| f.builtin() == Some(DLQ_HANDLER))
                 .find(|f| {
                     f.triggers
                         .iter()

@@ -51,14 +51,10 @@ pub struct FunctionPlan {
     pub name: String,
     /// Execution role ARN.
     pub role_arn: String,
-    /// Built-in handler: the function's `Handler` setting, which the one
-    /// `bootstrap` of the artifact reads (as `_HANDLER`) to pick it.
-    pub handler: String,
-    /// Artifact to deploy.
-    pub artifact: Artifact,
-    /// Where the artifact is uploaded once for every function that runs it
-    /// (content-addressed), and where Lambda copies it from.
-    pub code: CodeLocation,
+    /// What it runs.
+    pub code: CodePlan,
+    /// Ephemeral storage (`/tmp`) in MiB.
+    pub ephemeral_storage_mib: i32,
     /// Memory in MiB.
     pub memory_mib: i32,
     /// Timeout in seconds.
@@ -71,6 +67,127 @@ pub struct FunctionPlan {
     pub tracing: TracingMode,
     /// Ownership tags.
     pub tags: BTreeMap<String, String>,
+}
+
+/// Lambda's default (and smallest) ephemeral storage, MiB.
+pub const EPHEMERAL_STORAGE_MIB: i32 = 512;
+
+/// What a function runs.
+#[derive(Clone, Debug, PartialEq)]
+pub enum CodePlan {
+    /// A built-in handler: the function's `Handler` setting, which the one
+    /// `bootstrap` of the operator's artifact reads (as `_HANDLER`) to pick
+    /// it.
+    Builtin {
+        /// Handler name.
+        handler: String,
+        /// The artifact.
+        artifact: Artifact,
+        /// Where the artifact is uploaded once for every function that
+        /// runs it (content-addressed), and where Lambda copies it from.
+        at: CodeLocation,
+    },
+    /// The team's zip in S3.
+    Zip(ZipCode),
+    /// The team's container image.
+    Image {
+        /// Image URI, pinned by digest.
+        uri: String,
+        /// `x86_64` or `arm64`.
+        architecture: String,
+    },
+}
+
+/// A team's zip, pinned.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ZipCode {
+    /// Where the spec declares it (`spec.functions[N].code`), for messages.
+    pub field: String,
+    /// Bucket.
+    pub bucket: String,
+    /// Key.
+    pub key: String,
+    /// Object version, when pinned by version.
+    pub version_id: Option<String>,
+    /// The zip's SHA-256 (hex): the pin, or, for a version pin, what the
+    /// version was found to hold ([`crate::aws::code::resolve`]); `None`
+    /// until then.
+    pub sha256: Option<String>,
+    /// Runtime.
+    pub runtime: String,
+    /// Entry point.
+    pub handler: String,
+    /// `x86_64` or `arm64`.
+    pub architecture: String,
+}
+
+impl CodePlan {
+    /// The runtime (an image brings its own).
+    pub fn runtime(&self) -> Option<&str> {
+        match self {
+            CodePlan::Builtin { .. } => Some(RUNTIME),
+            CodePlan::Zip(z) => Some(&z.runtime),
+            CodePlan::Image { .. } => None,
+        }
+    }
+
+    /// The `Handler` setting (an image's entry point is its own).
+    pub fn handler(&self) -> Option<&str> {
+        match self {
+            CodePlan::Builtin { handler, .. } => Some(handler),
+            CodePlan::Zip(z) => Some(&z.handler),
+            CodePlan::Image { .. } => None,
+        }
+    }
+
+    /// The built-in handler, if it runs one.
+    pub fn builtin(&self) -> Option<&str> {
+        match self {
+            CodePlan::Builtin { handler, .. } => Some(handler),
+            _ => None,
+        }
+    }
+
+    /// The instruction set.
+    pub fn architecture(&self) -> &str {
+        match self {
+            CodePlan::Builtin { artifact, .. } => &artifact.architecture,
+            CodePlan::Zip(z) => &z.architecture,
+            CodePlan::Image { architecture, .. } => architecture,
+        }
+    }
+
+    /// Lambda's `PackageType`.
+    pub fn package_type(&self) -> &'static str {
+        match self {
+            CodePlan::Image { .. } => "Image",
+            _ => "Zip",
+        }
+    }
+
+    /// The `CodeSha256` Lambda reports for this code: the base64 SHA-256 of
+    /// a zip, the hex digest of an image; `None` for a version pin not
+    /// resolved yet.
+    pub fn code_sha256(&self) -> Option<String> {
+        match self {
+            CodePlan::Builtin { artifact, .. } => Some(artifact.code_sha256()),
+            CodePlan::Zip(z) => z.sha256.as_deref().map(crate::artifacts::hex_to_base64),
+            CodePlan::Image { uri, .. } => uri.split("@sha256:").nth(1).map(str::to_owned),
+        }
+    }
+
+    /// Where the code comes from, for status and messages: the built-in
+    /// handler's name, `s3://bucket/key` (with `?versionId=`) or the image.
+    pub fn source(&self) -> String {
+        match self {
+            CodePlan::Builtin { handler, .. } => format!("builtin:{handler}"),
+            CodePlan::Zip(z) => match &z.version_id {
+                Some(v) => format!("s3://{}/{}?versionId={v}", z.bucket, z.key),
+                None => format!("s3://{}/{}", z.bucket, z.key),
+            },
+            CodePlan::Image { uri, .. } => uri.clone(),
+        }
+    }
 }
 
 /// An artifact's place in S3: the account and region's code bucket, under
@@ -231,12 +348,16 @@ pub fn use_env(u: &crate::crd::UseSpec) -> Option<String> {
 /// Plans every function of `spec` and what its edges imply.
 pub fn plan(spec: &DataPipelineSpec, graph: &Graph<'_>, cx: PlanContext<'_>) -> FunctionsPlan {
     let mut out = FunctionsPlan::default();
-    for f in &spec.functions {
+    for (i, f) in spec.functions.iter().enumerate() {
         let (Some(function), Some(role)) = (graph.functions.get(&f.name), graph.roles.get(&f.name))
         else {
             continue;
         };
-        let edges = plan_edges(spec, graph, f);
+        let required = f
+            .builtin()
+            .and_then(|h| cx.catalog.get(h))
+            .map(|a| &a.required_env);
+        let edges = plan_edges(spec, graph, f, required);
         out.roles.push(RolePlan {
             logical: f.name.clone(),
             name: role.name.clone(),
@@ -253,14 +374,13 @@ pub fn plan(spec: &DataPipelineSpec, graph: &Graph<'_>, cx: PlanContext<'_>) -> 
             permissions_boundary: cx.permissions_boundary.map(str::to_owned),
             tags: graph.id.tags(&f.name),
         });
-        if let Some(artifact) = cx.catalog.get(&f.handler) {
+        if let Some(code) = code_plan(f, i, graph, cx) {
             out.functions.push(FunctionPlan {
                 logical: f.name.clone(),
                 name: function.name.clone(),
                 role_arn: role.arn.clone(),
-                handler: f.handler.clone(),
-                artifact: artifact.clone(),
-                code: CodeLocation::of(graph.id.code_bucket(), artifact),
+                code,
+                ephemeral_storage_mib: f.ephemeral_storage_mib.unwrap_or(EPHEMERAL_STORAGE_MIB),
                 memory_mib: f.memory_mib,
                 timeout_seconds: f.timeout_seconds,
                 reserved_concurrency: f.reserved_concurrency,
@@ -294,6 +414,97 @@ pub fn plan(spec: &DataPipelineSpec, graph: &Graph<'_>, cx: PlanContext<'_>) -> 
     out
 }
 
+/// What function `f` (the `i`th) runs; `None` for a built-in handler the
+/// catalog lacks (validation refuses it).
+fn code_plan(
+    f: &FunctionSpec,
+    i: usize,
+    graph: &Graph<'_>,
+    cx: PlanContext<'_>,
+) -> Option<CodePlan> {
+    if let Some(handler) = f.builtin() {
+        let artifact = cx.catalog.get(handler)?;
+        return Some(CodePlan::Builtin {
+            handler: handler.to_owned(),
+            artifact: artifact.clone(),
+            at: CodeLocation::of(graph.id.code_bucket(), artifact),
+        });
+    }
+    let code = f.code.as_ref()?;
+    let architecture = code.architecture.unwrap_or_default().as_aws().to_owned();
+    if let Some(image) = &code.image {
+        return Some(CodePlan::Image {
+            uri: image.uri.clone(),
+            architecture,
+        });
+    }
+    let s3 = code.s3.as_ref()?;
+    Some(CodePlan::Zip(ZipCode {
+        field: format!("spec.functions[{i}].code"),
+        bucket: s3.bucket.clone(),
+        key: s3.key.clone(),
+        version_id: s3.version_id.clone(),
+        sha256: s3.sha256.clone(),
+        runtime: code.runtime?.as_aws().to_owned(),
+        handler: code.handler.clone()?,
+        architecture,
+    }))
+}
+
+/// For each variable a built-in handler requires (`required`: variable →
+/// the edge that would set it, as `handlers/requirements.json` words it)
+/// and no edge names with `env:` (nor `environment`), the indices of the
+/// function's `uses` edges that could give it: of the kind and access the
+/// requirement names, without an `env:` of their own. Exactly one, and it
+/// gives it; several, and the spec must say which.
+pub fn edge_candidates(
+    f: &FunctionSpec,
+    required: &BTreeMap<String, String>,
+) -> BTreeMap<String, Vec<usize>> {
+    let mut out = BTreeMap::new();
+    for (var, hint) in required {
+        if f.environment.contains_key(var) || f.uses.iter().any(|u| u.env.as_ref() == Some(var)) {
+            continue;
+        }
+        let Some((kind, access)) = crate::artifacts::edge_need(hint) else {
+            continue;
+        };
+        let candidates: Vec<usize> = f
+            .uses
+            .iter()
+            .enumerate()
+            .filter(|(_, u)| u.env.is_none() && use_kind(u) == Some(kind.as_str()))
+            .filter(|(_, u)| match access.as_str() {
+                "read" => u.access.reads(),
+                "write" => u.access.writes(),
+                other => u.access.as_str() == other,
+            })
+            .map(|(i, _)| i)
+            .collect();
+        out.insert(var.clone(), candidates);
+    }
+    out
+}
+
+/// The kind of node a `uses` edge names, as the spec spells the field.
+pub fn use_kind(u: &crate::crd::UseSpec) -> Option<&'static str> {
+    if u.bucket.is_some() {
+        Some("bucket")
+    } else if u.queue.is_some() {
+        Some("queue")
+    } else if u.event_bus.is_some() {
+        Some("eventBus")
+    } else if u.table.is_some() {
+        Some("table")
+    } else if u.stream.is_some() {
+        Some("stream")
+    } else if u.workflow.is_some() {
+        Some("workflow")
+    } else {
+        None
+    }
+}
+
 /// What one function's edges imply.
 struct Edges {
     grants: Grants,
@@ -302,7 +513,12 @@ struct Edges {
     mappings: Vec<EventSourceMappingPlan>,
 }
 
-fn plan_edges(spec: &DataPipelineSpec, graph: &Graph<'_>, f: &FunctionSpec) -> Edges {
+fn plan_edges(
+    spec: &DataPipelineSpec,
+    graph: &Graph<'_>,
+    f: &FunctionSpec,
+    required: Option<&BTreeMap<String, String>>,
+) -> Edges {
     let id = graph.id;
     let function_name = graph
         .functions
@@ -340,6 +556,7 @@ fn plan_edges(spec: &DataPipelineSpec, graph: &Graph<'_>, f: &FunctionSpec) -> E
         Some(q.node.arn.clone())
     };
 
+    let mut values = Vec::with_capacity(f.uses.len());
     for u in &f.uses {
         let var = use_env(u);
         let value = if let Some(b) = &u.bucket {
@@ -393,8 +610,20 @@ fn plan_edges(spec: &DataPipelineSpec, graph: &Graph<'_>, f: &FunctionSpec) -> E
         } else {
             None
         };
-        if let (Some(var), Some(value)) = (var, value) {
+        if let (Some(var), Some(value)) = (var, value.clone()) {
             environment.insert(var, value);
+        }
+        values.push(value);
+    }
+    // A variable the built-in handler requires, from the one edge that
+    // can give it (several: validation asks which).
+    if let Some(required) = required {
+        for (var, candidates) in edge_candidates(f, required) {
+            if let [only] = candidates[..]
+                && let Some(Some(value)) = values.get(only)
+            {
+                environment.insert(var, value.clone());
+            }
         }
     }
 

@@ -22,8 +22,9 @@ use std::collections::BTreeSet;
 pub use bucket::{BucketPlan, LambdaNotification, NotificationPlan};
 pub use events::{EventBusPlan, RulePlan, TargetPlan};
 pub use function::{
-    CodeLocation, EventSourceMappingPlan, FunctionPlan, INLINE_POLICY, InvokeConfigPlan,
-    InvokeStatement, PermissionsPlan, RUNTIME, RolePlan, STATEMENT_PREFIX,
+    CodeLocation, CodePlan, EPHEMERAL_STORAGE_MIB, EventSourceMappingPlan, FunctionPlan,
+    INLINE_POLICY, InvokeConfigPlan, InvokeStatement, PermissionsPlan, RUNTIME, RolePlan,
+    STATEMENT_PREFIX, ZipCode,
 };
 pub use graph::Graph;
 pub use queue::QueuePlan;
@@ -288,12 +289,13 @@ pub(crate) mod tests {
     }
 
     /// Every sample of `config/samples/`, one per pattern of the article.
-    pub(crate) const SAMPLES: [&str; 5] = [
+    pub(crate) const SAMPLES: [&str; 6] = [
         "event-triggered.yaml",
         "fan-out.yaml",
         "orchestrated.yaml",
         "stream.yaml",
         "periodic-batch.yaml",
+        "own-code.yaml",
     ];
 
     /// A sample of `config/samples/`, as a spec.

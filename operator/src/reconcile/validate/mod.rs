@@ -20,8 +20,8 @@ use crate::{
     config::OperatorConfig,
     crd::{DataPipelineSpec, FunctionSpec, MAX_FREE_FORM_DEPTH},
     plan::{
-        Plan,
-        function::use_env,
+        CodePlan, Plan,
+        function::{edge_candidates, use_env, use_kind},
         graph::dead_letter_name,
         table::{IDEMPOTENCY_PARTITION_KEY, IDEMPOTENCY_TTL_ATTRIBUTE},
     },
@@ -236,22 +236,60 @@ fn validate_function(
     problems: &mut Vec<String>,
 ) {
     let at = format!("spec.functions[{i}]");
-    match catalog.get(&f.handler) {
-        None => problems.push(format!(
-            "{at}.handler: {:?} is not a built-in handler; available: {}",
-            f.handler,
+    let field = if f.handler.is_some() {
+        format!("{at}.handler")
+    } else {
+        format!("{at}.code.builtin")
+    };
+    match f.builtin().map(|h| (h, catalog.get(h))) {
+        // The team's own code: what it reads comes from its edges too, but
+        // its variables are its own.
+        None => {}
+        Some((handler, None)) => problems.push(format!(
+            "{field}: {handler:?} is not a built-in handler; available: {}",
             catalog.names().join(", ")
         )),
         // What a built-in handler reads and writes comes from the edges
         // that grant it, never from a value written by hand, which could
         // name a resource outside the pipeline.
-        Some(artifact) => {
+        Some((handler, Some(artifact))) => {
             for (var, edge) in &artifact.required_env {
                 if f.environment.contains_key(var) {
                     problems.push(format!(
-                        "{at}.environment.{var}: handler {} takes {var} from an edge of the \
-                         function, not from environment; remove it and add {edge}",
-                        f.handler
+                        "{at}.environment.{var}: handler {handler} takes {var} from an edge of \
+                         the function, not from environment; remove it and add {edge}"
+                    ));
+                }
+            }
+            // Only a real ambiguity asks which edge gives a variable.
+            for (var, candidates) in edge_candidates(f, &artifact.required_env) {
+                if candidates.len() > 1 {
+                    let listed: Vec<String> = candidates
+                        .iter()
+                        .map(|&k| {
+                            let u = &f.uses[k];
+                            format!(
+                                "uses[{k}] ({} {})",
+                                use_kind(u).unwrap_or("?"),
+                                [
+                                    &u.bucket,
+                                    &u.queue,
+                                    &u.event_bus,
+                                    &u.table,
+                                    &u.stream,
+                                    &u.workflow
+                                ]
+                                .into_iter()
+                                .find_map(|n| n.as_deref())
+                                .unwrap_or("?")
+                            )
+                        })
+                        .collect();
+                    problems.push(format!(
+                        "{at}.uses: handler {handler} needs {var}, and {} edges could give it: {}; \
+                         add env: {var} to the one that should",
+                        candidates.len(),
+                        listed.join(", ")
                     ));
                 }
             }
@@ -567,7 +605,7 @@ pub fn warnings(spec: &DataPipelineSpec) -> Vec<String> {
         .collect();
     spec.functions
         .iter()
-        .filter(|f| STEPS.contains(&f.handler.as_str()))
+        .filter(|f| f.builtin().is_some_and(|h| STEPS.contains(&h)))
         .filter(|f| f.triggers.is_empty() && !in_workflows.contains(&f.name))
         .filter(|f| {
             !spec.rules.iter().any(|r| {
@@ -583,7 +621,9 @@ pub fn warnings(spec: &DataPipelineSpec) -> Vec<String> {
             format!(
                 "function {} (handler {}, a workflow step) is unreachable: no workflow, trigger, \
                  rule or schedule runs it; name it in a workflow's Task (Resource: function:{})",
-                f.name, f.handler, f.name
+                f.name,
+                f.builtin().unwrap_or_default(),
+                f.name
             )
         })
         .collect()
@@ -611,12 +651,17 @@ pub fn validate_plan(plan: &Plan) -> Result<(), String> {
     let mut problems = Vec::new();
     for f in &plan.functions {
         let at = format!("spec.functions[name={}]", f.logical);
-        for (var, edge) in &f.artifact.required_env {
-            if !f.environment.contains_key(var) {
-                problems.push(format!(
-                    "{at}: handler {} needs {var}, which no edge of the function sets; add {edge}",
-                    f.handler
-                ));
+        if let CodePlan::Builtin {
+            handler, artifact, ..
+        } = &f.code
+        {
+            for (var, edge) in &artifact.required_env {
+                if !f.environment.contains_key(var) {
+                    problems.push(format!(
+                        "{at}: handler {handler} needs {var}, which no edge of the function \
+                         sets; add {edge}"
+                    ));
+                }
             }
         }
         let size: usize = f.environment.iter().map(|(k, v)| k.len() + v.len()).sum();
@@ -676,7 +721,7 @@ mod tests {
     #[test]
     fn unknown_handler_names_the_field_and_the_choices() {
         let mut spec = pattern1();
-        spec.functions[0].handler = "nope".into();
+        spec.functions[0].handler = Some("nope".into());
         let err = validate(&spec, &config(), &catalog()).expect_err("invalid");
         assert!(err.contains("spec.functions[0].handler"), "{err}");
         assert!(err.contains("s3-json-transform"), "{err}");
@@ -752,6 +797,48 @@ mod tests {
                 && err.contains("uses: {eventBus: <bus>, access: put, env: EVENT_BUS}"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn the_one_edge_that_can_give_a_handlers_variable_gives_it() {
+        let mut spec = sample("fan-out.yaml");
+        // The router's bus edge without `env: EVENT_BUS`: it is the only
+        // edge that can give EVENT_BUS, so it does.
+        spec.functions[0].uses[0].env = None;
+        assert_eq!(validate(&spec, &config(), &catalog()), Ok(()));
+        let plan = plan_of(&spec);
+        assert_eq!(validate_plan(&plan), Ok(()));
+        let router = plan
+            .functions
+            .iter()
+            .find(|f| f.logical == "router")
+            .expect("router");
+        assert_eq!(
+            router.environment.get("EVENT_BUS"),
+            router.environment.get("EVENT_BUS_MAIN"),
+        );
+        assert!(router.environment.contains_key("EVENT_BUS"));
+    }
+
+    #[test]
+    fn two_edges_that_could_give_a_handlers_variable_are_named() {
+        let mut spec = sample("fan-out.yaml");
+        spec.functions[0].uses[0].env = None;
+        let mut second = spec.functions[0].uses[0].clone();
+        second.event_bus = Some("audit".into());
+        spec.functions[0].uses.push(second);
+        spec.event_buses.push(spec.event_buses[0].clone());
+        spec.event_buses[1].name = "audit".into();
+        let err = validate(&spec, &config(), &catalog()).expect_err("ambiguous");
+        assert!(
+            err.contains("spec.functions[0].uses: handler router needs EVENT_BUS")
+                && err.contains("uses[0] (eventBus main), uses[1] (eventBus audit)")
+                && err.contains("add env: EVENT_BUS"),
+            "{err}"
+        );
+        // Saying which settles it.
+        spec.functions[0].uses[1].env = Some("EVENT_BUS".into());
+        assert_eq!(validate(&spec, &config(), &catalog()), Ok(()));
     }
 
     #[test]
