@@ -11,7 +11,7 @@
 //! | 1 to 5 targets per rule, ids unique | schema and here | PutTargets |
 //! | A FIFO queue target needs a message group id, and content-based deduplication on the queue (a generated `<queue>-dlq` takes its queue's) | here | PutTargets, SqsParameters |
 //! | A queue target (a generated `<queue>-dlq` too) gets a queue policy letting exactly its rules send | plan (`plan::queue`) | "Permissions for Amazon SQS" (EventBridge User Guide) |
-//! | `InputPathsMap`: at most 100 entries; keys `[A-Za-z0-9_-]+` (so never `AWS.`); values JSON paths in dot notation, at most 256 characters | here | InputTransformer (API reference) |
+//! | `InputPathsMap`: at most 100 entries; keys `[A-Za-z0-9_-]+` (so never `AWS.`); values JSON paths in dot notation, at most 256 characters | schema (count, key charset, `$`, length) and here | InputTransformer (API reference) |
 //! | `InputTemplate`: 1 to 8,192 characters; every `<placeholder>` defined in `InputPathsMap` or one of `aws.events.*` | schema and here | InputTransformer, "Transforming target input" |
 
 use std::collections::BTreeSet;
