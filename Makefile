@@ -19,6 +19,8 @@ OWN_CODE_ZIP = $(shell scripts/own-code.sh dir examples/rust-function)
 # The chart's crds/ (crds/ at the root links to it).
 CRD := charts/sluice/crds/datapipelines.sluice.dev.yaml
 POLICY_CRD := charts/sluice/crds/sluicepolicies.sluice.dev.yaml
+# The ValidatingAdmissionPolicy bounding free-form objects' depth.
+DEPTH_POLICY := charts/sluice/templates/admission/free-form-depth.yaml
 # The operator's own AWS policy, two managed policies generated from the
 # code (operator/src/aws/operator_policy.rs).
 OPERATOR_POLICY := config/iam/operator-policy.json
@@ -64,6 +66,7 @@ tools-helm: ## build helm from its Go module (the chart's tests; cached by versi
 crds: ## regenerate the CRD YAML from the Rust types
 	cargo run --quiet -p sluice-operator --bin crdgen > $(CRD)
 	cargo run --quiet -p sluice-operator --bin crdgen policy > $(POLICY_CRD)
+	cargo run --quiet -p sluice-operator --bin crdgen depth-policy > $(DEPTH_POLICY)
 
 .PHONY: policy
 policy: ## regenerate the operator's AWS policy (config/iam/operator-policy*.json) from what each AWS kind declares
@@ -109,8 +112,9 @@ clippy:
 .PHONY: crd-check
 crd-check: ## fail when the committed CRD differs from the generator's output
 	@scripts/step.sh crd-check bash -c "{ cargo run --quiet -p sluice-operator --bin crdgen | diff -u $(CRD) - \
-	  && cargo run --quiet -p sluice-operator --bin crdgen policy | diff -u $(POLICY_CRD) -; } \
-	  || { echo 'charts/sluice/crds/ is stale: run make crds and commit'; exit 1; }"
+	  && cargo run --quiet -p sluice-operator --bin crdgen policy | diff -u $(POLICY_CRD) - \
+	  && cargo run --quiet -p sluice-operator --bin crdgen depth-policy | diff -u $(DEPTH_POLICY) -; } \
+	  || { echo 'charts/sluice/crds/ or $(DEPTH_POLICY) is stale: run make crds and commit'; exit 1; }"
 
 .PHONY: policy-check
 policy-check: ## fail when the committed operator policy differs from the generator's output

@@ -191,6 +191,8 @@ pub fn install_crd() {
         "--show-only",
         "templates/admission/status-writer.yaml",
         "--show-only",
+        "templates/admission/free-form-depth.yaml",
+        "--show-only",
         "templates/default-policy.yaml",
     ]);
     kubectl_stdin_ok(

@@ -84,6 +84,22 @@ const REFUSED: &[(&str, &str, &[&str])] = &[
         &["uses[].table must name a table declared in spec.tables"],
     ),
     (
+        "an input transformer variable name EventBridge refuses",
+        "eventBuses: [{name: b}]\n  queues: [{name: q}]\n  rules: [{name: r, eventBus: b, pattern: {source: [x]}, targets: [{queue: q, inputTransformer: {inputPaths: {a.b: $.detail}, inputTemplate: '<a.b>'}}]}]",
+        &[
+            "spec.rules[0].targets[0].inputTransformer.inputPaths",
+            "letters, digits, '_' and '-'",
+        ],
+    ),
+    (
+        "an input transformer path that is not a JSON path",
+        "eventBuses: [{name: b}]\n  queues: [{name: q}]\n  rules: [{name: r, eventBus: b, pattern: {source: [x]}, targets: [{queue: q, inputTransformer: {inputPaths: {k: detail.key}, inputTemplate: '<k>'}}]}]",
+        &[
+            "spec.rules[0].targets[0].inputTransformer.inputPaths",
+            "JSON paths in dot notation",
+        ],
+    ),
+    (
         "a rule target naming an undeclared function",
         "rules: [{name: r, pattern: {source: [x]}, targets: [{function: nope}]}]",
         &["rules[].targets[].function must name a function declared in spec.functions"],

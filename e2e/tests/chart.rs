@@ -142,6 +142,8 @@ fn what_the_chart_renders_follows_its_values() {
         "ValidatingAdmissionPolicy/sluice-pipeline-guardrails",
         "ValidatingAdmissionPolicy/sluice-status-writer",
         "ValidatingAdmissionPolicyBinding/sluice-operator-status-writer",
+        "ValidatingAdmissionPolicy/sluice-free-form-depth",
+        "ValidatingAdmissionPolicyBinding/sluice-free-form-depth",
     ] {
         assert!(
             default_kinds.iter().any(|k| k == expected),

@@ -38,6 +38,7 @@ const TYPES: [&str; 8] = [
 pub fn validate(at: &str, definition: &Value, functions: &BTreeSet<&str>) -> Vec<String> {
     let mut problems = Vec::new();
     machine(at, definition, functions, &mut problems);
+    unique_names(at, definition, &mut problems);
     let size = definition.to_string().len();
     if size > MAX_DEFINITION_CHARS {
         problems.push(format!(
@@ -251,9 +252,11 @@ fn machine(at: &str, m: &Value, functions: &BTreeSet<&str>, problems: &mut Vec<S
     let mut edges: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for (name, state) in states {
         let at = format!("{at}.States.{name}");
-        if name.len() > MAX_STATE_NAME {
+        let length = name.chars().count();
+        if length > MAX_STATE_NAME {
             problems.push(format!(
-                "{at}: a state name has at most {MAX_STATE_NAME} characters"
+                "{at}: the name has {length} characters; a state name has at most \
+                 {MAX_STATE_NAME} (characters, not bytes)"
             ));
         }
         let targets = edges.entry(name.as_str()).or_default();
@@ -337,6 +340,7 @@ fn machine(at: &str, m: &Value, functions: &BTreeSet<&str>, problems: &mut Vec<S
                         }
                         next(&format!("Catch[{i}].Next"), c.get("Next"), problems);
                     }
+                    states_all(&format!("{at}.Catch"), list, problems);
                 }
                 None => problems.push(format!("{at}.Catch: must be a list")),
             }
@@ -354,12 +358,14 @@ fn machine(at: &str, m: &Value, functions: &BTreeSet<&str>, problems: &mut Vec<S
                             ));
                         }
                     }
+                    states_all(&format!("{at}.Retry"), list, problems);
                 }
                 None => problems.push(format!("{at}.Retry: must be a list")),
             }
         }
         if kind == "Task" {
             task(&at, state, functions, problems);
+            heartbeat(&at, state, problems);
         }
         if kind == "Parallel"
             && state
@@ -450,6 +456,123 @@ fn task(at: &str, state: &Value, functions: &BTreeSet<&str>, problems: &mut Vec<
          {LAMBDA_INVOKE} with Parameters.FunctionName: <name> (other integrations cannot be \
          granted least privilege from the graph)"
     ));
+}
+
+/// `States.ALL` matches every error: in a retrier's or catcher's
+/// `ErrorEquals` it must be alone, and that retrier or catcher the last.
+fn states_all(at: &str, list: &[Value], problems: &mut Vec<String>) {
+    for (i, entry) in list.iter().enumerate() {
+        let Some(errors) = entry.get("ErrorEquals").and_then(Value::as_array) else {
+            continue;
+        };
+        if !errors.iter().any(|e| e == "States.ALL") {
+            continue;
+        }
+        if errors.len() > 1 {
+            problems.push(format!(
+                "{at}[{i}].ErrorEquals: States.ALL matches every error and must appear alone; \
+                 list the other errors in an earlier entry"
+            ));
+        }
+        if i + 1 != list.len() {
+            problems.push(format!(
+                "{at}[{i}].ErrorEquals: States.ALL must be in the last entry ({} follow it); \
+                 move it last",
+                list.len() - i - 1
+            ));
+        }
+    }
+}
+
+/// A Task's `HeartbeatSeconds` must be below its `TimeoutSeconds`.
+fn heartbeat(at: &str, state: &Value, problems: &mut Vec<String>) {
+    let (Some(beat), Some(timeout)) = (
+        state.get("HeartbeatSeconds").and_then(Value::as_f64),
+        state.get("TimeoutSeconds").and_then(Value::as_f64),
+    ) else {
+        return;
+    };
+    if beat >= timeout {
+        problems.push(format!(
+            "{at}.HeartbeatSeconds: {beat} is not below TimeoutSeconds {timeout}; a heartbeat \
+             must come before the task times out"
+        ));
+    }
+}
+
+/// Every state of the machine with the path of its machine, nested ones
+/// (Parallel branches, Map iterators) included.
+fn all_states<'a>(at: &str, m: &'a Value, out: &mut Vec<(String, &'a str)>) {
+    let Some(states) = m.get("States").and_then(Value::as_object) else {
+        return;
+    };
+    for (name, state) in states {
+        let here = format!("{at}.States.{name}");
+        out.push((here.clone(), name.as_str()));
+        for (field, inner) in children(state) {
+            all_states(&format!("{here}.{field}"), inner, out);
+        }
+    }
+}
+
+/// State names are unique across the whole state machine, nested machines
+/// included (Step Functions refuses a name used twice).
+fn unique_names(at: &str, definition: &Value, problems: &mut Vec<String>) {
+    let mut states = Vec::new();
+    all_states(at, definition, &mut states);
+    // The outer use is the first; the nested one is named as the duplicate.
+    states.sort_by_key(|(path, _)| path.matches(".States.").count());
+    let mut first: BTreeMap<&str, &str> = BTreeMap::new();
+    for (path, name) in &states {
+        match first.get(name) {
+            Some(earlier) => problems.push(format!(
+                "{path}: the state name {name:?} is also used at {earlier}; state names are \
+                 unique across the whole workflow, Parallel branches and Map iterators included"
+            )),
+            None => {
+                first.insert(name, path);
+            }
+        }
+    }
+}
+
+/// Express workflows run the request-response pattern only: a Task
+/// resource ending `.sync` (or `.sync:2`) or `.waitForTaskToken` is
+/// refused by Step Functions for them.
+pub fn express_problems(at: &str, definition: &Value) -> Vec<String> {
+    let mut problems = Vec::new();
+    let mut tasks = Vec::new();
+    collect_tasks(at, definition, &mut tasks);
+    for (path, resource) in tasks {
+        let pattern = if resource.ends_with(".waitForTaskToken") {
+            ".waitForTaskToken"
+        } else if resource.ends_with(".sync") || resource.contains(".sync:") {
+            ".sync"
+        } else {
+            continue;
+        };
+        problems.push(format!(
+            "{path}.Resource: {resource:?} uses the {pattern} integration pattern, which Express \
+             workflows do not support; use a Standard workflow or the request-response \
+             resource"
+        ));
+    }
+    problems
+}
+
+fn collect_tasks<'a>(at: &str, m: &'a Value, out: &mut Vec<(String, &'a str)>) {
+    let Some(states) = m.get("States").and_then(Value::as_object) else {
+        return;
+    };
+    for (name, state) in states {
+        let here = format!("{at}.States.{name}");
+        if let Some(r) = state.get("Resource").and_then(Value::as_str) {
+            out.push((here.clone(), r));
+        }
+        for (field, inner) in children(state) {
+            collect_tasks(&format!("{here}.{field}"), inner, out);
+        }
+    }
 }
 
 fn names(states: &serde_json::Map<String, Value>) -> String {
@@ -708,6 +831,80 @@ mod tests {
             out["States"]["Fan"]["Branches"][0]["States"]["A"]["Resource"],
             "arn:x"
         );
+    }
+
+    #[test]
+    fn states_all_is_alone_and_last() {
+        let d = json!({"StartAt": "A", "States": {"A": {
+            "Type": "Task", "Resource": "function:extract", "End": true,
+            "Retry": [{"ErrorEquals": ["States.ALL", "States.Timeout"]}, {"ErrorEquals": ["X"]}],
+            "Catch": [{"ErrorEquals": ["States.ALL"], "Next": "A"}, {"ErrorEquals": ["Y"], "Next": "A"}]
+        }}});
+        let p = problems_of(&d);
+        assert!(p.contains("spec.workflows[0].definition.States.A.Retry[0].ErrorEquals: States.ALL matches every error and must appear alone"), "{p}");
+        assert!(p.contains("spec.workflows[0].definition.States.A.Retry[0].ErrorEquals: States.ALL must be in the last entry (1 follow it)"), "{p}");
+        assert!(p.contains("spec.workflows[0].definition.States.A.Catch[0].ErrorEquals: States.ALL must be in the last entry"), "{p}");
+        let fine = json!({"StartAt": "A", "States": {"A": {
+            "Type": "Task", "Resource": "function:extract", "End": true,
+            "Retry": [{"ErrorEquals": ["X"]}, {"ErrorEquals": ["States.ALL"]}]
+        }}});
+        assert_eq!(problems_of(&fine), "");
+    }
+
+    #[test]
+    fn state_names_are_unique_across_nested_machines_and_counted_in_characters() {
+        let d = json!({"StartAt": "P", "States": {
+            "P": {"Type": "Parallel", "Next": "M", "Branches": [
+                {"StartAt": "A", "States": {"A": {"Type": "Pass", "End": true}}},
+                {"StartAt": "A", "States": {"A": {"Type": "Pass", "End": true}}}
+            ]},
+            "M": {"Type": "Map", "End": true, "ItemProcessor":
+                {"StartAt": "P", "States": {"P": {"Type": "Pass", "End": true}}}}
+        }});
+        let p = problems_of(&d);
+        assert!(p.contains("spec.workflows[0].definition.States.P.Branches[1].States.A: the state name \"A\" is also used at spec.workflows[0].definition.States.P.Branches[0].States.A"), "{p}");
+        assert!(p.contains("spec.workflows[0].definition.States.M.ItemProcessor.States.P: the state name \"P\" is also used at spec.workflows[0].definition.States.P"), "{p}");
+        // 80 characters of two bytes each: 160 bytes, still valid.
+        let name = "é".repeat(80);
+        let ok = json!({"StartAt": name, "States": {name.clone(): {"Type": "Pass", "End": true}}});
+        assert_eq!(problems_of(&ok), "");
+        let long = "é".repeat(81);
+        let bad = json!({"StartAt": long, "States": {long.clone(): {"Type": "Pass", "End": true}}});
+        assert!(problems_of(&bad).contains("the name has 81 characters"));
+    }
+
+    #[test]
+    fn a_heartbeat_comes_before_the_timeout() {
+        let d = json!({"StartAt": "A", "States": {"A": {
+            "Type": "Task", "Resource": "function:extract", "End": true,
+            "HeartbeatSeconds": 60, "TimeoutSeconds": 60
+        }}});
+        assert!(problems_of(&d).contains("spec.workflows[0].definition.States.A.HeartbeatSeconds: 60 is not below TimeoutSeconds 60"));
+        let ok = json!({"StartAt": "A", "States": {"A": {
+            "Type": "Task", "Resource": "function:extract", "End": true,
+            "HeartbeatSeconds": 30, "TimeoutSeconds": 60
+        }}});
+        assert_eq!(problems_of(&ok), "");
+    }
+
+    #[test]
+    fn express_workflows_use_request_response_only() {
+        let d = json!({"StartAt": "P", "States": {"P": {"Type": "Parallel", "End": true, "Branches": [
+            {"StartAt": "W", "States": {"W": {"Type": "Task", "End": true,
+                "Resource": "arn:aws:states:::lambda:invoke.waitForTaskToken",
+                "Parameters": {"FunctionName": "extract"}}}},
+            {"StartAt": "S", "States": {"S": {"Type": "Task", "End": true,
+                "Resource": "arn:aws:states:::states:startExecution.sync:2"}}},
+            {"StartAt": "R", "States": {"R": {"Type": "Task", "End": true,
+                "Resource": "function:extract"}}}
+        ]}}});
+        let p = express_problems("spec.workflows[0].definition", &d).join("; ");
+        assert!(p.contains("spec.workflows[0].definition.States.P.Branches[0].States.W.Resource: \"arn:aws:states:::lambda:invoke.waitForTaskToken\" uses the .waitForTaskToken integration pattern"), "{p}");
+        assert!(
+            p.contains("spec.workflows[0].definition.States.P.Branches[1].States.S.Resource"),
+            "{p}"
+        );
+        assert!(!p.contains("States.R"), "{p}");
     }
 
     #[test]

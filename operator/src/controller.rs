@@ -84,6 +84,9 @@ pub struct Context {
     /// update under an unchanged plan sets back a change made outside
     /// Sluice (drift).
     converged_plans: Mutex<HashMap<String, String>>,
+    /// A digest of the plan AWS refused (by UID): the same plan is not sent
+    /// again until the spec (or the operator's plan of it) changes.
+    rejected_plans: Mutex<HashMap<String, String>>,
     /// The inventory each pipeline's last reconcile recorded, by UID. The
     /// next reconcile may start from a watch cache that does not hold that
     /// status write yet; starting from a stale inventory would forget a
@@ -165,6 +168,7 @@ impl Context {
             failures: Mutex::new(HashMap::new()),
             generations: Mutex::new(HashMap::new()),
             converged_plans: Mutex::new(HashMap::new()),
+            rejected_plans: Mutex::new(HashMap::new()),
             inventories: Mutex::new(HashMap::new()),
             guardrails: std::sync::OnceLock::new(),
         }
@@ -721,8 +725,29 @@ async fn converge(dp: &DataPipeline, ctx: &Context) -> Result<(Action, &'static 
         Ok(plan) => plan,
         Err(e) => return unplanned(e).await,
     };
+    // AWS refused a value of this very plan: the same request would be
+    // refused again. It stays Stalled until the spec changes.
+    let uid = dp.uid().unwrap_or_default();
+    let digest = plan_digest(&plan);
+    let refused_before = previous.conditions.iter().any(|c| {
+        c.type_ == status::STALLED
+            && c.status == "True"
+            && c.reason == crate::error::AWS_REJECTED
+            && c.observed_generation == generation
+    });
+    if refused_before && ctx.rejected_plans.lock().await.get(&uid) == Some(&digest) {
+        return Ok((Action::requeue(ctx.resync(dp)), outcome::STALLED));
+    }
     let mut progress = recorded.clone();
     let result = reconcile::apply(&aws, &pid, &plan, &mut progress).await;
+    {
+        let mut rejected = ctx.rejected_plans.lock().await;
+        if result.as_ref().is_err_and(Error::is_rejected) {
+            rejected.insert(uid, digest);
+        } else {
+            rejected.remove(&uid);
+        }
+    }
     if result.is_ok() {
         ctx.reset_backoff(&key).await;
     }
@@ -961,6 +986,10 @@ async fn remove(dp: &DataPipeline, ctx: &Context) -> Result<Action> {
         g.deleted(dp);
     }
     ctx.converged_plans
+        .lock()
+        .await
+        .remove(&dp.uid().unwrap_or_default());
+    ctx.rejected_plans
         .lock()
         .await
         .remove(&dp.uid().unwrap_or_default());

@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use crate::aws::{AwsError, ErrorClass};
 
+/// The condition reason of [`Error::Rejected`].
+pub const AWS_REJECTED: &str = "AWSRejected";
 /// The condition reason of [`Error::PolicyViolation`].
 pub const POLICY_VIOLATION: &str = "PolicyViolation";
 
@@ -38,6 +40,17 @@ pub enum Error {
     /// A call to AWS failed.
     #[error(transparent)]
     Aws(#[from] AwsError),
+
+    /// AWS refused a value of the spec (a permanent client error, e.g.
+    /// `ValidationException`): the pipeline is `Stalled` with AWS's message
+    /// until the spec changes.
+    #[error("AWS refused {resource}: {error}; change the spec (the value AWS names) to try again")]
+    Rejected {
+        /// The resource the value was for, `Kind logical`.
+        resource: String,
+        /// AWS's answer.
+        error: AwsError,
+    },
 
     /// A call to the Kubernetes API failed.
     #[error("kubernetes API: {0}")]
@@ -76,6 +89,7 @@ impl Error {
                 ErrorClass::Client => "aws_client",
                 ErrorClass::NotLeader => "not_leader",
             },
+            Error::Rejected { .. } => "aws_client",
             Error::Kube(_) => "kube",
             Error::Artifact(_) => "artifact",
             Error::Finalizer(_) => "finalizer",
@@ -92,7 +106,18 @@ impl Error {
                 | Error::PolicyViolation(_)
                 | Error::Conflict(_)
                 | Error::Artifact(_)
-        )
+                | Error::Rejected { .. }
+        ) || self.is_rejected()
+    }
+
+    /// Whether AWS refused a value of the spec (see
+    /// [`AwsError::is_rejected`]), wherever the call was made.
+    pub fn is_rejected(&self) -> bool {
+        match self {
+            Error::Rejected { .. } => true,
+            Error::Aws(e) => e.is_rejected(),
+            _ => false,
+        }
     }
 
     /// The condition reason for this error (CamelCase, as kstatus expects).
@@ -102,12 +127,14 @@ impl Error {
             Error::PolicyViolation(_) => POLICY_VIOLATION,
             Error::Conflict(_) => "OwnershipConflict",
             Error::Waiting { .. } => "WaitingForAWS",
+            Error::Aws(e) if e.is_rejected() => AWS_REJECTED,
             Error::Aws(e) => match e.class {
                 ErrorClass::Throttled => "AWSThrottled",
                 ErrorClass::Transient => "AWSUnavailable",
                 ErrorClass::Client => "AWSError",
                 ErrorClass::NotLeader => "NotLeader",
             },
+            Error::Rejected { .. } => AWS_REJECTED,
             Error::Kube(_) => "KubernetesError",
             Error::Artifact(_) => "HandlerArtifactMissing",
             Error::Finalizer(_) => "FinalizerError",
@@ -164,6 +191,17 @@ mod tests {
             aws(ErrorClass::NotLeader),
             Error::Artifact(String::new()),
             Error::NotLeader("x"),
+            Error::Rejected {
+                resource: String::new(),
+                error: AwsError {
+                    service: crate::aws::Service::Sqs,
+                    operation: "CreateQueue",
+                    code: Some("InvalidAttributeValue".into()),
+                    message: None,
+                    status: Some(400),
+                    class: ErrorClass::Client,
+                },
+            },
         ];
         for e in &errors {
             assert!(
@@ -174,5 +212,78 @@ mod tests {
         }
         assert!(crate::metrics::ERROR_CATEGORIES.contains(&"kube"));
         assert!(crate::metrics::ERROR_CATEGORIES.contains(&"finalizer"));
+    }
+
+    #[test]
+    fn a_value_aws_refuses_stalls_and_what_may_pass_keeps_retrying() {
+        let aws = |code: &str, message: &str| AwsError {
+            service: crate::aws::Service::Sqs,
+            operation: "CreateQueue",
+            code: Some(code.into()),
+            message: Some(message.into()),
+            status: Some(400),
+            class: ErrorClass::Client,
+        };
+        for code in crate::aws::REJECTED_CODES {
+            assert!(aws(code, "bad value").is_rejected(), "{code}");
+        }
+        for code in [
+            "ResourceConflictException",
+            "ConcurrentModificationException",
+            "ResourceInUseException",
+            "AccessDenied",
+            "AccessDeniedException",
+            "NoSuchEntity",
+        ] {
+            assert!(!aws(code, "x").is_rejected(), "{code}");
+        }
+        // Lambda's answer while a new role propagates is retried.
+        assert!(
+            !aws(
+                "InvalidParameterValueException",
+                "The role defined for the function cannot be assumed by Lambda."
+            )
+            .is_rejected()
+        );
+        // Nor code Lambda could not read from S3 (uploaded again), nor a
+        // queue's visibility timeout SQS has not applied yet.
+        assert!(
+            !aws(
+                "InvalidParameterValueException",
+                "Error occurred while GetObject. S3 Error Code: NoSuchKey."
+            )
+            .is_rejected()
+        );
+        assert!(
+            !aws(
+                "InvalidParameterValueException",
+                "Queue visibility timeout: 30 seconds is less than Function timeout: 60 seconds"
+            )
+            .is_rejected()
+        );
+        // A throttle or a 5xx with such a code is not a refusal.
+        let mut busy = aws("ValidationException", "x");
+        busy.class = ErrorClass::Transient;
+        assert!(!busy.is_rejected());
+
+        let e = Error::Rejected {
+            resource: "SQS::Queue work".into(),
+            error: aws(
+                "InvalidAttributeValue",
+                "Invalid value for the parameter MessageRetentionPeriod.",
+            ),
+        };
+        assert!(e.is_stalled());
+        assert_eq!(e.reason(), "AWSRejected");
+        // Also where no resource is named.
+        let bare = Error::Aws(aws("ValidationException", "x"));
+        assert!(bare.is_stalled() && bare.reason() == "AWSRejected");
+        assert!(!Error::Aws(aws("ResourceConflictException", "x")).is_stalled());
+        assert_eq!(
+            e.to_string(),
+            "AWS refused SQS::Queue work: sqs CreateQueue failed: InvalidAttributeValue: Invalid \
+             value for the parameter MessageRetentionPeriod.; change the spec (the value AWS \
+             names) to try again"
+        );
     }
 }

@@ -302,16 +302,21 @@ pub fn service_policy(grants: &Grants) -> Value {
     document(grants.statements())
 }
 
-/// A policy document of `statements`. AWS refuses a policy without a
-/// statement, so a role granted nothing (a workflow of Pass and Choice
-/// states only) gets one that says so: everything denied.
+/// A policy document of `statements`; none for a role granted nothing (a
+/// workflow of Pass and Choice states only). IAM refuses a document without
+/// a statement (MalformedPolicyDocument), so such a role gets no inline
+/// policy at all: see [`grants_nothing`].
 fn document(statements: Vec<Value>) -> Value {
-    let statements = if statements.is_empty() {
-        vec![json!({"Sid": "GrantedNothing", "Effect": "Deny", "Action": "*", "Resource": "*"})]
-    } else {
-        statements
-    };
     json!({"Version": "2012-10-17", "Statement": statements})
+}
+
+/// Whether a generated policy has no statement: its role gets no inline
+/// policy (and loses a stale one) instead of one IAM would refuse.
+pub fn grants_nothing(policy: &Value) -> bool {
+    policy
+        .get("Statement")
+        .and_then(Value::as_array)
+        .is_none_or(Vec::is_empty)
 }
 
 /// The actions Step Functions needs to deliver execution logs to
@@ -712,15 +717,21 @@ mod tests {
     }
 
     #[test]
-    fn a_role_granted_nothing_has_a_policy_aws_accepts() {
-        let empty = workflow_policy(&Grants::default(), false, false);
-        let statements = empty["Statement"].as_array().expect("statements");
-        assert_eq!(statements.len(), 1, "AWS refuses an empty Statement list");
-        assert_eq!(statements[0]["Effect"], "Deny");
-        assert_eq!(
-            service_policy(&Grants::default())["Statement"][0]["Effect"],
-            "Deny"
-        );
+    fn a_role_granted_nothing_has_no_statement_so_no_inline_policy() {
+        // IAM refuses an empty Statement (MalformedPolicyDocument): such a
+        // role gets no inline policy, which grants_nothing tells.
+        assert!(grants_nothing(&workflow_policy(
+            &Grants::default(),
+            false,
+            false
+        )));
+        assert!(grants_nothing(&service_policy(&Grants::default())));
+        assert!(!grants_nothing(&workflow_policy(
+            &Grants::default(),
+            true,
+            false
+        )));
+        assert!(!grants_nothing(&execution_policy(&grants())));
     }
 
     #[test]

@@ -55,6 +55,11 @@ pub const TAG_INSTALLATION: &str = "sluice.dev/installation";
 /// `adoptionFromEarlierNamespace`).
 pub const ADOPT_FROM_ANNOTATION: &str = "sluice.dev/adopt-from-namespace-uid";
 
+/// AWS's limit on a tag value, in characters (S3, Lambda, SQS, IAM,
+/// EventBridge, Scheduler, Step Functions, Kinesis, DynamoDB, Logs alike;
+/// keys 128, which Sluice's keys are far below).
+pub const MAX_TAG_VALUE: usize = 256;
+
 /// Hex characters of the digest at the end of every name (64 bits).
 pub const HASH_HEX_LEN: usize = 16;
 
@@ -309,11 +314,27 @@ impl PipelineId {
         format!("{}/{}", self.namespace, self.name)
     }
 
+    /// `namespace/name` as a tag value ([`TAG_PIPELINE`],
+    /// [`TAG_RELEASED_BY`]): all of it when it fits AWS's
+    /// [`MAX_TAG_VALUE`] characters; else its first characters, `~` and 16
+    /// hex of its SHA-256. The longest legal names (63 + 1 + 253) would not
+    /// fit; cut this way, each still has a value of its own, the same on
+    /// every reconcile, which the ownership checks compare.
+    pub fn pipeline_tag(&self) -> String {
+        let full = self.pipeline_ref();
+        if full.chars().count() <= MAX_TAG_VALUE {
+            return full;
+        }
+        let hash = hex::encode(&Sha256::digest(full.as_bytes())[..HASH_HEX_LEN / 2]);
+        let keep: String = full.chars().take(MAX_TAG_VALUE - 1 - hash.len()).collect();
+        format!("{keep}~{hash}")
+    }
+
     /// The ownership tags of a node.
     pub fn tags(&self, logical: &str) -> BTreeMap<String, String> {
         BTreeMap::from([
             (TAG_MANAGED_BY.to_owned(), MANAGER.to_owned()),
-            (TAG_PIPELINE.to_owned(), self.pipeline_ref()),
+            (TAG_PIPELINE.to_owned(), self.pipeline_tag()),
             (TAG_PIPELINE_UID.to_owned(), self.uid.clone()),
             (TAG_LOGICAL_NAME.to_owned(), logical.to_owned()),
         ])
@@ -332,7 +353,7 @@ impl PipelineId {
     /// The tags a `Retain` deletion leaves: only the release marker.
     pub fn release_marker(&self) -> BTreeMap<String, String> {
         BTreeMap::from([
-            (TAG_RELEASED_BY.to_owned(), self.pipeline_ref()),
+            (TAG_RELEASED_BY.to_owned(), self.pipeline_tag()),
             (
                 TAG_RELEASED_FROM_NAMESPACE.to_owned(),
                 self.namespace_uid.clone(),
@@ -352,7 +373,7 @@ impl PipelineId {
                     .unwrap_or_else(|| "an unknown pipeline".to_owned()),
             },
             None => match tags.get(TAG_RELEASED_BY) {
-                Some(by) if *by == self.pipeline_ref() => self.released_by_our_name(tags),
+                Some(by) if *by == self.pipeline_tag() => self.released_by_our_name(tags),
                 Some(by) => Ownership::ReleasedByOther { by: by.clone() },
                 None => Ownership::Unmarked,
             },
@@ -365,7 +386,7 @@ impl PipelineId {
     /// from. A marker of an earlier version (no namespace UID) is adopted
     /// only with the annotation, whatever UID it names.
     fn released_by_our_name(&self, tags: &BTreeMap<String, String>) -> Ownership {
-        let by = self.pipeline_ref();
+        let by = self.pipeline_tag();
         if tags
             .get(TAG_INSTALLATION)
             .is_some_and(|i| *i != self.installation_fingerprint())
@@ -592,6 +613,39 @@ mod tests {
                 .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
         );
         assert!(!name.starts_with('-') && !name.ends_with('-'));
+    }
+
+    #[test]
+    fn tags_fit_aws_for_the_longest_legal_names_and_cut_names_still_own() {
+        let long = id(&"n".repeat(63), &"p".repeat(253));
+        for (key, value) in long
+            .tags(&"l".repeat(40))
+            .into_iter()
+            .chain(long.release_marker())
+        {
+            assert!(key.len() <= 128, "{key}");
+            assert!(
+                value.chars().count() <= MAX_TAG_VALUE,
+                "{key}: {}",
+                value.len()
+            );
+        }
+        let tag = long.pipeline_tag();
+        assert_eq!(tag.len(), MAX_TAG_VALUE);
+        assert!(tag.starts_with(&format!("{}/", "n".repeat(63))), "{tag}");
+        // Another name sharing the part kept gets another value.
+        let sibling = id(&"n".repeat(63), &format!("{}q", "p".repeat(252)));
+        assert_ne!(sibling.pipeline_tag(), tag);
+        // A name that fits is written whole, as before.
+        assert_eq!(id("ns", "p").pipeline_tag(), "ns/p");
+        // Ownership and adoption compare the cut value.
+        let released = long.release_marker();
+        assert_eq!(long.ownership(&released), Ownership::ReleasedToUs);
+        assert!(matches!(
+            sibling.ownership(&released),
+            Ownership::ReleasedByOther { .. }
+        ));
+        assert_eq!(long.ownership(&long.tags("x")), Ownership::Owned);
     }
 
     #[test]

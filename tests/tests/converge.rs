@@ -764,3 +764,72 @@ async fn a_role_of_an_earlier_version_moves_under_the_path() {
         .await
         .expect("cleanup");
 }
+
+/// Applies until nothing is left to wait for (at most 10 passes).
+async fn converge(h: &Harness, plan: &Plan, progress: &mut Progress) {
+    for _ in 0..10 {
+        match apply(h, plan, progress).await {
+            Ok(()) => return,
+            Err(Error::Waiting { .. }) => {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("converge: {e}"),
+        }
+    }
+    panic!("still waiting after 10 passes");
+}
+
+/// A workflow whose Tasks invoke no pipeline function: its role is granted
+/// nothing, so it has no inline policy (IAM refuses one without
+/// statements, though the emulator takes it), and a stale one is deleted.
+#[tokio::test]
+async fn a_workflow_granted_nothing_converges_with_a_role_without_inline_policy() {
+    let h = Harness::new().await;
+    let mut spec = sluice_integration_tests::sample("orchestrated.yaml");
+    spec.workflows[0].definition =
+        json!({"StartAt": "A", "States": {"A": {"Type": "Pass", "End": true}}});
+    spec.workflows[0].logging = sluice_operator::crd::LoggingLevel::None;
+    spec.workflows[0].tracing = false;
+    let plan = h.plan(&spec);
+    let role = plan
+        .roles
+        .iter()
+        .find(|r| r.trust_policy.to_string().contains("states.amazonaws.com"))
+        .expect("the workflow's role")
+        .name
+        .clone();
+    let mut progress = Progress::default();
+    converge(&h, &plan, &mut progress).await;
+    let iam_client = aws_sdk_iam::Client::new(&h.sdk);
+    let inline = |iam_client: aws_sdk_iam::Client, role: String| async move {
+        iam_client
+            .list_role_policies()
+            .role_name(role)
+            .send()
+            .await
+            .expect("inline policies")
+            .policy_names()
+            .to_vec()
+    };
+    assert!(inline(iam_client.clone(), role.clone()).await.is_empty());
+
+    // One left by an earlier version (a Deny of everything) is deleted.
+    iam_client
+        .put_role_policy()
+        .role_name(&role)
+        .policy_name(sluice_operator::plan::INLINE_POLICY)
+        .policy_document(
+            json!({"Version": "2012-10-17", "Statement": [
+                {"Effect": "Deny", "Action": "*", "Resource": "*"}]})
+            .to_string(),
+        )
+        .send()
+        .await
+        .expect("stale policy");
+    converge(&h, &plan, &mut progress).await;
+    assert!(inline(iam_client.clone(), role.clone()).await.is_empty());
+
+    reconcile::cleanup(&h.aws, &h.id, Some(&plan), false, &mut progress)
+        .await
+        .expect("cleanup");
+}

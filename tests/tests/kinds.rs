@@ -15,7 +15,7 @@ use sluice_operator::{
         state_machine::StateMachine, stream::Stream, table::Table,
     },
     crd::{DataPipelineSpec, LoggingLevel},
-    naming::{PipelineId, TAG_PIPELINE_UID, TAG_RELEASED_BY},
+    naming::{PipelineId, TAG_PIPELINE, TAG_PIPELINE_UID, TAG_RELEASED_BY},
     plan::{Kind, Plan},
     reconcile::{self, Progress},
 };
@@ -88,7 +88,23 @@ async fn tags(aws: &Aws, kind: Kind, id: &str) -> Option<BTreeMap<String, String
 
 #[tokio::test]
 async fn every_kind_is_released_adopted_by_its_pipeline_and_deleted() {
-    let h = Harness::new().await;
+    release_adopt_delete(Harness::new().await).await;
+}
+
+/// The longest legal namespace and pipeline names (63 and 253 characters):
+/// `namespace/name` does not fit AWS's 256-character tag value, so it is
+/// cut and hashed; every tag fits, and ownership, release and adoption
+/// work on the cut value.
+#[tokio::test]
+async fn the_longest_legal_names_converge_with_every_tag_within_limits() {
+    let mut h = Harness::new().await;
+    h.id.namespace = format!("{}-{}", h.id.namespace, "n".repeat(60));
+    h.id.name = format!("{}-{}", h.id.name, "p".repeat(253 - h.id.name.len() - 1));
+    assert_eq!((h.id.namespace.len(), h.id.name.len()), (63, 253));
+    release_adopt_delete(h).await;
+}
+
+async fn release_adopt_delete(h: Harness) {
     let spec = every_kind();
     let plan = h.plan(&spec);
     let mut progress = Progress::default();
@@ -111,6 +127,25 @@ async fn every_kind_is_released_adopted_by_its_pipeline_and_deleted() {
         Kind::Schedule,
     ];
 
+    // Every tag within AWS's limits: keys 128 characters, values 256.
+    for entry in &inventory {
+        let kind = Kind::parse(&entry.kind).expect("kind");
+        if !taggable.contains(&kind) {
+            continue;
+        }
+        let found = tags(&h.aws, kind, &entry.id).await.expect("tagged");
+        for (k, v) in &found {
+            assert!(
+                k.chars().count() <= 128 && v.chars().count() <= 256,
+                "{} {}: tag {k} = {v} ({} characters)",
+                entry.kind,
+                entry.id,
+                v.len()
+            );
+        }
+        assert_eq!(found.get(TAG_PIPELINE), Some(&h.id.pipeline_tag()));
+    }
+
     // Steady state: another pass writes nothing.
     let (_, writes) = h.calls();
     let mut again = Progress::from_inventory(&inventory);
@@ -131,7 +166,7 @@ async fn every_kind_is_released_adopted_by_its_pipeline_and_deleted() {
     assert!(again.inventory().is_empty());
     // The pipeline (not its UID), its namespace's UID and the installation.
     let marker = h.id.release_marker();
-    assert_eq!(marker[TAG_RELEASED_BY], h.id.pipeline_ref());
+    assert_eq!(marker[TAG_RELEASED_BY], h.id.pipeline_tag());
     for entry in &inventory {
         let kind = Kind::parse(&entry.kind).expect("kind");
         if !taggable.contains(&kind) {

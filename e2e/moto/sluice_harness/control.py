@@ -23,6 +23,12 @@
   POST /_sluice/schedules/fire?name=N[&group=G][&time=ISO]
                                              fire a schedule now, as its run
                                              scheduled at `time` (default: now)
+  POST /_sluice/refuse?target=T&match=S&code=C&message=M
+                                             answer the next JSON-protocol request
+                                             whose X-Amz-Target is T (e.g.
+                                             AmazonSQS.CreateQueue) and whose body
+                                             contains S with a 400 error C: M,
+                                             once, as AWS refuses a value
 
 They hand out credentials, so they answer only callers on this host: on
 loopback, or from the emulator's own address (localenv's cluster mode). A
@@ -31,8 +37,10 @@ pod of the local cluster reaches moto from the node's address and gets 403.
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import threading
 from urllib.parse import parse_qs, urlsplit
 
 from . import iam
@@ -49,10 +57,46 @@ POLICIES = [
 BOUNDARY = os.path.join(os.path.dirname(__file__), "..", "..", "..", "config", "iam", "pipeline-boundary.json")
 
 
+# One-shot refusals registered by POST /_sluice/refuse: (target, match,
+# code, message).
+_refusals: list[tuple[str, str, str, str]] = []
+_refusals_lock = threading.Lock()
+
+
+def _refused(environ):  # type: ignore[no-untyped-def]
+    """The refusal registered for this request, if any (then forgotten)."""
+    target = environ.get("HTTP_X_AMZ_TARGET", "")
+    if not target or not _refusals:
+        return None
+    length = int(environ.get("CONTENT_LENGTH") or 0)
+    body = environ["wsgi.input"].read(length) if length else b""
+    environ["wsgi.input"] = io.BytesIO(body)
+    text = body.decode("utf-8", "replace")
+    with _refusals_lock:
+        for i, (t, match, code, message) in enumerate(_refusals):
+            if t == target and match in text:
+                del _refusals[i]
+                return code, message
+    return None
+
+
 def middleware(app):  # type: ignore[no-untyped-def]
     def wrapped(environ, start_response):  # type: ignore[no-untyped-def]
         path = environ.get("PATH_INFO", "")
         if not path.startswith(PREFIX):
+            refusal = _refused(environ)
+            if refusal is not None:
+                code, message = refusal
+                data = json.dumps({"__type": code, "message": message}).encode()
+                start_response(
+                    "400 Bad Request",
+                    [
+                        ("Content-Type", "application/x-amz-json-1.0"),
+                        ("x-amzn-query-error", f"{code};Sender"),
+                        ("Content-Length", str(len(data))),
+                    ],
+                )
+                return [data]
             iam.keep_raw_body(environ)
             return app(environ, start_response)
         if environ.get("REMOTE_ADDR") not in ("127.0.0.1", urlsplit(Emulator.endpoint).hostname):
@@ -98,6 +142,10 @@ def middleware(app):  # type: ignore[no-untyped-def]
                     "secretAccessKey": creds.secret_access_key,
                     "account": query["id"],
                 }
+            elif method == "POST" and route == "refuse":
+                with _refusals_lock:
+                    _refusals.append((query["target"], query["match"], query["code"], query["message"]))
+                status, body = "200 OK", {"pending": len(_refusals)}
             elif method == "POST" and route == "schedules/fire":
                 status, body = "200 OK", fire(query["name"], query.get("group", "default"), scheduled=query.get("time"))
         except (FireError, KeyError, ValueError) as e:

@@ -242,7 +242,68 @@ const THROTTLING_CODES: [&str; 8] = [
     "LimitExceededException",
 ];
 
+/// AWS error codes that refuse the value sent: the same request fails the
+/// same way until the spec changes, so the pipeline goes `Stalled` with
+/// reason `AWSRejected` and AWS's message instead of retrying. Every other
+/// client error (conflicts, resources in use, access denied while IAM
+/// propagates, not found) keeps retrying. The README's table lists both.
+pub const REJECTED_CODES: [&str; 22] = [
+    // Most services' validation error.
+    "ValidationException",
+    // Lambda, Logs, CloudWatch.
+    "InvalidParameterValueException",
+    "InvalidParameterException",
+    "InvalidParameterCombination",
+    "InvalidParameterValue",
+    "RequestTooLargeException",
+    "CodeStorageExceededException",
+    // IAM.
+    "MalformedPolicyDocument",
+    "InvalidInput",
+    "LimitExceeded",
+    // SQS.
+    "InvalidAttributeName",
+    "InvalidAttributeValue",
+    // S3.
+    "InvalidArgument",
+    "InvalidBucketName",
+    "MalformedXML",
+    // EventBridge.
+    "InvalidEventPatternException",
+    // Kinesis.
+    "InvalidArgumentException",
+    // Step Functions.
+    "InvalidDefinition",
+    "InvalidName",
+    "InvalidArn",
+    "InvalidLoggingConfiguration",
+    "InvalidTracingConfiguration",
+];
+
 impl AwsError {
+    /// Whether AWS refused the value itself ([`REJECTED_CODES`]): retrying
+    /// without a spec change cannot help. Not one: what Lambda answers with
+    /// InvalidParameterValueException while something settles ([`Self::is_settling`]).
+    pub fn is_rejected(&self) -> bool {
+        self.class == ErrorClass::Client
+            && self
+                .code
+                .as_deref()
+                .is_some_and(|c| REJECTED_CODES.contains(&c))
+            && !self.is_settling()
+    }
+
+    /// Lambda's InvalidParameterValueException while something settles: a
+    /// new role or grant not yet visible to it, code it could not read from
+    /// S3 (uploaded again on the next pass), a queue's visibility timeout
+    /// changed moments ago (SQS takes up to a minute to apply it).
+    pub fn is_settling(&self) -> bool {
+        let message = self.message.as_deref().unwrap_or_default();
+        self.is_role_not_yet_usable()
+            || (self.has_code("InvalidParameterValueException")
+                && (message.contains("S3") || message.contains("isibility timeout")))
+    }
+
     /// A write refused because this replica's write fence is closed.
     pub fn not_leader(service: Service, operation: &'static str) -> Self {
         AwsError {
@@ -798,7 +859,7 @@ fn refusal(
             "{kind} {id} exists without Sluice's ownership tags or a release marker, so this \
              pipeline did not create it and will not adopt it by name; delete or rename it, or, \
              if it is this pipeline's, tag it {TAG_RELEASED_BY}={}",
-            pipeline.pipeline_ref()
+            pipeline.pipeline_tag()
         )),
     }
 }
@@ -813,9 +874,17 @@ pub async fn converge<R: AwsResource>(
     recorded: bool,
 ) -> Result<Converged> {
     let id = R::id(desired);
+    // A value AWS refuses names the resource it was for.
+    let rejected = |e: Error| match e {
+        Error::Aws(error) if error.is_rejected() => Error::Rejected {
+            resource: format!("{} {}", R::KIND.as_str(), R::logical(desired)),
+            error,
+        },
+        e => e,
+    };
     match R::observe(aws, id).await? {
         None => {
-            let arn = R::create(aws, desired).await?;
+            let arn = R::create(aws, desired).await.map_err(rejected)?;
             Ok(Converged {
                 outcome: Outcome::Created,
                 arn,
@@ -839,7 +908,9 @@ pub async fn converge<R: AwsResource>(
             if drift.is_empty() {
                 return Ok(converged(Outcome::Unchanged));
             }
-            R::update(aws, desired, &observed, &drift).await?;
+            R::update(aws, desired, &observed, &drift)
+                .await
+                .map_err(rejected)?;
             if adopted {
                 Ok(converged(Outcome::Adopted))
             } else {

@@ -13,7 +13,7 @@ use super::{
 };
 use crate::{
     Error, Result,
-    iam::{parse_policy, same_policy},
+    iam::{grants_nothing, parse_policy, same_policy},
     naming::OWNERSHIP_TAG_KEYS,
     plan::{INLINE_POLICY, Kind, RolePlan},
 };
@@ -275,7 +275,13 @@ impl AwsResource for Role {
         {
             drift.push(Drift::new("trustPolicy", "(planned)", "(differs)"));
         }
-        if !observed
+        // A role granted nothing has no inline policy (IAM refuses one
+        // without statements): a stale one is drift, to be deleted.
+        if grants_nothing(&desired.policy) {
+            if observed.inline_policies.iter().any(|p| p == INLINE_POLICY) {
+                drift.push(Drift::new("policy", "(none)", "(stale)"));
+            }
+        } else if !observed
             .policy
             .as_ref()
             .is_some_and(|p| same_policy(p, &desired.policy))
@@ -330,7 +336,9 @@ impl AwsResource for Role {
                 e.into()
             }
         })?;
-        put_policy(aws, d).await?;
+        if !grants_nothing(&d.policy) {
+            put_policy(aws, d).await?;
+        }
         Ok(None)
     }
 
@@ -461,7 +469,25 @@ impl AwsResource for Role {
     }
 }
 
+/// Writes the role's inline policy, or deletes it when the role is granted
+/// nothing (IAM refuses a policy without statements).
 async fn put_policy(aws: &Aws, d: &RolePlan) -> Result<()> {
+    if grants_nothing(&d.policy) {
+        return match aws
+            .call(Service::Iam, "DeleteRolePolicy", || {
+                aws.iam
+                    .delete_role_policy()
+                    .role_name(&d.name)
+                    .policy_name(INLINE_POLICY)
+                    .send()
+            })
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if e.is_not_found() => Ok(()),
+            Err(e) => Err(e.into()),
+        };
+    }
     aws.call(Service::Iam, "PutRolePolicy", || {
         aws.iam
             .put_role_policy()
@@ -472,4 +498,57 @@ async fn put_policy(aws: &Aws, d: &RolePlan) -> Result<()> {
     })
     .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::{
+        crd::LoggingLevel,
+        plan::tests::{plan_of, sample},
+    };
+
+    /// The role of a workflow whose Tasks invoke no pipeline function.
+    fn granted_nothing() -> RolePlan {
+        let mut spec = sample("orchestrated.yaml");
+        spec.workflows[0].definition =
+            json!({"StartAt": "A", "States": {"A": {"Type": "Pass", "End": true}}});
+        spec.workflows[0].logging = LoggingLevel::None;
+        spec.workflows[0].tracing = false;
+        let plan = plan_of(&spec);
+        plan.roles
+            .iter()
+            .find(|r| r.trust_policy.to_string().contains("states.amazonaws.com"))
+            .expect("the workflow's role")
+            .clone()
+    }
+
+    fn observed(d: &RolePlan, policy: Option<Value>) -> ObservedRole {
+        ObservedRole {
+            arn: "arn:aws:iam::123456789012:role/x".into(),
+            path: d.path.clone(),
+            trust_policy: Some(d.trust_policy.clone()),
+            inline_policies: policy.iter().map(|_| INLINE_POLICY.to_owned()).collect(),
+            policy,
+            permissions_boundary: d.permissions_boundary.clone(),
+            tags: d.tags.clone(),
+        }
+    }
+
+    #[test]
+    fn a_role_granted_nothing_has_no_inline_policy_and_loses_a_stale_one() {
+        let d = granted_nothing();
+        assert!(grants_nothing(&d.policy), "{}", d.policy);
+        // No inline policy is what it should have: no drift.
+        assert!(Role::diff(&d, &observed(&d, None)).is_empty());
+        // One left from before (e.g. the Deny of earlier versions) is drift,
+        // which update deletes.
+        let stale = json!({"Version": "2012-10-17", "Statement": [
+            {"Sid": "GrantedNothing", "Effect": "Deny", "Action": "*", "Resource": "*"}]});
+        let drift = Role::diff(&d, &observed(&d, Some(stale)));
+        assert_eq!(drift.len(), 1, "{drift:?}");
+        assert_eq!(drift[0].field, "policy");
+    }
 }

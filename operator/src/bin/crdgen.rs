@@ -6,6 +6,10 @@ use sluice_operator::crd::{DataPipeline, SluicePolicy};
 
 fn main() -> Result<(), serde_yaml::Error> {
     let crd = match std::env::args().nth(1).as_deref() {
+        Some("depth-policy") => {
+            print!("{}", sluice_operator::crd::depth_policy());
+            return Ok(());
+        }
         Some("policy") => SluicePolicy::crd(),
         _ => DataPipeline::crd(),
     };

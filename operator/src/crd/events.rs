@@ -42,6 +42,7 @@ pub struct RuleSpec {
     /// The event pattern, written as YAML (a JSON object), e.g.
     /// `{detail-type: [data-event], detail: {data_type: [type_a]}}`.
     #[schemars(schema_with = "crate::crd::free_form_object")]
+    #[serde(deserialize_with = "crate::crd::free_form")]
     pub pattern: Value,
 
     /// Where matching events go (1 to 5 targets, EventBridge's limit).
@@ -100,7 +101,11 @@ pub struct InputTransformer {
     /// Variables taken from the event by JSON path, e.g. `key: $.detail.key`
     /// (at most 100).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    #[schemars(extend("maxProperties" = 100))]
+    #[schemars(extend("maxProperties" = 100, "additionalProperties" = {"type": "string", "maxLength": 256}))]
+    #[schemars(extend("x-kubernetes-validations" = [
+        {"rule": "self.all(k, k.matches('^[A-Za-z0-9_-]+$'))", "message": "inputPaths names are letters, digits, '_' and '-' (EventBridge's InputPathsMap keys)"},
+        {"rule": "self.all(k, self[k].startsWith('$'))", "message": "inputPaths values are JSON paths in dot notation, like $.detail.key"}
+    ]))]
     pub input_paths: BTreeMap<String, String>,
 
     /// The delivered input, with `<variable>` placeholders.

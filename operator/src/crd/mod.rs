@@ -10,6 +10,7 @@
 
 mod bucket;
 mod code;
+mod depth;
 mod events;
 mod function;
 mod health;
@@ -22,6 +23,7 @@ mod workflow;
 
 pub use bucket::*;
 pub use code::*;
+pub use depth::depth_policy;
 pub use events::*;
 pub use function::*;
 pub use health::*;
@@ -36,6 +38,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 /// Kubernetes group of every Sluice API.
 pub const GROUP: &str = "sluice.dev";
@@ -269,6 +272,71 @@ impl DataPipelineSpec {
 
 /// The schema of a free-form JSON object (an event pattern, an ASL
 /// definition): `type: object`, fields kept as written.
+/// How deep a free-form object of the spec (event pattern, workflow
+/// definition, schedule input) may nest. The API server stores anything;
+/// a reader with a recursion limit (serde_json's is 128, counted from the
+/// watch event's root) fails to read the whole list when one object is too
+/// deep, so the limit is enforced at admission, well below that.
+pub const MAX_FREE_FORM_DEPTH: usize = 32;
+
+/// The marker a free-form object too deep to parse is read as (see
+/// [`free_form`]); validation refuses it naming the field.
+pub const TOO_DEEP: &str = "$sluice:nested-too-deep";
+
+/// serde_json's name for its raw-value newtype (feature `raw_value`).
+const RAW_VALUE_TOKEN: &str = "$serde_json::private::RawValue";
+
+/// Reads a free-form object (`deserialize_with`). serde_json refuses input
+/// nested deeper than 128 levels counted from the document's root, so one
+/// deep object in a list or watch event would fail reading every pipeline
+/// the operator watches. From serde_json, the object is taken as raw text
+/// (skipped without a depth limit) and parsed on its own; what is still too
+/// deep becomes `{TOO_DEEP: true}`, which validation refuses. Other formats
+/// (YAML in tests) read it as a plain value.
+pub(crate) fn free_form<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Value, D::Error> {
+    struct FreeForm;
+    impl<'de> serde::de::Visitor<'de> for FreeForm {
+        type Value = Value;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a JSON value")
+        }
+
+        fn visit_newtype_struct<D: serde::Deserializer<'de>>(
+            self,
+            d: D,
+        ) -> Result<Value, D::Error> {
+            Value::deserialize(d)
+        }
+
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+            let mut object = serde_json::Map::new();
+            while let Some(key) = map.next_key::<String>()? {
+                if key == RAW_VALUE_TOKEN {
+                    let raw: String = map.next_value()?;
+                    return Ok(serde_json::from_str(&raw)
+                        .unwrap_or_else(|_| serde_json::json!({ TOO_DEEP: true })));
+                }
+                object.insert(key, map.next_value()?);
+            }
+            Ok(Value::Object(object))
+        }
+    }
+    d.deserialize_newtype_struct(RAW_VALUE_TOKEN, FreeForm)
+}
+
+/// [`free_form`] for an optional field (`null` reads as absent).
+pub(crate) fn free_form_opt<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Value>, D::Error> {
+    free_form(d).map(|v| (!v.is_null()).then_some(v))
+}
+
+/// Whether `value` is the marker of an object too deep to parse.
+pub fn is_too_deep(value: &Value) -> bool {
+    value.get(TOO_DEEP).is_some()
+}
+
 pub(crate) fn free_form_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     schemars::json_schema!({
         "type": "object",
@@ -359,6 +427,66 @@ mod tests {
     use kube::CustomResourceExt;
 
     use super::*;
+
+    fn nested(levels: usize) -> String {
+        format!(
+            "{}[\"x\"]{}",
+            "{\"n\":".repeat(levels - 1),
+            "}".repeat(levels - 1)
+        )
+    }
+
+    /// A watch event holding a pipeline whose pattern nests `levels` deep.
+    fn event(levels: usize) -> String {
+        format!(
+            r#"{{"type":"ADDED","object":{{"apiVersion":"sluice.dev/v1alpha1","kind":"DataPipeline",
+            "metadata":{{"name":"p","namespace":"n"}},"spec":{{"eventBuses":[{{"name":"b"}}],
+            "rules":[{{"name":"r","eventBus":"b","pattern":{},"targets":[{{"queue":"q"}}]}}],
+            "schedules":[{{"name":"s","expression":"rate(1 hour)","target":{{"queue":"q"}},"input":{}}}],
+            "workflows":[{{"name":"w","definition":{}}}]}}}}}}"#,
+            nested(levels),
+            nested(levels),
+            nested(levels)
+        )
+    }
+
+    #[test]
+    fn a_free_form_object_too_deep_for_serde_never_fails_reading_the_pipeline() {
+        // Without free_form, 200 levels fail the whole event (serde_json's
+        // recursion limit), and with it every pipeline of the watch.
+        assert!(serde_json::from_str::<serde_json::Value>(&event(200)).is_err());
+        let e: kube::core::WatchEvent<DataPipeline> =
+            serde_json::from_str(&event(200)).expect("a deep pattern still reads");
+        let kube::core::WatchEvent::Added(dp) = e else {
+            panic!("added")
+        };
+        assert!(is_too_deep(&dp.spec.rules[0].pattern));
+        assert!(is_too_deep(&dp.spec.workflows[0].definition));
+        assert!(is_too_deep(
+            dp.spec.schedules[0].input.as_ref().expect("input")
+        ));
+        // A deep but parseable one reads as itself.
+        let e: kube::core::WatchEvent<DataPipeline> =
+            serde_json::from_str(&event(60)).expect("reads");
+        let kube::core::WatchEvent::Added(dp) = e else {
+            panic!("added")
+        };
+        assert_eq!(
+            dp.spec.rules[0].pattern.to_string(),
+            serde_json::from_str::<serde_json::Value>(&nested(60))
+                .expect("json")
+                .to_string()
+        );
+        // From a Value and from YAML too.
+        let v = serde_json::to_value(&dp).expect("serialises");
+        let back: DataPipeline = serde_json::from_value(v).expect("from a value");
+        assert_eq!(back.spec, dp.spec);
+        let yaml: DataPipelineSpec = serde_yaml::from_str(
+            "schedules: [{name: s, expression: rate(1 hour), target: {queue: q}, input: {a: [1]}}]",
+        )
+        .expect("yaml");
+        assert_eq!(yaml.schedules[0].input, Some(serde_json::json!({"a": [1]})));
+    }
 
     #[test]
     fn the_committed_crd_matches_the_types() {

@@ -53,7 +53,11 @@ pub struct ScheduleSpec {
     pub target: ScheduleTarget,
 
     /// JSON the target receives (default: the scheduler's own context).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::crd::free_form_opt"
+    )]
     #[schemars(schema_with = "crate::crd::free_form_object")]
     pub input: Option<Value>,
 

@@ -29,6 +29,7 @@ pub struct WorkflowSpec {
     /// arn:aws:states:::lambda:invoke` with `Parameters: {FunctionName:
     /// <name>}`; Sluice substitutes the ARN.
     #[schemars(schema_with = "crate::crd::free_form_object")]
+    #[serde(deserialize_with = "crate::crd::free_form")]
     pub definition: Value,
 
     /// Execution history to CloudWatch Logs: `None` (default), `Error`,

@@ -583,6 +583,27 @@ functions:
     }
 
     #[test]
+    fn a_rule_targeting_a_generated_dead_letter_queue_gets_the_same_queue_policy() {
+        let mut spec = sample("fan-out.yaml");
+        spec.rules[0].targets[0].queue = Some("type-a-dlq".into());
+        let p = plan_of(&spec);
+        let dlq = queue(&p, "type-a-dlq");
+        let rule = p
+            .rules
+            .iter()
+            .find(|r| r.logical == spec.rules[0].name)
+            .expect("rule");
+        let policy = dlq.policy.as_ref().expect("a rule's target needs a policy");
+        let statement = &policy["Statement"][0];
+        assert_eq!(statement["Resource"], arn("sqs", &dlq.name));
+        assert_eq!(statement["Action"], "sqs:SendMessage");
+        assert_eq!(
+            statement["Condition"]["ArnEquals"]["aws:SourceArn"],
+            serde_json::json!([rule.arn])
+        );
+    }
+
+    #[test]
     fn every_edge_grants_exactly_its_actions() {
         let p = fan_out();
         let bucket = |l: &str| {

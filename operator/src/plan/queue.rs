@@ -110,19 +110,9 @@ pub fn plan(spec: &DataPipelineSpec, graph: &Graph<'_>) -> Vec<QueuePlan> {
                 max_receive_count: d.max_receive_count,
             })
         });
-        let policy = senders.get(q.name.as_str()).map(|rules| {
-            json!({
-                "Version": "2012-10-17",
-                "Statement": [{
-                    "Sid": "sluice-events",
-                    "Effect": "Allow",
-                    "Principal": {"Service": "events.amazonaws.com"},
-                    "Action": "sqs:SendMessage",
-                    "Resource": node.node.arn,
-                    "Condition": {"ArnEquals": {"aws:SourceArn": rules.iter().collect::<Vec<_>>()}}
-                }]
-            })
-        });
+        let policy = senders
+            .get(q.name.as_str())
+            .map(|rules| sender_policy(&node.node.arn, rules));
         planned.insert(
             q.name.clone(),
             QueuePlan {
@@ -141,25 +131,31 @@ pub fn plan(spec: &DataPipelineSpec, graph: &Graph<'_>) -> Vec<QueuePlan> {
             },
         );
     }
-    // The dead-letter queues Sluice creates.
+    // The dead-letter queues Sluice creates: a rule may target one like any
+    // queue (its policy lets exactly those rules send), and one of a FIFO
+    // queue deduplicates as its queue does (a FIFO rule target needs it).
     for (logical, node) in &graph.queues {
-        if node.dead_letter_of.is_none() {
+        let Some(of) = &node.dead_letter_of else {
             continue;
-        }
+        };
+        let source = spec.queues.iter().find(|q| &q.name == of);
         planned.insert(
             logical.clone(),
             QueuePlan {
                 logical: logical.clone(),
                 name: node.node.name.clone(),
                 fifo: node.fifo,
-                content_based_deduplication: false,
+                content_based_deduplication: node.fifo
+                    && source.is_some_and(|q| q.content_based_deduplication),
                 visibility_timeout_seconds: derived_visibility_timeout(longest_consumer_timeout(
                     spec, logical,
                 )),
                 retention_seconds: DEAD_LETTER_RETENTION_SECONDS,
                 kms_key: node.node.kms_key.clone(),
                 redrive: None,
-                policy: None,
+                policy: senders
+                    .get(logical.as_str())
+                    .map(|rules| sender_policy(&node.node.arn, rules)),
                 tags: graph.id.tags(logical),
             },
         );
@@ -192,6 +188,22 @@ pub fn plan(spec: &DataPipelineSpec, graph: &Graph<'_>) -> Vec<QueuePlan> {
         .into_iter()
         .filter_map(|logical| planned.remove(&logical))
         .collect()
+}
+
+/// The queue policy that lets exactly `rules` (their ARNs) send to the
+/// queue `arn`: EventBridge's deliveries are denied without it.
+fn sender_policy(arn: &str, rules: &BTreeSet<&str>) -> Value {
+    json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Sid": "sluice-events",
+            "Effect": "Allow",
+            "Principal": {"Service": "events.amazonaws.com"},
+            "Action": "sqs:SendMessage",
+            "Resource": arn,
+            "Condition": {"ArnEquals": {"aws:SourceArn": rules.iter().collect::<Vec<_>>()}}
+        }]
+    })
 }
 
 fn graph_arn(graph: &Graph<'_>, logical: &str) -> String {

@@ -3,14 +3,22 @@
 //! that the emulator does not. Pure; every error names the field, the bad
 //! value and what would be valid.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
-use serde_json::Value;
+mod events;
+mod kms;
+mod queues;
+mod workflows;
+
+pub use events::MAX_EVENT_PATTERN_CHARS;
+use events::validate_rules;
+use queues::validate_queues;
+use workflows::validate_workflows;
 
 use crate::{
     artifacts::Catalog,
     config::OperatorConfig,
-    crd::{DataPipelineSpec, FunctionSpec},
+    crd::{DataPipelineSpec, FunctionSpec, MAX_FREE_FORM_DEPTH},
     plan::{
         CodePlan, Plan,
         function::{edge_candidates, use_env, use_kind},
@@ -24,8 +32,28 @@ const RESERVED_ENV_PREFIXES: [&str; 3] = ["AWS_", "LAMBDA_", "SLUICE_"];
 const RESERVED_ENV_NAMES: [&str; 4] = ["_HANDLER", "_X_AMZN_TRACE_ID", "TZ", "IDEMPOTENCY_TABLE"];
 /// Lambda's limit on a function's environment: 4 KB of names and values.
 pub const MAX_ENVIRONMENT_BYTES: usize = 4096;
-/// EventBridge's limit on an event pattern.
-pub const MAX_EVENT_PATTERN_BYTES: usize = 4096;
+
+/// Whether a free-form object of the spec (event pattern, workflow
+/// definition, schedule input) nests within [`MAX_FREE_FORM_DEPTH`] levels;
+/// pushes the problem if not. An object too deep to parse at all was read
+/// as the [`crate::crd::TOO_DEEP`] marker.
+fn check_depth(at: &str, value: &serde_json::Value, problems: &mut Vec<String>) -> bool {
+    let levels = if crate::crd::is_too_deep(value) {
+        None
+    } else {
+        Some(events::depth(value))
+    };
+    match levels {
+        Some(l) if l <= MAX_FREE_FORM_DEPTH => true,
+        _ => {
+            problems.push(format!(
+                "{at}: nests {} levels; Sluice accepts at most {MAX_FREE_FORM_DEPTH}",
+                levels.map_or("more than 127".into(), |l| l.to_string())
+            ));
+            false
+        }
+    }
+}
 
 /// The names of one kind of node, for "declared: ..." hints.
 struct Declared<'a>(BTreeSet<&'a str>);
@@ -145,7 +173,8 @@ pub fn validate(
     let functions = Declared::new(spec.functions.iter().map(|f| f.name.as_str()));
     let workflows = Declared::new(spec.workflows.iter().map(|w| w.name.as_str()));
 
-    validate_queues(spec, &queues, &mut problems);
+    kms::validate_kms_keys(spec, region, &mut problems);
+    validate_queues(spec, &queues, &fifo, &mut problems);
     validate_rules(
         spec,
         &buses,
@@ -174,259 +203,6 @@ pub fn validate(
         Ok(())
     } else {
         Err(problems.join("; "))
-    }
-}
-
-fn validate_queues(spec: &DataPipelineSpec, queues: &Declared<'_>, problems: &mut Vec<String>) {
-    let own: BTreeMap<&str, &crate::crd::QueueSpec> =
-        spec.queues.iter().map(|q| (q.name.as_str(), q)).collect();
-    for (i, q) in spec.queues.iter().enumerate() {
-        let at = format!("spec.queues[{i}]");
-        if let Some(d) = &q.dead_letter {
-            let derived = dead_letter_name(&q.name);
-            match &d.queue {
-                None => {
-                    if own.contains_key(derived.as_str()) {
-                        problems.push(format!(
-                            "{at}.deadLetter: Sluice creates the dead-letter queue {derived:?}, \
-                             but a queue of that name is declared; name it in deadLetter.queue \
-                             or rename the other queue"
-                        ));
-                    }
-                }
-                Some(target) if target == &q.name => problems.push(format!(
-                    "{at}.deadLetter.queue: a queue cannot be its own dead-letter queue"
-                )),
-                Some(target) => match own.get(target.as_str()) {
-                    None => problems.push(format!(
-                        "{at}.deadLetter.queue: {target:?} is not declared in spec.queues ({})",
-                        queues.hint()
-                    )),
-                    Some(t) if t.fifo != q.fifo => problems.push(format!(
-                        "{at}.deadLetter.queue: {target:?} is {} but {:?} is {}; a queue's \
-                         dead-letter queue must be of the same type",
-                        if t.fifo { "FIFO" } else { "standard" },
-                        q.name,
-                        if q.fifo { "FIFO" } else { "standard" },
-                    )),
-                    Some(_) => {}
-                },
-            }
-        }
-        // A redrive chain must end: no cycles through named dead-letter queues.
-        let mut seen = BTreeSet::from([q.name.as_str()]);
-        let mut next = q.dead_letter.as_ref().and_then(|d| d.queue.as_deref());
-        while let Some(n) = next {
-            if !seen.insert(n) {
-                problems.push(format!(
-                    "{at}.deadLetter.queue: the dead-letter queues of {:?} form a cycle through {n:?}",
-                    q.name
-                ));
-                break;
-            }
-            next = own
-                .get(n)
-                .and_then(|x| x.dead_letter.as_ref())
-                .and_then(|d| d.queue.as_deref());
-        }
-        // Lambda refuses a queue source whose visibility timeout is shorter
-        // than the function's timeout.
-        if let Some(visibility) = q.visibility_timeout_seconds
-            && let Some(longest) = crate::plan::queue::longest_consumer_timeout(spec, &q.name)
-            && visibility < longest
-        {
-            problems.push(format!(
-                "{at}.visibilityTimeoutSeconds: {visibility} is shorter than the {longest} s \
-                 timeout of a function it triggers; Lambda requires at least the function's \
-                 timeout (AWS advises 6 ×); leave it out to derive it"
-            ));
-        }
-    }
-}
-
-fn validate_rules(
-    spec: &DataPipelineSpec,
-    buses: &Declared<'_>,
-    queues: &Declared<'_>,
-    fifo: &BTreeSet<&str>,
-    functions: &Declared<'_>,
-    workflows: &Declared<'_>,
-    problems: &mut Vec<String>,
-) {
-    for (i, r) in spec.rules.iter().enumerate() {
-        let at = format!("spec.rules[{i}]");
-        if let Some(b) = &r.event_bus
-            && !buses.has(b)
-        {
-            problems.push(format!(
-                "{at}.eventBus: {b:?} is not declared in spec.eventBuses ({}); leave it out \
-                 for the account's default bus",
-                buses.hint()
-            ));
-        }
-        validate_pattern(&format!("{at}.pattern"), &r.pattern, problems);
-        // The keys Sluice writes into a pattern to keep the rule to this
-        // pipeline's own events (plan::events::confine).
-        let written: &[(&str, &str)] = if r.event_bus.is_some() {
-            &[(
-                "source",
-                "a rule on the pipeline's own bus matches only the pipeline's own events, whose \
-                 source Sluice sets (every event its functions publish carries it); remove source",
-            )]
-        } else {
-            &[
-                (
-                    "$or",
-                    "Sluice confines a rule on the account's default bus to events of this \
-                     pipeline's own buckets and workflows or its own source, written as $or; \
-                     match alternatives with a list of values instead",
-                ),
-                (
-                    "resources",
-                    "Sluice confines a rule on the account's default bus to this pipeline's own \
-                     buckets and workflows by their ARNs; remove resources",
-                ),
-            ]
-        };
-        for (key, why) in written {
-            if r.pattern.get(key).is_some() {
-                problems.push(format!("{at}.pattern.{key}: {why}"));
-            }
-        }
-        if r.event_bus.is_none() && spec.buckets.is_empty() && spec.workflows.is_empty() {
-            problems.push(format!(
-                "{at}.eventBus: a rule on the account's default bus matches only events of this \
-                 pipeline's own buckets and workflows or its own source, and it has neither \
-                 buckets nor workflows; declare a bus in spec.eventBuses and name it here"
-            ));
-        }
-        if r.targets.is_empty() || r.targets.len() > 5 {
-            problems.push(format!(
-                "{at}.targets: {} targets; a rule has 1 to 5 (EventBridge's limit)",
-                r.targets.len()
-            ));
-        }
-        let mut ids = BTreeSet::new();
-        for (j, t) in r.targets.iter().enumerate() {
-            let at = format!("{at}.targets[{j}]");
-            match (&t.queue, &t.function, &t.workflow) {
-                (None, None, Some(w)) => {
-                    if !workflows.has(w) {
-                        problems.push(format!(
-                            "{at}.workflow: {w:?} is not declared in spec.workflows ({})",
-                            workflows.hint()
-                        ));
-                    }
-                    if t.message_group_id.is_some() {
-                        problems.push(format!(
-                            "{at}.messageGroupId: only FIFO queue targets take one"
-                        ));
-                    }
-                }
-                (Some(q), None, None) => {
-                    if !queues.has(q) {
-                        problems.push(format!(
-                            "{at}.queue: {q:?} is not declared in spec.queues ({})",
-                            queues.hint()
-                        ));
-                    }
-                    if fifo.contains(q.as_str()) && t.message_group_id.is_none() {
-                        problems.push(format!(
-                            "{at}.messageGroupId: {q:?} is a FIFO queue; EventBridge needs a \
-                             message group id to send to it"
-                        ));
-                    }
-                    if !fifo.contains(q.as_str()) && t.message_group_id.is_some() {
-                        problems.push(format!(
-                            "{at}.messageGroupId: only FIFO queue targets take one; {q:?} is standard"
-                        ));
-                    }
-                }
-                (None, Some(f), None) => {
-                    if !functions.has(f) {
-                        problems.push(format!(
-                            "{at}.function: {f:?} is not declared in spec.functions ({})",
-                            functions.hint()
-                        ));
-                    }
-                    if t.message_group_id.is_some() {
-                        problems.push(format!(
-                            "{at}.messageGroupId: only FIFO queue targets take one"
-                        ));
-                    }
-                }
-                _ => problems.push(format!(
-                    "{at}: name exactly one of queue, function or workflow"
-                )),
-            }
-            let id = t
-                .queue
-                .as_deref()
-                .or(t.function.as_deref())
-                .or(t.workflow.as_deref())
-                .unwrap_or("");
-            if !ids.insert(id) {
-                problems.push(format!("{at}: {id:?} is a target of this rule twice"));
-            }
-            if let Some(x) = &t.input_transformer {
-                if x.input_paths.len() > 100 {
-                    problems.push(format!(
-                        "{at}.inputTransformer.inputPaths: {} variables; EventBridge allows 100",
-                        x.input_paths.len()
-                    ));
-                }
-                for (name, path) in &x.input_paths {
-                    if !path.starts_with('$') {
-                        problems.push(format!(
-                            "{at}.inputTransformer.inputPaths.{name}: {path:?} is not a JSON \
-                             path; write it like $.detail.key"
-                        ));
-                    }
-                    if name.starts_with("aws.") {
-                        problems.push(format!(
-                            "{at}.inputTransformer.inputPaths.{name}: names starting with aws. \
-                             are reserved by EventBridge"
-                        ));
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// EventBridge's rules for a pattern: a non-empty JSON object whose leaves
-/// are non-empty arrays (of values or matchers), at most 4096 bytes.
-fn validate_pattern(at: &str, pattern: &Value, problems: &mut Vec<String>) {
-    fn walk(at: &str, value: &Value, problems: &mut Vec<String>) {
-        match value {
-            Value::Object(map) if map.is_empty() => problems.push(format!(
-                "{at}: an empty object matches nothing; give a field"
-            )),
-            Value::Object(map) => {
-                for (k, v) in map {
-                    walk(&format!("{at}.{k}"), v, problems);
-                }
-            }
-            Value::Array(items) if items.is_empty() => problems.push(format!(
-                "{at}: an empty list matches nothing; list at least one value"
-            )),
-            Value::Array(_) => {}
-            other => problems.push(format!(
-                "{at}: {other} must be a list of values (e.g. [{other}]) or an object; \
-                 EventBridge patterns match by lists"
-            )),
-        }
-    }
-    if !pattern.is_object() {
-        problems.push(format!("{at}: must be an object (the event pattern)"));
-        return;
-    }
-    walk(at, pattern, problems);
-    let size = pattern.to_string().len();
-    if size > MAX_EVENT_PATTERN_BYTES {
-        problems.push(format!(
-            "{at}: {size} bytes as JSON; EventBridge allows {MAX_EVENT_PATTERN_BYTES}"
-        ));
     }
 }
 
@@ -722,33 +498,6 @@ fn validate_function(
     }
 }
 
-fn validate_workflows(
-    spec: &DataPipelineSpec,
-    buckets: &Declared<'_>,
-    functions: &Declared<'_>,
-    problems: &mut Vec<String>,
-) {
-    for (i, w) in spec.workflows.iter().enumerate() {
-        let at = format!("spec.workflows[{i}]");
-        problems.extend(crate::asl::validate(
-            &format!("{at}.definition"),
-            &w.definition,
-            &functions.0,
-        ));
-        for (j, t) in w.triggers.iter().enumerate() {
-            if let Some(b) = &t.bucket
-                && !buckets.has(&b.name)
-            {
-                problems.push(format!(
-                    "{at}.triggers[{j}].bucket.name: {:?} is not declared in spec.buckets ({})",
-                    b.name,
-                    buckets.hint()
-                ));
-            }
-        }
-    }
-}
-
 fn validate_schedules(
     spec: &DataPipelineSpec,
     functions: &Declared<'_>,
@@ -834,6 +583,7 @@ fn validate_schedules(
             ));
         }
         if let Some(input) = &s.input
+            && check_depth(&format!("{at}.input"), input, problems)
             && input.to_string().len() > 8192
         {
             problems.push(format!(
@@ -924,11 +674,11 @@ pub fn validate_plan(plan: &Plan) -> Result<(), String> {
         }
     }
     for r in &plan.rules {
-        let size = r.pattern.to_string().len();
-        if size > MAX_EVENT_PATTERN_BYTES {
+        let size = r.pattern.to_string().chars().count();
+        if size > MAX_EVENT_PATTERN_CHARS {
             problems.push(format!(
-                "spec.rules[name={}].pattern: {size} bytes as JSON with what Sluice adds to keep \
-                 it to the pipeline's own events; EventBridge allows {MAX_EVENT_PATTERN_BYTES}; \
+                "spec.rules[name={}].pattern: {size} characters as JSON with what Sluice adds to \
+                 keep it to the pipeline's own events; EventBridge allows {MAX_EVENT_PATTERN_CHARS}; \
                  shorten it",
                 r.logical
             ));
@@ -1130,6 +880,40 @@ mod tests {
             err.contains("spec.rules[0].targets[0].messageGroupId"),
             "{err}"
         );
+        assert!(
+            err.contains(
+                "spec.functions[1].triggers[0].queue.batchingWindowSeconds: 5 s, but \"type-a\" \
+                 is a FIFO queue"
+            ),
+            "{err}"
+        );
+        let a = spec
+            .queues
+            .iter()
+            .position(|q| q.name == "type-a")
+            .expect("type-a");
+        assert!(
+            err.contains(&format!(
+                "spec.rules[0].targets[0].queue: \"type-a\" is a FIFO queue without content-based \
+                 deduplication, and EventBridge sends to a FIFO queue only with it; set \
+                 spec.queues[{a}].contentBasedDeduplication: true"
+            )),
+            "{err}"
+        );
+        // Its generated dead-letter queue deduplicates as it does.
+        spec.rules[0].targets[0].queue = Some("type-a-dlq".into());
+        let err = problems(&spec);
+        assert!(
+            err.contains(&format!(
+                "spec.rules[0].targets[0].queue: \"type-a-dlq\" is a FIFO queue without \
+                 content-based deduplication, and EventBridge sends to a FIFO queue only with it; \
+                 set spec.queues[{a}].contentBasedDeduplication: true"
+            )),
+            "{err}"
+        );
+        spec.queues[a].content_based_deduplication = true;
+        let err = problems(&spec);
+        assert!(!err.contains("content-based"), "{err}");
     }
 
     #[test]
@@ -1201,6 +985,31 @@ mod tests {
         let err = problems(&spec);
         assert!(
             err.contains("spec.functions[0].asyncInvocation.onFailure.queue: \"router-failures\" is a FIFO queue"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn an_express_workflow_waits_for_no_task_token() {
+        let mut spec = sample("orchestrated.yaml");
+        let d = &mut spec.workflows[0].definition;
+        let first = d["StartAt"].as_str().expect("StartAt").to_owned();
+        let function = d["States"][&first]["Resource"]
+            .as_str()
+            .and_then(|r| r.strip_prefix("function:"))
+            .expect("a function: task first")
+            .to_owned();
+        d["States"][&first]["Resource"] =
+            serde_json::json!("arn:aws:states:::lambda:invoke.waitForTaskToken");
+        d["States"][&first]["Parameters"] = serde_json::json!({"FunctionName": function});
+        assert_eq!(validate(&spec, &config(), &catalog()), Ok(()));
+        spec.workflows[0].type_ = crate::crd::WorkflowType::Express;
+        let err = problems(&spec);
+        assert!(
+            err.contains(&format!(
+                "spec.workflows[0].definition.States.{first}.Resource: \
+                 \"arn:aws:states:::lambda:invoke.waitForTaskToken\" uses the .waitForTaskToken"
+            )),
             "{err}"
         );
     }
