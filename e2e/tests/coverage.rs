@@ -217,11 +217,6 @@ const NOT_EVALUATED_BY_THE_EMULATOR: &[(&str, &str)] = &[
         "AWS checks it for DeleteObjects naming versions; the emulator checks s3:DeleteObject",
     ),
     (
-        "s3:GetObjectVersion",
-        "AWS checks it for GetObject naming a version (a team's zip pinned by versionId); \
-         the emulator checks s3:GetObject",
-    ),
-    (
         "ecr:BatchGetImage",
         "Lambda reads a team's image with it; the emulator runs no images",
     ),

@@ -2,7 +2,8 @@
 //! Rust crate (examples/rust-function, built by `scripts/own-code.sh`) and
 //! the Python example (examples/python-function), uploaded to the team's
 //! code bucket, applied with kubectl, converged by the operator and run by
-//! the emulator's Lambda harness under enforced IAM. A new object version
+//! the emulator's Lambda harness under enforced IAM, with a Node function
+//! (the runtimes fixture) on the reports beside them. A new object version
 //! updates the code and nothing else; code changed out of band is
 //! reverted; a function reaching a bucket it has no edge to is denied.
 
@@ -67,11 +68,30 @@ async fn upload(s3: &aws_sdk_s3::Client, bucket: &str, key: &str, body: Vec<u8>)
         .to_owned()
 }
 
+/// A Node function (the runtimes test's fixture: it answers the event),
+/// zipped.
+fn node_zip() -> Vec<u8> {
+    let source =
+        std::fs::read(repo_root().join("e2e/fixtures/node-function/index.mjs")).expect("index.mjs");
+    zip::stored(&[("index.mjs", &source)])
+}
+
 /// The sample with the team's bucket, the Rust zip pinned by digest and
-/// the Python zip by `version`.
+/// the Python zip by `version`; and a third function in Node, `notify`,
+/// which each new report invokes (so every runtime runs in one pipeline).
 fn manifest(bucket: &str, rust_key: &str, rust_sha: &str, version: &str) -> String {
     let mut dp: Value =
         serde_yaml::from_str(&sample_manifest("own-code.yaml")).expect("sample YAML");
+    dp["spec"]["functions"]
+        .as_array_mut()
+        .expect("functions")
+        .push(json!({
+            "name": "notify",
+            "code": {"s3": {"bucket": bucket, "key": "notify/index.zip",
+                            "sha256": hex_sha256(&node_zip())},
+                     "runtime": "nodejs22.x", "handler": "index.handler"},
+            "triggers": [{"bucket": {"name": "reports", "events": ["s3:ObjectCreated:*"]}}]
+        }));
     for f in dp["spec"]["functions"].as_array_mut().expect("functions") {
         let rust = f["name"] == "word-count";
         let s3 = &mut f["code"]["s3"];
@@ -79,7 +99,7 @@ fn manifest(bucket: &str, rust_key: &str, rust_sha: &str, version: &str) -> Stri
         if rust {
             s3["key"] = json!(rust_key);
             s3["sha256"] = json!(rust_sha);
-        } else {
+        } else if s3["key"] != "notify/index.zip" {
             s3["key"] = json!("summarize/handler.zip");
             s3.as_object_mut().expect("s3").remove("sha256");
             s3["versionId"] = json!(version);
@@ -120,7 +140,7 @@ fn writes(calls: &std::collections::BTreeMap<String, u64>) -> Vec<(&String, &u64
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn own_rust_and_python_code_runs_updates_by_version_and_is_held_to_its_edges() {
+async fn own_rust_python_and_node_code_runs_updates_by_version_and_is_held_to_its_edges() {
     install_crd();
     let policy_name = format!("own-code-{}", token());
     let ns = Namespace::under_policy(&policy_name);
@@ -153,6 +173,7 @@ async fn own_rust_and_python_code_runs_updates_by_version_and_is_held_to_its_edg
     let rust_key = format!("word-count/word-count-{rust_sha}.zip");
     upload(&s3, &bucket, &rust_key, rust).await;
     let v1 = upload(&s3, &bucket, "summarize/handler.zip", python_zip("")).await;
+    upload(&s3, &bucket, "notify/index.zip", node_zip()).await;
 
     let applied = Instant::now();
     let applied_at = std::time::SystemTime::now()
@@ -201,11 +222,20 @@ async fn own_rust_and_python_code_runs_updates_by_version_and_is_held_to_its_edg
     };
     println!(
         "own code: kubectl apply → Ready {:.2} s; → first object processed by the Rust function \
-         (provided.al2023) {:.2} s, by the Python function (python3.12) {:.2} s; report readable \
-         {:.2} s",
+         (provided.al2023) {:.2} s, by the Python function (python3.12) {:.2} s, by the Node \
+         function (nodejs22.x) {:.2} s; report readable {:.2} s",
         to_ready.as_secs_f64(),
         first_done("word-count"),
         first_done("summarize"),
+        wait_for(
+            "the Node function's first run",
+            Duration::from_secs(60),
+            || {
+                let done = first_done("notify");
+                async move { done.is_finite().then_some(done) }
+            }
+        )
+        .await,
         to_first.as_secs_f64()
     );
     let status_sources: Vec<String> = dp["status"]["functions"]
