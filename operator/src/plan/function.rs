@@ -336,22 +336,16 @@ pub struct FunctionsPlan {
 /// `QUEUE_TYPE_A_URL`, `EVENT_BUS_MAIN`, `TABLE_RESULTS`, `STREAM_EVENTS`,
 /// `WORKFLOW_ETL_ARN`.
 pub fn default_use_env(u: &crate::crd::UseSpec) -> Option<String> {
-    let (kind, name, suffix) = if let Some(b) = &u.bucket {
-        ("BUCKET", b, "")
-    } else if let Some(q) = &u.queue {
-        ("QUEUE", q, "_URL")
-    } else if let Some(b) = &u.event_bus {
-        ("EVENT_BUS", b, "")
-    } else if let Some(t) = &u.table {
-        ("TABLE", t, "")
-    } else if let Some(s) = &u.stream {
-        ("STREAM", s, "")
-    } else if let Some(w) = &u.workflow {
-        ("WORKFLOW", w, "_ARN")
-    } else {
-        return None;
+    let (kind, name) = use_node(u)?;
+    let (prefix, suffix) = match kind {
+        "bucket" => ("BUCKET", ""),
+        "queue" => ("QUEUE", "_URL"),
+        "eventBus" => ("EVENT_BUS", ""),
+        "table" => ("TABLE", ""),
+        "stream" => ("STREAM", ""),
+        _ => ("WORKFLOW", "_ARN"),
     };
-    Some(format!("{}{suffix}", naming::default_env_var(kind, name)))
+    Some(format!("{}{suffix}", naming::default_env_var(prefix, name)))
 }
 
 /// The environment variable a `uses` edge sets.
@@ -507,7 +501,7 @@ pub fn edge_candidates(
             .uses
             .iter()
             .enumerate()
-            .filter(|(_, u)| u.env.is_none() && use_kind(u) == Some(kind.as_str()))
+            .filter(|(_, u)| u.env.is_none() && use_node(u).is_some_and(|(k, _)| k == kind))
             .filter(|(_, u)| match access.as_str() {
                 "read" => u.access.reads(),
                 "write" => u.access.writes(),
@@ -520,23 +514,19 @@ pub fn edge_candidates(
     out
 }
 
-/// The kind of node a `uses` edge names, as the spec spells the field.
-pub fn use_kind(u: &crate::crd::UseSpec) -> Option<&'static str> {
-    if u.bucket.is_some() {
-        Some("bucket")
-    } else if u.queue.is_some() {
-        Some("queue")
-    } else if u.event_bus.is_some() {
-        Some("eventBus")
-    } else if u.table.is_some() {
-        Some("table")
-    } else if u.stream.is_some() {
-        Some("stream")
-    } else if u.workflow.is_some() {
-        Some("workflow")
-    } else {
-        None
-    }
+/// The node a `uses` edge names: its kind, as the spec spells the field,
+/// and its logical name.
+pub fn use_node(u: &crate::crd::UseSpec) -> Option<(&'static str, &str)> {
+    [
+        ("bucket", &u.bucket),
+        ("queue", &u.queue),
+        ("eventBus", &u.event_bus),
+        ("table", &u.table),
+        ("stream", &u.stream),
+        ("workflow", &u.workflow),
+    ]
+    .into_iter()
+    .find_map(|(kind, name)| name.as_deref().map(|name| (kind, name)))
 }
 
 /// What one function's edges imply.

@@ -21,7 +21,7 @@ use crate::{
     crd::{DataPipelineSpec, FunctionSpec, MAX_FREE_FORM_DEPTH},
     plan::{
         CodePlan, Plan,
-        function::{edge_candidates, use_env, use_kind},
+        function::{edge_candidates, use_env, use_node},
         graph::dead_letter_name,
         table::{IDEMPOTENCY_PARTITION_KEY, IDEMPOTENCY_TTL_ATTRIBUTE},
     },
@@ -267,22 +267,8 @@ fn validate_function(
                     let listed: Vec<String> = candidates
                         .iter()
                         .map(|&k| {
-                            let u = &f.uses[k];
-                            format!(
-                                "uses[{k}] ({} {})",
-                                use_kind(u).unwrap_or("?"),
-                                [
-                                    &u.bucket,
-                                    &u.queue,
-                                    &u.event_bus,
-                                    &u.table,
-                                    &u.stream,
-                                    &u.workflow
-                                ]
-                                .into_iter()
-                                .find_map(|n| n.as_deref())
-                                .unwrap_or("?")
-                            )
+                            let (kind, name) = use_node(&f.uses[k]).unwrap_or(("?", "?"));
+                            format!("uses[{k}] ({kind} {name})")
                         })
                         .collect();
                     problems.push(format!(
