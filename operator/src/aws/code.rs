@@ -177,13 +177,19 @@ pub async fn resolve(aws: &Aws, mut plan: Plan) -> Result<Plan> {
 
 /// The SHA-256 (hex) of a version-pinned zip, cached per process.
 async fn digest(aws: &Aws, z: &ZipCode) -> Result<String> {
+    Ok(version_digest(aws, z).await?.0)
+}
+
+/// The SHA-256 (hex) and size of a version-pinned zip, read once per
+/// process (a version never changes).
+async fn version_digest(aws: &Aws, z: &ZipCode) -> Result<(String, u64)> {
     let place = object(z);
     if let Some(known) = aws.code_digests.lock().await.get(&place) {
         return Ok(known.clone());
     }
-    let (sha256, _size) = read_digest(aws, z).await?;
-    aws.code_digests.lock().await.insert(place, sha256.clone());
-    Ok(sha256)
+    let found = read_digest(aws, z).await?;
+    aws.code_digests.lock().await.insert(place, found.clone());
+    Ok(found)
 }
 
 fn object(z: &ZipCode) -> String {
@@ -282,7 +288,12 @@ pub async fn verify(aws: &Aws, z: &ZipCode) -> Result<()> {
     if aws.code_verified.lock().await.contains(&place) {
         return Ok(());
     }
-    let (sha256, size) = read_digest(aws, z).await?;
+    // A version was hashed when it was resolved; only a key can change.
+    let (sha256, size) = if z.version_id.is_some() {
+        version_digest(aws, z).await?
+    } else {
+        read_digest(aws, z).await?
+    };
     if let Some(pinned) = &z.sha256
         && *pinned != sha256
     {

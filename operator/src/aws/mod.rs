@@ -482,8 +482,9 @@ pub struct Aws {
     tenant: Arc<str>,
     /// Code artifacts known to be in S3 (`bucket/key`), [`code`].
     code_uploaded: Arc<tokio::sync::Mutex<std::collections::HashSet<String>>>,
-    /// SHA-256 (hex) of teams' zips pinned by object version, [`code`].
-    code_digests: Arc<tokio::sync::Mutex<HashMap<String, String>>>,
+    /// SHA-256 (hex) and size of teams' zips pinned by object version,
+    /// [`code`].
+    code_digests: Arc<tokio::sync::Mutex<HashMap<String, (String, u64)>>>,
     /// Teams' zips checked before deploying them, [`code::verify`].
     code_verified: Arc<tokio::sync::Mutex<std::collections::HashSet<String>>>,
     /// Open while this replica may write: writes are refused, unsent,
