@@ -470,10 +470,43 @@ def lambda_code_honours_object_versions() -> None:
     lambda_models.LambdaFunction._set_function_code = set_function_code
 
 
+def sqs_queue_table_is_locked() -> None:
+    """SQS: a queue with a RedrivePolicy looks its dead-letter queue up by
+    iterating the region's queue table (moto's Queue._setup_dlq), and a
+    CreateQueue or DeleteQueue on another thread changed that table during
+    the iteration: "dictionary changed size during iteration", answered as
+    HTTP 500 (seen once in the fleet test, whose operator is restarted
+    mid-convergence). AWS serves these concurrently; here the calls that
+    change the table or iterate it take one lock (list_queues materialises
+    its list inside, so returning it is safe)."""
+    import threading
+
+    from moto.sqs.models import SQSBackend
+
+    lock = threading.RLock()
+
+    def locked(original):  # type: ignore[no-untyped-def]
+        def call(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+            with lock:
+                return original(self, *args, **kwargs)
+
+        return call
+
+    for name in (
+        "create_queue",
+        "delete_queue",
+        "set_queue_attributes",
+        "list_queues",
+        "list_dead_letter_source_queues",
+    ):
+        setattr(SQSBackend, name, locked(getattr(SQSBackend, name)))
+
+
 def apply_all() -> None:
     service_lookup_is_cached()
     iam_boundaries_must_exist()
     queue_urls_name_their_account()
+    sqs_queue_table_is_locked()
     key_arns_name_their_account()
     lambda_checks_the_execution_role()
     state_machines_act_as_their_role()
