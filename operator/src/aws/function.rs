@@ -60,6 +60,20 @@ pub const POLICY: &[Statement] = &[Statement::allow(
 /// `<name>`, in the account and region that hold it).
 pub const IMAGE_REPOSITORIES: &[&str] = &["arn:aws:ecr:*:*:repository/IMAGE_REPOSITORY"];
 
+/// The calls that hand Lambda a function's code (it reads an image or a
+/// zip with the caller's permissions).
+const DEPLOYING_CODE: &[(Service, &str)] = &[
+    (Service::Lambda, "CreateFunction"),
+    (Service::Lambda, "UpdateFunctionCode"),
+];
+
+/// The calls that set a function's configuration (its VPC, its layers),
+/// which Lambda checks with the caller's permissions.
+const CONFIGURING: &[(Service, &str)] = &[
+    (Service::Lambda, "CreateFunction"),
+    (Service::Lambda, "UpdateFunctionConfiguration"),
+];
+
 /// What the operator's AWS policy allows for teams' images: Lambda reads
 /// the image with the permissions of whoever creates or updates the
 /// function.
@@ -67,22 +81,8 @@ pub const IMAGE_POLICY: &[Statement] = &[Statement::allow(
     "TeamImages",
     Document::Services,
     &[
-        Action::implied(
-            Service::Ecr,
-            "BatchGetImage",
-            &[
-                (Service::Lambda, "CreateFunction"),
-                (Service::Lambda, "UpdateFunctionCode"),
-            ],
-        ),
-        Action::implied(
-            Service::Ecr,
-            "GetDownloadUrlForLayer",
-            &[
-                (Service::Lambda, "CreateFunction"),
-                (Service::Lambda, "UpdateFunctionCode"),
-            ],
-        ),
+        Action::implied(Service::Ecr, "BatchGetImage", DEPLOYING_CODE),
+        Action::implied(Service::Ecr, "GetDownloadUrlForLayer", DEPLOYING_CODE),
     ],
     IMAGE_REPOSITORIES,
 )];
@@ -97,30 +97,9 @@ pub const NETWORK_AND_LAYERS_POLICY: &[Statement] = &[
         "FunctionNetworks",
         Document::Services,
         &[
-            Action::implied(
-                Service::Ec2,
-                "DescribeSecurityGroups",
-                &[
-                    (Service::Lambda, "CreateFunction"),
-                    (Service::Lambda, "UpdateFunctionConfiguration"),
-                ],
-            ),
-            Action::implied(
-                Service::Ec2,
-                "DescribeSubnets",
-                &[
-                    (Service::Lambda, "CreateFunction"),
-                    (Service::Lambda, "UpdateFunctionConfiguration"),
-                ],
-            ),
-            Action::implied(
-                Service::Ec2,
-                "DescribeVpcs",
-                &[
-                    (Service::Lambda, "CreateFunction"),
-                    (Service::Lambda, "UpdateFunctionConfiguration"),
-                ],
-            ),
+            Action::implied(Service::Ec2, "DescribeSecurityGroups", CONFIGURING),
+            Action::implied(Service::Ec2, "DescribeSubnets", CONFIGURING),
+            Action::implied(Service::Ec2, "DescribeVpcs", CONFIGURING),
         ],
         &["*"],
     ),
@@ -130,10 +109,7 @@ pub const NETWORK_AND_LAYERS_POLICY: &[Statement] = &[
         &[Action::implied(
             Service::Lambda,
             "GetLayerVersion",
-            &[
-                (Service::Lambda, "CreateFunction"),
-                (Service::Lambda, "UpdateFunctionConfiguration"),
-            ],
+            CONFIGURING,
         )],
         &["LAYER_ARN:*"],
     ),
