@@ -502,6 +502,49 @@ def sqs_queue_table_is_locked() -> None:
         setattr(SQSBackend, name, locked(getattr(SQSBackend, name)))
 
 
+def buckets_take_their_creation_tags() -> None:
+    """S3 CreateBucket with `CreateBucketConfiguration.Tags`: AWS makes the
+    bucket with those tags, so it is never seen untagged. moto dropped them,
+    and Sluice's PutBucketTagging right after is a second call: an operator
+    killed between the two left a bucket without ownership tags, which the
+    next leader rightly refused to adopt (OwnershipConflict, seen in ha.rs's
+    SIGKILL test). The tags now come with the bucket."""
+    import threading
+
+    import xmltodict
+
+    pending = threading.local()
+    original_put = s3_responses.S3Response._bucket_response_put
+    original_create = s3_models.S3Backend.create_bucket
+
+    def bucket_response_put(self, request, bucket_name, querystring):  # type: ignore[no-untyped-def]
+        tags: dict[str, str] = {}
+        if not querystring and self.body:
+            try:
+                config = xmltodict.parse(self.body).get("CreateBucketConfiguration") or {}
+                tag_list = (config.get("Tags") or {}).get("Tag") or []
+            except Exception:
+                tag_list = []
+            if isinstance(tag_list, dict):
+                tag_list = [tag_list]
+            tags = {t["Key"]: t.get("Value") or "" for t in tag_list if isinstance(t, dict) and "Key" in t}
+        pending.tags = tags
+        try:
+            return original_put(self, request, bucket_name, querystring)
+        finally:
+            pending.tags = {}
+
+    def create_bucket(self, bucket_name, region_name, *args, **kwargs):  # type: ignore[no-untyped-def]
+        bucket = original_create(self, bucket_name, region_name, *args, **kwargs)
+        tags = getattr(pending, "tags", None)
+        if tags:
+            self.put_bucket_tagging(bucket_name, tags)
+        return bucket
+
+    s3_responses.S3Response._bucket_response_put = bucket_response_put
+    s3_models.S3Backend.create_bucket = create_bucket
+
+
 def apply_all() -> None:
     service_lookup_is_cached()
     iam_boundaries_must_exist()
@@ -513,6 +556,7 @@ def apply_all() -> None:
     executions_get_names()
     workflow_tasks_reach_the_emulator()
     s3_event_keys_keep_slashes()
+    buckets_take_their_creation_tags()
     s3_eventbridge_notification()
     s3_notification_destinations()
     s3_invokes_asynchronously()
