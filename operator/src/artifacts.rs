@@ -168,6 +168,29 @@ impl Catalog {
         }
     }
 
+    /// Every built-in handler with the requirements the handlers crate
+    /// declares (`handlers/requirements.json`, compiled in), but no built
+    /// zip: what planning needs offline (`kubectl sluice`, tests), where
+    /// the code's digest is unknown and reads as zeros.
+    pub fn declared() -> Self {
+        let requirements: BTreeMap<String, Requirements> =
+            serde_json::from_str(include_str!("../../handlers/requirements.json"))
+                .unwrap_or_default();
+        let artifacts = requirements
+            .into_iter()
+            .map(|(name, r)| Artifact {
+                name,
+                zip: "sluice-handlers.zip".into(),
+                sha256: "00".repeat(32),
+                size: 0,
+                dir: PathBuf::new(),
+                architecture: "x86_64".into(),
+                required_env: r.required_env,
+            })
+            .collect();
+        Catalog::from_artifacts(artifacts)
+    }
+
     /// The artifact of a handler.
     pub fn get(&self, name: &str) -> Option<&Artifact> {
         self.handlers.get(name)
@@ -198,6 +221,17 @@ mod tests {
         assert_eq!(
             a.code_sha256(),
             "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="
+        );
+    }
+
+    #[test]
+    fn the_declared_catalog_holds_every_handler_and_its_requirements() {
+        let c = Catalog::declared();
+        assert!(c.names().len() >= 10, "{:?}", c.names());
+        let router = c.get("router").expect("router is built in");
+        assert_eq!(
+            router.required_env.get("EVENT_BUS").map(String::as_str),
+            Some("uses: {eventBus: <bus>, access: put, env: EVENT_BUS}")
         );
     }
 

@@ -257,35 +257,13 @@ pub fn plan(spec: &DataPipelineSpec, cx: PlanContext<'_>) -> Plan {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::{artifacts::Artifact, crd::DataPipelineSpec, iam, naming};
+    use crate::{crd::DataPipelineSpec, iam, naming};
 
     /// Every built-in handler, with the requirements the handlers crate
-    /// declares (`handlers/requirements.json`), so the samples are checked
-    /// against what the real handlers need.
+    /// declares, so the samples are checked against what the real handlers
+    /// need.
     pub(crate) fn catalog() -> Catalog {
-        let requirements: serde_json::Value =
-            serde_json::from_str(include_str!("../../../handlers/requirements.json"))
-                .expect("requirements.json");
-        let artifacts = requirements
-            .as_object()
-            .expect("object")
-            .iter()
-            .map(|(name, r)| Artifact {
-                name: name.clone(),
-                zip: "sluice-handlers.zip".into(),
-                sha256: "00".repeat(32),
-                size: 1,
-                dir: "/nonexistent".into(),
-                architecture: "x86_64".into(),
-                required_env: r["requiredEnv"]
-                    .as_object()
-                    .expect("requiredEnv")
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.as_str().expect("edge").to_owned()))
-                    .collect(),
-            })
-            .collect();
-        Catalog::from_artifacts(artifacts)
+        Catalog::declared()
     }
 
     /// Every sample of `config/samples/`, one per pattern of the article.
