@@ -17,6 +17,7 @@
 pub mod artifacts;
 pub mod asl;
 pub mod aws;
+pub mod cli;
 pub mod config;
 pub mod controller;
 pub mod crd;
