@@ -923,6 +923,51 @@ pub async fn converge<R: AwsResource>(
     }
 }
 
+/// What converging one resource would do, found without writing
+/// ([`preview`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Preview {
+    /// It exists as desired.
+    Unchanged,
+    /// It does not exist: it would be created.
+    Create,
+    /// It exists and these fields would change.
+    Update(Vec<Drift>),
+    /// It was released to this pipeline: it would be adopted, changing
+    /// these fields.
+    Adopt(Vec<Drift>),
+    /// It exists but is not this pipeline's: converging would stop here.
+    Conflict(String),
+}
+
+/// What [`converge`] would do to one resource, with the same reads, the
+/// same ownership rule and the same diff, and no write.
+pub async fn preview<R: AwsResource>(
+    aws: &Aws,
+    pipeline: &PipelineId,
+    desired: &R::Desired,
+    recorded: bool,
+) -> Result<Preview> {
+    let Some(observed) = R::observe(aws, R::id(desired)).await? else {
+        return Ok(Preview::Create);
+    };
+    let ownership = R::tags(&observed).map(|t| pipeline.ownership(t));
+    if let Some(reason) = ownership
+        .as_ref()
+        .and_then(|o| refusal(R::KIND, R::id(desired), pipeline, o, recorded))
+    {
+        return Ok(Preview::Conflict(reason));
+    }
+    let drift = R::diff(desired, &observed);
+    Ok(if ownership == Some(Ownership::ReleasedToUs) {
+        Preview::Adopt(drift)
+    } else if drift.is_empty() {
+        Preview::Unchanged
+    } else {
+        Preview::Update(drift)
+    })
+}
+
 /// What deleting or releasing one resource did.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Removal {

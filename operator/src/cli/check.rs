@@ -31,7 +31,7 @@ pub const EXAMPLE_ACCOUNT: &str = "123456789012";
 const UNKNOWN_INSTALLATION: &str = "kubectl-sluice-offline-installation";
 
 /// Everything besides the manifest that the checks and the plan depend on.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Setup {
     /// The operator's configuration, from the environment where set.
     pub config: OperatorConfig,
@@ -45,6 +45,9 @@ pub struct Setup {
     pub namespace_labels: BTreeMap<String, String>,
     /// Whether `SLUICE_INSTALLATION_ID` was set.
     pub knows_bucket_names: bool,
+    /// Whether the catalog is the built handlers' (`SLUICE_HANDLERS_DIR`),
+    /// so the digest of the built-in code is known.
+    pub handlers_known: bool,
 }
 
 impl Setup {
@@ -73,13 +76,20 @@ impl Setup {
             aws_region,
         )
         .map_err(|e| e.to_string())?;
+        let handlers_known = lookup("SLUICE_HANDLERS_DIR").is_some();
+        let catalog = if handlers_known {
+            Catalog::load(&config.handlers_dir)?
+        } else {
+            Catalog::declared()
+        };
         Ok(Setup {
             config,
             account,
-            catalog: Catalog::declared(),
+            catalog,
             policies: Vec::new(),
             namespace_labels: BTreeMap::new(),
             knows_bucket_names,
+            handlers_known,
         })
     }
 

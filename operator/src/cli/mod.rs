@@ -9,6 +9,7 @@
 pub mod args;
 pub mod check;
 pub mod load;
+pub mod plan;
 pub mod validate;
 
 use std::{collections::BTreeMap, process::ExitCode};
@@ -58,7 +59,8 @@ pub fn run(args: &Args, env: &dyn Fn(&str) -> Option<String>) -> Result<Outcome,
             code: OK,
         }),
         Command::Validate => validate::run(args, &setup(args, env)?),
-        Command::Plan | Command::Cost | Command::Graph | Command::Status => {
+        Command::Plan => plan::run(args, &setup(args, env)?, env),
+        Command::Cost | Command::Graph | Command::Status => {
             Err(format!("{:?} is not built yet", args.command))
         }
     }

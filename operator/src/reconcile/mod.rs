@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::{
     Error, Result,
     aws::{
-        Aws, AwsResource, Outcome, Removal, bucket::Bucket, converge, event_bus::EventBus,
+        Aws, AwsResource, Outcome, Preview, Removal, bucket::Bucket, converge, event_bus::EventBus,
         event_source_mapping::EventSourceMapping, function::Function, invoke_config::InvokeConfig,
         log_group::LogGroup, notification::Notification, permissions::Permissions, queue::Queue,
         remove, role::Role, rule::Rule, schedule::Schedule, state_machine::StateMachine,
@@ -181,6 +181,71 @@ pub async fn apply(
         .cloned()
         .collect();
     remove_all(aws, pipeline, &stale, &BTreeSet::new(), false, progress).await
+}
+
+/// One resource of a [`preview`]: what converging would do to it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Previewed {
+    /// Its kind.
+    pub kind: Kind,
+    /// Its AWS id.
+    pub id: String,
+    /// Its logical name in the spec.
+    pub logical: String,
+    /// What would happen.
+    pub preview: Preview,
+}
+
+async fn preview_all<R: AwsResource>(
+    aws: &Aws,
+    pipeline: &PipelineId,
+    desired: &[R::Desired],
+    recorded: &BTreeSet<(Kind, String)>,
+    out: &mut Vec<Previewed>,
+) -> Result<()> {
+    for d in desired {
+        let id = R::id(d);
+        let known = recorded.contains(&(R::KIND, id.to_owned()));
+        out.push(Previewed {
+            kind: R::KIND,
+            id: id.to_owned(),
+            logical: R::logical(d).to_owned(),
+            preview: crate::aws::preview::<R>(aws, pipeline, d, known).await?,
+        });
+    }
+    Ok(())
+}
+
+/// What [`apply`] would do, read-only: each planned resource observed and
+/// diffed in apply order by the code `apply` uses. `recorded` is the
+/// pipeline's inventory where known (its resources whose tags were lost
+/// are still its own). Resources the inventory holds and the plan does not
+/// are not listed: the caller knows them as deletions.
+pub async fn preview(
+    aws: &Aws,
+    pipeline: &PipelineId,
+    plan: &Plan,
+    recorded: &BTreeSet<(Kind, String)>,
+) -> Result<Vec<Previewed>> {
+    let mut out = Vec::new();
+    let r = recorded;
+    preview_all::<Bucket>(aws, pipeline, &plan.buckets, r, &mut out).await?;
+    preview_all::<Queue>(aws, pipeline, &plan.queues, r, &mut out).await?;
+    preview_all::<Stream>(aws, pipeline, &plan.streams, r, &mut out).await?;
+    preview_all::<Table>(aws, pipeline, &plan.tables, r, &mut out).await?;
+    preview_all::<EventBus>(aws, pipeline, &plan.event_buses, r, &mut out).await?;
+    preview_all::<LogGroup>(aws, pipeline, &plan.log_groups, r, &mut out).await?;
+    preview_all::<Role>(aws, pipeline, &plan.roles, r, &mut out).await?;
+    preview_all::<Function>(aws, pipeline, &plan.functions, r, &mut out).await?;
+    preview_all::<InvokeConfig>(aws, pipeline, &plan.invoke_configs, r, &mut out).await?;
+    preview_all::<Permissions>(aws, pipeline, &plan.permissions, r, &mut out).await?;
+    preview_all::<StateMachine>(aws, pipeline, &plan.state_machines, r, &mut out).await?;
+    preview_all::<Rule>(aws, pipeline, &plan.rules, r, &mut out).await?;
+    preview_all::<Schedule>(aws, pipeline, &plan.schedules, r, &mut out).await?;
+    preview_all::<EventSourceMapping>(aws, pipeline, &plan.event_source_mappings, r, &mut out)
+        .await?;
+    preview_all::<Notification>(aws, pipeline, &plan.notifications, r, &mut out).await?;
+    Ok(out)
 }
 
 /// Deletes (or with `retain` releases) every resource of the plan and the
