@@ -25,6 +25,7 @@ DEPTH_POLICY := charts/sluice/templates/admission/free-form-depth.yaml
 # code (operator/src/aws/operator_policy.rs).
 OPERATOR_POLICY := config/iam/operator-policy.json
 OPERATOR_POLICY_SERVICES := config/iam/operator-policy-services.json
+REVIEWER_POLICY := config/iam/reviewer-policy.json
 # Handlers build for the host (x86_64 here). On a machine with the Rust
 # target and a linker for it: make handlers HANDLERS_TARGET=aarch64-unknown-linux-gnu
 export HANDLERS_TARGET ?=
@@ -69,11 +70,13 @@ crds: ## regenerate the CRD YAML from the Rust types
 	cargo run --quiet -p sluice-operator --bin crdgen depth-policy > $(DEPTH_POLICY)
 
 .PHONY: policy
-policy: ## regenerate the operator's AWS policy (config/iam/operator-policy*.json) from what each AWS kind declares
+policy: ## regenerate the operator's AWS policies (config/iam/operator-policy*.json) and the reviewer's (reviewer-policy.json, the reads alone) from what each AWS kind declares
 	cargo run --quiet -p sluice-operator --bin policygen core > $(OPERATOR_POLICY).tmp
 	mv $(OPERATOR_POLICY).tmp $(OPERATOR_POLICY)
 	cargo run --quiet -p sluice-operator --bin policygen services > $(OPERATOR_POLICY_SERVICES).tmp
 	mv $(OPERATOR_POLICY_SERVICES).tmp $(OPERATOR_POLICY_SERVICES)
+	cargo run --quiet -p sluice-operator --bin policygen reviewer > $(REVIEWER_POLICY).tmp
+	mv $(REVIEWER_POLICY).tmp $(REVIEWER_POLICY)
 
 .PHONY: handlers
 handlers: ## build the one Lambda executable of every handler (provided.al2023), zip it with a manifest (cached by content)
@@ -119,7 +122,8 @@ crd-check: ## fail when the committed CRD differs from the generator's output
 .PHONY: policy-check
 policy-check: ## fail when the committed operator policy differs from the generator's output
 	@scripts/step.sh policy-check bash -c "{ cargo run --quiet -p sluice-operator --bin policygen core | diff -u $(OPERATOR_POLICY) - \
-	  && cargo run --quiet -p sluice-operator --bin policygen services | diff -u $(OPERATOR_POLICY_SERVICES) -; } \
+	  && cargo run --quiet -p sluice-operator --bin policygen services | diff -u $(OPERATOR_POLICY_SERVICES) - \
+	  && cargo run --quiet -p sluice-operator --bin policygen reviewer | diff -u $(REVIEWER_POLICY) -; } \
 	  || { echo 'config/iam is stale: run make policy and commit'; exit 1; }"
 
 .PHONY: unit

@@ -747,6 +747,28 @@ impl Drop for Operator {
     }
 }
 
+/// The built `kubectl-sluice`: `SLUICE_KUBECTL_SLUICE` where set, else the
+/// binary beside the operator's (`make build` builds both).
+pub fn kubectl_sluice_path() -> PathBuf {
+    if let Ok(path) = std::env::var("SLUICE_KUBECTL_SLUICE") {
+        return PathBuf::from(path);
+    }
+    let operator = required(
+        "SLUICE_OPERATOR_BIN",
+        "path of the built sluice-operator binary (kubectl-sluice is beside it)",
+    );
+    PathBuf::from(operator).with_file_name("kubectl-sluice")
+}
+
+/// Runs `kubectl-sluice` with `args` and more environment variables.
+pub fn kubectl_sluice(args: &[&str], env: &[(&str, &str)]) -> Output {
+    Command::new(kubectl_sluice_path())
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .expect("kubectl-sluice runs")
+}
+
 /// The pipeline as JSON (`kubectl get -o json`).
 pub fn get_pipeline(namespace: &str, name: &str) -> serde_json::Value {
     let raw = kubectl_ok(&["get", "dp", name, "-n", namespace, "-o", "json"]);

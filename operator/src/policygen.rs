@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::aws::{
     Service,
-    operator_policy::{Action, Condition, Document, Effect, Statement, Values},
+    operator_policy::{Action, Condition, Document, Effect, Reason, Statement, Values},
 };
 
 /// The account id, learned on connecting (`crate::aws::Aws::connect`).
@@ -163,10 +163,53 @@ struct JsonPolicy {
     statement: Vec<JsonStatement>,
 }
 
+/// The reviewer's policy (`config/iam/reviewer-policy.json`): every read
+/// the operator declares, on the same resources and under the same
+/// conditions, and its Deny statements; no write. What `kubectl sluice plan
+/// --live` needs, since it observes with the operator's code: a reviewer or
+/// a CI job gets these and can change nothing.
+pub fn reviewer_statements() -> Vec<Merged> {
+    let mut out = Vec::new();
+    for document in Document::ALL {
+        for mut m in statements(document) {
+            if m.statement.effect == Effect::Allow {
+                // Every declaration of this Sid, for why each action is there.
+                let mut reads: Vec<String> = Vec::new();
+                for action in DECLARED
+                    .iter()
+                    .flat_map(|s| s.iter())
+                    .filter(|s| s.sid == m.statement.sid)
+                    .flat_map(|s| s.actions)
+                {
+                    let read = matches!(action.reason, Reason::Call(op) if crate::aws::is_read(op));
+                    if read && !reads.contains(&action.iam()) {
+                        reads.push(action.iam());
+                    }
+                }
+                if reads.is_empty() {
+                    continue;
+                }
+                m.actions = reads;
+            }
+            out.push(m);
+        }
+    }
+    out
+}
+
 /// The policy `document` as its file holds it: JSON, two-space indented,
 /// with a final newline.
 pub fn render(document: Document) -> String {
-    let statement = statements(document)
+    render_statements(statements(document))
+}
+
+/// The reviewer's policy as its file holds it ([`reviewer_statements`]).
+pub fn render_reviewer() -> String {
+    render_statements(reviewer_statements())
+}
+
+fn render_statements(merged: Vec<Merged>) -> String {
+    let statement = merged
         .into_iter()
         .map(|m| {
             let s = m.statement;
@@ -285,6 +328,49 @@ mod tests {
         }
         assert!(files > 50, "found only {files} source files under {root:?}");
         found
+    }
+
+    #[test]
+    fn the_reviewers_policy_allows_reads_only_and_fits_a_managed_policy() {
+        let text = render_reviewer();
+        // IAM's limit on a managed policy, whitespace not counted.
+        let chars = text.chars().filter(|c| !c.is_whitespace()).count();
+        assert!(chars <= 6_144, "{chars} characters");
+        let doc: Value = serde_json::from_str(&text).expect("JSON");
+        let mut allowed = Vec::new();
+        for st in doc["Statement"].as_array().expect("statements") {
+            if st["Effect"] != "Allow" {
+                continue;
+            }
+            let actions = match &st["Action"] {
+                Value::String(a) => vec![a.clone()],
+                Value::Array(a) => a
+                    .iter()
+                    .filter_map(|x| x.as_str().map(str::to_owned))
+                    .collect(),
+                other => panic!("an Allow without Action: {other}"),
+            };
+            allowed.extend(actions);
+        }
+        for action in &allowed {
+            let name = action.split_once(':').map_or("", |(_, n)| n);
+            assert!(
+                ["Get", "List", "Describe"]
+                    .iter()
+                    .any(|p| name.starts_with(p)),
+                "{action} is not a read"
+            );
+        }
+        // What plan --live observes with, among them.
+        for needed in [
+            "sts:GetCallerIdentity",
+            "lambda:GetFunction",
+            "iam:GetRole",
+            "sqs:GetQueueAttributes",
+            "events:DescribeRule",
+        ] {
+            assert!(allowed.iter().any(|a| a == needed), "{needed} missing");
+        }
     }
 
     #[test]

@@ -14,6 +14,11 @@
                                              pipeline roles' boundary
                                              (config/iam/pipeline-boundary.json as
                                              managed policy /P/P-pipeline-boundary)
+  POST /_sluice/iam/reviewer?prefix=P        credentials of an IAM user holding
+                                             exactly config/iam/reviewer-policy.json
+                                             (the operator's reads, no write) for
+                                             names starting with P-: what
+                                             `kubectl sluice plan --live` runs as
   POST /_sluice/iam/account?id=ACCOUNTID     credentials of an administrator of
                                              another account (made once), for
                                              cross-account tests
@@ -55,6 +60,7 @@ POLICIES = [
     for name in ("operator-policy.json", "operator-policy-services.json")
 ]
 BOUNDARY = os.path.join(os.path.dirname(__file__), "..", "..", "..", "config", "iam", "pipeline-boundary.json")
+REVIEWER = os.path.join(os.path.dirname(__file__), "..", "..", "..", "config", "iam", "reviewer-policy.json")
 
 
 # One-shot refusals registered by POST /_sluice/refuse: (target, match,
@@ -127,6 +133,12 @@ def middleware(app):  # type: ignore[no-untyped-def]
                     "accessKeyId": creds.access_key_id,
                     "secretAccessKey": creds.secret_access_key,
                     "permissionsBoundaryArn": boundary,
+                }
+            elif method == "POST" and route == "iam/reviewer":
+                creds = iam.reviewer_user(query["prefix"], REVIEWER)
+                status, body = "200 OK", {
+                    "accessKeyId": creds.access_key_id,
+                    "secretAccessKey": creds.secret_access_key,
                 }
             elif method == "GET" and route == "iam/simulate":
                 # What a role may do, as IAM's SimulatePrincipalPolicy

@@ -1127,6 +1127,17 @@ def operator_user(
     return _user(account, f"operator-{prefix}", policy), boundary_arn
 
 
+def reviewer_user(prefix: str, policy_path: str) -> Credentials:
+    """An IAM user holding exactly the documented reviewer policy
+    (config/iam/reviewer-policy.json: the operator's reads) rendered for
+    `prefix` in the harness's region."""
+    if not _NAME.fullmatch(prefix or ""):
+        raise ValueError(f"not a name prefix: {prefix!r}")
+    with open(policy_path, encoding="utf-8") as f:
+        policy = render(f.read(), prefix, DEFAULT_ACCOUNT_ID, [REGION])
+    return _user(DEFAULT_ACCOUNT_ID, f"reviewer-{prefix}", policy)
+
+
 def enable() -> None:
     """Creates the administrator the tests and tools act as, and turns on
     enforcement for every request from now on."""

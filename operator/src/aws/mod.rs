@@ -707,12 +707,13 @@ pub struct Drift {
 }
 
 impl Drift {
-    /// A drift of `field`.
+    /// A drift of `field`. An optional value reads as its value, or
+    /// `(unset)`: `Some(1024)` is an implementation's word, not AWS's.
     pub fn new(field: &'static str, want: impl fmt::Debug, have: impl fmt::Debug) -> Self {
         Drift {
             field,
-            want: format!("{want:?}"),
-            have: format!("{have:?}"),
+            want: shown(&want),
+            have: shown(&have),
         }
     }
 
@@ -723,6 +724,21 @@ impl Drift {
             want: "(redacted)".into(),
             have: "(redacted)".into(),
         }
+    }
+}
+
+/// `value` as a drift shows it: without the `Some(…)` of an optional.
+fn shown(value: &impl fmt::Debug) -> String {
+    let debug = format!("{value:?}");
+    if debug == "None" {
+        return "(unset)".into();
+    }
+    match debug
+        .strip_prefix("Some(")
+        .and_then(|d| d.strip_suffix(')'))
+    {
+        Some(inner) => inner.to_owned(),
+        None => debug,
     }
 }
 
@@ -1080,6 +1096,22 @@ mod tests {
             .region(aws_config::Region::new("us-east-1"))
             .build();
         Aws::unconnected(&sdk, "us-east-1", QuotaConfig::default(), metrics.clone())
+    }
+
+    #[test]
+    fn a_drift_reads_as_values_not_as_optionals() {
+        assert_eq!(
+            Drift::new("memoryMiB", 256, Some(1024)).to_string(),
+            "memoryMiB: 1024 → 256"
+        );
+        assert_eq!(
+            Drift::new("kmsKey", Some("arn:k"), None::<String>).to_string(),
+            "kmsKey: (unset) → \"arn:k\""
+        );
+        assert_eq!(
+            Drift::new("layers", vec!["a"], Vec::<String>::new()).to_string(),
+            "layers: [] → [\"a\"]"
+        );
     }
 
     #[tokio::test]

@@ -48,6 +48,21 @@ pub struct Setup {
     /// Whether the catalog is the built handlers' (`SLUICE_HANDLERS_DIR`),
     /// so the digest of the built-in code is known.
     pub handlers_known: bool,
+    /// What the cluster says of the pipeline (`plan --live`), where it
+    /// exists: the identity its AWS resources are tagged with.
+    pub observed: Option<Observed>,
+}
+
+/// The cluster's record of a pipeline that exists: what a manifest in a
+/// pull request does not carry, but its AWS resources' names and tags do.
+#[derive(Clone, Debug, Default)]
+pub struct Observed {
+    /// The DataPipeline's UID (the `sluice.dev/pipeline-uid` tag).
+    pub uid: String,
+    /// Its namespace's UID.
+    pub namespace_uid: String,
+    /// The bucket names its inventory records.
+    pub kept_bucket_names: BTreeSet<String>,
 }
 
 impl Setup {
@@ -90,6 +105,7 @@ impl Setup {
             namespace_labels: BTreeMap::new(),
             knows_bucket_names,
             handlers_known,
+            observed: None,
         })
     }
 
@@ -212,8 +228,11 @@ pub fn check(
             vec!["metadata.name: Required value: name or generateName is required".into()],
         ));
     }
-    let pipeline: DataPipeline =
+    let mut pipeline: DataPipeline =
         serde_json::from_value(object).map_err(|e| refuse(Stage::Parse, vec![format!("{e}")]))?;
+    if let Some(observed) = &setup.observed {
+        pipeline.metadata.uid = Some(observed.uid.clone());
+    }
     let spec = &pipeline.spec;
     reconcile::validate(spec, &setup.config, &setup.catalog)
         .map_err(|p| refuse(Stage::Validation, lines(&p)))?;
@@ -221,13 +240,15 @@ pub fn check(
         .region
         .clone()
         .unwrap_or_else(|| setup.config.default_region.clone());
-    let mut id = PipelineId::of(
-        &pipeline,
-        &setup.config,
-        &setup.account,
-        &region,
-        BTreeSet::new(),
-    );
+    let kept = setup
+        .observed
+        .as_ref()
+        .map(|o| o.kept_bucket_names.clone())
+        .unwrap_or_default();
+    let mut id = PipelineId::of(&pipeline, &setup.config, &setup.account, &region, kept);
+    if let Some(observed) = &setup.observed {
+        id.namespace_uid = observed.namespace_uid.clone();
+    }
     if id.uid.is_empty() {
         id.uid = format!("{}/{}", id.namespace, id.name);
     }

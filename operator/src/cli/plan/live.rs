@@ -3,6 +3,7 @@
 
 use std::collections::BTreeSet;
 
+use k8s_openapi::api::core::v1::Namespace;
 use kube::{Api, ResourceExt};
 
 use super::{ChangeJson, change_of, changes_text, json, live_code, single};
@@ -11,7 +12,7 @@ use crate::{
     cli::{
         Outcome,
         args::{Args, Output},
-        check::Setup,
+        check::{Observed, Setup},
     },
     crd::DataPipeline,
     fence::Fence,
@@ -45,10 +46,12 @@ async fn diff(args: &Args, setup: &Setup) -> Result<Outcome, String> {
         .with_fence(Fence::closed());
     let mut here = setup.clone();
     here.account = aws.account.clone();
-    let checked = single(args, &here)?;
     let mut notes = Vec::new();
-    let (recorded, inventory_note) = inventory(&checked.id.namespace, &checked.id.name).await;
+    let (recorded, observed, inventory_note) =
+        inventory(&offline.id.namespace, &offline.id.name).await;
     notes.extend(inventory_note);
+    here.observed = observed;
+    let checked = single(args, &here)?;
     let plan = crate::aws::code::resolve(&aws, checked.plan.clone())
         .await
         .map_err(|e| format!("cannot read the function code the plan names: {e}"))?;
@@ -101,13 +104,18 @@ async fn diff(args: &Args, setup: &Setup) -> Result<Outcome, String> {
     Ok(Outcome { stdout, code })
 }
 
-/// The pipeline's inventory from the cluster, when it is there: what it
-/// owns now (a resource whose tags were lost is still its own) and what a
-/// new plan would delete.
-async fn inventory(namespace: &str, name: &str) -> (Vec<(Kind, String)>, Option<String>) {
+/// What the cluster records of the pipeline, when it is there: its
+/// inventory (what it owns now, a resource whose tags were lost still its
+/// own, and what a new plan would delete) and the identity its resources
+/// are named and tagged with.
+async fn inventory(
+    namespace: &str,
+    name: &str,
+) -> (Vec<(Kind, String)>, Option<Observed>, Option<String>) {
     let unseen = |why: String| {
         (
             Vec::new(),
+            None,
             Some(format!(
                 "deletions are not shown: the pipeline's inventory could not be read from the \
                  cluster ({why})"
@@ -118,7 +126,7 @@ async fn inventory(namespace: &str, name: &str) -> (Vec<(Kind, String)>, Option<
         Ok(c) => c,
         Err(e) => return unseen(format!("no cluster: {e}")),
     };
-    let api: Api<DataPipeline> = Api::namespaced(client, namespace);
+    let api: Api<DataPipeline> = Api::namespaced(client.clone(), namespace);
     match api.get_opt(name).await {
         Ok(Some(dp)) => {
             let entries = dp
@@ -131,9 +139,21 @@ async fn inventory(namespace: &str, name: &str) -> (Vec<(Kind, String)>, Option<
                 .filter_map(|e| Kind::parse(&e.kind).map(|k| (k, e.id.clone())))
                 .collect();
             tracing::debug!(pipeline = %dp.name_any(), "inventory read");
-            (list, None)
+            let namespace_uid = Api::<Namespace>::all(client)
+                .get_opt(namespace)
+                .await
+                .ok()
+                .flatten()
+                .and_then(|n| n.metadata.uid)
+                .unwrap_or_default();
+            let observed = Observed {
+                uid: dp.metadata.uid.clone().unwrap_or_default(),
+                namespace_uid,
+                kept_bucket_names: crate::plan::recorded_buckets(&dp),
+            };
+            (list, Some(observed), None)
         }
-        Ok(None) => (Vec::new(), None),
+        Ok(None) => (Vec::new(), None, None),
         Err(e) => unseen(e.to_string()),
     }
 }
