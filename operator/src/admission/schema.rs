@@ -326,7 +326,8 @@ impl Validator {
         path: &str,
         out: &mut Vec<FieldError>,
     ) {
-        // kube-openapi counts characters (runes), not bytes.
+        // kube-openapi counts characters (runes), not bytes, and reports
+        // only the first of maxLength, minLength and pattern that fails.
         let chars = text.chars().count() as i64;
         if let Some(max) = s.max_length
             && chars > max
@@ -338,6 +339,7 @@ impl Validator {
                 Some(value.clone()),
                 format!("may not be more than {max} {unit}"),
             ));
+            return;
         }
         if let Some(min) = s.min_length
             && chars < min
@@ -347,6 +349,7 @@ impl Validator {
                 value.clone(),
                 format!("{path} in body should be at least {min} chars long"),
             ));
+            return;
         }
         if let Some(pattern) = &s.pattern {
             let compiled = self
@@ -661,8 +664,8 @@ mod tests {
                 "env": {}, "port": true, "pattern": ["a"]}),
         );
         let want = [
+            // Only the first string check that fails is reported.
             "spec.name: Too long: may not be more than 3 bytes",
-            "spec.name: Invalid value: \"ABCDé\": spec.name in body should match '^[a-z]+$'",
             "spec.mode: Unsupported value: \"x\": supported values: \"a\", \"b\"",
             "spec.mem: Invalid value: 64: spec.mem in body should be greater than or equal to 128",
             "spec.ratio: Invalid value: 0: spec.ratio in body should be greater than 0",

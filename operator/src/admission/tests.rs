@@ -180,6 +180,12 @@ fn the_wording_is_the_api_servers_line_for_line() {
     for (spec, expected) in [
         ("bogus: 1", vec![r#"unknown field "spec.bogus""#]),
         (
+            "functions: [{name: '', handler: router}]",
+            vec![
+                r#"spec.functions[0].name: Invalid value: "": spec.functions[0].name in body should be at least 1 chars long"#,
+            ],
+        ),
+        (
             "functions: [{name: f, handler: router, memoryMiB: lots}]",
             vec![
                 r#"spec.functions[0].memoryMiB: Invalid value: "string": spec.functions[0].memoryMiB in body must be of type integer: "string""#,
