@@ -238,6 +238,13 @@ fn the_wording_is_the_api_servers_line_for_line() {
             ],
         ),
         (
+            "functions: [{name: f, handler: router, layers: [null]}]",
+            vec![
+                r#"spec.functions[0].layers[0]: Invalid value: "null": spec.functions[0].layers[0] in body must be of type string: "null""#,
+                BLOCKED,
+            ],
+        ),
+        (
             r#"functions: [{name: "é", handler: router}]"#,
             vec![
                 r#"spec.functions[0].name: Invalid value: "é": spec.functions[0].name in body should match '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$'"#,
@@ -255,6 +262,11 @@ fn the_wording_is_the_api_servers_line_for_line() {
     for spec in [
         "functions: null",
         "functions: [{name: f, handler: router, memoryMiB: null}]",
+        // A nullable field set to null is absent to the rules' has().
+        "functions: [{name: f, handler: batch-aggregate}]\nschedules: [{name: s, expression: 'rate(1 day)', target: {function: f, queue: null}}]",
+        "functions: [{name: f, handler: router, code: null}]",
+        "functions: [{name: f, handler: router, memoryMiB: 128.0}]",
+        "functions: [{name: f, handler: router, environment: {A: null}}]",
     ] {
         assert!(admit(&crd, &manifest(spec)).is_ok(), "{spec}");
     }
