@@ -8,6 +8,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::CustomResourceExt;
 use serde_json::Value;
 
 use crate::{
@@ -48,6 +50,9 @@ pub struct Setup {
     /// Whether the catalog is the built handlers' (`SLUICE_HANDLERS_DIR`),
     /// so the digest of the built-in code is known.
     pub handlers_known: bool,
+    /// The DataPipeline CRD the operator generates, which the API server
+    /// admits with.
+    pub crd: CustomResourceDefinition,
     /// What the cluster says of the pipeline (`plan --live`), where it
     /// exists: the identity its AWS resources are tagged with.
     pub observed: Option<Observed>,
@@ -105,6 +110,7 @@ impl Setup {
             namespace_labels: BTreeMap::new(),
             knows_bucket_names,
             handlers_known,
+            crd: DataPipeline::crd(),
             observed: None,
         })
     }
@@ -219,6 +225,11 @@ pub fn check(
             metadata.insert("name".into(), n.into());
         }
     }
+    // The API server's admission first: what `kubectl apply` is refused
+    // never reaches the operator, and what it admits is stored with the
+    // schema's defaults.
+    let object = crate::admission::admit(&setup.crd, &object)
+        .map_err(|errors| refuse(Stage::Admission, errors))?;
     if object["metadata"]["name"]
         .as_str()
         .is_none_or(str::is_empty)

@@ -191,4 +191,101 @@ mod tests {
         );
         std::fs::remove_dir_all(&dir).ok();
     }
+
+    /// One table, both paths: every case `e2e/cases/admission.yaml` says
+    /// the API server refuses (the e2e test applies each to a real one) is
+    /// refused by `validate` at the same stage, naming the same fields;
+    /// every case it admits passes admission here too.
+    #[test]
+    fn validate_refuses_the_admission_table_at_the_api_servers_stage() {
+        let table: serde_json::Value =
+            serde_yaml::from_str(include_str!("../../../e2e/cases/admission.yaml"))
+                .expect("the table parses");
+        let dir = std::env::temp_dir().join(format!("sluice-cli-table-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let policy = format!(
+            "{}/../charts/sluice/files/default-policy.yaml",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let verdict = |i: usize, spec: &str| -> (u8, serde_json::Value) {
+            let spec: serde_json::Value = serde_yaml::from_str(spec).expect("spec is YAML");
+            let manifest = serde_json::json!({
+                "apiVersion": "sluice.dev/v1alpha1",
+                "kind": "DataPipeline",
+                "metadata": {"name": "bad"},
+                "spec": spec,
+            });
+            let file = dir.join(format!("case-{i}.json"));
+            std::fs::write(&file, manifest.to_string()).expect("write");
+            let a = args::parse(&argv(&format!(
+                "validate -f {} --policy {policy} -o json",
+                file.display()
+            )))
+            .expect("args");
+            let out = run(&a, &no_env).expect("runs");
+            let mut v: Vec<serde_json::Value> = serde_json::from_str(&out.stdout).expect("json");
+            (out.code, v.remove(0))
+        };
+        let mut failures = Vec::new();
+        let refused = table["refused"].as_array().expect("refused cases");
+        for (i, case) in refused.iter().enumerate() {
+            let what = case["what"].as_str().unwrap_or_default();
+            let (code, v) = verdict(i, case["spec"].as_str().expect("spec"));
+            let want = match case["stage"].as_str() {
+                Some("crd") => &["admission"][..],
+                Some("policy") => &["policy"][..],
+                // The depth policy's limit is the validation's too.
+                _ => &["admission", "validation"][..],
+            };
+            let stage = v["stage"].as_str().unwrap_or("none");
+            if code != INVALID || !want.contains(&stage) {
+                failures.push(format!(
+                    "{what}: exit {code}, stage {stage}, want {want:?}: {v}"
+                ));
+                continue;
+            }
+            let mut problems = v["problems"].to_string();
+            if stage == "policy" {
+                // The admission policy names a list's field without its
+                // index (`spec.functions[].uses[]`); the operator with it.
+                problems = unindexed(&problems);
+            }
+            for needle in case["expect"].as_array().into_iter().flatten() {
+                let needle = needle.as_str().unwrap_or_default();
+                if !problems.contains(&needle.replace('"', "\\\"")) {
+                    failures.push(format!("{what}: {needle:?} not in {problems}"));
+                }
+            }
+        }
+        let accepted = table["accepted"].as_array().expect("accepted cases");
+        for (i, case) in accepted.iter().enumerate() {
+            let (_, v) = verdict(1000 + i, case["spec"].as_str().expect("spec"));
+            if v["stage"] == "admission" || v["stage"] == "parse" {
+                failures.push(format!("{}: refused at admission: {v}", case["what"]));
+            }
+        }
+        std::fs::remove_dir_all(&dir).ok();
+        assert!(refused.len() >= 40 && !accepted.is_empty());
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
+    }
+
+    /// `a[0].b[12]` as `a[].b[]`.
+    fn unindexed(s: &str) -> String {
+        let mut out = String::with_capacity(s.len());
+        let mut chars = s.chars().peekable();
+        while let Some(c) = chars.next() {
+            out.push(c);
+            if c == '[' {
+                let mut digits = String::new();
+                while let Some(d) = chars.peek().filter(|d| d.is_ascii_digit()) {
+                    digits.push(*d);
+                    chars.next();
+                }
+                if chars.peek() != Some(&']') {
+                    out.push_str(&digits);
+                }
+            }
+        }
+        out
+    }
 }
