@@ -8,6 +8,7 @@
 
 pub mod args;
 pub mod check;
+pub mod cost;
 pub mod load;
 pub mod validate;
 
@@ -58,7 +59,8 @@ pub fn run(args: &Args, env: &dyn Fn(&str) -> Option<String>) -> Result<Outcome,
             code: OK,
         }),
         Command::Validate => validate::run(args, &setup(args, env)?),
-        Command::Plan | Command::Cost | Command::Graph | Command::Status => {
+        Command::Cost => cost::run(args, &setup(args, env)?),
+        Command::Plan | Command::Graph | Command::Status => {
             Err(format!("{:?} is not built yet", args.command))
         }
     }
