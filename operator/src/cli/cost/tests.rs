@@ -455,3 +455,19 @@ fn the_cli_prices_a_sample_and_refuses_another_region() {
         "{e}"
     );
 }
+
+#[test]
+fn the_readme_shows_the_fan_out_table_as_estimated() {
+    let readme = std::fs::read_to_string(repo("README.md")).expect("README");
+    let golden = text(&sample_report("fan-out"));
+    let table = golden
+        .split("\nAssumptions")
+        .next()
+        .and_then(|t| t.split_once("\n\n"))
+        .map(|(_, t)| t.trim_end())
+        .expect("a table");
+    assert!(
+        readme.contains("### Price it") && readme.contains(table),
+        "README's \"Price it\" must show docs/cost/fan-out.txt's table as estimated now; copy it from there"
+    );
+}
