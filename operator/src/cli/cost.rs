@@ -118,8 +118,10 @@ pub struct Line {
     pub unit: String,
     /// The price as the table states it.
     pub unit_price: String,
-    /// Dollars per unit.
-    pub usd_per_unit: f64,
+    /// The table's price: dollars (`priceUsd`) for `pricePer` units.
+    pub price_usd: f64,
+    /// How many units `price_usd` is for.
+    pub price_per: f64,
     /// Dollars a month, to the cent.
     pub usd: f64,
     #[serde(skip)]
@@ -152,7 +154,8 @@ impl Line {
                     " (unconfirmed)"
                 }
             ),
-            usd_per_unit: price.each(),
+            price_usd: price.usd,
+            price_per: price.per,
             usd: round_cents(quantity * price.each()),
             raw_quantity: quantity,
         }

@@ -117,7 +117,11 @@ pub fn lines(cx: &Cx<'_>) -> Vec<Line> {
                 ));
                 out.push(line("GB written", gb_in(&l), &p.on_demand_data_in));
                 out.push(line(
-                    &format!("GB read ({} consumers)", l.consumers),
+                    &format!(
+                        "GB read ({} consumer{})",
+                        l.consumers,
+                        if l.consumers == 1.0 { "" } else { "s" }
+                    ),
                     gb_in(&l) * l.consumers,
                     &p.on_demand_data_out,
                 ));
