@@ -63,6 +63,10 @@ tools-observability: ## install prometheus, promtool (Debian's package) and the 
 tools-helm: ## build helm from its Go module (the chart's tests; cached by version)
 	@scripts/step.sh tools-helm scripts/tools.sh install-helm
 
+.PHONY: cost-goldens
+cost-goldens: ## regenerate docs/cost/*.txt, kubectl sluice cost's estimate of every sample at its stated volumes (review the diff)
+	SLUICE_BLESS=1 cargo test --quiet -p sluice-operator --lib cli::cost::tests::goldens
+
 .PHONY: crds
 crds: ## regenerate the CRD YAML from the Rust types
 	cargo run --quiet -p sluice-operator --bin crdgen > $(CRD)

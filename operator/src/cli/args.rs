@@ -60,6 +60,8 @@ pub struct Args {
     pub live: bool,
     /// `--assume-volume`: the volumes a cost estimate assumes.
     pub assume_volume: Option<PathBuf>,
+    /// `--prices`: a price table instead of the compiled-in one.
+    pub prices: Option<PathBuf>,
     /// `--region`: the operator's default region.
     pub region: Option<String>,
     /// `--account`: the AWS account (offline; `--live` asks STS).
@@ -75,7 +77,7 @@ kubectl sluice: review a DataPipeline before it merges, and see it after.
 Usage:
   kubectl sluice validate -f FILE|DIR [--policy FILE]... [-o text|json]
   kubectl sluice plan     -f FILE [--live] [-n NAMESPACE] [--name NAME] [-o text|json]
-  kubectl sluice cost     -f FILE [--assume-volume FILE] [-o text|json]
+  kubectl sluice cost     -f FILE [--assume-volume FILE] [--prices FILE] [-o text|json]
   kubectl sluice graph    -f FILE [-o mermaid|dot|svg]
   kubectl sluice status   NAME [-n NAMESPACE] [-o text|json]
   kubectl sluice version
@@ -88,7 +90,8 @@ Flags:
       --policy FILE          SluicePolicy objects to check against, as the operator would (repeatable)
       --namespace-label K=V  a label of the namespace, for the policies' selectors (repeatable)
       --live                 plan: compare with what exists in AWS (read-only credentials)
-      --assume-volume FILE   cost: the volumes to price (default: the sample volumes in the output)
+      --assume-volume FILE   cost: the volumes to price (default: documented default volumes, printed)
+      --prices FILE          cost: a price table (default: config/prices/us-east-1.yaml, compiled in)
       --region REGION        the operator's default region (default: SLUICE_DEFAULT_REGION, AWS_REGION, us-east-1)
       --account ID           the AWS account names and ARNs are planned in (offline; default 123456789012)
 
@@ -126,6 +129,7 @@ pub fn parse(argv: &[String]) -> Result<Args, String> {
         namespace_labels: Vec::new(),
         live: false,
         assume_volume: None,
+        prices: None,
         region: None,
         account: None,
         positional: Vec::new(),
@@ -174,6 +178,7 @@ pub fn parse(argv: &[String]) -> Result<Args, String> {
             }
             "--live" => args.live = true,
             "--assume-volume" => args.assume_volume = Some(PathBuf::from(value("a file")?)),
+            "--prices" => args.prices = Some(PathBuf::from(value("a file")?)),
             "--region" => args.region = Some(value("a region")?),
             "--account" => {
                 let v = value("a 12-digit account id")?;
@@ -203,6 +208,9 @@ pub fn parse(argv: &[String]) -> Result<Args, String> {
     }
     if args.live && args.command != Command::Plan {
         return Err("--live is a flag of plan".into());
+    }
+    if (args.assume_volume.is_some() || args.prices.is_some()) && args.command != Command::Cost {
+        return Err("--assume-volume and --prices are flags of cost".into());
     }
     Ok(args)
 }

@@ -8,6 +8,7 @@
 
 pub mod args;
 pub mod check;
+pub mod cost;
 pub mod load;
 pub mod plan;
 pub mod validate;
@@ -60,7 +61,8 @@ pub fn run(args: &Args, env: &dyn Fn(&str) -> Option<String>) -> Result<Outcome,
         }),
         Command::Validate => validate::run(args, &setup(args, env)?),
         Command::Plan => plan::run(args, &setup(args, env)?, env),
-        Command::Cost | Command::Graph | Command::Status => {
+        Command::Cost => cost::run(args, &setup(args, env)?),
+        Command::Graph | Command::Status => {
             Err(format!("{:?} is not built yet", args.command))
         }
     }
