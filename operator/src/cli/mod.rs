@@ -8,6 +8,7 @@
 
 pub mod args;
 pub mod check;
+pub mod graph;
 pub mod load;
 pub mod validate;
 
@@ -58,7 +59,8 @@ pub fn run(args: &Args, env: &dyn Fn(&str) -> Option<String>) -> Result<Outcome,
             code: OK,
         }),
         Command::Validate => validate::run(args, &setup(args, env)?),
-        Command::Plan | Command::Cost | Command::Graph | Command::Status => {
+        Command::Graph => graph::run(args, &setup(args, env)?, env),
+        Command::Plan | Command::Cost | Command::Status => {
             Err(format!("{:?} is not built yet", args.command))
         }
     }
