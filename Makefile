@@ -12,6 +12,8 @@ export CARGO_TERM_COLOR ?= never
 # the content they are built from (scripts/handlers.sh).
 HANDLERS_DIR = $(shell scripts/handlers.sh dir)
 OPERATOR_BIN := $(CARGO_TARGET_DIR)/debug/sluice-operator
+# The kubectl plugin (operator/src/bin/kubectl-sluice.rs), built with it.
+KUBECTL_SLUICE_BIN := $(CARGO_TARGET_DIR)/debug/kubectl-sluice
 # A team's own Rust function (scripts/own-code.sh): make own-code builds
 # CRATE (the template by default); the tests get the template's zip.
 CRATE ?= examples/rust-function
@@ -67,6 +69,10 @@ tools-helm: ## build helm from its Go module (the chart's tests; cached by versi
 cost-goldens: ## regenerate docs/cost/*.txt, kubectl sluice cost's estimate of every sample at its stated volumes (review the diff)
 	SLUICE_BLESS=1 cargo test --quiet -p sluice-operator --lib cli::cost::tests::goldens
 
+.PHONY: tools-graphviz
+tools-graphviz: ## install Debian's graphviz (dot) when missing: kubectl sluice graph -o svg, make graphs
+	@scripts/step.sh tools-graphviz scripts/tools.sh install-graphviz
+
 .PHONY: crds
 crds: ## regenerate the CRD YAML from the Rust types
 	cargo run --quiet -p sluice-operator --bin crdgen > $(CRD)
@@ -82,6 +88,16 @@ policy: ## regenerate the operator's AWS policies (config/iam/operator-policy*.j
 	cargo run --quiet -p sluice-operator --bin policygen reviewer > $(REVIEWER_POLICY).tmp
 	mv $(REVIEWER_POLICY).tmp $(REVIEWER_POLICY)
 
+.PHONY: graphs
+graphs: tools-graphviz ## draw every sample into docs/graphs/ with kubectl sluice graph: Mermaid, dot, SVG, and fan-out.png for the README
+	@scripts/step.sh build-kubectl-sluice cargo build --quiet -p sluice-operator --bin kubectl-sluice
+	@scripts/step.sh graphs scripts/graphs.sh draw $(KUBECTL_SLUICE_BIN)
+
+.PHONY: graphs-check
+graphs-check: ## fail when docs/graphs/*.mmd or *.dot differ from what kubectl sluice graph draws (SVG and PNG vary with Graphviz)
+	@scripts/step.sh graphs-check bash -c "cargo build --quiet -p sluice-operator --bin kubectl-sluice \
+	  && scripts/graphs.sh check $(KUBECTL_SLUICE_BIN)"
+
 .PHONY: handlers
 handlers: ## build the one Lambda executable of every handler (provided.al2023), zip it with a manifest (cached by content)
 	@scripts/step.sh handlers scripts/handlers.sh build
@@ -96,7 +112,7 @@ own-code-template: tools-lambda
 	@scripts/step.sh own-code-template scripts/own-code.sh build examples/rust-function >/dev/null
 
 .PHONY: build
-build: ## build the operator
+build: ## build the operator and kubectl-sluice (every binary of the operator crate)
 	@scripts/step.sh build cargo build -p sluice-operator --bins
 
 .PHONY: image
@@ -140,7 +156,7 @@ unit: ## unit tests (no network)
 # The emulator's harness runs AWS's documented waits (retry delays,
 # visibility timeouts, batching windows) 50 times faster.
 .PHONY: env-tests
-env-tests: tools tools-lambda tools-runtimes tools-observability tools-helm tools-cluster handlers own-code-template build image
+env-tests: tools tools-lambda tools-runtimes tools-observability tools-helm tools-cluster tools-graphviz handlers own-code-template build image
 	@scripts/step.sh build-tests cargo test --no-run --tests -p sluice-integration-tests -p sluice-e2e \
 	  -p sluice-handlers --features sluice-handlers/env-tests
 	@ENV_DIR=$$(mktemp -d /tmp/sluice-test.XXXXXX); \
@@ -148,6 +164,7 @@ env-tests: tools tools-lambda tools-runtimes tools-observability tools-helm tool
 	SLUICE_HARNESS_DELAY_FACTOR=0.02 scripts/step.sh localenv scripts/localenv.sh up "$$ENV_DIR" --cluster; \
 	source "$$ENV_DIR/env"; \
 	export SLUICE_OPERATOR_BIN=$(OPERATOR_BIN) SLUICE_HANDLERS_DIR=$(HANDLERS_DIR) SLUICE_OWN_CODE_ZIP=$(OWN_CODE_ZIP); \
+	export SLUICE_KUBECTL_SLUICE=$(KUBECTL_SLUICE_BIN) SLUICE_DOT=$$(scripts/tools.sh path dot); \
 	SLUICE_OPERATOR_IMAGE=$$(scripts/step.sh image-load scripts/image.sh load); export SLUICE_OPERATOR_IMAGE; \
 	export SLUICE_PROMETHEUS=$$(scripts/tools.sh path prometheus) SLUICE_PROMTOOL=$$(scripts/tools.sh path promtool) \
 	  SLUICE_ARGOCD_HEALTH=$$(scripts/tools.sh path argocd-health) SLUICE_HELM=$$(scripts/tools.sh path helm) \
@@ -183,14 +200,14 @@ bench-fleet: tools handlers ## N = 10, 100, 1,000 pipelines through an AWS quota
 	  $(CARGO_TARGET_DIR)/debug/examples/fleet $(FLEET_SIZES)
 
 .PHONY: test
-test: ## everything CI runs: format, lints, CRD and operator policy checks, unit, integration, e2e
+test: ## everything CI runs: format, lints, CRD, docs/graphs and operator policy checks, unit, integration, e2e
 	@log=$$(mktemp); start=$$SECONDS; set +e; \
 	$(MAKE) --no-print-directory test-steps 2>&1 | tee "$$log"; rc=$${PIPESTATUS[0]}; \
 	echo "make test: exit $$rc after $$((SECONDS - start)) s"; \
 	scripts/test-summary.sh "$$log"; rm -f "$$log"; exit $$rc
 
 .PHONY: test-steps
-test-steps: fmt-check clippy crd-check policy-check unit env-tests
+test-steps: fmt-check clippy crd-check graphs-check policy-check unit env-tests
 
 .PHONY: demo
 demo: tools tools-helm tools-cluster tools-runtimes handlers build image ## a one-node cluster, the operator as a Deployment, the Pattern 1 sample: apply, show, delete, tear down

@@ -35,7 +35,10 @@
 #   - helm, built from its Go module helm.sh/helm/v4 (pinned in
 #     e2e/tools/helm/go.mod; its own module and build, because it brings
 #     newer k8s.io libraries than the control plane's; about 2 minutes on
-#     2 cores, once).
+#     2 cores, once);
+#   - Graphviz (`dot`), Debian's graphviz package, with apt-get when
+#     missing: `kubectl sluice graph -o svg` renders with it, `make graphs`
+#     draws docs/graphs/ and the e2e test of the SVGs runs it.
 # A warm cache makes every step a no-op. Prints nothing but progress on stderr.
 #
 #   scripts/tools.sh            install the control plane and moto
@@ -55,6 +58,8 @@
 #                               chart's and config/gitops' tests)
 #   scripts/tools.sh install-render
 #                               install matplotlib (scripts/dashboards.py render)
+#   scripts/tools.sh install-graphviz
+#                               install Debian's graphviz (dot) when missing
 #   scripts/tools.sh k8s-version
 #                               print the pinned Kubernetes version
 #   scripts/tools.sh path NAME  print the path of one tool (etcd, kube-apiserver,
@@ -63,7 +68,7 @@
 #                               cargo-lambda, runtime-python, node-ric,
 #                               bench-python, prometheus, promtool,
 #                               argocd-health, helm, third-party-crds,
-#                               render-python)
+#                               render-python, dot)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -230,6 +235,16 @@ install_cluster_packages() {
   log "installed in $((SECONDS - start)) s"
 }
 
+# Debian's Graphviz: `dot` renders `kubectl sluice graph`'s pictures.
+install_graphviz() {
+  dpkg-query -W -f='${Status}' graphviz 2>/dev/null | grep -q 'install ok installed' && return 0
+  log "installing Debian packages: graphviz"
+  local start=$SECONDS
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq graphviz >/dev/null
+  log "installed in $((SECONDS - start)) s"
+}
+
 install_runtime_python() { pip_venv "$(runtime_python_dir)" "$ROOT/e2e/requirements-runtime-python.txt"; }
 
 # aws-lambda-ric, exactly as the lock pins it. Its install scripts build
@@ -307,6 +322,9 @@ case "${1:-install}" in
   install-render)
     install_render
     ;;
+  install-graphviz)
+    install_graphviz
+    ;;
   path)
     case "${2:?tool name}" in
       etcd) echo "$(etcd_dir)/etcd" ;;
@@ -323,8 +341,9 @@ case "${1:-install}" in
       helm) echo "$(helm_dir)/helm" ;;
       third-party-crds) third_party_crds_dir ;;
       render-python) echo "$(render_dir)/bin/python" ;;
-      *) echo "unknown tool: $2 (etcd, kube-apiserver, kubectl, kube-controller-manager, kube-scheduler, kubelet, kube-proxy, moto_server, python, cargo-lambda, runtime-python, node-ric, bench-python, prometheus, promtool, argocd-health, helm, third-party-crds, render-python)" >&2; exit 2 ;;
+      dot) command -v dot || echo /usr/bin/dot ;;
+      *) echo "unknown tool: $2 (etcd, kube-apiserver, kubectl, kube-controller-manager, kube-scheduler, kubelet, kube-proxy, moto_server, python, cargo-lambda, runtime-python, node-ric, bench-python, prometheus, promtool, argocd-health, helm, third-party-crds, render-python, dot)" >&2; exit 2 ;;
     esac
     ;;
-  *) echo "usage: $0 [install | install-cargo-lambda | install-runtimes | install-cluster | install-bench | install-observability | install-helm | install-render | k8s-version | path NAME]" >&2; exit 2 ;;
+  *) echo "usage: $0 [install | install-cargo-lambda | install-runtimes | install-cluster | install-bench | install-observability | install-helm | install-render | install-graphviz | k8s-version | path NAME]" >&2; exit 2 ;;
 esac

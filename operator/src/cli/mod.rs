@@ -9,6 +9,7 @@
 pub mod args;
 pub mod check;
 pub mod cost;
+pub mod graph;
 pub mod load;
 pub mod plan;
 pub mod validate;
@@ -62,7 +63,8 @@ pub fn run(args: &Args, env: &dyn Fn(&str) -> Option<String>) -> Result<Outcome,
         Command::Validate => validate::run(args, &setup(args, env)?),
         Command::Plan => plan::run(args, &setup(args, env)?, env),
         Command::Cost => cost::run(args, &setup(args, env)?),
-        Command::Graph | Command::Status => {
+        Command::Graph => graph::run(args, &setup(args, env)?, env),
+        Command::Status => {
             Err(format!("{:?} is not built yet", args.command))
         }
     }
