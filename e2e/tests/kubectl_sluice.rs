@@ -141,3 +141,106 @@ async fn plan_live_shows_nothing_after_convergence_then_exactly_the_drift_and_th
         assert!(mine.is_empty(), "IAM refused the reviewer: {mine:#?}");
     }
 }
+
+/// `kubectl sluice` with the cluster's pipeline `name` in `ns`.
+fn run_plugin(args: &[&str]) -> (i32, String, String) {
+    let dot = std::env::var("SLUICE_DOT").unwrap_or_else(|_| "dot".into());
+    let out = kubectl_sluice(args, &[("SLUICE_DOT", dot.as_str())]);
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn status_and_graph_read_the_pipeline_from_the_cluster() {
+    install_crd();
+    let ns = Namespace::create();
+    let op = Operator::start(&ns.0);
+    let manifest = sample_manifest("event-triggered.yaml");
+    apply_and_wait(&ns.0, NAME, &manifest, "Ready", &op);
+    let dp = get_pipeline(&ns.0, NAME);
+
+    // status: the conditions, the events the operator recorded, and every
+    // inventory entry with its console page.
+    let (code, out, err) = run_plugin(&["status", NAME, "-n", &ns.0]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.lines()
+            .any(|l| l.trim_start().starts_with("Ready") && l.contains("True")),
+        "{out}"
+    );
+    let inventory = dp["status"]["inventory"].as_array().expect("inventory");
+    assert!(
+        out.contains(&format!("AWS resources ({}):", inventory.len())),
+        "{out}"
+    );
+    for entry in inventory {
+        let id = entry["id"].as_str().expect("id");
+        assert!(out.contains(id), "{id} missing:\n{out}");
+    }
+    let function = id_of(&dp, "Lambda::Function", "processor");
+    assert!(
+        out.contains(&format!(
+            "https://us-east-1.console.aws.amazon.com/lambda/home?region=us-east-1#/functions/{function}"
+        )),
+        "{out}"
+    );
+    let events = kubectl_events(&ns.0);
+    assert!(!events.is_empty(), "the operator recorded no event");
+    let shown = events.iter().filter(|r| out.contains(r.as_str())).count();
+    assert!(shown > 0, "no event reason of {events:?} in:\n{out}");
+
+    let (code, json, err) = run_plugin(&["status", NAME, "-n", &ns.0, "-o", "json"]);
+    assert_eq!(code, 0, "{err}");
+    let report: serde_json::Value = serde_json::from_str(&json).expect("status JSON");
+    assert_eq!(
+        report["inventory"].as_array().map(Vec::len),
+        Some(inventory.len())
+    );
+
+    // graph NAME draws what the cluster holds: the same picture as the
+    // manifest it was applied from.
+    let file = std::env::temp_dir().join(format!("sluice-graph-{}.yaml", ns.0));
+    std::fs::write(&file, &manifest).expect("manifest written");
+    let path = file.to_str().expect("utf-8 path");
+    let (code, from_cluster, err) = run_plugin(&["graph", NAME, "-n", &ns.0]);
+    assert_eq!(code, 0, "{err}");
+    let (_, from_file, _) = run_plugin(&["graph", "-f", path, "-n", &ns.0]);
+    assert_eq!(from_cluster, from_file);
+    assert!(from_cluster.contains("processor"), "{from_cluster}");
+
+    // -o svg through Graphviz's dot: a real SVG with every node's label.
+    let (code, svg, err) = run_plugin(&["graph", NAME, "-n", &ns.0, "-o", "svg"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        svg.contains("<svg") && svg.trim_end().ends_with("</svg>"),
+        "{svg}"
+    );
+    assert!(
+        svg.contains("processor") && svg.contains("<g id=\"node"),
+        "{svg}"
+    );
+    std::fs::remove_file(&file).ok();
+
+    // A pipeline that is not there is named in the error.
+    let (code, _, err) = run_plugin(&["status", "no-such-pipeline", "-n", &ns.0]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("no-such-pipeline") && err.contains("not found"),
+        "{err}"
+    );
+}
+
+/// The reasons of the events in `ns`.
+fn kubectl_events(ns: &str) -> Vec<String> {
+    let raw = sluice_e2e::kubectl_ok(&["get", "events", "-n", ns, "-o", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&raw).expect("events JSON");
+    v["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e["reason"].as_str().map(str::to_owned))
+        .collect()
+}

@@ -1518,14 +1518,7 @@ pub fn run(
     setup: &Setup,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Outcome, String> {
-    if args.files.is_empty() {
-        return Err(format!(
-            "graph {}: reading a pipeline from the cluster is not built yet; \
-             pass its manifest with -f FILE",
-            args.positional.join(" ")
-        ));
-    }
-    if !args.positional.is_empty() {
+    if !args.files.is_empty() && !args.positional.is_empty() {
         return Err(format!(
             "graph takes -f FILE or a NAME, not both (got {})",
             args.positional.join(" ")
@@ -1535,29 +1528,17 @@ pub fn run(
     if matches!(format, Output::Text | Output::Json) {
         return Err(format!("graph prints mermaid, dot or svg, not {format:?}"));
     }
-    let manifests = load::read(&args.files)?;
-    let pipelines: Vec<&load::Manifest> =
-        manifests.iter().filter(|m| m.is("DataPipeline")).collect();
-    let manifest = match pipelines[..] {
-        [] => {
+    let manifest = match &args.positional[..] {
+        [] => one_pipeline(load::read(&args.files)?)?,
+        [name] => from_cluster(args.namespace.as_deref(), name)?,
+        more => {
             return Err(format!(
-                "no DataPipeline (apiVersion sluice.dev/v1alpha1) among {} object(s) read",
-                manifests.len()
-            ));
-        }
-        [one] => one,
-        _ => {
-            return Err(format!(
-                "graph draws one DataPipeline; {} were read ({}): pass -f with one pipeline's file",
-                pipelines.len(),
-                pipelines
-                    .iter()
-                    .map(|m| m.source.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                "graph draws one pipeline; {} names were given",
+                more.len()
             ));
         }
     };
+    let manifest = &manifest;
     let checked = check::check(
         manifest,
         setup,
@@ -1583,6 +1564,41 @@ pub fn run(
         _ => diagram.mermaid(),
     };
     Ok(Outcome { stdout, code: OK })
+}
+
+/// The one DataPipeline among `manifests`.
+fn one_pipeline(manifests: Vec<load::Manifest>) -> Result<load::Manifest, String> {
+    let read = manifests.len();
+    let mut pipelines: Vec<load::Manifest> = manifests
+        .into_iter()
+        .filter(|m| m.is("DataPipeline"))
+        .collect();
+    match pipelines.len() {
+        0 => Err(format!(
+            "no DataPipeline (apiVersion sluice.dev/v1alpha1) among {read} object(s) read"
+        )),
+        1 => Ok(pipelines.remove(0)),
+        n => Err(format!(
+            "graph draws one DataPipeline; {n} were read ({}): pass -f with one pipeline's file",
+            pipelines
+                .iter()
+                .map(|m| m.source.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+    }
+}
+
+/// The pipeline `name` as the cluster holds it (its spec, as applied).
+fn from_cluster(namespace: Option<&str>, name: &str) -> Result<load::Manifest, String> {
+    super::cluster::block_on(async {
+        let (client, namespace) = super::cluster::connect(namespace).await?;
+        let dp = super::cluster::pipeline(&client, &namespace, name).await?;
+        Ok(load::Manifest {
+            source: format!("DataPipeline {namespace}/{name}"),
+            object: super::cluster::as_manifest(&dp),
+        })
+    })
 }
 
 /// What to do when Graphviz is missing.
@@ -2127,7 +2143,8 @@ spec:
             several.contains("graph draws one DataPipeline; 6 were read"),
             "{several}"
         );
-        assert!(e("graph my-pipeline").contains("not built yet"));
+        assert!(e("graph one two").contains("one pipeline; 2 names were given"));
+        assert!(e(&format!("graph one -f {}", dir.display())).contains("not both"));
         let sample = dir.join("fan-out.yaml");
         assert!(
             e(&format!("graph -f {} -o json", sample.display())).contains("mermaid, dot or svg")

@@ -8,10 +8,12 @@
 
 pub mod args;
 pub mod check;
+pub mod cluster;
 pub mod cost;
 pub mod graph;
 pub mod load;
 pub mod plan;
+pub mod status;
 pub mod validate;
 
 use std::{collections::BTreeMap, process::ExitCode};
@@ -64,9 +66,7 @@ pub fn run(args: &Args, env: &dyn Fn(&str) -> Option<String>) -> Result<Outcome,
         Command::Plan => plan::run(args, &setup(args, env)?, env),
         Command::Cost => cost::run(args, &setup(args, env)?),
         Command::Graph => graph::run(args, &setup(args, env)?, env),
-        Command::Status => {
-            Err(format!("{:?} is not built yet", args.command))
-        }
+        Command::Status => status::run(args),
     }
 }
 

@@ -3,9 +3,6 @@
 
 use std::collections::BTreeSet;
 
-use k8s_openapi::api::core::v1::Namespace;
-use kube::{Api, ResourceExt};
-
 use super::{ChangeJson, change_of, changes_text, json, live_code, single};
 use crate::{
     aws::Aws,
@@ -13,8 +10,8 @@ use crate::{
         Outcome,
         args::{Args, Output},
         check::{Observed, Setup},
+        cluster,
     },
-    crd::DataPipeline,
     fence::Fence,
     metrics::Metrics,
     plan::{CodePlan, Kind},
@@ -26,11 +23,7 @@ pub fn run(
     setup: &Setup,
     _env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Outcome, String> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
-    runtime.block_on(diff(args, setup))
+    cluster::block_on(diff(args, setup))
 }
 
 async fn diff(args: &Args, setup: &Setup) -> Result<Outcome, String> {
@@ -122,38 +115,26 @@ async fn inventory(
             )),
         )
     };
-    let client = match kube::Client::try_default().await {
-        Ok(c) => c,
-        Err(e) => return unseen(format!("no cluster: {e}")),
+    let client = match cluster::connect(Some(namespace)).await {
+        Ok((c, _)) => c,
+        Err(e) => return unseen(e),
     };
-    let api: Api<DataPipeline> = Api::namespaced(client.clone(), namespace);
-    match api.get_opt(name).await {
+    match cluster::pipeline_opt(&client, namespace, name).await {
         Ok(Some(dp)) => {
-            let entries = dp
+            let list = dp
                 .status
-                .as_ref()
-                .map(|s| s.inventory.clone())
-                .unwrap_or_default();
-            let list = entries
                 .iter()
+                .flat_map(|s| &s.inventory)
                 .filter_map(|e| Kind::parse(&e.kind).map(|k| (k, e.id.clone())))
                 .collect();
-            tracing::debug!(pipeline = %dp.name_any(), "inventory read");
-            let namespace_uid = Api::<Namespace>::all(client)
-                .get_opt(namespace)
-                .await
-                .ok()
-                .flatten()
-                .and_then(|n| n.metadata.uid)
-                .unwrap_or_default();
             let observed = Observed {
                 uid: dp.metadata.uid.clone().unwrap_or_default(),
-                namespace_uid,
+                namespace_uid: cluster::namespace_uid(&client, namespace).await,
                 kept_bucket_names: crate::plan::recorded_buckets(&dp),
             };
             (list, Some(observed), None)
         }
         Ok(None) => (Vec::new(), None, None),
-        Err(e) => unseen(e.to_string()),
+        Err(e) => unseen(e),
     }
 }
