@@ -149,3 +149,75 @@ fn gitops_objects_are_accepted_by_their_crds_and_carry_values_the_chart_accepts(
     let operator = find(&flux, "Kustomization", "sluice");
     assert_eq!(operator["spec"]["wait"], true);
 }
+
+/// `config/gitops/review/`: the pull-request job runs review.sh, which
+/// validates every pipeline with the plugin, fails on a refused one naming
+/// its field, and reports the plan and the cost of the valid ones.
+#[test]
+fn the_review_job_reports_plan_and_cost_and_fails_on_a_refused_pipeline() {
+    let review = repo_root().join("config/gitops/review");
+    let job: Value = serde_yaml::from_str(
+        &std::fs::read_to_string(review.join("github-actions.yaml")).expect("job"),
+    )
+    .expect("the job is YAML");
+    let steps = job["jobs"]["review"]["steps"]
+        .as_sequence()
+        .expect("steps");
+    let runs: String = steps
+        .iter()
+        .filter_map(|s| s["run"].as_str())
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(runs.contains(".sluice/review.sh"), "{runs}");
+    assert!(runs.contains("--bin kubectl-sluice"), "{runs}");
+    assert!(runs.contains("gh pr comment"), "{runs}");
+
+    // A pull request with one valid pipeline (and its volumes) and one
+    // that the operator would stall.
+    let dir = std::env::temp_dir().join(format!("sluice-review-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("volumes")).expect("dir");
+    let samples = repo_root().join("config/samples");
+    std::fs::copy(samples.join("fan-out.yaml"), dir.join("fan-out.yaml")).expect("copy");
+    std::fs::copy(
+        samples.join("volumes/fan-out.yaml"),
+        dir.join("volumes/fan-out.yaml"),
+    )
+    .expect("copy");
+    std::fs::write(
+        dir.join("broken.yaml"),
+        "apiVersion: sluice.dev/v1alpha1\nkind: DataPipeline\nmetadata: {name: broken}\n\
+         spec:\n  functions: [{name: f, handler: no-such-handler}]\n",
+    )
+    .expect("write");
+    let report = dir.join("review.md");
+    let out = std::process::Command::new("bash")
+        .arg(review.join("review.sh"))
+        .arg(&report)
+        .arg(&dir)
+        .env("KUBECTL_SLUICE", sluice_e2e::kubectl_sluice_path())
+        .env(
+            "SLUICE_POLICY",
+            repo_root().join("charts/sluice/files/default-policy.yaml"),
+        )
+        .env("SLUICE_NAMESPACE", "team-a")
+        .output()
+        .expect("review.sh runs");
+    let md = std::fs::read_to_string(&report).expect("report");
+    std::fs::remove_dir_all(&dir).ok();
+    assert_eq!(out.status.code(), Some(1), "{md}");
+    let (broken, valid) = md
+        .split_once("fan-out.yaml`")
+        .expect("both files reported");
+    assert!(broken.contains("**Refused**"), "{md}");
+    assert!(
+        broken.contains("spec.functions[0]") && broken.contains("no-such-handler"),
+        "{md}"
+    );
+    assert!(valid.contains("Valid."), "{md}");
+    assert!(
+        valid.contains("DataPipeline team-a/fan-out: 34 AWS resources"),
+        "{md}"
+    );
+    assert!(valid.contains("volumes/fan-out.yaml"), "{md}");
+    assert!(valid.contains("TOTAL"), "{md}");
+}
