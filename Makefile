@@ -88,6 +88,10 @@ policy: ## regenerate the operator's AWS policies (config/iam/operator-policy*.j
 	cargo run --quiet -p sluice-operator --bin policygen reviewer > $(REVIEWER_POLICY).tmp
 	mv $(REVIEWER_POLICY).tmp $(REVIEWER_POLICY)
 
+.PHONY: plugin-release
+plugin-release: ## the kubectl plugin as a release artifact: dist/kubectl-sluice-v<version>-<target>.tar.gz and its .sha256
+	@scripts/step.sh plugin-release scripts/release-plugin.sh
+
 .PHONY: graphs
 graphs: tools-graphviz ## draw every sample into docs/graphs/ with kubectl sluice graph: Mermaid, dot, SVG, and fan-out.png for the README
 	@scripts/step.sh build-kubectl-sluice cargo build --quiet -p sluice-operator --bin kubectl-sluice

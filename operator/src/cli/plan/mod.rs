@@ -274,7 +274,12 @@ pub fn resources(plan: &Plan) -> Vec<Resource> {
         let s = p
             .statements
             .iter()
-            .map(|st| format!("invoke allowed to {st:?}"))
+            .map(|st| {
+                format!(
+                    "invoke: [{}] Allow lambda:InvokeFunction to {} from {} (account {})",
+                    st.sid, st.principal, st.source_arn, st.source_account
+                )
+            })
             .collect();
         push(
             Kind::Permissions,
