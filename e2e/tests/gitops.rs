@@ -160,9 +160,7 @@ fn the_review_job_reports_plan_and_cost_and_fails_on_a_refused_pipeline() {
         &std::fs::read_to_string(review.join("github-actions.yaml")).expect("job"),
     )
     .expect("the job is YAML");
-    let steps = job["jobs"]["review"]["steps"]
-        .as_sequence()
-        .expect("steps");
+    let steps = job["jobs"]["review"]["steps"].as_sequence().expect("steps");
     let runs: String = steps
         .iter()
         .filter_map(|s| s["run"].as_str())
@@ -205,9 +203,7 @@ fn the_review_job_reports_plan_and_cost_and_fails_on_a_refused_pipeline() {
     let md = std::fs::read_to_string(&report).expect("report");
     std::fs::remove_dir_all(&dir).ok();
     assert_eq!(out.status.code(), Some(1), "{md}");
-    let (broken, valid) = md
-        .split_once("fan-out.yaml`")
-        .expect("both files reported");
+    let (broken, valid) = md.split_once("fan-out.yaml`").expect("both files reported");
     assert!(broken.contains("**Refused**"), "{md}");
     assert!(
         broken.contains("spec.functions[0]") && broken.contains("no-such-handler"),
