@@ -4,6 +4,7 @@ behaviour it restores (one, the first, only moto's speed)."""
 from __future__ import annotations
 
 import json
+import os
 import types
 import uuid
 from urllib.parse import quote_plus
@@ -545,7 +546,47 @@ def buckets_take_their_creation_tags() -> None:
     s3_models.S3Backend.create_bucket = create_bucket
 
 
+# AWS's default limit of concurrent executions of an account and region.
+DEFAULT_CONCURRENCY_QUOTA = "1000"
+
+
+def lambda_reports_account_settings() -> None:
+    """GetAccountSettings: moto 5.2 does not serve it. AWS reports the
+    account's limit of concurrent executions and how many no function
+    reserves; PutFunctionConcurrency refuses a reservation that leaves
+    fewer than 100 unreserved. moto enforces that only when
+    MOTO_LAMBDA_CONCURRENCY_QUOTA is set, so it is set here to AWS's
+    default (1,000) unless the environment says otherwise."""
+    from moto.awslambda import urls as lambda_urls
+    from moto.awslambda.responses import LambdaResponse
+
+    os.environ.setdefault("MOTO_LAMBDA_CONCURRENCY_QUOTA", DEFAULT_CONCURRENCY_QUOTA)
+    lambda_urls.url_paths[r"{0}/(?P<api_version>[^/]+)/account-settings/?$"] = LambdaResponse.dispatch
+
+    def get_account_settings(self):  # type: ignore[no-untyped-def]
+        quota = int(os.environ["MOTO_LAMBDA_CONCURRENCY_QUOTA"])
+        functions = list(self.backend.list_functions())
+        reserved = sum(int(f.reserved_concurrency) for f in functions if f.reserved_concurrency)
+        body = {
+            "AccountLimit": {
+                "TotalCodeSize": 80 * 1024**3,
+                "CodeSizeUnzipped": 250 * 1024**2,
+                "CodeSizeZipped": 50 * 1024**2,
+                "ConcurrentExecutions": quota,
+                "UnreservedConcurrentExecutions": quota - reserved,
+            },
+            "AccountUsage": {
+                "TotalCodeSize": sum(int(getattr(f, "code_size", 0) or 0) for f in functions),
+                "FunctionCount": len(functions),
+            },
+        }
+        return 200, {"Content-Type": "application/json"}, json.dumps(body)
+
+    LambdaResponse.get_account_settings = get_account_settings
+
+
 def apply_all() -> None:
+    lambda_reports_account_settings()
     service_lookup_is_cached()
     iam_boundaries_must_exist()
     queue_urls_name_their_account()

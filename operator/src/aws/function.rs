@@ -31,28 +31,38 @@ pub const FUNCTIONS: &[&str] = &["arn:aws:lambda:*:ACCOUNT_ID:function:sluice-*"
 /// ([`super::operator_policy`]). The execution role passed to Lambda is
 /// allowed in [`super::role::POLICY`]; the code object Lambda reads, in
 /// [`super::code::POLICY`].
-pub const POLICY: &[Statement] = &[Statement::allow(
-    "Functions",
-    Document::Services,
-    &[
-        Action::calls(Service::Lambda, "GetFunction"),
-        Action::calls(Service::Lambda, "CreateFunction"),
-        Action::calls(Service::Lambda, "DeleteFunction"),
-        Action::calls(Service::Lambda, "UpdateFunctionCode"),
-        Action::calls(Service::Lambda, "UpdateFunctionConfiguration"),
-        Action::calls(Service::Lambda, "TagResource"),
-        Action::calls(Service::Lambda, "UntagResource"),
-        // GetFunction returns the tags only to a caller allowed ListTags.
-        Action::implied(
-            Service::Lambda,
-            "ListTags",
-            &[(Service::Lambda, "GetFunction")],
-        ),
-        Action::calls(Service::Lambda, "PutFunctionConcurrency"),
-        Action::calls(Service::Lambda, "DeleteFunctionConcurrency"),
-    ],
-    FUNCTIONS,
-)];
+pub const POLICY: &[Statement] = &[
+    Statement::allow(
+        "Functions",
+        Document::Services,
+        &[
+            Action::calls(Service::Lambda, "GetFunction"),
+            Action::calls(Service::Lambda, "CreateFunction"),
+            Action::calls(Service::Lambda, "DeleteFunction"),
+            Action::calls(Service::Lambda, "UpdateFunctionCode"),
+            Action::calls(Service::Lambda, "UpdateFunctionConfiguration"),
+            Action::calls(Service::Lambda, "TagResource"),
+            Action::calls(Service::Lambda, "UntagResource"),
+            // GetFunction returns the tags only to a caller allowed ListTags.
+            Action::implied(
+                Service::Lambda,
+                "ListTags",
+                &[(Service::Lambda, "GetFunction")],
+            ),
+            Action::calls(Service::Lambda, "PutFunctionConcurrency"),
+            Action::calls(Service::Lambda, "DeleteFunctionConcurrency"),
+        ],
+        FUNCTIONS,
+    ),
+    // The account's concurrency limit and what is unreserved, read before
+    // reserving concurrency: GetAccountSettings takes no resource.
+    Statement::allow(
+        "AccountSettings",
+        Document::Services,
+        &[Action::calls(Service::Lambda, "GetAccountSettings")],
+        &["*"],
+    ),
+];
 
 /// The repositories the platform lists for teams' images:
 /// `"IMAGE_REPOSITORY"`, which whoever installs the policy replaces with
@@ -261,6 +271,63 @@ fn description(d: &FunctionPlan) -> String {
             other.source()
         ),
     }
+}
+
+/// How many of an account's concurrent executions Lambda keeps
+/// unreserved: PutFunctionConcurrency refuses a reservation that would
+/// leave fewer.
+pub const MIN_UNRESERVED_CONCURRENCY: i32 = 100;
+
+/// Whether reserving `want` for function `logical` (which reserves
+/// `current` now) leaves Lambda's minimum unreserved, given the account's
+/// `limit` and what is `unreserved` now; else what would fit, naming the
+/// field.
+pub fn concurrency_fits(
+    logical: &str,
+    want: i32,
+    current: i32,
+    limit: i32,
+    unreserved: i32,
+    region: &str,
+) -> std::result::Result<(), String> {
+    let left = unreserved + current - want;
+    if want <= current || left >= MIN_UNRESERVED_CONCURRENCY {
+        return Ok(());
+    }
+    let most = (unreserved + current - MIN_UNRESERVED_CONCURRENCY).max(0);
+    Err(format!(
+        "spec.functions[name={logical}].reservedConcurrency: {want} would leave {left} of the \
+         account's {limit} concurrent executions in {region} unreserved, and Lambda keeps at \
+         least {MIN_UNRESERVED_CONCURRENCY} unreserved: at most {most} fits now (lower it, \
+         release other functions' reservations, or raise the account's concurrency quota)"
+    ))
+}
+
+/// Refuses, before Lambda does, a reservation the account cannot give:
+/// reads the account's limit and what is unreserved (GetAccountSettings)
+/// when `d` reserves more than the `current` reservation. `Stalled`, like
+/// any invalid spec, and looked at again on the slow resync, by when
+/// other functions may have released theirs.
+async fn check_concurrency(aws: &Aws, d: &FunctionPlan, current: i32) -> Result<()> {
+    let Some(want) = d.reserved_concurrency.filter(|w| *w > current) else {
+        return Ok(());
+    };
+    let settings = aws
+        .call(Service::Lambda, "GetAccountSettings", || {
+            aws.lambda.get_account_settings().send()
+        })
+        .await?;
+    let Some(limit) = settings.account_limit() else {
+        return Ok(());
+    };
+    let (Some(unreserved), total) = (
+        limit.unreserved_concurrent_executions(),
+        limit.concurrent_executions(),
+    ) else {
+        return Ok(());
+    };
+    concurrency_fits(&d.logical, want, current, total, unreserved, &aws.region)
+        .map_err(Error::InvalidSpec)
 }
 
 /// Sets the reserved concurrency a new function asks for (a new function
@@ -516,6 +583,9 @@ impl AwsResource for Function {
 
     async fn create(aws: &Aws, d: &FunctionPlan) -> Result<Option<String>> {
         check_region(aws, d)?;
+        // Before the function exists: a function Lambda would create but
+        // not reserve for would run unbounded.
+        check_concurrency(aws, d, 0).await?;
         let code = code(aws, d).await?;
         let result = aws
             .call(Service::Lambda, "CreateFunction", || {
@@ -596,6 +666,7 @@ impl AwsResource for Function {
         }
         if fields.contains(&"reservedConcurrency") {
             if d.reserved_concurrency.is_some() {
+                check_concurrency(aws, d, o.reserved_concurrency.unwrap_or(0)).await?;
                 set_concurrency(aws, d).await?;
             } else {
                 aws.call(Service::Lambda, "DeleteFunctionConcurrency", || {
@@ -726,6 +797,30 @@ impl AwsResource for Function {
 mod tests {
     use super::*;
     use crate::artifacts::Artifact;
+
+    #[test]
+    fn a_reservation_must_leave_lambdas_minimum_unreserved() {
+        // An account of 1,000 with 950 unreserved: 850 is the most.
+        assert!(concurrency_fits("f", 850, 0, 1000, 950, "eu-west-1").is_ok());
+        let e = concurrency_fits("f", 851, 0, 1000, 950, "eu-west-1").expect_err("too much");
+        assert!(
+            e.starts_with("spec.functions[name=f].reservedConcurrency: 851 would leave 99"),
+            "{e}"
+        );
+        assert!(e.contains("at most 850 fits"), "{e}");
+        assert!(
+            e.contains("account's 1000 concurrent executions in eu-west-1"),
+            "{e}"
+        );
+        // The function's own reservation counts as freed.
+        assert!(concurrency_fits("f", 900, 50, 1000, 950, "r").is_ok());
+        assert!(concurrency_fits("f", 901, 50, 1000, 950, "r").is_err());
+        // Lowering a reservation always fits, even in a full account.
+        assert!(concurrency_fits("f", 10, 20, 1000, 0, "r").is_ok());
+        // A full account: nothing fits, and it says 0.
+        let e = concurrency_fits("f", 5, 0, 1000, 100, "r").expect_err("full");
+        assert!(e.contains("at most 0 fits"), "{e}");
+    }
 
     fn desired() -> FunctionPlan {
         FunctionPlan {

@@ -1,4 +1,11 @@
 //! S3 buckets of a pipeline.
+//!
+//! | AWS rule (CreateBucket, PutBucketNotificationConfiguration) | Where | Reference |
+//! |---|---|---|
+//! | A bucket name is 3 to 63 characters of lowercase letters, digits, `-` and `.`, begins and ends with a letter or digit, is not an IP address, has no `xn--` prefix or `-s3alias` suffix | naming (derived names use `[a-z0-9-]`, at most 63) | "Bucket naming rules" |
+//! | Bucket names are global: one another account owns is refused | naming (the installation's secret in the hash) and ownership tags | CreateBucket, BucketAlreadyExists |
+//! | Notification filters: one prefix and one suffix rule each, at most 1,024 characters | CRD schema | PutBucketNotificationConfiguration |
+//! | Notification configurations of one bucket do not overlap (events that meet, prefixes or suffixes that do not tell them apart) | `reconcile::validate::buckets` | PutBucketNotificationConfiguration |
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};

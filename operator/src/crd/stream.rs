@@ -1,4 +1,15 @@
 //! Kinesis data streams of a pipeline.
+//!
+//! | AWS rule (CreateStream, IncreaseStreamRetentionPeriod, UpdateShardCount) | Where | Reference |
+//! |---|---|---|
+//! | A stream name is 1 to 128 characters of `[a-zA-Z0-9_.-]` | naming (derived names are at most 128) | CreateStream, StreamName |
+//! | Shards only in provisioned mode, 1 to 500 (the default account quota of the largest regions) | CRD schema and rule | CreateStream, ShardCount |
+//! | Retention 24 to 8,760 hours | CRD schema | IncreaseStreamRetentionPeriod |
+//! | A KMS key ARN of the stream's partition, region and an account | CRD schema and `reconcile::validate::kms` | StartStreamEncryption, KeyId |
+//!
+//! Not enforced: UpdateShardCount's limits on one change (at most double or
+//! half the shards, ten changes a day), which depend on the stream's
+//! history; AWS's refusal stalls the pipeline (`AWSRejected`).
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};

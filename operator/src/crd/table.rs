@@ -1,4 +1,17 @@
 //! DynamoDB tables of a pipeline.
+//!
+//! | AWS rule (CreateTable, UpdateTable, UpdateTimeToLive) | Where | Reference |
+//! |---|---|---|
+//! | A table name is 3 to 255 characters of `[a-zA-Z0-9_.-]` | naming (derived names are at most 255) | CreateTable, TableName |
+//! | Attribute names 1 to 255 characters (Sluice allows `[A-Za-z0-9_.-]`) | CRD schema | AttributeDefinition |
+//! | Key schema: one partition key, at most one sort key, of type S, N or B | CRD schema | KeySchemaElement |
+//! | Capacity only in provisioned mode, 1 to 40,000 units each (the default table quota) | CRD schema and rule | ProvisionedThroughput |
+//! | Keys cannot change once the table exists | CRD transition rule | UpdateTable |
+//! | An idempotency table has partition key `pk` (S) and no TTL on another attribute | `reconcile::validate::function` | Sluice's handlers |
+//!
+//! Not enforced: the two capacity decreases an hour UpdateTable allows
+//! after the first four of a day (it depends on the table's history);
+//! AWS's refusal stalls the pipeline (`AWSRejected`).
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};

@@ -5,31 +5,28 @@
 
 use std::collections::BTreeSet;
 
+mod buckets;
 mod events;
+mod function;
 mod kms;
 mod queues;
+mod schedules;
 mod workflows;
 
 pub use events::MAX_EVENT_PATTERN_CHARS;
 use events::validate_rules;
+use function::{Refs, validate_function};
 use queues::validate_queues;
+use schedules::validate_schedules;
 use workflows::validate_workflows;
 
 use crate::{
     artifacts::Catalog,
     config::OperatorConfig,
-    crd::{DataPipelineSpec, FunctionSpec, MAX_FREE_FORM_DEPTH},
-    plan::{
-        CodePlan, Plan,
-        function::{edge_candidates, use_env, use_node},
-        graph::dead_letter_name,
-        table::{IDEMPOTENCY_PARTITION_KEY, IDEMPOTENCY_TTL_ATTRIBUTE},
-    },
+    crd::{DataPipelineSpec, MAX_FREE_FORM_DEPTH},
+    plan::{CodePlan, Plan, graph::dead_letter_name},
 };
 
-/// Environment variable names Lambda reserves or Sluice sets itself.
-const RESERVED_ENV_PREFIXES: [&str; 3] = ["AWS_", "LAMBDA_", "SLUICE_"];
-const RESERVED_ENV_NAMES: [&str; 4] = ["_HANDLER", "_X_AMZN_TRACE_ID", "TZ", "IDEMPOTENCY_TABLE"];
 /// Lambda's limit on a function's environment: 4 KB of names and values.
 pub const MAX_ENVIRONMENT_BYTES: usize = 4096;
 
@@ -174,6 +171,7 @@ pub fn validate(
     let workflows = Declared::new(spec.workflows.iter().map(|w| w.name.as_str()));
 
     kms::validate_kms_keys(spec, region, &mut problems);
+    buckets::validate_bucket_notifications(spec, &mut problems);
     validate_queues(spec, &queues, &fifo, &mut problems);
     validate_rules(
         spec,
@@ -203,379 +201,6 @@ pub fn validate(
         Ok(())
     } else {
         Err(problems.join("; "))
-    }
-}
-
-/// The declared nodes a function's edges may name.
-struct Refs<'a, 'b> {
-    buckets: &'a Declared<'b>,
-    queues: &'a Declared<'b>,
-    fifo: &'a BTreeSet<&'b str>,
-    buses: &'a Declared<'b>,
-    streams: &'a Declared<'b>,
-    tables: &'a Declared<'b>,
-    workflows: &'a Declared<'b>,
-}
-
-fn reserved(var: &str) -> bool {
-    RESERVED_ENV_PREFIXES.iter().any(|p| var.starts_with(p)) || RESERVED_ENV_NAMES.contains(&var)
-}
-
-fn valid_env_name(var: &str) -> bool {
-    let mut chars = var.chars();
-    chars.next().is_some_and(|c| c.is_ascii_alphabetic())
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-}
-
-fn validate_function(
-    spec: &DataPipelineSpec,
-    i: usize,
-    f: &FunctionSpec,
-    catalog: &Catalog,
-    refs: &Refs<'_, '_>,
-    problems: &mut Vec<String>,
-) {
-    let at = format!("spec.functions[{i}]");
-    let field = if f.handler.is_some() {
-        format!("{at}.handler")
-    } else {
-        format!("{at}.code.builtin")
-    };
-    match f.builtin().map(|h| (h, catalog.get(h))) {
-        // The team's own code: what it reads comes from its edges too, but
-        // its variables are its own.
-        None => {}
-        Some((handler, None)) => problems.push(format!(
-            "{field}: {handler:?} is not a built-in handler; available: {}",
-            catalog.names().join(", ")
-        )),
-        // What a built-in handler reads and writes comes from the edges
-        // that grant it, never from a value written by hand, which could
-        // name a resource outside the pipeline.
-        Some((handler, Some(artifact))) => {
-            for (var, edge) in &artifact.required_env {
-                if f.environment.contains_key(var) {
-                    problems.push(format!(
-                        "{at}.environment.{var}: handler {handler} takes {var} from an edge of \
-                         the function, not from environment; remove it and add {edge}"
-                    ));
-                }
-            }
-            // Only a real ambiguity asks which edge gives a variable.
-            for (var, candidates) in edge_candidates(f, &artifact.required_env) {
-                if candidates.len() > 1 {
-                    let listed: Vec<String> = candidates
-                        .iter()
-                        .map(|&k| {
-                            let (kind, name) = use_node(&f.uses[k]).unwrap_or(("?", "?"));
-                            format!("uses[{k}] ({kind} {name})")
-                        })
-                        .collect();
-                    problems.push(format!(
-                        "{at}.uses: handler {handler} needs {var}, and {} edges could give it: {}; \
-                         add env: {var} to the one that should",
-                        candidates.len(),
-                        listed.join(", ")
-                    ));
-                }
-            }
-        }
-    }
-    if !(128..=10240).contains(&f.memory_mib) {
-        problems.push(format!(
-            "{at}.memoryMiB: {} is outside Lambda's 128 to 10240 MiB",
-            f.memory_mib
-        ));
-    }
-    if !(1..=900).contains(&f.timeout_seconds) {
-        problems.push(format!(
-            "{at}.timeoutSeconds: {} is outside 1 to 900 seconds; work that runs longer belongs \
-             in a workflow, e.g. {}",
-            f.timeout_seconds,
-            crate::asl::fragment_for(&f.name)
-        ));
-    }
-    for key in f.environment.keys() {
-        if reserved(key) {
-            problems.push(format!(
-                "{at}.environment.{key}: reserved by Lambda or Sluice (AWS_*, LAMBDA_*, SLUICE_*, \
-                 _HANDLER, TZ, IDEMPOTENCY_TABLE); choose another name"
-            ));
-        } else if !valid_env_name(key) {
-            problems.push(format!(
-                "{at}.environment.{key}: not a name Lambda accepts; use letters, digits and '_', \
-                 starting with a letter"
-            ));
-        }
-    }
-
-    let mut env_from_uses = BTreeSet::new();
-    for (j, u) in f.uses.iter().enumerate() {
-        let at = format!("{at}.uses[{j}]");
-        let (field, name, declared, kind) = if let Some(b) = &u.bucket {
-            ("bucket", b, refs.buckets, "spec.buckets")
-        } else if let Some(q) = &u.queue {
-            ("queue", q, refs.queues, "spec.queues")
-        } else if let Some(b) = &u.event_bus {
-            ("eventBus", b, refs.buses, "spec.eventBuses")
-        } else if let Some(t) = &u.table {
-            ("table", t, refs.tables, "spec.tables")
-        } else if let Some(s) = &u.stream {
-            ("stream", s, refs.streams, "spec.streams")
-        } else if let Some(w) = &u.workflow {
-            ("workflow", w, refs.workflows, "spec.workflows")
-        } else {
-            problems.push(format!(
-                "{at}: name the resource used, e.g. bucket: <name>, queue, eventBus, table or stream"
-            ));
-            continue;
-        };
-        let default_bus = field == "eventBus" && name == crate::plan::graph::DEFAULT_BUS;
-        if !declared.has(name) && !default_bus {
-            problems.push(format!(
-                "{at}.{field}: {name:?} is not declared in {kind} ({})",
-                declared.hint()
-            ));
-        }
-        if let Some(var) = use_env(u) {
-            if f.environment.contains_key(&var) || !env_from_uses.insert(var.clone()) {
-                problems.push(format!(
-                    "{at}.env: {var} is set twice; give each use its own variable"
-                ));
-            }
-            if reserved(&var) {
-                problems.push(format!(
-                    "{at}.env: {var} is reserved (AWS_*, LAMBDA_*, SLUICE_*, IDEMPOTENCY_TABLE)"
-                ));
-            }
-        }
-    }
-
-    let mut sources = BTreeSet::new();
-    for (j, t) in f.triggers.iter().enumerate() {
-        let at = format!("{at}.triggers[{j}]");
-        match (&t.bucket, &t.queue, &t.stream) {
-            (Some(b), None, None) => {
-                if !refs.buckets.has(&b.name) {
-                    problems.push(format!(
-                        "{at}.bucket.name: {:?} is not declared in spec.buckets ({})",
-                        b.name,
-                        refs.buckets.hint()
-                    ));
-                }
-                if b.events.is_empty() {
-                    problems.push(format!(
-                        "{at}.bucket.events: name at least one S3 event, e.g. s3:ObjectCreated:*"
-                    ));
-                }
-            }
-            (None, Some(q), None) => {
-                if !refs.queues.has(&q.name) {
-                    problems.push(format!(
-                        "{at}.queue.name: {:?} is not declared in spec.queues ({})",
-                        q.name,
-                        refs.queues.hint()
-                    ));
-                }
-                if !sources.insert(("queue", q.name.as_str())) {
-                    problems.push(format!(
-                        "{at}.queue.name: {:?} triggers this function twice; Lambda allows one \
-                         mapping per function and source",
-                        q.name
-                    ));
-                }
-                if refs.fifo.contains(q.name.as_str()) && q.batch_size > 10 {
-                    problems.push(format!(
-                        "{at}.queue.batchSize: {} is above 10, the most Lambda takes from a FIFO queue",
-                        q.batch_size
-                    ));
-                }
-                if q.batch_size > 10 && q.batching_window_seconds == 0 {
-                    problems.push(format!(
-                        "{at}.queue.batchSize: {} needs batchingWindowSeconds of at least 1 \
-                         (without a window SQS sends at most 10)",
-                        q.batch_size
-                    ));
-                }
-            }
-            (None, None, Some(s)) => {
-                if !refs.streams.has(&s.name) {
-                    problems.push(format!(
-                        "{at}.stream.name: {:?} is not declared in spec.streams ({})",
-                        s.name,
-                        refs.streams.hint()
-                    ));
-                }
-                if !sources.insert(("stream", s.name.as_str())) {
-                    problems.push(format!(
-                        "{at}.stream.name: {:?} triggers this function twice; Lambda allows one \
-                         mapping per function and source",
-                        s.name
-                    ));
-                }
-                if s.maximum_record_age_seconds != -1
-                    && !(60..=604_800).contains(&s.maximum_record_age_seconds)
-                {
-                    problems.push(format!(
-                        "{at}.stream.maximumRecordAgeSeconds: {} must be -1 (no limit) or 60 to 604800",
-                        s.maximum_record_age_seconds
-                    ));
-                }
-                if let Some(d) = &s.on_failure {
-                    check_destination(
-                        &format!("{at}.stream.onFailure.queue"),
-                        &d.queue,
-                        refs,
-                        problems,
-                    );
-                }
-            }
-            _ => problems.push(format!(
-                "{at}: set exactly one trigger source: bucket, queue or stream"
-            )),
-        }
-    }
-
-    if let Some(a) = &f.async_invocation
-        && let Some(d) = &a.on_failure
-    {
-        check_destination(
-            &format!("{at}.asyncInvocation.onFailure.queue"),
-            &d.queue,
-            refs,
-            problems,
-        );
-    }
-
-    if let Some(i) = &f.idempotency {
-        match spec.tables.iter().find(|t| t.name == i.table) {
-            None => problems.push(format!(
-                "{at}.idempotency.table: {:?} is not declared in spec.tables ({})",
-                i.table,
-                refs.tables.hint()
-            )),
-            Some(t) => {
-                let pk = &t.partition_key;
-                if pk.name != IDEMPOTENCY_PARTITION_KEY
-                    || pk.type_ != crate::crd::KeyType::S
-                    || t.sort_key.is_some()
-                {
-                    problems.push(format!(
-                        "{at}.idempotency.table: table {:?} must have partition key \
-                         {{name: {IDEMPOTENCY_PARTITION_KEY}, type: S}} and no sort key, the key \
-                         the idempotency claims write",
-                        t.name
-                    ));
-                }
-                if t.ttl_attribute
-                    .as_deref()
-                    .is_some_and(|a| a != IDEMPOTENCY_TTL_ATTRIBUTE)
-                {
-                    problems.push(format!(
-                        "{at}.idempotency.table: table {:?} expires items by {:?}, but the claims \
-                         write {IDEMPOTENCY_TTL_ATTRIBUTE}; leave ttlAttribute out (Sluice sets it) \
-                         or set it to {IDEMPOTENCY_TTL_ATTRIBUTE}",
-                        t.name,
-                        t.ttl_attribute.as_deref().unwrap_or_default()
-                    ));
-                }
-            }
-        }
-    }
-}
-
-fn validate_schedules(
-    spec: &DataPipelineSpec,
-    functions: &Declared<'_>,
-    workflows: &Declared<'_>,
-    queues: &Declared<'_>,
-    fifo: &BTreeSet<&str>,
-    problems: &mut Vec<String>,
-) {
-    for (i, s) in spec.schedules.iter().enumerate() {
-        let at = format!("spec.schedules[{i}]");
-        if let Err(e) = crate::schedule_expression::check(&s.expression) {
-            problems.push(format!("{at}.expression: {e}"));
-        }
-        if !crate::schedule_expression::is_timezone(&s.timezone) {
-            problems.push(format!(
-                "{at}.timezone: {:?} is not an IANA time zone; e.g. UTC, Europe/Paris",
-                s.timezone
-            ));
-        }
-        let t = &s.target;
-        match (&t.function, &t.workflow, &t.queue) {
-            (Some(f), None, None) if !functions.has(f) => problems.push(format!(
-                "{at}.target.function: {f:?} is not declared in spec.functions ({})",
-                functions.hint()
-            )),
-            (None, Some(w), None) if !workflows.has(w) => problems.push(format!(
-                "{at}.target.workflow: {w:?} is not declared in spec.workflows ({})",
-                workflows.hint()
-            )),
-            (None, None, Some(q)) if !queues.has(q) => problems.push(format!(
-                "{at}.target.queue: {q:?} is not declared in spec.queues ({})",
-                queues.hint()
-            )),
-            (None, None, Some(q)) if fifo.contains(q.as_str()) => problems.push(format!(
-                "{at}.target.queue: {q:?} is a FIFO queue; a schedule sends to standard queues"
-            )),
-            (Some(_), None, None) | (None, Some(_), None) | (None, None, Some(_)) => {}
-            _ => problems.push(format!(
-                "{at}.target: name exactly one of function, workflow or queue"
-            )),
-        }
-        if let Some(d) = &s.dead_letter {
-            if !queues.has(&d.queue) {
-                problems.push(format!(
-                    "{at}.deadLetter.queue: {:?} is not declared in spec.queues ({})",
-                    d.queue,
-                    queues.hint()
-                ));
-            } else if fifo.contains(d.queue.as_str()) {
-                problems.push(format!(
-                    "{at}.deadLetter.queue: {:?} is a FIFO queue; the scheduler sends failed \
-                     runs to standard queues",
-                    d.queue
-                ));
-            }
-        }
-        // The schema's pattern admits 30 February: a date that does not
-        // parse is refused here, never dropped on the way to AWS.
-        let mut when = |field: &str, d: &Option<String>| {
-            let d = d.as_deref()?;
-            match chrono::DateTime::parse_from_rfc3339(d) {
-                Ok(t) => Some(t),
-                Err(_) => {
-                    problems.push(format!(
-                        "{at}.{field}: {d:?} is not a date and time that exists: RFC 3339, \
-                         e.g. 2027-02-01T00:00:00Z"
-                    ));
-                    None
-                }
-            }
-        };
-        let (start, end) = (
-            when("startDate", &s.start_date),
-            when("endDate", &s.end_date),
-        );
-        if let (Some(start), Some(end)) = (start, end)
-            && start >= end
-        {
-            problems.push(format!(
-                "{at}.endDate: {} is not after startDate {}",
-                end.to_rfc3339(),
-                start.to_rfc3339()
-            ));
-        }
-        if let Some(input) = &s.input
-            && check_depth(&format!("{at}.input"), input, problems)
-            && input.to_string().len() > 8192
-        {
-            problems.push(format!(
-                "{at}.input: over 8,192 characters as JSON, the scheduler's limit"
-            ));
-        }
     }
 }
 
@@ -613,21 +238,6 @@ pub fn warnings(spec: &DataPipelineSpec) -> Vec<String> {
             )
         })
         .collect()
-}
-
-/// A queue that receives failures from Lambda: declared and standard
-/// (Lambda's destinations and on-failure targets are standard queues).
-fn check_destination(at: &str, queue: &str, refs: &Refs<'_, '_>, problems: &mut Vec<String>) {
-    if !refs.queues.has(queue) {
-        problems.push(format!(
-            "{at}: {queue:?} is not declared in spec.queues ({})",
-            refs.queues.hint()
-        ));
-    } else if refs.fifo.contains(queue) {
-        problems.push(format!(
-            "{at}: {queue:?} is a FIFO queue; Lambda sends failures to standard queues only"
-        ));
-    }
 }
 
 /// Checks what depends on the plan: each function's environment gives its
