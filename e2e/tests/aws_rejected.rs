@@ -78,6 +78,37 @@ fn a_value_aws_refuses_stalls_the_pipeline_until_the_spec_changes() {
         Some(&"True".into())
     );
 
+    // Nor by the next operator (a restart, a new leader): the refused
+    // plan's digest is in status. It reconciles the pipeline, finds the
+    // plan AWS refused, and writes nothing to AWS.
+    assert!(
+        dp["status"]["rejectedPlan"]
+            .as_str()
+            .is_some_and(|d| !d.is_empty()),
+        "{:#}",
+        dp["status"]
+    );
+    let prefix = op.prefix.clone();
+    drop(op);
+    let op = Operator::start_with(&[&ns.0], &[("SLUICE_NAME_PREFIX", prefix.as_str())]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while op.counter("sluice_reconciles_total", "outcome=\"stalled\"") == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the new operator never reconciled the pipeline:\n{}",
+            op.log_tail()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(op.aws_writes(), 0, "{:?}", op.aws_calls());
+    let dp = get_pipeline(&ns.0, "refused");
+    assert_eq!(
+        condition(&dp, "Stalled").map(|c| c["reason"].clone()),
+        Some("AWSRejected".into()),
+        "{:#}",
+        dp["status"]
+    );
+
     // A spec change tries again.
     kubectl_stdin_ok(&["apply", "-n", &ns.0, "-f", "-"], &manifest(86_400));
     wait_for(&ns.0, "Ready", &op);

@@ -726,7 +726,10 @@ async fn converge(dp: &DataPipeline, ctx: &Context) -> Result<(Action, &'static 
         Err(e) => return unplanned(e).await,
     };
     // AWS refused a value of this very plan: the same request would be
-    // refused again. It stays Stalled until the spec changes.
+    // refused again. It stays Stalled until the spec changes. Status holds
+    // the refused plan's digest, so a restarted operator or a new leader
+    // does not send it again either; this replica's memory covers a status
+    // write its watch has not seen yet.
     let uid = dp.uid().unwrap_or_default();
     let digest = plan_digest(&plan);
     let refused_before = previous.conditions.iter().any(|c| {
@@ -735,7 +738,9 @@ async fn converge(dp: &DataPipeline, ctx: &Context) -> Result<(Action, &'static 
             && c.reason == crate::error::AWS_REJECTED
             && c.observed_generation == generation
     });
-    if refused_before && ctx.rejected_plans.lock().await.get(&uid) == Some(&digest) {
+    let remembered = previous.rejected_plan.as_ref() == Some(&digest)
+        || ctx.rejected_plans.lock().await.get(&uid) == Some(&digest);
+    if refused_before && remembered {
         return Ok((Action::requeue(ctx.resync(dp)), outcome::STALLED));
     }
     let mut progress = recorded.clone();
@@ -912,6 +917,10 @@ async fn finish(
     );
     status.inventory = inventory;
     status.warnings = reconcile::validate::warnings(&dp.spec);
+    status.rejected_plan = match &result {
+        Err(e) if e.is_rejected() => digest,
+        _ => None,
+    };
     if let Some(plan) = plan {
         status.functions = plan
             .functions

@@ -385,6 +385,12 @@ pub struct DataPipelineStatus {
     /// condition says what is wrong). Written by the health poller.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health: Option<HealthStatus>,
+
+    /// The digest of the plan AWS refused a value of (`Stalled`,
+    /// `AWSRejected`): the same plan is not sent again, by this replica or
+    /// the next leader, until the spec (or what it plans to) changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rejected_plan: Option<String>,
 }
 
 /// One AWS resource owned by the pipeline.

@@ -10,6 +10,7 @@ mod events;
 mod function;
 mod kms;
 mod queues;
+mod roles;
 mod schedules;
 mod workflows;
 
@@ -269,6 +270,7 @@ pub fn validate_plan(plan: &Plan) -> Result<(), String> {
             ));
         }
     }
+    roles::validate_roles(plan, &mut problems);
     for r in &plan.rules {
         let size = r.pattern.to_string().chars().count();
         if size > MAX_EVENT_PATTERN_CHARS {
@@ -447,6 +449,35 @@ mod tests {
         }
         let err = validate_plan(&plan_of(&spec)).expect_err("too big");
         assert!(err.contains("environment") && err.contains("4096"), "{err}");
+    }
+
+    #[test]
+    fn a_role_policy_over_iams_10240_characters_is_refused_naming_the_function() {
+        let mut spec = pattern1();
+        // Reads of 100 buckets: about 135 characters each.
+        for i in 0..100 {
+            let name = format!("extra-{i}");
+            let mut bucket = spec.buckets[0].clone();
+            bucket.name = name.clone();
+            spec.buckets.push(bucket);
+            let mut edge = spec.functions[0].uses[0].clone();
+            edge.bucket = Some(name);
+            edge.access = crate::crd::Access::Read;
+            edge.env = Some(format!("EXTRA_{i}"));
+            spec.functions[0].uses.push(edge);
+        }
+        assert_eq!(validate(&spec, &config(), &catalog()), Ok(()));
+        let plan = plan_of(&spec);
+        let err = validate_plan(&plan).expect_err("too big");
+        assert!(
+            err.contains("spec.functions[name=processor].uses: the IAM role")
+                && err.contains("IAM allows 10240 per role"),
+            "{err}"
+        );
+        // The samples are well within it.
+        for file in ["fan-out.yaml", "orchestrated.yaml", "own-code.yaml"] {
+            assert_eq!(validate_plan(&plan_of(&sample(file))), Ok(()), "{file}");
+        }
     }
 
     #[test]
