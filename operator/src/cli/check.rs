@@ -299,3 +299,50 @@ fn lines(problems: &str) -> Vec<String> {
         .map(str::to_owned)
         .collect()
 }
+
+/// The one DataPipeline among `manifests`, for `command` (`plan`, `cost`,
+/// `graph`), which each take one.
+pub fn one_pipeline(manifests: Vec<Manifest>, command: &str) -> Result<Manifest, String> {
+    let read = manifests.len();
+    let mut pipelines: Vec<Manifest> = manifests
+        .into_iter()
+        .filter(|m| m.is("DataPipeline"))
+        .collect();
+    match pipelines.len() {
+        0 => Err(format!(
+            "no DataPipeline (apiVersion sluice.dev/v1alpha1) among {read} object(s) read"
+        )),
+        1 => Ok(pipelines.remove(0)),
+        n => Err(format!(
+            "{command} takes one DataPipeline; {n} were read ({}): pass -f with one pipeline's file",
+            pipelines
+                .iter()
+                .map(|m| m.source.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+    }
+}
+
+/// [`check`] under the command's `-n`/`--name`, a refusal worded as the
+/// commands print it: the source, the stage, one problem a line.
+pub fn check_or_explain(
+    manifest: &Manifest,
+    setup: &Setup,
+    args: &super::args::Args,
+) -> Result<Checked, String> {
+    check(
+        manifest,
+        setup,
+        args.namespace.as_deref(),
+        args.name.as_deref(),
+    )
+    .map_err(|r| {
+        format!(
+            "{}: {}:\n  - {}",
+            manifest.source,
+            r.stage.describe(),
+            r.problems.join("\n  - ")
+        )
+    })
+}

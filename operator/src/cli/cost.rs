@@ -395,29 +395,8 @@ pub fn run(args: &Args, setup: &Setup) -> Result<Outcome, String> {
         None => None,
     };
     let volumes_label = args.assume_volume.as_ref().map(|p| p.display().to_string());
-    let manifests = load::read(&args.files)?;
-    let pipelines: Vec<_> = manifests.iter().filter(|m| m.is("DataPipeline")).collect();
-    let [manifest] = pipelines[..] else {
-        return Err(format!(
-            "cost prices one DataPipeline at a time; found {} among {} object(s)",
-            pipelines.len(),
-            manifests.len()
-        ));
-    };
-    let checked = check::check(
-        manifest,
-        setup,
-        args.namespace.as_deref(),
-        args.name.as_deref(),
-    )
-    .map_err(|r| {
-        format!(
-            "{}: {}: {}",
-            manifest.source,
-            r.stage.describe(),
-            r.problems.join("; ")
-        )
-    })?;
+    let manifest = check::one_pipeline(load::read(&args.files)?, "cost")?;
+    let checked = check::check_or_explain(&manifest, setup, args)?;
     let report = estimate(
         &checked,
         &prices,

@@ -1529,7 +1529,7 @@ pub fn run(
         return Err(format!("graph prints mermaid, dot or svg, not {format:?}"));
     }
     let manifest = match &args.positional[..] {
-        [] => one_pipeline(load::read(&args.files)?)?,
+        [] => check::one_pipeline(load::read(&args.files)?, "graph")?,
         [name] => from_cluster(args.namespace.as_deref(), name)?,
         more => {
             return Err(format!(
@@ -1538,25 +1538,7 @@ pub fn run(
             ));
         }
     };
-    let manifest = &manifest;
-    let checked = check::check(
-        manifest,
-        setup,
-        args.namespace.as_deref(),
-        args.name.as_deref(),
-    )
-    .map_err(|r| {
-        format!(
-            "{}: {}; nothing to draw:\n{}",
-            manifest.source,
-            r.stage.describe(),
-            r.problems
-                .iter()
-                .map(|p| format!("  - {p}"))
-                .collect::<Vec<_>>()
-                .join("\n")
-        )
-    })?;
+    let checked = check::check_or_explain(&manifest, setup, args)?;
     let diagram = Diagram::build(&checked);
     let stdout = match format {
         Output::Dot => diagram.dot(),
@@ -1564,29 +1546,6 @@ pub fn run(
         _ => diagram.mermaid(),
     };
     Ok(Outcome { stdout, code: OK })
-}
-
-/// The one DataPipeline among `manifests`.
-fn one_pipeline(manifests: Vec<load::Manifest>) -> Result<load::Manifest, String> {
-    let read = manifests.len();
-    let mut pipelines: Vec<load::Manifest> = manifests
-        .into_iter()
-        .filter(|m| m.is("DataPipeline"))
-        .collect();
-    match pipelines.len() {
-        0 => Err(format!(
-            "no DataPipeline (apiVersion sluice.dev/v1alpha1) among {read} object(s) read"
-        )),
-        1 => Ok(pipelines.remove(0)),
-        n => Err(format!(
-            "graph draws one DataPipeline; {n} were read ({}): pass -f with one pipeline's file",
-            pipelines
-                .iter()
-                .map(|m| m.source.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        )),
-    }
 }
 
 /// The pipeline `name` as the cluster holds it (its spec, as applied).
@@ -2140,7 +2099,7 @@ spec:
         let dir = root().join("config/samples");
         let several = e(&format!("graph -f {}", dir.display()));
         assert!(
-            several.contains("graph draws one DataPipeline; 6 were read"),
+            several.contains("graph takes one DataPipeline; 6 were read"),
             "{several}"
         );
         assert!(e("graph one two").contains("one pipeline; 2 names were given"));
@@ -2159,7 +2118,10 @@ spec:
         .expect("write");
         let refused = e(&format!("graph -f {}", bad.display()));
         std::fs::remove_file(&bad).ok();
-        assert!(refused.contains("nothing to draw"), "{refused}");
+        assert!(
+            refused.contains("stalled by the operator (InvalidSpec)"),
+            "{refused}"
+        );
         assert!(refused.contains("spec.functions[0]"), "{refused}");
     }
 

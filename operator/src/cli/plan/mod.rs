@@ -560,19 +560,8 @@ pub struct ChangeJson {
 }
 
 fn single(args: &Args, setup: &Setup) -> Result<Checked, String> {
-    let manifests = load::read(&args.files)?;
-    let mut pipelines = manifests.iter().filter(|m| m.is("DataPipeline"));
-    let (Some(m), None) = (pipelines.next(), pipelines.next()) else {
-        return Err("plan takes one DataPipeline: pass a file holding exactly one".into());
-    };
-    check::check(m, setup, args.namespace.as_deref(), args.name.as_deref()).map_err(|r| {
-        format!(
-            "{}: {}:\n  - {}",
-            m.source,
-            r.stage.describe(),
-            r.problems.join("\n  - ")
-        )
-    })
+    let manifest = check::one_pipeline(load::read(&args.files)?, "plan")?;
+    check::check_or_explain(&manifest, setup, args)
 }
 
 /// Runs `plan`.
