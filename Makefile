@@ -119,8 +119,12 @@ own-code-template: tools-lambda
 build: ## build the operator and kubectl-sluice (every binary of the operator crate)
 	@scripts/step.sh build cargo build -p sluice-operator --bins
 
+.PHONY: build-operator
+build-operator: ## build the operator's binary alone (what its image holds)
+	@scripts/step.sh build-operator cargo build -p sluice-operator --bin sluice-operator
+
 .PHONY: image
-image: tools-cluster handlers build ## the operator's container image (Dockerfile), built here with buildah (cached by content); prints its name
+image: tools-cluster handlers build-operator ## the operator's container image (Dockerfile), built here with buildah (cached by content); prints its name
 	@scripts/step.sh image scripts/image.sh build
 
 .PHONY: image-release
@@ -214,12 +218,23 @@ test: ## everything CI runs: format, lints, CRD, docs/graphs and operator policy
 test-steps: fmt-check clippy crd-check graphs-check policy-check unit env-tests
 
 .PHONY: demo
-demo: tools tools-helm tools-cluster tools-runtimes handlers build image ## a one-node cluster, the operator as a Deployment, the Pattern 1 sample: apply, show, delete, tear down
+demo: ## a one-node cluster, the operator as a Deployment, the Pattern 1 sample: apply, show, delete, tear down
+	@$(MAKE) --no-print-directory -j2 demo-prepare
 	@scripts/step.sh demo scripts/demo.sh run $(DEMO_DIR)
 
 .PHONY: demo-up
-demo-up: tools tools-helm tools-cluster tools-runtimes handlers build image ## like demo, but leave it running
+demo-up: ## like demo, but leave it running
+	@$(MAKE) --no-print-directory -j2 demo-prepare
 	scripts/demo.sh up $(DEMO_DIR)
+
+# What the demo needs, two at a time: the Rust builds (handlers, then the
+# operator) beside the Go builds (the control plane, then helm), so each
+# uses the core the other leaves idle in its long serial steps (the
+# handlers' fat-LTO link, Go's links). Not the runtimes of teams' Python
+# and Node functions (the demo runs a built-in handler): make
+# tools-runtimes adds them.
+.PHONY: demo-prepare
+demo-prepare: handlers tools build-operator tools-helm tools-cluster image
 
 .PHONY: demo-down
 demo-down: ## stop what demo-up started
