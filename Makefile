@@ -217,24 +217,17 @@ test: ## everything CI runs: format, lints, CRD, docs/graphs and operator policy
 .PHONY: test-steps
 test-steps: fmt-check clippy crd-check graphs-check policy-check unit env-tests
 
+# Not the runtimes of teams' Python and Node functions (the demo runs a
+# built-in handler; make tools-runtimes adds them), and only the binary the
+# operator's image holds. Measured cold on 2 cores, building the Go and
+# Rust tools two at a time (make -j2) saved nothing: both are CPU-bound.
 .PHONY: demo
-demo: ## a one-node cluster, the operator as a Deployment, the Pattern 1 sample: apply, show, delete, tear down
-	@$(MAKE) --no-print-directory -j2 demo-prepare
+demo: tools tools-helm tools-cluster handlers build-operator image ## a one-node cluster, the operator as a Deployment, the Pattern 1 sample: apply, show, delete, tear down
 	@scripts/step.sh demo scripts/demo.sh run $(DEMO_DIR)
 
 .PHONY: demo-up
-demo-up: ## like demo, but leave it running
-	@$(MAKE) --no-print-directory -j2 demo-prepare
+demo-up: tools tools-helm tools-cluster handlers build-operator image ## like demo, but leave it running
 	scripts/demo.sh up $(DEMO_DIR)
-
-# What the demo needs, two at a time: the Rust builds (handlers, then the
-# operator) beside the Go builds (the control plane, then helm), so each
-# uses the core the other leaves idle in its long serial steps (the
-# handlers' fat-LTO link, Go's links). Not the runtimes of teams' Python
-# and Node functions (the demo runs a built-in handler): make
-# tools-runtimes adds them.
-.PHONY: demo-prepare
-demo-prepare: handlers tools build-operator tools-helm tools-cluster image
 
 .PHONY: demo-down
 demo-down: ## stop what demo-up started

@@ -284,13 +284,9 @@ install_bench_python() { pip_venv "$(bench_dir)" "$ROOT/handlers/examples/bench/
 
 case "${1:-install}" in
   install)
-    # The emulator's virtualenv is mostly downloads: it fills in beside the
-    # Go builds instead of after them.
-    install_moto &
-    moto=$!
     install_etcd
     install_k8s
-    wait "$moto"
+    install_moto
     ;;
   install-cargo-lambda)
     # Only the handlers' integration tests and the benchmark need it.
