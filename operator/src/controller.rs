@@ -738,9 +738,11 @@ async fn converge(dp: &DataPipeline, ctx: &Context) -> Result<(Action, &'static 
             && c.reason == crate::error::AWS_REJECTED
             && c.observed_generation == generation
     });
-    let remembered = previous.rejected_plan.as_ref() == Some(&digest)
-        || ctx.rejected_plans.lock().await.get(&uid) == Some(&digest);
-    if refused_before && remembered {
+    let remembered = || async {
+        previous.rejected_plan.as_ref() == Some(&digest)
+            || ctx.rejected_plans.lock().await.get(&uid) == Some(&digest)
+    };
+    if refused_before && remembered().await {
         return Ok((Action::requeue(ctx.resync(dp)), outcome::STALLED));
     }
     let mut progress = recorded.clone();
