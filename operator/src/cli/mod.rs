@@ -16,6 +16,18 @@ pub mod plan;
 pub mod status;
 pub mod validate;
 
+/// The samples of `config/samples/`, whose plans, costs and pictures are
+/// goldens under `docs/`.
+#[cfg(test)]
+pub(crate) const SAMPLES: [&str; 6] = [
+    "event-triggered",
+    "fan-out",
+    "orchestrated",
+    "stream",
+    "periodic-batch",
+    "own-code",
+];
+
 use std::{collections::BTreeMap, process::ExitCode};
 
 use args::{Args, Command};

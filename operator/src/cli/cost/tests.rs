@@ -9,6 +9,7 @@
 //! and review the diff.
 
 use super::*;
+use crate::cli::SAMPLES;
 use crate::cli::{check, load};
 
 fn repo(path: &str) -> std::path::PathBuf {
@@ -61,15 +62,6 @@ fn sample_report(sample: &str) -> Report {
     let label = format!("config/samples/volumes/{sample}.yaml");
     report(&checked_sample(sample), Some(&v), Some(&label)).expect("estimate")
 }
-
-const SAMPLES: [&str; 6] = [
-    "event-triggered",
-    "fan-out",
-    "orchestrated",
-    "stream",
-    "periodic-batch",
-    "own-code",
-];
 
 #[test]
 fn goldens() {

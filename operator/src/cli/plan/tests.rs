@@ -1,4 +1,5 @@
 use super::*;
+use crate::cli::SAMPLES;
 use crate::cli::{args, run};
 
 fn root() -> String {
@@ -13,19 +14,10 @@ fn no_env(_: &str) -> Option<String> {
     None
 }
 
-const SAMPLES: [&str; 6] = [
-    "event-triggered",
-    "fan-out",
-    "orchestrated",
-    "stream",
-    "periodic-batch",
-    "own-code",
-];
-
 /// `docs/plans/<sample>.txt` is what `plan` prints for each sample: a
 /// change of meaning in the planner or the rendering fails here. After an
 /// intended change, `SLUICE_BLESS=1 cargo test -p sluice-operator --lib
-/// cli::plan` (or `make goldens`) rewrites them; review the diff.
+/// cli::plan` rewrites them; review the diff.
 #[test]
 fn every_samples_plan_matches_its_golden() {
     let bless = std::env::var_os("SLUICE_BLESS").is_some();
