@@ -309,6 +309,14 @@ fn values_the_chart_cannot_run_with_are_refused_naming_the_value() {
     );
     refused(&["aws.region=Ireland"], "/aws/region");
     refused(&["aws.quotaShare=2"], "/aws/quotaShare");
+    refused(
+        &["aws.accountRoles[0]=arn:aws:iam::123456789012:user/admin"],
+        "/aws/accountRoles/0",
+    );
+    refused(
+        &["aws.accountSessionSeconds=600"],
+        "/aws/accountSessionSeconds",
+    );
     refused(&["installation.id=short"], "/installation/id");
     refused(&["health.windowSeconds=90"], "/health/windowSeconds");
     refused(&["log.format=xml"], "/log/format");
@@ -324,6 +332,10 @@ fn values_the_chart_cannot_run_with_are_refused_naming_the_value() {
     refused(
         &["leaderElection.retryPeriodSeconds=6"],
         "retryPeriodSeconds (6) must be at most half of renewDeadlineSeconds (10)",
+    );
+    refused(
+        &["aws.requireAccountRole=true"],
+        "aws.requireAccountRole: true needs aws.accountRoles",
     );
     refused(
         &["aws.permissionsBoundary="],

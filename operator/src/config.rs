@@ -3,7 +3,7 @@
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
-use crate::aws::quota::QuotaConfig;
+use crate::{accounts::AccountsConfig, aws::quota::QuotaConfig};
 
 /// What the platform team configures once for every pipeline.
 #[derive(Clone, Debug, PartialEq)]
@@ -43,6 +43,9 @@ pub struct OperatorConfig {
     pub health_interval: Option<Duration>,
     /// The window health figures cover.
     pub health_window: Duration,
+    /// The account roles the operator may assume for namespaces whose
+    /// SluicePolicy maps them to another account ([`crate::accounts`]).
+    pub accounts: AccountsConfig,
 }
 
 /// A value never shown: `Debug` prints `(redacted)`, so a logged
@@ -227,6 +230,7 @@ impl OperatorConfig {
                 ),
             });
         }
+        let accounts = accounts(&get)?;
         Ok(OperatorConfig {
             default_region,
             allowed_regions,
@@ -241,8 +245,91 @@ impl OperatorConfig {
             max_concurrent_reconciles,
             health_interval: (health_interval > 0).then(|| Duration::from_secs(health_interval)),
             health_window: Duration::from_secs(health_window),
+            accounts,
         })
     }
+}
+
+impl OperatorConfig {
+    /// The permissions boundary of the roles made in `account`: the same
+    /// managed policy (path and name) in that account, where setting up an
+    /// account role puts it (`config/iam/account-role/`). Unchanged for an
+    /// empty account (offline planning) or the boundary's own.
+    pub fn boundary_in(&self, account: &str) -> String {
+        let parts: Vec<&str> = self.permissions_boundary.splitn(6, ':').collect();
+        if account.is_empty() || parts.len() != 6 || parts[4] == account {
+            return self.permissions_boundary.clone();
+        }
+        format!(
+            "{}:{}:{}:{}:{account}:{}",
+            parts[0], parts[1], parts[2], parts[3], parts[5]
+        )
+    }
+}
+
+/// `SLUICE_ACCOUNT_ROLES`, `SLUICE_REQUIRE_ACCOUNT_ROLE` and
+/// `SLUICE_ACCOUNT_SESSION_SECONDS`.
+fn accounts(get: &impl Fn(&str) -> Option<String>) -> Result<AccountsConfig, ConfigError> {
+    let roles: Vec<String> = get("SLUICE_ACCOUNT_ROLES")
+        .map(|list| {
+            list.split(',')
+                .map(|r| r.trim().to_owned())
+                .filter(|r| !r.is_empty())
+                .collect()
+        })
+        .unwrap_or_default();
+    if let Some(bad) = roles.iter().find(|r| !is_role_pattern(r)) {
+        return Err(ConfigError {
+            var: "SLUICE_ACCOUNT_ROLES",
+            message: format!(
+                "{bad:?} is not a role ARN: use comma-separated \
+                 arn:<partition>:iam::<12-digit account>:role/<path><name>, where `*` matches any \
+                 run of characters (e.g. arn:aws:iam::*:role/sluice/sluice-operator)"
+            ),
+        });
+    }
+    let require_role = parse(
+        get,
+        "SLUICE_REQUIRE_ACCOUNT_ROLE",
+        false,
+        |_| true,
+        "true or false",
+    )?;
+    if require_role && roles.is_empty() {
+        return Err(ConfigError {
+            var: "SLUICE_REQUIRE_ACCOUNT_ROLE",
+            message: "true, but SLUICE_ACCOUNT_ROLES lists no role: no pipeline could be placed \
+                      anywhere; list the account roles namespaces map to"
+                .into(),
+        });
+    }
+    let session = parse(
+        get,
+        "SLUICE_ACCOUNT_SESSION_SECONDS",
+        3600u64,
+        |v| crate::aws::session::SESSION_SECONDS.contains(v),
+        "a whole number of seconds from 900 to 43200 (at most the roles' MaxSessionDuration, \
+         3600 unless raised; 3600 when the operator itself runs as an assumed role)",
+    )?;
+    Ok(AccountsConfig {
+        roles,
+        require_role,
+        session: Duration::from_secs(session),
+    })
+}
+
+/// An IAM role ARN, `*` standing for any run of characters.
+fn is_role_pattern(pattern: &str) -> bool {
+    let parts: Vec<&str> = pattern.splitn(6, ':').collect();
+    parts.len() == 6
+        && parts[0] == "arn"
+        && (parts[1] == "*" || parts[1].starts_with("aws"))
+        && parts[2] == "iam"
+        && parts[3].is_empty()
+        && (parts[4] == "*"
+            || (parts[4].len() == 12 && parts[4].bytes().all(|b| b.is_ascii_digit())))
+        && parts[5].starts_with("role/")
+        && parts[5].len() > "role/".len()
 }
 
 /// Where the in-cluster service account's namespace is mounted.
@@ -566,6 +653,60 @@ mod tests {
         let plain = "arn:aws:iam::123456789012:policy/boundary";
         let c = config(&[("SLUICE_PERMISSIONS_BOUNDARY", plain)]).expect("valid");
         assert_eq!(c.permissions_boundary, plain);
+    }
+
+    #[test]
+    fn account_roles_parse_as_role_arn_patterns() {
+        let c = config(&[]).expect("valid");
+        assert_eq!(c.accounts, AccountsConfig::default());
+        assert!(
+            !c.accounts
+                .allows("arn:aws:iam::111111111111:role/operators/sluice-operator")
+        );
+        let c = config(&[
+            (
+                "SLUICE_ACCOUNT_ROLES",
+                "arn:aws:iam::*:role/operators/sluice-operator, arn:aws:iam::222222222222:role/x",
+            ),
+            ("SLUICE_REQUIRE_ACCOUNT_ROLE", "true"),
+            ("SLUICE_ACCOUNT_SESSION_SECONDS", "900"),
+        ])
+        .expect("valid");
+        assert_eq!(c.accounts.roles.len(), 2);
+        assert!(c.accounts.require_role);
+        assert_eq!(c.accounts.session, Duration::from_secs(900));
+        assert!(
+            c.accounts
+                .allows("arn:aws:iam::111111111111:role/operators/sluice-operator")
+        );
+        for bad in [
+            "sluice-operator",
+            "arn:aws:iam::123:role/x",
+            "arn:aws:iam::123456789012:user/x",
+            "arn:aws:s3:::bucket",
+            "arn:aws:iam::123456789012:role/",
+        ] {
+            let err = config(&[("SLUICE_ACCOUNT_ROLES", bad)]).expect_err(bad);
+            assert_eq!(err.var, "SLUICE_ACCOUNT_ROLES");
+            assert!(err.message.contains(bad), "{}", err.message);
+        }
+        let err = config(&[("SLUICE_REQUIRE_ACCOUNT_ROLE", "true")]).expect_err("no roles");
+        assert_eq!(err.var, "SLUICE_REQUIRE_ACCOUNT_ROLE");
+        for bad in ["899", "43201", "an hour"] {
+            let err = config(&[("SLUICE_ACCOUNT_SESSION_SECONDS", bad)]).expect_err(bad);
+            assert_eq!(err.var, "SLUICE_ACCOUNT_SESSION_SECONDS");
+        }
+    }
+
+    #[test]
+    fn the_boundary_of_another_account_is_the_same_policy_there() {
+        let c = config(&[]).expect("valid");
+        assert_eq!(
+            c.boundary_in("111111111111"),
+            "arn:aws:iam::111111111111:policy/sluice/sluice-pipeline-boundary"
+        );
+        assert_eq!(c.boundary_in("123456789012"), BOUNDARY);
+        assert_eq!(c.boundary_in(""), BOUNDARY);
     }
 
     #[test]

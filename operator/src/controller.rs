@@ -25,11 +25,14 @@ use tokio::sync::Mutex;
 use tracing::{info, warn};
 
 use crate::{
-    Error, Result,
+    Error, Result, accounts,
     artifacts::Catalog,
     aws::{Aws, ErrorClass, Regions},
     config::OperatorConfig,
-    crd::{DataPipeline, DataPipelineStatus, DeletionPolicy, FunctionStatus, InventoryEntry},
+    crd::{
+        AccountStatus, DataPipeline, DataPipelineStatus, DeletionPolicy, FunctionStatus,
+        InventoryEntry,
+    },
     events::{self, EventType, Recorder},
     fence::Fence,
     guardrails::{self, Guardrails},
@@ -128,6 +131,7 @@ impl Context {
             config.quotas.clone(),
             metrics.clone(),
             fence,
+            config.accounts.session,
         ));
         Self::remembering_nothing(client, config, catalog, regions, metrics, recorder)
     }
@@ -633,9 +637,102 @@ fn plan_for(dp: &DataPipeline, ctx: &Context, pid: &PipelineId) -> Plan {
         PlanContext {
             id: pid,
             catalog: &ctx.catalog,
-            permissions_boundary: Some(&ctx.config.permissions_boundary),
+            permissions_boundary: Some(&ctx.config.boundary_in(&pid.account)),
         },
     )
+}
+
+/// The clients a pipeline's AWS calls go through: as the account role its
+/// namespace maps to (in a session of the pipeline's own) or as the
+/// operator. Refused ([`Error::Account`]) when that account may not be
+/// used, or when the pipeline's resources (`has_resources`) are in
+/// another one.
+async fn pipeline_aws(
+    dp: &DataPipeline,
+    ctx: &Context,
+    effective: &Effective,
+    previous: &DataPipelineStatus,
+    has_resources: bool,
+) -> Result<Aws> {
+    let role = accounts::role_for(effective, &ctx.config.accounts).map_err(Error::Account)?;
+    let region = region(dp, ctx);
+    let aws = ctx
+        .regions
+        .as_role(role.as_ref(), &region)
+        .await?
+        .for_pipeline(&dp.namespace().unwrap_or_default(), &dp.name_any());
+    let recorded = match &previous.account {
+        Some(account) => Some(account.clone()),
+        // Made before accounts were recorded: as the operator.
+        None if has_resources => Some(AccountStatus {
+            id: ctx.aws(&region).await?.account,
+            role_arn: None,
+        }),
+        None => None,
+    };
+    accounts::stays_in_account(recorded.as_ref(), has_resources, &aws.account)
+        .map_err(Error::Account)?;
+    Ok(aws)
+}
+
+/// Where a pipeline made with `aws` has its resources, for its status.
+fn account_of(aws: &Aws) -> AccountStatus {
+    AccountStatus {
+        id: aws.account.clone(),
+        role_arn: aws.role().map(|r| r.role_arn.clone()),
+    }
+}
+
+/// The clients that delete a pipeline's resources: those of the account
+/// they are in (status), as the identity that made them, where the
+/// namespace's mapping still reaches it; `None` when nothing was made.
+async fn cleanup_aws(
+    dp: &DataPipeline,
+    ctx: &Context,
+    effective: &Effective,
+    previous: &DataPipelineStatus,
+    has_resources: bool,
+) -> Result<Option<Aws>> {
+    let region = region(dp, ctx);
+    let wanted = accounts::role_for(effective, &ctx.config.accounts);
+    let aws = match (&previous.account, &wanted) {
+        // The mapping reaches the account the resources are in.
+        (Some(made), Ok(Some(role))) if made.id == role.account() => {
+            ctx.regions.as_role(Some(role), &region).await?
+        }
+        (Some(made), _) if made.role_arn.is_none() => {
+            let own = ctx.aws(&region).await?;
+            if own.account != made.id {
+                return Err(Error::Account(format!(
+                    "this pipeline's AWS resources are in account {}, which the operator's \
+                     own identity no longer reaches (it is in {}); run the operator with that \
+                     account's identity to delete them",
+                    made.id, own.account
+                )));
+            }
+            own
+        }
+        (Some(made), _) if has_resources => {
+            return Err(Error::Account(format!(
+                "this pipeline's AWS resources are in account {} (made as {}), which its \
+                 namespace's SluicePolicy no longer maps it to; map the namespace back \
+                 (spec.account) so they can be deleted, or delete them there and remove the \
+                 finalizer",
+                made.id,
+                made.role_arn.as_deref().unwrap_or_default()
+            )));
+        }
+        (Some(_), _) => return Ok(None),
+        // Made before accounts were recorded: as the operator.
+        (None, _) if has_resources => ctx.aws(&region).await?,
+        (None, Ok(role)) => ctx.regions.as_role(role.as_ref(), &region).await?,
+        // Refused before any AWS call, so nothing was made.
+        (None, Err(_)) => return Ok(None),
+    };
+    Ok(Some(aws.for_pipeline(
+        &dp.namespace().unwrap_or_default(),
+        &dp.name_any(),
+    )))
 }
 
 async fn apply(dp: &DataPipeline, ctx: &Context) -> (Result<Action>, &'static str) {
@@ -685,16 +782,25 @@ async fn converge(dp: &DataPipeline, ctx: &Context) -> Result<(Action, &'static 
 
     // Failures before a plan exists keep the recorded inventory as it is.
     let recorded = ctx.recorded_inventory(dp, &previous).await;
-    let unplanned = |e: Error| finish(ctx, dp, &previous, recorded.clone(), None, Err(e));
+    let unplanned = |e: Error| {
+        finish(
+            ctx,
+            dp,
+            &previous,
+            (recorded.clone(), previous.account.clone()),
+            None,
+            Err(e),
+        )
+    };
     if let Err(problems) = reconcile::validate(&dp.spec, &ctx.config, &ctx.catalog) {
         return unplanned(Error::InvalidSpec(problems)).await;
     }
-    let aws = match ctx.aws(&region(dp, ctx)).await {
-        Ok(aws) => aws.for_tenant(&dp.namespace().unwrap_or_default()),
-        Err(e) => return unplanned(e).await,
-    };
     let namespace = dp.namespace().unwrap_or_default();
     let effective = ctx.effective_policy(&namespace);
+    let aws = match pipeline_aws(dp, ctx, &effective, &previous, !recorded.is_empty()).await {
+        Ok(aws) => aws,
+        Err(e) => return unplanned(e).await,
+    };
     let pid = pipeline_id(dp, ctx, &aws, &effective);
     let neighbours = ctx
         .guardrails()
@@ -758,7 +864,8 @@ async fn converge(dp: &DataPipeline, ctx: &Context) -> Result<(Action, &'static 
     if result.is_ok() {
         ctx.reset_backoff(&key).await;
     }
-    finish(ctx, dp, &previous, progress, Some(&plan), result).await
+    let account = Some(account_of(&aws));
+    finish(ctx, dp, &previous, (progress, account), Some(&plan), result).await
 }
 
 /// Whether the pipeline's status says it converged to its current
@@ -793,11 +900,12 @@ fn plan_digest(plan: &Plan) -> String {
 }
 
 /// Publishes events, writes status and picks when to come back.
+/// `progress` holds what was made and the account it is in.
 async fn finish(
     ctx: &Context,
     dp: &DataPipeline,
     previous: &DataPipelineStatus,
-    progress: Progress,
+    (progress, account): (Progress, Option<AccountStatus>),
     plan: Option<&Plan>,
     result: Result<()>,
 ) -> Result<(Action, &'static str)> {
@@ -918,6 +1026,7 @@ async fn finish(
         generation,
     );
     status.inventory = inventory;
+    status.account = account;
     status.warnings = reconcile::validate::warnings(&dp.spec);
     status.rejected_plan = match &result {
         Err(e) if e.is_rejected() => digest,
@@ -960,18 +1069,21 @@ async fn remove(dp: &DataPipeline, ctx: &Context) -> Result<Action> {
         // Never allowed, so nothing was created there.
         return Ok(Action::await_change());
     }
-    let aws = ctx
-        .aws(&region)
-        .await?
-        .for_tenant(&dp.namespace().unwrap_or_default());
     let namespace = dp.namespace().unwrap_or_default();
-    let pid = pipeline_id(dp, ctx, &aws, &ctx.effective_policy(&namespace));
-    let plan = reconcile::validate(&dp.spec, &ctx.config, &ctx.catalog)
-        .ok()
-        .map(|()| plan_for(dp, ctx, &pid));
-    let retain = dp.spec.deletion_policy == DeletionPolicy::Retain;
+    let effective = ctx.effective_policy(&namespace);
     let mut progress = ctx.recorded_inventory(dp, &previous).await;
-    let result = reconcile::cleanup(&aws, &pid, plan.as_ref(), retain, &mut progress).await;
+    let result = match cleanup_aws(dp, ctx, &effective, &previous, !progress.is_empty()).await {
+        Ok(Some(aws)) => {
+            let pid = pipeline_id(dp, ctx, &aws, &effective);
+            let plan = reconcile::validate(&dp.spec, &ctx.config, &ctx.catalog)
+                .ok()
+                .map(|()| plan_for(dp, ctx, &pid));
+            let retain = dp.spec.deletion_policy == DeletionPolicy::Retain;
+            reconcile::cleanup(&aws, &pid, plan.as_ref(), retain, &mut progress).await
+        }
+        Ok(None) => Ok(()),
+        Err(e) => Err(e),
+    };
     publish_changes(ctx, dp, &progress.changes, false).await;
     if let Err(e) = result {
         if e.is_not_leader() {
@@ -1070,6 +1182,7 @@ async fn write_status(
             &status.conditions,
         )
         && previous.inventory == status.inventory
+        && previous.account == status.account
         && previous.functions == status.functions
         && previous.warnings == status.warnings;
     if unchanged {

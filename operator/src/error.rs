@@ -8,6 +8,8 @@ use crate::aws::{AwsError, ErrorClass};
 pub const AWS_REJECTED: &str = "AWSRejected";
 /// The condition reason of [`Error::PolicyViolation`].
 pub const POLICY_VIOLATION: &str = "PolicyViolation";
+/// The condition reason of [`Error::Account`].
+pub const ACCOUNT_REFUSED: &str = "AccountRefused";
 
 /// Everything a reconcile can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -21,6 +23,14 @@ pub enum Error {
     /// Nothing changes in AWS until the spec or the policy does.
     #[error("outside the namespace's policy: {0}")]
     PolicyViolation(String),
+
+    /// The pipeline may not be made in the AWS account its namespace maps
+    /// to ([`crate::accounts`]): two SluicePolicies name different roles,
+    /// the operator does not list the role, it requires one and none is
+    /// given, or the pipeline's resources are in another account. Nothing
+    /// is called in AWS until the platform team's mapping changes.
+    #[error("AWS account: {0}")]
+    Account(String),
 
     /// An AWS resource with a name this pipeline needs is owned by someone
     /// else. Sluice never modifies or deletes it.
@@ -81,6 +91,7 @@ impl Error {
         match self {
             Error::InvalidSpec(_) => "invalid_spec",
             Error::PolicyViolation(_) => "policy_violation",
+            Error::Account(_) => "account",
             Error::Conflict(_) => "conflict",
             Error::Waiting { .. } => "waiting",
             Error::Aws(e) => match e.class {
@@ -104,6 +115,7 @@ impl Error {
             self,
             Error::InvalidSpec(_)
                 | Error::PolicyViolation(_)
+                | Error::Account(_)
                 | Error::Conflict(_)
                 | Error::Artifact(_)
                 | Error::Rejected { .. }
@@ -125,6 +137,7 @@ impl Error {
         match self {
             Error::InvalidSpec(_) => "InvalidSpec",
             Error::PolicyViolation(_) => POLICY_VIOLATION,
+            Error::Account(_) => ACCOUNT_REFUSED,
             Error::Conflict(_) => "OwnershipConflict",
             Error::Waiting { .. } => "WaitingForAWS",
             Error::Aws(e) if e.is_rejected() => AWS_REJECTED,

@@ -14,6 +14,7 @@
 //! [`watch`] (how watches retry). [`policygen`] assembles the operator's
 //! AWS policy from every [`aws`] module's declarations.
 
+pub mod accounts;
 pub mod admission;
 pub mod artifacts;
 pub mod asl;

@@ -65,6 +65,9 @@ pub struct Effective {
     /// built-in default applies.
     pub names: Vec<String>,
     by: BTreeMap<&'static str, String>,
+    /// Set when two selecting policies name different account roles: the
+    /// namespace's pipelines are refused until they agree.
+    pub account_conflict: Option<String>,
 }
 
 impl Effective {
@@ -93,6 +96,9 @@ impl Effective {
         out.names = policies.iter().map(|(n, _)| (*n).to_owned()).collect();
         for field in FIELDS {
             out.by.insert(field, (*first).to_owned());
+        }
+        if base.account.is_some() {
+            out.by.insert("account", (*first).to_owned());
         }
         for (name, p) in rest {
             macro_rules! tighten {
@@ -138,6 +144,27 @@ impl Effective {
                 workflow_loops => "allow.workflowLoops",
                 adoption_from_earlier_namespace => "allow.adoptionFromEarlierNamespace",
             );
+            // An account is an identity, not a limit: policies that name
+            // one must name the same.
+            match (&out.values.account, &p.account) {
+                (_, None) => {}
+                (None, Some(role)) => {
+                    out.values.account = Some(role.clone());
+                    out.by.insert("account", (*name).to_owned());
+                }
+                (Some(mine), Some(theirs)) if mine != theirs && out.account_conflict.is_none() => {
+                    out.account_conflict = Some(format!(
+                        "SluicePolicy {:?} and SluicePolicy {name:?} both select this \
+                             namespace and name different AWS account roles in spec.account \
+                             ({} and {}); the platform team must make them agree (or select \
+                             the namespace with one of them only)",
+                        out.by.get("account").map_or("", String::as_str),
+                        mine.role_arn,
+                        theirs.role_arn
+                    ));
+                }
+                _ => {}
+            }
             // Lists: what every policy lists (an empty region list means
             // "the operator's", so it narrows nothing).
             if !p.regions.is_empty() {

@@ -44,6 +44,7 @@ pub const REGIONS: &[Statement] = &[Statement::deny(
 /// Every module's declarations, in the order of the policies' statements.
 pub const DECLARED: &[&[Statement]] = &[
     IDENTITY,
+    crate::aws::session::POLICY,
     crate::aws::role::POLICY,
     REGIONS,
     crate::aws::bucket::POLICY,
@@ -181,7 +182,11 @@ pub fn reviewer_statements() -> Vec<Merged> {
                     .filter(|s| s.sid == m.statement.sid)
                     .flat_map(|s| s.actions)
                 {
-                    let read = matches!(action.reason, Reason::Call(op) if crate::aws::is_read(op));
+                    // AssumeRole counts as a read (it changes nothing),
+                    // but account roles trust the operator alone: a
+                    // reviewer is not given what it cannot use.
+                    let read = matches!(action.reason,
+                        Reason::Call(op) if crate::aws::is_read(op) && op != "AssumeRole");
                     if read && !reads.contains(&action.iam()) {
                         reads.push(action.iam());
                     }

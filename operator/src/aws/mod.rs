@@ -24,6 +24,7 @@ pub mod ratelimit;
 pub mod role;
 pub mod rule;
 pub mod schedule;
+pub mod session;
 pub mod state_machine;
 pub mod stream;
 pub mod table;
@@ -129,11 +130,15 @@ impl Service {
 }
 
 /// Whether an operation reads or writes, from its name: AWS names every
-/// read `Get*`, `Head*`, `List*` or `Describe*`.
+/// read `Get*`, `Head*`, `List*` or `Describe*`. STS's `AssumeRole`
+/// changes nothing in any account (it hands out a session), so it counts
+/// as a read: renewing sessions is part of steady state, which makes no
+/// writes.
 pub fn is_read(operation: &str) -> bool {
-    ["Get", "Head", "List", "Describe"]
-        .iter()
-        .any(|p| operation.starts_with(p))
+    operation == "AssumeRole"
+        || ["Get", "Head", "List", "Describe"]
+            .iter()
+            .any(|p| operation.starts_with(p))
 }
 
 /// Kinesis and DynamoDB answer `ResourceInUseException` while a change to
@@ -398,45 +403,122 @@ impl AwsError {
     }
 }
 
-/// AWS clients by region, connected on first use, shared by the reconciler
-/// and the health poller (so both draw on the same rate limits).
+/// AWS clients by identity and region, connected on first use, shared by
+/// the reconciler and the health poller (so both draw on the same rate
+/// limits): the operator's own, and those of each account role a
+/// SluicePolicy names ([`session`]). Quota limiters are per account and
+/// region, as AWS's quotas are: two roles in one account share them.
 #[derive(Debug)]
 pub struct Regions {
     sdk: aws_config::SdkConfig,
     limits: QuotaConfig,
     metrics: Metrics,
     fence: Fence,
-    connected: tokio::sync::Mutex<std::collections::HashMap<String, Aws>>,
+    /// How long each account-role session lasts.
+    session: Duration,
+    connected: tokio::sync::Mutex<HashMap<(Option<crate::crd::AccountRole>, String), Aws>>,
+    limiters: Mutex<HashMap<(String, String), Arc<Limiters>>>,
 }
 
 impl Regions {
-    /// Connects nothing yet. Every client's writes go through `fence`.
+    /// Connects nothing yet. Every client's writes go through `fence`;
+    /// account-role sessions last `session`.
     pub fn new(
         sdk: aws_config::SdkConfig,
         limits: QuotaConfig,
         metrics: Metrics,
         fence: Fence,
+        session: Duration,
     ) -> Self {
         Regions {
             sdk,
             limits,
             metrics,
             fence,
-            connected: tokio::sync::Mutex::new(std::collections::HashMap::new()),
+            session,
+            connected: tokio::sync::Mutex::new(HashMap::new()),
+            limiters: Mutex::new(HashMap::new()),
         }
     }
 
-    /// The clients of `region`, connected on first use.
+    /// The operator's own clients of `region`, connected on first use.
     pub async fn get(&self, region: &str) -> Result<Aws> {
-        let mut connected = self.connected.lock().await;
-        if let Some(aws) = connected.get(region) {
+        self.as_role(None, region).await
+    }
+
+    /// The clients of `region` acting as `role` (one session per
+    /// pipeline, [`Aws::for_pipeline`]), or as the operator itself.
+    pub async fn as_role(
+        &self,
+        role: Option<&crate::crd::AccountRole>,
+        region: &str,
+    ) -> Result<Aws> {
+        let key = (role.cloned(), region.to_owned());
+        if let Some(aws) = self.connected.lock().await.get(&key) {
             return Ok(aws.clone());
         }
-        let aws = Aws::connect(&self.sdk, region, self.limits.clone(), self.metrics.clone())
-            .await?
-            .with_fence(self.fence.clone());
-        connected.insert(region.to_owned(), aws.clone());
-        Ok(aws)
+        let mut aws = match role {
+            None => Aws::connect(&self.sdk, region, self.limits.clone(), self.metrics.clone())
+                .await?
+                .with_fence(self.fence.clone()),
+            Some(role) => {
+                let assumer = Box::pin(self.get(region)).await?;
+                let assumed = Arc::new(session::AssumedRole::new(
+                    role.clone(),
+                    assumer,
+                    self.session,
+                ));
+                let sdk = self
+                    .sdk
+                    .to_builder()
+                    .region(aws_config::Region::new(region.to_owned()))
+                    .retry_config(aws_config::retry::RetryConfig::disabled())
+                    .credentials_provider(
+                        aws_credential_types::provider::SharedCredentialsProvider::new(
+                            session::Shared(assumed.clone()),
+                        ),
+                    )
+                    // Each request's credentials are its pipeline's session:
+                    // nothing may be cached across requests.
+                    .identity_cache(aws_sdk_sts::config::IdentityCache::no_cache())
+                    .build();
+                let mut aws =
+                    Aws::unconnected(&sdk, region, self.limits.clone(), self.metrics.clone())
+                        .with_fence(self.fence.clone());
+                aws.account = role.account().to_owned();
+                aws.role = Some(assumed);
+                aws
+            }
+        };
+        aws.limits = self.limiters(&aws.account, region);
+        let mut connected = self.connected.lock().await;
+        Ok(connected.entry(key).or_insert(aws).clone())
+    }
+
+    /// The clients of `region` acting as the account role `arn`, if a
+    /// reconcile has connected them (it knows the role's external id).
+    pub async fn connected_role(&self, arn: &str, region: &str) -> Option<Aws> {
+        let connected = self.connected.lock().await;
+        connected
+            .iter()
+            .find(|((role, r), _)| r == region && role.as_ref().is_some_and(|x| x.role_arn == arn))
+            .map(|(_, aws)| aws.clone())
+    }
+
+    /// The quota limiters of an account and region.
+    fn limiters(&self, account: &str, region: &str) -> Arc<Limiters> {
+        let mut all = self
+            .limiters
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        all.entry((account.to_owned(), region.to_owned()))
+            .or_insert_with(|| {
+                Arc::new(Limiters {
+                    config: self.limits.clone(),
+                    buckets: Mutex::new(HashMap::new()),
+                })
+            })
+            .clone()
     }
 
     /// Whether this replica may write now (to AWS, and to pipelines'
@@ -475,11 +557,18 @@ pub struct Aws {
     pub logs: aws_sdk_cloudwatchlogs::Client,
     /// CloudWatch metrics.
     pub cloudwatch: aws_sdk_cloudwatch::Client,
+    /// STS.
+    pub sts: aws_sdk_sts::Client,
     limits: Arc<Limiters>,
     metrics: Metrics,
     /// Whose calls these are (a pipeline's namespace): each quota bucket's
     /// calls are shared fairly between tenants ([`crate::fair`]).
     tenant: Arc<str>,
+    /// The pipeline the calls are for (its session, with an account role).
+    pipeline: Arc<str>,
+    /// The account role these clients act as, one session per pipeline;
+    /// `None`: the operator's own identity.
+    role: Option<Arc<session::AssumedRole>>,
     /// Code artifacts known to be in S3 (`bucket/key`), [`code`].
     code_uploaded: Arc<tokio::sync::Mutex<std::collections::HashSet<String>>>,
     /// SHA-256 (hex) and size of teams' zips pinned by object version,
@@ -536,8 +625,8 @@ impl Aws {
             .region(aws_config::Region::new(region.to_owned()))
             .retry_config(aws_config::retry::RetryConfig::disabled())
             .build();
-        let sts = aws_sdk_sts::Client::new(&sdk);
         let mut aws = Self::unconnected(&sdk, region, limits, metrics);
+        let sts = aws.sts.clone();
         let identity = aws
             .call(Service::Sts, "GetCallerIdentity", || {
                 sts.get_caller_identity().send()
@@ -586,12 +675,15 @@ impl Aws {
             scheduler: aws_sdk_scheduler::Client::new(sdk),
             logs: aws_sdk_cloudwatchlogs::Client::new(sdk),
             cloudwatch: aws_sdk_cloudwatch::Client::new(sdk),
+            sts: aws_sdk_sts::Client::new(sdk),
             limits: Arc::new(Limiters {
                 config: limits,
                 buckets: Mutex::new(HashMap::new()),
             }),
             metrics,
             tenant: Arc::from(""),
+            pipeline: Arc::from(""),
+            role: None,
             code_uploaded: Default::default(),
             code_digests: Default::default(),
             code_verified: Default::default(),
@@ -624,6 +716,8 @@ impl Aws {
         let read = is_read(operation);
         let mut throttles = 0;
         let mut transients = 0;
+        let mut expired = 0;
+        let session: session::SessionKey = (self.tenant.clone(), self.pipeline.clone());
         loop {
             limiter.acquire_as(&self.tenant).await;
             if !read && !self.fence.is_open() {
@@ -635,11 +729,17 @@ impl Aws {
                 );
                 return Err(AwsError::not_leader(service, operation));
             }
+            if let Some(role) = &self.role {
+                role.ensure(&session).await?;
+            }
             self.metrics.aws_call(service.as_str(), operation, read);
             let started = std::time::Instant::now();
-            let result = f()
-                .await
-                .map_err(|e| AwsError::from_sdk(service, operation, e));
+            let sent = f();
+            let result = match &self.role {
+                Some(_) => session::SESSION.scope(session.clone(), sent).await,
+                None => sent.await,
+            }
+            .map_err(|e| AwsError::from_sdk(service, operation, e));
             self.metrics
                 .aws_latency(service.as_str(), operation, started.elapsed().as_secs_f64());
             let Err(e) = result else {
@@ -649,6 +749,16 @@ impl Aws {
             if !(e.is_not_found() && read) {
                 self.metrics
                     .aws_error(service.as_str(), operation, e.class.as_str());
+            }
+            // A session AWS says has expired (its clock is ahead of
+            // ours) was not used: assume it again and send once more.
+            if let Some(role) = &self.role
+                && session::is_expired(&e)
+                && expired == 0
+            {
+                expired += 1;
+                role.forget(&session);
+                continue;
             }
             match e.class {
                 ErrorClass::Throttled if throttles < THROTTLE_RETRIES => {
@@ -676,6 +786,23 @@ impl Aws {
             tenant: Arc::from(tenant),
             ..self.clone()
         }
+    }
+
+    /// The same clients, calling for pipeline `name` of `namespace`: its
+    /// namespace's turn at every quota bucket, and, with an account role,
+    /// the pipeline's own session.
+    pub fn for_pipeline(&self, namespace: &str, name: &str) -> Aws {
+        Aws {
+            tenant: Arc::from(namespace),
+            pipeline: Arc::from(name),
+            ..self.clone()
+        }
+    }
+
+    /// The account role these clients act as (`None`: the operator's own
+    /// identity).
+    pub fn role(&self) -> Option<&crate::crd::AccountRole> {
+        self.role.as_deref().map(session::AssumedRole::role)
     }
 
     /// The AWS partition of this region.

@@ -368,6 +368,11 @@ pub struct DataPipelineStatus {
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
 
+    /// The AWS account the pipeline's resources are in, and the role they
+    /// were made as (none: the operator's own identity).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<AccountStatus>,
+
     /// Every AWS resource the pipeline owns.
     #[serde(default)]
     pub inventory: Vec<InventoryEntry>,
@@ -391,6 +396,18 @@ pub struct DataPipelineStatus {
     /// the next leader, until the spec (or what it plans to) changes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rejected_plan: Option<String>,
+}
+
+/// Where a pipeline's AWS resources are.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AccountStatus {
+    /// The 12-digit account id.
+    pub id: String,
+    /// The account role (SluicePolicy `spec.account.roleArn`) the
+    /// operator made them as; left out for its own identity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role_arn: Option<String>,
 }
 
 /// One AWS resource owned by the pipeline.

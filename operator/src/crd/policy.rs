@@ -92,6 +92,15 @@ pub struct SluicePolicySpec {
     #[schemars(length(max = 64))]
     pub security_groups: Vec<String>,
 
+    /// The AWS account the selected namespaces' pipelines live in: a role
+    /// there the operator assumes for every AWS call of their pipelines
+    /// (one session per pipeline, named and tagged after it). Left out: the
+    /// operator's own identity and account, unless the operator requires a
+    /// role for every namespace. Policies selecting one namespace that name
+    /// different roles refuse its pipelines until they agree.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<AccountRole>,
+
     /// Features that are off unless allowed.
     #[serde(default)]
     pub allow: PolicyAllow,
@@ -99,6 +108,38 @@ pub struct SluicePolicySpec {
     /// Maximums.
     #[serde(default)]
     pub limits: PolicyLimits,
+}
+
+/// A role in the account a namespace's pipelines live in, which the
+/// operator assumes with STS. Its trust policy lets the operator's
+/// principal `sts:AssumeRole` and `sts:TagSession` (with this external id),
+/// its permissions are the operator's policy for that account
+/// (`config/iam/account-role/`), and the operator lists it (Helm value
+/// `aws.accountRoles`): a role the operator does not list is refused.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, Hash, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AccountRole {
+    /// `arn:<partition>:iam::<12-digit account>:role/<path><name>`.
+    #[schemars(
+        length(max = 2048),
+        regex(
+            pattern = r"^arn:aws(-cn|-us-gov)?:iam::[0-9]{12}:role/([\w+=,.@-]+/)*[\w+=,.@-]{1,64}$"
+        )
+    )]
+    pub role_arn: String,
+
+    /// The external id the role's trust policy requires (`sts:ExternalId`),
+    /// 2 to 1,224 characters of letters, digits and `+=,.@:/-_`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 2, max = 1224), regex(pattern = r"^[\w+=,.@:/-]+$"))]
+    pub external_id: Option<String>,
+}
+
+impl AccountRole {
+    /// The 12-digit account id of the role's ARN.
+    pub fn account(&self) -> &str {
+        self.role_arn.split(':').nth(4).unwrap_or_default()
+    }
 }
 
 /// Features a policy turns on (all off by default, but provisioned streams).

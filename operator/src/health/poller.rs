@@ -275,8 +275,27 @@ impl Poller {
             return Outcome::Skipped;
         }
         let region = dp.spec.region_or(&self.config.default_region);
-        let aws = match self.regions.get(&region).await {
-            Ok(aws) => aws.for_tenant(&dp.namespace().unwrap_or_default()),
+        // As the identity that made the pipeline's resources (status): an
+        // account role's clients once the reconciler has connected them.
+        let made_as = dp
+            .status
+            .as_ref()
+            .and_then(|s| s.account.as_ref())
+            .and_then(|a| a.role_arn.as_deref());
+        let aws = match made_as {
+            Some(arn) => match self.regions.connected_role(arn, &region).await {
+                Some(aws) => Ok(aws),
+                None => {
+                    return Outcome::Unavailable(format!(
+                        "the account role {arn} is not connected yet (the pipeline's next \
+                         reconcile connects it)"
+                    ));
+                }
+            },
+            None => self.regions.get(&region).await,
+        };
+        let aws = match aws {
+            Ok(aws) => aws.for_pipeline(&dp.namespace().unwrap_or_default(), &dp.name_any()),
             Err(e) => return Outcome::Unavailable(unavailable(&e.to_string())),
         };
         let pid = PipelineId::of(
@@ -291,7 +310,7 @@ impl Poller {
             PlanContext {
                 id: &pid,
                 catalog: &self.catalog,
-                permissions_boundary: Some(&self.config.permissions_boundary),
+                permissions_boundary: Some(&self.config.boundary_in(&aws.account)),
             },
         );
         let inventory = dp

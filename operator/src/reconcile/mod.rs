@@ -64,6 +64,11 @@ impl Progress {
         self.inventory.values().cloned().collect()
     }
 
+    /// Whether nothing is recorded as made.
+    pub fn is_empty(&self) -> bool {
+        self.inventory.is_empty()
+    }
+
     fn record(&mut self, kind: Kind, logical: &str, id: &str, arn: Option<String>, state: &str) {
         self.inventory.insert(
             (kind, id.to_owned()),
