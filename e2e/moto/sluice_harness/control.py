@@ -22,6 +22,27 @@
   POST /_sluice/iam/account?id=ACCOUNTID     credentials of an administrator of
                                              another account (made once), for
                                              cross-account tests
+  POST /_sluice/iam/account-role?account=A&prefix=P[&externalId=X][&regions=r1,r2]
+                                             in account A, the role the operator
+                                             of prefix P assumes to act there:
+                                             /P/P-operator (or the role the
+                                             operator policy's statement
+                                             AssumeAccountRoles names) holding exactly
+                                             config/iam/operator-policy*.json for
+                                             P and A, trusting operator-P of the
+                                             default account (sts:AssumeRole and
+                                             sts:TagSession, with sts:ExternalId X
+                                             when given), and A's pipeline
+                                             boundary /P/P-pipeline-boundary:
+                                             {"roleArn", "permissionsBoundaryArn",
+                                             "account"}
+  POST /_sluice/sts/lifetime?seconds=N       every AssumeRole from now on answers
+                                             credentials ending N seconds later
+                                             (0: after DurationSeconds, as AWS)
+  GET  /_sluice/sts/expired                  the requests refused because their
+                                             session had ended (JSON list of
+                                             {accessKeyId, account, principal,
+                                             service, action, path, at, expiredAt})
   GET  /_sluice/iam/simulate?role=ARN&action=A&resource=R[&context.KEY=V]
                                              whether the role may (its policies,
                                              boundary, the resource's policy)
@@ -46,9 +67,11 @@ import io
 import json
 import os
 import threading
+import uuid
 from urllib.parse import parse_qs, urlsplit
+from xml.sax.saxutils import escape
 
-from . import iam
+from . import iam, sts
 from .context import Emulator
 from .invoke import AsyncInvoker
 from .lambda_runtime import History
@@ -69,15 +92,20 @@ _refusals: list[tuple[str, str, str, str]] = []
 _refusals_lock = threading.Lock()
 
 
+def _body(environ) -> bytes:  # type: ignore[no-untyped-def]
+    """The request's body, left in place for moto."""
+    length = int(environ.get("CONTENT_LENGTH") or 0)
+    body = environ["wsgi.input"].read(length) if length else b""
+    environ["wsgi.input"] = io.BytesIO(body)
+    return body
+
+
 def _refused(environ):  # type: ignore[no-untyped-def]
     """The refusal registered for this request, if any (then forgotten)."""
     target = environ.get("HTTP_X_AMZ_TARGET", "")
     if not target or not _refusals:
         return None
-    length = int(environ.get("CONTENT_LENGTH") or 0)
-    body = environ["wsgi.input"].read(length) if length else b""
-    environ["wsgi.input"] = io.BytesIO(body)
-    text = body.decode("utf-8", "replace")
+    text = _body(environ).decode("utf-8", "replace")
     with _refusals_lock:
         for i, (t, match, code, message) in enumerate(_refusals):
             if t == target and match in text:
@@ -86,23 +114,110 @@ def _refused(environ):  # type: ignore[no-untyped-def]
     return None
 
 
+def _protocol(environ, service: str) -> str:  # type: ignore[no-untyped-def]
+    """How the service answers this request: "s3" (REST-XML), "json"
+    (X-Amz-Target: DynamoDB, Kinesis, SQS, Logs, EventBridge, Step
+    Functions…), "query" (a form or query string naming its Action: STS,
+    IAM, SQS's older protocol) or "rest-json" (Lambda, Scheduler)."""
+    if service == "s3":
+        return "s3"
+    if environ.get("HTTP_X_AMZ_TARGET"):
+        return "json"
+    if "x-www-form-urlencoded" in environ.get("CONTENT_TYPE", "") or "Action=" in environ.get("QUERY_STRING", ""):
+        return "query"
+    return "rest-json"
+
+
+def _action(environ, service: str, protocol: str) -> str | None:  # type: ignore[no-untyped-def]
+    """The operation a request names outside its path (JSON's X-Amz-Target,
+    the query protocol's Action), as service:Operation."""
+    if protocol == "json":
+        return f"{service}:{environ['HTTP_X_AMZ_TARGET'].rsplit('.', 1)[-1]}"
+    if protocol == "query":
+        fields = parse_qs(environ.get("QUERY_STRING", ""))
+        if "Action" not in fields:
+            fields = parse_qs(_body(environ).decode("utf-8", "replace"))
+        action = (fields.get("Action") or [""])[0]
+        return f"{service}:{action}" if action else None
+    return None
+
+
+def _error(  # type: ignore[no-untyped-def]
+    start_response,
+    protocol: str,
+    status: str,
+    code: str,
+    message: str,
+    headers: list[tuple[str, str]] | None = None,
+    elements: list[tuple[str, str]] | None = None,
+) -> list[bytes]:
+    """An AWS error in the protocol the client reads: the JSON protocol's
+    `__type` in the body, REST-JSON's `x-amzn-ErrorType` header, the query
+    protocol's <ErrorResponse>, S3's <Error> (with `elements`, e.g.
+    Token-0)."""
+    request_id = str(uuid.uuid4())
+    if protocol == "json":
+        data = json.dumps({"__type": code, "message": message}).encode()
+        answer = [("Content-Type", "application/x-amz-json-1.0")]
+    elif protocol == "rest-json":
+        data = json.dumps({"message": message}).encode()
+        answer = [("Content-Type", "application/json"), ("x-amzn-ErrorType", code)]
+    elif protocol == "query":
+        data = (
+            f"<ErrorResponse><Error><Type>Sender</Type><Code>{escape(code)}</Code><Message>{escape(message)}</Message>"
+            f"</Error><RequestId>{request_id}</RequestId></ErrorResponse>"
+        ).encode()
+        answer = [("Content-Type", "text/xml")]
+    else:
+        more = "".join(f"<{k}>{escape(v)}</{k}>" for k, v in (elements or []))
+        data = (
+            f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{escape(code)}</Code><Message>{escape(message)}</Message>'
+            f"{more}<RequestId>{request_id}</RequestId></Error>"
+        ).encode()
+        answer = [("Content-Type", "application/xml")]
+    answer += [("x-amzn-RequestId", request_id), *(headers or []), ("Content-Length", str(len(data)))]
+    start_response(status, answer)
+    return [data]
+
+
+def _expired(environ, start_response):  # type: ignore[no-untyped-def]
+    """Refuses a request signed with the key of a session that has ended
+    (sts.py), as AWS does: ExpiredToken, 403 from the query protocol's
+    services and 400 from S3; ExpiredTokenException from the JSON ones
+    (400, as DynamoDB, Kinesis and Logs answer it) and the REST ones (403,
+    as Lambda does). None when the request may go on."""
+    signed = sts.signing_key(environ)
+    if signed is None:
+        return None
+    session = sts.expired(signed[0])
+    if session is None:
+        return None
+    service = signed[1]
+    protocol = _protocol(environ, service)
+    path = f"{environ.get('REQUEST_METHOD', 'GET')} {environ.get('PATH_INFO', '')}"
+    iam.record_expired(session, service, _action(environ, service, protocol), path)
+    if protocol == "s3":
+        token = environ.get("HTTP_X_AMZ_SECURITY_TOKEN", "")
+        return _error(start_response, "s3", "400 Bad Request", "ExpiredToken", "The provided token has expired.", elements=[("Token-0", token)] if token else None)
+    message = "The security token included in the request is expired"
+    if protocol == "query":
+        return _error(start_response, "query", "403 Forbidden", "ExpiredToken", message)
+    if protocol == "json":
+        return _error(start_response, "json", "400 Bad Request", "com.amazon.coral.service#ExpiredTokenException", message)
+    return _error(start_response, "rest-json", "403 Forbidden", "ExpiredTokenException", message)
+
+
 def middleware(app):  # type: ignore[no-untyped-def]
     def wrapped(environ, start_response):  # type: ignore[no-untyped-def]
         path = environ.get("PATH_INFO", "")
         if not path.startswith(PREFIX):
+            refused = _expired(environ, start_response)
+            if refused is not None:
+                return refused
             refusal = _refused(environ)
             if refusal is not None:
                 code, message = refusal
-                data = json.dumps({"__type": code, "message": message}).encode()
-                start_response(
-                    "400 Bad Request",
-                    [
-                        ("Content-Type", "application/x-amz-json-1.0"),
-                        ("x-amzn-query-error", f"{code};Sender"),
-                        ("Content-Length", str(len(data))),
-                    ],
-                )
-                return [data]
+                return _error(start_response, "json", "400 Bad Request", code, message, [("x-amzn-query-error", f"{code};Sender")])
             iam.keep_raw_body(environ)
             return app(environ, start_response)
         if environ.get("REMOTE_ADDR") not in ("127.0.0.1", urlsplit(Emulator.endpoint).hostname):
@@ -154,6 +269,17 @@ def middleware(app):  # type: ignore[no-untyped-def]
                     "secretAccessKey": creds.secret_access_key,
                     "account": query["id"],
                 }
+            elif method == "POST" and route == "iam/account-role":
+                regions = [r.strip() for r in query.get("regions", "").split(",") if r.strip()]
+                role, boundary = iam.account_role(
+                    query["account"], query["prefix"], query.get("externalId"), POLICIES, BOUNDARY, regions or None
+                )
+                status, body = "200 OK", {"roleArn": role, "permissionsBoundaryArn": boundary, "account": query["account"]}
+            elif method == "POST" and route == "sts/lifetime":
+                sts.set_lifetime(int(query["seconds"]))
+                status, body = "200 OK", {"seconds": sts.lifetime()}
+            elif method == "GET" and route == "sts/expired":
+                status, body = "200 OK", iam.expired()
             elif method == "POST" and route == "refuse":
                 with _refusals_lock:
                     _refusals.append((query["target"], query["match"], query["code"], query["message"]))

@@ -15,21 +15,28 @@ request is authorized as AWS would:
   and, for a role, its permissions boundary (a boundary naming a policy that
   does not exist allows nothing): an explicit Deny wins, else an Allow is
   needed; Action/NotAction, Resource/NotResource and the condition operators
-  String*, Arn*, Bool and Null (…IfExists too), with AWS's rule for a key
-  the request does not carry (a negated operator holds, others do not);
-  an operator this evaluator does not know fails closed both ways (an Allow
-  does not allow, a Deny denies);
+  String*, Arn*, Bool and Null (…IfExists too, and ForAllValues:/ForAnyValue:
+  on a multivalued key), with AWS's rule for a key the request does not
+  carry (a negated operator holds, others do not); an operator this
+  evaluator does not know fails closed both ways (an Allow does not allow,
+  a Deny denies);
 - the condition keys the request carries: `aws:RequestedRegion`,
   `aws:PrincipalAccount`, `aws:PrincipalArn`, `iam:PermissionsBoundary`,
   `iam:PolicyARN`, `iam:PassedToService`, `s3:ResourceAccount`,
   `events:source` and `events:detail-type` (each PutEvents entry on its
-  own), `lambda:FunctionArn`, `sts:ExternalId`;
+  own), `lambda:FunctionArn`, `sts:ExternalId`, `sts:RoleSessionName`, and
+  for AssumeRole's session tags `aws:RequestTag/<key>`, `aws:TagKeys` and
+  `sts:TransitiveTagKeys`;
+- AssumeRole with session tags or TransitiveTagKeys needs sts:TagSession
+  on the role besides sts:AssumeRole, each granted by the caller's policies
+  and the role's trust policy; its input is validated first (sts.py);
 - resource policies, account against account: an S3 bucket policy, an SQS
-  queue policy, a KMS key policy or a role's trust policy (sts:AssumeRole)
-  may grant a caller what its identity policies do not (same account), and
-  must grant it (another account: identity policies AND the resource policy;
-  KMS keys and trust policies: always, or delegate to the account); another
-  account's resource of any other service is refused;
+  queue policy, a KMS key policy or a role's trust policy (sts:AssumeRole,
+  sts:TagSession) may grant a caller what its identity policies do not
+  (same account), and must grant it (another account: identity policies
+  AND the resource policy; KMS keys and trust policies: always, or
+  delegate to the account); another account's resource of any other
+  service is refused;
 - S3's `x-amz-expected-bucket-owner`: a bucket owned by another account is
   refused, whoever asks;
 - the actions a request implies: iam:PassRole for a role handed to Lambda,
@@ -43,7 +50,13 @@ to its destinations (as CreateEventSourceMapping and
 PutFunctionEventInvokeConfig refuse on AWS).
 
 Every refusal is logged and kept (`GET /_sluice/denials`) with the
-principal, action and resource, so a failing test names the missing grant.
+principal, action and resource, so a failing test names the missing grant;
+so is every request refused because its session had ended (sts.py), also
+at `GET /_sluice/sts/expired`.
+
+`account_role` makes, in any account, the role an operator assumes to act
+there (an AWS identity per namespace), with that account's pipeline
+boundary beside it.
 """
 
 from __future__ import annotations
@@ -65,6 +78,7 @@ from moto.iam import access_control
 from moto.iam.models import iam_backends
 
 from .context import Credentials, log
+from .sts import Session, session_tags, validate
 
 ADMIN = Credentials("AKIASLUICEHARNESS000", "sluice-harness-admin-secret")
 ENABLED = os.environ.get("SLUICE_HARNESS_IAM", "") == "enforce"
@@ -157,12 +171,26 @@ _NEGATED = {"StringNotEquals", "StringNotEqualsIgnoreCase", "StringNotLike", "Ar
 _POSITIVE = {"StringEquals", "StringEqualsIgnoreCase", "StringLike", "ArnEquals", "ArnLike", "Bool"}
 
 
-def _condition(operator: str, key: str, expected, context: dict[str, str]) -> bool | None:  # type: ignore[no-untyped-def]
+def _condition(operator: str, key: str, expected, context: dict) -> bool | None:  # type: ignore[no-untyped-def]
     """Whether one condition holds; None for an operator this evaluator does
     not know (the caller fails closed: an Allow does not apply, a Deny does).
 
     A key the request does not carry: a negated operator (StringNotEquals…)
-    holds, as on AWS; …IfExists holds; any other operator does not."""
+    holds, as on AWS; …IfExists holds; any other operator does not.
+
+    A multivalued key (aws:TagKeys, a list in the context) takes the set
+    operators: ForAllValues:… holds when every value of the request
+    satisfies the operator (so also when there is none), ForAnyValue:… when
+    one does. A plain operator on it fails closed."""
+    qualifier, _, single = operator.rpartition(":")
+    if qualifier in ("ForAllValues", "ForAnyValue"):
+        values = _list(context.get(key.lower()))
+        held = [_condition(single, key, expected, {key.lower(): v}) for v in values]
+        if None in held:
+            return None
+        return all(held) if qualifier == "ForAllValues" else any(held)
+    if qualifier:
+        return None
     base = operator.removesuffix("IfExists")
     if_exists = base != operator
     actual = context.get(key.lower())
@@ -172,6 +200,8 @@ def _condition(operator: str, key: str, expected, context: dict[str, str]) -> bo
             return None
         return (actual is None) == (patterns[0].lower() == "true")
     if base not in _NEGATED and base not in _POSITIVE:
+        return None
+    if isinstance(actual, list):
         return None
     if actual is None:
         return if_exists or base in _NEGATED
@@ -407,7 +437,7 @@ def _resource_policy(action: str, resource: str) -> _ResourcePolicy | None:
     if len(parts) < 6 or parts[0] != "arn":
         return None
     service, region, account, rest = parts[2], parts[3], parts[4], parts[5]
-    if action == "sts:AssumeRole" and service == "iam":
+    if action in ("sts:AssumeRole", "sts:TagSession") and service == "iam":
         try:
             role = iam_backends[account]["aws"].get_role_by_arn(resource)
         except Exception:
@@ -772,13 +802,27 @@ def _iam(r: _Request, moto_resource: str) -> list[tuple[str, str, dict]]:
 
 
 def _sts(r: _Request) -> list[tuple[str, str, dict]]:
+    """AssumeRole needs sts:AssumeRole on the role and, when it passes
+    session tags or TransitiveTagKeys, sts:TagSession on it too (each
+    allowed by the caller's policies and the role's trust policy)."""
     if r.operation == "AssumeRole":
-        context = {}
+        role = r.get("RoleArn") or "*"
+        context: dict = {}
         if r.get("ExternalId"):
             context["sts:externalid"] = r.get("ExternalId")
         if r.get("RoleSessionName"):
             context["sts:rolesessionname"] = r.get("RoleSessionName")
-        return [("sts:AssumeRole", r.get("RoleArn") or "*", context)]
+        tags, transitive = session_tags({k: v for k, v in r.params.items() if isinstance(v, str)})
+        for key, value in tags:
+            context[f"aws:requesttag/{key.lower()}"] = value
+        if tags:
+            context["aws:tagkeys"] = [key for key, _ in tags]
+        if transitive:
+            context["sts:transitivetagkeys"] = transitive
+        needed = [("sts:AssumeRole", role, context)]
+        if tags or transitive:
+            needed.append(("sts:TagSession", role, context))
+        return needed
     return [(f"sts:{r.operation}", "*", {})]
 
 
@@ -923,6 +967,9 @@ def install() -> None:
             if bucket:
                 _record(self._access_key.arn, self._action, f"arn:aws:s3:::{bucket}", self._action, "ExpectedBucketOwner")
                 self._raise_access_denied()
+        if self._action == "sts:AssumeRole":
+            # The API's constraints come before IAM, as on AWS.
+            validate({k: (v[0] if isinstance(v, list) and v else v) for k, v in (self._data or {}).items()})
         caller = _caller(self)
         for action, target, context in resources(self, resource, caller):
             verdict = authorize(caller, action, target, context)
@@ -987,7 +1034,9 @@ def keep_raw_body(environ) -> None:  # type: ignore[no-untyped-def]
     _request.body = body
 
 
-def _record(principal: str, action: str, resource: str, request: str, verdict: str) -> None:
+def _record(principal: str, action: str, resource: str, request: str, verdict: str, **detail: object) -> None:
+    """Keeps a refusal (the last 1,000 at /_sluice/denials; those of an
+    ended session's key all, at /_sluice/sts/expired)."""
     entry = {
         "principal": principal,
         "action": action,
@@ -995,11 +1044,47 @@ def _record(principal: str, action: str, resource: str, request: str, verdict: s
         "request": request,
         "verdict": verdict,
         "at": time.time(),
+        **detail,
     }
     with _lock:
         _denials.append(entry)
         del _denials[:-1000]
+        if verdict == "ExpiredToken":
+            _expired.append(entry)
     log.warning("IAM denied %s %s on %s (%s)", principal, action, resource, verdict)
+
+
+_expired: list[dict] = []
+
+
+def record_expired(session: Session, service: str, action: str | None, path: str) -> None:
+    """A request signed with the key of a session that has ended, refused
+    with ExpiredToken (`sts.py`)."""
+    _record(
+        session.arn,
+        action or f"{service}:*",
+        path,
+        action or path,
+        "ExpiredToken",
+        session={
+            "accessKeyId": session.access_key_id,
+            "account": session.account,
+            "principal": session.arn,
+            "service": service,
+            "action": action,
+            "path": path,
+            "expiredAt": session.expires,
+        },
+    )
+
+
+def expired() -> list[dict]:
+    """Every request refused because its session had ended: its key, the
+    session's account and ARN, the action (None when the protocol names
+    none outside the path: REST), the method and path, when (epoch
+    seconds), and when the session had ended."""
+    with _lock:
+        return [{**e["session"], "at": e["at"]} for e in _expired]
 
 
 # -- principals ---------------------------------------------------------------
@@ -1125,6 +1210,91 @@ def operator_user(
         boundary = render(f.read(), prefix, account, regions)
     boundary_arn = _managed_policy(account, f"/{prefix}/", f"{prefix}-pipeline-boundary", boundary)
     return _user(account, f"operator-{prefix}", policy), boundary_arn
+
+
+_EXTERNAL_ID = re.compile(r"[\w+=,./@:-]{2,1224}", re.ASCII)
+
+
+def _role_put(backend, account: str, role_name: str, what: str, text: str, put) -> None:  # type: ignore[no-untyped-def]
+    """Puts a role's trust or inline policy when it differs from the one
+    put last (so a test's own change to it stays until the harness is
+    asked for another)."""
+    if _put.get((account, f"{role_name}#{what}")) != text:
+        put(text)
+        _put[(account, f"{role_name}#{what}")] = text
+
+
+_ROLE_RESOURCE = re.compile(r"arn:aws:iam::\*:role(/(?:[\w+=,.@-]+/)*)([\w+=,.@-]+)", re.ASCII)
+
+
+def _assumed_role(statements: list, prefix: str) -> tuple[str, str]:
+    """(path, name) of the account role: the one the rendered operator
+    policy lets the operator assume (statement AssumeAccountRoles, a role
+    of any account without wildcards), else `/P/` and `P-operator`."""
+    for statement in statements:
+        if not isinstance(statement, dict) or statement.get("Sid") != "AssumeAccountRoles":
+            continue
+        for resource in _list(statement.get("Resource")):
+            found = _ROLE_RESOURCE.fullmatch(str(resource))
+            if found:
+                return found.group(1), found.group(2)
+    return f"/{prefix}/", f"{prefix}-operator"
+
+
+def account_role(
+    account: str,
+    prefix: str,
+    external_id: str | None,
+    policy_paths: list[str],
+    boundary_path: str,
+    regions: list[str] | None = None,
+) -> tuple[str, str]:
+    """The role an operator of prefix `prefix` assumes to act in `account`
+    (an AWS identity per namespace): `P-operator` at path `/P/` (or the
+    role the operator policy's statement AssumeAccountRoles names, rendered
+    for P, when it names one), holding exactly the documented operator
+    policies rendered for `prefix`, `account` and `regions` as its inline
+    policy "policy", MaxSessionDuration 3600, trusting only the operator
+    user `operator-P` of the default account with sts:AssumeRole and
+    sts:TagSession (under `sts:ExternalId` = `external_id` when given);
+    and, beside it, the pipeline roles' boundary `/P/P-pipeline-boundary`
+    of that account. Answers (role ARN, boundary ARN); made once, policies
+    put again only when they differ from those put last."""
+    if not _ACCOUNT.fullmatch(account or ""):
+        raise ValueError(f"not an account id: {account!r}")
+    if not _NAME.fullmatch(prefix or ""):
+        raise ValueError(f"not a name prefix: {prefix!r}")
+    if external_id is not None and not _EXTERNAL_ID.fullmatch(external_id):
+        raise ValueError(f"not an external id (2 to 1224 of [\\w+=,./@:-]): {external_id!r}")
+    regions = [r for r in (regions or [REGION]) if r]
+    statements: list = []
+    for path in policy_paths:
+        with open(path, encoding="utf-8") as f:
+            statements += _list(render(f.read(), prefix, account, regions).get("Statement"))
+    policy = json.dumps({"Version": "2012-10-17", "Statement": statements})
+    with open(boundary_path, encoding="utf-8") as f:
+        boundary = render(f.read(), prefix, account, regions)
+    boundary_arn = _managed_policy(account, f"/{prefix}/", f"{prefix}-pipeline-boundary", boundary)
+    grant: dict = {
+        "Effect": "Allow",
+        "Principal": {"AWS": f"arn:aws:iam::{DEFAULT_ACCOUNT_ID}:user/operator-{prefix}"},
+        "Action": ["sts:AssumeRole", "sts:TagSession"],
+    }
+    if external_id is not None:
+        grant["Condition"] = {"StringEquals": {"sts:ExternalId": external_id}}
+    trust = json.dumps({"Version": "2012-10-17", "Statement": [grant]})
+    backend = iam_backends[account]["aws"]
+    path, name = _assumed_role(statements, prefix)
+    with _users_lock:
+        try:
+            role = backend.get_role(name)
+        except Exception:
+            role = backend.create_role(name, trust, path, None, "What the operator does in this account", [], "3600")
+            _put.pop((account, f"{name}#trust"), None)
+            _put.pop((account, f"{name}#policy"), None)
+        _role_put(backend, account, name, "trust", trust, lambda t: backend.update_assume_role_policy(name, t))
+        _role_put(backend, account, name, "policy", policy, lambda t: backend.put_role_policy(name, "policy", t))
+    return role.arn, boundary_arn
 
 
 def reviewer_user(prefix: str, policy_path: str) -> Credentials:

@@ -585,7 +585,17 @@ def lambda_reports_account_settings() -> None:
     LambdaResponse.get_account_settings = get_account_settings
 
 
+def sts_sessions_as_aws() -> None:
+    """AssumeRole validates its input and the role's limits as AWS does,
+    and its sessions end (sts.py); moto accepted any value and its
+    credentials never expired."""
+    from . import sts
+
+    sts.install()
+
+
 def apply_all() -> None:
+    sts_sessions_as_aws()
     lambda_reports_account_settings()
     service_lookup_is_cached()
     iam_boundaries_must_exist()
