@@ -19,7 +19,14 @@ roles with paths; permissions boundaries (missing policy = nothing allowed,
 CreateRole/PutRolePermissionsBoundary with a missing one = NoSuchEntity);
 ExpectedBucketOwner; bucket, queue, key and trust policies within and across
 accounts; a second account's administrator; the operator user and the
-pipeline boundary of config/iam.
+pipeline boundary of config/iam; an AWS identity per namespace: the account
+role (/_sluice/iam/account-role) refused without or with a wrong external
+id, to another prefix's operator or a user the trust policy does not name,
+session tags needing sts:TagSession (trust and identity policies,
+aws:RequestTag, ForAllValues aws:TagKeys), AssumeRole's ValidationErrors,
+the session acting in its account, and sessions that end
+(/_sluice/sts/lifetime): ExpiredToken per protocol, kept at
+/_sluice/sts/expired. It sets the lifetime back to 0 when done.
 """
 
 from __future__ import annotations
@@ -514,9 +521,247 @@ def session_of_lambda_role(role_arn: str):  # type: ignore[no-untyped-def]
     return session(role_arn)
 
 
+# -- 9. an AWS identity per namespace: the account role, its session ----------
+
+
+ACCOUNT_A = "345678901234"  # neither the default account nor OTHER
+NAMESPACE_TAGS = [{"Key": "sluice.dev/namespace", "Value": "team-a"}, {"Key": "sluice.dev/pipeline", "Value": "orders"}]
+
+
+def error_of(call) -> tuple[str, int | None]:  # type: ignore[no-untyped-def]
+    """("ok", None) or the error code and HTTP status of the call."""
+    try:
+        call()
+        return "ok", None
+    except ClientError as e:
+        return e.response.get("Error", {}).get("Code") or "", e.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+
+
+def answered(name: str, call, code: str, status: int) -> None:  # type: ignore[no-untyped-def]
+    """Refused with exactly this error code and HTTP status."""
+    got = error_of(call)
+    check(f"refused: {name}", got == (code, status), f"got {got}, want {(code, status)}")
+
+
+def unvalidated(service: str, creds):  # type: ignore[no-untyped-def]
+    """A client that sends what botocore would refuse before sending (a
+    DurationSeconds under 900, a one-character RoleSessionName): the
+    emulator must refuse it as AWS does."""
+    return boto3.client(
+        service, region_name=REGION, endpoint_url=ENDPOINT, aws_access_key_id=creds[0], aws_secret_access_key=creds[1],
+        aws_session_token=creds[2] if len(creds) > 2 else None,
+        config=Config(retries={"max_attempts": 1}, parameter_validation=False),
+    )
+
+
+def operator_of(p: str):  # type: ignore[no-untyped-def]
+    """The operator user of prefix p and the account role its documented
+    policy lets it assume (statement AssumeAccountRoles,
+    `arn:aws:iam::*:role/…`, rendered for p)."""
+    answer = harness("POST", f"iam/operator?prefix={p}")
+    creds = (answer["accessKeyId"], answer["secretAccessKey"], None)
+    document = client("iam").get_user_policy(UserName=f"operator-{p}", PolicyName="policy")["PolicyDocument"]
+    document = document if isinstance(document, dict) else json.loads(unquote(document))
+    granted = [s for s in document["Statement"] if s.get("Sid") == "AssumeAccountRoles"]
+    resources = [r for s in granted for r in ([s["Resource"]] if isinstance(s["Resource"], str) else s["Resource"])]
+    actions = {a for s in granted for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
+    check(f"9 the operator policy (prefix {p}) grants sts:AssumeRole and sts:TagSession on one role of any account",
+          len(resources) == 1 and resources[0].startswith("arn:aws:iam::*:role/") and "*" not in resources[0][len("arn:aws:iam::*:"):]
+          and actions == {"sts:AssumeRole", "sts:TagSession"}, granted)
+    return creds, resources[0] if resources else f"arn:aws:iam::*:role/{p}/{p}-operator"
+
+
+def as_session(answer: dict):  # type: ignore[no-untyped-def]
+    c = answer["Credentials"]
+    return (c["AccessKeyId"], c["SecretAccessKey"], c["SessionToken"])
+
+
+def account_roles() -> None:
+    p, external = f"ar{T}", f"ext-{T}:ns/team-a"
+    op, granted = operator_of(p)
+    answer = harness("POST", f"iam/account-role?account={ACCOUNT_A}&prefix={p}&externalId={external}")
+    # The role the operator's policy lets it assume, in account A.
+    role = granted.replace("arn:aws:iam::*:", f"arn:aws:iam::{ACCOUNT_A}:")
+    role_name = role.rsplit("/", 1)[1]
+    boundary = f"arn:aws:iam::{ACCOUNT_A}:policy/{p}/{p}-pipeline-boundary"
+    check("9 the account-role endpoint answers the role, its account's boundary, the account",
+          answer == {"status": 200, "roleArn": role, "permissionsBoundaryArn": boundary, "account": ACCOUNT_A}, answer)
+    check("9 the same role on a second call", harness("POST", f"iam/account-role?account={ACCOUNT_A}&prefix={p}&externalId={external}") == answer)
+    check("9 a malformed account is refused", harness("POST", f"iam/account-role?account=12345&prefix={p}").get("status") == 400)
+    check("9 a malformed external id is refused", harness("POST", f"iam/account-role?account={ACCOUNT_A}&prefix={p}&externalId=a%20b").get("status") == 400)
+    admin_a = harness("POST", f"iam/account?id={ACCOUNT_A}")
+    a = (admin_a["accessKeyId"], admin_a["secretAccessKey"], None)
+    iam_a = client("iam", a)
+    got = iam_a.get_role(RoleName=role_name)["Role"]
+    trust_text = json.dumps(got["AssumeRolePolicyDocument"]) if isinstance(got["AssumeRolePolicyDocument"], dict) else unquote(got["AssumeRolePolicyDocument"])
+    check("9 the role: MaxSessionDuration 3600, trusting operator-P with the external id",
+          got["Arn"] == role and int(got.get("MaxSessionDuration", 0)) == 3600
+          and f"arn:aws:iam::{DEFAULT}:user/operator-{p}" in trust_text and external in trust_text and "sts:TagSession" in trust_text,
+          (got["Arn"], got.get("MaxSessionDuration"), trust_text))
+    policy = iam_a.get_role_policy(RoleName=role_name, PolicyName="policy")["PolicyDocument"]
+    policy_text = json.dumps(policy) if isinstance(policy, dict) else unquote(policy)
+    check("9 its policy is the operator policy rendered for P and account A",
+          f"arn:aws:sqs:*:{ACCOUNT_A}:{p}-*" in policy_text and f"policy/{p}/{p}-pipeline-boundary" in policy_text
+          and "ACCOUNT_ID" not in policy_text and "sluice-" not in policy_text and f":{DEFAULT}:" not in policy_text,
+          policy_text[:300])
+    check("9 the boundary exists in account A", iam_a.get_policy(PolicyArn=boundary)["Policy"]["Arn"] == boundary)
+
+    sts_o = client("sts", op)
+
+    def assume(**kwargs):  # type: ignore[no-untyped-def]
+        return lambda: sts_o.assume_role(RoleArn=role, RoleSessionName=kwargs.pop("RoleSessionName", f"team-a-{T}"), **kwargs)
+
+    refused("9 AssumeRole without the external id", assume(Tags=NAMESPACE_TAGS))
+    refused("9 AssumeRole with a wrong external id", assume(ExternalId=f"ext-{T}:ns/team-b", Tags=NAMESPACE_TAGS))
+    refused("9 AssumeRole with the external id in another case", assume(ExternalId=external.upper(), Tags=NAMESPACE_TAGS))
+    allowed("9 AssumeRole with the external id, session tags and DurationSeconds 3600",
+            assume(ExternalId=external, Tags=NAMESPACE_TAGS, DurationSeconds=3600))
+
+    # The role's limits and the API's constraints: ValidationError, 400.
+    raw = unvalidated("sts", op)
+
+    def bad(**kwargs):  # type: ignore[no-untyped-def]
+        params = {"RoleArn": role, "RoleSessionName": f"team-a-{T}", "ExternalId": external, **kwargs}
+        return lambda: raw.assume_role(**params)
+
+    answered("9 a RoleSessionName with a space", bad(RoleSessionName="team a"), "ValidationError", 400)
+    answered("9 a RoleSessionName of one character", bad(RoleSessionName="t"), "ValidationError", 400)
+    answered("9 a RoleSessionName of 65 characters", bad(RoleSessionName="t" * 65), "ValidationError", 400)
+    answered("9 an ExternalId with a space", bad(ExternalId="ext id"), "ValidationError", 400)
+    answered("9 DurationSeconds 899", bad(DurationSeconds=899), "ValidationError", 400)
+    answered("9 DurationSeconds 43201", bad(DurationSeconds=43201), "ValidationError", 400)
+    answered("9 DurationSeconds 7200, above the role's MaxSessionDuration 3600", bad(DurationSeconds=7200), "ValidationError", 400)
+    answered("9 a session tag value of 257 characters", bad(Tags=[{"Key": "sluice.dev/namespace", "Value": "v" * 257}]), "ValidationError", 400)
+    answered("9 a session tag key of 129 characters", bad(Tags=[{"Key": "k" * 129, "Value": "v"}]), "ValidationError", 400)
+    answered("9 51 session tags", bad(Tags=[{"Key": f"k{i}", "Value": "v"} for i in range(51)]), "ValidationError", 400)
+    allowed("9 a tag value of 256 characters and 50 tags",
+            bad(Tags=[{"Key": "sluice.dev/namespace", "Value": "v" * 256}] + [{"Key": f"k{i}", "Value": "v"} for i in range(49)]))
+
+    # sts:TagSession: the trust policy and, across accounts, the caller's own policy.
+    original_trust = got["AssumeRolePolicyDocument"]
+    original_trust = json.dumps(original_trust) if isinstance(original_trust, dict) else unquote(original_trust)
+    no_tagging = json.loads(original_trust)
+    no_tagging["Statement"][0]["Action"] = "sts:AssumeRole"
+    iam_a.update_assume_role_policy(RoleName=role_name, PolicyDocument=json.dumps(no_tagging))
+    try:
+        refused("9 session tags when the trust policy lacks sts:TagSession", assume(ExternalId=external, Tags=NAMESPACE_TAGS))
+        refused("9 TransitiveTagKeys alone when the trust policy lacks sts:TagSession",
+                lambda: unvalidated("sts", op).assume_role(RoleArn=role, RoleSessionName="x" + T, ExternalId=external,
+                                                           TransitiveTagKeys=["sluice.dev/namespace"]))
+        allowed("9 … that trust policy still lets it assume the role without tags", assume(ExternalId=external))
+    finally:
+        iam_a.update_assume_role_policy(RoleName=role_name, PolicyDocument=original_trust)
+    tagger_trust = {"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{DEFAULT}:user/sc{T}-tagless"},
+        "Action": ["sts:AssumeRole", "sts:TagSession"],
+        "Condition": {"StringEquals": {"aws:RequestTag/sluice.dev/namespace": "team-a"},
+                      "ForAllValues:StringEquals": {"aws:TagKeys": ["sluice.dev/namespace", "sluice.dev/pipeline"]}}}]}
+    tagged_role = iam_a.create_role(RoleName=f"sc{T}-tagged", Path=f"/sc{T}/", AssumeRolePolicyDocument=json.dumps(tagger_trust))["Role"]["Arn"]
+    tagless, _ = user(f"sc{T}-tagless", {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": tagged_role}]})
+    sts_t = client("sts", tagless)
+    refused("9 session tags when the caller's own policy lacks sts:TagSession (another account's role)",
+            lambda: sts_t.assume_role(RoleArn=tagged_role, RoleSessionName="t" + T, Tags=NAMESPACE_TAGS))
+    client("iam").put_user_policy(UserName=f"sc{T}-tagless", PolicyName="p", PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": ["sts:AssumeRole", "sts:TagSession"], "Resource": tagged_role}]}))
+    allowed("9 … with sts:TagSession, tags the trust policy's conditions accept (aws:RequestTag, aws:TagKeys)",
+            lambda: sts_t.assume_role(RoleArn=tagged_role, RoleSessionName="t" + T, Tags=NAMESPACE_TAGS))
+    refused("9 aws:RequestTag: a session claiming another namespace",
+            lambda: sts_t.assume_role(RoleArn=tagged_role, RoleSessionName="t" + T,
+                                      Tags=[{"Key": "sluice.dev/namespace", "Value": "team-b"}]))
+    refused("9 ForAllValues aws:TagKeys: a tag key the trust policy does not list",
+            lambda: sts_t.assume_role(RoleArn=tagged_role, RoleSessionName="t" + T,
+                                      Tags=NAMESPACE_TAGS + [{"Key": "admin", "Value": "true"}]))
+
+    # The session acts in account A, as the role.
+    started = time.time()
+    answer = sts_o.assume_role(RoleArn=role, RoleSessionName=f"team-a-{T}", ExternalId=external, Tags=NAMESPACE_TAGS)
+    session_a = as_session(answer)
+    lasts = answer["Credentials"]["Expiration"].timestamp() - started
+    check("9 the session's Expiration is DurationSeconds (3600) away", 3590 <= lasts <= 3610, lasts)
+    identity = client("sts", session_a).get_caller_identity()
+    check("9 GetCallerIdentity of the session names account A and the role",
+          identity["Account"] == ACCOUNT_A and identity["Arn"] == f"arn:aws:sts::{ACCOUNT_A}:assumed-role/{role_name}/team-a-{T}", identity)
+    queue = client("sqs", session_a).create_queue(QueueName=f"{p}-q")["QueueUrl"]
+    check("9 a queue the session creates is account A's", f"/{ACCOUNT_A}/{p}-q" in queue, queue)
+    check("9 … account A's administrator finds it", client("sqs", a).get_queue_url(QueueName=f"{p}-q")["QueueUrl"] == queue)
+    check("9 … the default account has no such queue",
+          any(s in error_of(lambda: client("sqs").get_queue_url(QueueName=f"{p}-q"))[0] for s in ("NonExistentQueue", "QueueDoesNotExist")))
+    bucket = f"{p}-bucket"
+    allowed("9 the session creates a bucket P-*", lambda: client("s3", session_a).create_bucket(Bucket=bucket))
+    allowed("9 … owned by account A (ExpectedBucketOwner A)", lambda: client("s3", a).head_bucket(Bucket=bucket, ExpectedBucketOwner=ACCOUNT_A))
+    default_queue = client("sqs").create_queue(QueueName=f"{p}-q")["QueueUrl"]
+    refused("9 the session may not send to the default account's queue of the same name",
+            lambda: client("sqs", session_a).send_message(QueueUrl=default_queue, MessageBody="x"))
+    refused("9 the session may not create a queue outside P-*", lambda: client("sqs", session_a).create_queue(QueueName=f"sc{T}-q"))
+
+    # Other principals of the default account.
+    q = f"aq{T}"
+    other_op, _ = operator_of(q)
+    other_role = harness("POST", f"iam/account-role?account={ACCOUNT_A}&prefix={q}")["roleArn"]
+    refused("9 the operator user of another prefix may not assume P's role",
+            lambda: client("sts", other_op).assume_role(RoleArn=role, RoleSessionName="x" + T, ExternalId=external))
+    allowed("9 … it assumes its own (no external id required of it)",
+            lambda: client("sts", other_op).assume_role(RoleArn=other_role, RoleSessionName="x" + T))
+    greedy, _ = user(f"sc{T}-greedy", {"Version": "2012-10-17", "Statement": [ALLOW_ALL]})
+    refused("9 a user of the default account allowed everything, not named by the trust policy",
+            lambda: client("sts", greedy).assume_role(RoleArn=role, RoleSessionName="x" + T, ExternalId=external))
+    refused("9 the session of P's role may not assume it again (role chaining, not trusted)",
+            lambda: client("sts", session_a).assume_role(RoleArn=role, RoleSessionName="x" + T, ExternalId=external))
+
+    # Role chaining: a session assuming a role gets at most an hour.
+    iam = client("iam")
+    long_role = iam.create_role(RoleName=f"sc{T}-long", Path=f"/sc{T}/", MaxSessionDuration=43200,
+                                AssumeRolePolicyDocument=trust({"AWS": f"arn:aws:iam::{DEFAULT}:root"}))["Role"]["Arn"]
+    iam.put_role_policy(RoleName=f"sc{T}-long", PolicyName="p", PolicyDocument=json.dumps(
+        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": long_role}]}))
+    allowed("9 DurationSeconds 7200 within the role's MaxSessionDuration 43200",
+            lambda: client("sts").assume_role(RoleArn=long_role, RoleSessionName="l" + T, DurationSeconds=7200))
+    chained = as_session(client("sts").assume_role(RoleArn=long_role, RoleSessionName="l" + T))
+    answered("9 role chaining: a session asking 7200 s", lambda: client("sts", chained).assume_role(
+        RoleArn=long_role, RoleSessionName="c" + T, DurationSeconds=7200), "ValidationError", 400)
+    allowed("9 role chaining: a session asking 3600 s", lambda: client("sts", chained).assume_role(
+        RoleArn=long_role, RoleSessionName="c" + T, DurationSeconds=3600))
+
+    # Sessions that end: lifetime 2 s.
+    check("9 the lifetime knob answers", harness("POST", "sts/lifetime?seconds=2") == {"status": 200, "seconds": 2})
+    try:
+        started = time.time()
+        answer = sts_o.assume_role(RoleArn=role, RoleSessionName=f"short-{T}", ExternalId=external, Tags=NAMESPACE_TAGS)
+        short = as_session(answer)
+        lasts = answer["Credentials"]["Expiration"].timestamp() - started
+        check("9 with lifetime 2, Expiration is 2 s away", 0 <= lasts <= 4, lasts)
+        allowed("9 the short session acts at once", lambda: client("sts", short).get_caller_identity())
+        time.sleep(3)
+        answered("9 after 3 s, STS (query): 403 ExpiredToken", lambda: client("sts", short).get_caller_identity(), "ExpiredToken", 403)
+        answered("9 after 3 s, IAM (query): 403 ExpiredToken", lambda: client("iam", short).get_role(RoleName=role_name), "ExpiredToken", 403)
+        answered("9 after 3 s, SQS (JSON): 400 ExpiredTokenException",
+                 lambda: client("sqs", short).get_queue_url(QueueName=f"{p}-q"), "ExpiredTokenException", 400)
+        answered("9 after 3 s, S3: 400 ExpiredToken", lambda: client("s3", short).list_objects_v2(Bucket=bucket), "ExpiredToken", 400)
+        answered("9 after 3 s, Lambda (REST-JSON): 403 ExpiredTokenException",
+                 lambda: client("lambda", short).list_functions(), "ExpiredTokenException", 403)
+        answered("9 after 3 s, DynamoDB (JSON): 400 ExpiredTokenException",
+                 lambda: client("dynamodb", short).list_tables(), "ExpiredTokenException", 400)
+        allowed("9 a session made before the knob still acts", lambda: client("sts", session_a).get_caller_identity())
+        kept = [e for e in harness("GET", "sts/expired") if e.get("accessKeyId") == short[0]]
+        check("9 each refusal is kept at /_sluice/sts/expired with the session's account",
+              len(kept) == 6 and all(e["account"] == ACCOUNT_A for e in kept)
+              and {e["action"] for e in kept} >= {"sts:GetCallerIdentity", "iam:GetRole", "sqs:GetQueueUrl", "dynamodb:ListTables"}
+              and all(e["at"] >= e["expiredAt"] for e in kept), kept)
+        check("9 … and among the denials", any(d["verdict"] == "ExpiredToken" and d["principal"].endswith(f"/short-{T}")
+                                                for d in harness("GET", "denials")))
+    finally:
+        harness("POST", "sts/lifetime?seconds=0")
+    started = time.time()
+    answer = sts_o.assume_role(RoleArn=role, RoleSessionName=f"again-{T}", ExternalId=external, DurationSeconds=900)
+    lasts = answer["Credentials"]["Expiration"].timestamp() - started
+    check("9 lifetime 0 restores DurationSeconds (900)", 890 <= lasts <= 910, lasts)
+    check("9 a bad lifetime is refused", harness("POST", "sts/lifetime?seconds=-1").get("status") == 400)
+
+
 def main() -> None:
     started = time.time()
-    for section in (conditions, roles_and_boundaries, accounts, operator):
+    for section in (conditions, roles_and_boundaries, accounts, operator, account_roles):
         try:
             section()
         except Exception as e:  # a step that could not even run fails its section
