@@ -89,6 +89,15 @@ pub fn values(
             assert_eq!(*value, prefix, "SLUICE_NAME_PREFIX");
             continue;
         }
+        // Lists and flags the chart sets from values of their own type.
+        if *name == "SLUICE_ACCOUNT_ROLES" {
+            values["aws"]["accountRoles"] = value.split(',').collect::<Vec<_>>().into();
+            continue;
+        }
+        if *name == "SLUICE_REQUIRE_ACCOUNT_ROLE" {
+            values["aws"]["requireAccountRole"] = (*value == "true").into();
+            continue;
+        }
         match VALUES_OF_VARIABLES.iter().find(|(var, _)| var == name) {
             Some((_, path)) => {
                 let number = value.parse::<u64>().map(serde_json::Value::from);

@@ -172,8 +172,15 @@ async fn status_and_graph_read_the_pipeline_from_the_cluster() {
         "{out}"
     );
     let inventory = dp["status"]["inventory"].as_array().expect("inventory");
+    // ...in the account status records (the operator's own: no role).
+    let account = dp["status"]["account"]["id"]
+        .as_str()
+        .expect("status.account");
     assert!(
-        out.contains(&format!("AWS resources ({}):", inventory.len())),
+        out.contains(&format!(
+            "AWS resources ({}, account {account}):",
+            inventory.len()
+        )),
         "{out}"
     );
     for entry in inventory {

@@ -797,6 +797,13 @@ async fn converge(dp: &DataPipeline, ctx: &Context) -> Result<(Action, &'static 
     }
     let namespace = dp.namespace().unwrap_or_default();
     let effective = ctx.effective_policy(&namespace);
+    // The platform's guardrails (the account it maps the namespace to
+    // among them): a pipeline refused by them changes nothing in AWS (and
+    // loses nothing) until it fits again, and is looked at again as soon
+    // as its namespace's policies change.
+    if let Some(g) = ctx.guardrails() {
+        g.checked_against(dp, &effective);
+    }
     let aws = match pipeline_aws(dp, ctx, &effective, &previous, !recorded.is_empty()).await {
         Ok(aws) => aws,
         Err(e) => return unplanned(e).await,
@@ -809,11 +816,6 @@ async fn converge(dp: &DataPipeline, ctx: &Context) -> Result<(Action, &'static 
     let plan = plan_for(dp, ctx, &pid);
     if let Err(problems) = reconcile::validate::validate_plan(&plan) {
         return unplanned(Error::InvalidSpec(problems)).await;
-    }
-    // The platform's guardrails: a pipeline outside its namespace's policy
-    // changes nothing in AWS (and loses nothing) until it fits again.
-    if let Some(g) = ctx.guardrails() {
-        g.checked_against(dp, &effective);
     }
     let problems = policy::check(
         &dp.spec,

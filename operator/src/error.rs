@@ -99,6 +99,7 @@ impl Error {
                 ErrorClass::Transient => "aws_transient",
                 ErrorClass::Client => "aws_client",
                 ErrorClass::NotLeader => "not_leader",
+                ErrorClass::Session => "aws_session",
             },
             Error::Rejected { .. } => "aws_client",
             Error::Kube(_) => "kube",
@@ -146,6 +147,7 @@ impl Error {
                 ErrorClass::Transient => "AWSUnavailable",
                 ErrorClass::Client => "AWSError",
                 ErrorClass::NotLeader => "NotLeader",
+                ErrorClass::Session => "AccountRoleUnavailable",
             },
             Error::Rejected { .. } => AWS_REJECTED,
             Error::Kube(_) => "KubernetesError",
@@ -202,6 +204,7 @@ mod tests {
             aws(ErrorClass::Transient),
             aws(ErrorClass::Client),
             aws(ErrorClass::NotLeader),
+            aws(ErrorClass::Session),
             Error::Artifact(String::new()),
             Error::NotLeader("x"),
             Error::Rejected {

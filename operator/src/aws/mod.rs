@@ -174,6 +174,11 @@ pub enum ErrorClass {
     /// Not sent: a write while this replica is not the leader (its write
     /// fence is closed). Not retried; the controller is being stopped.
     NotLeader,
+    /// Not sent: AWS refused the session of the account role the call was
+    /// to be made as (`sts:AssumeRole`). Not the resource's answer, so it
+    /// carries no code or status a caller could take for one; retried with
+    /// backoff (a new role's trust policy takes a while to apply).
+    Session,
 }
 
 impl ErrorClass {
@@ -184,6 +189,7 @@ impl ErrorClass {
             ErrorClass::Transient => "transient",
             ErrorClass::Client => "client",
             ErrorClass::NotLeader => "not_leader",
+            ErrorClass::Session => "session",
         }
     }
 }

@@ -210,10 +210,22 @@ impl AssumedRole {
         })
     }
 
-    /// AWS's answer, with what the platform team can do about it: the
-    /// message says which role, for which pipeline, and what must allow it.
+    /// AWS's refusal of a session, with what the platform team can do
+    /// about it: the message says which role, for which pipeline, and what
+    /// must allow it. A refusal (a client error) becomes
+    /// [`ErrorClass::Session`], its code and status folded into the
+    /// message, so the call it was for cannot take it for its resource's
+    /// answer (S3's 403 reads as a bucket of another account); throttling
+    /// and outages keep their class.
     fn explained(&self, mut e: AwsError, namespace: &str, pipeline: &str) -> AwsError {
-        let original = e.message.take().unwrap_or_default();
+        let mut original = e.message.take().unwrap_or_default();
+        if e.class == ErrorClass::Client {
+            if let Some(code) = e.code.take() {
+                original = format!("{code}: {original}");
+            }
+            e.status = None;
+            e.class = ErrorClass::Session;
+        }
         e.message = Some(format!(
             "the operator could not assume {} for {namespace}/{pipeline}: {original} (the role's \
              trust policy must let the operator's principal sts:AssumeRole and sts:TagSession{}, \

@@ -75,6 +75,9 @@ pub struct Report {
     pub events: Vec<EventLine>,
     /// Every AWS resource the pipeline owns.
     pub inventory: Vec<ResourceLine>,
+    /// The account they are in, and the role they were made as.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account: Option<crate::crd::AccountStatus>,
     /// The operator's warnings.
     pub warnings: Vec<String>,
 }
@@ -182,6 +185,7 @@ impl Report {
                 .and_then(|h| serde_json::to_value(h).ok()),
             events,
             inventory,
+            account: status.account,
             warnings: status.warnings,
         }
     }
@@ -247,7 +251,14 @@ impl Report {
                 e.r#type, e.reason, e.message
             ));
         }
-        out.push_str(&format!("\nAWS resources ({}):\n", self.inventory.len()));
+        out.push_str(&format!("\nAWS resources ({}", self.inventory.len()));
+        if let Some(a) = &self.account {
+            out.push_str(&format!(", account {}", a.id));
+            if let Some(role) = &a.role_arn {
+                out.push_str(&format!(" as {role}"));
+            }
+        }
+        out.push_str("):\n");
         let kind_w = self
             .inventory
             .iter()
