@@ -195,6 +195,7 @@ mod tests {
         let errors = [
             Error::InvalidSpec(String::new()),
             Error::PolicyViolation(String::new()),
+            Error::Account(String::new()),
             Error::Conflict(String::new()),
             Error::Waiting {
                 what: String::new(),

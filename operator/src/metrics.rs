@@ -68,9 +68,11 @@ pub const OUTCOMES: [&str; 8] = [
 ];
 
 /// Categories of `sluice_reconcile_errors_total` ([`crate::Error::metric_label`]).
-pub const ERROR_CATEGORIES: [&str; 11] = [
+pub const ERROR_CATEGORIES: [&str; 13] = [
     "invalid_spec",
     "policy_violation",
+    "account",
+    "aws_session",
     "conflict",
     "waiting",
     "aws_throttled",
