@@ -45,6 +45,10 @@ const VALUES_OF_VARIABLES: &[(&str, &[&str])] = &[
     ),
     ("SLUICE_HEALTH_WINDOW_SECONDS", &["health", "windowSeconds"]),
     ("SLUICE_RESYNC_SECONDS", &["reconcile", "resyncSeconds"]),
+    (
+        "SLUICE_RESYNC_READ_SHARE",
+        &["reconcile", "resyncReadShare"],
+    ),
     ("SLUICE_LOG", &["log", "level"]),
 ];
 
@@ -100,8 +104,11 @@ pub fn values(
         }
         match VALUES_OF_VARIABLES.iter().find(|(var, _)| var == name) {
             Some((_, path)) => {
-                let number = value.parse::<u64>().map(serde_json::Value::from);
-                values[path[0]][path[1]] = number.unwrap_or_else(|_| (*value).into());
+                let number = match value.parse::<u64>() {
+                    Ok(n) => Some(serde_json::Value::from(n)),
+                    Err(_) => value.parse::<f64>().ok().map(serde_json::Value::from),
+                };
+                values[path[0]][path[1]] = number.unwrap_or_else(|| (*value).into());
             }
             None => values["extraEnv"]
                 .as_array_mut()

@@ -613,7 +613,10 @@ impl Operator {
                 .unwrap_or("")
                 .to_owned()
         };
-        body.lines()
+        // Summed over accounts.
+        let mut calls = std::collections::BTreeMap::new();
+        for (key, count) in body
+            .lines()
             .filter(|l| l.starts_with("sluice_aws_requests_total{"))
             .filter_map(|l| {
                 let count = l.rsplit(' ').next()?.parse::<f64>().ok()? as u64;
@@ -625,7 +628,10 @@ impl Operator {
                 );
                 Some((key, count))
             })
-            .collect()
+        {
+            *calls.entry(key).or_insert(0) += count;
+        }
+        calls
     }
 
     /// The value of one series of the operator's metrics, by its exact

@@ -195,6 +195,14 @@ async fn each_namespace_lands_in_its_own_account_and_never_in_the_other() {
     lives_only_in(&dpa, &a, ACCOUNT_A, &[(&b, ACCOUNT_B), (&home, &own)]).await;
     lives_only_in(&dpb, &b, ACCOUNT_B, &[(&a, ACCOUNT_A), (&home, &own)]).await;
 
+    // Each account is paced on its own budget: one pipeline's reads fit,
+    // so each keeps the configured period.
+    for account in [ACCOUNT_A, ACCOUNT_B] {
+        let series =
+            format!("sluice_resync_period_seconds{{account=\"{account}\",region=\"us-east-1\"}}");
+        assert_eq!(op.series(&series), Some(300.0), "{series}");
+    }
+
     // Each pipeline acted in a session of its own, named after it.
     for ns in [&na.0, &nb.0] {
         let actions = session_actions(&prefix, ns);

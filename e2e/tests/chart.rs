@@ -310,6 +310,10 @@ fn values_the_chart_cannot_run_with_are_refused_naming_the_value() {
     refused(&["aws.region=Ireland"], "/aws/region");
     refused(&["aws.quotaShare=2"], "/aws/quotaShare");
     refused(
+        &["reconcile.resyncReadShare=0"],
+        "/reconcile/resyncReadShare",
+    );
+    refused(
         &["aws.accountRoles[0]=arn:aws:iam::123456789012:user/admin"],
         "/aws/accountRoles/0",
     );

@@ -16,8 +16,12 @@ pub struct OperatorConfig {
     pub name_prefix: String,
     /// Directory with the built-in handlers' `manifest.json` and zips.
     pub handlers_dir: PathBuf,
-    /// How often a converged pipeline is re-read from AWS to correct drift.
+    /// How often a converged pipeline is re-read from AWS to correct drift
+    /// (longer for an account whose reads would not fit, [`crate::pacing`]).
     pub resync: Duration,
+    /// The share of each quota bucket's rate drift detection may use
+    /// (`SLUICE_RESYNC_READ_SHARE`); the rest is for changes.
+    pub resync_read_share: f64,
     /// Permissions boundary attached to every role Sluice creates: the
     /// managed policy of `config/iam/pipeline-boundary.json`. Required: the
     /// operator's own AWS policy lets it create and change roles only with
@@ -129,6 +133,14 @@ impl OperatorConfig {
             |v| *v >= 10,
             "a whole number of seconds, at least 10",
         )?);
+        let resync_read_share = parse(
+            &get,
+            "SLUICE_RESYNC_READ_SHARE",
+            0.5f64,
+            |v| *v > 0.0 && *v <= 1.0,
+            "a fraction above 0 and at most 1 of each quota bucket's rate that drift detection \
+             may use (the rest is left for changes)",
+        )?;
         let admin_addr = parse(
             &get,
             "SLUICE_ADMIN_ADDR",
@@ -237,6 +249,7 @@ impl OperatorConfig {
             name_prefix,
             handlers_dir,
             resync,
+            resync_read_share,
             permissions_boundary,
             installation_id: Secret(installation_id),
             admin_addr,
@@ -695,6 +708,17 @@ mod tests {
         for bad in ["899", "43201", "an hour"] {
             let err = config(&[("SLUICE_ACCOUNT_SESSION_SECONDS", bad)]).expect_err(bad);
             assert_eq!(err.var, "SLUICE_ACCOUNT_SESSION_SECONDS");
+        }
+    }
+
+    #[test]
+    fn the_resync_read_share_is_a_fraction() {
+        assert_eq!(config(&[]).expect("valid").resync_read_share, 0.5);
+        let c = config(&[("SLUICE_RESYNC_READ_SHARE", "0.25")]).expect("valid");
+        assert_eq!(c.resync_read_share, 0.25);
+        for bad in ["0", "1.5", "half"] {
+            let err = config(&[("SLUICE_RESYNC_READ_SHARE", bad)]).expect_err(bad);
+            assert_eq!(err.var, "SLUICE_RESYNC_READ_SHARE");
         }
     }
 

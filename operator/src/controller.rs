@@ -96,6 +96,9 @@ pub struct Context {
     /// resource created a moment ago (and, with its tags not yet visible,
     /// take it for someone else's).
     inventories: Mutex<HashMap<String, Vec<InventoryEntry>>>,
+    /// Each account's effective resync period, from the reads of the
+    /// passes that converged ([`crate::pacing`]).
+    pacer: crate::pacing::Pacer,
     /// The platform's guardrails as the watch caches show them; set once
     /// by [`run`] before the first reconcile.
     guardrails: std::sync::OnceLock<Guardrails>,
@@ -161,6 +164,12 @@ impl Context {
         metrics: Metrics,
         recorder: Recorder,
     ) -> Self {
+        let pacer = crate::pacing::Pacer::new(
+            config.resync,
+            config.resync_read_share,
+            config.quotas.clone(),
+            metrics.clone(),
+        );
         Context {
             slots: crate::fair::Slots::new(usize::from(config.max_concurrent_reconciles)),
             client,
@@ -174,6 +183,7 @@ impl Context {
             converged_plans: Mutex::new(HashMap::new()),
             rejected_plans: Mutex::new(HashMap::new()),
             inventories: Mutex::new(HashMap::new()),
+            pacer,
             guardrails: std::sync::OnceLock::new(),
         }
     }
@@ -250,9 +260,10 @@ impl Context {
 
     /// When to read a converged (or stalled) pipeline back from AWS.
     fn resync(&self, dp: &DataPipeline) -> Duration {
+        let uid = dp.uid().unwrap_or_default();
         next_resync(
-            &dp.uid().unwrap_or_default(),
-            self.config.resync,
+            &uid,
+            self.pacer.period_of(&uid),
             std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .unwrap_or_default(),
@@ -808,6 +819,9 @@ async fn converge(dp: &DataPipeline, ctx: &Context) -> Result<(Action, &'static 
         Ok(aws) => aws,
         Err(e) => return unplanned(e).await,
     };
+    // Its reads, for pacing the account's drift detection.
+    let tally = crate::pacing::Tally::default();
+    let aws = aws.with_tally(tally.clone());
     let pid = pipeline_id(dp, ctx, &aws, &effective);
     let neighbours = ctx
         .guardrails()
@@ -858,13 +872,15 @@ async fn converge(dp: &DataPipeline, ctx: &Context) -> Result<(Action, &'static 
     {
         let mut rejected = ctx.rejected_plans.lock().await;
         if result.as_ref().is_err_and(Error::is_rejected) {
-            rejected.insert(uid, digest);
+            rejected.insert(uid.clone(), digest);
         } else {
             rejected.remove(&uid);
         }
     }
     if result.is_ok() {
         ctx.reset_backoff(&key).await;
+        ctx.pacer
+            .record(&uid, &aws.account, &aws.region, tally.reads());
     }
     let account = Some(account_of(&aws));
     finish(ctx, dp, &previous, (progress, account), Some(&plan), result).await
@@ -1107,6 +1123,7 @@ async fn remove(dp: &DataPipeline, ctx: &Context) -> Result<Action> {
         return Err(e);
     }
     ctx.forget_inventory(dp).await;
+    ctx.pacer.forget(&dp.uid().unwrap_or_default());
     if let Some(g) = ctx.guardrails() {
         g.deleted(dp);
     }

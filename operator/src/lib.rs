@@ -34,6 +34,7 @@ pub mod leader;
 pub mod memory;
 pub mod metrics;
 pub mod naming;
+pub mod pacing;
 pub mod package;
 pub mod plan;
 pub mod policy;

@@ -39,6 +39,7 @@ struct Inner {
     leader: IntGauge,
     leader_transitions: IntCounterVec,
     fenced_writes: IntCounter,
+    resync_period: GaugeVec,
 }
 
 /// What one health poll measured for one pipeline, for its gauges.
@@ -170,13 +171,13 @@ impl Metrics {
         );
         let aws_calls = counter(
             "sluice_aws_requests_total",
-            "AWS API calls by service, operation and access (read or write)",
-            &["service", "operation", "access"],
+            "AWS API calls by account, service, operation and access (read or write)",
+            &["account", "service", "operation", "access"],
         );
         let aws_errors = counter(
             "sluice_aws_errors_total",
-            "Failed AWS API calls by service, operation and class (throttled, transient, client)",
-            &["service", "operation", "class"],
+            "Failed AWS API calls by account, service, operation and class (throttled, transient, client)",
+            &["account", "service", "operation", "class"],
         );
         let aws_duration = histogram(
             "sluice_aws_request_duration_seconds",
@@ -274,6 +275,19 @@ impl Metrics {
         registry
             .register(Box::new(fenced_writes.clone()))
             .expect("unique metric");
+        let resync_period = GaugeVec::new(
+            Opts::new(
+                "sluice_resync_period_seconds",
+                "Effective drift-detection period of an account and region: the configured one, \
+                 or longer where one pass of its pipelines needs more than the resync share of a \
+                 quota bucket (crate::pacing)",
+            ),
+            &["account", "region"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(resync_period.clone()))
+            .expect("unique metric");
         // Every known label value starts at 0, so the series exist before
         // the first event and `rate()` sees the first increment.
         for outcome in OUTCOMES {
@@ -311,7 +325,16 @@ impl Metrics {
             leader,
             leader_transitions,
             fenced_writes,
+            resync_period,
         }))
+    }
+
+    /// Sets `sluice_resync_period_seconds` of an account and region.
+    pub fn resync_period(&self, account: &str, region: &str, seconds: f64) {
+        self.0
+            .resync_period
+            .with_label_values(&[account, region])
+            .set(seconds);
     }
 
     /// Sets `sluice_leader`.
@@ -350,16 +373,16 @@ impl Metrics {
     }
 
     /// Counts one AWS call (and starts its error series at 0).
-    pub fn aws_call(&self, service: &str, operation: &str, read: bool) {
+    pub fn aws_call(&self, account: &str, service: &str, operation: &str, read: bool) {
         let access = if read { "read" } else { "write" };
         self.0
             .aws_calls
-            .with_label_values(&[service, operation, access])
+            .with_label_values(&[account, service, operation, access])
             .inc();
         for class in ERROR_CLASSES {
             self.0
                 .aws_errors
-                .with_label_values(&[service, operation, class]);
+                .with_label_values(&[account, service, operation, class]);
         }
     }
 
@@ -373,10 +396,10 @@ impl Metrics {
 
     /// Counts one failed AWS call; `class` is its error class's label
     /// (`throttled`, `transient`, `client`).
-    pub fn aws_error(&self, service: &str, operation: &str, class: &str) {
+    pub fn aws_error(&self, account: &str, service: &str, operation: &str, class: &str) {
         self.0
             .aws_errors
-            .with_label_values(&[service, operation, class])
+            .with_label_values(&[account, service, operation, class])
             .inc();
     }
 
@@ -548,12 +571,18 @@ mod tests {
     #[test]
     fn counts_reads_and_writes_apart() {
         let m = Metrics::new();
-        m.aws_call("lambda", "GetFunction", true);
-        m.aws_call("lambda", "GetFunction", true);
-        m.aws_call("lambda", "UpdateFunctionConfiguration", false);
+        m.aws_call("111122223333", "lambda", "GetFunction", true);
+        m.aws_call("444455556666", "lambda", "GetFunction", true);
+        m.aws_call(
+            "111122223333",
+            "lambda",
+            "UpdateFunctionConfiguration",
+            false,
+        );
         assert_eq!(m.aws_totals(), (2, 1));
         let text = m.render();
-        assert!(text.contains(r#"sluice_aws_requests_total{access="write",operation="UpdateFunctionConfiguration",service="lambda"} 1"#), "{text}");
+        assert!(text.contains(r#"sluice_aws_requests_total{access="write",account="111122223333",operation="UpdateFunctionConfiguration",service="lambda"} 1"#), "{text}");
+        assert!(text.contains(r#"sluice_aws_requests_total{access="read",account="444455556666",operation="GetFunction",service="lambda"} 1"#), "{text}");
     }
 
     #[test]
@@ -579,10 +608,10 @@ mod tests {
     #[test]
     fn error_series_exist_at_zero_before_the_first_error() {
         let m = Metrics::new();
-        m.aws_call("sqs", "GetQueueAttributes", true);
+        m.aws_call("111122223333", "sqs", "GetQueueAttributes", true);
         let text = m.render();
         assert!(
-            text.contains(r#"sluice_aws_errors_total{class="throttled",operation="GetQueueAttributes",service="sqs"} 0"#),
+            text.contains(r#"sluice_aws_errors_total{account="111122223333",class="throttled",operation="GetQueueAttributes",service="sqs"} 0"#),
             "{text}"
         );
         assert!(text.contains(r#"sluice_reconcile_errors_total{error="aws_throttled"} 0"#));

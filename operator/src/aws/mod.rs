@@ -575,6 +575,9 @@ pub struct Aws {
     /// The account role these clients act as, one session per pipeline;
     /// `None`: the operator's own identity.
     role: Option<Arc<session::AssumedRole>>,
+    /// Counts the reads made through these clients, by quota bucket
+    /// ([`crate::pacing`]).
+    tally: Option<crate::pacing::Tally>,
     /// Code artifacts known to be in S3 (`bucket/key`), [`code`].
     code_uploaded: Arc<tokio::sync::Mutex<std::collections::HashSet<String>>>,
     /// SHA-256 (hex) and size of teams' zips pinned by object version,
@@ -690,6 +693,7 @@ impl Aws {
             tenant: Arc::from(""),
             pipeline: Arc::from(""),
             role: None,
+            tally: None,
             code_uploaded: Default::default(),
             code_digests: Default::default(),
             code_verified: Default::default(),
@@ -738,7 +742,12 @@ impl Aws {
             if let Some(role) = &self.role {
                 role.ensure(&session).await?;
             }
-            self.metrics.aws_call(service.as_str(), operation, read);
+            self.metrics
+                .aws_call(&self.account, service.as_str(), operation, read);
+            if read && let Some(tally) = &self.tally {
+                let (key, published) = quota::quota(service, operation);
+                tally.read(key, published);
+            }
             let started = std::time::Instant::now();
             let sent = f();
             let result = match &self.role {
@@ -753,8 +762,12 @@ impl Aws {
             };
             // Not-found answers to reads are how Sluice observes absence.
             if !(e.is_not_found() && read) {
-                self.metrics
-                    .aws_error(service.as_str(), operation, e.class.as_str());
+                self.metrics.aws_error(
+                    &self.account,
+                    service.as_str(),
+                    operation,
+                    e.class.as_str(),
+                );
             }
             // A session AWS says has expired (its clock is ahead of
             // ours) was not used: assume it again and send once more.
@@ -801,6 +814,14 @@ impl Aws {
         Aws {
             tenant: Arc::from(namespace),
             pipeline: Arc::from(name),
+            ..self.clone()
+        }
+    }
+
+    /// The same clients, counting their reads by quota bucket in `tally`.
+    pub fn with_tally(&self, tally: crate::pacing::Tally) -> Aws {
+        Aws {
+            tally: Some(tally),
             ..self.clone()
         }
     }
