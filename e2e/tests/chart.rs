@@ -337,6 +337,15 @@ fn values_the_chart_cannot_run_with_are_refused_naming_the_value() {
         &["leaderElection.retryPeriodSeconds=6"],
         "retryPeriodSeconds (6) must be at most half of renewDeadlineSeconds (10)",
     );
+    refused(&["leaderElection.shards=0"], "/leaderElection/shards");
+    refused(
+        &[
+            "leaderElection.enabled=false",
+            "replicaCount=1",
+            "leaderElection.shards=3",
+        ],
+        "3 shards need leaderElection.enabled: true",
+    );
     refused(
         &["aws.requireAccountRole=true"],
         "aws.requireAccountRole: true needs aws.accountRoles",

@@ -47,6 +47,10 @@ pub struct OperatorConfig {
     pub health_interval: Option<Duration>,
     /// The window health figures cover.
     pub health_window: Duration,
+    /// Shards the fleet is partitioned in, by namespace, each held by one
+    /// replica through a Lease of its own ([`crate::shards`]); 1: one
+    /// leader for everything.
+    pub shards: usize,
     /// The account roles the operator may assume for namespaces whose
     /// SluicePolicy maps them to another account ([`crate::accounts`]).
     pub accounts: AccountsConfig,
@@ -243,6 +247,13 @@ impl OperatorConfig {
             });
         }
         let accounts = accounts(&get)?;
+        let shards = parse(
+            &get,
+            "SLUICE_SHARDS",
+            1usize,
+            |v| (1..=256).contains(v),
+            "a whole number from 1 to 256 (more than 1 needs leader election)",
+        )?;
         Ok(OperatorConfig {
             default_region,
             allowed_regions,
@@ -258,6 +269,7 @@ impl OperatorConfig {
             max_concurrent_reconciles,
             health_interval: (health_interval > 0).then(|| Duration::from_secs(health_interval)),
             health_window: Duration::from_secs(health_window),
+            shards,
             accounts,
         })
     }

@@ -46,6 +46,7 @@ use crate::{
         status::{self, Verdict},
     },
     server::Readiness,
+    shards::Shards,
 };
 
 /// Finalizer that keeps a pipeline until its AWS resources are gone.
@@ -75,6 +76,9 @@ pub struct Context {
     pub metrics: Metrics,
     /// Event recorder.
     pub recorder: Recorder,
+    /// The shards of pipelines this replica may hold, each behind its
+    /// write fence ([`crate::shards`]); one shard without sharding.
+    pub shards: Arc<Shards>,
     /// Reconciles running at once, across every watched namespace
     /// (`SLUICE_MAX_CONCURRENT_RECONCILES`); waiting namespaces take turns
     /// ([`crate::fair::Slots`]).
@@ -124,6 +128,35 @@ impl Context {
         metrics: Metrics,
         fence: Fence,
     ) -> Self {
+        let shards = Arc::new(Shards::single(fence.clone()));
+        Self::with_shards(client, config, catalog, sdk, metrics, fence, shards)
+    }
+
+    /// A context for one of several replicas sharing the fleet in `count`
+    /// shards, none held yet ([`crate::shards::run`] opens their fences).
+    pub fn sharded(
+        client: Client,
+        config: OperatorConfig,
+        catalog: Catalog,
+        sdk: aws_config::SdkConfig,
+        metrics: Metrics,
+        count: usize,
+    ) -> Self {
+        let shards = Arc::new(Shards::closed(count));
+        // Every pipeline's writes go through its shard's fence.
+        let fence = Fence::always_open();
+        Self::with_shards(client, config, catalog, sdk, metrics, fence, shards)
+    }
+
+    fn with_shards(
+        client: Client,
+        config: OperatorConfig,
+        catalog: Catalog,
+        sdk: aws_config::SdkConfig,
+        metrics: Metrics,
+        fence: Fence,
+        shards: Arc<Shards>,
+    ) -> Self {
         let recorder = Recorder::new(
             client.clone(),
             FIELD_MANAGER,
@@ -136,7 +169,7 @@ impl Context {
             fence,
             config.accounts.session,
         ));
-        Self::remembering_nothing(client, config, catalog, regions, metrics, recorder)
+        Self::remembering_nothing(client, config, catalog, regions, shards, metrics, recorder)
     }
 
     /// A context for a new term as leader: the same clients, rate limits,
@@ -150,6 +183,7 @@ impl Context {
             self.config.clone(),
             self.catalog.clone(),
             self.regions.clone(),
+            self.shards.clone(),
             self.metrics.clone(),
             self.recorder.clone(),
         )
@@ -161,6 +195,7 @@ impl Context {
         config: OperatorConfig,
         catalog: Catalog,
         regions: Arc<Regions>,
+        shards: Arc<Shards>,
         metrics: Metrics,
         recorder: Recorder,
     ) -> Self {
@@ -176,6 +211,7 @@ impl Context {
             config,
             catalog,
             regions,
+            shards,
             metrics,
             recorder,
             failures: Mutex::new(HashMap::new()),
@@ -188,10 +224,50 @@ impl Context {
         }
     }
 
-    /// Whether this replica may write (to AWS and to pipelines' status)
-    /// now: it leads, or leader election is off.
-    pub fn may_write(&self) -> bool {
-        self.regions.fence().is_open()
+    /// Whether this replica may write (to AWS and to the status of the
+    /// pipelines of `namespace`) now: it holds their shard (leads, with
+    /// one shard), or leader election is off.
+    pub fn may_write_for(&self, namespace: &str) -> bool {
+        self.shards.holds(namespace)
+    }
+
+    /// This replica now holds `shard`: what it remembered of the shard's
+    /// pipelines may be stale (another replica held it meanwhile), so it
+    /// is forgotten, as after a restart, and each of them is reconciled.
+    pub async fn shard_acquired(&self, shard: usize) {
+        let Some(g) = self.guardrails() else {
+            // The controller has not started: its first pass reconciles
+            // every pipeline.
+            return;
+        };
+        let pipelines: Vec<Arc<DataPipeline>> = g
+            .all()
+            .filter(|p| self.shards.of(&p.namespace().unwrap_or_default()) == shard)
+            .collect();
+        let uids: Vec<String> = pipelines.iter().filter_map(|p| p.uid()).collect();
+        {
+            let mut generations = self.generations.lock().await;
+            let mut converged = self.converged_plans.lock().await;
+            let mut rejected = self.rejected_plans.lock().await;
+            let mut inventories = self.inventories.lock().await;
+            for uid in &uids {
+                generations.remove(uid);
+                converged.remove(uid);
+                rejected.remove(uid);
+                inventories.remove(uid);
+            }
+        }
+        {
+            let mut failures = self.failures.lock().await;
+            for p in &pipelines {
+                failures.remove(&key(p));
+            }
+        }
+        let refs: Vec<_> = pipelines
+            .iter()
+            .map(|p| kube::runtime::reflector::ObjectRef::from_obj(p.as_ref()))
+            .collect();
+        g.retrigger(&refs);
     }
 
     /// The guardrails, once [`run`] has set them.
@@ -220,6 +296,7 @@ impl Context {
             regions: self.regions.clone(),
             metrics: self.metrics.clone(),
             recorder: self.recorder.clone(),
+            shards: self.shards.clone(),
         }
     }
 
@@ -552,6 +629,11 @@ async fn reconcile(dp: Arc<DataPipeline>, ctx: Arc<Context>) -> Result<Action> {
     // small future, the reconcile's own (about 12 KiB) being made only once
     // it holds a slot.
     let ns = dp.namespace().unwrap_or_default();
+    // Another replica's shard: nothing to do here (its holder reconciles
+    // it; this replica is told when the shard becomes its own).
+    if ctx.shards.count() > 1 && !ctx.shards.holds(&ns) {
+        return Ok(Action::await_change());
+    }
     let slot = ctx.slots.acquire(&ns).await;
     let result = Box::pin(reconcile_in_slot(dp, ctx, ns)).await;
     drop(slot);
@@ -560,7 +642,7 @@ async fn reconcile(dp: Arc<DataPipeline>, ctx: Arc<Context>) -> Result<Action> {
 
 async fn reconcile_in_slot(dp: Arc<DataPipeline>, ctx: Arc<Context>, ns: String) -> Result<Action> {
     // Not even the finalizer is written by a replica that stopped leading.
-    if !ctx.may_write() {
+    if !ctx.may_write_for(&ns) {
         return Err(Error::NotLeader("no reconcile"));
     }
     let started = Instant::now();
@@ -667,11 +749,13 @@ async fn pipeline_aws(
 ) -> Result<Aws> {
     let role = accounts::role_for(effective, &ctx.config.accounts).map_err(Error::Account)?;
     let region = region(dp, ctx);
+    let namespace = dp.namespace().unwrap_or_default();
     let aws = ctx
         .regions
         .as_role(role.as_ref(), &region)
         .await?
-        .for_pipeline(&dp.namespace().unwrap_or_default(), &dp.name_any());
+        .for_pipeline(&namespace, &dp.name_any())
+        .with_fence(ctx.shards.fence_for(&namespace).clone());
     let recorded = match &previous.account {
         Some(account) => Some(account.clone()),
         // Made before accounts were recorded: as the operator.
@@ -740,10 +824,11 @@ async fn cleanup_aws(
         // Refused before any AWS call, so nothing was made.
         (None, Err(_)) => return Ok(None),
     };
-    Ok(Some(aws.for_pipeline(
-        &dp.namespace().unwrap_or_default(),
-        &dp.name_any(),
-    )))
+    let namespace = dp.namespace().unwrap_or_default();
+    Ok(Some(
+        aws.for_pipeline(&namespace, &dp.name_any())
+            .with_fence(ctx.shards.fence_for(&namespace).clone()),
+    ))
 }
 
 async fn apply(dp: &DataPipeline, ctx: &Context) -> (Result<Action>, &'static str) {
@@ -1207,7 +1292,7 @@ async fn write_status(
     if unchanged {
         return Ok(());
     }
-    if !ctx.may_write() {
+    if !ctx.may_write_for(&dp.namespace().unwrap_or_default()) {
         return Err(Error::NotLeader("status not written"));
     }
     let api: Api<DataPipeline> =

@@ -144,7 +144,8 @@ impl Guardrails {
         )
     }
 
-    fn all(&self) -> impl Iterator<Item = Arc<DataPipeline>> + '_ {
+    /// Every pipeline the watch caches hold.
+    pub fn all(&self) -> impl Iterator<Item = Arc<DataPipeline>> + '_ {
         self.pipelines.iter().flat_map(Store::state)
     }
 

@@ -416,6 +416,10 @@ pub struct Elector<S> {
     logged_holder: Option<Option<String>>,
     /// The last failure logged as a warning, so that repeats are debug.
     logged_failure: Option<String>,
+    /// Whether this replica may take the Lease now (a shard it should
+    /// hold, [`crate::shards`]); it observes the Lease either way, so it
+    /// can judge its expiry the moment it may.
+    may_take: Option<std::sync::Arc<dyn Fn() -> bool + Send + Sync>>,
 }
 
 impl<S> std::fmt::Debug for Elector<S> {
@@ -440,7 +444,16 @@ impl<S: LeaseStore> Elector<S> {
             observed: None,
             logged_holder: None,
             logged_failure: None,
+            may_take: None,
         }
+    }
+
+    /// An elector that creates, takes over or renews the Lease as a
+    /// candidate only while `may_take` says so (a leader renews it
+    /// regardless, until its caller stops it).
+    pub fn taking_only_when(mut self, may_take: impl Fn() -> bool + Send + Sync + 'static) -> Self {
+        self.may_take = Some(std::sync::Arc::new(may_take));
+        self
     }
 
     /// Runs until `shutdown` yields: as a standby, looks at the Lease every
@@ -550,6 +563,9 @@ impl<S: LeaseStore> Elector<S> {
             .and_then(|o| o.record.holder())
             .map(str::to_owned);
         if leading && decision != Decision::Renew {
+            return Ok(Attempt::Standby { holder });
+        }
+        if !leading && self.may_take.as_ref().is_some_and(|may| !may()) {
             return Ok(Attempt::Standby { holder });
         }
         let Some(record) = desired(

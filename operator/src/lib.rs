@@ -42,6 +42,7 @@ pub mod policygen;
 pub mod reconcile;
 pub mod schedule_expression;
 pub mod server;
+pub mod shards;
 pub mod watch;
 
 pub use error::{Error, Result};

@@ -56,6 +56,13 @@ async fn run() -> Result<(), String> {
     let config = OperatorConfig::from_env(sdk.region().map(|r| r.to_string()))
         .map_err(|e| format!("invalid configuration: {e}"))?;
     let election = LeaderElection::from_env().map_err(|e| format!("invalid configuration: {e}"))?;
+    if config.shards > 1 && election.is_none() {
+        return Err(format!(
+            "invalid configuration: SLUICE_SHARDS={} needs leader election (each shard is held \
+             through a Lease): set SLUICE_LEADER_ELECTION=true, or SLUICE_SHARDS=1",
+            config.shards
+        ));
+    }
     let catalog = Catalog::load(&config.handlers_dir)?;
     info!(handlers = ?catalog.names(), region = %config.default_region, "starting sluice-operator");
 
@@ -85,6 +92,9 @@ async fn run() -> Result<(), String> {
             controller::run(ctx, readiness)
                 .await
                 .map_err(|e| e.to_string())
+        }
+        Some(election) if config.shards > 1 => {
+            shard(election, client, config, catalog, sdk, metrics, readiness).await
         }
         Some(election) => elect(election, client, config, catalog, sdk, metrics, readiness).await,
     };
@@ -140,4 +150,70 @@ async fn elect(
         })
         .await
         .map_err(|e| e.to_string())
+}
+
+/// Runs as one of several replicas sharing the fleet in shards
+/// ([`sluice_operator::shards`]): Ready once the controller could run, the
+/// controller always (it reconciles the pipelines of the shards held), and
+/// the member Lease and one elector per shard beside it. On SIGTERM or
+/// SIGINT: the controller stops taking reconciles, every shard is handed
+/// back (fence closed first), the member Lease goes.
+async fn shard(
+    election: LeaderElection,
+    client: kube::Client,
+    config: OperatorConfig,
+    catalog: Catalog,
+    sdk: aws_config::SdkConfig,
+    metrics: Metrics,
+    readiness: Readiness,
+) -> Result<(), String> {
+    use futures::{FutureExt, StreamExt};
+    let mut signals = leader::shutdown_signals()
+        .map_err(|e| format!("cannot listen for SIGTERM and SIGINT: {e}"))?;
+    let count = config.shards;
+    let ctx = Arc::new(Context::sharded(
+        client.clone(),
+        config,
+        catalog,
+        sdk,
+        metrics.clone(),
+        count,
+    ));
+    tokio::select! {
+        checked = controller::preflight(&ctx) => checked.map_err(|e| e.to_string())?,
+        Some(()) = signals.next() => {
+            info!("stopping before the first look at the Leases");
+            return Ok(());
+        }
+    }
+    info!(
+        identity = %election.identity,
+        shards = count,
+        namespace = %election.lease_namespace,
+        "sharding: holding the shards rendezvous hashing gives this replica"
+    );
+    let (shutdown_tx, shutdown) = tokio::sync::watch::channel(false);
+    let stop: controller::Stop = {
+        let mut shutdown = shutdown.clone();
+        async move {
+            let _ = shutdown.wait_for(|s| *s).await;
+        }
+        .boxed()
+        .shared()
+    };
+    let shards =
+        sluice_operator::shards::run::run(ctx.clone(), client, election, metrics, shutdown.clone());
+    let controller = controller::run_until(ctx, readiness, stop);
+    let signalled = async move {
+        if signals.next().await.is_some() {
+            info!("stopping: handing the shards back");
+            let _ = shutdown_tx.send(true);
+        }
+        // A second signal: stop at once.
+        signals.next().await;
+    };
+    tokio::select! {
+        (result, ()) = futures::future::join(controller, shards) => result.map_err(|e| e.to_string()),
+        () = signalled => Ok(()),
+    }
 }

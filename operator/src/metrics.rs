@@ -40,6 +40,7 @@ struct Inner {
     leader_transitions: IntCounterVec,
     fenced_writes: IntCounter,
     resync_period: GaugeVec,
+    shards_held: IntGauge,
 }
 
 /// What one health poll measured for one pipeline, for its gauges.
@@ -288,6 +289,15 @@ impl Metrics {
         registry
             .register(Box::new(resync_period.clone()))
             .expect("unique metric");
+        let shards_held = IntGauge::new(
+            "sluice_shards_held",
+            "Shards this replica holds (SLUICE_SHARDS > 1: it reconciles their pipelines); \
+             with one shard, 1 while it leads",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(shards_held.clone()))
+            .expect("unique metric");
         // Every known label value starts at 0, so the series exist before
         // the first event and `rate()` sees the first increment.
         for outcome in OUTCOMES {
@@ -326,7 +336,13 @@ impl Metrics {
             leader_transitions,
             fenced_writes,
             resync_period,
+            shards_held,
         }))
+    }
+
+    /// Sets `sluice_shards_held`.
+    pub fn shards_held(&self, n: usize) {
+        self.0.shards_held.set(i64::try_from(n).unwrap_or(i64::MAX));
     }
 
     /// Sets `sluice_resync_period_seconds` of an account and region.
@@ -340,6 +356,9 @@ impl Metrics {
     /// Sets `sluice_leader`.
     pub fn set_leader(&self, leading: bool) {
         self.0.leader.set(i64::from(leading));
+        // With one shard, leading is holding it (sharded replicas set the
+        // count after this).
+        self.0.shards_held.set(i64::from(leading));
     }
 
     /// Counts one leadership transition of [`LEADER_TRANSITIONS`].

@@ -93,6 +93,9 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- fail (printf "leaderElection.retryPeriodSeconds (%d) must be at most half of renewDeadlineSeconds (%d): a failed renewal is tried again before the deadline" (int $le.retryPeriodSeconds) $renew) -}}
 {{- end -}}
 {{- end -}}
+{{- if and (gt (int $le.shards) 1) (not $le.enabled) -}}
+{{- fail (printf "leaderElection.shards: %d shards need leaderElection.enabled: true (each shard is held through a Lease)" (int $le.shards)) -}}
+{{- end -}}
 {{- if and .Values.aws.requireAccountRole (not .Values.aws.accountRoles) -}}
 {{- fail "aws.requireAccountRole: true needs aws.accountRoles: with no role to assume, no pipeline could be placed in any account" -}}
 {{- end -}}

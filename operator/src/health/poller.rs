@@ -64,6 +64,8 @@ pub struct Poller {
     pub metrics: Metrics,
     /// Event recorder.
     pub recorder: Recorder,
+    /// The shards this replica holds: it polls their pipelines only.
+    pub shards: Arc<crate::shards::Shards>,
 }
 
 impl std::fmt::Debug for Poller {
@@ -201,6 +203,10 @@ impl Poller {
                     continue;
                 }
                 if !has_inventory(dp) {
+                    continue;
+                }
+                // Another replica's shard: its holder polls it.
+                if !self.shards.holds(&entry.namespace) {
                     continue;
                 }
                 let next = *entry.next_poll.get_or_insert_with(|| {
@@ -376,8 +382,8 @@ impl Poller {
         if same_condition && old_health == new_health {
             return;
         }
-        if !self.regions.fence().is_open() {
-            debug!(pipeline = %dp.name_any(), "not the leader: health status not written");
+        if !self.shards.holds(&dp.namespace().unwrap_or_default()) {
+            debug!(pipeline = %dp.name_any(), "not the shard's holder: health status not written");
             return;
         }
         let api: Api<DataPipeline> =
