@@ -206,6 +206,23 @@ bench-fleet: tools handlers ## N = 10, 100, 1,000 pipelines through an AWS quota
 	source "$$ENV_DIR/env"; \
 	SLUICE_OPERATOR_BIN=$(CARGO_TARGET_DIR)/operator/sluice-operator SLUICE_HANDLERS_DIR=$(HANDLERS_DIR) \
 	  $(CARGO_TARGET_DIR)/debug/examples/fleet $(FLEET_SIZES)
+	@$(MAKE) --no-print-directory bench-fleet-accounts
+
+# Three accounts (a SluicePolicy maps four namespaces to each), N pipelines
+# each, the shaper metering every account's own quotas; one replica, then
+# three sharing twelve shards.
+FLEET_ACCOUNT_SIZE ?= 1000
+FLEET_REPLICAS ?= 1,3
+.PHONY: bench-fleet-accounts
+bench-fleet-accounts: tools handlers ## 3 accounts x FLEET_ACCOUNT_SIZE pipelines, 1 vs 3 replicas: time to Ready beside the per-account quota bound, reads per resync and effective resync period per account, RSS per replica (not part of test)
+	@scripts/step.sh build-bench bash -c "cargo build --quiet --profile operator -p sluice-operator --bin sluice-operator \
+	  && cargo build --quiet -p sluice-e2e --example fleet_accounts"
+	@ENV_DIR=$$(mktemp -d /tmp/sluice-fleet.XXXXXX); \
+	trap 'scripts/localenv.sh down '"$$ENV_DIR" EXIT; \
+	SLUICE_HARNESS_IAM=off SLUICE_MOTO_LAUNCHER=$(CURDIR)/e2e/moto/fleet_launcher.py scripts/localenv.sh up "$$ENV_DIR"; \
+	source "$$ENV_DIR/env"; \
+	SLUICE_OPERATOR_BIN=$(CARGO_TARGET_DIR)/operator/sluice-operator SLUICE_HANDLERS_DIR=$(HANDLERS_DIR) \
+	  $(CARGO_TARGET_DIR)/debug/examples/fleet_accounts $(FLEET_ACCOUNT_SIZE) $(FLEET_REPLICAS)
 
 .PHONY: test
 test: ## everything CI runs: format, lints, CRD, docs/graphs and operator policy checks, unit, integration, e2e

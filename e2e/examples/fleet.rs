@@ -84,16 +84,8 @@ async fn moto_rps(sdk: &aws_config::SdkConfig) -> f64 {
     total as f64 / started.elapsed().as_secs_f64()
 }
 
-fn reset_moto(moto: &str) {
-    let out = std::process::Command::new("curl")
-        .args(["-sf", "-X", "POST", &format!("{moto}/moto-api/reset")])
-        .output()
-        .expect("curl");
-    assert!(out.status.success(), "moto reset failed");
-}
-
 async fn run(n: usize, restart: bool, moto: &str, sdk: &aws_config::SdkConfig) -> Row {
-    reset_moto(moto);
+    fleet::reset_moto(moto);
     let mut row = Row {
         n,
         ..Row::default()

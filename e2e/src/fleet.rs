@@ -37,6 +37,15 @@ pub fn manifests(n: usize) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// Empties the emulator (`/moto-api/reset`) between benchmark runs.
+pub fn reset_moto(moto: &str) {
+    let out = std::process::Command::new("curl")
+        .args(["-sf", "-X", "POST", &format!("{moto}/moto-api/reset")])
+        .output()
+        .expect("curl");
+    assert!(out.status.success(), "moto reset failed");
+}
+
 /// Creates every manifest in `ns` with one kubectl call.
 pub fn create(ns: &str, manifests: &[serde_json::Value]) {
     let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": manifests});

@@ -1,6 +1,7 @@
 //! An AWS quota shaper: an HTTP proxy in front of the emulator that meters
 //! every call the way AWS meters its control planes — token buckets per
-//! account and region, per service and, where AWS splits them, per
+//! account (the signing key's, as the emulator decides it: a user's or an
+//! assumed role's session), per service and, where AWS splits them, per
 //! operation group — and answers a call over its bucket's quota the way
 //! that service answers it: Lambda and Scheduler `429 TooManyRequestsException`
 //! / `ThrottlingException`, S3 `503 SlowDown`, IAM and STS `400 Throttling`,
@@ -359,6 +360,8 @@ pub struct Figures {
     pub peak_per_second: u64,
     /// Time the emulator spent answering the calls let through, summed.
     pub upstream_seconds: f64,
+    /// Calls let through by account: (reads, writes).
+    pub accounts: BTreeMap<String, (u64, u64)>,
 }
 
 impl Figures {
@@ -416,6 +419,14 @@ impl Figures {
             writes: self.writes - earlier.writes,
             peak_per_second: self.peak_per_second,
             upstream_seconds: self.upstream_seconds - earlier.upstream_seconds,
+            accounts: self
+                .accounts
+                .iter()
+                .map(|(k, (r, w))| {
+                    let (er, ew) = earlier.accounts.get(k).copied().unwrap_or_default();
+                    (k.clone(), (r - er, w - ew))
+                })
+                .collect(),
         }
     }
 }
@@ -427,6 +438,8 @@ struct State {
     /// may make AWS stingier to see throttling handled.
     scale: AtomicU64,
     buckets: Mutex<HashMap<String, TokenBucket>>,
+    /// The account of each access key seen, as the emulator decides it.
+    accounts: Mutex<HashMap<String, String>>,
     figures: Mutex<Figures>,
     second: Mutex<(u64, u64)>,
     started: Instant,
@@ -457,6 +470,7 @@ impl Shaper {
             upstream: upstream.trim_end_matches('/').to_owned(),
             scale: AtomicU64::new(scale.to_bits()),
             buckets: Mutex::new(HashMap::new()),
+            accounts: Mutex::new(HashMap::new()),
             figures: Mutex::new(Figures::default()),
             second: Mutex::new((0, 0)),
             started: Instant::now(),
@@ -551,7 +565,10 @@ async fn serve(
         .unwrap_or_else(|| "/".into());
     let call = classify(parts.method.as_str(), &path, &parts.headers, &body);
     let name = format!("{}:{}", call.service, call.operation);
-    let quota = aws_quota(&call.service, &call.operation, call.read);
+    let account = account_of(&state, &parts.headers).await;
+    // Each account has its own buckets, as on AWS.
+    let quota = aws_quota(&call.service, &call.operation, call.read)
+        .map(|(key, q)| (format!("{account}/{key}"), q));
     let now = Instant::now();
     let scale = f64::from_bits(state.scale.load(Ordering::Relaxed));
     let allowed = match &quota {
@@ -597,8 +614,10 @@ async fn serve(
         if allowed {
             if call.read {
                 f.reads += 1;
+                f.accounts.entry(account.clone()).or_default().0 += 1;
             } else {
                 f.writes += 1;
+                f.accounts.entry(account.clone()).or_default().1 += 1;
             }
             *f.operations.entry(name.clone()).or_default() += 1;
         } else {
@@ -635,6 +654,46 @@ async fn serve(
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .upstream_seconds += started.elapsed().as_secs_f64();
     Ok(Response::from_parts(parts, Full::new(body)))
+}
+
+/// The access key id of a request signed in its `Authorization` header
+/// (`AWS4-HMAC-SHA256 Credential=AKID/date/region/service/aws4_request, …`).
+pub fn access_key(headers: &hyper::HeaderMap) -> Option<String> {
+    let auth = headers.get("authorization")?.to_str().ok()?;
+    let credential = auth.split("Credential=").nth(1)?;
+    Some(credential.split('/').next()?.to_owned())
+}
+
+/// The account a request acts in: its access key's, asked of the
+/// emulator's harness once per key (`GET /_sluice/iam/key-account`); `-`
+/// when unsigned or unknown.
+async fn account_of(state: &State, headers: &hyper::HeaderMap) -> String {
+    let Some(key) = access_key(headers) else {
+        return "-".into();
+    };
+    if let Some(account) = state
+        .accounts
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .get(&key)
+    {
+        return account.clone();
+    }
+    let url = format!("{}/_sluice/iam/key-account?id={key}", state.upstream);
+    let asked = async {
+        let request = Request::get(url).body(Full::new(Bytes::new())).ok()?;
+        let response = state.client.request(request).await.ok()?;
+        let body = response.into_body().collect().await.ok()?.to_bytes();
+        let v: serde_json::Value = serde_json::from_slice(&body).ok()?;
+        v["account"].as_str().map(str::to_owned)
+    };
+    let account = asked.await.unwrap_or_else(|| "-".into());
+    state
+        .accounts
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .insert(key, account.clone());
+    account
 }
 
 fn bad_gateway(why: &str) -> Response<Full<Bytes>> {
@@ -724,6 +783,17 @@ mod tests {
             throttled(&call("kinesis")).headers()["x-amzn-errortype"],
             "LimitExceededException"
         );
+    }
+
+    #[test]
+    fn the_signing_key_names_the_account_to_meter() {
+        let h = headers(&[(
+            "authorization",
+            "AWS4-HMAC-SHA256 Credential=ASIAEXAMPLE123/20261207/us-east-1/iam/aws4_request, \
+             SignedHeaders=host;x-amz-date, Signature=abc",
+        )]);
+        assert_eq!(access_key(&h).as_deref(), Some("ASIAEXAMPLE123"));
+        assert_eq!(access_key(&headers(&[])), None);
     }
 
     #[test]

@@ -85,6 +85,37 @@ fn changes_by_replica(ns: &str, name: &str) -> BTreeMap<String, Vec<f64>> {
     out
 }
 
+fn now_seconds() -> f64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs_f64()
+}
+
+/// The replicas that changed a pipeline did so one after the other: their
+/// spans of changes do not overlap.
+fn one_writer_at_a_time(ns: &str, name: &str, by: &BTreeMap<String, Vec<f64>>) {
+    let mut spans: Vec<(f64, f64, &String)> = by
+        .iter()
+        .map(|(r, t)| {
+            let first = t.iter().copied().fold(f64::INFINITY, f64::min);
+            let last = t.iter().copied().fold(0.0, f64::max);
+            (first, last, r)
+        })
+        .collect();
+    spans.sort_by(|a, b| a.0.total_cmp(&b.0));
+    for pair in spans.windows(2) {
+        assert!(
+            pair[0].1 <= pair[1].0,
+            "{ns}/{name}: {} changed it until {}, {} from {}: two replicas at once",
+            pair[0].2,
+            pair[0].1,
+            pair[1].2,
+            pair[1].0
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_replica_killed_mid_convergence_hands_its_shards_over_and_no_pipeline_has_two_writers() {
     install_crd();
@@ -226,6 +257,7 @@ async fn a_replica_killed_mid_convergence_hands_its_shards_over_and_no_pipeline_
                 .flat_map(|(_, t)| t.iter().copied())
                 .fold(f64::INFINITY, f64::min);
             let victim_last = by[&victim_name].iter().copied().fold(0.0, f64::max);
+            one_writer_at_a_time(ns, name, &by);
             assert!(
                 victim_last <= killed_at + 0.5 && survivor_first >= victim_last,
                 "{ns}/{name}: the killed replica's last change at {victim_last}, a survivor's \
@@ -234,6 +266,101 @@ async fn a_replica_killed_mid_convergence_hands_its_shards_over_and_no_pipeline_
         }
     }
     println!("pipelines finished by a survivor after the kill: {two_writers}");
+
+    // A new replica joins: it takes its share of the shards from the
+    // survivors, which hand them back. Every pipeline is changed (memory)
+    // as it joins; each change is made by one replica at a time.
+    let joined_at = now_seconds();
+    let joining = Instant::now();
+    replicas.push((
+        "replica-3".to_owned(),
+        replica(&prefix, &names, &lease_ns.0, "replica-3"),
+    ));
+    for (ns, name) in &pipelines {
+        kubectl_ok(&[
+            "patch",
+            "dp",
+            name,
+            "-n",
+            ns,
+            "--type=json",
+            "-p",
+            r#"[{"op": "replace", "path": "/spec/functions/0/memoryMiB", "value": 320}]"#,
+        ]);
+    }
+    let live = |replicas: &[(String, Operator)]| -> Vec<u64> {
+        replicas
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != victim)
+            .map(|(_, (_, op))| held(op))
+            .collect()
+    };
+    wait_until(
+        "the new replica holding its share",
+        Duration::from_secs(60),
+        || {
+            let counts = live(&replicas);
+            counts.iter().sum::<u64>() == SHARDS as u64 && counts.last().is_some_and(|c| *c > 0)
+        },
+    );
+    println!(
+        "shards held with a fourth replica: {:?}, {:?} after it started",
+        live(&replicas),
+        joining.elapsed()
+    );
+    for (ns, name) in &pipelines {
+        let wait = sluice_e2e::kubectl(&[
+            "wait",
+            "-n",
+            ns,
+            "--for=jsonpath={.status.observedGeneration}=2",
+            &format!("dp/{name}"),
+            "--timeout=120s",
+        ]);
+        assert!(
+            wait.status.success(),
+            "{ns}/{name}: {:#}",
+            get_pipeline(ns, name)["status"]
+        );
+        let wait = sluice_e2e::kubectl(&[
+            "wait",
+            "-n",
+            ns,
+            "--for=condition=Ready",
+            &format!("dp/{name}"),
+            "--timeout=120s",
+        ]);
+        assert!(
+            wait.status.success(),
+            "{ns}/{name}: {:#}",
+            get_pipeline(ns, name)["status"]
+        );
+    }
+    let mut moved = 0;
+    for (ns, name) in &pipelines {
+        let since: BTreeMap<String, Vec<f64>> = changes_by_replica(ns, name)
+            .into_iter()
+            .map(|(r, t)| {
+                (
+                    r,
+                    t.into_iter()
+                        .filter(|t| *t >= joined_at)
+                        .collect::<Vec<_>>(),
+                )
+            })
+            .filter(|(_, t)| !t.is_empty())
+            .collect();
+        assert!(
+            !since.is_empty(),
+            "{ns}/{name}: its memory change was not made"
+        );
+        if since.len() > 1 {
+            moved += 1;
+        }
+        one_writer_at_a_time(ns, name, &since);
+    }
+    println!("pipelines whose change spanned a hand-back: {moved}");
 
     // No duplicate, orphaned or missing resource.
     let sdk = sdk().await;

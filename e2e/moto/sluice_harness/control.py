@@ -22,6 +22,9 @@
   POST /_sluice/iam/account?id=ACCOUNTID     credentials of an administrator of
                                              another account (made once), for
                                              cross-account tests
+  GET  /_sluice/iam/key-account?id=AKID      the account an access key (a user's or a
+                                             session's) acts in, as moto decides it:
+                                             how the quota shaper meters accounts
   POST /_sluice/iam/account-role?account=A&prefix=P[&externalId=X][&regions=r1,r2]
                                              in account A, the role the operator
                                              of prefix P assumes to act there:
@@ -275,6 +278,10 @@ def middleware(app):  # type: ignore[no-untyped-def]
                     query["account"], query["prefix"], query.get("externalId"), POLICIES, BOUNDARY, regions or None
                 )
                 status, body = "200 OK", {"roleArn": role, "permissionsBoundaryArn": boundary, "account": query["account"]}
+            elif method == "GET" and route == "iam/key-account":
+                from moto.iam.models import get_account_id_from
+
+                status, body = "200 OK", {"account": get_account_id_from(query["id"])}
             elif method == "POST" and route == "sts/lifetime":
                 sts.set_lifetime(int(query["seconds"]))
                 status, body = "200 OK", {"seconds": sts.lifetime()}
