@@ -197,7 +197,7 @@ bench: tools-lambda tools-bench ## the handlers beside the article's Python on t
 # measured, not the emulator's policy evaluator (make test enforces IAM).
 FLEET_SIZES ?= 10 100 1000
 .PHONY: bench-fleet
-bench-fleet: tools handlers ## N = 10, 100, 1,000 pipelines through an AWS quota shaper: time to Ready beside the quota-limited bound, calls, writes, memory (not part of test; about 35 minutes)
+bench-fleet: tools tools-helm handlers ## N = 10, 100, 1,000 pipelines through an AWS quota shaper: time to Ready beside the quota-limited bound, calls, writes, memory (not part of test; about 35 minutes)
 	@scripts/step.sh build-bench bash -c "cargo build --quiet --profile operator -p sluice-operator --bin sluice-operator \
 	  && cargo build --quiet -p sluice-e2e --example fleet"
 	@ENV_DIR=$$(mktemp -d /tmp/sluice-fleet.XXXXXX); \
@@ -205,7 +205,7 @@ bench-fleet: tools handlers ## N = 10, 100, 1,000 pipelines through an AWS quota
 	SLUICE_HARNESS_IAM=off SLUICE_MOTO_LAUNCHER=$(CURDIR)/e2e/moto/fleet_launcher.py scripts/localenv.sh up "$$ENV_DIR"; \
 	source "$$ENV_DIR/env"; \
 	SLUICE_OPERATOR_BIN=$(CARGO_TARGET_DIR)/operator/sluice-operator SLUICE_HANDLERS_DIR=$(HANDLERS_DIR) \
-	  $(CARGO_TARGET_DIR)/debug/examples/fleet $(FLEET_SIZES)
+	  SLUICE_HELM=$$(scripts/tools.sh path helm) $(CARGO_TARGET_DIR)/debug/examples/fleet $(FLEET_SIZES)
 	@$(MAKE) --no-print-directory bench-fleet-accounts
 
 # Three accounts (a SluicePolicy maps four namespaces to each), N pipelines
@@ -214,7 +214,7 @@ bench-fleet: tools handlers ## N = 10, 100, 1,000 pipelines through an AWS quota
 FLEET_ACCOUNT_SIZE ?= 1000
 FLEET_REPLICAS ?= 1,3
 .PHONY: bench-fleet-accounts
-bench-fleet-accounts: tools handlers ## 3 accounts x FLEET_ACCOUNT_SIZE pipelines, 1 vs 3 replicas: time to Ready beside the per-account quota bound, reads per resync and effective resync period per account, RSS per replica (not part of test)
+bench-fleet-accounts: tools tools-helm handlers ## 3 accounts x FLEET_ACCOUNT_SIZE pipelines, 1 vs 3 replicas: time to Ready beside the per-account quota bound, reads per resync and effective resync period per account, RSS per replica (not part of test)
 	@scripts/step.sh build-bench bash -c "cargo build --quiet --profile operator -p sluice-operator --bin sluice-operator \
 	  && cargo build --quiet -p sluice-e2e --example fleet_accounts"
 	@ENV_DIR=$$(mktemp -d /tmp/sluice-fleet.XXXXXX); \
@@ -222,7 +222,8 @@ bench-fleet-accounts: tools handlers ## 3 accounts x FLEET_ACCOUNT_SIZE pipeline
 	SLUICE_HARNESS_IAM=off SLUICE_MOTO_LAUNCHER=$(CURDIR)/e2e/moto/fleet_launcher.py scripts/localenv.sh up "$$ENV_DIR"; \
 	source "$$ENV_DIR/env"; \
 	SLUICE_OPERATOR_BIN=$(CARGO_TARGET_DIR)/operator/sluice-operator SLUICE_HANDLERS_DIR=$(HANDLERS_DIR) \
-	  $(CARGO_TARGET_DIR)/debug/examples/fleet_accounts $(FLEET_ACCOUNT_SIZE) $(FLEET_REPLICAS)
+	  SLUICE_HELM=$$(scripts/tools.sh path helm) $(CARGO_TARGET_DIR)/debug/examples/fleet_accounts \
+	  $(FLEET_ACCOUNT_SIZE) $(FLEET_REPLICAS)
 
 .PHONY: test
 test: ## everything CI runs: format, lints, CRD, docs/graphs and operator policy checks, unit, integration, e2e
