@@ -270,6 +270,21 @@ impl Context {
         g.retrigger(&refs);
     }
 
+    /// This replica handed `shard` back (or lost it): the reads its
+    /// pipelines made here no longer count against this replica's read
+    /// budget ([`crate::pacing`]); their new holder counts them.
+    pub fn shard_released(&self, shard: usize) {
+        let Some(g) = self.guardrails() else {
+            return;
+        };
+        for p in g
+            .all()
+            .filter(|p| self.shards.of(&p.namespace().unwrap_or_default()) == shard)
+        {
+            self.pacer.forget(&p.uid().unwrap_or_default());
+        }
+    }
+
     /// The guardrails, once [`run`] has set them.
     fn guardrails(&self) -> Option<&Guardrails> {
         self.guardrails.get()

@@ -215,6 +215,10 @@ async fn hold_when_owner(
             let (ctx, fence) = (ctx.clone(), fence.clone());
             async move {
                 info!(shard, "holding the shard: reconciling its pipelines");
+                // However the term ends (handed back, or the Lease lost
+                // and this future dropped), its pipelines' reads leave
+                // this replica's budget.
+                let _released = Released(ctx.clone(), shard);
                 ctx.shard_acquired(shard).await;
                 stop.await;
                 // Closed before the Lease is handed back, with a grace for
@@ -231,6 +235,15 @@ async fn hold_when_owner(
             warn!(shard, error = %e, "the shard's elector stopped");
         }
         fence.close();
+    }
+}
+
+/// Tells the context a shard's term ended, when dropped.
+struct Released(Arc<Context>, usize);
+
+impl Drop for Released {
+    fn drop(&mut self) {
+        self.0.shard_released(self.1);
     }
 }
 
