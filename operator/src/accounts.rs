@@ -17,37 +17,11 @@
 //! namespace is mapped elsewhere it is refused (its resources would be
 //! orphaned in the first and made anew, empty, in the second) until the
 //! mapping goes back or the pipeline is deleted and created again.
-
-use std::time::Duration;
-
+pub use crate::config::AccountsConfig;
 use crate::{
     crd::{AccountRole, AccountStatus},
     policy::Effective,
 };
-
-/// The operator's side of account mapping (environment variables, set by
-/// the Helm chart's `aws.*` values).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct AccountsConfig {
-    /// Role ARNs the operator may assume, `*` matching any run of
-    /// characters (`arn:aws:iam::*:role/sluice/sluice-operator`). Empty:
-    /// none.
-    pub roles: Vec<String>,
-    /// Refuse namespaces no SluicePolicy maps to a role.
-    pub require_role: bool,
-    /// How long each session lasts (`DurationSeconds`).
-    pub session: Duration,
-}
-
-impl Default for AccountsConfig {
-    fn default() -> Self {
-        AccountsConfig {
-            roles: Vec::new(),
-            require_role: false,
-            session: Duration::from_secs(3600),
-        }
-    }
-}
 
 impl AccountsConfig {
     /// Whether the operator may assume `arn`.

@@ -3,7 +3,7 @@
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
-use crate::{accounts::AccountsConfig, aws::quota::QuotaConfig};
+use crate::aws::quota::QuotaConfig;
 
 /// What the platform team configures once for every pipeline.
 #[derive(Clone, Debug, PartialEq)]
@@ -289,6 +289,30 @@ impl OperatorConfig {
             "{}:{}:{}:{}:{account}:{}",
             parts[0], parts[1], parts[2], parts[3], parts[5]
         )
+    }
+}
+
+/// The operator's side of account mapping (environment variables, set by
+/// the Helm chart's `aws.*` values; what it allows: [`crate::accounts`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccountsConfig {
+    /// Role ARNs the operator may assume, `*` matching any run of
+    /// characters (`arn:aws:iam::*:role/sluice/sluice-operator`). Empty:
+    /// none.
+    pub roles: Vec<String>,
+    /// Refuse namespaces no SluicePolicy maps to a role.
+    pub require_role: bool,
+    /// How long each session lasts (`DurationSeconds`).
+    pub session: Duration,
+}
+
+impl Default for AccountsConfig {
+    fn default() -> Self {
+        AccountsConfig {
+            roles: Vec::new(),
+            require_role: false,
+            session: Duration::from_secs(3600),
+        }
     }
 }
 
