@@ -730,6 +730,11 @@ impl Aws {
         let session: session::SessionKey = (self.tenant.clone(), self.pipeline.clone());
         loop {
             limiter.acquire_as(&self.tenant).await;
+            // A session assumed (or renewed) first: the fence is looked at
+            // after it, just before the call goes out.
+            if let Some(role) = &self.role {
+                role.ensure(&session).await?;
+            }
             if !read && !self.fence.is_open() {
                 self.metrics.fenced_write();
                 tracing::warn!(
@@ -738,9 +743,6 @@ impl Aws {
                     "not the leader: AWS write refused, unsent"
                 );
                 return Err(AwsError::not_leader(service, operation));
-            }
-            if let Some(role) = &self.role {
-                role.ensure(&session).await?;
             }
             self.metrics
                 .aws_call(&self.account, service.as_str(), operation, read);
