@@ -18,9 +18,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use sluice_e2e::{
-    Namespace, Operator, Policy, fleet, flow, install_crd, sdk_as, shaper::Shaper, token,
-};
+use sluice_e2e::{Namespace, Operator, Policy, fleet, flow, install_crd, shaper::Shaper, token};
 
 const ACCOUNTS: [&str; 3] = ["210000000001", "210000000002", "210000000003"];
 const NAMESPACES_PER_ACCOUNT: usize = 4;
@@ -41,17 +39,6 @@ struct Row {
     periods: BTreeMap<String, f64>,
     rss_mib: Vec<f64>,
     problems: Vec<String>,
-}
-
-async fn admin_of(account: &str) -> aws_config::SdkConfig {
-    let keys = flow::harness("POST", &format!("iam/account?id={account}"));
-    let field = |k: &str| keys[k].as_str().expect(k).to_owned();
-    sdk_as(
-        &field("accessKeyId"),
-        &field("secretAccessKey"),
-        "us-east-1",
-    )
-    .await
 }
 
 fn ready_in(namespaces: &[Namespace]) -> usize {
@@ -203,7 +190,7 @@ async fn run(n: usize, replicas: usize, moto: &str) -> Row {
 
     // Every account holds exactly what its pipelines' inventories list.
     for (account, spaces) in &namespaces {
-        let sdk = admin_of(account).await;
+        let sdk = flow::account_admin(account).await;
         let in_aws = fleet::in_aws(&sdk, &prefix).await;
         let inventories: BTreeSet<(String, String)> = spaces
             .iter()

@@ -173,3 +173,16 @@ pub async fn empty_buckets(s3: &aws_sdk_s3::Client, dp: &Value) {
         }
     }
 }
+
+/// The SDK configuration of an administrator of `account` (made once by
+/// the harness), in us-east-1.
+pub async fn account_admin(account: &str) -> aws_config::SdkConfig {
+    let keys = harness("POST", &format!("iam/account?id={account}"));
+    let field = |k: &str| keys[k].as_str().expect(k).to_owned();
+    crate::sdk_as(
+        &field("accessKeyId"),
+        &field("secretAccessKey"),
+        "us-east-1",
+    )
+    .await
+}

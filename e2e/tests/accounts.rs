@@ -13,7 +13,7 @@ use sluice_e2e::{
     Namespace, Operator, Policy, apply_and_wait, condition, delete_pipeline,
     flow::{self, object_text, wait_for},
     get_pipeline, id_of, ids, install_crd, kubectl, kubectl_stdin_ok, s3, sample_manifest, sdk,
-    sdk_as, token,
+    token,
 };
 
 const NAME: &str = "event-triggered";
@@ -32,18 +32,6 @@ fn account_role(account: &str, prefix: &str, external_id: Option<&str>) -> Strin
         .as_str()
         .expect("roleArn")
         .to_owned()
-}
-
-/// The SDK configuration of an administrator of `account`.
-async fn admin_of(account: &str) -> aws_config::SdkConfig {
-    let keys = flow::harness("POST", &format!("iam/account?id={account}"));
-    let field = |k: &str| keys[k].as_str().expect(k).to_owned();
-    sdk_as(
-        &field("accessKeyId"),
-        &field("secretAccessKey"),
-        "us-east-1",
-    )
-    .await
 }
 
 /// An operator of a fresh prefix that may assume its account roles.
@@ -180,8 +168,8 @@ async fn each_namespace_lands_in_its_own_account_and_never_in_the_other() {
     assert_eq!(dpb["status"]["account"]["roleArn"], role_b.as_str());
 
     let (a, b, home) = (
-        admin_of(ACCOUNT_A).await,
-        admin_of(ACCOUNT_B).await,
+        flow::account_admin(ACCOUNT_A).await,
+        flow::account_admin(ACCOUNT_B).await,
         sdk().await,
     );
     let own = aws_sdk_sts::Client::new(&home)
@@ -418,6 +406,6 @@ async fn sessions_that_end_mid_reconcile_cost_no_failed_write() {
             .is_some_and(|i| i.len() > 20),
         "{dp:#}"
     );
-    flow::empty_buckets(&s3(&admin_of(ACCOUNT_B).await), &dp).await;
+    flow::empty_buckets(&s3(&flow::account_admin(ACCOUNT_B).await), &dp).await;
     delete_pipeline(&ns.0, name, &op);
 }

@@ -85,6 +85,23 @@ fn changes_by_replica(ns: &str, name: &str) -> BTreeMap<String, Vec<f64>> {
     out
 }
 
+/// Waits until pipeline `ns/name` meets kubectl's `--for` condition `what`.
+fn wait_for(ns: &str, name: &str, what: &str, timeout: &str) {
+    let wait = sluice_e2e::kubectl(&[
+        "wait",
+        "-n",
+        ns,
+        &format!("--for={what}"),
+        &format!("dp/{name}"),
+        &format!("--timeout={timeout}"),
+    ]);
+    assert!(
+        wait.status.success(),
+        "{ns}/{name} not {what}: {:#}",
+        get_pipeline(ns, name)["status"]
+    );
+}
+
 fn now_seconds() -> f64 {
     SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
@@ -218,19 +235,7 @@ async fn a_replica_killed_mid_convergence_hands_its_shards_over_and_no_pipeline_
          the hand-back grace"
     );
     for (ns, name) in &pipelines {
-        let wait = sluice_e2e::kubectl(&[
-            "wait",
-            "-n",
-            ns,
-            "--for=condition=Ready",
-            &format!("dp/{name}"),
-            "--timeout=180s",
-        ]);
-        assert!(
-            wait.status.success(),
-            "{ns}/{name} not Ready: {:#}",
-            get_pipeline(ns, name)["status"]
-        );
+        wait_for(ns, name, "condition=Ready", "180s");
     }
     println!(
         "all {} Ready {:?} after the SIGKILL",
@@ -310,32 +315,8 @@ async fn a_replica_killed_mid_convergence_hands_its_shards_over_and_no_pipeline_
         joining.elapsed()
     );
     for (ns, name) in &pipelines {
-        let wait = sluice_e2e::kubectl(&[
-            "wait",
-            "-n",
-            ns,
-            "--for=jsonpath={.status.observedGeneration}=2",
-            &format!("dp/{name}"),
-            "--timeout=120s",
-        ]);
-        assert!(
-            wait.status.success(),
-            "{ns}/{name}: {:#}",
-            get_pipeline(ns, name)["status"]
-        );
-        let wait = sluice_e2e::kubectl(&[
-            "wait",
-            "-n",
-            ns,
-            "--for=condition=Ready",
-            &format!("dp/{name}"),
-            "--timeout=120s",
-        ]);
-        assert!(
-            wait.status.success(),
-            "{ns}/{name}: {:#}",
-            get_pipeline(ns, name)["status"]
-        );
+        wait_for(ns, name, "jsonpath={.status.observedGeneration}=2", "120s");
+        wait_for(ns, name, "condition=Ready", "120s");
     }
     let mut moved = 0;
     for (ns, name) in &pipelines {
