@@ -17,20 +17,28 @@ use std::{
     time::Duration,
 };
 
-use tokio::{sync::oneshot, time::Instant};
+use tokio::{
+    sync::{Notify, oneshot},
+    time::Instant,
+};
 
 use crate::fair::FairQueue;
 
 /// Limits calls to `rate` per second after a burst of `burst` calls.
 #[derive(Debug)]
 pub struct RateLimiter {
-    interval: Duration,
-    burst: Duration,
     state: Mutex<State>,
+    /// Wakes the dispatcher when the limit changes.
+    changed: Notify,
 }
 
 #[derive(Debug, Default)]
 struct State {
+    /// Time between tokens at the sustained rate.
+    interval: Duration,
+    /// How far ahead of now the theoretical arrival time may run: the
+    /// burst, less the token being taken.
+    burst: Duration,
     /// Theoretical arrival time of the next call.
     tat: Option<Instant>,
     /// Callers waiting for a token, by tenant.
@@ -41,10 +49,26 @@ struct State {
 
 impl State {
     /// When the next token is there, from `now`.
-    fn next_token(&self, now: Instant, burst: Duration) -> (Instant, Instant) {
+    fn next_token(&self, now: Instant) -> (Instant, Instant) {
         let current = self.tat.map_or(now, |t| t.max(now));
-        let allowed_at = current.checked_sub(burst).unwrap_or(now).max(now);
+        let allowed_at = current.checked_sub(self.burst).unwrap_or(now).max(now);
         (current, allowed_at)
+    }
+
+    /// Sets the limit. The tokens already spent ahead of now stay spent:
+    /// the debt is rescaled to the new interval.
+    fn set(&mut self, rate: f64, burst: f64) {
+        let interval = Duration::from_secs_f64(1.0 / rate.max(0.001));
+        if let Some(tat) = self.tat
+            && !self.interval.is_zero()
+        {
+            let now = Instant::now();
+            let ahead = tat.saturating_duration_since(now);
+            let ratio = interval.as_secs_f64() / self.interval.as_secs_f64();
+            self.tat = Some(now + ahead.mul_f64(ratio));
+        }
+        self.interval = interval;
+        self.burst = interval.mul_f64(burst.floor().max(1.0) - 1.0);
     }
 }
 
@@ -58,12 +82,27 @@ impl RateLimiter {
     /// calls, the shape of AWS's token-bucket quotas (Step Functions'
     /// CreateStateMachine: a bucket of 100 refilled at 1 per second).
     pub fn with_burst(rate: f64, burst: f64) -> Self {
-        let interval = Duration::from_secs_f64(1.0 / rate.max(0.001));
+        let mut state = State::default();
+        state.set(rate, burst);
         RateLimiter {
-            interval,
-            burst: interval.mul_f64((burst.floor().max(1.0)) - 1.0),
-            state: Mutex::new(State::default()),
+            state: Mutex::new(state),
+            changed: Notify::new(),
         }
+    }
+
+    /// Changes the rate and burst from now on (a replica's share of an
+    /// account's quota follows its part of the account's pipelines). Calls
+    /// already let through stay counted: the bucket refills at the new
+    /// rate from where it is.
+    pub fn set_limit(&self, rate: f64, burst: f64) {
+        self.state().set(rate, burst);
+        // A waiting dispatcher computed its wake-up at the old rate.
+        self.changed.notify_waiters();
+    }
+
+    /// The sustained rate, calls per second.
+    pub fn rate(&self) -> f64 {
+        1.0 / self.state().interval.as_secs_f64()
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -76,19 +115,20 @@ impl RateLimiter {
     /// so the whole bucket's traffic backs off, then resumes at the rate.
     /// Returns how long that is from now.
     pub async fn throttled(&self, attempt: u32) -> Duration {
-        let backoff = self
+        let jitter = 0.5 + rand::random::<f64>() / 2.0;
+        let mut state = self.state();
+        let backoff = state
             .interval
             .mul_f64(f64::from(2u32.saturating_pow(attempt.min(16))))
             .min(Duration::from_secs(5))
-            .mul_f64(0.5 + rand::random::<f64>() / 2.0);
-        let mut state = self.state();
+            .mul_f64(jitter);
         let now = Instant::now();
         // Every later call waits until the bucket is empty again plus the
         // back-off: the burst is spent.
-        let resume = now + backoff + self.burst;
+        let resume = now + backoff + state.burst;
         let current = state.tat.map_or(now, |t| t.max(now));
         state.tat = Some(current.max(resume));
-        (current.max(resume) - self.burst).saturating_duration_since(now)
+        (current.max(resume) - state.burst).saturating_duration_since(now)
     }
 
     /// Waits until a call is allowed (one tenant).
@@ -102,9 +142,9 @@ impl RateLimiter {
         let receiver = {
             let mut state = self.state();
             let now = Instant::now();
-            let (current, allowed_at) = state.next_token(now, self.burst);
+            let (current, allowed_at) = state.next_token(now);
             if state.waiters.is_empty() && allowed_at <= now {
-                state.tat = Some(current + self.interval);
+                state.tat = Some(current + state.interval);
                 return;
             }
             let (sender, receiver) = oneshot::channel();
@@ -123,18 +163,23 @@ impl RateLimiter {
     /// turn; ends when nobody waits.
     async fn dispatch(self: Arc<Self>) {
         loop {
+            let changed = self.changed.notified();
             let wait_until = {
                 let mut state = self.state();
                 if state.waiters.is_empty() {
                     state.dispatching = false;
                     return;
                 }
-                state.next_token(Instant::now(), self.burst).1
+                state.next_token(Instant::now()).1
             };
-            tokio::time::sleep_until(wait_until).await;
+            tokio::select! {
+                () = tokio::time::sleep_until(wait_until) => {}
+                // The limit changed: the next token may be sooner.
+                () = changed => continue,
+            }
             let mut state = self.state();
             let now = Instant::now();
-            let (current, allowed_at) = state.next_token(now, self.burst);
+            let (current, allowed_at) = state.next_token(now);
             // A throttle moved the next token later meanwhile.
             if allowed_at > now {
                 continue;
@@ -142,7 +187,7 @@ impl RateLimiter {
             // A waiter that gave up does not take the token.
             while let Some(waiter) = state.waiters.pop() {
                 if waiter.send(()).is_ok() {
-                    state.tat = Some(current + self.interval);
+                    state.tat = Some(current + state.interval);
                     break;
                 }
             }
@@ -253,6 +298,42 @@ mod tests {
             start.elapsed() >= Duration::from_secs(30),
             "{:?}",
             start.elapsed()
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_raised_limit_serves_the_waiters_at_the_new_rate() {
+        // 1 call in 10 s: the second caller waits for the next token.
+        let limiter = Arc::new(RateLimiter::with_burst(0.1, 1.0));
+        limiter.acquire().await;
+        let start = Instant::now();
+        let waiter = {
+            let l = limiter.clone();
+            tokio::spawn(async move {
+                l.acquire().await;
+                Instant::now()
+            })
+        };
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        // The replica's share grew a hundredfold.
+        limiter.set_limit(10.0, 1.0);
+        assert!((limiter.rate() - 10.0).abs() < 1e-9);
+        let served = waiter.await.expect("waiter");
+        // Not at the 10 s the old rate promised.
+        assert!(
+            served - start < Duration::from_secs(2),
+            "{:?}",
+            served - start
+        );
+        // And a lowered one holds later calls to it.
+        limiter.set_limit(0.5, 1.0);
+        let before = Instant::now();
+        limiter.acquire().await;
+        limiter.acquire().await;
+        assert!(
+            before.elapsed() >= Duration::from_secs(2),
+            "{:?}",
+            before.elapsed()
         );
     }
 }
