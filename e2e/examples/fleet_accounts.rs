@@ -86,7 +86,6 @@ async fn run(n: usize, replicas: usize, moto: &str) -> Row {
         .collect();
     let lease_ns = Namespace::create();
     let shaper = Shaper::start(moto, 1.0);
-    let share = format!("{}", 1.0 / replicas as f64);
     let roles = format!("arn:aws:iam::*:role/operators/{prefix}-operator");
     let resync = RESYNC_SECONDS.to_string();
     let ops: Vec<Operator> = (0..replicas)
@@ -98,7 +97,7 @@ async fn run(n: usize, replicas: usize, moto: &str) -> Row {
                 ("SLUICE_ACCOUNT_ROLES", roles.as_str()),
                 ("SLUICE_RESYNC_SECONDS", resync.as_str()),
                 ("SLUICE_HEALTH_INTERVAL_SECONDS", "0"),
-                ("SLUICE_AWS_QUOTA_SHARE", share.as_str()),
+                ("SLUICE_AWS_QUOTA_SHARE", "1"),
             ];
             if replicas > 1 {
                 env.extend([
@@ -286,8 +285,8 @@ async fn main() {
     }
     println!(
         "operator: {}; moto: the fleet launcher (no deliveries, IAM not enforced); quotas per \
-         account (the shaper meters each signing key's account); each of R replicas uses 1/R \
-         of them (SLUICE_AWS_QUOTA_SHARE, as the chart sets when sharded)",
+         account (the shaper meters each signing key's account); sharded, each replica uses \
+         its part of each account's pipelines of them (operator/src/shards/quota.rs)",
         std::env::var("SLUICE_OPERATOR_BIN").unwrap_or_default()
     );
     println!("{}", print(&rows));

@@ -42,6 +42,31 @@ fn held(op: &Operator) -> u64 {
     op.series("sluice_shards_held").map_or(0, |v| v as u64)
 }
 
+/// This replica's parts of the accounts' quotas (`sluice_aws_quota_part`),
+/// summed over accounts and regions (every pipeline here is in the
+/// operator's own account and one region).
+fn quota_part(op: &Operator) -> f64 {
+    let (_, body) = op.get("/metrics").expect("metrics");
+    body.lines()
+        .filter(|l| l.starts_with("sluice_aws_quota_part{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Waits until the `live` replicas' parts of the account's quotas add up
+/// to all of it (a replica whose shards hold no pipeline has none).
+fn parts_add_up(live: &[&Operator]) -> Vec<f64> {
+    wait_until(
+        "the replicas' parts of the quotas adding up to 1",
+        Duration::from_secs(30),
+        || {
+            let parts: Vec<f64> = live.iter().map(|op| quota_part(op)).collect();
+            (parts.iter().sum::<f64>() - 1.0).abs() < 1e-6
+        },
+    );
+    live.iter().map(|op| quota_part(op)).collect()
+}
+
 fn wait_until(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
     let deadline = Instant::now() + limit;
     while !check() {
@@ -242,6 +267,13 @@ async fn a_replica_killed_mid_convergence_hands_its_shards_over_and_no_pipeline_
         pipelines.len(),
         killed.elapsed()
     );
+    // The survivors use the account's quotas between them, each its part
+    // of the pipelines (not a fixed third each, of which the dead one's
+    // would go unused).
+    println!(
+        "quota parts of the survivors: {:?}",
+        parts_add_up(&survivors)
+    );
 
     // No pipeline changed by two replicas at once: a pipeline changed by
     // the killed replica and by a survivor was changed by the survivor
@@ -318,6 +350,16 @@ async fn a_replica_killed_mid_convergence_hands_its_shards_over_and_no_pipeline_
         wait_for(ns, name, "jsonpath={.status.observedGeneration}=2", "120s");
         wait_for(ns, name, "condition=Ready", "120s");
     }
+    let four: Vec<&Operator> = replicas
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != victim)
+        .map(|(_, (_, op))| op)
+        .collect();
+    println!(
+        "quota parts with a fourth replica: {:?}",
+        parts_add_up(&four)
+    );
     let mut moved = 0;
     for (ns, name) in &pipelines {
         let since: BTreeMap<String, Vec<f64>> = changes_by_replica(ns, name)

@@ -27,7 +27,7 @@ use tracing::{info, warn};
 use crate::{
     Error, Result, accounts,
     artifacts::Catalog,
-    aws::{Aws, ErrorClass, Regions},
+    aws::{Aws, ErrorClass, Regions, quota::Fractions},
     config::OperatorConfig,
     crd::{
         AccountStatus, DataPipeline, DataPipelineStatus, DeletionPolicy, FunctionStatus,
@@ -157,6 +157,14 @@ impl Context {
         fence: Fence,
         shards: Arc<Shards>,
     ) -> Self {
+        // With several shards, each account's quotas are shared by the
+        // replicas in proportion to their parts of its pipelines
+        // ([`crate::shards::quota`]); alone or as the leader, all of them.
+        let fractions = Arc::new(if shards.count() > 1 {
+            Fractions::counted()
+        } else {
+            Fractions::whole()
+        });
         let recorder = Recorder::new(
             client.clone(),
             FIELD_MANAGER,
@@ -168,6 +176,7 @@ impl Context {
             metrics.clone(),
             fence,
             config.accounts.session,
+            fractions,
         ));
         Self::remembering_nothing(client, config, catalog, regions, shards, metrics, recorder)
     }
@@ -203,6 +212,7 @@ impl Context {
             config.resync,
             config.resync_read_share,
             config.quotas.clone(),
+            regions.fractions().clone(),
             metrics.clone(),
         );
         Context {
@@ -283,6 +293,19 @@ impl Context {
         {
             self.pacer.forget(&p.uid().unwrap_or_default());
         }
+    }
+
+    /// Every pipeline the controller sees (none before it started).
+    pub fn pipelines(&self) -> Vec<Arc<DataPipeline>> {
+        self.guardrails()
+            .map(|g| g.all().collect())
+            .unwrap_or_default()
+    }
+
+    /// This replica's parts of the accounts' quotas changed: every
+    /// account's resync period is computed again.
+    pub fn repace(&self) {
+        self.pacer.refresh_all();
     }
 
     /// The guardrails, once [`run`] has set them.

@@ -41,6 +41,7 @@ struct Inner {
     fenced_writes: IntCounter,
     resync_period: GaugeVec,
     shards_held: IntGauge,
+    quota_part: GaugeVec,
 }
 
 /// What one health poll measured for one pipeline, for its gauges.
@@ -298,6 +299,19 @@ impl Metrics {
         registry
             .register(Box::new(shards_held.clone()))
             .expect("unique metric");
+        let quota_part = GaugeVec::new(
+            Opts::new(
+                "sluice_aws_quota_part",
+                "Part of an account and region's AWS quotas this replica uses, of \
+                 SLUICE_AWS_QUOTA_SHARE: with shards, its part of the account's pipelines \
+                 (crate::shards::quota); the replicas' parts add up to 1",
+            ),
+            &["account", "region"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(quota_part.clone()))
+            .expect("unique metric");
         // Every known label value starts at 0, so the series exist before
         // the first event and `rate()` sees the first increment.
         for outcome in OUTCOMES {
@@ -337,12 +351,25 @@ impl Metrics {
             fenced_writes,
             resync_period,
             shards_held,
+            quota_part,
         }))
     }
 
     /// Sets `sluice_shards_held`.
     pub fn shards_held(&self, n: usize) {
         self.0.shards_held.set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    /// Sets `sluice_aws_quota_part` of every account and region counted,
+    /// and drops those no longer counted.
+    pub fn quota_parts(&self, parts: &std::collections::HashMap<(String, String), f64>) {
+        self.0.quota_part.reset();
+        for ((account, region), part) in parts {
+            self.0
+                .quota_part
+                .with_label_values(&[account.as_str(), region.as_str()])
+                .set(*part);
+        }
     }
 
     /// Sets `sluice_resync_period_seconds` of an account and region.

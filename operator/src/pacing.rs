@@ -28,7 +28,7 @@ use std::{
 };
 
 use crate::{
-    aws::quota::{Quota, QuotaConfig},
+    aws::quota::{Fractions, Quota, QuotaConfig},
     metrics::Metrics,
 };
 
@@ -67,6 +67,8 @@ pub struct Pacer {
     configured: Duration,
     share: f64,
     quotas: QuotaConfig,
+    /// This replica's part of each account's quotas.
+    fractions: Arc<Fractions>,
     metrics: Metrics,
     state: Mutex<State>,
 }
@@ -95,14 +97,33 @@ pub struct Period {
 
 impl Pacer {
     /// A pacer for resyncs every `configured`, using at most `share` of each
-    /// bucket's rate (the operator's limit: `quotas` applied) for them.
-    pub fn new(configured: Duration, share: f64, quotas: QuotaConfig, metrics: Metrics) -> Self {
+    /// bucket's rate (the operator's limit: `quotas` applied, times this
+    /// replica's `fractions` of each account) for them.
+    pub fn new(
+        configured: Duration,
+        share: f64,
+        quotas: QuotaConfig,
+        fractions: Arc<Fractions>,
+        metrics: Metrics,
+    ) -> Self {
         Pacer {
             configured,
             share,
             quotas,
+            fractions,
             metrics,
             state: Mutex::new(State::default()),
+        }
+    }
+
+    /// This replica's fractions of the accounts changed: every place's
+    /// period is computed again (its reads are its part's, and so is its
+    /// budget).
+    pub fn refresh_all(&self) {
+        let mut state = self.state();
+        let places: Vec<Place> = state.demand.keys().cloned().collect();
+        for place in places {
+            self.refresh(&mut state, &place);
         }
     }
 
@@ -152,7 +173,7 @@ impl Pacer {
     /// Computes a place's period, exports it, and logs a change of more
     /// than a tenth.
     fn refresh(&self, state: &mut State, place: &Place) -> Period {
-        let period = self.period(state.demand.get(place));
+        let period = self.period(place, state.demand.get(place));
         let before = state
             .periods
             .insert(place.clone(), period.period)
@@ -185,13 +206,18 @@ impl Pacer {
         period
     }
 
-    fn period(&self, demand: Option<&BTreeMap<&'static str, (u64, Quota)>>) -> Period {
+    fn period(
+        &self,
+        place: &Place,
+        demand: Option<&BTreeMap<&'static str, (u64, Quota)>>,
+    ) -> Period {
         let mut out = Period {
             period: self.configured,
             bound_by: None,
         };
+        let fraction = self.fractions.get(&place.0, &place.1);
         for (key, (reads, published)) in demand.into_iter().flatten() {
-            let rate = self.quotas.client_limit(key, *published).rate * self.share;
+            let rate = self.quotas.client_limit_of(key, *published, fraction).rate * self.share;
             if rate <= 0.0 {
                 continue;
             }
@@ -236,6 +262,7 @@ mod tests {
             Duration::from_secs(300),
             0.5,
             QuotaConfig::default(),
+            Arc::new(Fractions::whole()),
             Metrics::new(),
         )
     }
@@ -318,7 +345,13 @@ mod tests {
             )]
             .into(),
         };
-        let p = Pacer::new(Duration::from_secs(60), 0.5, quotas, Metrics::new());
+        let p = Pacer::new(
+            Duration::from_secs(60),
+            0.5,
+            quotas,
+            Arc::new(Fractions::whole()),
+            Metrics::new(),
+        );
         for i in 0..100 {
             p.record(&format!("u{i}"), "111", "r", reads(&[("iam", 3, IAM)]));
         }
@@ -326,5 +359,29 @@ mod tests {
         assert_eq!(p.period_of("u1"), Duration::from_secs(60));
         p.record("u100", "111", "r", reads(&[("iam", 5, IAM)]));
         assert_eq!(p.period_of("u1"), Duration::from_secs(61));
+    }
+
+    #[test]
+    fn a_sharded_replica_paces_its_part_on_its_part_of_the_budget() {
+        let fractions = Arc::new(Fractions::counted());
+        fractions.set([(("111".to_owned(), "r".to_owned()), 0.25)].into());
+        let p = Pacer::new(
+            Duration::from_secs(60),
+            0.5,
+            QuotaConfig::default(),
+            fractions.clone(),
+            Metrics::new(),
+        );
+        // 250 pipelines (a quarter of 1,000) × 4 IAM reads at half of a
+        // quarter of 20/s: 400 s, as for the whole fleet on the whole quota.
+        for i in 0..250 {
+            p.record(&format!("u{i}"), "111", "r", reads(&[("iam", 4, IAM)]));
+        }
+        assert_eq!(p.period_of("u1"), Duration::from_secs(400));
+        // Its part of the account doubles (another replica's shards came
+        // to it) while its own pipelines' reads are not counted yet.
+        fractions.set([(("111".to_owned(), "r".to_owned()), 0.5)].into());
+        p.refresh_all();
+        assert_eq!(p.period_of("u1"), Duration::from_secs(200));
     }
 }

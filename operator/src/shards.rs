@@ -27,6 +27,7 @@ use sha2::{Digest, Sha256};
 
 use crate::fence::Fence;
 
+pub mod quota;
 pub mod run;
 
 /// The shards of this replica: each one's write fence, open while this

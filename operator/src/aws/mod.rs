@@ -46,7 +46,7 @@ use crate::{
     metrics::Metrics,
     naming::{ADOPT_FROM_ANNOTATION, Ownership, PipelineId, TAG_RELEASED_BY},
 };
-use quota::QuotaConfig;
+use quota::{Fractions, Quota, QuotaConfig};
 use ratelimit::RateLimiter;
 
 /// The SDK configuration loader every AWS client of the operator (and of
@@ -424,17 +424,21 @@ pub struct Regions {
     session: Duration,
     connected: tokio::sync::Mutex<HashMap<(Option<crate::crd::AccountRole>, String), Aws>>,
     limiters: Mutex<HashMap<(String, String), Arc<Limiters>>>,
+    /// The part of each account's quotas this replica uses.
+    fractions: Arc<Fractions>,
 }
 
 impl Regions {
     /// Connects nothing yet. Every client's writes go through `fence`;
-    /// account-role sessions last `session`.
+    /// account-role sessions last `session`; each account's limits are
+    /// `fractions` of `limits`.
     pub fn new(
         sdk: aws_config::SdkConfig,
         limits: QuotaConfig,
         metrics: Metrics,
         fence: Fence,
         session: Duration,
+        fractions: Arc<Fractions>,
     ) -> Self {
         Regions {
             sdk,
@@ -444,6 +448,24 @@ impl Regions {
             session,
             connected: tokio::sync::Mutex::new(HashMap::new()),
             limiters: Mutex::new(HashMap::new()),
+            fractions,
+        }
+    }
+
+    /// The part of each account's quotas this replica uses.
+    pub fn fractions(&self) -> &Arc<Fractions> {
+        &self.fractions
+    }
+
+    /// Re-limits every account and region connected so far to its current
+    /// fraction ([`Fractions::set`] changed them).
+    pub fn apply_fractions(&self) {
+        let all = self
+            .limiters
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for ((account, region), limiters) in all.iter() {
+            limiters.set_fraction(self.fractions.get(account, region));
         }
     }
 
@@ -521,6 +543,7 @@ impl Regions {
             .or_insert_with(|| {
                 Arc::new(Limiters {
                     config: self.limits.clone(),
+                    fraction: Mutex::new(self.fractions.get(account, region)),
                     buckets: Mutex::new(HashMap::new()),
                 })
             })
@@ -594,12 +617,18 @@ pub struct Aws {
 #[derive(Debug)]
 struct Limiters {
     config: QuotaConfig,
-    buckets: Mutex<HashMap<&'static str, Arc<RateLimiter>>>,
+    /// The part of the account's quotas this replica uses ([`Fractions`]).
+    fraction: Mutex<f64>,
+    buckets: Mutex<HashMap<&'static str, (Arc<RateLimiter>, Quota)>>,
 }
 
 impl Limiters {
     fn for_call(&self, service: Service, operation: &str) -> Arc<RateLimiter> {
         let (key, published) = quota::quota(service, operation);
+        let fraction = *self
+            .fraction
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut buckets = self
             .buckets
             .lock()
@@ -607,10 +636,34 @@ impl Limiters {
         buckets
             .entry(key)
             .or_insert_with(|| {
-                let q = self.config.client_limit(key, published);
-                Arc::new(RateLimiter::with_burst(q.rate, q.burst))
+                let q = self.config.client_limit_of(key, published, fraction);
+                (
+                    Arc::new(RateLimiter::with_burst(q.rate, q.burst)),
+                    published,
+                )
             })
+            .0
             .clone()
+    }
+
+    /// Re-limits every bucket to `fraction` of the account's quotas.
+    fn set_fraction(&self, fraction: f64) {
+        let mut current = self
+            .fraction
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if (*current - fraction).abs() < f64::EPSILON {
+            return;
+        }
+        *current = fraction;
+        let buckets = self
+            .buckets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for (key, (limiter, published)) in buckets.iter() {
+            let q = self.config.client_limit_of(key, *published, fraction);
+            limiter.set_limit(q.rate, q.burst);
+        }
     }
 }
 
@@ -687,6 +740,7 @@ impl Aws {
             sts: aws_sdk_sts::Client::new(sdk),
             limits: Arc::new(Limiters {
                 config: limits,
+                fraction: Mutex::new(1.0),
                 buckets: Mutex::new(HashMap::new()),
             }),
             metrics,

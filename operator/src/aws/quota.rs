@@ -34,7 +34,13 @@
 //!   APIs get 100 req/s. Both are adjustable with `SLUICE_AWS_QUOTAS`, and
 //!   whatever AWS really allows, a throttled call is retried, never failed.
 
-use std::collections::BTreeMap;
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::{
+        PoisonError, RwLock,
+        atomic::{AtomicBool, Ordering},
+    },
+};
 
 use super::{Service, is_read};
 
@@ -159,10 +165,17 @@ impl QuotaConfig {
     /// overridden) rate times the share, and half the burst (at least one
     /// call), so calls that bunch on their way to AWS still fit its bucket.
     pub fn client_limit(&self, key: &str, published: Quota) -> Quota {
+        self.client_limit_of(key, published, 1.0)
+    }
+
+    /// The limit of a replica using `fraction` of the account's quotas
+    /// ([`Fractions`]): the share of it.
+    pub fn client_limit_of(&self, key: &str, published: Quota, fraction: f64) -> Quota {
         let q = self.overrides.get(key).copied().unwrap_or(published);
+        let share = self.share * fraction;
         Quota {
-            rate: q.rate * self.share,
-            burst: (q.burst * self.share / 2.0).max(1.0),
+            rate: q.rate * share,
+            burst: (q.burst * share / 2.0).max(1.0),
         }
     }
 
@@ -192,6 +205,85 @@ impl QuotaConfig {
             out.insert(key.trim().to_owned(), Quota::new(rate, burst));
         }
         Ok(out)
+    }
+}
+
+/// The least part of an account's quotas a sharded replica keeps, even
+/// holding none of its pipelines: a pipeline that lands in one of its
+/// shards is served at once, before the next count of the fleet.
+pub const MIN_FRACTION: f64 = 0.02;
+
+/// The part of each account's quotas (by account and region) this replica
+/// uses, on top of [`QuotaConfig::share`]: all of it alone or as the
+/// leader; with shards, its part of each account's pipelines
+/// ([`crate::shards::quota`]), so that replicas holding uneven parts of an
+/// account together stay within its quotas without holding each other to
+/// an even split.
+#[derive(Debug)]
+pub struct Fractions {
+    /// `None`: every fraction is 1 (not sharded).
+    parts: RwLock<Option<HashMap<(String, String), f64>>>,
+    /// A place was asked for that the last count did not have: a count is
+    /// due (its first pipelines are being reconciled at the minimum).
+    missed: AtomicBool,
+}
+
+impl Fractions {
+    /// All of every account's quotas.
+    pub fn whole() -> Self {
+        Fractions {
+            parts: RwLock::new(None),
+            missed: AtomicBool::new(false),
+        }
+    }
+
+    /// A sharded replica's: [`MIN_FRACTION`] of everything until the first
+    /// count.
+    pub fn counted() -> Self {
+        Fractions {
+            parts: RwLock::new(Some(HashMap::new())),
+            missed: AtomicBool::new(false),
+        }
+    }
+
+    /// The part of `account`'s quotas in `region` this replica uses.
+    pub fn get(&self, account: &str, region: &str) -> f64 {
+        let parts = self.parts.read().unwrap_or_else(PoisonError::into_inner);
+        match &*parts {
+            None => 1.0,
+            Some(parts) => match parts.get(&(account.to_owned(), region.to_owned())) {
+                Some(part) => part.clamp(MIN_FRACTION, 1.0),
+                None => {
+                    self.missed.store(true, Ordering::Relaxed);
+                    MIN_FRACTION
+                }
+            },
+        }
+    }
+
+    /// Whether a place was asked for that the last count did not have,
+    /// since the last time this was asked.
+    pub fn take_missed(&self) -> bool {
+        self.missed.swap(false, Ordering::Relaxed)
+    }
+
+    /// Replaces the counted parts; answers whether any part moved by more
+    /// than a twentieth of itself (or appeared or went), so callers
+    /// re-limit only then. A replica that is not sharded keeps the whole.
+    pub fn set(&self, new: HashMap<(String, String), f64>) -> bool {
+        let mut parts = self.parts.write().unwrap_or_else(PoisonError::into_inner);
+        let Some(old) = parts.as_mut() else {
+            return false;
+        };
+        let moved = |a: f64, b: f64| (a - b).abs() > a.max(MIN_FRACTION) / 20.0;
+        let changed = old.len() != new.len()
+            || new
+                .iter()
+                .any(|(k, v)| old.get(k).is_none_or(|o| moved(*o, *v)));
+        if changed {
+            *old = new;
+        }
+        changed
     }
 }
 
@@ -264,5 +356,40 @@ mod tests {
                 .contains("above 0")
         );
         assert!(QuotaConfig::parse_overrides("").expect("empty").is_empty());
+    }
+
+    #[test]
+    fn fractions_are_whole_unsharded_and_counted_when_sharded() {
+        let whole = Fractions::whole();
+        assert!(!whole.set([(("1".into(), "r".into()), 0.5)].into()));
+        assert_eq!(whole.get("1", "r"), 1.0);
+
+        let counted = Fractions::counted();
+        assert_eq!(
+            counted.get("1", "r"),
+            MIN_FRACTION,
+            "before the first count"
+        );
+        assert!(counted.set([(("1".into(), "r".into()), 0.4)].into()));
+        assert_eq!(counted.get("1", "r"), 0.4);
+        assert_eq!(
+            counted.get("2", "r"),
+            MIN_FRACTION,
+            "an account it holds none of"
+        );
+        // Within a twentieth: not worth re-limiting every bucket.
+        assert!(!counted.set([(("1".into(), "r".into()), 0.41)].into()));
+        assert_eq!(counted.get("1", "r"), 0.4);
+        assert!(counted.set([(("1".into(), "r".into()), 0.5)].into()));
+        assert!(counted.set(HashMap::new()), "an account gone");
+        assert_eq!(counted.get("1", "r"), MIN_FRACTION);
+
+        let config = QuotaConfig {
+            share: 0.5,
+            overrides: BTreeMap::new(),
+        };
+        let iam = config.client_limit_of("iam", Quota::per_second(20.0), 0.4);
+        assert!((iam.rate - 4.0).abs() < 1e-9, "{iam:?}");
+        assert!((iam.burst - 2.0).abs() < 1e-9, "{iam:?}");
     }
 }

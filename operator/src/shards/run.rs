@@ -132,10 +132,21 @@ pub async fn run(
     let held = {
         let (ctx, metrics, mut shutdown) = (ctx.clone(), metrics.clone(), shutdown.clone());
         async move {
+            let mut counted: Option<(BTreeSet<usize>, tokio::time::Instant)> = None;
             loop {
-                let n = ctx.shards.held().len();
-                metrics.set_leader(n > 0);
-                metrics.shards_held(n);
+                let held = ctx.shards.held();
+                metrics.set_leader(!held.is_empty());
+                metrics.shards_held(held.len());
+                // This replica's parts of the accounts' quotas follow the
+                // shards it holds, and the pipelines in them.
+                let due = ctx.regions.fractions().take_missed()
+                    || counted.as_ref().is_none_or(|(before, at)| {
+                        *before != held || at.elapsed() >= super::quota::RECOUNT
+                    });
+                if due {
+                    super::quota::recount(&ctx).await;
+                    counted = Some((held, tokio::time::Instant::now()));
+                }
                 tokio::select! {
                     () = tokio::time::sleep(Duration::from_secs(1)) => {}
                     _ = shutdown.wait_for(|s| *s) => break,
