@@ -18,7 +18,7 @@ use kube::{
     Api, Client,
     api::{DeleteParams, ListParams, PostParams},
 };
-use tokio::sync::watch;
+use tokio::{sync::watch, time::Instant};
 use tracing::{info, warn};
 
 use crate::{
@@ -47,23 +47,37 @@ pub fn member_lease(base: &str, identity: &str) -> String {
     format!("{base}-member-{identity}")
 }
 
-/// The live replicas, as the member Leases said when last read.
-#[derive(Clone, Debug, Default)]
-struct Members(Arc<RwLock<BTreeSet<String>>>);
+/// The live replicas, as the member Leases said when last read, and when
+/// one last joined.
+#[derive(Clone, Debug)]
+struct Members(Arc<RwLock<(BTreeSet<String>, Instant)>>);
+
+impl Default for Members {
+    fn default() -> Self {
+        Members(Arc::new(RwLock::new((BTreeSet::new(), Instant::now()))))
+    }
+}
 
 impl Members {
     fn get(&self) -> BTreeSet<String> {
         self.0
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .0
             .clone()
     }
 
+    /// Replaces the live members; a member that was not there before
+    /// (this replica's own first look included) restarts the settling.
     fn set(&self, members: BTreeSet<String>) {
-        *self
+        let mut current = self
             .0
             .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = members;
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if members.iter().any(|m| !current.0.contains(m)) {
+            current.1 = Instant::now();
+        }
+        current.0 = members;
     }
 
     /// Whether `me` should hold `shard`.
@@ -71,7 +85,28 @@ impl Members {
         let members = self.get();
         super::owner(shard, members.iter().map(String::as_str)) == Some(me)
     }
+
+    /// Whether `me` may take `shard` now: it should hold it, and no
+    /// replica joined in the last `settle`. Replicas that start together
+    /// (a Deployment's, a rollout's) see each other within a retry period
+    /// or two; without the wait the first to start took every shard and
+    /// handed most of them back as the others appeared, and each
+    /// hand-over had the shard's pipelines reconciled afresh. A replica
+    /// that leaves does not restart the wait: its shards are taken as
+    /// soon as their Leases allow.
+    fn may_take(&self, shard: usize, me: &str, settle: Duration) -> bool {
+        let joined = self
+            .0
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .1;
+        joined.elapsed() >= settle && self.should_hold(shard, me)
+    }
 }
+
+/// How long membership must have gone without a replica joining before a
+/// replica takes the shards it should hold: this many retry periods.
+const SETTLE_RETRIES: u32 = 2;
 
 /// Runs this replica's member Lease and its shards' electors until
 /// `shutdown` turns true; then hands every shard back (fences closed
@@ -217,10 +252,11 @@ async fn hold_when_owner(
             ctx.recorder.clone(),
             Metrics::new(),
         );
+        let settle = election.retry_period * SETTLE_RETRIES;
         let elector = Elector::new(store, config.clone(), fence.clone(), Metrics::new())
             .taking_only_when({
                 let (members, me) = (members.clone(), me.clone());
-                move || members.should_hold(shard, &me)
+                move || members.may_take(shard, &me, settle)
             });
         let lead = |stop: crate::controller::Stop| {
             let (ctx, fence) = (ctx.clone(), fence.clone());
@@ -348,5 +384,33 @@ mod tests {
                 .collect();
             assert_eq!(holders.len(), 1, "shard {shard}: {holders:?}");
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_replica_takes_its_shards_once_no_replica_joined_for_the_settling_time() {
+        let settle = Duration::from_secs(4);
+        let members = Members::default();
+        members.set(["a".to_owned()].into());
+        assert!(members.should_hold(0, "a"));
+        assert!(!members.may_take(0, "a", settle), "just started");
+        tokio::time::advance(Duration::from_secs(3)).await;
+        // b joins before a settled: a waits again, for the shards it
+        // should still hold.
+        members.set(["a".to_owned(), "b".to_owned()].into());
+        let a_keeps = (0..12)
+            .find(|s| members.should_hold(*s, "a"))
+            .expect("some");
+        tokio::time::advance(Duration::from_secs(3)).await;
+        assert!(!members.may_take(a_keeps, "a", settle));
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert!(members.may_take(a_keeps, "a", settle));
+        // Never a shard it should not hold.
+        let b_gets = (0..12)
+            .find(|s| members.should_hold(*s, "b"))
+            .expect("some");
+        assert!(!members.may_take(b_gets, "a", settle));
+        // b leaves: a takes b's shards at once (as the Leases allow).
+        members.set(["a".to_owned()].into());
+        assert!(members.may_take(b_gets, "a", settle));
     }
 }
