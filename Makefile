@@ -27,6 +27,7 @@ DEPTH_POLICY := charts/sluice/templates/admission/free-form-depth.yaml
 # code (operator/src/aws/operator_policy.rs).
 OPERATOR_POLICY := config/iam/operator-policy.json
 OPERATOR_POLICY_SERVICES := config/iam/operator-policy-services.json
+ROLE_LISTING_POLICY := config/iam/role-listing-policy.json
 REVIEWER_POLICY := config/iam/reviewer-policy.json
 # Handlers build for the host (x86_64 here). On a machine with the Rust
 # target and a linker for it: make handlers HANDLERS_TARGET=aarch64-unknown-linux-gnu
@@ -85,6 +86,8 @@ policy: ## regenerate the operator's AWS policies (config/iam/operator-policy*.j
 	mv $(OPERATOR_POLICY).tmp $(OPERATOR_POLICY)
 	cargo run --quiet -p sluice-operator --bin policygen services > $(OPERATOR_POLICY_SERVICES).tmp
 	mv $(OPERATOR_POLICY_SERVICES).tmp $(OPERATOR_POLICY_SERVICES)
+	cargo run --quiet -p sluice-operator --bin policygen role-listing > $(ROLE_LISTING_POLICY).tmp
+	mv $(ROLE_LISTING_POLICY).tmp $(ROLE_LISTING_POLICY)
 	cargo run --quiet -p sluice-operator --bin policygen reviewer > $(REVIEWER_POLICY).tmp
 	mv $(REVIEWER_POLICY).tmp $(REVIEWER_POLICY)
 
@@ -151,6 +154,7 @@ crd-check: ## fail when the committed CRD differs from the generator's output
 policy-check: ## fail when the committed operator policy differs from the generator's output
 	@scripts/step.sh policy-check bash -c "{ cargo run --quiet -p sluice-operator --bin policygen core | diff -u $(OPERATOR_POLICY) - \
 	  && cargo run --quiet -p sluice-operator --bin policygen services | diff -u $(OPERATOR_POLICY_SERVICES) - \
+	  && cargo run --quiet -p sluice-operator --bin policygen role-listing | diff -u $(ROLE_LISTING_POLICY) - \
 	  && cargo run --quiet -p sluice-operator --bin policygen reviewer | diff -u $(REVIEWER_POLICY) -; } \
 	  || { echo 'config/iam is stale: run make policy and commit'; exit 1; }"
 

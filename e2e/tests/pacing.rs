@@ -3,11 +3,15 @@
 //! and whose resyncs may use half of it cannot read three pipelines' roles
 //! back every 10 s; it says so (`sluice_resync_period_seconds` of the
 //! account, longer than configured) and comes back at that period rather
-//! than at the configured one.
+//! than at the configured one. With role listing on, resyncs read the
+//! account's roles in one listing and read a role only when it changed.
 
 use std::time::{Duration, Instant};
 
-use sluice_e2e::{Namespace, Operator, apply_and_wait, install_crd, sample_manifest, sdk};
+use sluice_e2e::{
+    Namespace, Operator, apply_and_wait, flow, get_pipeline, ids, install_crd, sample_manifest,
+    sdk, token,
+};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_account_whose_reads_do_not_fit_gets_a_longer_period_and_says_so() {
@@ -90,5 +94,197 @@ async fn an_account_whose_reads_do_not_fit_gets_a_longer_period_and_says_so() {
         op.log_tail().contains("resync period stretched"),
         "the stretch is logged: {}",
         op.log_tail()
+    );
+}
+
+/// IAM reads of one operation so far.
+fn iam_reads(op: &Operator, operation: &str) -> u64 {
+    op.aws_calls()
+        .iter()
+        .filter(|(k, _)| k.starts_with(&format!("iam:{operation} ")) && k.ends_with("(read)"))
+        .map(|(_, n)| n)
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_role_listing_resyncs_read_no_role_until_one_changes_outside() {
+    install_crd();
+    let ns = Namespace::create();
+    let prefix = format!("rl{}", &token()[..6]);
+    // The operator's identity holds the optional listing policy too
+    // (under IAM enforcement it is refused without it).
+    flow::harness(
+        "POST",
+        &format!("iam/operator?prefix={prefix}&roleListing=1"),
+    );
+    let op = Operator::start_with(
+        &[&ns.0],
+        &[
+            ("SLUICE_NAME_PREFIX", &prefix),
+            ("SLUICE_ROLE_LISTING", "true"),
+            ("SLUICE_RESYNC_SECONDS", "10"),
+            ("SLUICE_HEALTH_INTERVAL_SECONDS", "0"),
+        ],
+    );
+    apply_and_wait(
+        &ns.0,
+        "event-triggered",
+        &sample_manifest("event-triggered.yaml"),
+        "Ready",
+        &op,
+    );
+    let dp = get_pipeline(&ns.0, "event-triggered");
+    let roles = ids(&dp, "IAM::Role");
+    assert!(!roles.is_empty(), "{dp:#}");
+
+    // The first resync reads each role in full (nothing verified yet);
+    // from the second on, a listing of the account answers for them.
+    let ready = || op.counter("sluice_reconciles_total", "outcome=\"ready\"");
+    let limit = Duration::from_secs(60);
+    for round in ["first", "second"] {
+        let next = ready() + 1;
+        op.wait_until(&format!("the {round} resync"), limit, || ready() >= next);
+    }
+    let (get_role, listings) = (
+        iam_reads(&op, "GetRole"),
+        iam_reads(&op, "GetAccountAuthorizationDetails"),
+    );
+    let next = ready() + 3;
+    op.wait_until("three more resyncs", limit, || ready() >= next);
+    let listed = iam_reads(&op, "GetAccountAuthorizationDetails") - listings;
+    assert_eq!(
+        iam_reads(&op, "GetRole"),
+        get_role,
+        "a resync read a role the listing showed unchanged: {}",
+        op.log_tail()
+    );
+    assert!(
+        listed >= 1,
+        "no listing in three resyncs: {:?}",
+        op.aws_calls()
+    );
+
+    // Someone widens a role's inline policy outside Sluice: the next
+    // listing shows the change, the role is read and set back.
+    let iam = aws_sdk_iam::Client::new(&sdk().await);
+    let (_, role) = &roles[0];
+    let before = iam
+        .get_role_policy()
+        .role_name(role)
+        .policy_name("sluice")
+        .send()
+        .await
+        .expect("the role's policy")
+        .policy_document()
+        .to_owned();
+    let wide = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:*","Resource":"*"}]}"#;
+    iam.put_role_policy()
+        .role_name(role)
+        .policy_name("sluice")
+        .policy_document(wide)
+        .send()
+        .await
+        .expect("changed outside");
+    let changed = Instant::now();
+    let corrections = || op.counter("sluice_drift_corrections_total", "kind=\"IAM::Role\"");
+    op.wait_until("the role set back", Duration::from_secs(60), || {
+        corrections() >= 1
+    });
+    let now = iam
+        .get_role_policy()
+        .role_name(role)
+        .policy_name("sluice")
+        .send()
+        .await
+        .expect("the role's policy")
+        .policy_document()
+        .to_owned();
+    assert_eq!(
+        sluice_operator::iam::parse_policy(&now),
+        sluice_operator::iam::parse_policy(&before),
+        "the outside change is undone"
+    );
+    println!(
+        "role listing: {listed} listing(s) and 0 GetRole in three resyncs; an outside change \
+         to {role} set back {:.1} s later",
+        changed.elapsed().as_secs_f64()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_role_listing_falls_back_to_reading_each_role() {
+    assert_eq!(
+        std::env::var("SLUICE_HARNESS_IAM").as_deref(),
+        Ok("enforce"),
+        "this test needs the emulator to enforce IAM (scripts/localenv.sh does)"
+    );
+    install_crd();
+    let ns = Namespace::create();
+    // Listing on, but the operator's identity lacks
+    // config/iam/role-listing-policy.json: IAM refuses the listing.
+    let prefix = format!("rn{}", &token()[..6]);
+    let op = Operator::start_with(
+        &[&ns.0],
+        &[
+            ("SLUICE_NAME_PREFIX", &prefix),
+            ("SLUICE_ROLE_LISTING", "true"),
+            ("SLUICE_RESYNC_SECONDS", "10"),
+            ("SLUICE_HEALTH_INTERVAL_SECONDS", "0"),
+        ],
+    );
+    apply_and_wait(
+        &ns.0,
+        "event-triggered",
+        &sample_manifest("event-triggered.yaml"),
+        "Ready",
+        &op,
+    );
+    let ready = || op.counter("sluice_reconciles_total", "outcome=\"ready\"");
+    let next = ready() + 1;
+    op.wait_until("the first resync", Duration::from_secs(60), || {
+        ready() >= next
+    });
+    let get_role = iam_reads(&op, "GetRole");
+    let next = ready() + 3;
+    op.wait_until("three more resyncs", Duration::from_secs(60), || {
+        ready() >= next
+    });
+    // Each resync read the roles itself, and the refused listing was not
+    // asked for again (it is, an hour later).
+    assert!(
+        iam_reads(&op, "GetRole") >= get_role + 3,
+        "resyncs did not read the roles: {:?}",
+        op.aws_calls()
+    );
+    assert_eq!(
+        iam_reads(&op, "GetAccountAuthorizationDetails"),
+        1,
+        "{:?}",
+        op.aws_calls()
+    );
+    let refused = match flow::harness("GET", "denials") {
+        serde_json::Value::Array(entries) => entries
+            .iter()
+            .filter(|d| {
+                d["principal"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains(&format!("operator-{prefix}"))
+                    && d["action"] == "iam:GetAccountAuthorizationDetails"
+            })
+            .count(),
+        other => panic!("denials: {other}"),
+    };
+    assert_eq!(refused, 1, "IAM refused the listing once");
+    assert!(
+        op.log_tail().contains("cannot list the account's roles"),
+        "{}",
+        op.log_tail()
+    );
+    let dp = get_pipeline(&ns.0, "event-triggered");
+    assert_eq!(
+        sluice_e2e::condition(&dp, "Ready").map(|c| c["status"].clone()),
+        Some(serde_json::json!("True")),
+        "{dp:#}"
     );
 }

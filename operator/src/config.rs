@@ -22,6 +22,10 @@ pub struct OperatorConfig {
     /// The share of each quota bucket's rate drift detection may use
     /// (`SLUICE_RESYNC_READ_SHARE`); the rest is for changes.
     pub resync_read_share: f64,
+    /// Whether resyncs read the account's roles in one listing
+    /// (`SLUICE_ROLE_LISTING`, [`crate::aws::listing`]); needs
+    /// `config/iam/role-listing-policy.json` on the operator's identity.
+    pub role_listing: bool,
     /// Permissions boundary attached to every role Sluice creates: the
     /// managed policy of `config/iam/pipeline-boundary.json`. Required: the
     /// operator's own AWS policy lets it create and change roles only with
@@ -145,6 +149,14 @@ impl OperatorConfig {
             "a fraction above 0 and at most 1 of each quota bucket's rate that drift detection \
              may use (the rest is left for changes)",
         )?;
+        let role_listing = parse(
+            &get,
+            "SLUICE_ROLE_LISTING",
+            false,
+            |_| true,
+            "true or false (true needs config/iam/role-listing-policy.json on the operator's \
+             identity)",
+        )?;
         let admin_addr = parse(
             &get,
             "SLUICE_ADMIN_ADDR",
@@ -261,6 +273,7 @@ impl OperatorConfig {
             handlers_dir,
             resync,
             resync_read_share,
+            role_listing,
             permissions_boundary,
             installation_id: Secret(installation_id),
             admin_addr,

@@ -990,6 +990,14 @@ async fn converge(dp: &DataPipeline, ctx: &Context) -> Result<(Action, &'static 
     if refused_before && remembered().await {
         return Ok((Action::requeue(ctx.resync(dp)), outcome::STALLED));
     }
+    // A resync of a pipeline converged to this very plan: with role
+    // listing on, its roles are read only where the account's listing
+    // shows a change ([`crate::aws::listing`]), the listing at most a
+    // quarter of the period old.
+    let resync = ctx.config.role_listing
+        && was_ready(&previous, generation)
+        && ctx.converged_plans.lock().await.get(&uid) == Some(&digest);
+    let aws = aws.with_listing_age(resync.then(|| ctx.pacer.period_of(&uid) / 4));
     let mut progress = recorded.clone();
     let result = reconcile::apply(&aws, &pid, &plan, &mut progress).await;
     {

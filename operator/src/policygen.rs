@@ -497,6 +497,10 @@ mod tests {
                 Document::Services,
                 include_str!("../../config/iam/operator-policy-services.json"),
             ),
+            (
+                Document::RoleListing,
+                include_str!("../../config/iam/role-listing-policy.json"),
+            ),
         ] {
             assert!(
                 committed == render(document),
@@ -509,7 +513,7 @@ mod tests {
     #[test]
     fn each_statement_is_in_one_document_once() {
         let mut sids = BTreeSet::new();
-        for document in Document::ALL {
+        for document in Document::EVERY {
             let policy: Value = serde_json::from_str(&render(document)).expect("JSON");
             for s in policy["Statement"].as_array().expect("statements") {
                 let sid = s["Sid"].as_str().expect("a Sid").to_owned();
@@ -568,7 +572,18 @@ mod tests {
             serde_json::json!(["ALLOWED_REGION"])
         );
         assert_eq!(regions["NotAction"], serde_json::json!(["iam:*", "sts:*"]));
-        // No IAM action is allowed on every resource.
+        // No IAM action is allowed on every resource by the operator's
+        // policy proper; the optional listing's one read is.
+        let listing: Value = serde_json::from_str(&render(Document::RoleListing)).expect("JSON");
+        assert_eq!(
+            listing["Statement"],
+            serde_json::json!([{
+                "Sid": "ListRolesForDriftDetection",
+                "Effect": "Allow",
+                "Action": "iam:GetAccountAuthorizationDetails",
+                "Resource": "*"
+            }])
+        );
         for document in Document::ALL {
             let policy: Value = serde_json::from_str(&render(document)).expect("JSON");
             for s in policy["Statement"].as_array().expect("statements") {

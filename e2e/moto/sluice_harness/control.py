@@ -5,7 +5,7 @@
   GET  /_sluice/denials                      the requests IAM refused (JSON list)
   GET  /_sluice/iam/allowed?principal=S      the actions IAM allowed so far to the
                                              principals whose ARN contains S
-  POST /_sluice/iam/operator?prefix=P[&regions=r1,r2]
+  POST /_sluice/iam/operator?prefix=P[&regions=r1,r2][&roleListing=1]
                                              credentials of an IAM user holding
                                              exactly config/iam/operator-policy.json
                                              for names starting with P- (roles
@@ -13,7 +13,10 @@
                                              the harness's), and the ARN of the
                                              pipeline roles' boundary
                                              (config/iam/pipeline-boundary.json as
-                                             managed policy /P/P-pipeline-boundary)
+                                             managed policy /P/P-pipeline-boundary);
+                                             with roleListing=1 (then always, for
+                                             P), also holding
+                                             config/iam/role-listing-policy.json
   POST /_sluice/iam/reviewer?prefix=P        credentials of an IAM user holding
                                              exactly config/iam/reviewer-policy.json
                                              (the operator's reads, no write) for
@@ -86,8 +89,14 @@ POLICIES = [
     for name in ("operator-policy.json", "operator-policy-services.json")
 ]
 BOUNDARY = os.path.join(os.path.dirname(__file__), "..", "..", "..", "config", "iam", "pipeline-boundary.json")
+ROLE_LISTING = os.path.join(
+    os.path.dirname(__file__), "..", "..", "..", "config", "iam", "role-listing-policy.json"
+)
 REVIEWER = os.path.join(os.path.dirname(__file__), "..", "..", "..", "config", "iam", "reviewer-policy.json")
 
+
+# Prefixes whose operator user also holds the role-listing policy.
+_role_listing: set[str] = set()
 
 # One-shot refusals registered by POST /_sluice/refuse: (target, match,
 # code, message).
@@ -246,7 +255,14 @@ def middleware(app):  # type: ignore[no-untyped-def]
                 status, body = "200 OK", iam.allowed(query.get("principal", ""))
             elif method == "POST" and route == "iam/operator":
                 regions = [r.strip() for r in query.get("regions", "").split(",") if r.strip()]
-                creds, boundary = iam.operator_user(query["prefix"], POLICIES, BOUNDARY, regions or None)
+                # With roleListing=1, also the optional
+                # config/iam/role-listing-policy.json (SLUICE_ROLE_LISTING),
+                # from then on for that prefix.
+                if query.get("roleListing") == "1":
+                    _role_listing.add(query["prefix"])
+                listing = [ROLE_LISTING] if query["prefix"] in _role_listing else []
+                policies = POLICIES + listing
+                creds, boundary = iam.operator_user(query["prefix"], policies, BOUNDARY, regions or None)
                 status, body = "200 OK", {
                     "accessKeyId": creds.access_key_id,
                     "secretAccessKey": creds.secret_access_key,

@@ -14,6 +14,7 @@ pub mod event_bus;
 pub mod event_source_mapping;
 pub mod function;
 pub mod invoke_config;
+pub mod listing;
 pub mod log_group;
 pub mod notification;
 pub mod operator_policy;
@@ -608,6 +609,11 @@ pub struct Aws {
     code_digests: Arc<tokio::sync::Mutex<HashMap<String, (String, u64)>>>,
     /// Teams' zips checked before deploying them, [`code::verify`].
     code_verified: Arc<tokio::sync::Mutex<std::collections::HashSet<String>>>,
+    /// Account-wide listings and what full reads verified ([`listing`]).
+    listings: Arc<listing::Listings>,
+    /// How old a listing this pass may go by; `None`: every resource is
+    /// read (not a resync, or listings are off).
+    listing_age: Option<Duration>,
     /// Open while this replica may write: writes are refused, unsent,
     /// while it is closed.
     fence: Fence,
@@ -751,6 +757,8 @@ impl Aws {
             code_uploaded: Default::default(),
             code_digests: Default::default(),
             code_verified: Default::default(),
+            listings: Default::default(),
+            listing_age: None,
             fence: Fence::always_open(),
         }
     }
@@ -874,6 +882,16 @@ impl Aws {
         }
     }
 
+    /// The same clients, taking resources of kinds with an account-wide
+    /// listing as unchanged where a listing at most `age` old says so
+    /// ([`listing`]); `None`: reading every resource.
+    pub fn with_listing_age(&self, age: Option<Duration>) -> Aws {
+        Aws {
+            listing_age: age,
+            ..self.clone()
+        }
+    }
+
     /// The same clients, counting their reads by quota bucket in `tally`.
     pub fn with_tally(&self, tally: crate::pacing::Tally) -> Aws {
         Aws {
@@ -987,7 +1005,7 @@ pub enum Outcome {
 #[allow(async_fn_in_trait)] // used with static dispatch inside this crate only
 pub trait AwsResource {
     /// Desired state, from the plan.
-    type Desired: Sync;
+    type Desired: Sync + std::fmt::Debug;
     /// Observed state.
     type Observed: Send;
 
@@ -1005,6 +1023,21 @@ pub trait AwsResource {
 
     /// Reads the resource; `None` when it does not exist.
     async fn observe(aws: &Aws, id: &str) -> Result<Option<Self::Observed>>;
+
+    /// For kinds with an account-wide listing ([`listing`]): a digest of
+    /// everything [`Self::observe`] found that the listing shows too.
+    fn fingerprint(_observed: &Self::Observed) -> Option<u64> {
+        None
+    }
+
+    /// For kinds with an account-wide listing: the resource's fingerprint
+    /// in a listing fresh enough for this pass ([`Aws::with_listing_age`]);
+    /// `None` when the kind has no listing, the pass may not use one, or
+    /// the listing does not have it (it is read instead). Kinds whose ARN
+    /// comes from AWS ([`Self::observed_arn`]) have none.
+    async fn listed(_aws: &Aws, _id: &str) -> Result<Option<u64>> {
+        Ok(None)
+    }
 
     /// The ownership tags found, or `None` for resources that carry no tags
     /// of their own (they belong to a resource that does).
@@ -1109,8 +1142,19 @@ pub async fn converge<R: AwsResource>(
         },
         e => e,
     };
+    // Unchanged in the account's listing since a full read found it as
+    // desired: not read.
+    if let Some(listed) = R::listed(aws, id).await?
+        && aws.listings.verified(R::KIND, id) == Some((listed, listing::desired_digest(desired)))
+    {
+        return Ok(Converged {
+            outcome: Outcome::Unchanged,
+            arn: None,
+        });
+    }
     match R::observe(aws, id).await? {
         None => {
+            aws.listings.wrote(R::KIND, id);
             let arn = R::create(aws, desired).await.map_err(rejected)?;
             Ok(Converged {
                 outcome: Outcome::Created,
@@ -1133,8 +1177,13 @@ pub async fn converge<R: AwsResource>(
             let adopted = ownership == Some(Ownership::ReleasedToUs);
             let drift = R::diff(desired, &observed);
             if drift.is_empty() {
+                if let Some(fingerprint) = R::fingerprint(&observed) {
+                    let wanted = listing::desired_digest(desired);
+                    aws.listings.verify(R::KIND, id, fingerprint, wanted);
+                }
                 return Ok(converged(Outcome::Unchanged));
             }
+            aws.listings.wrote(R::KIND, id);
             R::update(aws, desired, &observed, &drift)
                 .await
                 .map_err(rejected)?;
@@ -1254,6 +1303,7 @@ pub async fn remove<R: AwsResource>(
     if let Some(Err(why)) = R::tags(&observed).map(|t| removable(pipeline, t, recorded)) {
         return Ok(Removal::Skipped(why));
     }
+    aws.listings.wrote(R::KIND, id);
     if retain {
         R::release(aws, id, &observed, &pipeline.release_marker()).await?;
         Ok(Removal::Released)

@@ -26,17 +26,28 @@ pub enum Document {
     /// `config/iam/operator-policy-services.json`: the other services'
     /// resources.
     Services,
+    /// `config/iam/role-listing-policy.json`, attached only with
+    /// `SLUICE_ROLE_LISTING` on: the one read of every role of the account
+    /// that resyncs use in place of three per role
+    /// ([`super::listing`]). IAM offers it on every resource only, so it
+    /// is not part of the operator's policy proper.
+    RoleListing,
 }
 
 impl Document {
-    /// Both, in the order they are installed.
+    /// The operator's policy proper, in the order they are installed.
     pub const ALL: [Document; 2] = [Document::Core, Document::Services];
+
+    /// Every document `policygen` writes: the operator's, then the
+    /// optional one.
+    pub const EVERY: [Document; 3] = [Document::Core, Document::Services, Document::RoleListing];
 
     /// The file under `config/iam/`.
     pub fn file(self) -> &'static str {
         match self {
             Document::Core => "operator-policy.json",
             Document::Services => "operator-policy-services.json",
+            Document::RoleListing => "role-listing-policy.json",
         }
     }
 
@@ -45,12 +56,13 @@ impl Document {
         match self {
             Document::Core => "core",
             Document::Services => "services",
+            Document::RoleListing => "role-listing",
         }
     }
 
     /// The document named `name` ([`Document::name`]).
     pub fn from_name(name: &str) -> Option<Document> {
-        Document::ALL.into_iter().find(|d| d.name() == name)
+        Document::EVERY.into_iter().find(|d| d.name() == name)
     }
 }
 

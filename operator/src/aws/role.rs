@@ -1,9 +1,9 @@
 //! IAM execution roles: trust policy, the inline policy `sluice`, the
 //! optional permissions boundary and the ownership tags.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
-use aws_sdk_iam::types::Tag;
+use aws_sdk_iam::types::{EntityType, Tag};
 use serde_json::Value;
 
 use super::{
@@ -45,6 +45,20 @@ pub const POLICY: &[Statement] = &[
             "arn:aws:iam::ACCOUNT_ID:role/sluice/sluice-*",
             "arn:aws:iam::ACCOUNT_ID:role/sluice-*",
         ],
+    ),
+    // One read of every role of the account for drift detection, in place
+    // of three per role (super::listing). IAM offers it only on every
+    // resource: it shows the operator the roles and policies of the whole
+    // account (and changes nothing), so it is a document of its own that
+    // the platform attaches only with SLUICE_ROLE_LISTING on.
+    Statement::allow(
+        "ListRolesForDriftDetection",
+        Document::RoleListing,
+        &[Action::calls(
+            Service::Iam,
+            "GetAccountAuthorizationDetails",
+        )],
+        &["*"],
     ),
     Statement::allow(
         "CreateAndChangeRolesOnlyWithTheBoundary",
@@ -254,6 +268,17 @@ impl AwsResource for Role {
                 .map(|t| (t.key().to_owned(), t.value().to_owned()))
                 .collect(),
         }))
+    }
+
+    fn fingerprint(observed: &ObservedRole) -> Option<u64> {
+        Some(fingerprint(observed))
+    }
+
+    async fn listed(aws: &Aws, id: &str) -> Result<Option<u64>> {
+        let Some(age) = aws.listing_age else {
+            return Ok(None);
+        };
+        aws.listings.role(id, age, || list_roles(aws)).await
     }
 
     fn tags(observed: &ObservedRole) -> Option<&BTreeMap<String, String>> {
@@ -471,6 +496,86 @@ impl AwsResource for Role {
 
 /// Writes the role's inline policy, or deletes it when the role is granted
 /// nothing (IAM refuses a policy without statements).
+/// A digest of everything a full read of a role finds: what a listing of
+/// the account's roles shows of it too ([`super::listing`]).
+fn fingerprint(o: &ObservedRole) -> u64 {
+    let trust = o.trust_policy.as_ref().map(Value::to_string);
+    let policy = o.policy.as_ref().map(Value::to_string);
+    let mut inline = o.inline_policies.clone();
+    inline.sort();
+    let inline = inline.join("\n");
+    super::listing::fingerprint(
+        &[
+            Some(&o.arn),
+            Some(&o.path),
+            trust.as_deref(),
+            policy.as_deref(),
+            Some(&inline),
+            o.permissions_boundary.as_deref(),
+        ],
+        &o.tags,
+    )
+}
+
+/// The fingerprints of the account's roles that carry Sluice's ownership
+/// tags, from `GetAccountAuthorizationDetails` (roles only, 1,000 a page):
+/// trust policy, inline policies, boundary and tags, as a full read finds
+/// them.
+async fn list_roles(aws: &Aws) -> Result<HashMap<String, u64>> {
+    let mut out = HashMap::new();
+    let mut marker: Option<String> = None;
+    loop {
+        let page = aws
+            .call(Service::Iam, "GetAccountAuthorizationDetails", || {
+                aws.iam
+                    .get_account_authorization_details()
+                    .filter(EntityType::Role)
+                    .max_items(1000)
+                    .set_marker(marker.clone())
+                    .send()
+            })
+            .await?;
+        for role in page.role_detail_list() {
+            let tags: BTreeMap<String, String> = role
+                .tags()
+                .iter()
+                .map(|t| (t.key().to_owned(), t.value().to_owned()))
+                .collect();
+            if !OWNERSHIP_TAG_KEYS.iter().any(|k| tags.contains_key(*k)) {
+                continue;
+            }
+            let (Some(name), Some(arn)) = (role.role_name(), role.arn()) else {
+                continue;
+            };
+            let inline = role.role_policy_list();
+            let observed = ObservedRole {
+                arn: arn.to_owned(),
+                path: role.path().unwrap_or("/").to_owned(),
+                trust_policy: role.assume_role_policy_document().and_then(parse_policy),
+                policy: inline
+                    .iter()
+                    .find(|p| p.policy_name() == Some(INLINE_POLICY))
+                    .and_then(|p| p.policy_document())
+                    .and_then(parse_policy),
+                inline_policies: inline
+                    .iter()
+                    .filter_map(|p| p.policy_name().map(str::to_owned))
+                    .collect(),
+                permissions_boundary: role
+                    .permissions_boundary()
+                    .and_then(|b| b.permissions_boundary_arn())
+                    .map(str::to_owned),
+                tags,
+            };
+            out.insert(name.to_owned(), fingerprint(&observed));
+        }
+        marker = page.marker().map(str::to_owned);
+        if !page.is_truncated() || marker.is_none() {
+            return Ok(out);
+        }
+    }
+}
+
 async fn put_policy(aws: &Aws, d: &RolePlan) -> Result<()> {
     if grants_nothing(&d.policy) {
         return match aws

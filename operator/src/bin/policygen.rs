@@ -1,9 +1,10 @@
 //! Prints the operator's AWS policies as the code declares them
 //! (`sluice_operator::policygen`): `policygen core`
 //! config/iam/operator-policy.json, `policygen services`
-//! config/iam/operator-policy-services.json, `policygen reviewer`
-//! config/iam/reviewer-policy.json (the reads alone, for `kubectl sluice
-//! plan --live`). `make policy` writes them; `make policy-check` (in `make
+//! config/iam/operator-policy-services.json, `policygen role-listing`
+//! config/iam/role-listing-policy.json (optional: `SLUICE_ROLE_LISTING`),
+//! `policygen reviewer` config/iam/reviewer-policy.json (the reads alone,
+//! for `kubectl sluice plan --live`). `make policy` writes them; `make policy-check` (in `make
 //! test`) fails when the committed files differ.
 
 use std::process::ExitCode;
@@ -25,11 +26,11 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         None => {
-            eprintln!("usage: policygen core|services|reviewer");
-            for document in Document::ALL {
-                eprintln!("  {:<9} config/iam/{}", document.name(), document.file());
+            eprintln!("usage: policygen core|services|role-listing|reviewer");
+            for document in Document::EVERY {
+                eprintln!("  {:<12} config/iam/{}", document.name(), document.file());
             }
-            eprintln!("  reviewer  config/iam/reviewer-policy.json");
+            eprintln!("  reviewer     config/iam/reviewer-policy.json");
             ExitCode::from(2)
         }
     }
