@@ -1024,6 +1024,10 @@ pub trait AwsResource {
     /// Reads the resource; `None` when it does not exist.
     async fn observe(aws: &Aws, id: &str) -> Result<Option<Self::Observed>>;
 
+    /// Whether the kind has an account-wide listing ([`listing`]): its
+    /// writes and full reads are remembered for it.
+    const LISTED: bool = false;
+
     /// For kinds with an account-wide listing ([`listing`]): a digest of
     /// everything [`Self::observe`] found that the listing shows too.
     fn fingerprint(_observed: &Self::Observed) -> Option<u64> {
@@ -1152,9 +1156,15 @@ pub async fn converge<R: AwsResource>(
             arn: None,
         });
     }
+    // What a listing must know of: only kinds that have one.
+    let wrote = || {
+        if R::LISTED {
+            aws.listings.wrote(R::KIND, id);
+        }
+    };
     match R::observe(aws, id).await? {
         None => {
-            aws.listings.wrote(R::KIND, id);
+            wrote();
             let arn = R::create(aws, desired).await.map_err(rejected)?;
             Ok(Converged {
                 outcome: Outcome::Created,
@@ -1183,7 +1193,7 @@ pub async fn converge<R: AwsResource>(
                 }
                 return Ok(converged(Outcome::Unchanged));
             }
-            aws.listings.wrote(R::KIND, id);
+            wrote();
             R::update(aws, desired, &observed, &drift)
                 .await
                 .map_err(rejected)?;
@@ -1303,7 +1313,9 @@ pub async fn remove<R: AwsResource>(
     if let Some(Err(why)) = R::tags(&observed).map(|t| removable(pipeline, t, recorded)) {
         return Ok(Removal::Skipped(why));
     }
-    aws.listings.wrote(R::KIND, id);
+    if R::LISTED {
+        aws.listings.wrote(R::KIND, id);
+    }
     if retain {
         R::release(aws, id, &observed, &pipeline.release_marker()).await?;
         Ok(Removal::Released)

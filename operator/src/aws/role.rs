@@ -270,6 +270,8 @@ impl AwsResource for Role {
         }))
     }
 
+    const LISTED: bool = true;
+
     fn fingerprint(observed: &ObservedRole) -> Option<u64> {
         Some(fingerprint(observed))
     }
