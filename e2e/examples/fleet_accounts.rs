@@ -88,6 +88,13 @@ async fn run(n: usize, replicas: usize, moto: &str) -> Row {
     let shaper = Shaper::start(moto, 1.0);
     let roles = format!("arn:aws:iam::*:role/operators/{prefix}-operator");
     let resync = RESYNC_SECONDS.to_string();
+    // FLEET_ROLE_LISTING=1: resyncs take roles from one listing per account
+    // (SLUICE_ROLE_LISTING; the emulator does not enforce IAM here).
+    let role_listing = if std::env::var("FLEET_ROLE_LISTING").as_deref() == Ok("1") {
+        "true"
+    } else {
+        "false"
+    };
     let ops: Vec<Operator> = (0..replicas)
         .map(|i| {
             let identity = format!("replica-{i}");
@@ -98,6 +105,7 @@ async fn run(n: usize, replicas: usize, moto: &str) -> Row {
                 ("SLUICE_RESYNC_SECONDS", resync.as_str()),
                 ("SLUICE_HEALTH_INTERVAL_SECONDS", "0"),
                 ("SLUICE_AWS_QUOTA_SHARE", "1"),
+                ("SLUICE_ROLE_LISTING", role_listing),
             ];
             if replicas > 1 {
                 env.extend([
@@ -166,7 +174,21 @@ async fn run(n: usize, replicas: usize, moto: &str) -> Row {
     };
     let (before, reconciles) = (shaper.figures(), ready_reconciles());
     let started = Instant::now();
-    let limit = Duration::from_secs(RESYNC_SECONDS * 10);
+    // The effective period may be much longer than configured (the read
+    // budget; at 1,000 pipelines an account's IAM reads alone take 900 s),
+    // and the one exported now counts the passes that created pipelines,
+    // which read less: three of those, or an hour.
+    let longest = ops
+        .iter()
+        .flat_map(|op| {
+            ACCOUNTS.iter().filter_map(|account| {
+                op.series(&format!(
+                    "sluice_resync_period_seconds{{account=\"{account}\",region=\"us-east-1\"}}"
+                ))
+            })
+        })
+        .fold(0.0, f64::max);
+    let limit = Duration::from_secs_f64((longest * 3.0).max(3600.0));
     while ready_reconciles() < reconciles + total as u64 {
         assert!(started.elapsed() < limit, "no full resync in {limit:?}");
         std::thread::sleep(Duration::from_millis(500));
@@ -283,6 +305,14 @@ async fn main() {
         eprintln!("{}", print(std::slice::from_ref(&row)));
         rows.push(row);
     }
+    println!(
+        "role listing: {}",
+        if std::env::var("FLEET_ROLE_LISTING").as_deref() == Ok("1") {
+            "on (FLEET_ROLE_LISTING=1)"
+        } else {
+            "off"
+        }
+    );
     println!(
         "operator: {}; moto: the fleet launcher (no deliveries, IAM not enforced); quotas per \
          account (the shaper meters each signing key's account); sharded, each replica uses \
