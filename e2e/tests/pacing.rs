@@ -97,6 +97,28 @@ async fn an_account_whose_reads_do_not_fit_gets_a_longer_period_and_says_so() {
     );
 }
 
+/// An operator of `prefix` with role listing on and resyncs every 10 s,
+/// and the event-triggered sample Ready in `ns`.
+fn listing_operator_with_a_pipeline(ns: &Namespace, prefix: &str) -> Operator {
+    let op = Operator::start_with(
+        &[&ns.0],
+        &[
+            ("SLUICE_NAME_PREFIX", prefix),
+            ("SLUICE_ROLE_LISTING", "true"),
+            ("SLUICE_RESYNC_SECONDS", "10"),
+            ("SLUICE_HEALTH_INTERVAL_SECONDS", "0"),
+        ],
+    );
+    apply_and_wait(
+        &ns.0,
+        "event-triggered",
+        &sample_manifest("event-triggered.yaml"),
+        "Ready",
+        &op,
+    );
+    op
+}
+
 /// IAM reads of one operation so far.
 fn iam_reads(op: &Operator, operation: &str) -> u64 {
     op.aws_calls()
@@ -117,22 +139,7 @@ async fn with_role_listing_resyncs_read_no_role_until_one_changes_outside() {
         "POST",
         &format!("iam/operator?prefix={prefix}&roleListing=1"),
     );
-    let op = Operator::start_with(
-        &[&ns.0],
-        &[
-            ("SLUICE_NAME_PREFIX", &prefix),
-            ("SLUICE_ROLE_LISTING", "true"),
-            ("SLUICE_RESYNC_SECONDS", "10"),
-            ("SLUICE_HEALTH_INTERVAL_SECONDS", "0"),
-        ],
-    );
-    apply_and_wait(
-        &ns.0,
-        "event-triggered",
-        &sample_manifest("event-triggered.yaml"),
-        "Ready",
-        &op,
-    );
+    let op = listing_operator_with_a_pipeline(&ns, &prefix);
     let dp = get_pipeline(&ns.0, "event-triggered");
     let roles = ids(&dp, "IAM::Role");
     assert!(!roles.is_empty(), "{dp:#}");
@@ -223,22 +230,7 @@ async fn a_refused_role_listing_falls_back_to_reading_each_role() {
     // Listing on, but the operator's identity lacks
     // config/iam/role-listing-policy.json: IAM refuses the listing.
     let prefix = format!("rn{}", &token()[..6]);
-    let op = Operator::start_with(
-        &[&ns.0],
-        &[
-            ("SLUICE_NAME_PREFIX", &prefix),
-            ("SLUICE_ROLE_LISTING", "true"),
-            ("SLUICE_RESYNC_SECONDS", "10"),
-            ("SLUICE_HEALTH_INTERVAL_SECONDS", "0"),
-        ],
-    );
-    apply_and_wait(
-        &ns.0,
-        "event-triggered",
-        &sample_manifest("event-triggered.yaml"),
-        "Ready",
-        &op,
-    );
+    let op = listing_operator_with_a_pipeline(&ns, &prefix);
     let ready = || op.counter("sluice_reconciles_total", "outcome=\"ready\"");
     let next = ready() + 1;
     op.wait_until("the first resync", Duration::from_secs(60), || {
