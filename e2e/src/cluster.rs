@@ -102,6 +102,10 @@ pub fn values(
             values["aws"]["requireAccountRole"] = (*value == "true").into();
             continue;
         }
+        if *name == "SLUICE_ROLE_LISTING" {
+            values["aws"]["roleListing"] = (*value == "true").into();
+            continue;
+        }
         match VALUES_OF_VARIABLES.iter().find(|(var, _)| var == name) {
             Some((_, path)) => {
                 let number = match value.parse::<u64>() {
