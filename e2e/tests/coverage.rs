@@ -134,7 +134,13 @@ fn every_rbac_rule_the_chart_grants_was_used_and_nothing_was_refused() {
 /// generated from the code by policygen) allows.
 fn policy_actions() -> BTreeSet<String> {
     let mut out = BTreeSet::new();
-    for file in ["operator-policy.json", "operator-policy-services.json"] {
+    // With the optional role-listing document, which the listing tests'
+    // operators hold.
+    for file in [
+        "operator-policy.json",
+        "operator-policy-services.json",
+        "role-listing-policy.json",
+    ] {
         let path = sluice_e2e::repo_root().join("config/iam").join(file);
         let doc: Value =
             serde_json::from_str(&std::fs::read_to_string(&path).expect("policy")).expect("JSON");
