@@ -755,7 +755,8 @@ fn pipeline_id(dp: &DataPipeline, ctx: &Context, aws: &Aws, effective: &Effectiv
     id
 }
 
-fn region(dp: &DataPipeline, ctx: &Context) -> String {
+/// The region of a pipeline: its own, else the operator's default.
+pub(crate) fn region(dp: &DataPipeline, ctx: &Context) -> String {
     dp.spec
         .region
         .clone()

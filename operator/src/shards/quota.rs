@@ -75,11 +75,7 @@ pub async fn count(ctx: &Context) -> HashMap<(String, String), f64> {
     let mut pipelines = Vec::new();
     for dp in ctx.pipelines() {
         let namespace = dp.namespace().unwrap_or_default();
-        let region = dp
-            .spec
-            .region
-            .clone()
-            .unwrap_or_else(|| ctx.config.default_region.clone());
+        let region = crate::controller::region(&dp, ctx);
         let recorded = dp
             .status
             .as_ref()
