@@ -69,7 +69,7 @@ build() {
     log "up to date ($dir)"
     return
   fi
-  log "building the size-optimised Lambda executable (thin LTO, one codegen unit): about 5 minutes on 2 cores with no cargo cache, 1 to 2 with one"
+  log "building the size-optimised Lambda executable (fat LTO, one codegen unit): about 4 minutes on 2 cores with no cargo cache (its last 90 s on one core), 2 with one"
   local start=$SECONDS
   cargo build --profile lambda -p sluice-handlers --bin bootstrap ${TARGET:+--target "$TARGET"}
   local bin_dir="$TARGET_DIR/${TARGET:+$TARGET/}lambda"
