@@ -293,37 +293,65 @@ fn values_the_chart_cannot_run_with_are_refused_naming_the_value() {
             "{set:?}: expected {expected:?} in:\n{stderr}"
         );
     };
-    // The schema: unknown keys (a typo) and wrong types or formats.
+    // The schema: unknown keys (a typo) and wrong types or formats, each
+    // refusal naming the value by its path (helm 3 writes "- PATH: why").
     refused(
         &["replicas=2"],
-        "additional properties 'replicas' not allowed",
+        "- (root): Additional property replicas is not allowed",
     );
-    refused(&["leaderElection.enable=true"], "/leaderElection");
-    refused(&["replicaCount=two"], "/replicaCount");
-    refused(&["namePrefix=Team_A"], "/namePrefix");
-    refused(&["watchNamespaces[0]=Team_A"], "/watchNamespaces/0");
-    refused(&["image.digest=latest"], "/image/digest");
+    refused(
+        &["leaderElection.enable=true"],
+        "- leaderElection: Additional property enable is not allowed",
+    );
+    refused(
+        &["replicaCount=two"],
+        "- replicaCount: Invalid type. Expected: integer",
+    );
+    refused(
+        &["namePrefix=Team_A"],
+        "- namePrefix: Does not match pattern",
+    );
+    refused(
+        &["watchNamespaces[0]=Team_A"],
+        "- watchNamespaces.0: Does not match pattern",
+    );
+    refused(
+        &["image.digest=latest"],
+        "- image.digest: Does not match pattern",
+    );
     refused(
         &["aws.permissionsBoundary=AdministratorAccess"],
-        "/aws/permissionsBoundary",
+        "- aws.permissionsBoundary: Does not match pattern",
     );
-    refused(&["aws.region=Ireland"], "/aws/region");
-    refused(&["aws.quotaShare=2"], "/aws/quotaShare");
+    refused(
+        &["aws.region=Ireland"],
+        "- aws.region: Does not match pattern",
+    );
+    refused(
+        &["aws.quotaShare=2"],
+        "- aws.quotaShare: Must be less than or equal to 1",
+    );
     refused(
         &["reconcile.resyncReadShare=0"],
-        "/reconcile/resyncReadShare",
+        "- reconcile.resyncReadShare: Must be greater than 0",
     );
     refused(
         &["aws.accountRoles[0]=arn:aws:iam::123456789012:user/admin"],
-        "/aws/accountRoles/0",
+        "- aws.accountRoles.0: Does not match pattern",
     );
     refused(
         &["aws.accountSessionSeconds=600"],
-        "/aws/accountSessionSeconds",
+        "- aws.accountSessionSeconds: Must be greater than or equal to 900",
     );
-    refused(&["installation.id=short"], "/installation/id");
-    refused(&["health.windowSeconds=90"], "/health/windowSeconds");
-    refused(&["log.format=xml"], "/log/format");
+    refused(&["installation.id=short"], "- installation.id: ");
+    refused(
+        &["health.windowSeconds=90"],
+        "- health.windowSeconds: Must be a multiple of 60",
+    );
+    refused(
+        &["log.format=xml"],
+        "- log.format: log.format must be one of the following",
+    );
     // The templates: what needs two values at once, and what is required.
     refused(
         &["leaderElection.enabled=false"],
@@ -337,7 +365,10 @@ fn values_the_chart_cannot_run_with_are_refused_naming_the_value() {
         &["leaderElection.retryPeriodSeconds=6"],
         "retryPeriodSeconds (6) must be at most half of renewDeadlineSeconds (10)",
     );
-    refused(&["leaderElection.shards=0"], "/leaderElection/shards");
+    refused(
+        &["leaderElection.shards=0"],
+        "- leaderElection.shards: Must be greater than or equal to 1",
+    );
     refused(
         &[
             "leaderElection.enabled=false",
