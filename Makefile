@@ -247,8 +247,9 @@ test-steps: fmt-check clippy crd-check graphs-check policy-check unit env-tests
 # The handlers (profile lambda) and the operator's binary (dev) side by
 # side: the two profiles take different cargo locks, and the handlers'
 # last step, fat LTO in one codegen unit, keeps one core busy for about
-# 90 s. Measured cold on 2 cores: 458 s side by side, 243 s + 273 s one
-# after the other.
+# 90 s. Measured cold on 2 cores: 458 s side by side against 243 s + 273 s
+# one after the other in builds of their own; 489 s against 511 s within
+# scripts/cold-start.sh demo.
 .PHONY: build-demo
 build-demo: ## the handlers and the operator's binary, built side by side (what make demo builds)
 	@scripts/step.sh build-demo $(MAKE) --no-print-directory -j2 handlers build-operator
