@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 
 use serde_yaml::Value;
+use sha2::Digest;
 use sluice_e2e::{
     Namespace, chart_dir, helm, helm_ok, install_crd, install_third_party_crds, kubectl_ok,
     kubectl_stdin, yaml_documents,
@@ -171,6 +172,35 @@ fn what_the_chart_renders_follows_its_values() {
     assert_eq!(env["SLUICE_LEADER_ELECTION"], "true");
     assert_eq!(env["SLUICE_LEASE_NAME"], "sluice-operator");
     assert!(!env.contains_key("SLUICE_WATCH_NAMESPACES"), "{env:?}");
+
+    // The installation id's checksum annotation is a string whatever its
+    // hex digits spell: this id's first sixteen are `136409788e866626`,
+    // which YAML reads as a float unless quoted, and the API server then
+    // refuses the Deployment (about one id in a thousand does this).
+    let id = "installation-id-02247";
+    let checksum = &hex::encode(sha2::Sha256::digest(id))[..16];
+    assert!(
+        checksum.parse::<f64>().is_ok(),
+        "{checksum} must look numeric"
+    );
+    let with_id = yaml_documents(&render(
+        "sluice-system",
+        &[
+            "-f",
+            &values_path("default-values.yaml"),
+            "--set",
+            &format!("installation.id={id}"),
+        ],
+    ));
+    let annotations = &with_id
+        .iter()
+        .find(|o| o["kind"] == "Deployment")
+        .expect("Deployment")["spec"]["template"]["metadata"]["annotations"];
+    assert_eq!(
+        annotations["checksum/installation"].as_str(),
+        Some(checksum),
+        "{annotations:?}"
+    );
 
     // Namespaced mode: a Role and RoleBinding per watched namespace, no
     // cluster-wide binding of the pipelines' rights, the status writer
