@@ -186,3 +186,44 @@ pub async fn account_admin(account: &str) -> aws_config::SdkConfig {
     )
     .await
 }
+
+/// The inline policy `sluice` the operator put on `role`, parsed.
+pub async fn inline_policy(iam: &aws_sdk_iam::Client, role: &str) -> Value {
+    let out = iam
+        .get_role_policy()
+        .role_name(role)
+        .policy_name("sluice")
+        .send()
+        .await
+        .expect("the role's policy");
+    sluice_operator::iam::parse_policy(out.policy_document()).expect("a JSON policy")
+}
+
+/// A policy element that is one string or a list of them (`Action`,
+/// `Resource`), as a list.
+pub fn strings(v: &Value) -> Vec<String> {
+    match v {
+        Value::Array(a) => a
+            .iter()
+            .map(|x| x.as_str().expect("string").to_owned())
+            .collect(),
+        Value::String(s) => vec![s.clone()],
+        other => panic!("not a string or a list of them: {other}"),
+    }
+}
+
+/// The actions the emulator's IAM allowed so far to the principals
+/// whose ARN contains `principal`.
+pub fn allowed_to(principal: &str) -> Vec<String> {
+    harness(
+        "GET",
+        &format!("iam/allowed?principal={}", url_encode(principal)),
+    )
+    .as_array()
+    .map(|a| {
+        a.iter()
+            .filter_map(|x| x.as_str().map(str::to_owned))
+            .collect()
+    })
+    .unwrap_or_default()
+}

@@ -128,19 +128,7 @@ async fn lives_only_in(
 /// The actions the emulator allowed the session of pipeline `ns/NAME`
 /// under the operator's account role.
 fn session_actions(prefix: &str, ns: &str) -> Vec<String> {
-    let principal = format!("assumed-role/{prefix}-operator/{ns}.{NAME}");
-    let allowed = flow::harness(
-        "GET",
-        &format!("iam/allowed?principal={}", flow::url_encode(&principal)),
-    );
-    allowed
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|x| x.as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default()
+    flow::allowed_to(&format!("assumed-role/{prefix}-operator/{ns}.{NAME}"))
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -408,4 +396,169 @@ async fn sessions_that_end_mid_reconcile_cost_no_failed_write() {
     );
     flow::empty_buckets(&s3(&flow::account_admin(ACCOUNT_B).await), &dp).await;
     delete_pipeline(&ns.0, name, &op);
+}
+
+/// `kubectl sluice plan --live` of the sample in `ns`, as the reviewer
+/// user of `prefix` in the operator's own account (what a pull request's
+/// job holds), with `extra` flags; (exit code, output).
+fn plan_live(prefix: &str, ns: &str, manifest: &str, extra: &[&str]) -> (i32, String) {
+    let file = std::env::temp_dir().join(format!("sluice-plan-account-{ns}.yaml"));
+    std::fs::write(&file, manifest).expect("manifest written");
+    let reviewer = flow::harness("POST", &format!("iam/reviewer?prefix={prefix}"));
+    let key = |k: &str| reviewer[k].as_str().expect(k).to_owned();
+    let (id, secret) = (key("accessKeyId"), key("secretAccessKey"));
+    let installation = sluice_e2e::installation_id(prefix);
+    let boundary = sluice_e2e::permissions_boundary(prefix);
+    let mut args = vec![
+        "plan",
+        "--live",
+        "-f",
+        file.to_str().expect("path"),
+        "-n",
+        ns,
+    ];
+    args.extend_from_slice(extra);
+    let out = sluice_e2e::kubectl_sluice(
+        &args,
+        &[
+            ("SLUICE_NAME_PREFIX", prefix),
+            ("SLUICE_INSTALLATION_ID", installation.as_str()),
+            ("SLUICE_PERMISSIONS_BOUNDARY", boundary.as_str()),
+            ("AWS_ACCESS_KEY_ID", id.as_str()),
+            ("AWS_SECRET_ACCESS_KEY", secret.as_str()),
+        ],
+    );
+    (
+        out.status.code().unwrap_or(-1),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn plan_live_reads_a_mapped_namespace_in_its_account_as_a_reviewer_role_there() {
+    install_crd();
+    let prefix = prefix();
+    let role_a = account_role(ACCOUNT_A, &prefix, Some(EXTERNAL_ID));
+    let role_b = account_role(ACCOUNT_B, &prefix, None);
+    let (pa, pb) = (format!("{prefix}-a"), format!("{prefix}-b"));
+    let _policy_a = Policy::apply(
+        &pa,
+        json!({"account": {"roleArn": role_a, "externalId": EXTERNAL_ID}}),
+    );
+    let _policy_b = Policy::apply(&pb, json!({"account": {"roleArn": role_b}}));
+    let (na, nb) = (Namespace::under_policy(&pa), Namespace::under_policy(&pb));
+    let op = operator_for(&prefix, &[&na.0, &nb.0], &[]);
+    let sample = sample_manifest("event-triggered.yaml");
+    apply_and_wait(&nb.0, NAME, &sample, "Ready", &op);
+    // Account B has the reviewer role; account A has none.
+    let reviewer_b = flow::harness(
+        "POST",
+        &format!("iam/reviewer?prefix={prefix}&account={ACCOUNT_B}"),
+    )["roleArn"]
+        .as_str()
+        .expect("the reviewer role of B")
+        .to_owned();
+    assert!(
+        reviewer_b.ends_with(&format!(":role/operators/{prefix}-reviewer")),
+        "{reviewer_b}"
+    );
+
+    // Converged in B: read there, nothing to change. Read in the
+    // reviewer's own account it would have been all creations.
+    let (code, out) = plan_live(&prefix, &nb.0, &sample, &[]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains(&format!("read in account {ACCOUNT_B}"))
+            && out.contains(&reviewer_b)
+            && out.contains("status.account"),
+        "{out}"
+    );
+    assert!(out.contains("0 to create, 0 to update"), "{out}");
+
+    // Changed in B behind Sluice's back: exactly that, from B.
+    let dp = get_pipeline(&nb.0, NAME);
+    let function = id_of(&dp, "Lambda::Function", "processor");
+    let b = flow::account_admin(ACCOUNT_B).await;
+    aws_sdk_lambda::Client::new(&b)
+        .update_function_configuration()
+        .function_name(&function)
+        .memory_size(1024)
+        .send()
+        .await
+        .expect("out-of-band change in B");
+    let (code, out) = plan_live(&prefix, &nb.0, &sample, &[]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("memoryMiB: 1024 → 256"), "{out}");
+
+    // The reviewer's session read and wrote nothing; the user itself only
+    // assumed the role (and asked who it is).
+    let session = flow::allowed_to(&format!("assumed-role/{prefix}-reviewer/"));
+    assert!(
+        session.iter().any(|a| a == "lambda:GetFunction"),
+        "{session:?}"
+    );
+    for action in &session {
+        let name = action.split_once(':').map_or("", |(_, n)| n);
+        assert!(
+            ["Get", "List", "Describe"]
+                .iter()
+                .any(|p| name.starts_with(p)),
+            "the reviewer's session may only read: {action}"
+        );
+    }
+    let user = flow::allowed_to(&format!("user/reviewer-{prefix}"));
+    assert!(
+        user.iter()
+            .all(|a| a == "sts:AssumeRole" || a == "sts:GetCallerIdentity"),
+        "{user:?}"
+    );
+
+    // As an attacker would: the operator's own role of B, which may write,
+    // or a role of another account, is refused before any AWS call.
+    let assumed_before = flow::allowed_to(&format!("user/reviewer-{prefix}"));
+    let (code, out) = plan_live(&prefix, &nb.0, &sample, &["--reviewer-role", &role_b]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("operator's own role"), "{out}");
+    let elsewhere = format!("arn:aws:iam::{ACCOUNT_A}:role/operators/{prefix}-reviewer");
+    let (code, out) = plan_live(&prefix, &nb.0, &sample, &["--reviewer-role", &elsewhere]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains(&format!("a role of account {ACCOUNT_A}"))
+            && out.contains(&format!("in account {ACCOUNT_B}")),
+        "{out}"
+    );
+    assert_eq!(
+        flow::allowed_to(&format!("user/reviewer-{prefix}")),
+        assumed_before
+    );
+    let denied_operator_role = flow::harness("GET", "denials")
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|d| {
+            d["principal"]
+                .as_str()
+                .is_some_and(|p| p.contains(&format!("reviewer-{prefix}")))
+                && d["resource"].as_str() == Some(role_b.as_str())
+        });
+    assert!(!denied_operator_role, "the operator's role was never tried");
+
+    // A pipeline not yet applied in A's namespace: the cluster's
+    // SluicePolicy says A, which has no reviewer role. The plan refuses
+    // rather than read the reviewer's own account.
+    let (code, out) = plan_live(&prefix, &na.0, &sample, &[]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains(&format!("in account {ACCOUNT_A}"))
+            && out.contains(&format!("SluicePolicy \"{pa}\""))
+            && out.contains(&format!(
+                "arn:aws:iam::{ACCOUNT_A}:role/operators/{prefix}-reviewer"
+            ))
+            && out.contains("config/iam/reviewer-policy.json"),
+        "{out}"
+    );
 }

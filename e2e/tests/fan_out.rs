@@ -77,23 +77,9 @@ async fn role_grants(
     iam: &aws_sdk_iam::Client,
     role: &str,
 ) -> BTreeSet<(Vec<String>, Vec<String>)> {
-    let doc = iam
-        .get_role_policy()
-        .role_name(role)
-        .policy_name("sluice")
-        .send()
-        .await
-        .expect("policy");
-    let doc = sluice_operator::iam::parse_policy(doc.policy_document()).expect("JSON");
+    let doc = sluice_e2e::flow::inline_policy(iam, role).await;
     let list = |v: &Value| -> Vec<String> {
-        let mut items: Vec<String> = match v {
-            Value::Array(a) => a
-                .iter()
-                .map(|x| x.as_str().expect("string").to_owned())
-                .collect(),
-            Value::String(s) => vec![s.clone()],
-            other => panic!("unexpected {other}"),
-        };
+        let mut items = sluice_e2e::flow::strings(v);
         items.sort();
         items
     };

@@ -119,18 +119,6 @@ fn listing_operator_with_a_pipeline(ns: &Namespace, prefix: &str) -> Operator {
     op
 }
 
-/// The role's inline policy `sluice`, parsed.
-async fn inline_policy(iam: &aws_sdk_iam::Client, role: &str) -> serde_json::Value {
-    let out = iam
-        .get_role_policy()
-        .role_name(role)
-        .policy_name("sluice")
-        .send()
-        .await
-        .expect("the role's policy");
-    sluice_operator::iam::parse_policy(out.policy_document()).expect("a JSON policy")
-}
-
 /// IAM reads of one operation so far.
 fn iam_reads(op: &Operator, operation: &str) -> u64 {
     op.aws_calls()
@@ -187,7 +175,7 @@ async fn with_role_listing_resyncs_read_no_role_until_one_changes_outside() {
     // listing shows the change, the role is read and set back.
     let iam = aws_sdk_iam::Client::new(&sdk().await);
     let (_, role) = &roles[0];
-    let before = inline_policy(&iam, role).await;
+    let before = flow::inline_policy(&iam, role).await;
     let wide = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:*","Resource":"*"}]}"#;
     iam.put_role_policy()
         .role_name(role)
@@ -201,7 +189,7 @@ async fn with_role_listing_resyncs_read_no_role_until_one_changes_outside() {
     op.wait_until("the role set back", Duration::from_secs(60), || {
         corrections() >= 1
     });
-    let now = inline_policy(&iam, role).await;
+    let now = flow::inline_policy(&iam, role).await;
     assert_eq!(now, before, "the outside change is undone");
     println!(
         "role listing: {listed} listing(s) and 0 GetRole in three resyncs; an outside change \

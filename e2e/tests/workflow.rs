@@ -16,24 +16,8 @@ use sluice_operator::asl::same_json;
 
 /// `resource → sorted actions` of a role's inline policy.
 async fn grants(iam: &aws_sdk_iam::Client, role: &str) -> BTreeMap<String, Vec<String>> {
-    let doc = iam
-        .get_role_policy()
-        .role_name(role)
-        .policy_name("sluice")
-        .send()
-        .await
-        .expect("policy");
-    let doc = sluice_operator::iam::parse_policy(doc.policy_document()).expect("JSON");
-    let strings = |v: &Value| -> Vec<String> {
-        match v {
-            Value::Array(a) => a
-                .iter()
-                .map(|x| x.as_str().expect("string").to_owned())
-                .collect(),
-            Value::String(s) => vec![s.clone()],
-            other => panic!("unexpected {other}"),
-        }
-    };
+    let doc = sluice_e2e::flow::inline_policy(iam, role).await;
+    let strings = sluice_e2e::flow::strings;
     let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for s in doc["Statement"].as_array().expect("statements") {
         for r in strings(&s["Resource"]) {

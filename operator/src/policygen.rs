@@ -168,7 +168,9 @@ struct JsonPolicy {
 /// the operator declares, on the same resources and under the same
 /// conditions, and its Deny statements; no write. What `kubectl sluice plan
 /// --live` needs, since it observes with the operator's code: a reviewer or
-/// a CI job gets these and can change nothing.
+/// a CI job gets these and can change nothing; and it may assume the
+/// reviewer roles of other accounts (`AssumeReviewerRoles`), which hold
+/// this policy there.
 pub fn reviewer_statements() -> Vec<Merged> {
     let mut out = Vec::new();
     for document in Document::ALL {
@@ -198,6 +200,13 @@ pub fn reviewer_statements() -> Vec<Merged> {
             }
             out.push(m);
         }
+    }
+    // Reading a namespace's own account as a reviewer role there.
+    for statement in crate::aws::session::REVIEWER_POLICY {
+        out.push(Merged {
+            statement: *statement,
+            actions: statement.actions.iter().map(Action::iam).collect(),
+        });
     }
     out
 }
@@ -345,6 +354,16 @@ mod tests {
         let mut allowed = Vec::new();
         for st in doc["Statement"].as_array().expect("statements") {
             if st["Effect"] != "Allow" {
+                continue;
+            }
+            // Its one action that is not a read: assuming a reviewer role
+            // (which holds this policy) in a namespace's own account.
+            if st["Sid"] == "AssumeReviewerRoles" {
+                assert_eq!(st["Action"], "sts:AssumeRole", "{st}");
+                assert_eq!(
+                    st["Resource"], "arn:aws:iam::*:role/operators/sluice-reviewer",
+                    "{st}"
+                );
                 continue;
             }
             let actions = match &st["Action"] {

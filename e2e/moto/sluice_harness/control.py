@@ -17,11 +17,16 @@
                                              with roleListing=1 (then always, for
                                              P), also holding
                                              config/iam/role-listing-policy.json
-  POST /_sluice/iam/reviewer?prefix=P        credentials of an IAM user holding
+  POST /_sluice/iam/reviewer?prefix=P[&account=A]
+                                             credentials of an IAM user holding
                                              exactly config/iam/reviewer-policy.json
                                              (the operator's reads, no write) for
                                              names starting with P-: what
-                                             `kubectl sluice plan --live` runs as
+                                             `kubectl sluice plan --live` runs as;
+                                             with A, also "roleArn": the reviewer
+                                             role /operators/P-reviewer of account
+                                             A, holding the same policy for A and
+                                             trusting that user
   POST /_sluice/iam/account?id=ACCOUNTID     credentials of an administrator of
                                              another account (made once), for
                                              cross-account tests
@@ -274,6 +279,8 @@ def middleware(app):  # type: ignore[no-untyped-def]
                     "accessKeyId": creds.access_key_id,
                     "secretAccessKey": creds.secret_access_key,
                 }
+                if query.get("account"):
+                    body["roleArn"] = iam.reviewer_role(query["account"], query["prefix"], REVIEWER)
             elif method == "GET" and route == "iam/simulate":
                 # What a role may do, as IAM's SimulatePrincipalPolicy
                 # answers: its policies, its boundary and the resource's

@@ -1308,6 +1308,53 @@ def reviewer_user(prefix: str, policy_path: str) -> Credentials:
     return _user(DEFAULT_ACCOUNT_ID, f"reviewer-{prefix}", policy)
 
 
+def reviewer_role(account: str, prefix: str, policy_path: str) -> str:
+    """In `account`, the role `kubectl sluice plan --live` of prefix
+    `prefix` reads a mapped namespace's resources as: the one the rendered
+    reviewer policy lets the reviewer assume (statement AssumeReviewerRoles,
+    `/operators/P-reviewer`), holding exactly that policy rendered for P and
+    `account` as its inline policy "policy", trusting only the reviewer user
+    `reviewer-P` of the default account with sts:AssumeRole. Answers its
+    ARN; made once, policies put again only when they differ."""
+    if not _ACCOUNT.fullmatch(account or ""):
+        raise ValueError(f"not an account id: {account!r}")
+    if not _NAME.fullmatch(prefix or ""):
+        raise ValueError(f"not a name prefix: {prefix!r}")
+    with open(policy_path, encoding="utf-8") as f:
+        statements = _list(render(f.read(), prefix, account, [REGION]).get("Statement"))
+    path, name = f"/{prefix}/", f"{prefix}-reviewer"
+    for statement in statements:
+        if isinstance(statement, dict) and statement.get("Sid") == "AssumeReviewerRoles":
+            for resource in _list(statement.get("Resource")):
+                found = _ROLE_RESOURCE.fullmatch(str(resource))
+                if found:
+                    path, name = found.group(1), found.group(2)
+    policy = json.dumps({"Version": "2012-10-17", "Statement": statements})
+    trust = json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Effect": "Allow",
+                    "Principal": {"AWS": f"arn:aws:iam::{DEFAULT_ACCOUNT_ID}:user/reviewer-{prefix}"},
+                    "Action": "sts:AssumeRole",
+                }
+            ],
+        }
+    )
+    backend = iam_backends[account]["aws"]
+    with _users_lock:
+        try:
+            role = backend.get_role(name)
+        except Exception:
+            role = backend.create_role(name, trust, path, None, "What plan --live reads in this account", [], "3600")
+            _put.pop((account, f"{name}#trust"), None)
+            _put.pop((account, f"{name}#policy"), None)
+        _role_put(backend, account, name, "trust", trust, lambda t: backend.update_assume_role_policy(name, t))
+        _role_put(backend, account, name, "policy", policy, lambda t: backend.put_role_policy(name, "policy", t))
+    return role.arn
+
+
 def enable() -> None:
     """Creates the administrator the tests and tools act as, and turns on
     enforcement for every request from now on."""

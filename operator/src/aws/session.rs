@@ -57,6 +57,23 @@ pub const POLICY: &[Statement] = &[Statement::allow(
 /// assume.
 pub const ACCOUNT_ROLES: &str = "arn:aws:iam::*:role/operators/sluice-operator";
 
+/// The reviewer roles `kubectl sluice plan --live` reads a mapped
+/// namespace's account as, by convention `role/operators/sluice-reviewer`
+/// beside the account role: holding `config/iam/reviewer-policy.json` (no
+/// write), trusting the reviewers' principal.
+pub const REVIEWER_ROLES: &str = "arn:aws:iam::*:role/operators/sluice-reviewer";
+
+/// The reviewer's one statement beyond the operator's reads: assuming a
+/// reviewer role (`kubectl sluice plan --live` of a namespace whose
+/// pipelines are in another account). Not the operator's: it is in the
+/// reviewer's policy only ([`crate::policygen::reviewer_statements`]).
+pub const REVIEWER_POLICY: &[Statement] = &[Statement::allow(
+    "AssumeReviewerRoles",
+    Document::Core,
+    &[Action::calls(Service::Sts, "AssumeRole")],
+    &[REVIEWER_ROLES],
+)];
+
 /// Whose session a request belongs to: (namespace, pipeline).
 pub type SessionKey = (Arc<str>, Arc<str>);
 

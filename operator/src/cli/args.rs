@@ -58,6 +58,9 @@ pub struct Args {
     pub namespace_labels: Vec<(String, String)>,
     /// `--live`: compare with what exists in AWS.
     pub live: bool,
+    /// `--reviewer-role`: the role `plan --live` reads a mapped
+    /// namespace's account as.
+    pub reviewer_role: Option<String>,
     /// `--assume-volume`: the volumes a cost estimate assumes.
     pub assume_volume: Option<PathBuf>,
     /// `--prices`: a price table instead of the compiled-in one.
@@ -76,7 +79,7 @@ kubectl sluice: review a DataPipeline before it merges, and see it after.
 
 Usage:
   kubectl sluice validate -f FILE|DIR [--policy FILE]... [-o text|json]
-  kubectl sluice plan     -f FILE [--live] [-n NAMESPACE] [--name NAME] [-o text|json]
+  kubectl sluice plan     -f FILE [--live [--reviewer-role ARN]] [-n NAMESPACE] [--name NAME] [-o text|json]
   kubectl sluice cost     -f FILE [--assume-volume FILE] [--prices FILE] [-o text|json]
   kubectl sluice graph    -f FILE [-o mermaid|dot|svg]
   kubectl sluice status   NAME [-n NAMESPACE] [-o text|json]
@@ -90,6 +93,8 @@ Flags:
       --policy FILE          SluicePolicy objects to check against, as the operator would (repeatable)
       --namespace-label K=V  a label of the namespace, for the policies' selectors (repeatable)
       --live                 plan: compare with what exists in AWS (read-only credentials)
+      --reviewer-role ARN    plan --live: the role to read a namespace's own AWS account as
+                             (default: role/operators/<prefix>-reviewer of that account)
       --assume-volume FILE   cost: the volumes to price (default: documented default volumes, printed)
       --prices FILE          cost: a price table (default: config/prices/us-east-1.yaml, compiled in)
       --region REGION        the operator's default region (default: SLUICE_DEFAULT_REGION, AWS_REGION, us-east-1)
@@ -128,6 +133,7 @@ pub fn parse(argv: &[String]) -> Result<Args, String> {
         policies: Vec::new(),
         namespace_labels: Vec::new(),
         live: false,
+        reviewer_role: None,
         assume_volume: None,
         prices: None,
         region: None,
@@ -177,6 +183,7 @@ pub fn parse(argv: &[String]) -> Result<Args, String> {
                 args.namespace_labels.push((k.to_owned(), val.to_owned()));
             }
             "--live" => args.live = true,
+            "--reviewer-role" => args.reviewer_role = Some(value("a role ARN")?),
             "--assume-volume" => args.assume_volume = Some(PathBuf::from(value("a file")?)),
             "--prices" => args.prices = Some(PathBuf::from(value("a file")?)),
             "--region" => args.region = Some(value("a region")?),
@@ -208,6 +215,9 @@ pub fn parse(argv: &[String]) -> Result<Args, String> {
     }
     if args.live && args.command != Command::Plan {
         return Err("--live is a flag of plan".into());
+    }
+    if args.reviewer_role.is_some() && !args.live {
+        return Err("--reviewer-role is a flag of plan --live".into());
     }
     if (args.assume_volume.is_some() || args.prices.is_some()) && args.command != Command::Cost {
         return Err("--assume-volume and --prices are flags of cost".into());
@@ -245,6 +255,9 @@ mod tests {
         assert!(e("validate -f a --bogus").contains("--bogus"));
         assert!(e("validate -f a -o yaml").contains("-o \"yaml\""));
         assert!(e("cost -f a --live").contains("--live is a flag of plan"));
+        assert!(
+            e("plan -f a --reviewer-role r").contains("--reviewer-role is a flag of plan --live")
+        );
         assert!(e("plan -f a --account 12").contains("12 digits"));
         assert!(e("status").contains("NAME"));
         assert!(e("plan -f").contains("-f needs"));

@@ -8,7 +8,10 @@ use kube::{
     api::{ListParams, ObjectMeta},
 };
 
-use crate::crd::DataPipeline;
+use crate::{
+    crd::{DataPipeline, SluicePolicy},
+    policy::Effective,
+};
 
 /// Runs `future` on a runtime of its own (the plugin is synchronous
 /// elsewhere).
@@ -64,6 +67,29 @@ pub async fn namespace_uid(client: &Client, namespace: &str) -> String {
         .flatten()
         .and_then(|n| n.metadata.uid)
         .unwrap_or_default()
+}
+
+/// The cluster's SluicePolicies that select `namespace`, combined as the
+/// operator combines them (with the namespace's labels).
+pub async fn effective_policy(client: &Client, namespace: &str) -> Result<Effective, String> {
+    let labels = Api::<Namespace>::all(client.clone())
+        .get(namespace)
+        .await
+        .map_err(|e| format!("reading namespace {namespace}: {e}"))?
+        .metadata
+        .labels
+        .unwrap_or_default();
+    let policies = Api::<SluicePolicy>::all(client.clone())
+        .list(&ListParams::default())
+        .await
+        .map_err(|e| format!("listing SluicePolicies: {e}"))?
+        .items;
+    Ok(Effective::for_namespace(
+        policies
+            .iter()
+            .map(|p| (p.metadata.name.as_deref().unwrap_or_default(), &p.spec)),
+        &labels,
+    ))
 }
 
 /// The events about the object with `uid`, oldest first.

@@ -674,6 +674,7 @@ pub fn change_of(p: &crate::reconcile::Previewed) -> ChangeJson {
     }
 }
 
+mod account;
 mod live;
 
 #[cfg(test)]
