@@ -25,7 +25,7 @@ use tokio::sync::Mutex;
 use tracing::{info, warn};
 
 use crate::{
-    Error, Result, accounts,
+    Error, Result,
     artifacts::Catalog,
     aws::{Aws, ErrorClass, Regions, quota::Fractions},
     config::OperatorConfig,
@@ -48,6 +48,11 @@ use crate::{
     server::Readiness,
     shards::Shards,
 };
+
+mod identity;
+mod sharding;
+
+use identity::{account_of, cleanup_aws, pipeline_aws};
 
 /// Finalizer that keeps a pipeline until its AWS resources are gone.
 pub const FINALIZER: &str = "sluice.dev/cleanup";
@@ -234,78 +239,11 @@ impl Context {
         }
     }
 
-    /// Whether this replica may write (to AWS and to the status of the
-    /// pipelines of `namespace`) now: it holds their shard (leads, with
-    /// one shard), or leader election is off.
-    pub fn may_write_for(&self, namespace: &str) -> bool {
-        self.shards.holds(namespace)
-    }
-
-    /// This replica now holds `shard`: what it remembered of the shard's
-    /// pipelines may be stale (another replica held it meanwhile), so it
-    /// is forgotten, as after a restart, and each of them is reconciled.
-    pub async fn shard_acquired(&self, shard: usize) {
-        let Some(g) = self.guardrails() else {
-            // The controller has not started: its first pass reconciles
-            // every pipeline.
-            return;
-        };
-        let pipelines: Vec<Arc<DataPipeline>> = g
-            .all()
-            .filter(|p| self.shards.of(&p.namespace().unwrap_or_default()) == shard)
-            .collect();
-        let uids: Vec<String> = pipelines.iter().filter_map(|p| p.uid()).collect();
-        {
-            let mut generations = self.generations.lock().await;
-            let mut converged = self.converged_plans.lock().await;
-            let mut rejected = self.rejected_plans.lock().await;
-            let mut inventories = self.inventories.lock().await;
-            for uid in &uids {
-                generations.remove(uid);
-                converged.remove(uid);
-                rejected.remove(uid);
-                inventories.remove(uid);
-            }
-        }
-        {
-            let mut failures = self.failures.lock().await;
-            for p in &pipelines {
-                failures.remove(&key(p));
-            }
-        }
-        let refs: Vec<_> = pipelines
-            .iter()
-            .map(|p| kube::runtime::reflector::ObjectRef::from_obj(p.as_ref()))
-            .collect();
-        g.retrigger(&refs);
-    }
-
-    /// This replica handed `shard` back (or lost it): the reads its
-    /// pipelines made here no longer count against this replica's read
-    /// budget ([`crate::pacing`]); their new holder counts them.
-    pub fn shard_released(&self, shard: usize) {
-        let Some(g) = self.guardrails() else {
-            return;
-        };
-        for p in g
-            .all()
-            .filter(|p| self.shards.of(&p.namespace().unwrap_or_default()) == shard)
-        {
-            self.pacer.forget(&p.uid().unwrap_or_default());
-        }
-    }
-
     /// Every pipeline the controller sees (none before it started).
     pub fn pipelines(&self) -> Vec<Arc<DataPipeline>> {
         self.guardrails()
             .map(|g| g.all().collect())
             .unwrap_or_default()
-    }
-
-    /// This replica's parts of the accounts' quotas changed: every
-    /// account's resync period is computed again.
-    pub fn repace(&self) {
-        self.pacer.refresh_all();
     }
 
     /// The guardrails, once [`run`] has set them.
@@ -772,102 +710,6 @@ fn plan_for(dp: &DataPipeline, ctx: &Context, pid: &PipelineId) -> Plan {
             permissions_boundary: Some(&ctx.config.boundary_in(&pid.account)),
         },
     )
-}
-
-/// The clients a pipeline's AWS calls go through: as the account role its
-/// namespace maps to (in a session of the pipeline's own) or as the
-/// operator. Refused ([`Error::Account`]) when that account may not be
-/// used, or when the pipeline's resources (`has_resources`) are in
-/// another one.
-async fn pipeline_aws(
-    dp: &DataPipeline,
-    ctx: &Context,
-    effective: &Effective,
-    previous: &DataPipelineStatus,
-    has_resources: bool,
-) -> Result<Aws> {
-    let role = accounts::role_for(effective, &ctx.config.accounts).map_err(Error::Account)?;
-    let region = region(dp, ctx);
-    let namespace = dp.namespace().unwrap_or_default();
-    let aws = ctx
-        .regions
-        .as_role(role.as_ref(), &region)
-        .await?
-        .for_pipeline(&namespace, &dp.name_any())
-        .with_fence(ctx.shards.fence_for(&namespace).clone());
-    let recorded = match &previous.account {
-        Some(account) => Some(account.clone()),
-        // Made before accounts were recorded: as the operator.
-        None if has_resources => Some(AccountStatus {
-            id: ctx.aws(&region).await?.account,
-            role_arn: None,
-        }),
-        None => None,
-    };
-    accounts::stays_in_account(recorded.as_ref(), has_resources, &aws.account)
-        .map_err(Error::Account)?;
-    Ok(aws)
-}
-
-/// Where a pipeline made with `aws` has its resources, for its status.
-fn account_of(aws: &Aws) -> AccountStatus {
-    AccountStatus {
-        id: aws.account.clone(),
-        role_arn: aws.role().map(|r| r.role_arn.clone()),
-    }
-}
-
-/// The clients that delete a pipeline's resources: those of the account
-/// they are in (status), as the identity that made them, where the
-/// namespace's mapping still reaches it; `None` when nothing was made.
-async fn cleanup_aws(
-    dp: &DataPipeline,
-    ctx: &Context,
-    effective: &Effective,
-    previous: &DataPipelineStatus,
-    has_resources: bool,
-) -> Result<Option<Aws>> {
-    let region = region(dp, ctx);
-    let wanted = accounts::role_for(effective, &ctx.config.accounts);
-    let aws = match (&previous.account, &wanted) {
-        // The mapping reaches the account the resources are in.
-        (Some(made), Ok(Some(role))) if made.id == role.account() => {
-            ctx.regions.as_role(Some(role), &region).await?
-        }
-        (Some(made), _) if made.role_arn.is_none() => {
-            let own = ctx.aws(&region).await?;
-            if own.account != made.id {
-                return Err(Error::Account(format!(
-                    "this pipeline's AWS resources are in account {}, which the operator's \
-                     own identity no longer reaches (it is in {}); run the operator with that \
-                     account's identity to delete them",
-                    made.id, own.account
-                )));
-            }
-            own
-        }
-        (Some(made), _) if has_resources => {
-            return Err(Error::Account(format!(
-                "this pipeline's AWS resources are in account {} (made as {}), which its \
-                 namespace's SluicePolicy no longer maps it to; map the namespace back \
-                 (spec.account) so they can be deleted, or delete them there and remove the \
-                 finalizer",
-                made.id,
-                made.role_arn.as_deref().unwrap_or_default()
-            )));
-        }
-        (Some(_), _) => return Ok(None),
-        // Made before accounts were recorded: as the operator.
-        (None, _) if has_resources => ctx.aws(&region).await?,
-        (None, Ok(role)) => ctx.regions.as_role(role.as_ref(), &region).await?,
-        // Refused before any AWS call, so nothing was made.
-        (None, Err(_)) => return Ok(None),
-    };
-    let namespace = dp.namespace().unwrap_or_default();
-    Ok(Some(
-        aws.for_pipeline(&namespace, &dp.name_any())
-            .with_fence(ctx.shards.fence_for(&namespace).clone()),
-    ))
 }
 
 async fn apply(dp: &DataPipeline, ctx: &Context) -> (Result<Action>, &'static str) {
