@@ -35,15 +35,21 @@ pub struct Target {
 
 /// Where the pipeline's resources are: `recorded` (its `status.account`)
 /// first, else the account of the role `effective` (the namespace's
-/// SluicePolicies) names; `None` when neither says (the credentials' own
-/// account is read). Two policies naming different roles is an error, as
-/// for the operator.
+/// SluicePolicies) names, else that of the `--reviewer-role` given;
+/// `None` when none says (the credentials' own account is read). Two
+/// policies naming different roles is an error, as for the operator.
 pub fn target(
     recorded: Option<&AccountStatus>,
     effective: Option<&Effective>,
-    namespace: &str,
-    name: &str,
+    reviewer_role: Option<&str>,
+    (namespace, name): (&str, &str),
 ) -> Result<Option<Target>, String> {
+    let given = || {
+        reviewer_role.map(|arn| Target {
+            account: arn.split(':').nth(4).unwrap_or_default().to_owned(),
+            source: "--reviewer-role".to_owned(),
+        })
+    };
     if let Some(r) = recorded.filter(|r| !r.id.is_empty()) {
         return Ok(Some(Target {
             account: r.id.clone(),
@@ -51,21 +57,26 @@ pub fn target(
         }));
     }
     let Some(effective) = effective else {
-        return Ok(None);
+        return Ok(given());
     };
     if let Some(conflict) = &effective.account_conflict {
         return Err(format!(
             "the namespace {namespace} has no one account: {conflict}"
         ));
     }
-    Ok(effective.values.account.as_ref().map(|role| Target {
-        account: role.account().to_owned(),
-        source: format!(
-            "spec.account of {} (role {})",
-            effective.by("account"),
-            role.role_arn
-        ),
-    }))
+    Ok(effective
+        .values
+        .account
+        .as_ref()
+        .map(|role| Target {
+            account: role.account().to_owned(),
+            source: format!(
+                "spec.account of {} (role {})",
+                effective.by("account"),
+                role.role_arn
+            ),
+        })
+        .or_else(given))
 }
 
 /// The reviewer role to read `target` as: `flag` (`--reviewer-role`) where
@@ -150,7 +161,7 @@ mod tests {
             role_arn: None,
         };
         let effective = mapped(&[("team-b", &role_b())]);
-        let t = target(Some(&recorded), Some(&effective), "data", "orders")
+        let t = target(Some(&recorded), Some(&effective), None, ("data", "orders"))
             .expect("a target")
             .expect("known");
         assert_eq!(t.account, "210987654321");
@@ -163,7 +174,7 @@ mod tests {
     #[test]
     fn a_mapped_namespace_reads_the_roles_account() {
         let effective = mapped(&[("team-b", &role_b())]);
-        let t = target(None, Some(&effective), "data", "orders")
+        let t = target(None, Some(&effective), None, ("data", "orders"))
             .expect("a target")
             .expect("known");
         assert_eq!(t.account, B);
@@ -173,8 +184,20 @@ mod tests {
 
     #[test]
     fn no_mapping_and_no_record_reads_the_credentials_own_account() {
-        assert_eq!(target(None, None, "data", "orders"), Ok(None));
-        assert_eq!(target(None, Some(&mapped(&[])), "data", "orders"), Ok(None));
+        assert_eq!(target(None, None, None, ("data", "orders")), Ok(None));
+        assert_eq!(
+            target(None, Some(&mapped(&[])), None, ("data", "orders")),
+            Ok(None)
+        );
+        // Unless a reviewer role is given: its account, never ignored.
+        let given = format!("arn:aws:iam::{B}:role/ci/plan-reader");
+        let t = target(None, Some(&mapped(&[])), Some(&given), ("data", "orders"))
+            .expect("a target")
+            .expect("the role's account");
+        assert_eq!(
+            (t.account.as_str(), t.source.as_str()),
+            (B, "--reviewer-role")
+        );
     }
 
     #[test]
@@ -186,7 +209,7 @@ mod tests {
                 "arn:aws:iam::210987654321:role/operators/sluice-operator",
             ),
         ]);
-        let e = target(None, Some(&effective), "data", "orders").expect_err("conflict");
+        let e = target(None, Some(&effective), None, ("data", "orders")).expect_err("conflict");
         assert!(e.contains("no one account"), "{e}");
     }
 

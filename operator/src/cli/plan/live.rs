@@ -45,7 +45,12 @@ async fn diff(args: &Args, setup: &Setup) -> Result<Outcome, String> {
     let found = inventory(namespace, name, setup).await;
     notes.extend(found.note);
     let effective = setup.effective(namespace).or(found.effective);
-    let target = account::target(found.account.as_ref(), effective.as_ref(), namespace, name)?;
+    let target = account::target(
+        found.account.as_ref(),
+        effective.as_ref(),
+        args.reviewer_role.as_deref(),
+        (namespace, name),
+    )?;
     let aws = match &target {
         Some(t) if t.account != caller.account || args.reviewer_role.is_some() => {
             let role = account::reviewer_role(
