@@ -263,12 +263,15 @@ pub fn check(
     if id.uid.is_empty() {
         id.uid = format!("{}/{}", id.namespace, id.name);
     }
+    // The same managed policy in the account planned in, as the operator
+    // derives it there.
+    let boundary = setup.config.boundary_in(&setup.account);
     let plan = plan::plan(
         spec,
         PlanContext {
             id: &id,
             catalog: &setup.catalog,
-            permissions_boundary: Some(&setup.config.permissions_boundary),
+            permissions_boundary: Some(&boundary),
         },
     );
     reconcile::validate::validate_plan(&plan).map_err(|p| refuse(Stage::Plan, lines(&p)))?;
