@@ -131,23 +131,62 @@ fn session_actions(prefix: &str, ns: &str) -> Vec<String> {
     flow::allowed_to(&format!("assumed-role/{prefix}-operator/{ns}.{NAME}"))
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn each_namespace_lands_in_its_own_account_and_never_in_the_other() {
+/// Two namespaces, each mapped by a SluicePolicy of its own to an account
+/// role (A's with an external id, B's without), and an operator of a fresh
+/// prefix that watches both and may assume both.
+struct TwoAccounts {
+    op: Operator,
+    na: Namespace,
+    nb: Namespace,
+    _policies: (Policy, Policy),
+    prefix: String,
+    role_a: String,
+    role_b: String,
+    pa: String,
+}
+
+fn two_accounts() -> TwoAccounts {
     install_crd();
     let prefix = prefix();
     let role_a = account_role(ACCOUNT_A, &prefix, Some(EXTERNAL_ID));
     let role_b = account_role(ACCOUNT_B, &prefix, None);
     let (pa, pb) = (format!("{prefix}-a"), format!("{prefix}-b"));
-    let _policy_a = Policy::apply(
-        &pa,
-        json!({"account": {"roleArn": role_a, "externalId": EXTERNAL_ID}}),
+    let policies = (
+        Policy::apply(
+            &pa,
+            json!({"account": {"roleArn": role_a, "externalId": EXTERNAL_ID}}),
+        ),
+        Policy::apply(&pb, json!({"account": {"roleArn": role_b}})),
     );
-    let _policy_b = Policy::apply(&pb, json!({"account": {"roleArn": role_b}}));
     let (na, nb) = (Namespace::under_policy(&pa), Namespace::under_policy(&pb));
     let op = operator_for(&prefix, &[&na.0, &nb.0], &[]);
+    TwoAccounts {
+        op,
+        na,
+        nb,
+        _policies: policies,
+        prefix,
+        role_a,
+        role_b,
+        pa,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_namespace_lands_in_its_own_account_and_never_in_the_other() {
+    let two = two_accounts();
+    let TwoAccounts {
+        op,
+        na,
+        nb,
+        prefix,
+        role_a,
+        role_b,
+        ..
+    } = &two;
     let sample = sample_manifest("event-triggered.yaml");
-    apply_and_wait(&na.0, NAME, &sample, "Ready", &op);
-    apply_and_wait(&nb.0, NAME, &sample, "Ready", &op);
+    apply_and_wait(&na.0, NAME, &sample, "Ready", op);
+    apply_and_wait(&nb.0, NAME, &sample, "Ready", op);
 
     let (dpa, dpb) = (get_pipeline(&na.0, NAME), get_pipeline(&nb.0, NAME));
     assert_eq!(dpa["status"]["account"]["id"], ACCOUNT_A, "{dpa:#}");
@@ -181,7 +220,7 @@ async fn each_namespace_lands_in_its_own_account_and_never_in_the_other() {
 
     // Each pipeline acted in a session of its own, named after it.
     for ns in [&na.0, &nb.0] {
-        let actions = session_actions(&prefix, ns);
+        let actions = session_actions(prefix, ns);
         assert!(
             actions.iter().any(|a| a == "lambda:CreateFunction"),
             "the session {ns}.{NAME} made the function: {actions:?}"
@@ -210,7 +249,7 @@ async fn each_namespace_lands_in_its_own_account_and_never_in_the_other() {
     assert_eq!(out["total_items"], 2, "{out}");
 
     // Deleting B's pipeline removes it from B and touches nothing in A.
-    delete_pipeline(&nb.0, NAME, &op);
+    delete_pipeline(&nb.0, NAME, op);
     for (_, f) in ids(&dpb, "Lambda::Function") {
         assert!(!function_exists(&b, &f).await, "{f} deleted from B");
     }
@@ -221,7 +260,7 @@ async fn each_namespace_lands_in_its_own_account_and_never_in_the_other() {
 
     // A's, deleted too: gone from A (its processed object with it).
     flow::empty_buckets(&s3a, &dpa).await;
-    delete_pipeline(&na.0, NAME, &op);
+    delete_pipeline(&na.0, NAME, op);
     for (_, f) in ids(&dpa, "Lambda::Function") {
         assert!(!function_exists(&a, &f).await, "{f} deleted from A");
     }
@@ -440,20 +479,18 @@ fn plan_live(prefix: &str, ns: &str, manifest: &str, extra: &[&str]) -> (i32, St
 
 #[tokio::test(flavor = "multi_thread")]
 async fn plan_live_reads_a_mapped_namespace_in_its_account_as_a_reviewer_role_there() {
-    install_crd();
-    let prefix = prefix();
-    let role_a = account_role(ACCOUNT_A, &prefix, Some(EXTERNAL_ID));
-    let role_b = account_role(ACCOUNT_B, &prefix, None);
-    let (pa, pb) = (format!("{prefix}-a"), format!("{prefix}-b"));
-    let _policy_a = Policy::apply(
-        &pa,
-        json!({"account": {"roleArn": role_a, "externalId": EXTERNAL_ID}}),
-    );
-    let _policy_b = Policy::apply(&pb, json!({"account": {"roleArn": role_b}}));
-    let (na, nb) = (Namespace::under_policy(&pa), Namespace::under_policy(&pb));
-    let op = operator_for(&prefix, &[&na.0, &nb.0], &[]);
+    let two = two_accounts();
+    let TwoAccounts {
+        op,
+        na,
+        nb,
+        prefix,
+        role_b,
+        pa,
+        ..
+    } = &two;
     let sample = sample_manifest("event-triggered.yaml");
-    apply_and_wait(&nb.0, NAME, &sample, "Ready", &op);
+    apply_and_wait(&nb.0, NAME, &sample, "Ready", op);
     // Account B has the reviewer role; account A has none.
     let reviewer_b = flow::harness(
         "POST",
@@ -469,7 +506,7 @@ async fn plan_live_reads_a_mapped_namespace_in_its_account_as_a_reviewer_role_th
 
     // Converged in B: read there, nothing to change. Read in the
     // reviewer's own account it would have been all creations.
-    let (code, out) = plan_live(&prefix, &nb.0, &sample, &[]);
+    let (code, out) = plan_live(prefix, &nb.0, &sample, &[]);
     assert_eq!(code, 0, "{out}");
     assert!(
         out.contains(&format!("read in account {ACCOUNT_B}"))
@@ -490,7 +527,7 @@ async fn plan_live_reads_a_mapped_namespace_in_its_account_as_a_reviewer_role_th
         .send()
         .await
         .expect("out-of-band change in B");
-    let (code, out) = plan_live(&prefix, &nb.0, &sample, &[]);
+    let (code, out) = plan_live(prefix, &nb.0, &sample, &[]);
     assert_eq!(code, 2, "{out}");
     assert!(out.contains("memoryMiB: 1024 → 256"), "{out}");
 
@@ -520,11 +557,11 @@ async fn plan_live_reads_a_mapped_namespace_in_its_account_as_a_reviewer_role_th
     // As an attacker would: the operator's own role of B, which may write,
     // or a role of another account, is refused before any AWS call.
     let assumed_before = flow::allowed_to(&format!("user/reviewer-{prefix}"));
-    let (code, out) = plan_live(&prefix, &nb.0, &sample, &["--reviewer-role", &role_b]);
+    let (code, out) = plan_live(prefix, &nb.0, &sample, &["--reviewer-role", role_b]);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("operator's own role"), "{out}");
     let elsewhere = format!("arn:aws:iam::{ACCOUNT_A}:role/operators/{prefix}-reviewer");
-    let (code, out) = plan_live(&prefix, &nb.0, &sample, &["--reviewer-role", &elsewhere]);
+    let (code, out) = plan_live(prefix, &nb.0, &sample, &["--reviewer-role", &elsewhere]);
     assert_eq!(code, 1, "{out}");
     assert!(
         out.contains(&format!("a role of account {ACCOUNT_A}"))
@@ -550,7 +587,7 @@ async fn plan_live_reads_a_mapped_namespace_in_its_account_as_a_reviewer_role_th
     // A pipeline not yet applied in A's namespace: the cluster's
     // SluicePolicy says A, which has no reviewer role. The plan refuses
     // rather than read the reviewer's own account.
-    let (code, out) = plan_live(&prefix, &na.0, &sample, &[]);
+    let (code, out) = plan_live(prefix, &na.0, &sample, &[]);
     assert_eq!(code, 1, "{out}");
     assert!(
         out.contains(&format!("in account {ACCOUNT_A}"))

@@ -1283,18 +1283,27 @@ def account_role(
     if external_id is not None:
         grant["Condition"] = {"StringEquals": {"sts:ExternalId": external_id}}
     trust = json.dumps({"Version": "2012-10-17", "Statement": [grant]})
-    backend = iam_backends[account]["aws"]
     path, name = _assumed_role(statements, prefix)
+    role_arn = _account_role(account, path, name, trust, policy, "What the operator does in this account")
+    return role_arn, boundary_arn
+
+
+def _account_role(account: str, path: str, name: str, trust: str, policy: str, description: str) -> str:
+    """The ARN of role `name` at `path` in `account` (MaxSessionDuration
+    3600), made if missing, with trust policy `trust` and inline policy
+    "policy" `policy`, each put again only when it differs from the one put
+    last."""
+    backend = iam_backends[account]["aws"]
     with _users_lock:
         try:
             role = backend.get_role(name)
         except Exception:
-            role = backend.create_role(name, trust, path, None, "What the operator does in this account", [], "3600")
+            role = backend.create_role(name, trust, path, None, description, [], "3600")
             _put.pop((account, f"{name}#trust"), None)
             _put.pop((account, f"{name}#policy"), None)
         _role_put(backend, account, name, "trust", trust, lambda t: backend.update_assume_role_policy(name, t))
         _role_put(backend, account, name, "policy", policy, lambda t: backend.put_role_policy(name, "policy", t))
-    return role.arn, boundary_arn
+    return role.arn
 
 
 def reviewer_user(prefix: str, policy_path: str) -> Credentials:
@@ -1342,17 +1351,7 @@ def reviewer_role(account: str, prefix: str, policy_path: str) -> str:
             ],
         }
     )
-    backend = iam_backends[account]["aws"]
-    with _users_lock:
-        try:
-            role = backend.get_role(name)
-        except Exception:
-            role = backend.create_role(name, trust, path, None, "What plan --live reads in this account", [], "3600")
-            _put.pop((account, f"{name}#trust"), None)
-            _put.pop((account, f"{name}#policy"), None)
-        _role_put(backend, account, name, "trust", trust, lambda t: backend.update_assume_role_policy(name, t))
-        _role_put(backend, account, name, "policy", policy, lambda t: backend.put_role_policy(name, "policy", t))
-    return role.arn
+    return _account_role(account, path, name, trust, policy, "What plan --live reads in this account")
 
 
 def enable() -> None:
