@@ -140,7 +140,7 @@ async fn as_reviewer(
     let refused = |why: String| {
         format!(
             "the pipeline's resources are in account {} ({}), not the credentials' own ({}); \
-             plan --live reads there as {role}, which could not be assumed: {why}. Create that \
+             plan --live reads there as {role}, which it could not act as: {why}. Create that \
              role with config/iam/reviewer-policy.json, trusting these credentials' principal \
              (config/iam/account-role/README.md), or pass --reviewer-role",
             target.account, target.source, caller.account
